@@ -1,0 +1,119 @@
+//! frp's v1 stream cipher (golib `crypto/encode.go`, `decode.go`; frp-protocol.md §4.2):
+//! AES-128-CFB (full 128-bit feedback), key = PBKDF2-HMAC-SHA1(token, "frp", 64 rounds, 16 bytes).
+//!
+//! No IO here: [`crate::io::crypt`] puts this state on a stream.
+
+use aes::Aes128;
+use cfb_mode::cipher::KeyIvInit;
+use sha1::Sha1;
+
+/// frp sets golib's `crypto.DefaultSalt` to "frp" in both binaries (golib's own default is "crypto").
+pub const SALT: &[u8] = b"frp";
+/// PBKDF2 rounds used by golib.
+pub const ITERATIONS: u32 = 64;
+/// AES-128 key and IV size.
+pub const KEY_LEN: usize = 16;
+pub const IV_LEN: usize = 16;
+
+/// An AES-128 key derived from a token or secret key.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Key(pub [u8; KEY_LEN]);
+
+impl std::fmt::Debug for Key {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Key(***)")
+    }
+}
+
+/// Derives the stream key from a password (the auth token, or a proxy's secret key).
+pub fn derive_key(password: &[u8]) -> Key {
+    let mut k = [0u8; KEY_LEN];
+    pbkdf2::pbkdf2_hmac::<Sha1>(password, SALT, ITERATIONS, &mut k);
+    Key(k)
+}
+
+/// Encrypting half of a CFB stream; keystream position carries over between calls.
+pub struct Encryptor(cfb_mode::BufEncryptor<Aes128>);
+/// Decrypting half of a CFB stream.
+pub struct Decryptor(cfb_mode::BufDecryptor<Aes128>);
+
+impl std::fmt::Debug for Encryptor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Encryptor")
+    }
+}
+impl std::fmt::Debug for Decryptor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Decryptor")
+    }
+}
+
+impl Encryptor {
+    pub fn new(key: &Key, iv: &[u8; IV_LEN]) -> Self {
+        Encryptor(cfb_mode::BufEncryptor::new(&key.0.into(), iv.into()))
+    }
+    /// Encrypts in place.
+    pub fn apply(&mut self, data: &mut [u8]) {
+        self.0.encrypt(data)
+    }
+}
+
+impl Decryptor {
+    pub fn new(key: &Key, iv: &[u8; IV_LEN]) -> Self {
+        Decryptor(cfb_mode::BufDecryptor::new(&key.0.into(), iv.into()))
+    }
+    /// Decrypts in place.
+    pub fn apply(&mut self, data: &mut [u8]) {
+        self.0.decrypt(data)
+    }
+}
+
+/// A fresh random IV.
+pub fn random_iv() -> [u8; IV_LEN] {
+    rand::random()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // frp-protocol.md §21.
+    #[test]
+    fn key_derivation_vectors() {
+        assert_eq!(hex::encode(derive_key(b"12345678").0), "b7eac3f66310824c114f56f8274fdfea");
+        assert_eq!(hex::encode(derive_key(b"").0), "cdc9dc4c472c37331281df4c232a8407");
+    }
+
+    #[test]
+    fn cfb_is_a_continuous_stream() {
+        let key = derive_key(b"k");
+        let iv = [7u8; 16];
+        let plain: Vec<u8> = (0..100u8).collect();
+        let mut one = plain.clone();
+        Encryptor::new(&key, &iv).apply(&mut one);
+        // Split across odd-sized writes: same ciphertext.
+        let mut parts = plain.clone();
+        let mut e = Encryptor::new(&key, &iv);
+        let (a, rest) = parts.split_at_mut(3);
+        let (b, c) = rest.split_at_mut(29);
+        e.apply(a);
+        e.apply(b);
+        e.apply(c);
+        assert_eq!(one, parts);
+        let mut d = Decryptor::new(&key, &iv);
+        let (a, b) = parts.split_at_mut(50);
+        d.apply(a);
+        d.apply(b);
+        assert_eq!(parts, plain);
+    }
+
+    #[test]
+    fn cfb_golden_vector() {
+        // NIST SP 800-38A F.3.13 CFB128-AES128.Encrypt, first block.
+        let key = Key(hex::decode("2b7e151628aed2a6abf7158809cf4f3c").unwrap().try_into().unwrap());
+        let iv: [u8; 16] = hex::decode("000102030405060708090a0b0c0d0e0f").unwrap().try_into().unwrap();
+        let mut block = hex::decode("6bc1bee22e409f96e93d7e117393172a").unwrap();
+        Encryptor::new(&key, &iv).apply(&mut block);
+        assert_eq!(hex::encode(block), "3b3fd92eb72dad20333449f8e83cfb4a");
+    }
+}

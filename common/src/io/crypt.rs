@@ -1,0 +1,170 @@
+//! [`CryptStream`]: AES-128-CFB over any stream, as golib's `crypto.Reader`/`Writer`.
+//!
+//! Each direction has its own IV: the writer sends a random IV immediately before its first
+//! ciphertext byte; the reader takes the first 16 bytes it receives as the peer's IV.
+//! Writes encrypt into one reused buffer (no per-write allocation); bytes accepted by
+//! `poll_write` are owned by the buffer until flushed.
+
+use crate::crypto::{random_iv, Decryptor, Encryptor, Key, IV_LEN};
+use std::io;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+/// Largest plaintext chunk encrypted per `poll_write`.
+const CHUNK: usize = 32 * 1024;
+
+/// An encrypted stream.
+pub struct CryptStream<S> {
+    inner: S,
+    key: Key,
+    enc: Option<Encryptor>,
+    dec: Option<Decryptor>,
+    /// Peer's IV as it arrives.
+    iv_in: [u8; IV_LEN],
+    iv_in_len: usize,
+    /// Ciphertext (and our IV, at first) not yet written to `inner`.
+    out: Vec<u8>,
+    out_pos: usize,
+}
+
+impl<S> std::fmt::Debug for CryptStream<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CryptStream").field("pending", &(self.out.len() - self.out_pos)).finish()
+    }
+}
+
+impl<S> CryptStream<S> {
+    pub fn new(inner: S, key: Key) -> Self {
+        CryptStream { inner, key, enc: None, dec: None, iv_in: [0; IV_LEN], iv_in_len: 0, out: Vec::new(), out_pos: 0 }
+    }
+
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+}
+
+impl<S: AsyncWrite + Unpin> CryptStream<S> {
+    fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while self.out_pos < self.out.len() {
+            let n = ready!(Pin::new(&mut self.inner).poll_write(cx, &self.out[self.out_pos..]))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            self.out_pos += n;
+        }
+        self.out.clear();
+        self.out_pos = 0;
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for CryptStream<S> {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        while this.dec.is_none() {
+            let mut rb = ReadBuf::new(&mut this.iv_in[this.iv_in_len..]);
+            ready!(Pin::new(&mut this.inner).poll_read(cx, &mut rb))?;
+            let n = rb.filled().len();
+            if n == 0 {
+                if this.iv_in_len == 0 {
+                    return Poll::Ready(Ok(())); // clean EOF before any data
+                }
+                return Poll::Ready(Err(io::Error::new(io::ErrorKind::UnexpectedEof, "stream ended inside the IV")));
+            }
+            this.iv_in_len += n;
+            if this.iv_in_len == IV_LEN {
+                this.dec = Some(Decryptor::new(&this.key, &this.iv_in));
+            }
+        }
+        let before = buf.filled().len();
+        ready!(Pin::new(&mut this.inner).poll_read(cx, buf))?;
+        if let Some(dec) = this.dec.as_mut() {
+            dec.apply(&mut buf.filled_mut()[before..]);
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for CryptStream<S> {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        ready!(this.poll_drain(cx))?;
+        if data.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
+        if this.enc.is_none() {
+            let iv = random_iv();
+            this.enc = Some(Encryptor::new(&this.key, &iv));
+            this.out.extend_from_slice(&iv);
+        }
+        let n = data.len().min(CHUNK);
+        let start = this.out.len();
+        this.out.extend_from_slice(&data[..n]);
+        if let Some(enc) = this.enc.as_mut() {
+            enc.apply(&mut this.out[start..]);
+        }
+        // Push what we can now; the rest goes out on the next write or flush.
+        match this.poll_drain(cx) {
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            _ => Poll::Ready(Ok(n)),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        ready!(this.poll_drain(cx))?;
+        Pin::new(&mut this.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        ready!(this.poll_drain(cx))?;
+        Pin::new(&mut this.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::derive_key;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[tokio::test]
+    async fn round_trip_both_directions() {
+        let (a, b) = tokio::io::duplex(1024);
+        let key = derive_key(b"token");
+        let mut a = CryptStream::new(a, key);
+        let mut b = CryptStream::new(b, key);
+        let data: Vec<u8> = (0..200_000u32).map(|i| (i * 7) as u8).collect();
+        let d2 = data.clone();
+        let w = tokio::spawn(async move {
+            a.write_all(&d2).await.unwrap();
+            a.shutdown().await.unwrap();
+            let mut back = Vec::new();
+            a.read_to_end(&mut back).await.unwrap();
+            back
+        });
+        let mut got = Vec::new();
+        b.read_to_end(&mut got).await.unwrap();
+        assert_eq!(got, data);
+        b.write_all(b"reply").await.unwrap();
+        b.shutdown().await.unwrap();
+        assert_eq!(w.await.unwrap(), b"reply");
+    }
+
+    #[tokio::test]
+    async fn wire_is_iv_then_ciphertext() {
+        let (a, mut raw) = tokio::io::duplex(1024);
+        let key = derive_key(b"12345678");
+        let mut a = CryptStream::new(a, key);
+        a.write_all(b"hello").await.unwrap();
+        a.flush().await.unwrap();
+        let mut wire = [0u8; 21];
+        raw.read_exact(&mut wire).await.unwrap();
+        let iv: [u8; 16] = wire[..16].try_into().unwrap();
+        let mut body = wire[16..].to_vec();
+        Decryptor::new(&key, &iv).apply(&mut body);
+        assert_eq!(body, b"hello");
+    }
+}

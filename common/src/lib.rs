@@ -1,0 +1,22 @@
+//! Pieces shared by `frps` and `frpc`.
+//!
+//! # Layout
+//! - [`msg`]: frp's wire messages and the v1 codec. No sockets; async helpers only read/write whole frames.
+//! - [`crypto`]: key derivation and the AES-128-CFB stream state. No IO.
+//! - [`auth`]: token signing and constant-time verification.
+//! - [`io`]: stream layers (`BoxStream`, encryption wrapper, join). The only place that orders layers.
+//! - [`transport`]: TLS and yamux set-up with frp's parameters.
+//! - [`config`]: frp v1 TOML config for both binaries.
+//! - [`backoff`], [`log`]: small helpers used by both binaries.
+
+pub mod auth;
+pub mod backoff;
+pub mod config;
+pub mod crypto;
+pub mod io;
+pub mod log;
+pub mod msg;
+pub mod transport;
+
+/// The frp version we speak and announce (`Login.version`, `LoginResp.version`).
+pub const FRP_VERSION: &str = "0.70.1";
