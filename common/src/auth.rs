@@ -38,8 +38,14 @@ mod tests {
 
     #[test]
     fn spec_vectors() {
-        assert_eq!(auth_key("12345678", 1_700_000_000), "3d8aac6cc09d79da303be74c311e5808");
-        assert_eq!(auth_key("", 1_700_000_000), "24920decf83f6960b80f737a28eeafc1");
+        assert_eq!(
+            auth_key("12345678", 1_700_000_000),
+            "3d8aac6cc09d79da303be74c311e5808"
+        );
+        assert_eq!(
+            auth_key("", 1_700_000_000),
+            "24920decf83f6960b80f737a28eeafc1"
+        );
     }
 
     #[test]

@@ -80,8 +80,14 @@ mod tests {
     // frp-protocol.md §21.
     #[test]
     fn key_derivation_vectors() {
-        assert_eq!(hex::encode(derive_key(b"12345678").0), "b7eac3f66310824c114f56f8274fdfea");
-        assert_eq!(hex::encode(derive_key(b"").0), "cdc9dc4c472c37331281df4c232a8407");
+        assert_eq!(
+            hex::encode(derive_key(b"12345678").0),
+            "b7eac3f66310824c114f56f8274fdfea"
+        );
+        assert_eq!(
+            hex::encode(derive_key(b"").0),
+            "cdc9dc4c472c37331281df4c232a8407"
+        );
     }
 
     #[test]
@@ -110,8 +116,14 @@ mod tests {
     #[test]
     fn cfb_golden_vector() {
         // NIST SP 800-38A F.3.13 CFB128-AES128.Encrypt, first block.
-        let key = Key(hex::decode("2b7e151628aed2a6abf7158809cf4f3c").unwrap().try_into().unwrap());
-        let iv: [u8; 16] = hex::decode("000102030405060708090a0b0c0d0e0f").unwrap().try_into().unwrap();
+        let key = Key(hex::decode("2b7e151628aed2a6abf7158809cf4f3c")
+            .unwrap()
+            .try_into()
+            .unwrap());
+        let iv: [u8; 16] = hex::decode("000102030405060708090a0b0c0d0e0f")
+            .unwrap()
+            .try_into()
+            .unwrap();
         let mut block = hex::decode("6bc1bee22e409f96e93d7e117393172a").unwrap();
         Encryptor::new(&key, &iv).apply(&mut block);
         assert_eq!(hex::encode(block), "3b3fd92eb72dad20333449f8e83cfb4a");

@@ -7,7 +7,7 @@
 //! - [`io`]: stream layers (`BoxStream`, encryption wrapper, join). The only place that orders layers.
 //! - [`transport`]: TLS and yamux set-up with frp's parameters.
 //! - [`config`]: frp v1 TOML config for both binaries.
-//! - [`backoff`], [`log`]: small helpers used by both binaries.
+//! - [`backoff`], [`log`], [`signal`]: small helpers used by both binaries.
 
 pub mod auth;
 pub mod backoff;
@@ -16,6 +16,7 @@ pub mod crypto;
 pub mod io;
 pub mod log;
 pub mod msg;
+pub mod signal;
 pub mod transport;
 
 /// The frp version we speak and announce (`Login.version`, `LoginResp.version`).

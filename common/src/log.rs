@@ -6,12 +6,20 @@ use std::io;
 pub fn init(level: &str, to: &str) -> io::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(frp_level(level)));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false);
     let res = if to.is_empty() || to == "console" {
         builder.with_writer(io::stderr).try_init()
     } else {
-        let file = std::fs::OpenOptions::new().create(true).append(true).open(to)?;
-        builder.with_ansi(false).with_writer(std::sync::Mutex::new(file)).try_init()
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(to)?;
+        builder
+            .with_ansi(false)
+            .with_writer(std::sync::Mutex::new(file))
+            .try_init()
     };
     res.map_err(|e| io::Error::other(e.to_string()))
 }

@@ -1,1 +1,18 @@
+//! frpc: the private side of the tunnel, wire-compatible with frp 0.70's frpc.
+//!
+//! # Layout
+//! - [`Client`] (`service.rs`): log in with backoff, run one session at a time, reconnect.
+//! - `connector`: dial frps (TCP, TLS, yamux) and open logical connections.
+//! - `control`: one session: control messages, heartbeat, work connections on `ReqWorkConn`.
+//! - `proxy`: what a work connection is joined to (tcp: local dial + join; udp: datagram relay).
+//! - [`status`]: the proxies' phases as frp reports them (`wait start`, `running`, ...).
+//! - [`cli`]: the command line.
 
+pub mod cli;
+mod connector;
+mod control;
+mod proxy;
+mod service;
+pub mod status;
+
+pub use service::{Client, ClientError};

@@ -1,1 +1,20 @@
+//! frps: the public side of the tunnel, wire-compatible with frp 0.70's frps.
+//!
+//! # Layout
+//! - [`service`]: [`Server`] binds `bindPort`, sniffs TLS, runs yamux, and routes each logical
+//!   connection by its first message (Login, NewWorkConn, NewVisitorConn).
+//! - `control`: one task per logged-in frpc: control messages, heartbeat, its proxies.
+//! - `pool`: the work-connection pool fed by `ReqWorkConn`.
+//! - `proxy`: proxy types; shared user-connection handling lives in `proxy/mod.rs`.
+//! - `ports`: `allowPorts`, port allocation.
+//! - [`cli`]: the command line (the binary's `main` only calls it).
 
+pub mod cli;
+mod control;
+mod pool;
+mod ports;
+mod proxy;
+mod registry;
+mod service;
+
+pub use service::{Server, ServerError};

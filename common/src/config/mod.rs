@@ -33,7 +33,12 @@ pub struct LogConfig {
 impl Default for LogConfig {
     fn default() -> Self {
         // frp pkg/config/v1/common.go LogConfig.Complete.
-        LogConfig { to: "console".into(), level: "info".into(), max_days: 3, disable_print_color: false }
+        LogConfig {
+            to: "console".into(),
+            level: "info".into(),
+            max_days: 3,
+            disable_print_color: false,
+        }
     }
 }
 
@@ -50,7 +55,11 @@ pub struct AuthConfig {
 
 impl Default for AuthConfig {
     fn default() -> Self {
-        AuthConfig { method: "token".into(), token: String::new(), additional_scopes: Vec::new() }
+        AuthConfig {
+            method: "token".into(),
+            token: String::new(),
+            additional_scopes: Vec::new(),
+        }
     }
 }
 
@@ -98,6 +107,11 @@ impl Default for WebServerConfig {
 
 impl std::fmt::Debug for WebServerConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WebServerConfig").field("addr", &self.addr).field("port", &self.port).field("user", &self.user).field("password", &"***").finish()
+        f.debug_struct("WebServerConfig")
+            .field("addr", &self.addr)
+            .field("port", &self.port)
+            .field("user", &self.user)
+            .field("password", &"***")
+            .finish()
     }
 }

@@ -30,13 +30,24 @@ pub struct CryptStream<S> {
 
 impl<S> std::fmt::Debug for CryptStream<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CryptStream").field("pending", &(self.out.len() - self.out_pos)).finish()
+        f.debug_struct("CryptStream")
+            .field("pending", &(self.out.len() - self.out_pos))
+            .finish()
     }
 }
 
 impl<S> CryptStream<S> {
     pub fn new(inner: S, key: Key) -> Self {
-        CryptStream { inner, key, enc: None, dec: None, iv_in: [0; IV_LEN], iv_in_len: 0, out: Vec::new(), out_pos: 0 }
+        CryptStream {
+            inner,
+            key,
+            enc: None,
+            dec: None,
+            iv_in: [0; IV_LEN],
+            iv_in_len: 0,
+            out: Vec::new(),
+            out_pos: 0,
+        }
     }
 
     pub fn get_ref(&self) -> &S {
@@ -60,7 +71,11 @@ impl<S: AsyncWrite + Unpin> CryptStream<S> {
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for CryptStream<S> {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         while this.dec.is_none() {
             let mut rb = ReadBuf::new(&mut this.iv_in[this.iv_in_len..]);
@@ -70,7 +85,10 @@ impl<S: AsyncRead + Unpin> AsyncRead for CryptStream<S> {
                 if this.iv_in_len == 0 {
                     return Poll::Ready(Ok(())); // clean EOF before any data
                 }
-                return Poll::Ready(Err(io::Error::new(io::ErrorKind::UnexpectedEof, "stream ended inside the IV")));
+                return Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "stream ended inside the IV",
+                )));
             }
             this.iv_in_len += n;
             if this.iv_in_len == IV_LEN {
@@ -87,7 +105,11 @@ impl<S: AsyncRead + Unpin> AsyncRead for CryptStream<S> {
 }
 
 impl<S: AsyncWrite + Unpin> AsyncWrite for CryptStream<S> {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         ready!(this.poll_drain(cx))?;
         if data.is_empty() {

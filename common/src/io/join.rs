@@ -33,7 +33,10 @@ mod tests {
         backend.read_to_end(&mut req).await.unwrap();
         assert_eq!(req, b"request");
         // The backend answers after the user's FIN.
-        backend.write_all(b"response after half close").await.unwrap();
+        backend
+            .write_all(b"response after half close")
+            .await
+            .unwrap();
         backend.shutdown().await.unwrap();
         let mut resp = Vec::new();
         user.read_to_end(&mut resp).await.unwrap();

@@ -28,7 +28,10 @@ pub enum DecodeError {
     NegativeLength(i64),
     /// The body is not valid JSON for the type.
     #[error("invalid {kind} body: {source}")]
-    Json { kind: &'static str, source: serde_json::Error },
+    Json {
+        kind: &'static str,
+        source: serde_json::Error,
+    },
     /// The stream failed or ended.
     #[error(transparent)]
     Io(#[from] std::io::Error),
@@ -97,7 +100,26 @@ pub fn decode(ty: u8, body: &[u8]) -> Result<Message, DecodeError> {
 }
 
 fn is_registered(ty: u8) -> bool {
-    matches!(ty, b'o' | b'1' | b'p' | b'2' | b'c' | b'w' | b'r' | b's' | b'v' | b'3' | b'h' | b'4' | b'u' | b'i' | b'n' | b'm' | b'5' | b'6')
+    matches!(
+        ty,
+        b'o' | b'1'
+            | b'p'
+            | b'2'
+            | b'c'
+            | b'w'
+            | b'r'
+            | b's'
+            | b'v'
+            | b'3'
+            | b'h'
+            | b'4'
+            | b'u'
+            | b'i'
+            | b'n'
+            | b'm'
+            | b'5'
+            | b'6'
+    )
 }
 
 /// Checks a 9-byte header and returns the type byte and body length.
@@ -148,7 +170,11 @@ pub fn encode(msg: &Message, out: &mut BytesMut) -> std::io::Result<()> {
         // A Go peer would drop the connection; refuse to send it instead.
         return Err(std::io::Error::new(
             std::io::ErrorKind::InvalidInput,
-            format!("{} is {} bytes, over frp's {MAX_MSG_LEN}-byte message limit", msg.name(), body.len()),
+            format!(
+                "{} is {} bytes, over frp's {MAX_MSG_LEN}-byte message limit",
+                msg.name(),
+                body.len()
+            ),
         ));
     }
     out.reserve(HEADER_LEN + body.len());
@@ -176,7 +202,10 @@ pub async fn read_msg<R: AsyncRead + Unpin + ?Sized>(r: &mut R) -> Result<Messag
 }
 
 /// Writes one frame with a single `write_all` and flushes.
-pub async fn write_msg<W: AsyncWrite + Unpin + ?Sized>(w: &mut W, msg: &Message) -> std::io::Result<()> {
+pub async fn write_msg<W: AsyncWrite + Unpin + ?Sized>(
+    w: &mut W,
+    msg: &Message,
+) -> std::io::Result<()> {
     let mut b = BytesMut::new();
     encode(msg, &mut b)?;
     w.write_all(&b).await?;

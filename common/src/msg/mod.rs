@@ -190,7 +190,11 @@ impl UdpAddr {
 
 impl From<std::net::SocketAddr> for UdpAddr {
     fn from(a: std::net::SocketAddr) -> Self {
-        UdpAddr { ip: a.ip().to_string(), port: i64::from(a.port()), zone: String::new() }
+        UdpAddr {
+            ip: a.ip().to_string(),
+            port: i64::from(a.port()),
+            zone: String::new(),
+        }
     }
 }
 
@@ -219,7 +223,9 @@ mod b64 {
         let s: Option<String> = Option::deserialize(d)?;
         match s {
             None => Ok(Vec::new()),
-            Some(s) => STANDARD.decode(s.as_bytes()).map_err(serde::de::Error::custom),
+            Some(s) => STANDARD
+                .decode(s.as_bytes())
+                .map_err(serde::de::Error::custom),
         }
     }
 }
@@ -362,7 +368,22 @@ macro_rules! from_variant {
     ($($v:ident),*) => { $(impl From<$v> for Message { fn from(m: $v) -> Self { Message::$v(m) } })* };
 }
 from_variant!(
-    Login, LoginResp, NewProxy, NewProxyResp, CloseProxy, NewWorkConn, ReqWorkConn,
-    StartWorkConn, NewVisitorConn, NewVisitorConnResp, Ping, Pong, UdpPacket, NatHoleVisitor,
-    NatHoleClient, NatHoleResp, NatHoleSid, NatHoleReport
+    Login,
+    LoginResp,
+    NewProxy,
+    NewProxyResp,
+    CloseProxy,
+    NewWorkConn,
+    ReqWorkConn,
+    StartWorkConn,
+    NewVisitorConn,
+    NewVisitorConnResp,
+    Ping,
+    Pong,
+    UdpPacket,
+    NatHoleVisitor,
+    NatHoleClient,
+    NatHoleResp,
+    NatHoleSid,
+    NatHoleReport
 );

@@ -16,7 +16,11 @@ use std::sync::Arc;
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     #[error("read {kind} file {path}: {source}")]
-    Read { kind: &'static str, path: PathBuf, source: std::io::Error },
+    Read {
+        kind: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{kind} file {path} holds no usable PEM {kind}")]
     Empty { kind: &'static str, path: PathBuf },
     #[error("tls config: {0}")]
@@ -34,16 +38,27 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 fn open(kind: &'static str, path: &Path) -> Result<std::io::BufReader<std::fs::File>, TlsError> {
     std::fs::File::open(path)
         .map(std::io::BufReader::new)
-        .map_err(|source| TlsError::Read { kind, path: path.to_owned(), source })
+        .map_err(|source| TlsError::Read {
+            kind,
+            path: path.to_owned(),
+            source,
+        })
 }
 
 /// Loads every certificate in a PEM file.
 pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let certs = rustls_pemfile::certs(&mut open("certificate", path)?)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|source| TlsError::Read { kind: "certificate", path: path.to_owned(), source })?;
+        .map_err(|source| TlsError::Read {
+            kind: "certificate",
+            path: path.to_owned(),
+            source,
+        })?;
     if certs.is_empty() {
-        return Err(TlsError::Empty { kind: "certificate", path: path.to_owned() });
+        return Err(TlsError::Empty {
+            kind: "certificate",
+            path: path.to_owned(),
+        });
     }
     Ok(certs)
 }
@@ -51,8 +66,15 @@ pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError>
 /// Loads a private key in PKCS#8, PKCS#1 (RSA) or SEC1 (EC) PEM form.
 pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
     rustls_pemfile::private_key(&mut open("key", path)?)
-        .map_err(|source| TlsError::Read { kind: "key", path: path.to_owned(), source })?
-        .ok_or_else(|| TlsError::Empty { kind: "key", path: path.to_owned() })
+        .map_err(|source| TlsError::Read {
+            kind: "key",
+            path: path.to_owned(),
+            source,
+        })?
+        .ok_or_else(|| TlsError::Empty {
+            kind: "key",
+            path: path.to_owned(),
+        })
 }
 
 fn root_store(ca: &Path) -> Result<rustls::RootCertStore, TlsError> {
@@ -77,14 +99,21 @@ pub fn server_config(files: &TlsFiles) -> Result<Arc<rustls::ServerConfig>, TlsE
         (Some(c), Some(k)) => (load_certs(c)?, load_key(k)?),
         _ => {
             let ck = rcgen::generate_simple_self_signed(Vec::<String>::new())?;
-            (vec![ck.cert.der().clone()], PrivateKeyDer::Pkcs8(ck.key_pair.serialize_der().into()))
+            (
+                vec![ck.cert.der().clone()],
+                PrivateKeyDer::Pkcs8(ck.key_pair.serialize_der().into()),
+            )
         }
     };
-    let builder = rustls::ServerConfig::builder_with_provider(provider()).with_safe_default_protocol_versions()?;
+    let builder = rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?;
     let builder = match &files.trusted_ca_file {
         Some(ca) => {
-            let verifier =
-                rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(root_store(ca)?), provider()).build()?;
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(root_store(ca)?),
+                provider(),
+            )
+            .build()?;
             builder.with_client_cert_verifier(verifier)
         }
         None => builder.with_no_client_auth(),
@@ -94,10 +123,13 @@ pub fn server_config(files: &TlsFiles) -> Result<Arc<rustls::ServerConfig>, TlsE
 
 /// frpc's TLS connector config.
 pub fn client_config(files: &TlsFiles) -> Result<Arc<rustls::ClientConfig>, TlsError> {
-    let builder = rustls::ClientConfig::builder_with_provider(provider()).with_safe_default_protocol_versions()?;
+    let builder = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?;
     let builder = match &files.trusted_ca_file {
         Some(ca) => builder.with_root_certificates(root_store(ca)?),
-        None => builder.dangerous().with_custom_certificate_verifier(Arc::new(AnyServerCert(provider()))),
+        None => builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AnyServerCert(provider()))),
     };
     let cfg = match (&files.cert_file, &files.key_file) {
         (Some(c), Some(k)) => builder.with_client_auth_cert(load_certs(c)?, load_key(k)?)?,
@@ -108,7 +140,8 @@ pub fn client_config(files: &TlsFiles) -> Result<Arc<rustls::ClientConfig>, TlsE
 
 /// The SNI/verification name: `serverName`, else `serverAddr` (as frp).
 pub fn server_name(name: &str) -> ServerName<'static> {
-    ServerName::try_from(name.to_owned()).unwrap_or_else(|_| ServerName::try_from("frp".to_owned()).expect("static name"))
+    ServerName::try_from(name.to_owned())
+        .unwrap_or_else(|_| ServerName::try_from("frp".to_owned()).expect("static name"))
 }
 
 /// frp's `InsecureSkipVerify = true` when no CA is configured.
@@ -133,7 +166,12 @@ impl ServerCertVerifier for AnyServerCert {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -142,7 +180,12 @@ impl ServerCertVerifier for AnyServerCert {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {

@@ -1,0 +1,329 @@
+//! One logged-in session (frp `client/control.go`): sends NewProxy for each proxy, answers
+//! `ReqWorkConn` by opening a work connection, tracks NewProxyResp, heartbeats when enabled.
+//!
+//! Tasks: reader (frames -> channel), writer (channel -> frames) and this loop, which owns the
+//! session state. Ending the loop cancels the session token: the yamux session, every work
+//! connection and every joined user connection under it close.
+
+use crate::connector::Connector;
+use crate::proxy::Proxies;
+use crate::status::{Phase, ProxyStatus, StatusBoard};
+use common::auth::{auth_key, unix_now};
+use common::config::ClientConfig;
+use common::crypto::derive_key;
+use common::io::{BoxStream, CryptStream};
+use common::msg::{read_msg, write_msg, Message, NewProxy, NewProxyResp, NewWorkConn, Ping};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn, Instrument};
+
+const SEND_QUEUE: usize = 100;
+/// frp's proxy-wrapper check period and its re-send delays.
+const CHECK_EVERY: Duration = Duration::from_secs(3);
+const WAIT_START_RESEND: Duration = Duration::from_secs(20);
+const START_ERROR_RESEND: Duration = Duration::from_secs(30);
+
+/// A session after a successful login.
+pub(crate) struct Session {
+    cfg: Arc<ClientConfig>,
+    connector: Connector,
+    run_id: String,
+    status: StatusBoard,
+}
+
+impl Session {
+    pub(crate) fn new(
+        cfg: Arc<ClientConfig>,
+        connector: Connector,
+        run_id: String,
+        status: StatusBoard,
+    ) -> Self {
+        Session {
+            cfg,
+            connector,
+            run_id,
+            status,
+        }
+    }
+
+    /// Runs until the server goes away or the session token is cancelled.
+    pub(crate) async fn run(self, stream: BoxStream) {
+        let token = self.connector.token.clone();
+        let key = derive_key(self.cfg.auth.token.as_bytes());
+        let (rd, wr) = tokio::io::split(CryptStream::new(stream, key));
+        let (out_tx, out_rx) = mpsc::channel::<Message>(SEND_QUEUE);
+        let (in_tx, mut in_rx) = mpsc::channel::<Message>(SEND_QUEUE);
+        let span = tracing::info_span!("session", run_id = %self.run_id);
+        tokio::spawn(reader(rd, in_tx, token.clone()).instrument(span.clone()));
+        tokio::spawn(writer(wr, out_rx, token.clone()).instrument(span.clone()));
+
+        let proxies = Arc::new(Proxies::new(&self.cfg));
+        let mut phases: HashMap<String, (Phase, Instant)> = HashMap::new();
+        for p in self.cfg.active_proxies() {
+            let _ = out_tx.send(self.new_proxy_msg(p).into()).await;
+            phases.insert(p.name.clone(), (Phase::WaitStart, Instant::now()));
+            self.set_status(&p.name, Phase::WaitStart, "", "");
+        }
+
+        let t = &self.cfg.transport;
+        let hb =
+            (t.heartbeat_interval > 0).then(|| Duration::from_secs(t.heartbeat_interval as u64));
+        let hb_timeout = (t.heartbeat_interval > 0 && t.heartbeat_timeout > 0)
+            .then(|| Duration::from_secs(t.heartbeat_timeout as u64));
+        let mut hb_tick = tokio::time::interval(hb.unwrap_or(Duration::from_secs(3600)));
+        hb_tick.tick().await;
+        let mut check = tokio::time::interval(CHECK_EVERY);
+        let mut last_pong = Instant::now();
+
+        async {
+            loop {
+                tokio::select! {
+                    _ = token.cancelled() => break,
+                    m = in_rx.recv() => match m {
+                        None => break,
+                        Some(Message::ReqWorkConn(_)) => {
+                            let fut = work_conn(self.connector.clone(), self.cfg.clone(), self.run_id.clone(), proxies.clone());
+                            tokio::spawn(fut.in_current_span());
+                        }
+                        Some(Message::NewProxyResp(r)) => self.on_new_proxy_resp(r, &mut phases),
+                        Some(Message::Pong(p)) => {
+                            if !p.error.is_empty() {
+                                warn!(error = %p.error, "heartbeat refused by server, closing session");
+                                break;
+                            }
+                            last_pong = Instant::now();
+                        }
+                        Some(other) => debug!(msg = other.name(), "ignoring message with no handler"),
+                    },
+                    _ = hb_tick.tick(), if hb.is_some() => {
+                        let ping = if self.cfg.auth.has_scope("HeartBeats") {
+                            let ts = unix_now();
+                            Ping { privilege_key: auth_key(&self.cfg.auth.token, ts), timestamp: ts }
+                        } else {
+                            Ping::default()
+                        };
+                        let _ = out_tx.send(ping.into()).await;
+                    }
+                    _ = check.tick() => {
+                        if hb_timeout.is_some_and(|t| last_pong.elapsed() > t) {
+                            warn!("heartbeat timeout, closing session");
+                            break;
+                        }
+                        self.resend_stuck(&mut phases, &out_tx).await;
+                    }
+                }
+            }
+        }
+        .instrument(span)
+        .await;
+        self.connector.close();
+        for name in phases.keys() {
+            self.set_status(name, Phase::WaitStart, "", "session closed");
+        }
+    }
+
+    fn new_proxy_msg(&self, p: &common::config::ProxyConfig) -> NewProxy {
+        NewProxy {
+            proxy_name: self.cfg.wire_name(&p.name),
+            proxy_type: p.kind.clone(),
+            use_encryption: p.transport.use_encryption,
+            use_compression: p.transport.use_compression,
+            bandwidth_limit: p.transport.bandwidth_limit.clone(),
+            // Sent only when not "client" (frp MarshalToMsg).
+            bandwidth_limit_mode: if p.transport.bandwidth_limit_mode == "client" {
+                String::new()
+            } else {
+                p.transport.bandwidth_limit_mode.clone()
+            },
+            group: p.load_balancer.group.clone(),
+            group_key: p.load_balancer.group_key.clone(),
+            metas: p.metadatas.clone(),
+            annotations: p.annotations.clone(),
+            remote_port: if matches!(p.kind.as_str(), "tcp" | "udp") {
+                i64::from(p.remote_port)
+            } else {
+                0
+            },
+            ..Default::default()
+        }
+    }
+
+    fn set_status(&self, name: &str, phase: Phase, remote_addr: &str, error: &str) {
+        let kind = self
+            .cfg
+            .proxies
+            .iter()
+            .find(|p| p.name == name)
+            .map(|p| p.kind.clone())
+            .unwrap_or_default();
+        self.status.set(ProxyStatus {
+            name: name.into(),
+            kind,
+            phase,
+            remote_addr: remote_addr.into(),
+            error: error.into(),
+        });
+    }
+
+    fn on_new_proxy_resp(&self, r: NewProxyResp, phases: &mut HashMap<String, (Phase, Instant)>) {
+        let name = strip_user(&self.cfg.user, &r.proxy_name).to_owned();
+        let Some(entry) = phases.get_mut(&name) else {
+            debug!(proxy = %r.proxy_name, "NewProxyResp for unknown proxy");
+            return;
+        };
+        if r.error.is_empty() {
+            info!(proxy = %name, remote_addr = %r.remote_addr, "start proxy success");
+            *entry = (Phase::Running, Instant::now());
+            self.set_status(&name, Phase::Running, &r.remote_addr, "");
+        } else {
+            warn!(proxy = %name, error = %r.error, "start proxy error");
+            *entry = (Phase::StartError, Instant::now());
+            self.set_status(&name, Phase::StartError, "", &r.error);
+        }
+    }
+
+    /// frp's proxy-wrapper retries: re-send NewProxy after 20 s without an answer, or 30 s
+    /// after an error.
+    async fn resend_stuck(
+        &self,
+        phases: &mut HashMap<String, (Phase, Instant)>,
+        out: &mpsc::Sender<Message>,
+    ) {
+        for p in self.cfg.active_proxies() {
+            let Some((phase, since)) = phases.get_mut(&p.name) else {
+                continue;
+            };
+            let due = match phase {
+                Phase::WaitStart => since.elapsed() >= WAIT_START_RESEND,
+                Phase::StartError => since.elapsed() >= START_ERROR_RESEND,
+                _ => false,
+            };
+            if due {
+                debug!(proxy = %p.name, "re-sending NewProxy");
+                *phase = Phase::WaitStart;
+                *since = Instant::now();
+                let _ = out.send(self.new_proxy_msg(p).into()).await;
+            }
+        }
+    }
+}
+
+/// frpc strips exactly one `user.` prefix from names frps sends back.
+pub(crate) fn strip_user<'a>(user: &str, name: &'a str) -> &'a str {
+    if user.is_empty() {
+        return name;
+    }
+    name.strip_prefix(user)
+        .and_then(|r| r.strip_prefix('.'))
+        .unwrap_or(name)
+}
+
+async fn reader<R: tokio::io::AsyncRead + Unpin>(
+    mut rd: R,
+    tx: mpsc::Sender<Message>,
+    token: CancellationToken,
+) {
+    loop {
+        let r = tokio::select! {
+            _ = token.cancelled() => return,
+            r = read_msg(&mut rd) => r,
+        };
+        match r {
+            Ok(m) => {
+                if tx.send(m).await.is_err() {
+                    return;
+                }
+            }
+            Err(e) if e.is_closed() => {
+                debug!(error = %e, "control connection closed by server");
+                return;
+            }
+            Err(e) => {
+                warn!(error = %e, "closing session: bad message from server");
+                return;
+            }
+        }
+    }
+}
+
+async fn writer<W: tokio::io::AsyncWrite + Unpin>(
+    mut wr: W,
+    mut rx: mpsc::Receiver<Message>,
+    token: CancellationToken,
+) {
+    loop {
+        let m = tokio::select! {
+            _ = token.cancelled() => return,
+            m = rx.recv() => match m { Some(m) => m, None => return },
+        };
+        if let Err(e) = write_msg(&mut wr, &m).await {
+            debug!(error = %e, "control write failed");
+            token.cancel();
+            return;
+        }
+    }
+}
+
+/// Answers one ReqWorkConn (frp `handleReqWorkConn`): open a logical connection, send
+/// NewWorkConn, wait (without limit, as frp) for StartWorkConn, then hand it to its proxy.
+async fn work_conn(
+    connector: Connector,
+    cfg: Arc<ClientConfig>,
+    run_id: String,
+    proxies: Arc<Proxies>,
+) {
+    let token = connector.token.child_token();
+    let mut conn = match connector.connect().await {
+        Ok(c) => c,
+        Err(e) => {
+            debug!(error = %e, "open work connection failed");
+            return;
+        }
+    };
+    let mut m = NewWorkConn {
+        run_id,
+        ..Default::default()
+    };
+    if cfg.auth.has_scope("NewWorkConns") {
+        m.timestamp = unix_now();
+        m.privilege_key = auth_key(&cfg.auth.token, m.timestamp);
+    }
+    if let Err(e) = write_msg(&mut conn, &m.into()).await {
+        debug!(error = %e, "send NewWorkConn failed");
+        return;
+    }
+    let start = tokio::select! {
+        _ = token.cancelled() => return,
+        r = read_msg(&mut conn) => r,
+    };
+    match start {
+        Ok(Message::StartWorkConn(s)) if s.error.is_empty() => {
+            let name = strip_user(&cfg.user, &s.proxy_name).to_owned();
+            proxies.handle_work_conn(&name, s, conn, token).await;
+        }
+        Ok(Message::StartWorkConn(s)) => warn!(error = %s.error, "server refused work connection"),
+        Ok(other) => warn!(
+            msg = other.name(),
+            "expected StartWorkConn on work connection"
+        ),
+        Err(e) if e.is_closed() => debug!("work connection closed before use"),
+        Err(e) => warn!(error = %e, "bad StartWorkConn"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::strip_user;
+
+    #[test]
+    fn strips_one_user_prefix() {
+        assert_eq!(strip_user("u", "u.ssh"), "ssh");
+        assert_eq!(strip_user("u", "u.u.ssh"), "u.ssh");
+        assert_eq!(strip_user("", "u.ssh"), "u.ssh");
+        assert_eq!(strip_user("u", "ussh"), "ussh");
+    }
+}

@@ -1,0 +1,109 @@
+//! What frpc joins a work connection to (frp `client/proxy/proxy.go`). The shared path is
+//! [`Proxies::handle_work_conn`]: find the proxy, wrap the work connection, then the
+//! type-specific part (tcp: dial the local service and join; udp: the datagram relay).
+
+mod udp;
+
+use common::config::{ClientConfig, ProxyConfig};
+use common::crypto::derive_key;
+use common::io::{join, wrap_work_conn, BoxStream, WrapOpts};
+use common::msg::StartWorkConn;
+use std::collections::HashMap;
+use std::time::Duration;
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+/// How long frpc waits for the local service to accept.
+const LOCAL_DIAL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A proxy as the data path needs it.
+#[derive(Debug)]
+struct Spec {
+    kind: String,
+    local: (String, u16),
+    wrap: WrapOpts,
+}
+
+/// The session's proxies by (unprefixed) name.
+#[derive(Debug)]
+pub(crate) struct Proxies {
+    by_name: HashMap<String, Spec>,
+    udp_packet_size: usize,
+}
+
+impl Proxies {
+    pub(crate) fn new(cfg: &ClientConfig) -> Self {
+        let key = derive_key(cfg.auth.token.as_bytes());
+        let by_name = cfg
+            .active_proxies()
+            .map(|p: &ProxyConfig| {
+                let spec = Spec {
+                    kind: p.kind.clone(),
+                    local: (p.local_ip.clone(), p.local_port),
+                    wrap: WrapOpts {
+                        encryption_key: p.transport.use_encryption.then_some(key),
+                    },
+                };
+                (p.name.clone(), spec)
+            })
+            .collect();
+        Proxies {
+            by_name,
+            udp_packet_size: cfg.udp_packet_size.clamp(1, 65535) as usize,
+        }
+    }
+
+    /// Serves one started work connection until either side ends or `token` is cancelled.
+    pub(crate) async fn handle_work_conn(
+        &self,
+        name: &str,
+        start: StartWorkConn,
+        work: BoxStream,
+        token: CancellationToken,
+    ) {
+        let Some(spec) = self.by_name.get(name) else {
+            warn!(proxy = %name, "work connection for unknown proxy, closing");
+            return;
+        };
+        let mut work = wrap_work_conn(work, &spec.wrap);
+        match spec.kind.as_str() {
+            "tcp" => {
+                let local = match tokio::time::timeout(
+                    LOCAL_DIAL_TIMEOUT,
+                    TcpStream::connect((spec.local.0.as_str(), spec.local.1)),
+                )
+                .await
+                {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => {
+                        warn!(proxy = %name, local = %format!("{}:{}", spec.local.0, spec.local.1), error = %e, "connect to local service failed");
+                        return;
+                    }
+                    Err(_) => {
+                        warn!(proxy = %name, "connect to local service timed out");
+                        return;
+                    }
+                };
+                let _ = local.set_nodelay(true);
+                let mut local = local;
+                tokio::select! {
+                    _ = token.cancelled() => {}
+                    r = join(&mut work, &mut local) => match r {
+                        Ok((to_local, to_server)) => debug!(proxy = %name, user = %start.src_addr, to_local, to_server, "connection closed"),
+                        Err(e) => debug!(proxy = %name, error = %e, "connection ended with error"),
+                    },
+                }
+            }
+            "udp" => {
+                tokio::select! {
+                    _ = token.cancelled() => {}
+                    _ = udp::relay(work, (spec.local.0.as_str(), spec.local.1), self.udp_packet_size, token.clone()) => {}
+                }
+            }
+            other => {
+                warn!(proxy = %name, kind = other, "proxy type is not supported by this frpc yet")
+            }
+        }
+    }
+}

@@ -1,0 +1,197 @@
+//! frpc's main loop (frp `client/service.go`): log in, run the session until it ends, log in
+//! again with the same run_id and backoff (1 s doubling to 10 s on the first run, 20 s after).
+
+use crate::connector::{Connector, Dialer};
+use crate::control::Session;
+use crate::status::{Phase, ProxyStatus, StatusBoard};
+use common::auth::{auth_key, unix_now};
+use common::backoff::Backoff;
+use common::config::ClientConfig;
+use common::msg::{read_msg, write_msg, Login, Message};
+use common::FRP_VERSION;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+/// frp reads LoginResp with this deadline.
+const LOGIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why frpc stopped or a login failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("connect to server {addr}: {source}")]
+    Connect {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("login to server failed: {0}")]
+    Refused(String),
+    #[error("login to server failed: {0}")]
+    Protocol(String),
+    #[error(transparent)]
+    Tls(#[from] common::transport::tls::TlsError),
+}
+
+/// An frpc instance.
+#[derive(Debug)]
+pub struct Client {
+    cfg: Arc<ClientConfig>,
+    status: StatusBoard,
+}
+
+impl Client {
+    pub fn new(cfg: ClientConfig) -> Self {
+        let status = StatusBoard::default();
+        for p in cfg.active_proxies() {
+            status.set(ProxyStatus {
+                name: p.name.clone(),
+                kind: p.kind.clone(),
+                phase: Phase::New,
+                remote_addr: String::new(),
+                error: String::new(),
+            });
+        }
+        Client {
+            cfg: Arc::new(cfg),
+            status,
+        }
+    }
+
+    /// The proxies' states; stays valid while `run` runs.
+    pub fn status(&self) -> StatusBoard {
+        self.status.clone()
+    }
+
+    /// Runs until `shutdown` is cancelled. Returns an error only when the first login fails
+    /// and `loginFailExit` is on (frp's default).
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), ClientError> {
+        let dialer = Dialer::new(self.cfg.clone())?;
+        let mut run_id = String::new();
+        let mut first = true;
+        let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(10));
+        loop {
+            let attempt = tokio::select! {
+                _ = shutdown.cancelled() => return Ok(()),
+                r = self.login(&dialer, &run_id, shutdown.child_token()) => r,
+            };
+            match attempt {
+                Ok((connector, stream, id)) => {
+                    if first {
+                        info!(run_id = %id, "login to server success");
+                    } else {
+                        info!(run_id = %id, "reconnected to server");
+                    }
+                    first = false;
+                    run_id = id.clone();
+                    backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(20));
+                    Session::new(self.cfg.clone(), connector, id, self.status.clone())
+                        .run(stream)
+                        .await;
+                    if shutdown.is_cancelled() {
+                        return Ok(());
+                    }
+                    warn!("connection to server lost, reconnecting");
+                    continue;
+                }
+                Err(e) if first && self.cfg.login_fail_exit => return Err(e),
+                Err(e) => warn!(error = %e, "login to server failed, will retry"),
+            }
+            let delay = backoff.next_delay();
+            tokio::select! {
+                _ = shutdown.cancelled() => return Ok(()),
+                _ = tokio::time::sleep(delay) => {}
+            }
+        }
+    }
+
+    async fn login(
+        &self,
+        dialer: &Dialer,
+        run_id: &str,
+        token: CancellationToken,
+    ) -> Result<(Connector, common::io::BoxStream, String), ClientError> {
+        let addr = format!("{}:{}", self.cfg.server_addr, self.cfg.server_port);
+        let connector = dialer
+            .open(token)
+            .await
+            .map_err(|source| ClientError::Connect {
+                addr: addr.clone(),
+                source,
+            })?;
+        let result = async {
+            let mut stream = connector
+                .connect()
+                .await
+                .map_err(|source| ClientError::Connect {
+                    addr: addr.clone(),
+                    source,
+                })?;
+            let ts = unix_now();
+            let login = Login {
+                version: FRP_VERSION.into(),
+                hostname: hostname(),
+                os: std::env::consts::OS.into(),
+                arch: go_arch().into(),
+                user: self.cfg.user.clone(),
+                privilege_key: auth_key(&self.cfg.auth.token, ts),
+                timestamp: ts,
+                run_id: run_id.to_owned(),
+                client_id: self.cfg.client_id.clone(),
+                metas: self.cfg.metadatas.clone(),
+                client_spec: Default::default(),
+                pool_count: self.cfg.transport.pool_count,
+            };
+            let io_err = |source| ClientError::Connect {
+                addr: addr.clone(),
+                source,
+            };
+            write_msg(&mut stream, &login.into())
+                .await
+                .map_err(io_err)?;
+            let resp = tokio::time::timeout(LOGIN_TIMEOUT, read_msg(&mut stream))
+                .await
+                .map_err(|_| ClientError::Protocol("no LoginResp within 10s".into()))?
+                .map_err(|e| ClientError::Protocol(e.to_string()))?;
+            match resp {
+                Message::LoginResp(r) if !r.error.is_empty() => Err(ClientError::Refused(r.error)),
+                Message::LoginResp(r) => Ok((stream, r.run_id)),
+                other => Err(ClientError::Protocol(format!(
+                    "expected LoginResp, got {}",
+                    other.name()
+                ))),
+            }
+        }
+        .await;
+        match result {
+            Ok((stream, id)) => Ok((connector, stream, id)),
+            Err(e) => {
+                connector.close();
+                Err(e)
+            }
+        }
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_owned())
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .unwrap_or_default()
+}
+
+/// Go's GOARCH spelling of the running architecture.
+fn go_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "x86" => "386",
+        "aarch64" => "arm64",
+        "arm" => "arm",
+        "powerpc64" => "ppc64",
+        "riscv64" => "riscv64",
+        "s390x" => "s390x",
+        "mips" => "mips",
+        "loongarch64" => "loong64",
+        other => other,
+    }
+}

@@ -1,0 +1,106 @@
+//! Proxy phases as frp names them (`client/proxy/proxy_wrapper.go`), observable from outside
+//! the session (admin API later, tests now).
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// frp's proxy phases.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    New,
+    WaitStart,
+    Running,
+    StartError,
+    Closed,
+}
+
+impl Phase {
+    /// The text frp shows.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::New => "new",
+            Phase::WaitStart => "wait start",
+            Phase::Running => "running",
+            Phase::StartError => "start error",
+            Phase::Closed => "closed",
+        }
+    }
+}
+
+/// One proxy's state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProxyStatus {
+    pub name: String,
+    pub kind: String,
+    pub phase: Phase,
+    /// `remote_addr` from NewProxyResp (e.g. `:6000`).
+    pub remote_addr: String,
+    pub error: String,
+}
+
+/// Shared, watchable map of proxy states.
+#[derive(Debug, Clone)]
+pub struct StatusBoard {
+    map: Arc<Mutex<BTreeMap<String, ProxyStatus>>>,
+    version: Arc<watch::Sender<u64>>,
+}
+
+impl Default for StatusBoard {
+    fn default() -> Self {
+        StatusBoard {
+            map: Arc::default(),
+            version: Arc::new(watch::channel(0).0),
+        }
+    }
+}
+
+impl StatusBoard {
+    pub(crate) fn set(&self, s: ProxyStatus) {
+        self.map
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(s.name.clone(), s);
+        self.version.send_modify(|v| *v += 1);
+    }
+
+    /// A snapshot of every proxy.
+    pub fn all(&self) -> Vec<ProxyStatus> {
+        self.map
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    pub fn get(&self, name: &str) -> Option<ProxyStatus> {
+        self.map
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .cloned()
+    }
+
+    /// Waits (at most `limit`) until `pred` holds for proxy `name`; returns its status then.
+    pub async fn wait_for(
+        &self,
+        name: &str,
+        limit: Duration,
+        pred: impl Fn(&ProxyStatus) -> bool,
+    ) -> Option<ProxyStatus> {
+        let mut rx = self.version.subscribe();
+        let fut = async {
+            loop {
+                if let Some(s) = self.get(name).filter(|s| pred(s)) {
+                    return s;
+                }
+                if rx.changed().await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            }
+        };
+        tokio::time::timeout(limit, fut).await.ok()
+    }
+}

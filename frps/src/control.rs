@@ -1,0 +1,372 @@
+//! One logged-in frpc (frp `server/control.go`): login checks, the encrypted control channel,
+//! heartbeat, and the proxies this client registered.
+//!
+//! Tasks: a reader (frames -> channel), a writer (channel -> frames, 100 deep as frp's send
+//! queue) and the control loop that owns all state. Cancelling the control's token ends all
+//! three and, through child tokens, every proxy and user connection under it.
+
+use crate::pool::WorkConnPool;
+use crate::proxy::{self, ProxyCtx, ProxyError, ProxyHandle};
+use crate::service::Shared;
+use common::auth::{verify_auth_key, TOKEN_MISMATCH};
+use common::io::{BoxStream, CryptStream, WrapOpts};
+use common::msg::{
+    read_msg, write_msg, CloseProxy, Login, LoginResp, Message, NewProxy, NewProxyResp, Ping, Pong,
+    ReqWorkConn,
+};
+use common::FRP_VERSION;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn, Instrument};
+
+/// frp's control send queue depth.
+const SEND_QUEUE: usize = 100;
+
+/// What the registry keeps of a control.
+#[derive(Debug, Clone)]
+pub(crate) struct ControlHandle {
+    /// Distinguishes two controls that shared a run_id.
+    pub(crate) id: u64,
+    pub(crate) run_id: String,
+    pub(crate) user: String,
+    pub(crate) client_id: String,
+    token: CancellationToken,
+    work_tx: async_channel::Sender<BoxStream>,
+    /// Closed (sender dropped) once the control has released everything it held.
+    done: watch::Receiver<()>,
+}
+
+impl ControlHandle {
+    /// Queues a work connection; gives it back when the pool is full or closed.
+    pub(crate) fn push_work_conn(&self, conn: BoxStream) -> Result<(), BoxStream> {
+        self.work_tx.try_send(conn).map_err(|e| e.into_inner())
+    }
+
+    /// Closes the control and waits until its proxies and ports are released.
+    pub(crate) async fn close_and_wait(&self) {
+        self.token.cancel();
+        let mut done = self.done.clone();
+        while done.changed().await.is_ok() {}
+    }
+}
+
+fn random_run_id() -> String {
+    hex::encode(rand::random::<[u8; 8]>())
+}
+
+/// Checks a Login; the error text is what frp sends in LoginResp.
+fn check_login(shared: &Shared, login: &Login) -> Result<(), String> {
+    let auth = &shared.cfg.auth;
+    if auth.method == "token"
+        && !verify_auth_key(&auth.token, login.timestamp, &login.privilege_key)
+    {
+        return Err(TOKEN_MISMATCH.into());
+    }
+    if auth.method != "token" {
+        return Err(format!(
+            "auth method {:?} is not supported by this frps yet",
+            auth.method
+        ));
+    }
+    Ok(())
+}
+
+/// Serves one control connection from its Login to its end.
+pub(crate) async fn serve(
+    shared: Arc<Shared>,
+    mut stream: BoxStream,
+    login: Login,
+    peer: SocketAddr,
+    parent: CancellationToken,
+) {
+    let refuse = |err: String| LoginResp {
+        version: FRP_VERSION.into(),
+        error: err,
+        ..Default::default()
+    };
+    if let Err(e) = check_login(&shared, &login) {
+        warn!(user = %login.user, version = %login.version, error = %e, "login refused");
+        let msg = if shared.cfg.detailed_errors_to_client {
+            e
+        } else {
+            "register control error".into()
+        };
+        let _ = write_msg(&mut stream, &refuse(msg).into()).await;
+        return;
+    }
+    let run_id = if login.run_id.is_empty() {
+        random_run_id()
+    } else {
+        login.run_id.clone()
+    };
+    if !login.client_id.is_empty()
+        && shared
+            .registry
+            .client_id_online(&login.user, &login.client_id, &run_id)
+    {
+        let e = format!(
+            "client_id [{}] for user [{}] is already online",
+            login.client_id, login.user
+        );
+        warn!(error = %e, "login refused");
+        let _ = write_msg(&mut stream, &refuse(e).into()).await;
+        return;
+    }
+    // A re-login with a known run_id replaces the old session once it has let go of its proxies.
+    if let Some(old) = shared.registry.control(&run_id) {
+        info!(%run_id, "replacing previous session of this client");
+        old.close_and_wait().await;
+    }
+
+    let pool_count = login
+        .pool_count
+        .clamp(0, shared.cfg.transport.max_pool_count.max(0)) as usize;
+    let (ctl_tx, ctl_rx) = mpsc::channel::<Message>(SEND_QUEUE);
+    let (pool, work_tx) = WorkConnPool::new(
+        pool_count,
+        Duration::from_secs(shared.cfg.user_conn_timeout.max(1) as u64),
+        ctl_tx.clone(),
+    );
+    let token = parent.child_token();
+    let (done_tx, done_rx) = watch::channel(());
+    let handle = ControlHandle {
+        id: shared.next_id(),
+        run_id: run_id.clone(),
+        user: login.user.clone(),
+        client_id: login.client_id.clone(),
+        token: token.clone(),
+        work_tx,
+        done: done_rx,
+    };
+    if let Some(prev) = shared.registry.add_control(handle.clone()) {
+        prev.close_and_wait().await;
+    }
+
+    let ok = LoginResp {
+        version: FRP_VERSION.into(),
+        run_id: run_id.clone(),
+        error: String::new(),
+    };
+    if let Err(e) = write_msg(&mut stream, &ok.into()).await {
+        debug!(error = %e, "could not send LoginResp");
+        shared.registry.remove_control(&run_id, handle.id);
+        return;
+    }
+    let span = tracing::info_span!("control", %run_id, user = %login.user);
+    info!(parent: &span, %peer, version = %login.version, hostname = %login.hostname, os = %login.os, arch = %login.arch, pool_count, "client login");
+
+    let (rd, wr) = tokio::io::split(CryptStream::new(stream, shared.key));
+    let (in_tx, in_rx) = mpsc::channel::<Message>(SEND_QUEUE);
+    shared
+        .tracker
+        .spawn(reader(rd, in_tx, token.clone()).instrument(span.clone()));
+    shared
+        .tracker
+        .spawn(writer(wr, ctl_rx, token.clone()).instrument(span.clone()));
+    for _ in 0..pool_count {
+        let _ = ctl_tx.send(ReqWorkConn {}.into()).await;
+    }
+
+    let mut ctl = Control {
+        shared: shared.clone(),
+        token: token.clone(),
+        pool: pool.clone(),
+        ctl_tx,
+        proxies: HashMap::new(),
+    };
+    ctl.run(in_rx).instrument(span.clone()).await;
+
+    // Teardown: proxies first (their ports), then the pool, then the registry entry.
+    token.cancel();
+    for (_, p) in ctl.proxies.drain() {
+        p.close().await;
+    }
+    pool.close();
+    shared.registry.remove_control(&run_id, handle.id);
+    info!(parent: &span, "client session closed");
+    drop(done_tx);
+}
+
+async fn reader<R: tokio::io::AsyncRead + Unpin>(
+    mut rd: R,
+    tx: mpsc::Sender<Message>,
+    token: CancellationToken,
+) {
+    loop {
+        let r = tokio::select! {
+            _ = token.cancelled() => return,
+            r = read_msg(&mut rd) => r,
+        };
+        match r {
+            Ok(m) => {
+                if tx.send(m).await.is_err() {
+                    return;
+                }
+            }
+            Err(e) if e.is_closed() => {
+                debug!(error = %e, "control connection closed by client");
+                return;
+            }
+            Err(e) => {
+                warn!(error = %e, "closing control connection: bad message from client");
+                return;
+            }
+        }
+    }
+}
+
+async fn writer<W: tokio::io::AsyncWrite + Unpin>(
+    mut wr: W,
+    mut rx: mpsc::Receiver<Message>,
+    token: CancellationToken,
+) {
+    loop {
+        let m = tokio::select! {
+            _ = token.cancelled() => return,
+            m = rx.recv() => match m { Some(m) => m, None => return },
+        };
+        if let Err(e) = write_msg(&mut wr, &m).await {
+            debug!(error = %e, "control write failed");
+            token.cancel();
+            return;
+        }
+    }
+}
+
+/// State owned by the control loop.
+struct Control {
+    shared: Arc<Shared>,
+    token: CancellationToken,
+    pool: WorkConnPool,
+    ctl_tx: mpsc::Sender<Message>,
+    proxies: HashMap<String, ProxyHandle>,
+}
+
+impl Control {
+    async fn run(&mut self, mut rx: mpsc::Receiver<Message>) {
+        let hb_timeout = self.shared.cfg.transport.heartbeat_timeout;
+        let mut last_ping = Instant::now();
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                _ = self.token.cancelled() => return,
+                m = rx.recv() => match m {
+                    Some(m) => {
+                        if let Message::Ping(_) = &m {
+                            last_ping = Instant::now();
+                        }
+                        self.handle(m).await;
+                    }
+                    None => return,
+                },
+                _ = tick.tick(), if hb_timeout > 0 => {
+                    if last_ping.elapsed() > Duration::from_secs(hb_timeout as u64) {
+                        warn!("heartbeat timeout, closing client session");
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn send(&self, m: impl Into<Message>) {
+        let _ = self.ctl_tx.send(m.into()).await;
+    }
+
+    async fn handle(&mut self, m: Message) {
+        match m {
+            Message::NewProxy(np) => {
+                let resp = self.new_proxy(np).await;
+                self.send(resp).await;
+            }
+            Message::CloseProxy(CloseProxy { proxy_name }) => {
+                if let Some(p) = self.proxies.remove(&proxy_name) {
+                    p.close().await;
+                    info!(proxy = %proxy_name, "proxy closed");
+                }
+            }
+            Message::Ping(ping) => {
+                let pong = self.check_ping(&ping);
+                self.send(pong).await;
+            }
+            other => debug!(msg = other.name(), "ignoring message with no handler"),
+        }
+    }
+
+    fn check_ping(&self, ping: &Ping) -> Pong {
+        let auth = &self.shared.cfg.auth;
+        if auth.has_scope("HeartBeats")
+            && !verify_auth_key(&auth.token, ping.timestamp, &ping.privilege_key)
+        {
+            warn!("invalid heartbeat authentication");
+            return Pong {
+                error: TOKEN_MISMATCH.into(),
+            };
+        }
+        Pong::default()
+    }
+
+    async fn new_proxy(&mut self, np: NewProxy) -> NewProxyResp {
+        let name = np.proxy_name.clone();
+        match self.start_proxy(np).await {
+            Ok((handle, remote_addr)) => {
+                info!(proxy = %name, %remote_addr, "new proxy success");
+                self.proxies.insert(name.clone(), handle);
+                NewProxyResp {
+                    proxy_name: name,
+                    remote_addr,
+                    error: String::new(),
+                }
+            }
+            Err(e) => {
+                warn!(proxy = %name, error = %e, "new proxy failed");
+                let error = if self.shared.cfg.detailed_errors_to_client {
+                    e.to_string()
+                } else {
+                    format!("new proxy [{name}] error")
+                };
+                NewProxyResp {
+                    proxy_name: name,
+                    remote_addr: String::new(),
+                    error,
+                }
+            }
+        }
+    }
+
+    async fn start_proxy(&mut self, mut np: NewProxy) -> Result<(ProxyHandle, String), ProxyError> {
+        if np.proxy_type.is_empty() {
+            np.proxy_type = "tcp".into();
+        }
+        let max_ports = self.shared.cfg.max_ports_per_client;
+        if matches!(np.proxy_type.as_str(), "tcp" | "udp") && max_ports > 0 {
+            let used = self.proxies.values().filter(|p| p.uses_port()).count() as i64;
+            if used >= max_ports {
+                return Err(ProxyError::ExceedMaxPorts);
+            }
+        }
+        if np.use_compression {
+            return Err(ProxyError::Unsupported("useCompression"));
+        }
+        let name_guard = self
+            .shared
+            .registry
+            .claim_name(&np.proxy_name)
+            .ok_or_else(|| ProxyError::AlreadyExists(np.proxy_name.clone()))?;
+        let ctx = ProxyCtx {
+            name: np.proxy_name.clone(),
+            pool: self.pool.clone(),
+            wrap: WrapOpts {
+                encryption_key: np.use_encryption.then_some(self.shared.key),
+            },
+            token: self.token.child_token(),
+            shared: self.shared.clone(),
+        };
+        proxy::start(&np, ctx, name_guard).await
+    }
+}

@@ -1,0 +1,143 @@
+//! Proxies on frps. The shared path (get a work connection, StartWorkConn, wrap, join) is
+//! [`handle_user_conn`]; `tcp.rs` and `udp.rs` hold only how each type listens.
+//! Mirrors frp `server/proxy/proxy.go`.
+
+mod tcp;
+mod udp;
+
+use crate::pool::WorkConnPool;
+use crate::ports::PortError;
+use crate::registry::NameGuard;
+use crate::service::Shared;
+use common::io::{join, wrap_work_conn, WrapOpts};
+use common::msg::{NewProxy, StartWorkConn};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use tokio::net::TcpStream;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+/// Errors sent back in NewProxyResp (their text is frp's).
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ProxyError {
+    #[error("proxy [{0}] already exists")]
+    AlreadyExists(String),
+    #[error("exceed the max_ports_per_client")]
+    ExceedMaxPorts,
+    #[error(transparent)]
+    Port(#[from] PortError),
+    #[error("proxy type [{0}] is not supported by this frps yet")]
+    UnsupportedType(String),
+    #[error("{0} is not supported by this frps yet")]
+    Unsupported(&'static str),
+}
+
+/// Byte and connection counts of one proxy (`bytes_in`: user -> frpc, `bytes_out`: back).
+#[derive(Debug, Default)]
+pub(crate) struct Traffic {
+    pub(crate) bytes_in: AtomicU64,
+    pub(crate) bytes_out: AtomicU64,
+    pub(crate) conns: AtomicU64,
+}
+
+/// What every proxy type needs to serve users.
+#[derive(Debug)]
+pub(crate) struct ProxyCtx {
+    /// Wire name (with the `user.` prefix), sent in StartWorkConn.
+    pub(crate) name: String,
+    pub(crate) pool: WorkConnPool,
+    pub(crate) wrap: WrapOpts,
+    /// Child of the control's token; parent of every user connection's.
+    pub(crate) token: CancellationToken,
+    pub(crate) shared: Arc<Shared>,
+}
+
+/// The control's handle on a running proxy.
+#[derive(Debug)]
+pub(crate) struct ProxyHandle {
+    token: CancellationToken,
+    task: JoinHandle<()>,
+    kind: String,
+    _name: NameGuard,
+}
+
+impl ProxyHandle {
+    /// Stops the proxy and waits until its listener is closed, so the port is free on return.
+    pub(crate) async fn close(self) {
+        self.token.cancel();
+        let _ = self.task.await;
+    }
+
+    pub(crate) fn uses_port(&self) -> bool {
+        matches!(self.kind.as_str(), "tcp" | "udp")
+    }
+}
+
+/// Starts a proxy of `np.proxy_type`; returns its handle and NewProxyResp's `remote_addr`.
+pub(crate) async fn start(
+    np: &NewProxy,
+    ctx: ProxyCtx,
+    name: NameGuard,
+) -> Result<(ProxyHandle, String), ProxyError> {
+    let token = ctx.token.clone();
+    let traffic = name.traffic.clone();
+    let (task, remote_addr) = match np.proxy_type.as_str() {
+        "tcp" => tcp::start(np, ctx, traffic.clone()).await?,
+        "udp" => udp::start(np, ctx).await?,
+        other => return Err(ProxyError::UnsupportedType(other.into())),
+    };
+    Ok((
+        ProxyHandle {
+            token,
+            task,
+            kind: np.proxy_type.clone(),
+            _name: name,
+        },
+        remote_addr,
+    ))
+}
+
+/// One user connection: work connection -> StartWorkConn -> layers -> join
+/// (frp `handleUserTCPConnection`).
+pub(crate) async fn handle_user_conn(
+    ctx: Arc<ProxyCtx>,
+    traffic: Arc<Traffic>,
+    mut user: TcpStream,
+    peer: SocketAddr,
+) {
+    let local = user.local_addr().ok();
+    let start = StartWorkConn {
+        proxy_name: ctx.name.clone(),
+        src_addr: peer.ip().to_string(),
+        src_port: peer.port(),
+        dst_addr: local.map(|a| a.ip().to_string()).unwrap_or_default(),
+        dst_port: local.map(|a| a.port()).unwrap_or_default(),
+        error: String::new(),
+    };
+    let work = tokio::select! {
+        _ = ctx.token.cancelled() => return,
+        w = ctx.pool.get_started(&start) => match w {
+            Ok(w) => w,
+            Err(e) => {
+                warn!(proxy = %ctx.name, %peer, error = %e, "no work connection for user connection");
+                return;
+            }
+        },
+    };
+    let mut work = wrap_work_conn(work, &ctx.wrap);
+    traffic.conns.fetch_add(1, Ordering::Relaxed);
+    tokio::select! {
+        _ = ctx.token.cancelled() => {}
+        r = join(&mut user, &mut work) => match r {
+            Ok((to_client, to_user)) => {
+                traffic.bytes_in.fetch_add(to_client, Ordering::Relaxed);
+                traffic.bytes_out.fetch_add(to_user, Ordering::Relaxed);
+                debug!(proxy = %ctx.name, %peer, to_client, to_user, "user connection closed");
+            }
+            Err(e) => debug!(proxy = %ctx.name, %peer, error = %e, "user connection ended with error"),
+        },
+    }
+    traffic.conns.fetch_sub(1, Ordering::Relaxed);
+}

@@ -1,0 +1,109 @@
+//! Who is online: controls by run_id, proxy names (globally unique), ports in use.
+//! Short critical sections only; no lock is held across an await.
+
+use crate::control::ControlHandle;
+use crate::proxy::Traffic;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// Shared registries of one frps.
+#[derive(Debug, Default)]
+pub(crate) struct Registry {
+    controls: Mutex<HashMap<String, ControlHandle>>,
+    proxy_names: Mutex<HashMap<String, Arc<Traffic>>>,
+    ports: Mutex<HashSet<u16>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Registry {
+    /// Registers a control; returns the one it replaces (same run_id), if any.
+    pub(crate) fn add_control(&self, h: ControlHandle) -> Option<ControlHandle> {
+        lock(&self.controls).insert(h.run_id.clone(), h)
+    }
+
+    /// Removes a control only if it is still the registered one for its run_id.
+    pub(crate) fn remove_control(&self, run_id: &str, id: u64) {
+        let mut m = lock(&self.controls);
+        if m.get(run_id).is_some_and(|h| h.id == id) {
+            m.remove(run_id);
+        }
+    }
+
+    pub(crate) fn control(&self, run_id: &str) -> Option<ControlHandle> {
+        lock(&self.controls).get(run_id).cloned()
+    }
+
+    /// An online client with this user and client_id under another run_id.
+    pub(crate) fn client_id_online(&self, user: &str, client_id: &str, run_id: &str) -> bool {
+        lock(&self.controls)
+            .values()
+            .any(|h| h.user == user && h.client_id == client_id && h.run_id != run_id)
+    }
+
+    pub(crate) fn control_count(&self) -> usize {
+        lock(&self.controls).len()
+    }
+
+    /// Claims a proxy name (None when taken) with fresh traffic counters.
+    pub(crate) fn claim_name(self: &Arc<Self>, name: &str) -> Option<NameGuard> {
+        let mut names = lock(&self.proxy_names);
+        if names.contains_key(name) {
+            return None;
+        }
+        let traffic = Arc::new(Traffic::default());
+        names.insert(name.to_owned(), traffic.clone());
+        Some(NameGuard {
+            reg: self.clone(),
+            name: name.to_owned(),
+            traffic,
+        })
+    }
+
+    /// Traffic counters of an online proxy.
+    pub(crate) fn traffic(&self, name: &str) -> Option<Arc<Traffic>> {
+        lock(&self.proxy_names).get(name).cloned()
+    }
+
+    pub(crate) fn port_in_use(&self, port: u16) -> bool {
+        lock(&self.ports).contains(&port)
+    }
+
+    /// Marks a bound port as used by a proxy until the guard drops.
+    pub(crate) fn claim_port(self: &Arc<Self>, port: u16) -> PortGuard {
+        lock(&self.ports).insert(port);
+        PortGuard {
+            reg: self.clone(),
+            port,
+        }
+    }
+}
+
+/// Releases a proxy name on drop.
+#[derive(Debug)]
+pub(crate) struct NameGuard {
+    reg: Arc<Registry>,
+    name: String,
+    pub(crate) traffic: Arc<Traffic>,
+}
+
+impl Drop for NameGuard {
+    fn drop(&mut self) {
+        lock(&self.reg.proxy_names).remove(&self.name);
+    }
+}
+
+/// Releases a port on drop.
+#[derive(Debug)]
+pub(crate) struct PortGuard {
+    reg: Arc<Registry>,
+    pub(crate) port: u16,
+}
+
+impl Drop for PortGuard {
+    fn drop(&mut self) {
+        lock(&self.reg.ports).remove(&self.port);
+    }
+}

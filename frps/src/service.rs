@@ -1,0 +1,320 @@
+//! The frps listener (frp `server/service.go` `HandleListener`, `handleConnection`).
+//!
+//! Each accepted connection: sniff the first byte for TLS (0x17 custom byte, 0x16 ClientHello,
+//! anything else plain unless `transport.tls.force`), then run a yamux server session when
+//! `transport.tcpMux` is on, and route every logical connection by its first message.
+
+use crate::control::{self, ControlHandle};
+use crate::registry::Registry;
+use common::config::ServerConfig;
+use common::crypto::{derive_key, Key};
+use common::io::BoxStream;
+use common::msg::{read_msg, write_msg, Message, NewVisitorConnResp, NewWorkConn, StartWorkConn};
+use common::transport::{self, mux, tls, FRP_TLS_HEAD_BYTE, TLS_HANDSHAKE_BYTE};
+use futures::StreamExt;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::AsyncReadExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, info, warn, Instrument};
+
+/// frp's deadline for a new connection to show what it is (TLS sniff, first message).
+pub(crate) const FIRST_MSG_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long `run` waits for connection tasks after shutdown before giving up on them.
+const GRACE: Duration = Duration::from_secs(5);
+
+/// Why frps could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("bind {addr}: {source}")]
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+}
+
+/// State shared by every task of one frps. Immutable config plus registries of handles.
+pub(crate) struct Shared {
+    pub(crate) cfg: ServerConfig,
+    pub(crate) registry: Arc<Registry>,
+    pub(crate) tracker: TaskTracker,
+    /// Control-channel and work-connection key, from `auth.token`.
+    pub(crate) key: Key,
+    tls: tokio_rustls::TlsAcceptor,
+    next_id: AtomicU64,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("bind_port", &self.cfg.bind_port)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Shared {
+    pub(crate) fn next_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
+/// A bound frps, ready to [`run`](Server::run).
+#[derive(Debug)]
+pub struct Server {
+    listener: TcpListener,
+    shared: Arc<Shared>,
+}
+
+impl Server {
+    /// Binds `bindAddr:bindPort` and prepares TLS (a self-signed certificate unless configured).
+    pub async fn bind(cfg: ServerConfig) -> Result<Server, ServerError> {
+        let addr = format!("{}:{}", cfg.bind_addr, cfg.bind_port);
+        let listener = TcpListener::bind(&addr)
+            .await
+            .map_err(|source| ServerError::Bind { addr, source })?;
+        let t = &cfg.transport.tls;
+        let opt = |s: &str| (!s.is_empty()).then(|| s.into());
+        let files = tls::TlsFiles {
+            cert_file: opt(&t.cert_file),
+            key_file: opt(&t.key_file),
+            trusted_ca_file: opt(&t.trusted_ca_file),
+        };
+        let tls = tokio_rustls::TlsAcceptor::from(tls::server_config(&files)?);
+        let shared = Arc::new(Shared {
+            key: derive_key(cfg.auth.token.as_bytes()),
+            cfg,
+            registry: Arc::new(Registry::default()),
+            tracker: TaskTracker::new(),
+            tls,
+            next_id: AtomicU64::new(1),
+        });
+        Ok(Server { listener, shared })
+    }
+
+    /// The address frpc connects to.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Number of logged-in clients (for tests and, later, the dashboard).
+    pub fn client_count(&self) -> usize {
+        self.shared.registry.control_count()
+    }
+
+    /// A handle to observe the running server after `run` has taken `self`.
+    pub fn stats(&self) -> ServerStats {
+        ServerStats(self.shared.clone())
+    }
+
+    /// Serves until `shutdown` is cancelled, then closes every session and waits (bounded) for
+    /// their tasks.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let addr = self
+            .listener
+            .local_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        info!(%addr, "frps started");
+        let shared = self.shared;
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                r = self.listener.accept() => match r {
+                    Ok((tcp, peer)) => {
+                        let span = tracing::info_span!("conn", %peer);
+                        shared.tracker.spawn(handle_conn(shared.clone(), tcp, peer, shutdown.child_token()).instrument(span));
+                    }
+                    Err(e) => {
+                        warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                },
+            }
+        }
+        shutdown.cancel();
+        shared.tracker.close();
+        if tokio::time::timeout(GRACE, shared.tracker.wait())
+            .await
+            .is_err()
+        {
+            warn!("some connections did not close within {GRACE:?}");
+        }
+        info!("frps stopped");
+    }
+}
+
+/// Read-only view of a running server.
+#[derive(Debug, Clone)]
+pub struct ServerStats(Arc<Shared>);
+
+impl ServerStats {
+    pub fn client_count(&self) -> usize {
+        self.0.registry.control_count()
+    }
+
+    /// (bytes user -> frpc, bytes frpc -> user, open user connections) of an online proxy,
+    /// counted when each user connection closes.
+    pub fn proxy_traffic(&self, wire_name: &str) -> Option<(u64, u64, u64)> {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.0.registry.traffic(wire_name).map(|t| {
+            (
+                t.bytes_in.load(Relaxed),
+                t.bytes_out.load(Relaxed),
+                t.conns.load(Relaxed),
+            )
+        })
+    }
+}
+
+/// Sniffs TLS on a fresh connection (frp `pkg/util/net/tls.go` `CheckAndEnableTLSServerConnWithTimeout`).
+async fn accept_tls(shared: &Shared, mut tcp: TcpStream) -> std::io::Result<BoxStream> {
+    let mut first = [0u8; 1];
+    if tcp.peek(&mut first).await? == 0 {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "closed before sending anything",
+        ));
+    }
+    match first[0] {
+        FRP_TLS_HEAD_BYTE => {
+            tcp.read_exact(&mut first).await?;
+            Ok(Box::new(shared.tls.accept(tcp).await?))
+        }
+        TLS_HANDSHAKE_BYTE => Ok(Box::new(shared.tls.accept(tcp).await?)),
+        _ if shared.cfg.transport.tls.force => Err(std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            "plain connection refused: transport.tls.force is on",
+        )),
+        _ => Ok(Box::new(tcp)),
+    }
+}
+
+async fn handle_conn(
+    shared: Arc<Shared>,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    token: CancellationToken,
+) {
+    let _ = tcp.set_nodelay(true);
+    transport::set_keepalive(&tcp, shared.cfg.transport.tcp_keepalive);
+    let stream = match tokio::time::timeout(FIRST_MSG_TIMEOUT, accept_tls(&shared, tcp)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            info!(error = %e, "closing connection: transport setup failed");
+            return;
+        }
+        Err(_) => {
+            info!("closing connection: no TLS or frp data within {FIRST_MSG_TIMEOUT:?}");
+            return;
+        }
+    };
+    if !shared.cfg.transport.tcp_mux {
+        handle_logical(shared, stream, peer, token).await;
+        return;
+    }
+    let mut session = mux::Session::new_server(
+        stream,
+        mux::config(shared.cfg.transport.tcp_mux_keepalive_interval),
+    );
+    loop {
+        tokio::select! {
+            _ = token.cancelled() => break,
+            s = session.next() => match s {
+                Some(Ok(stream)) => {
+                    shared.tracker.spawn(
+                        handle_logical(shared.clone(), Box::new(stream), peer, token.clone()).in_current_span(),
+                    );
+                }
+                Some(Err(e)) => {
+                    info!(error = %e, "closing connection: yamux session error");
+                    break;
+                }
+                None => {
+                    debug!("yamux session closed");
+                    break;
+                }
+            },
+        }
+    }
+    token.cancel();
+}
+
+/// Routes one logical connection by its first message (frp `handleConnection`).
+async fn handle_logical(
+    shared: Arc<Shared>,
+    mut stream: BoxStream,
+    peer: SocketAddr,
+    token: CancellationToken,
+) {
+    let first = match tokio::time::timeout(FIRST_MSG_TIMEOUT, read_msg(&mut stream)).await {
+        Ok(Ok(m)) => m,
+        Ok(Err(e)) if e.is_closed() => {
+            debug!(error = %e, "connection closed before its first message");
+            return;
+        }
+        Ok(Err(e)) => {
+            info!(error = %e, "closing connection: bad first message");
+            return;
+        }
+        Err(_) => {
+            info!("closing connection: no first message within {FIRST_MSG_TIMEOUT:?}");
+            return;
+        }
+    };
+    match first {
+        Message::Login(login) => control::serve(shared, stream, login, peer, token).await,
+        Message::NewWorkConn(m) => attach_work_conn(&shared, stream, m).await,
+        Message::NewVisitorConn(m) => {
+            info!(proxy = %m.proxy_name, "visitor connections are not supported yet");
+            let resp = NewVisitorConnResp {
+                proxy_name: m.proxy_name,
+                error: "visitor connections are not supported by this frps yet".into(),
+            };
+            let _ = write_msg(&mut stream, &resp.into()).await;
+        }
+        other => info!(
+            msg = other.name(),
+            "closing connection: unexpected first message"
+        ),
+    }
+}
+
+/// Puts a new work connection into its control's pool (frp `RegisterWorkConn`).
+async fn attach_work_conn(shared: &Shared, mut stream: BoxStream, m: NewWorkConn) {
+    let refuse = |err: String| StartWorkConn {
+        error: err,
+        ..Default::default()
+    };
+    let handle: ControlHandle = match shared.registry.control(&m.run_id) {
+        Some(h) => h,
+        None => {
+            info!(run_id = %m.run_id, "work connection for unknown client, closing");
+            let _ = write_msg(
+                &mut stream,
+                &refuse(format!("no client control found for run id [{}]", m.run_id)).into(),
+            )
+            .await;
+            return;
+        }
+    };
+    if shared.cfg.auth.has_scope("NewWorkConns")
+        && !common::auth::verify_auth_key(&shared.cfg.auth.token, m.timestamp, &m.privilege_key)
+    {
+        info!(run_id = %m.run_id, "work connection failed authentication, closing");
+        let _ = write_msg(
+            &mut stream,
+            &refuse(common::auth::TOKEN_MISMATCH.into()).into(),
+        )
+        .await;
+        return;
+    }
+    if handle.push_work_conn(stream).is_err() {
+        debug!(run_id = %m.run_id, "work connection pool is full or closed, discarding");
+    }
+}
