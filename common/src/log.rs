@@ -2,15 +2,19 @@
 
 use std::io;
 
-/// Installs the global tracing subscriber. `RUST_LOG`, when set, overrides `level`.
-pub fn init(level: &str, to: &str) -> io::Result<()> {
+/// Installs the global tracing subscriber from `log.*`. `RUST_LOG`, when set, overrides the level.
+/// Colours only on a terminal, and never with `log.disablePrintColor`.
+pub fn init(cfg: &crate::config::LogConfig) -> io::Result<()> {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(frp_level(level)));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(frp_level(&cfg.level)));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false);
+    let to = cfg.to.as_str();
     let res = if to.is_empty() || to == "console" {
-        builder.with_writer(io::stderr).try_init()
+        let ansi = !cfg.disable_print_color && io::stderr().is_terminal();
+        builder.with_ansi(ansi).with_writer(io::stderr).try_init()
     } else {
         let file = std::fs::OpenOptions::new()
             .create(true)

@@ -52,7 +52,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         );
         return Ok(());
     }
-    common::log::init(&cfg.log.level, &cfg.log.to).context("set up logging")?;
+    common::log::init(&cfg.log).context("set up logging")?;
     let rt = tokio::runtime::Runtime::new().context("start tokio runtime")?;
     rt.block_on(async move {
         let token = CancellationToken::new();

@@ -17,4 +17,4 @@ mod proxy;
 mod registry;
 mod service;
 
-pub use service::{Server, ServerError};
+pub use service::{Server, ServerError, ServerStats};

@@ -1,1 +1,314 @@
+//! Test harness: in-process frps/frpc with fluent config tweaks, echo backends, the real
+//! binaries, and bounded waits. Every listener binds 127.0.0.1 port 0; every wait has a limit.
 
+use common::config::{self, ClientConfig, ProxyConfig, ServerConfig};
+use frpc::status::{Phase, ProxyStatus, StatusBoard};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// The token every fixture uses unless a test changes it.
+pub const TOKEN: &str = "test-token";
+/// Upper bound for any single wait in a test.
+pub const PATIENCE: Duration = Duration::from_secs(20);
+
+/// Logs to the test output when `RUST_LOG` is set.
+pub fn init_log() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+}
+
+/// frps config for tests: 127.0.0.1, port 0, token [`TOKEN`].
+pub fn server_config() -> ServerConfig {
+    let mut c = config::parse_server("", Path::new("<test>"), true).expect("default config");
+    c.bind_addr = "127.0.0.1".into();
+    c.proxy_bind_addr = "127.0.0.1".into();
+    c.bind_port = 0;
+    c.auth.token = TOKEN.into();
+    c
+}
+
+/// frpc config for tests, pointed at `server`.
+pub fn client_config(server: SocketAddr) -> ClientConfig {
+    let mut c = config::parse_client("", Path::new("<test>"), true).expect("default config");
+    c.server_addr = server.ip().to_string();
+    c.server_port = server.port();
+    c.auth.token = TOKEN.into();
+    c
+}
+
+/// A proxy of `kind` to `local`, on `remote_port` (0 = frps picks).
+pub fn proxy(name: &str, kind: &str, local: SocketAddr, remote_port: u16) -> ProxyConfig {
+    ProxyConfig {
+        name: name.into(),
+        kind: kind.into(),
+        local_ip: local.ip().to_string(),
+        local_port: local.port(),
+        remote_port,
+        ..Default::default()
+    }
+}
+
+/// An in-process frps.
+#[derive(Debug)]
+pub struct Frps {
+    pub addr: SocketAddr,
+    pub stats: frps::ServerStats,
+    token: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+impl Frps {
+    /// Starts frps with [`server_config`] changed by `f`.
+    pub async fn start(f: impl FnOnce(&mut ServerConfig)) -> Frps {
+        let mut cfg = server_config();
+        f(&mut cfg);
+        let server = frps::Server::bind(cfg).await.expect("frps bind");
+        let addr = server.local_addr().expect("frps addr");
+        let stats = server.stats();
+        let token = CancellationToken::new();
+        let task = tokio::spawn(server.run(token.clone()));
+        Frps {
+            addr,
+            stats,
+            token,
+            task,
+        }
+    }
+
+    /// Stops frps and waits until it has closed everything.
+    pub async fn stop(self) {
+        self.token.cancel();
+        tokio::time::timeout(PATIENCE, self.task)
+            .await
+            .expect("frps stops in time")
+            .expect("frps task");
+    }
+}
+
+/// An in-process frpc.
+#[derive(Debug)]
+pub struct Frpc {
+    pub status: StatusBoard,
+    token: CancellationToken,
+    task: JoinHandle<Result<(), frpc::ClientError>>,
+}
+
+impl Frpc {
+    /// Starts frpc against `server` with [`client_config`] changed by `f`.
+    pub fn start(server: SocketAddr, f: impl FnOnce(&mut ClientConfig)) -> Frpc {
+        let mut cfg = client_config(server);
+        f(&mut cfg);
+        let client = frpc::Client::new(cfg);
+        let status = client.status();
+        let token = CancellationToken::new();
+        let task = tokio::spawn(client.run(token.clone()));
+        Frpc {
+            status,
+            token,
+            task,
+        }
+    }
+
+    /// Waits until proxy `name` is running; returns its status.
+    pub async fn wait_running(&self, name: &str) -> ProxyStatus {
+        self.wait_phase(name, Phase::Running).await
+    }
+
+    /// Waits until proxy `name` reaches `phase`.
+    pub async fn wait_phase(&self, name: &str, phase: Phase) -> ProxyStatus {
+        match self
+            .status
+            .wait_for(name, PATIENCE, |s| s.phase == phase)
+            .await
+        {
+            Some(s) => s,
+            None => panic!(
+                "proxy {name} did not reach {phase:?}; now {:?}",
+                self.status.get(name)
+            ),
+        }
+    }
+
+    /// Waits until proxy `name` is no longer running (its session ended).
+    pub async fn wait_not_running(&self, name: &str) {
+        let ok = self
+            .status
+            .wait_for(name, PATIENCE, |s| s.phase != Phase::Running)
+            .await;
+        assert!(ok.is_some(), "proxy {name} still running");
+    }
+
+    /// Waits for frpc to exit by itself and returns its result.
+    pub async fn exited(self) -> Result<(), frpc::ClientError> {
+        tokio::time::timeout(PATIENCE, self.task)
+            .await
+            .expect("frpc exits in time")
+            .expect("frpc task")
+    }
+
+    pub async fn stop(self) {
+        self.token.cancel();
+        let _ = tokio::time::timeout(PATIENCE, self.task)
+            .await
+            .expect("frpc stops in time");
+    }
+}
+
+/// The port in a NewProxyResp `remote_addr` such as `:6000`.
+pub fn remote_port(s: &ProxyStatus) -> u16 {
+    s.remote_addr
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no port in {:?}", s.remote_addr))
+}
+
+/// A free TCP port on 127.0.0.1 (bound to port 0, then released).
+pub async fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    l.local_addr().expect("addr").port()
+}
+
+/// A TCP echo server; it runs until the test's runtime ends.
+pub async fn echo_tcp() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").await.expect("bind echo");
+    let addr = l.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let (mut r, mut w) = s.split();
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+                let _ = w.shutdown().await;
+            });
+        }
+    });
+    addr
+}
+
+/// A TCP server that reads until EOF, then answers with `reply` (needs half-close to work).
+pub async fn reply_after_eof(reply: &'static [u8]) -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = l.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let mut got = Vec::new();
+                if s.read_to_end(&mut got).await.is_ok() {
+                    let _ = s.write_all(&got).await;
+                    let _ = s.write_all(reply).await;
+                    let _ = s.shutdown().await;
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// A UDP echo server.
+pub async fn echo_udp() -> SocketAddr {
+    let s = UdpSocket::bind("127.0.0.1:0").await.expect("bind udp");
+    let addr = s.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 65536];
+        while let Ok((n, from)) = s.recv_from(&mut buf).await {
+            let _ = s.send_to(&buf[..n], from).await;
+        }
+    });
+    addr
+}
+
+/// Deterministic pseudo-random bytes.
+pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407)
+        | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// Sends `data` through `addr` and reads back as many bytes, writing and reading at once.
+pub async fn echo_through(addr: SocketAddr, data: &[u8]) -> Vec<u8> {
+    let s = tokio::time::timeout(PATIENCE, TcpStream::connect(addr))
+        .await
+        .expect("connect in time")
+        .expect("connect");
+    let (mut r, mut w) = s.into_split();
+    let owned = data.to_vec();
+    let writer = tokio::spawn(async move {
+        w.write_all(&owned).await.expect("write");
+        w
+    });
+    let mut got = vec![0u8; data.len()];
+    tokio::time::timeout(PATIENCE, r.read_exact(&mut got))
+        .await
+        .expect("echo in time")
+        .expect("read echo");
+    let _w = writer.await.expect("writer");
+    got
+}
+
+/// Connects to a tunnel entry until one echo succeeds (the proxy may still be starting).
+pub async fn wait_tunnel(addr: SocketAddr) {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let attempt = async {
+            let mut s = TcpStream::connect(addr).await.ok()?;
+            s.write_all(b"ping").await.ok()?;
+            let mut b = [0u8; 4];
+            s.read_exact(&mut b).await.ok()?;
+            (b == *b"ping").then_some(())
+        };
+        if tokio::time::timeout(Duration::from_secs(2), attempt)
+            .await
+            .ok()
+            .flatten()
+            .is_some()
+        {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "tunnel at {addr} never worked"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits until something accepts TCP connections on `addr`.
+pub async fn wait_listening(addr: SocketAddr) {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while TcpStream::connect(addr).await.is_err() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "nothing listens on {addr}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Path of a workspace binary built by `cargo build` (frps, frpc).
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
+    let p = dir.join(name);
+    assert!(
+        p.exists(),
+        "{} is missing: run `cargo build --workspace` before the tests (README)",
+        p.display()
+    );
+    p
+}

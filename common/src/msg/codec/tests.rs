@@ -394,7 +394,7 @@ proptest! {
         let msgs: Vec<Message> = vec![
             NewProxy { proxy_name: name.clone(), remote_port: i64::from(port), use_encryption: enc, ..Default::default() }.into(),
             StartWorkConn { proxy_name: name.clone(), src_port: port, ..Default::default() }.into(),
-            Ping { privilege_key: key.clone(), timestamp: ts }.into(),
+            Ping { privilege_key: key, timestamp: ts }.into(),
             UdpPacket { content, remote_addr: Some(UdpAddr { ip: "::1".into(), port: i64::from(port), zone: name }), local_addr: None }.into(),
         ];
         for m in msgs {

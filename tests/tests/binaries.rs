@@ -1,0 +1,184 @@
+//! The real `frps` and `frpc` binaries, driven as a user would.
+
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
+use std::path::Path;
+use std::process::Stdio;
+use tests::*;
+use tokio::process::{Child, Command};
+
+fn spawn(name: &str, args: &[&str]) -> Child {
+    Command::new(bin(name))
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn")
+}
+
+async fn run(name: &str, args: &[&str]) -> std::process::Output {
+    let out = Command::new(bin(name))
+        .args(args)
+        .kill_on_drop(true)
+        .output();
+    tokio::time::timeout(PATIENCE, out)
+        .await
+        .expect("exits in time")
+        .expect("run")
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> String {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p.display().to_string()
+}
+
+fn tempdir(tag: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!(
+        "frp-rs-{tag}-{}-{}",
+        std::process::id(),
+        rand::random::<u32>()
+    ));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+#[tokio::test]
+async fn tunnel_through_real_binaries() {
+    for tcp_mux in [true, false] {
+        let dir = tempdir("bin");
+        let bind = free_port().await;
+        let remote = free_port().await;
+        let echo = echo_tcp().await;
+        let frps_cfg = write(&dir, "frps.toml", &format!("bindAddr = \"127.0.0.1\"\nbindPort = {bind}\nauth.token = \"s3cret\"\ntransport.tcpMux = {tcp_mux}\n"));
+        let frpc_cfg = write(
+            &dir,
+            "frpc.toml",
+            &format!(
+                "serverAddr = \"127.0.0.1\"\nserverPort = {bind}\nauth.token = \"s3cret\"\ntransport.tcpMux = {tcp_mux}\n\n[[proxies]]\nname = \"echo\"\ntype = \"tcp\"\nlocalIP = \"127.0.0.1\"\nlocalPort = {}\nremotePort = {remote}\n",
+                echo.port()
+            ),
+        );
+        let _frps = spawn("frps", &["-c", &frps_cfg]);
+        wait_listening(([127, 0, 0, 1], bind).into()).await;
+        let _frpc = spawn("frpc", &["-c", &frpc_cfg]);
+        let entry = std::net::SocketAddr::from(([127, 0, 0, 1], remote));
+        wait_tunnel(entry).await;
+        let data = pattern(2 * 1024 * 1024, 7);
+        assert!(echo_through(entry, &data).await == data);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
+#[tokio::test]
+async fn frps_runs_from_flags_without_a_file() {
+    let bind = free_port().await;
+    let remote = free_port().await;
+    let echo = echo_tcp().await;
+    let _frps = spawn(
+        "frps",
+        &[
+            "--bind_addr",
+            "127.0.0.1",
+            "--bind_port",
+            &bind.to_string(),
+            "-t",
+            "tok",
+        ],
+    );
+    let dir = tempdir("flags");
+    let frpc_cfg = write(
+        &dir,
+        "frpc.toml",
+        &format!("serverPort = {bind}\nserverAddr = \"127.0.0.1\"\nauth.token = \"tok\"\n[[proxies]]\nname = \"e\"\ntype = \"tcp\"\nlocalPort = {}\nremotePort = {remote}\n", echo.port()),
+    );
+    let _frpc = spawn("frpc", &["-c", &frpc_cfg]);
+    wait_tunnel(([127, 0, 0, 1], remote).into()).await;
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn wrong_token_makes_frpc_exit_with_the_reason() {
+    let dir = tempdir("token");
+    let bind = free_port().await;
+    let frps_cfg = write(
+        &dir,
+        "frps.toml",
+        &format!("bindAddr = \"127.0.0.1\"\nbindPort = {bind}\nauth.token = \"right\"\n"),
+    );
+    let frpc_cfg = write(
+        &dir,
+        "frpc.toml",
+        &format!("serverAddr = \"127.0.0.1\"\nserverPort = {bind}\nauth.token = \"wrong\"\n"),
+    );
+    let _frps = spawn("frps", &["-c", &frps_cfg]);
+    // frps may still be starting: loginFailExit makes each try final, so try until it is up.
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let out = run("frpc", &["-c", &frpc_cfg]).await;
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success());
+        if err.contains("token in login doesn't match token from configuration") {
+            assert!(
+                !err.contains("right") && !err.contains("wrong\""),
+                "no secret in output: {err}"
+            );
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "frpc never got the token error: {err}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn verify_subcommands() {
+    let dir = tempdir("verify");
+    let good = write(&dir, "frpc.toml", "serverAddr = \"127.0.0.1\"\n[[proxies]]\nname = \"a\"\ntype = \"tcp\"\nlocalPort = 22\nremotePort = 6000\n");
+    let out = run("frpc", &["verify", "-c", &good]).await;
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("frpc: the configuration file {good} syntax is ok")
+    );
+
+    let bad = write(
+        &dir,
+        "bad.toml",
+        "serverAddr = \"127.0.0.1\"\n[[proxies]]\nname = \"a\"\ntype = \"tcp\"\nlocalPrt = 22\n",
+    );
+    let out = run("frpc", &["verify", "-c", &bad]).await;
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("{bad}:5: proxies[0].localPrt: unknown field")),
+        "{err}"
+    );
+
+    let s = write(&dir, "frps.toml", "bindPort = 7000\n");
+    let out = run("frps", &["verify", "-c", &s]).await;
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("frps: the configuration file {s} syntax is ok")
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn shipped_conf_files_verify() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    for (b, f) in [("frps", "conf/frps.toml"), ("frpc", "conf/frpc.toml")] {
+        let p = root.join(f).display().to_string();
+        let out = run(b, &["verify", "-c", &p]).await;
+        assert!(
+            out.status.success(),
+            "{f}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}

@@ -1,0 +1,63 @@
+//! udp proxies: UDPPacket framing over the work connection, replies to the right user.
+
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
+use tests::*;
+use tokio::net::UdpSocket;
+
+async fn udp_echo(tcp_mux: bool, encryption: bool) {
+    init_log();
+    let frps = Frps::start(|c| c.transport.tcp_mux = tcp_mux).await;
+    let echo = echo_udp().await;
+    let frpc = Frpc::start(frps.addr, |c| {
+        c.transport.tcp_mux = tcp_mux;
+        let mut p = proxy("dns", "udp", echo, 0);
+        p.transport.use_encryption = encryption;
+        c.proxies.push(p);
+    });
+    let port = remote_port(&frpc.wait_running("dns").await);
+    // Two users, several datagrams each; every answer reaches the user who asked.
+    let a = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let b = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let target = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    for (i, sock) in [&a, &b].into_iter().enumerate() {
+        for n in 0..5u8 {
+            let msg = pattern(1000, (i * 10 + n as usize) as u64);
+            let got = roundtrip(sock, target, &msg).await;
+            assert_eq!(got, msg, "user {i} datagram {n}");
+        }
+    }
+    frpc.stop().await;
+    frps.stop().await;
+}
+
+/// Sends until an answer arrives (the first datagrams can arrive before frps has its work
+/// connection, and UDP may drop them); each try waits at most 1 s, 20 tries in all.
+async fn roundtrip(sock: &UdpSocket, target: std::net::SocketAddr, msg: &[u8]) -> Vec<u8> {
+    let mut buf = vec![0u8; 2048];
+    for _ in 0..20 {
+        sock.send_to(msg, target).await.unwrap();
+        if let Ok(Ok((n, from))) =
+            tokio::time::timeout(std::time::Duration::from_secs(1), sock.recv_from(&mut buf)).await
+        {
+            assert_eq!(from, target);
+            return buf[..n].to_vec();
+        }
+    }
+    panic!("no udp answer through the tunnel");
+}
+
+#[tokio::test]
+async fn udp_echo_tcp_mux_on() {
+    udp_echo(true, false).await;
+}
+
+#[tokio::test]
+async fn udp_echo_tcp_mux_off() {
+    udp_echo(false, false).await;
+}
+
+#[tokio::test]
+async fn udp_echo_encrypted() {
+    udp_echo(true, true).await;
+}
