@@ -197,3 +197,26 @@ async fn pool_count_five_serves_sequential_users() {
     frpc.stop().await;
     frps.stop().await;
 }
+
+#[tokio::test]
+async fn custom_tls_first_byte_is_detected() {
+    init_log();
+    for tcp_mux in [true, false] {
+        let frps = Frps::start(|c| {
+            c.transport.tcp_mux = tcp_mux;
+            c.transport.tls.force = true;
+        })
+        .await;
+        let echo = echo_tcp().await;
+        let frpc = Frpc::start(frps.addr, |c| {
+            c.transport.tcp_mux = tcp_mux;
+            c.transport.tls.disable_custom_tls_first_byte = false;
+            c.proxies.push(proxy("echo", "tcp", echo, 0));
+        });
+        let port = remote_port(&frpc.wait_running("echo").await);
+        let d = pattern(500_000, 11);
+        assert!(echo_through(([127, 0, 0, 1], port).into(), &d).await == d);
+        frpc.stop().await;
+        frps.stop().await;
+    }
+}

@@ -1,0 +1,303 @@
+//! Our frpc seen by a hand-written frps speaking raw frp frames, as a Go frps would.
+
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
+use common::auth::auth_key;
+use common::crypto::derive_key;
+use common::io::CryptStream;
+use common::msg::codec::{decode, decode_header};
+use common::msg::*;
+use tests::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+async fn accept(l: &TcpListener) -> TcpStream {
+    tokio::time::timeout(PATIENCE, l.accept())
+        .await
+        .expect("frpc connects in time")
+        .unwrap()
+        .0
+}
+
+async fn next<S: tokio::io::AsyncRead + Unpin>(s: &mut S) -> Message {
+    tokio::time::timeout(PATIENCE, read_msg(s))
+        .await
+        .expect("message in time")
+        .expect("message")
+}
+
+/// Reads one raw frame: (type byte, JSON body text).
+async fn raw_frame(s: &mut TcpStream) -> (u8, String) {
+    let mut h = [0u8; 9];
+    tokio::time::timeout(PATIENCE, s.read_exact(&mut h))
+        .await
+        .unwrap()
+        .unwrap();
+    let (ty, len) = decode_header(&h).unwrap();
+    let mut body = vec![0u8; len];
+    s.read_exact(&mut body).await.unwrap();
+    (ty, String::from_utf8(body).unwrap())
+}
+
+fn frpc_to(l: &TcpListener, f: impl FnOnce(&mut common::config::ClientConfig)) -> Frpc {
+    let addr = l.local_addr().unwrap();
+    Frpc::start(addr, |c| {
+        c.transport.tcp_mux = false;
+        c.transport.tls.enable = false;
+        f(c)
+    })
+}
+
+#[tokio::test]
+async fn login_bytes_and_proxy_registration() {
+    init_log();
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let echo = echo_tcp().await;
+    let frpc = frpc_to(&l, |c| {
+        c.user = "bob".into();
+        c.transport.pool_count = 2;
+        c.metadatas.insert("k".into(), "v".into());
+        let mut p = proxy("ssh", "tcp", echo, 6000);
+        p.transport.use_encryption = true;
+        c.proxies.push(p);
+    });
+    let mut ctl = accept(&l).await;
+    let (ty, body) = raw_frame(&mut ctl).await;
+    assert_eq!(ty, b'o');
+    let Message::Login(login) = decode(ty, body.as_bytes()).unwrap() else {
+        panic!()
+    };
+    assert_eq!(login.version, "0.70.1");
+    assert_eq!(login.privilege_key, auth_key(TOKEN, login.timestamp));
+    assert_eq!(
+        (login.os.as_str(), login.user.as_str(), login.pool_count),
+        (std::env::consts::OS, "bob", 2)
+    );
+    assert!(login.run_id.is_empty());
+    assert!(
+        body.contains(r#""client_spec":{}"#),
+        "client_spec always present: {body}"
+    );
+    assert!(body.contains(r#""metas":{"k":"v"}"#), "{body}");
+    assert!(!body.contains("run_id"), "empty fields omitted: {body}");
+
+    write_msg(
+        &mut ctl,
+        &LoginResp {
+            version: "0.70.1".into(),
+            run_id: "0123456789abcdef".into(),
+            error: String::new(),
+        }
+        .into(),
+    )
+    .await
+    .unwrap();
+    let mut ctl = CryptStream::new(ctl, derive_key(TOKEN.as_bytes()));
+    let Message::NewProxy(np) = next(&mut ctl).await else {
+        panic!()
+    };
+    assert_eq!(
+        (
+            np.proxy_name.as_str(),
+            np.proxy_type.as_str(),
+            np.remote_port,
+            np.use_encryption
+        ),
+        ("bob.ssh", "tcp", 6000, true)
+    );
+    assert!(np.bandwidth_limit_mode.is_empty(), "\"client\" is not sent");
+    write_msg(
+        &mut ctl,
+        &NewProxyResp {
+            proxy_name: "bob.ssh".into(),
+            remote_addr: ":6000".into(),
+            error: String::new(),
+        }
+        .into(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(frpc.wait_running("ssh").await.remote_addr, ":6000");
+
+    // ReqWorkConn: frpc dials a new connection (tcpMux off) and sends NewWorkConn.
+    write_msg(&mut ctl, &ReqWorkConn {}.into()).await.unwrap();
+    let mut work = accept(&l).await;
+    let Message::NewWorkConn(w) = next(&mut work).await else {
+        panic!()
+    };
+    assert_eq!(w.run_id, "0123456789abcdef");
+    assert!(
+        w.privilege_key.is_empty(),
+        "no NewWorkConns scope: no auth fields"
+    );
+    let start = StartWorkConn {
+        proxy_name: "bob.ssh".into(),
+        src_addr: "1.2.3.4".into(),
+        src_port: 5,
+        ..Default::default()
+    };
+    write_msg(&mut work, &start.into()).await.unwrap();
+    // useEncryption: the work connection carries AES-CFB keyed from the token.
+    let mut work = CryptStream::new(work, derive_key(TOKEN.as_bytes()));
+    work.write_all(b"through the tunnel").await.unwrap();
+    work.flush().await.unwrap();
+    let mut b = [0u8; 18];
+    tokio::time::timeout(PATIENCE, work.read_exact(&mut b))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&b, b"through the tunnel");
+    frpc.stop().await;
+}
+
+#[tokio::test]
+async fn start_error_on_refused_proxy_and_refused_work_conn() {
+    init_log();
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let echo = echo_tcp().await;
+    let frpc = frpc_to(&l, |c| c.proxies.push(proxy("p", "tcp", echo, 1)));
+    let mut ctl = accept(&l).await;
+    let _ = next(&mut ctl).await;
+    write_msg(
+        &mut ctl,
+        &LoginResp {
+            run_id: "r".into(),
+            ..Default::default()
+        }
+        .into(),
+    )
+    .await
+    .unwrap();
+    let mut ctl = CryptStream::new(ctl, derive_key(TOKEN.as_bytes()));
+    let _ = next(&mut ctl).await;
+    write_msg(
+        &mut ctl,
+        &NewProxyResp {
+            proxy_name: "p".into(),
+            error: "port not allowed".into(),
+            ..Default::default()
+        }
+        .into(),
+    )
+    .await
+    .unwrap();
+    let st = frpc.wait_phase("p", frpc::status::Phase::StartError).await;
+    assert_eq!(st.error, "port not allowed");
+    // A StartWorkConn with an error: frpc closes that work connection.
+    write_msg(&mut ctl, &ReqWorkConn {}.into()).await.unwrap();
+    let mut work = accept(&l).await;
+    let _ = next(&mut work).await;
+    write_msg(
+        &mut work,
+        &StartWorkConn {
+            error: "nope".into(),
+            ..Default::default()
+        }
+        .into(),
+    )
+    .await
+    .unwrap();
+    let mut b = [0u8; 1];
+    assert!(matches!(
+        tokio::time::timeout(PATIENCE, work.read(&mut b))
+            .await
+            .unwrap(),
+        Ok(0) | Err(_)
+    ));
+    frpc.stop().await;
+}
+
+#[tokio::test]
+async fn heartbeat_ping_and_pong_error_relogin_with_same_run_id() {
+    init_log();
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let frpc = frpc_to(&l, |c| {
+        c.transport.heartbeat_interval = 1;
+        c.transport.heartbeat_timeout = 30;
+        c.auth.additional_scopes = vec!["HeartBeats".into()];
+        c.login_fail_exit = false;
+    });
+    let mut ctl = accept(&l).await;
+    let _ = next(&mut ctl).await;
+    write_msg(
+        &mut ctl,
+        &LoginResp {
+            run_id: "feedfacecafebeef".into(),
+            ..Default::default()
+        }
+        .into(),
+    )
+    .await
+    .unwrap();
+    let mut ctl = CryptStream::new(ctl, derive_key(TOKEN.as_bytes()));
+    let Message::Ping(p) = next(&mut ctl).await else {
+        panic!("Ping expected")
+    };
+    assert_eq!(
+        p.privilege_key,
+        auth_key(TOKEN, p.timestamp),
+        "HeartBeats scope signs the ping"
+    );
+    write_msg(
+        &mut ctl,
+        &Pong {
+            error: "invalid".into(),
+        }
+        .into(),
+    )
+    .await
+    .unwrap();
+    // frpc drops the session and logs in again with the same run_id.
+    let mut again = accept(&l).await;
+    let Message::Login(login) = next(&mut again).await else {
+        panic!()
+    };
+    assert_eq!(login.run_id, "feedfacecafebeef");
+    frpc.stop().await;
+}
+
+#[tokio::test]
+async fn first_bytes_with_tcp_mux_and_custom_tls_byte() {
+    init_log();
+    // tcpMux on, TLS off: the first bytes are a yamux WindowUpdate|SYN for stream 1 with frp's window.
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let frpc = Frpc::start(addr, |c| c.transport.tls.enable = false);
+    let mut s = accept(&l).await;
+    let mut h = [0u8; 12];
+    tokio::time::timeout(PATIENCE, s.read_exact(&mut h))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(h[..4], [0, 1, 0, 1], "version 0, WindowUpdate, SYN");
+    assert_eq!(u32::from_be_bytes(h[4..8].try_into().unwrap()), 1);
+    assert_eq!(
+        u32::from_be_bytes(h[8..12].try_into().unwrap()),
+        6 * 1024 * 1024 - 256 * 1024
+    );
+    frpc.stop().await;
+
+    // TLS on (default) with disableCustomTLSFirstByte = false: 0x17, then a ClientHello (0x16).
+    let frpc = Frpc::start(addr, |c| {
+        c.transport.tls.disable_custom_tls_first_byte = false
+    });
+    let mut s = accept(&l).await;
+    let mut b = [0u8; 2];
+    tokio::time::timeout(PATIENCE, s.read_exact(&mut b))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(b, [0x17, 0x16]);
+    frpc.stop().await;
+
+    // Default TLS: a plain ClientHello.
+    let frpc = Frpc::start(addr, |_| {});
+    let mut s = accept(&l).await;
+    let mut b = [0u8; 1];
+    tokio::time::timeout(PATIENCE, s.read_exact(&mut b))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(b, [0x16]);
+    frpc.stop().await;
+}

@@ -1,0 +1,345 @@
+//! Our frps seen by a hand-written frpc speaking raw frp frames, as a Go frpc would.
+
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
+use common::auth::{auth_key, unix_now};
+use common::crypto::derive_key;
+use common::io::CryptStream;
+use common::msg::*;
+use std::net::SocketAddr;
+use tests::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+type Ctl = CryptStream<TcpStream>;
+
+async fn next(ctl: &mut Ctl) -> Message {
+    tokio::time::timeout(PATIENCE, read_msg(ctl))
+        .await
+        .expect("message in time")
+        .expect("message")
+}
+
+/// Logs in over plain TCP (tcpMux off) and returns the encrypted control stream and run_id.
+async fn login(frps: SocketAddr, pool_count: i64) -> (Ctl, String) {
+    let mut s = TcpStream::connect(frps).await.unwrap();
+    let ts = unix_now();
+    let m = Login {
+        version: "0.70.1".into(),
+        privilege_key: auth_key(TOKEN, ts),
+        timestamp: ts,
+        pool_count,
+        ..Default::default()
+    };
+    write_msg(&mut s, &m.into()).await.unwrap();
+    let Message::LoginResp(r) = read_msg(&mut s).await.unwrap() else {
+        panic!("LoginResp expected")
+    };
+    assert_eq!(r.version, "0.70.1");
+    assert!(r.error.is_empty(), "{r:?}");
+    (CryptStream::new(s, derive_key(TOKEN.as_bytes())), r.run_id)
+}
+
+#[tokio::test]
+async fn pool_prefill_is_capped_by_max_pool_count() {
+    init_log();
+    let frps = Frps::start(|c| c.transport.tcp_mux = false).await;
+    let (mut ctl, run_id) = login(frps.addr, 3).await;
+    assert_eq!(run_id.len(), 16);
+    assert!(run_id.chars().all(|c| c.is_ascii_hexdigit()));
+    for _ in 0..3 {
+        assert!(matches!(next(&mut ctl).await, Message::ReqWorkConn(_)));
+    }
+    // Control messages are in order: the Pong comes right after the prefill.
+    write_msg(&mut ctl, &Ping::default().into()).await.unwrap();
+    assert!(matches!(next(&mut ctl).await, Message::Pong(p) if p.error.is_empty()));
+
+    let (mut ctl, _) = login(frps.addr, 50).await;
+    for _ in 0..5 {
+        assert!(matches!(next(&mut ctl).await, Message::ReqWorkConn(_)));
+    }
+    write_msg(&mut ctl, &Ping::default().into()).await.unwrap();
+    assert!(
+        matches!(next(&mut ctl).await, Message::Pong(_)),
+        "maxPoolCount (5) caps the prefill"
+    );
+    frps.stop().await;
+}
+
+#[tokio::test]
+async fn user_connection_gets_a_work_connection_with_addresses() {
+    init_log();
+    let frps = Frps::start(|c| c.transport.tcp_mux = false).await;
+    let (mut ctl, run_id) = login(frps.addr, 0).await;
+    let np = NewProxy {
+        proxy_name: "raw".into(),
+        proxy_type: "tcp".into(),
+        ..Default::default()
+    };
+    write_msg(&mut ctl, &np.into()).await.unwrap();
+    let Message::NewProxyResp(resp) = next(&mut ctl).await else {
+        panic!()
+    };
+    assert_eq!(resp.proxy_name, "raw");
+    let port: u16 = resp.remote_addr.trim_start_matches(':').parse().unwrap();
+
+    let mut user = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let user_port = user.local_addr().unwrap().port();
+    // Pool empty: frps asks for one work connection for this user.
+    assert!(matches!(next(&mut ctl).await, Message::ReqWorkConn(_)));
+    let mut work = TcpStream::connect(frps.addr).await.unwrap();
+    write_msg(
+        &mut work,
+        &NewWorkConn {
+            run_id: run_id.clone(),
+            ..Default::default()
+        }
+        .into(),
+    )
+    .await
+    .unwrap();
+    let Message::StartWorkConn(start) = tokio::time::timeout(PATIENCE, read_msg(&mut work))
+        .await
+        .unwrap()
+        .unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!(start.proxy_name, "raw");
+    assert_eq!(
+        (start.src_addr.as_str(), start.src_port),
+        ("127.0.0.1", user_port)
+    );
+    assert_eq!(
+        (start.dst_addr.as_str(), start.dst_port),
+        ("127.0.0.1", port)
+    );
+    assert!(start.error.is_empty());
+    // And one more ReqWorkConn to refill the pool.
+    assert!(matches!(next(&mut ctl).await, Message::ReqWorkConn(_)));
+
+    // Raw bytes both ways after StartWorkConn.
+    user.write_all(b"from user").await.unwrap();
+    let mut b = [0u8; 9];
+    work.read_exact(&mut b).await.unwrap();
+    assert_eq!(&b, b"from user");
+    work.write_all(b"from frpc").await.unwrap();
+    user.read_exact(&mut b).await.unwrap();
+    assert_eq!(&b, b"from frpc");
+
+    // CloseProxy frees the port.
+    write_msg(
+        &mut ctl,
+        &CloseProxy {
+            proxy_name: "raw".into(),
+        }
+        .into(),
+    )
+    .await
+    .unwrap();
+    write_msg(&mut ctl, &Ping::default().into()).await.unwrap();
+    assert!(matches!(next(&mut ctl).await, Message::Pong(_)));
+    assert!(
+        tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .is_ok(),
+        "port released by CloseProxy"
+    );
+    frps.stop().await;
+}
+
+#[tokio::test]
+async fn user_is_dropped_after_user_conn_timeout() {
+    init_log();
+    let frps = Frps::start(|c| {
+        c.transport.tcp_mux = false;
+        c.user_conn_timeout = 1;
+    })
+    .await;
+    let (mut ctl, _) = login(frps.addr, 0).await;
+    write_msg(
+        &mut ctl,
+        &NewProxy {
+            proxy_name: "slow".into(),
+            proxy_type: "tcp".into(),
+            ..Default::default()
+        }
+        .into(),
+    )
+    .await
+    .unwrap();
+    let Message::NewProxyResp(resp) = next(&mut ctl).await else {
+        panic!()
+    };
+    let port: u16 = resp.remote_addr.trim_start_matches(':').parse().unwrap();
+    let mut user = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    assert!(matches!(next(&mut ctl).await, Message::ReqWorkConn(_)));
+    // We never open the work connection: frps gives up and closes the user.
+    let mut b = [0u8; 1];
+    let r = tokio::time::timeout(PATIENCE, user.read(&mut b))
+        .await
+        .expect("user closed in time");
+    assert!(matches!(r, Ok(0) | Err(_)));
+    frps.stop().await;
+}
+
+#[tokio::test]
+async fn heartbeat_timeout_closes_a_silent_client() {
+    init_log();
+    let frps = Frps::start(|c| {
+        c.transport.tcp_mux = false;
+        c.transport.heartbeat_timeout = 1;
+    })
+    .await;
+    let (mut ctl, _) = login(frps.addr, 0).await;
+    let mut b = [0u8; 64];
+    let closed = tokio::time::timeout(PATIENCE, async {
+        loop {
+            match ctl.read(&mut b).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "frps closes a client that never pings");
+    frps.stop().await;
+}
+
+#[tokio::test]
+async fn relogin_with_same_run_id_replaces_the_old_session() {
+    init_log();
+    let frps = Frps::start(|c| c.transport.tcp_mux = false).await;
+    let (mut old, run_id) = login(frps.addr, 0).await;
+    write_msg(
+        &mut old,
+        &NewProxy {
+            proxy_name: "keep".into(),
+            proxy_type: "tcp".into(),
+            remote_port: 0,
+            ..Default::default()
+        }
+        .into(),
+    )
+    .await
+    .unwrap();
+    assert!(matches!(next(&mut old).await, Message::NewProxyResp(r) if r.error.is_empty()));
+
+    let mut s = TcpStream::connect(frps.addr).await.unwrap();
+    let ts = unix_now();
+    let m = Login {
+        privilege_key: auth_key(TOKEN, ts),
+        timestamp: ts,
+        run_id: run_id.clone(),
+        ..Default::default()
+    };
+    write_msg(&mut s, &m.into()).await.unwrap();
+    let Message::LoginResp(r) = read_msg(&mut s).await.unwrap() else {
+        panic!()
+    };
+    assert_eq!(r.run_id, run_id);
+    let mut new = CryptStream::new(s, derive_key(TOKEN.as_bytes()));
+    // The old session is gone, and with it the proxy name: registering it again works.
+    write_msg(
+        &mut new,
+        &NewProxy {
+            proxy_name: "keep".into(),
+            proxy_type: "tcp".into(),
+            ..Default::default()
+        }
+        .into(),
+    )
+    .await
+    .unwrap();
+    assert!(
+        matches!(next(&mut new).await, Message::NewProxyResp(r) if r.error.is_empty()),
+        "name freed by the replaced session"
+    );
+    let mut b = [0u8; 1];
+    assert!(matches!(
+        tokio::time::timeout(PATIENCE, old.read(&mut b))
+            .await
+            .unwrap(),
+        Ok(0) | Err(_)
+    ));
+    assert_eq!(frps.stats.client_count(), 1);
+    frps.stop().await;
+}
+
+#[tokio::test]
+async fn client_id_must_be_unique_while_online() {
+    init_log();
+    let frps = Frps::start(|c| c.transport.tcp_mux = false).await;
+    let mut logins = Vec::new();
+    for i in 0..2 {
+        let mut s = TcpStream::connect(frps.addr).await.unwrap();
+        let ts = unix_now();
+        let m = Login {
+            user: "u".into(),
+            client_id: "c1".into(),
+            privilege_key: auth_key(TOKEN, ts),
+            timestamp: ts,
+            ..Default::default()
+        };
+        write_msg(&mut s, &m.into()).await.unwrap();
+        let Message::LoginResp(r) = read_msg(&mut s).await.unwrap() else {
+            panic!()
+        };
+        if i == 0 {
+            assert!(r.error.is_empty());
+        } else {
+            assert_eq!(r.error, "client_id [c1] for user [u] is already online");
+        }
+        logins.push(s);
+    }
+    frps.stop().await;
+}
+
+// --- yamux as a Go frpc drives it ------------------------------------------------------
+
+fn yamux_header(ty: u8, flags: u16, stream: u32, len: u32) -> [u8; 12] {
+    let mut h = [0u8; 12];
+    h[1] = ty;
+    h[2..4].copy_from_slice(&flags.to_be_bytes());
+    h[4..8].copy_from_slice(&stream.to_be_bytes());
+    h[8..12].copy_from_slice(&len.to_be_bytes());
+    h
+}
+
+async fn read_header(s: &mut TcpStream) -> [u8; 12] {
+    let mut h = [0u8; 12];
+    tokio::time::timeout(PATIENCE, s.read_exact(&mut h))
+        .await
+        .expect("frame in time")
+        .unwrap();
+    h
+}
+
+#[tokio::test]
+async fn yamux_streams_are_acked_at_once_and_pings_answered() {
+    init_log();
+    let frps = Frps::start(|_| {}).await;
+    let mut s = TcpStream::connect(frps.addr).await.unwrap();
+    // Go frpc opens a stream with WindowUpdate|SYN and delta 6 MiB - 256 KiB, then sends nothing.
+    const DELTA: u32 = 6 * 1024 * 1024 - 256 * 1024;
+    s.write_all(&yamux_header(1, 1, 1, DELTA)).await.unwrap();
+    let h = read_header(&mut s).await;
+    assert_eq!(h[1], 1, "WindowUpdate");
+    assert_eq!(
+        u16::from_be_bytes([h[2], h[3]]),
+        2,
+        "ACK flag, sent before any data"
+    );
+    assert_eq!(u32::from_be_bytes([h[4], h[5], h[6], h[7]]), 1);
+    assert_eq!(
+        u32::from_be_bytes([h[8], h[9], h[10], h[11]]),
+        DELTA,
+        "frp's window growth"
+    );
+    // Keepalive ping: answered with ACK and the same opaque value.
+    s.write_all(&yamux_header(2, 1, 0, 0xdead)).await.unwrap();
+    let h = read_header(&mut s).await;
+    assert_eq!((h[1], u16::from_be_bytes([h[2], h[3]])), (2, 2));
+    assert_eq!(u32::from_be_bytes([h[8], h[9], h[10], h[11]]), 0xdead);
+    frps.stop().await;
+}
