@@ -1,9 +1,13 @@
-//! frpc's command line, as frp's (`cmd/frpc`): `frpc -c FILE`, `frpc verify -c FILE`.
-//! (`reload`, `status`, `stop` come with the admin API.)
+//! frpc's command line, as frp's (`cmd/frpc/sub`): `frpc -c FILE`, `frpc verify -c FILE`, and
+//! the quick-start subcommands (`frpc tcp -s ADDR -P PORT -t TOKEN -l 22 -r 6000 ...`, and
+//! `frpc stcp visitor ...`). Quick-start flags become a v1 config that goes through the same
+//! loader and validation as a file. Flag names accept `_` or `-`, as frp's.
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
-use std::path::PathBuf;
+use clap::{Args, Parser, Subcommand};
+use common::config::{self, ClientConfig, LoadOptions};
+use serde_json::{json, Map, Value};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use tokio_util::sync::CancellationToken;
 
@@ -19,7 +23,7 @@ struct Cli {
     )]
     config: PathBuf,
     /// strict config parsing mode, unknown fields will cause errors
-    #[arg(long = "strict_config", default_value_t = true, action = clap::ArgAction::Set, global = true)]
+    #[arg(long = "strict_config", alias = "strict-config", default_value_t = true, action = clap::ArgAction::Set, global = true)]
     strict_config: bool,
     #[command(subcommand)]
     command: Option<Command>,
@@ -29,12 +33,270 @@ struct Cli {
 enum Command {
     /// Verify that the configures is valid
     Verify,
+    /// Run frpc with a single tcp proxy
+    Tcp(Quick),
+    /// Run frpc with a single udp proxy
+    Udp(Quick),
+    /// Run frpc with a single http proxy
+    Http(Quick),
+    /// Run frpc with a single https proxy
+    Https(Quick),
+    /// Run frpc with a single tcpmux proxy
+    Tcpmux(Quick),
+    /// Run frpc with a single stcp proxy (or `stcp visitor`)
+    Stcp(Quick),
+    /// Run frpc with a single sudp proxy (or `sudp visitor`)
+    Sudp(Quick),
+    /// Run frpc with a single xtcp proxy (or `xtcp visitor`)
+    Xtcp(Quick),
+}
+
+/// frp `RegisterClientCommonConfigFlags`.
+#[derive(Debug, Args)]
+struct CommonFlags {
+    #[arg(
+        short = 's',
+        long = "server_addr",
+        alias = "server-addr",
+        default_value = "127.0.0.1",
+        global = true
+    )]
+    server_addr: String,
+    #[arg(
+        short = 'P',
+        long = "server_port",
+        alias = "server-port",
+        default_value_t = 7000,
+        global = true
+    )]
+    server_port: u16,
+    #[arg(short = 'p', long = "protocol", default_value = "tcp", global = true)]
+    protocol: String,
+    #[arg(
+        long = "log_level",
+        alias = "log-level",
+        default_value = "info",
+        global = true
+    )]
+    log_level: String,
+    #[arg(
+        long = "log_file",
+        alias = "log-file",
+        default_value = "console",
+        global = true
+    )]
+    log_file: String,
+    #[arg(
+        long = "log_max_days",
+        alias = "log-max-days",
+        default_value_t = 3,
+        global = true
+    )]
+    log_max_days: i64,
+    #[arg(long = "disable_log_color", alias = "disable-log-color", global = true)]
+    disable_log_color: bool,
+    #[arg(
+        long = "tls_server_name",
+        alias = "tls-server-name",
+        default_value = "",
+        global = true
+    )]
+    tls_server_name: String,
+    #[arg(
+        long = "dns_server",
+        alias = "dns-server",
+        default_value = "",
+        global = true
+    )]
+    dns_server: String,
+    #[arg(long = "tls_enable", alias = "tls-enable", default_value_t = true, action = clap::ArgAction::Set, global = true)]
+    tls_enable: bool,
+    #[arg(short = 'u', long = "user", default_value = "", global = true)]
+    user: String,
+    #[arg(short = 't', long = "token", default_value = "", global = true)]
+    token: String,
+}
+
+/// One quick-start proxy (frp `RegisterProxyFlags`), or a visitor with the `visitor` subcommand.
+#[derive(Debug, Args)]
+struct Quick {
+    #[command(flatten)]
+    common: CommonFlags,
+    #[arg(
+        short = 'n',
+        long = "proxy_name",
+        alias = "proxy-name",
+        default_value = ""
+    )]
+    proxy_name: String,
+    #[arg(
+        short = 'i',
+        long = "local_ip",
+        alias = "local-ip",
+        default_value = "127.0.0.1"
+    )]
+    local_ip: String,
+    #[arg(
+        short = 'l',
+        long = "local_port",
+        alias = "local-port",
+        default_value_t = 0
+    )]
+    local_port: u16,
+    #[arg(
+        short = 'r',
+        long = "remote_port",
+        alias = "remote-port",
+        default_value_t = 0
+    )]
+    remote_port: u16,
+    #[arg(long = "ue")]
+    ue: bool,
+    #[arg(long = "uc")]
+    uc: bool,
+    #[arg(
+        long = "bandwidth_limit",
+        alias = "bandwidth-limit",
+        default_value = ""
+    )]
+    bandwidth_limit: String,
+    #[arg(
+        long = "bandwidth_limit_mode",
+        alias = "bandwidth-limit-mode",
+        default_value = "client"
+    )]
+    bandwidth_limit_mode: String,
+    #[arg(
+        short = 'd',
+        long = "custom_domain",
+        alias = "custom-domain",
+        value_delimiter = ','
+    )]
+    custom_domain: Vec<String>,
+    #[arg(long = "sd", default_value = "")]
+    sd: String,
+    #[arg(long = "locations", value_delimiter = ',')]
+    locations: Vec<String>,
+    #[arg(long = "http_user", alias = "http-user", default_value = "")]
+    http_user: String,
+    #[arg(long = "http_pwd", alias = "http-pwd", default_value = "")]
+    http_pwd: String,
+    #[arg(
+        long = "host_header_rewrite",
+        alias = "host-header-rewrite",
+        default_value = ""
+    )]
+    host_header_rewrite: String,
+    #[arg(long = "mux", default_value = "")]
+    mux: String,
+    #[arg(long = "sk", default_value = "")]
+    sk: String,
+    #[arg(long = "allow_users", alias = "allow-users", value_delimiter = ',')]
+    allow_users: Vec<String>,
+    #[command(subcommand)]
+    visitor: Option<VisitorCmd>,
+}
+
+#[derive(Debug, Subcommand)]
+enum VisitorCmd {
+    /// Run frpc with a single visitor of this type
+    Visitor(VisitorFlags),
+}
+
+/// frp `registerVisitorBaseConfigFlags`.
+#[derive(Debug, Args)]
+struct VisitorFlags {
+    #[arg(
+        short = 'n',
+        long = "visitor_name",
+        alias = "visitor-name",
+        default_value = ""
+    )]
+    visitor_name: String,
+    #[arg(long = "ue")]
+    ue: bool,
+    #[arg(long = "uc")]
+    uc: bool,
+    #[arg(long = "sk", default_value = "")]
+    sk: String,
+    #[arg(long = "server_name", alias = "server-name", default_value = "")]
+    server_name: String,
+    #[arg(long = "server-user", alias = "server_user", default_value = "")]
+    server_user: String,
+    #[arg(long = "bind_addr", alias = "bind-addr", default_value = "")]
+    bind_addr: String,
+    #[arg(
+        long = "bind_port",
+        alias = "bind-port",
+        default_value_t = 0,
+        allow_negative_numbers = true
+    )]
+    bind_port: i32,
+}
+
+impl Quick {
+    /// The v1 config these flags describe.
+    fn to_v1(&self, kind: &str) -> Value {
+        let c = &self.common;
+        let mut root = json!({
+            "serverAddr": c.server_addr, "serverPort": c.server_port, "user": c.user, "dnsServer": c.dns_server,
+            "auth": { "token": c.token },
+            "log": { "level": c.log_level, "to": c.log_file, "maxDays": c.log_max_days, "disablePrintColor": c.disable_log_color },
+            "transport": { "protocol": c.protocol, "tls": { "enable": c.tls_enable, "serverName": c.tls_server_name } },
+        });
+        if let Some(VisitorCmd::Visitor(v)) = &self.visitor {
+            let mut vis = json!({
+                "name": v.visitor_name, "type": kind, "secretKey": v.sk, "serverName": v.server_name, "serverUser": v.server_user,
+                "bindAddr": v.bind_addr, "bindPort": v.bind_port, "transport": { "useEncryption": v.ue, "useCompression": v.uc },
+            });
+            if let Value::Object(m) = &mut vis {
+                m.retain(|_, v| v != &json!(""));
+            }
+            root["visitors"] = json!([vis]);
+            return root;
+        }
+        let mut p = Map::new();
+        let mut put = |k: &str, v: Value| {
+            p.insert(k.into(), v);
+        };
+        put("name", json!(self.proxy_name));
+        put("type", json!(kind));
+        put("localIP", json!(self.local_ip));
+        put("localPort", json!(self.local_port));
+        put(
+            "transport",
+            json!({ "useEncryption": self.ue, "useCompression": self.uc, "bandwidthLimit": self.bandwidth_limit, "bandwidthLimitMode": self.bandwidth_limit_mode }),
+        );
+        match kind {
+            "tcp" | "udp" => put("remotePort", json!(self.remote_port)),
+            "http" | "https" | "tcpmux" => {
+                put("customDomains", json!(self.custom_domain));
+                put("subdomain", json!(self.sd));
+                if kind == "http" {
+                    put("locations", json!(self.locations));
+                    put("hostHeaderRewrite", json!(self.host_header_rewrite));
+                }
+                if kind != "https" {
+                    put("httpUser", json!(self.http_user));
+                    put("httpPassword", json!(self.http_pwd));
+                }
+                if kind == "tcpmux" {
+                    put("multiplexer", json!(self.mux));
+                }
+            }
+            _ => {
+                put("secretKey", json!(self.sk));
+                put("allowUsers", json!(self.allow_users));
+            }
+        }
+        root["proxies"] = json!([Value::Object(p)]);
+        root
+    }
 }
 
 /// Entry point of the `frpc` binary.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match run(cli) {
+    match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("{e:#}");
@@ -43,16 +305,45 @@ pub fn main() -> ExitCode {
     }
 }
 
+fn quick(kind: &str, q: &Quick, strict: bool) -> anyhow::Result<config::Loaded<ClientConfig>> {
+    let text = serde_json::to_string(&q.to_v1(kind))?;
+    Ok(config::load_client_text(
+        &text,
+        Path::new("<command line>"),
+        &LoadOptions::strict(strict),
+    )?)
+}
+
 fn run(cli: Cli) -> anyhow::Result<()> {
-    let cfg = common::config::load_client(&cli.config, cli.strict_config)?;
+    let strict = cli.strict_config;
+    let loaded = match &cli.command {
+        Some(Command::Tcp(q)) => quick("tcp", q, strict)?,
+        Some(Command::Udp(q)) => quick("udp", q, strict)?,
+        Some(Command::Http(q)) => quick("http", q, strict)?,
+        Some(Command::Https(q)) => quick("https", q, strict)?,
+        Some(Command::Tcpmux(q)) => quick("tcpmux", q, strict)?,
+        Some(Command::Stcp(q)) => quick("stcp", q, strict)?,
+        Some(Command::Sudp(q)) => quick("sudp", q, strict)?,
+        Some(Command::Xtcp(q)) => quick("xtcp", q, strict)?,
+        Some(Command::Verify) | None => {
+            config::load_client(&cli.config, &LoadOptions::strict(strict))?
+        }
+    };
     if let Some(Command::Verify) = cli.command {
+        for w in &loaded.warnings {
+            eprintln!("warning: {w}");
+        }
         println!(
             "frpc: the configuration file {} syntax is ok",
             cli.config.display()
         );
         return Ok(());
     }
+    let cfg = loaded.config;
     common::log::init(&cfg.log).context("set up logging")?;
+    for w in loaded.warnings {
+        tracing::warn!("{w}");
+    }
     let rt = tokio::runtime::Runtime::new().context("start tokio runtime")?;
     rt.block_on(async move {
         let token = CancellationToken::new();

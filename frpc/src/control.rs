@@ -126,30 +126,58 @@ impl Session {
         }
     }
 
+    /// NewProxy with the fields frp sends for this type (frp `MarshalToMsg`; frp-protocol.md §5.1).
     fn new_proxy_msg(&self, p: &common::config::ProxyConfig) -> NewProxy {
-        NewProxy {
+        let mut m = NewProxy {
             proxy_name: self.cfg.wire_name(&p.name),
             proxy_type: p.kind.clone(),
             use_encryption: p.transport.use_encryption,
             use_compression: p.transport.use_compression,
             bandwidth_limit: p.transport.bandwidth_limit.clone(),
-            // Sent only when not "client" (frp MarshalToMsg).
+            // Sent only when not "client".
             bandwidth_limit_mode: if p.transport.bandwidth_limit_mode == "client" {
                 String::new()
             } else {
                 p.transport.bandwidth_limit_mode.clone()
             },
             group: p.load_balancer.group.clone(),
-            group_key: p.load_balancer.group_key.clone(),
+            group_key: p.load_balancer.group_key.0.clone(),
             metas: p.metadatas.clone(),
             annotations: p.annotations.clone(),
-            remote_port: if matches!(p.kind.as_str(), "tcp" | "udp") {
-                i64::from(p.remote_port)
-            } else {
-                0
-            },
             ..Default::default()
+        };
+        match p.kind.as_str() {
+            "tcp" | "udp" => m.remote_port = i64::from(p.remote_port),
+            "http" => {
+                m.custom_domains = p.custom_domains.clone();
+                m.subdomain = p.subdomain.clone();
+                m.locations = p.locations.clone();
+                m.host_header_rewrite = p.host_header_rewrite.clone();
+                m.http_user = p.http_user.clone();
+                m.http_pwd = p.http_password.0.clone();
+                m.headers = p.request_headers.set.clone();
+                m.response_headers = p.response_headers.set.clone();
+                m.route_by_http_user = p.route_by_http_user.clone();
+            }
+            "https" => {
+                m.custom_domains = p.custom_domains.clone();
+                m.subdomain = p.subdomain.clone();
+            }
+            "tcpmux" => {
+                m.custom_domains = p.custom_domains.clone();
+                m.subdomain = p.subdomain.clone();
+                m.multiplexer = p.multiplexer.clone();
+                m.http_user = p.http_user.clone();
+                m.http_pwd = p.http_password.0.clone();
+                m.route_by_http_user = p.route_by_http_user.clone();
+            }
+            "stcp" | "sudp" | "xtcp" => {
+                m.sk = p.secret_key.0.clone();
+                m.allow_users = p.allow_users.clone();
+            }
+            _ => {}
         }
+        m
     }
 
     fn set_status(&self, name: &str, phase: Phase, remote_addr: &str, error: &str) {

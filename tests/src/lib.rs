@@ -4,7 +4,7 @@
 use common::config::{self, ClientConfig, ProxyConfig, ServerConfig};
 use frpc::status::{Phase, ProxyStatus, StatusBoard};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
@@ -26,7 +26,7 @@ pub fn init_log() {
 
 /// frps config for tests: 127.0.0.1, port 0, token [`TOKEN`].
 pub fn server_config() -> ServerConfig {
-    let mut c = config::parse_server("", Path::new("<test>"), true).expect("default config");
+    let mut c = config::default_server();
     c.bind_addr = "127.0.0.1".into();
     c.proxy_bind_addr = "127.0.0.1".into();
     c.bind_port = 0;
@@ -36,7 +36,7 @@ pub fn server_config() -> ServerConfig {
 
 /// frpc config for tests, pointed at `server`.
 pub fn client_config(server: SocketAddr) -> ClientConfig {
-    let mut c = config::parse_client("", Path::new("<test>"), true).expect("default config");
+    let mut c = config::default_client();
     c.server_addr = server.ip().to_string();
     c.server_port = server.port();
     c.auth.token = TOKEN.into();

@@ -87,6 +87,7 @@ async fn frps_runs_from_flags_without_a_file() {
             "tok",
         ],
     );
+    wait_listening(([127, 0, 0, 1], bind).into()).await;
     let dir = tempdir("flags");
     let frpc_cfg = write(
         &dir,
@@ -155,7 +156,7 @@ async fn verify_subcommands() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains(&format!("{bad}:5: proxies[0].localPrt: unknown field")),
+        err.contains(&format!("{bad}:5:1: proxies[0].localPrt: unknown field \"localPrt\", did you mean \"localPort\"?")),
         "{err}"
     );
 
@@ -181,4 +182,81 @@ async fn shipped_conf_files_verify() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+}
+
+#[tokio::test]
+async fn frps_own_configs_verify_like_frp() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../common/tests/fixtures/frp-conf");
+    for (b, f) in [
+        ("frpc", "frpc.toml"),
+        ("frpc", "frpc_full_example.toml"),
+        ("frps", "frps.toml"),
+        ("frps", "frps_full_example.toml"),
+        ("frpc", "frpc_legacy_full.ini"),
+        ("frps", "frps_legacy_full.ini"),
+    ] {
+        let p = dir.join(f).display().to_string();
+        let out = run(b, &["verify", "-c", &p]).await;
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+        );
+        assert!(out.status.success(), "{f}: {stderr}");
+        assert_eq!(
+            stdout.trim(),
+            format!("{b}: the configuration file {p} syntax is ok")
+        );
+        if f.ends_with(".ini") {
+            assert!(stderr.contains("deprecated"), "{f}: {stderr}");
+        }
+        assert!(
+            !stderr.contains("12345678") && !stdout.contains("12345678"),
+            "no token in verify output"
+        );
+    }
+}
+
+#[tokio::test]
+async fn quick_start_subcommand_runs_a_tunnel() {
+    let bind = free_port().await;
+    let remote = free_port().await;
+    let echo = echo_tcp().await;
+    let dir = tempdir("quick");
+    let frps_cfg = write(
+        &dir,
+        "frps.toml",
+        &format!("bindAddr = \"127.0.0.1\"\nbindPort = {bind}\nauth.token = \"qs\"\n"),
+    );
+    let _frps = spawn("frps", &["-c", &frps_cfg]);
+    wait_listening(([127, 0, 0, 1], bind).into()).await;
+    let (b, l, r) = (
+        bind.to_string(),
+        echo.port().to_string(),
+        remote.to_string(),
+    );
+    let _frpc = spawn(
+        "frpc",
+        &[
+            "tcp",
+            "-s",
+            "127.0.0.1",
+            "-P",
+            &b,
+            "-t",
+            "qs",
+            "-n",
+            "quick",
+            "-l",
+            &l,
+            "-r",
+            &r,
+        ],
+    );
+    wait_tunnel(([127, 0, 0, 1], remote).into()).await;
+    // A quick-start mistake is reported like a config mistake.
+    let out = run("frpc", &["http", "-s", "127.0.0.1", "-n", "w", "-l", "80"]).await;
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains("custom domains and subdomain should set at least one of them"));
+    let _ = std::fs::remove_dir_all(dir);
 }

@@ -1,6 +1,7 @@
-//! frpc's top-level config (frp `pkg/config/v1/client.go`).
+//! frpc's config (frp `pkg/config/v1/client.go`, `common.go`; frp-protocol.md §14.2).
 
-use super::{AuthConfig, LogConfig, ProxyConfig, WebServerConfig};
+use super::types::{zero_default, LogConfig, QuicConfig, Secret, ValueSource, WebServerConfig};
+use super::{ProxyConfig, VisitorConfig};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -8,42 +9,58 @@ use std::collections::BTreeMap;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
 pub struct ClientConfig {
+    /// Accepted and ignored, as frp's `APIMetadata`.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub version: String,
     pub user: String,
     #[serde(rename = "clientID")]
     pub client_id: String,
     pub server_addr: String,
     pub server_port: u16,
+    pub nat_hole_stun_server: String,
+    pub dns_server: String,
     /// Exit on the first failed login instead of retrying.
     pub login_fail_exit: bool,
-    pub auth: AuthConfig,
+    /// Allowlist of proxy and visitor names to start; empty = all.
+    pub start: Vec<String>,
     pub log: LogConfig,
     pub web_server: WebServerConfig,
     pub transport: ClientTransport,
+    pub virtual_net: VirtualNetConfig,
+    pub feature_gates: BTreeMap<String, bool>,
     pub udp_packet_size: i64,
     pub metadatas: BTreeMap<String, String>,
-    /// Allowlist of proxy names to start; empty = all.
-    pub start: Vec<String>,
     pub includes: Vec<String>,
+    pub store: StoreConfig,
+    pub auth: ClientAuth,
     pub proxies: Vec<ProxyConfig>,
+    pub visitors: Vec<VisitorConfig>,
 }
 
 impl Default for ClientConfig {
     fn default() -> Self {
         ClientConfig {
+            version: String::new(),
             user: String::new(),
             client_id: String::new(),
             server_addr: "0.0.0.0".into(),
             server_port: 7000,
+            nat_hole_stun_server: "stun.easyvoip.com:3478".into(),
+            dns_server: String::new(),
             login_fail_exit: true,
-            auth: AuthConfig::default(),
+            start: Vec::new(),
             log: LogConfig::default(),
             web_server: WebServerConfig::default(),
             transport: ClientTransport::default(),
+            virtual_net: VirtualNetConfig::default(),
+            feature_gates: BTreeMap::new(),
             udp_packet_size: 1500,
             metadatas: BTreeMap::new(),
-            start: Vec::new(),
             includes: Vec::new(),
+            store: StoreConfig::default(),
+            auth: ClientAuth::default(),
             proxies: Vec::new(),
+            visitors: Vec::new(),
         }
     }
 }
@@ -52,18 +69,19 @@ impl ClientConfig {
     /// frp's `Complete()`: zero values mean "default".
     pub(crate) fn complete(&mut self) {
         let d = ClientConfig::default();
-        if self.server_addr.is_empty() {
-            self.server_addr = d.server_addr;
-        }
-        if self.server_port == 0 {
-            self.server_port = d.server_port;
-        }
-        if self.udp_packet_size == 0 {
-            self.udp_packet_size = d.udp_packet_size;
-        }
+        zero_default(&mut self.server_addr, d.server_addr);
+        zero_default(&mut self.server_port, d.server_port);
+        zero_default(&mut self.nat_hole_stun_server, d.nat_hole_stun_server);
+        zero_default(&mut self.udp_packet_size, d.udp_packet_size);
+        zero_default(&mut self.web_server.addr, "127.0.0.1".into());
+        self.log.complete();
+        self.auth.complete();
         self.transport.complete();
         for p in &mut self.proxies {
             p.complete();
+        }
+        for v in &mut self.visitors {
+            v.complete();
         }
     }
 
@@ -72,7 +90,15 @@ impl ClientConfig {
         self.proxies
             .iter()
             .filter(|p| p.enabled.unwrap_or(true))
-            .filter(|p| self.start.is_empty() || self.start.iter().any(|s| s == &p.name))
+            .filter(|p| self.start.is_empty() || self.start.contains(&p.name))
+    }
+
+    /// Visitors to run, filtered as proxies are.
+    pub fn active_visitors(&self) -> impl Iterator<Item = &VisitorConfig> {
+        self.visitors
+            .iter()
+            .filter(|v| v.enabled.unwrap_or(true))
+            .filter(|v| self.start.is_empty() || self.start.contains(&v.name))
     }
 
     /// The wire name of a proxy: `user.name` when `user` is set (frp `pkg/naming`).
@@ -85,13 +111,77 @@ impl ClientConfig {
     }
 }
 
+impl super::types::LogConfig {
+    pub(crate) fn complete(&mut self) {
+        let d = LogConfig::default();
+        zero_default(&mut self.to, d.to);
+        zero_default(&mut self.level, d.level);
+        zero_default(&mut self.max_days, d.max_days);
+    }
+}
+
+/// `auth.*` on frpc.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct ClientAuth {
+    /// "token" or "oidc".
+    pub method: String,
+    /// `HeartBeats`, `NewWorkConns`.
+    pub additional_scopes: Vec<String>,
+    pub token: Secret,
+    pub token_source: Option<ValueSource>,
+    pub oidc: ClientOidc,
+}
+
+impl Default for ClientAuth {
+    fn default() -> Self {
+        ClientAuth {
+            method: "token".into(),
+            additional_scopes: Vec::new(),
+            token: Secret::default(),
+            token_source: None,
+            oidc: ClientOidc::default(),
+        }
+    }
+}
+
+impl ClientAuth {
+    fn complete(&mut self) {
+        zero_default(&mut self.method, "token".into());
+    }
+
+    /// Whether an additional scope (`HeartBeats`, `NewWorkConns`) is on.
+    pub fn has_scope(&self, scope: &str) -> bool {
+        self.additional_scopes.iter().any(|s| s == scope)
+    }
+}
+
+/// `auth.oidc.*` on frpc.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct ClientOidc {
+    #[serde(rename = "clientID")]
+    pub client_id: String,
+    pub client_secret: Secret,
+    pub audience: String,
+    pub scope: String,
+    #[serde(rename = "tokenEndpointURL")]
+    pub token_endpoint_url: String,
+    pub additional_endpoint_params: BTreeMap<String, String>,
+    pub trusted_ca_file: String,
+    pub insecure_skip_verify: bool,
+    #[serde(rename = "proxyURL")]
+    pub proxy_url: String,
+    pub token_source: Option<ValueSource>,
+}
+
 /// `transport.*` on frpc.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
 pub struct ClientTransport {
-    /// tcp (kcp, quic, websocket, wss come later).
+    /// tcp, kcp, quic, websocket, wss.
     pub protocol: String,
-    /// v1 (v2 comes with the security issue).
+    /// v1 or v2.
     pub wire_protocol: String,
     pub dial_server_timeout: i64,
     pub dial_server_keepalive: i64,
@@ -102,6 +192,7 @@ pub struct ClientTransport {
     pub pool_count: i64,
     pub tcp_mux: bool,
     pub tcp_mux_keepalive_interval: i64,
+    pub quic: QuicConfig,
     /// 0 = frp's default: 30 s without tcpMux, disabled (-1) with it.
     pub heartbeat_interval: i64,
     /// 0 = frp's default: 90 s without tcpMux, disabled (-1) with it.
@@ -121,6 +212,7 @@ impl Default for ClientTransport {
             pool_count: 1,
             tcp_mux: true,
             tcp_mux_keepalive_interval: 30,
+            quic: QuicConfig::default(),
             heartbeat_interval: 0,
             heartbeat_timeout: 0,
             tls: ClientTls::default(),
@@ -131,31 +223,25 @@ impl Default for ClientTransport {
 impl ClientTransport {
     fn complete(&mut self) {
         let d = ClientTransport::default();
-        if self.protocol.is_empty() {
-            self.protocol = d.protocol;
-        }
-        if self.wire_protocol.is_empty() {
-            self.wire_protocol = d.wire_protocol;
-        }
-        if self.dial_server_timeout == 0 {
-            self.dial_server_timeout = d.dial_server_timeout;
-        }
-        if self.dial_server_keepalive == 0 {
-            self.dial_server_keepalive = d.dial_server_keepalive;
+        zero_default(&mut self.protocol, d.protocol);
+        zero_default(&mut self.wire_protocol, d.wire_protocol);
+        zero_default(&mut self.dial_server_timeout, d.dial_server_timeout);
+        zero_default(&mut self.dial_server_keepalive, d.dial_server_keepalive);
+        // frp: the default is the `http_proxy` environment variable.
+        if self.proxy_url.is_empty() {
+            self.proxy_url = std::env::var("http_proxy").unwrap_or_default();
         }
         if self.pool_count <= 0 {
             self.pool_count = d.pool_count;
         }
-        if self.tcp_mux_keepalive_interval == 0 {
-            self.tcp_mux_keepalive_interval = d.tcp_mux_keepalive_interval;
-        }
+        zero_default(
+            &mut self.tcp_mux_keepalive_interval,
+            d.tcp_mux_keepalive_interval,
+        );
+        self.quic.complete();
         let (hi, ht) = if self.tcp_mux { (-1, -1) } else { (30, 90) };
-        if self.heartbeat_interval == 0 {
-            self.heartbeat_interval = hi;
-        }
-        if self.heartbeat_timeout == 0 {
-            self.heartbeat_timeout = ht;
-        }
+        zero_default(&mut self.heartbeat_interval, hi);
+        zero_default(&mut self.heartbeat_timeout, ht);
     }
 }
 
@@ -185,4 +271,19 @@ impl Default for ClientTls {
             server_name: String::new(),
         }
     }
+}
+
+/// `virtualNet.*` (needs `featureGates = { VirtualNet = true }`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct VirtualNetConfig {
+    /// CIDR.
+    pub address: String,
+}
+
+/// `store.*`: persistent proxies/visitors added through the admin API.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct StoreConfig {
+    pub path: String,
 }

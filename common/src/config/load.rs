@@ -1,12 +1,17 @@
-//! The one config loader: read -> parse TOML -> strict key check -> complete -> validate.
-//! Errors name the file, and the line and column where the parser or key check knows them.
+//! The one config loader for both binaries (frp `pkg/config/load.go`; frp-protocol.md §14.1):
+//! read -> legacy INI? -> render template -> parse (TOML, YAML or JSON) -> decode (keys
+//! case-insensitive, unknown keys collected) -> includes (frpc) -> complete defaults -> validate.
+//!
+//! Every problem names the file (an included file by its own path), the line and column where
+//! known, and the key path; all problems are reported at once.
 
-use super::{ClientConfig, ServerConfig};
-use serde::de::DeserializeOwned;
+use super::de::{self, Unknown};
+use super::{legacy, template, validate, ClientConfig, ServerConfig};
+use serde_json::Value;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-/// Everything that can be wrong with a config file.
+/// Everything that can be wrong with a config.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("read config file {path}: {source}")]
@@ -14,40 +19,47 @@ pub enum ConfigError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{path}:{line}:{col}: {msg}")]
-    Parse {
-        path: PathBuf,
-        line: usize,
-        col: usize,
-        msg: String,
-    },
     #[error("{}", join_lines(.0))]
     Invalid(Vec<Problem>),
 }
 
-/// One problem found by the strict key check or validation.
+/// One problem, with where it is.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Problem {
-    pub path: PathBuf,
-    /// 1-based line, when known.
+    pub file: PathBuf,
+    /// 1-based line and column, when known.
     pub line: Option<usize>,
-    /// Key path, e.g. `proxies[1].remotePort`.
+    pub col: Option<usize>,
+    /// Key path, e.g. `proxies[1].remotePort`; empty for file-level problems.
     pub key: String,
     pub msg: String,
 }
 
+impl Problem {
+    pub(crate) fn new(file: &Path, key: impl Into<String>, msg: impl Into<String>) -> Self {
+        Problem {
+            file: file.to_owned(),
+            line: None,
+            col: None,
+            key: key.into(),
+            msg: msg.into(),
+        }
+    }
+}
+
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.line {
-            Some(l) => write!(
-                f,
-                "{}:{}: {}: {}",
-                self.path.display(),
-                l,
-                self.key,
-                self.msg
-            ),
-            None => write!(f, "{}: {}: {}", self.path.display(), self.key, self.msg),
+        write!(f, "{}", self.file.display())?;
+        if let Some(l) = self.line {
+            write!(f, ":{l}")?;
+            if let Some(c) = self.col {
+                write!(f, ":{c}")?;
+            }
+        }
+        if self.key.is_empty() {
+            write!(f, ": {}", self.msg)
+        } else {
+            write!(f, ": {}: {}", self.key, self.msg)
         }
     }
 }
@@ -59,71 +71,67 @@ fn join_lines(v: &[Problem]) -> String {
         .join("\n")
 }
 
-fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let before = &text[..offset.min(text.len())];
-    let line = before.matches('\n').count() + 1;
-    let col = before.len() - before.rfind('\n').map(|i| i + 1).unwrap_or(0) + 1;
-    (line, col)
-}
-
-/// serde_ignored paths look like `proxies.0.foo`; show them as `proxies[0].foo`.
-fn key_path(p: &str) -> String {
-    let mut out = String::new();
-    for seg in p.split('.') {
-        if seg.parse::<usize>().is_ok() {
-            out.push_str(&format!("[{seg}]"));
-        } else {
-            if !out.is_empty() {
-                out.push('.');
-            }
-            out.push_str(seg);
+impl ConfigError {
+    /// The problems, if this is a validation error.
+    pub fn problems(&self) -> &[Problem] {
+        match self {
+            ConfigError::Invalid(p) => p,
+            ConfigError::Read { .. } => &[],
         }
     }
-    out
 }
 
-/// Best-effort line of an unknown key: the first line that assigns its last segment.
-fn find_key_line(text: &str, key: &str) -> Option<usize> {
-    let last = key.rsplit(['.', ']']).next()?;
-    text.lines()
-        .position(|l| {
-            let t = l.trim_start();
-            t.strip_prefix(last)
-                .is_some_and(|rest| rest.trim_start().starts_with('=') || rest.starts_with('.'))
-        })
-        .map(|i| i + 1)
+/// A loaded config plus warnings to log once logging is up (deprecated INI, unset variables).
+#[derive(Debug, Clone)]
+pub struct Loaded<T> {
+    pub config: T,
+    pub warnings: Vec<String>,
 }
 
-fn parse<T: DeserializeOwned>(text: &str, path: &Path, strict: bool) -> Result<T, ConfigError> {
-    let mut unknown = Vec::new();
-    let de = toml::Deserializer::new(text);
-    let value: T = serde_ignored::deserialize(de, |p| unknown.push(p.to_string())).map_err(
-        |e: toml::de::Error| {
-            let (line, col) = e.span().map(|s| line_col(text, s.start)).unwrap_or((1, 1));
-            ConfigError::Parse {
-                path: path.to_owned(),
-                line,
-                col,
-                msg: e.message().trim().to_owned(),
-            }
-        },
-    )?;
-    if strict && !unknown.is_empty() {
-        let problems = unknown
-            .iter()
-            .map(|k| {
-                let key = key_path(k);
-                Problem {
-                    path: path.to_owned(),
-                    line: find_key_line(text, &key),
-                    msg: "unknown field".into(),
-                    key,
-                }
-            })
-            .collect();
-        return Err(ConfigError::Invalid(problems));
+/// How to load.
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    /// frp's `--strict_config` (default true): unknown keys are errors.
+    pub strict: bool,
+    /// Environment for `{{ .Envs.NAME }}`; the process environment by default.
+    pub envs: std::collections::BTreeMap<String, String>,
+    /// Directory `includes` are resolved against (frp: the process working directory).
+    pub cwd: Option<PathBuf>,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions {
+            strict: true,
+            envs: template::process_envs(),
+            cwd: None,
+        }
     }
-    Ok(value)
+}
+
+impl LoadOptions {
+    /// Strict or not, process environment.
+    pub fn strict(strict: bool) -> Self {
+        LoadOptions {
+            strict,
+            ..Default::default()
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Format {
+    Toml,
+    Yaml,
+    Json,
+}
+
+/// One source file after rendering and parsing.
+struct Doc {
+    file: PathBuf,
+    text: String,
+    format: Format,
+    value: Value,
 }
 
 fn read(path: &Path) -> Result<String, ConfigError> {
@@ -133,273 +141,424 @@ fn read(path: &Path) -> Result<String, ConfigError> {
     })
 }
 
-/// Parses frpc config text (`path` is for messages).
-pub fn parse_client(text: &str, path: &Path, strict: bool) -> Result<ClientConfig, ConfigError> {
-    let mut c: ClientConfig = parse(text, path, strict)?;
-    c.complete();
-    let problems = validate_client(&c, path);
-    if problems.is_empty() {
-        Ok(c)
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.chars().rev().take_while(|c| *c != '\n').count() + 1;
+    (line, col)
+}
+
+/// Renders and parses one file's text. `ini_ok`: legacy INI is accepted here.
+fn parse_doc(
+    text: &str,
+    file: &Path,
+    opts: &LoadOptions,
+    warnings: &mut Vec<String>,
+    kind: legacy::Side,
+) -> Result<Doc, ConfigError> {
+    let bad = |line: Option<usize>, col: Option<usize>, msg: String| {
+        ConfigError::Invalid(vec![Problem {
+            file: file.to_owned(),
+            line,
+            col,
+            key: String::new(),
+            msg,
+        }])
+    };
+    let rendered = template::render(text, &opts.envs).map_err(|e| {
+        bad(
+            (e.line > 0).then_some(e.line),
+            None,
+            format!("template: {}", e.msg),
+        )
+    })?;
+    for name in rendered.missing_envs {
+        warnings.push(format!(
+            "{}: environment variable {name} is not set; rendered as <no value>",
+            file.display()
+        ));
+    }
+    let text = rendered.text;
+    if legacy::is_legacy_ini(&text) {
+        warnings.push(format!(
+            "{}: the INI config format is deprecated and will be removed; please move to TOML, YAML or JSON",
+            file.display()
+        ));
+        let value = legacy::to_v1(&text, kind).map_err(|e| bad(Some(e.line), None, e.msg))?;
+        return Ok(Doc {
+            file: file.to_owned(),
+            text,
+            format: Format::Json,
+            value,
+        });
+    }
+    let ext = file
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let toml_result = toml::from_str::<Value>(&text);
+    let (format, value) = match (ext.as_str(), toml_result) {
+        (_, Ok(v)) if ext != "json" && ext != "yaml" && ext != "yml" => (Format::Toml, v),
+        ("toml", Err(e)) => {
+            let (l, c) = e.span().map(|s| line_col(&text, s.start)).unwrap_or((1, 1));
+            return Err(bad(
+                Some(l),
+                Some(c),
+                format!("TOML: {}", e.message().trim()),
+            ));
+        }
+        _ if ext == "json" || text.trim_start().starts_with('{') => {
+            match serde_json::from_str::<Value>(&text) {
+                Ok(v) => (Format::Json, v),
+                Err(e) => return Err(bad(Some(e.line()), Some(e.column()), format!("JSON: {e}"))),
+            }
+        }
+        _ => match serde_norway::from_str::<Value>(&text) {
+            Ok(mut v) => {
+                // frp drops top-level keys starting with '.' (YAML anchors) in strict mode.
+                if let Value::Object(m) = &mut v {
+                    m.retain(|k, _| !k.starts_with('.'));
+                }
+                (Format::Yaml, v)
+            }
+            Err(e) => {
+                let (l, c) = e
+                    .location()
+                    .map(|l| (l.line(), l.column()))
+                    .unwrap_or((1, 1));
+                return Err(bad(Some(l), Some(c), format!("YAML: {e}")));
+            }
+        },
+    };
+    // An empty YAML file is null.
+    let value = if value.is_null() {
+        Value::Object(Default::default())
     } else {
-        Err(ConfigError::Invalid(problems))
+        value
+    };
+    Ok(Doc {
+        file: file.to_owned(),
+        text,
+        format,
+        value,
+    })
+}
+
+/// Where a key path is in a file (1-based line, column).
+fn locate(doc: &Doc, path: &str) -> Option<(usize, usize)> {
+    match doc.format {
+        Format::Toml => toml_locate(&doc.text, path).map(|o| line_col(&doc.text, o)),
+        _ => text_locate(&doc.text, path),
     }
 }
 
-/// Parses frps config text.
-pub fn parse_server(text: &str, path: &Path, strict: bool) -> Result<ServerConfig, ConfigError> {
-    let mut c: ServerConfig = parse(text, path, strict)?;
-    c.complete();
-    let problems = validate_server(&c, path);
-    if problems.is_empty() {
-        Ok(c)
-    } else {
-        Err(ConfigError::Invalid(problems))
+enum Seg<'a> {
+    Key(&'a str),
+    Index(usize),
+}
+
+fn segments(path: &str) -> Vec<Seg<'_>> {
+    let mut out = Vec::new();
+    for part in path.split('.') {
+        let (key, idx) = match part.find('[') {
+            Some(i) => (&part[..i], &part[i..]),
+            None => (part, ""),
+        };
+        if !key.is_empty() {
+            out.push(Seg::Key(key));
+        }
+        for n in idx.split(['[', ']']).filter(|s| !s.is_empty()) {
+            if let Ok(n) = n.parse() {
+                out.push(Seg::Index(n));
+            }
+        }
     }
+    out
+}
+
+fn toml_locate(text: &str, path: &str) -> Option<usize> {
+    use toml_edit::{Item, TableLike};
+    let doc = toml_edit::ImDocument::parse(text).ok()?;
+    let mut table: Option<&dyn TableLike> = Some(doc.as_table());
+    let mut item: Option<&Item> = None;
+    let mut span = None;
+    for seg in segments(path) {
+        match seg {
+            Seg::Key(k) => {
+                let t = table?;
+                let actual = t
+                    .iter()
+                    .map(|(n, _)| n)
+                    .find(|n| *n == k)
+                    .or_else(|| t.iter().map(|(n, _)| n).find(|n| n.eq_ignore_ascii_case(k)))?;
+                let (key, it) = t.get_key_value(actual)?;
+                span = key.span().or(span);
+                item = Some(it);
+                table = it.as_table_like();
+            }
+            Seg::Index(i) => match item? {
+                Item::ArrayOfTables(a) => {
+                    let t = a.get(i)?;
+                    span = t.span().or(span);
+                    table = Some(t);
+                    item = None;
+                }
+                Item::Value(toml_edit::Value::Array(a)) => {
+                    let v = a.get(i)?;
+                    span = v.span().or(span);
+                    table = v.as_inline_table().map(|t| t as &dyn TableLike);
+                    item = None;
+                }
+                _ => return span.map(|s: std::ops::Range<usize>| s.start),
+            },
+        }
+    }
+    span.map(|s| s.start)
+}
+
+/// YAML/JSON: the first line naming the last key of the path.
+fn text_locate(text: &str, path: &str) -> Option<(usize, usize)> {
+    let last = segments(path).into_iter().rev().find_map(|s| match s {
+        Seg::Key(k) => Some(k),
+        Seg::Index(_) => None,
+    })?;
+    for (i, line) in text.lines().enumerate() {
+        for pat in [format!("\"{last}\""), format!("{last}:")] {
+            if let Some(c) = line.find(&pat) {
+                return Some((i + 1, c + 1));
+            }
+        }
+    }
+    None
+}
+
+/// Nearest valid key, for "did you mean".
+fn suggest(key: &str, valid: &[&'static str]) -> Option<&'static str> {
+    let k = key.to_ascii_lowercase();
+    valid
+        .iter()
+        .map(|v| (strsim(&k, &v.to_ascii_lowercase()), *v))
+        .filter(|(d, v)| *d <= (v.len() / 3).max(2))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, v)| v)
+}
+
+/// Levenshtein distance.
+fn strsim(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            cur[j + 1] = (prev[j + 1] + 1)
+                .min(cur[j] + 1)
+                .min(prev[j] + usize::from(ca != *cb));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+fn unknown_problem(doc: &Doc, u: &Unknown) -> Problem {
+    let (line, col) = locate(doc, &u.path)
+        .map(|(l, c)| (Some(l), Some(c)))
+        .unwrap_or((None, None));
+    let mut msg = format!("unknown field {:?}", u.key);
+    if let Some(s) = suggest(&u.key, &u.valid) {
+        msg.push_str(&format!(", did you mean {s:?}?"));
+    }
+    Problem {
+        file: doc.file.clone(),
+        line,
+        col,
+        key: u.path.clone(),
+        msg,
+    }
+}
+
+/// Decodes a parsed document; unknown keys become problems in strict mode.
+fn decode<T: serde::de::DeserializeOwned>(
+    doc: &Doc,
+    strict: bool,
+    problems: &mut Vec<Problem>,
+) -> Option<T> {
+    match de::from_value::<T>(doc.value.clone()) {
+        Ok((t, unknown)) => {
+            if strict {
+                problems.extend(unknown.iter().map(|u| unknown_problem(doc, u)));
+            }
+            Some(t)
+        }
+        Err(e) => {
+            let (line, col) = locate(doc, &e.path)
+                .map(|(l, c)| (Some(l), Some(c)))
+                .unwrap_or((None, None));
+            problems.push(Problem {
+                file: doc.file.clone(),
+                line,
+                col,
+                key: e.path,
+                msg: e.msg,
+            });
+            None
+        }
+    }
+}
+
+fn finish<T>(
+    config: Option<T>,
+    problems: Vec<Problem>,
+    warnings: Vec<String>,
+) -> Result<Loaded<T>, ConfigError> {
+    match config {
+        Some(config) if problems.is_empty() => Ok(Loaded { config, warnings }),
+        _ => Err(ConfigError::Invalid(problems)),
+    }
+}
+
+/// Loads an frpc config from text (`file` names it in messages and anchors nothing else).
+pub fn load_client_text(
+    text: &str,
+    file: &Path,
+    opts: &LoadOptions,
+) -> Result<Loaded<ClientConfig>, ConfigError> {
+    let mut warnings = Vec::new();
+    let doc = parse_doc(text, file, opts, &mut warnings, legacy::Side::Client)?;
+    let mut problems = Vec::new();
+    let mut cfg: Option<ClientConfig> = decode(&doc, opts.strict, &mut problems);
+    if let Some(c) = cfg.as_mut() {
+        load_includes(c, opts, &mut warnings, &mut problems);
+        c.complete();
+        problems.extend(validate::client(c, file));
+    }
+    finish(cfg, problems, warnings)
+}
+
+/// Loads an frps config from text.
+pub fn load_server_text(
+    text: &str,
+    file: &Path,
+    opts: &LoadOptions,
+) -> Result<Loaded<ServerConfig>, ConfigError> {
+    let mut warnings = Vec::new();
+    let doc = parse_doc(text, file, opts, &mut warnings, legacy::Side::Server)?;
+    let mut problems = Vec::new();
+    let mut cfg: Option<ServerConfig> = decode(&doc, opts.strict, &mut problems);
+    if let Some(c) = cfg.as_mut() {
+        c.complete();
+        problems.extend(validate::server(c, file));
+    }
+    finish(cfg, problems, warnings)
 }
 
 /// Loads an frpc config file.
-pub fn load_client(path: &Path, strict: bool) -> Result<ClientConfig, ConfigError> {
-    parse_client(&read(path)?, path, strict)
+pub fn load_client(path: &Path, opts: &LoadOptions) -> Result<Loaded<ClientConfig>, ConfigError> {
+    load_client_text(&read(path)?, path, opts)
 }
 
 /// Loads an frps config file.
-pub fn load_server(path: &Path, strict: bool) -> Result<ServerConfig, ConfigError> {
-    parse_server(&read(path)?, path, strict)
+pub fn load_server(path: &Path, opts: &LoadOptions) -> Result<Loaded<ServerConfig>, ConfigError> {
+    load_server_text(&read(path)?, path, opts)
 }
 
-const PROXY_TYPES: &[&str] = &[
-    "tcp", "udp", "http", "https", "tcpmux", "stcp", "sudp", "xtcp",
-];
-
-fn validate_client(c: &ClientConfig, path: &Path) -> Vec<Problem> {
-    let mut out = Vec::new();
-    let mut bad = |key: String, msg: String| {
-        out.push(Problem {
-            path: path.to_owned(),
-            line: None,
-            key,
-            msg,
-        })
-    };
-    let t = &c.transport;
-    if t.heartbeat_interval > 0
-        && t.heartbeat_timeout > 0
-        && t.heartbeat_timeout < t.heartbeat_interval
-    {
-        bad(
-            "transport.heartbeatTimeout".into(),
-            "invalid heartbeatTimeout, heartbeatTimeout is less than heartbeatInterval".into(),
-        );
-    }
-    if !matches!(c.auth.method.as_str(), "token" | "oidc") {
-        bad(
-            "auth.method".into(),
-            format!(
-                "invalid auth method {:?}, optional values are token, oidc",
-                c.auth.method
-            ),
-        );
-    }
-    let mut seen = std::collections::HashSet::new();
-    for (i, p) in c.proxies.iter().enumerate() {
-        let k = |f: &str| format!("proxies[{i}].{f}");
-        if p.name.is_empty() {
-            bad(k("name"), "name should not be empty".into());
-        } else if !seen.insert(p.name.as_str()) {
-            bad(k("name"), format!("proxy name [{}] is duplicated", p.name));
-        }
-        if !PROXY_TYPES.contains(&p.kind.as_str()) {
-            bad(
-                k("type"),
-                format!(
-                    "unknown proxy type {:?}, expected one of {}",
-                    p.kind,
-                    PROXY_TYPES.join(", ")
-                ),
-            );
-        }
-        if !matches!(
-            p.transport.bandwidth_limit_mode.as_str(),
-            "client" | "server"
-        ) {
-            bad(
-                k("transport.bandwidthLimitMode"),
-                "bandwidthLimitMode should be client or server".into(),
-            );
-        }
-        if !matches!(
-            p.transport.proxy_protocol_version.as_str(),
-            "" | "v1" | "v2"
-        ) {
-            bad(
-                k("transport.proxyProtocolVersion"),
-                "proxyProtocolVersion only support v1 and v2".into(),
-            );
-        }
-    }
-    out
+/// frp's defaults, completed, as if from an empty file.
+pub fn default_client() -> ClientConfig {
+    let mut c = ClientConfig::default();
+    c.complete();
+    c
 }
 
-fn validate_server(c: &ServerConfig, path: &Path) -> Vec<Problem> {
-    let mut out = Vec::new();
-    if !matches!(c.auth.method.as_str(), "token" | "oidc") {
-        out.push(Problem {
-            path: path.to_owned(),
-            line: None,
-            key: "auth.method".into(),
-            msg: format!(
-                "invalid auth method {:?}, optional values are token, oidc",
-                c.auth.method
-            ),
-        });
-    }
-    for (i, r) in c.allow_ports.iter().enumerate() {
-        if r.single == 0 && (r.start == 0 || r.end < r.start) {
-            out.push(Problem {
-                path: path.to_owned(),
-                line: None,
-                key: format!("allowPorts[{i}]"),
-                msg: "expected { single = N } or { start = A, end = B } with 0 < A <= B".into(),
-            });
+/// frps's embedded defaults (what `frps` runs on without `-c`).
+pub fn default_server() -> ServerConfig {
+    let mut c = ServerConfig::default();
+    c.complete();
+    c
+}
+
+/// frp `LoadAdditionalClientConfigs`: each entry's directory is resolved against the working
+/// directory, its last component may be a glob; only proxies and visitors are taken.
+fn load_includes(
+    c: &mut ClientConfig,
+    opts: &LoadOptions,
+    warnings: &mut Vec<String>,
+    problems: &mut Vec<Problem>,
+) {
+    let cwd = opts
+        .cwd
+        .clone()
+        .or_else(|| std::env::current_dir().ok())
+        .unwrap_or_default();
+    for (i, entry) in c.includes.clone().iter().enumerate() {
+        let key = format!("includes[{i}]");
+        let p = Path::new(entry);
+        let p = if p.is_absolute() {
+            p.to_owned()
+        } else {
+            cwd.join(p)
+        };
+        let (dir, pattern) = match (p.parent(), p.file_name().and_then(|f| f.to_str())) {
+            (Some(d), Some(f)) => (d.to_owned(), f.to_owned()),
+            _ => {
+                problems.push(Problem::new(
+                    Path::new(entry),
+                    key,
+                    "include path has no file name",
+                ));
+                continue;
+            }
+        };
+        let read_dir = match std::fs::read_dir(&dir) {
+            Ok(r) => r,
+            Err(e) => {
+                problems.push(Problem::new(
+                    &dir,
+                    key,
+                    format!("include directory {}: {e}", dir.display()),
+                ));
+                continue;
+            }
+        };
+        let pat = match glob::Pattern::new(&pattern) {
+            Ok(p) => p,
+            Err(e) => {
+                problems.push(Problem::new(
+                    Path::new(entry),
+                    key,
+                    format!("bad include pattern: {e}"),
+                ));
+                continue;
+            }
+        };
+        let mut files: Vec<PathBuf> = read_dir
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_type().map(|t| !t.is_dir()).unwrap_or(false))
+            .filter(|e| e.file_name().to_str().is_some_and(|n| pat.matches(n)))
+            .map(|e| e.path())
+            .collect();
+        files.sort();
+        for f in files {
+            let text = match read(&f) {
+                Ok(t) => t,
+                Err(e) => {
+                    problems.push(Problem::new(&f, key.clone(), e.to_string()));
+                    continue;
+                }
+            };
+            let doc = match parse_doc(&text, &f, opts, warnings, legacy::Side::Client) {
+                Ok(d) => d,
+                Err(e) => {
+                    problems.extend(e.problems().iter().cloned());
+                    continue;
+                }
+            };
+            if let Some(inc) = decode::<ClientConfig>(&doc, opts.strict, problems) {
+                c.proxies.extend(inc.proxies);
+                c.visitors.extend(inc.visitors);
+            }
         }
     }
-    out
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn client(text: &str) -> Result<ClientConfig, ConfigError> {
-        parse_client(text, Path::new("frpc.toml"), true)
-    }
-
-    #[test]
-    fn defaults_match_frp() {
-        let c = client("").unwrap();
-        assert_eq!(
-            (c.server_addr.as_str(), c.server_port, c.login_fail_exit),
-            ("0.0.0.0", 7000, true)
-        );
-        assert_eq!(c.transport.pool_count, 1);
-        assert!(
-            c.transport.tcp_mux
-                && c.transport.tls.enable
-                && c.transport.tls.disable_custom_tls_first_byte
-        );
-        assert_eq!(
-            (
-                c.transport.heartbeat_interval,
-                c.transport.heartbeat_timeout
-            ),
-            (-1, -1)
-        );
-        assert_eq!(c.transport.dial_server_timeout, 10);
-        assert_eq!(c.log.level, "info");
-        let c = client("transport.tcpMux = false").unwrap();
-        assert_eq!(
-            (
-                c.transport.heartbeat_interval,
-                c.transport.heartbeat_timeout
-            ),
-            (30, 90)
-        );
-
-        let s = parse_server("", Path::new("frps.toml"), true).unwrap();
-        assert_eq!(
-            (
-                s.bind_addr.as_str(),
-                s.bind_port,
-                s.proxy_bind_addr.as_str()
-            ),
-            ("0.0.0.0", 7000, "0.0.0.0")
-        );
-        assert_eq!(
-            (
-                s.transport.max_pool_count,
-                s.user_conn_timeout,
-                s.transport.heartbeat_timeout
-            ),
-            (5, 10, -1)
-        );
-        assert!(s.detailed_errors_to_client && s.transport.tcp_mux);
-    }
-
-    #[test]
-    fn zero_means_default() {
-        let c = client("serverPort = 0\n[transport]\npoolCount = 0").unwrap();
-        assert_eq!((c.server_port, c.transport.pool_count), (7000, 1));
-    }
-
-    #[test]
-    fn proxies_parse() {
-        let c = client(
-            "user = \"u\"\n[[proxies]]\nname = \"ssh\"\ntype = \"tcp\"\nlocalPort = 22\nremotePort = 6000\ntransport.useEncryption = true\n",
-        )
-        .unwrap();
-        let p = &c.proxies[0];
-        assert_eq!(
-            (p.local_ip.as_str(), p.local_port, p.remote_port),
-            ("127.0.0.1", 22, 6000)
-        );
-        assert!(p.transport.use_encryption);
-        assert_eq!(c.wire_name("ssh"), "u.ssh");
-    }
-
-    #[test]
-    fn unknown_key_names_file_line_and_path() {
-        let err = client(
-            "serverPort = 7000\n\n[[proxies]]\nname = \"a\"\ntype = \"tcp\"\nlocalPrt = 1\n",
-        )
-        .unwrap_err();
-        let s = err.to_string();
-        assert!(
-            s.contains("frpc.toml:6: proxies[0].localPrt: unknown field"),
-            "{s}"
-        );
-        let err = parse_client("serverPort = 1\nbogus = 2\n", Path::new("x.toml"), false);
-        assert!(err.is_ok(), "non-strict mode accepts unknown keys");
-    }
-
-    #[test]
-    fn parse_error_has_line_and_column() {
-        let err = client("serverPort = 7000\nserverAddr = \n").unwrap_err();
-        match err {
-            ConfigError::Parse { line, .. } => assert_eq!(line, 2),
-            e => panic!("{e}"),
-        }
-        let err = client("serverPort = \"x\"\n").unwrap_err().to_string();
-        assert!(err.starts_with("frpc.toml:1:"), "{err}");
-    }
-
-    #[test]
-    fn validation_reports_all_problems() {
-        let err = client("[[proxies]]\nname = \"a\"\ntype = \"nope\"\n[[proxies]]\nname = \"a\"\ntype = \"tcp\"\n").unwrap_err();
-        let ConfigError::Invalid(p) = err else {
-            panic!()
-        };
-        assert_eq!(p.len(), 2, "{p:?}");
-    }
-
-    #[test]
-    fn allow_ports() {
-        let s = parse_server(
-            "allowPorts = [{ start = 2000, end = 3000 }, { single = 3001 }]",
-            Path::new("s"),
-            true,
-        )
-        .unwrap();
-        assert!(
-            s.port_allowed(2000)
-                && s.port_allowed(3001)
-                && !s.port_allowed(3002)
-                && !s.port_allowed(1999)
-        );
-    }
-
-    #[test]
-    fn secrets_not_in_debug() {
-        let c = client("auth.token = \"supersecret\"").unwrap();
-        assert!(!format!("{c:?}").contains("supersecret"));
-    }
-}
+mod tests;

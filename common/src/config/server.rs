@@ -1,19 +1,40 @@
-//! frps's config (frp `pkg/config/v1/server.go`).
+//! frps's config (frp `pkg/config/v1/server.go`; frp-protocol.md §14.3).
 
-use super::{AuthConfig, LogConfig, WebServerConfig};
+use super::types::{zero_default, LogConfig, QuicConfig, Secret, ValueSource, WebServerConfig};
 use serde::{Deserialize, Serialize};
 
 /// The whole frps file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
 pub struct ServerConfig {
+    /// Accepted and ignored, as frp's `APIMetadata`.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub version: String,
+    pub auth: ServerAuth,
     pub bind_addr: String,
     pub bind_port: u16,
+    /// UDP port for KCP; 0 = off.
+    pub kcp_bind_port: u16,
+    /// UDP port for QUIC; 0 = off.
+    pub quic_bind_port: u16,
     /// Where proxies listen; defaults to `bindAddr`.
     pub proxy_bind_addr: String,
-    pub auth: AuthConfig,
-    pub log: LogConfig,
+    #[serde(rename = "vhostHTTPPort")]
+    pub vhost_http_port: u16,
+    /// Seconds.
+    #[serde(rename = "vhostHTTPTimeout")]
+    pub vhost_http_timeout: i64,
+    #[serde(rename = "vhostHTTPSPort")]
+    pub vhost_https_port: u16,
+    #[serde(rename = "tcpmuxHTTPConnectPort")]
+    pub tcpmux_http_connect_port: u16,
+    pub tcpmux_passthrough: bool,
+    pub sub_domain_host: String,
+    pub custom404_page: String,
+    pub ssh_tunnel_gateway: SshTunnelGateway,
     pub web_server: WebServerConfig,
+    pub enable_prometheus: bool,
+    pub log: LogConfig,
     pub transport: ServerTransport,
     /// Send real errors to frpc (true) or a summary.
     pub detailed_errors_to_client: bool,
@@ -22,24 +43,40 @@ pub struct ServerConfig {
     /// Seconds to wait for a work connection for a user.
     pub user_conn_timeout: i64,
     pub udp_packet_size: i64,
+    pub nathole_analysis_data_reserve_hours: i64,
     pub allow_ports: Vec<PortsRange>,
+    pub http_plugins: Vec<HttpPluginOptions>,
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
+            version: String::new(),
+            auth: ServerAuth::default(),
             bind_addr: "0.0.0.0".into(),
             bind_port: 7000,
+            kcp_bind_port: 0,
+            quic_bind_port: 0,
             proxy_bind_addr: String::new(),
-            auth: AuthConfig::default(),
-            log: LogConfig::default(),
+            vhost_http_port: 0,
+            vhost_http_timeout: 60,
+            vhost_https_port: 0,
+            tcpmux_http_connect_port: 0,
+            tcpmux_passthrough: false,
+            sub_domain_host: String::new(),
+            custom404_page: String::new(),
+            ssh_tunnel_gateway: SshTunnelGateway::default(),
             web_server: WebServerConfig::default(),
+            enable_prometheus: false,
+            log: LogConfig::default(),
             transport: ServerTransport::default(),
             detailed_errors_to_client: true,
             max_ports_per_client: 0,
             user_conn_timeout: 10,
             udp_packet_size: 1500,
+            nathole_analysis_data_reserve_hours: 168,
             allow_ports: Vec::new(),
+            http_plugins: Vec::new(),
         }
     }
 }
@@ -47,37 +84,42 @@ impl Default for ServerConfig {
 impl ServerConfig {
     pub(crate) fn complete(&mut self) {
         let d = ServerConfig::default();
-        if self.bind_addr.is_empty() {
-            self.bind_addr = d.bind_addr;
-        }
-        if self.bind_port == 0 {
-            self.bind_port = d.bind_port;
-        }
+        zero_default(&mut self.bind_addr, d.bind_addr);
+        zero_default(&mut self.bind_port, d.bind_port);
         if self.proxy_bind_addr.is_empty() {
             self.proxy_bind_addr = self.bind_addr.clone();
         }
-        if self.user_conn_timeout == 0 {
-            self.user_conn_timeout = d.user_conn_timeout;
-        }
-        if self.udp_packet_size == 0 {
-            self.udp_packet_size = d.udp_packet_size;
-        }
+        zero_default(&mut self.vhost_http_timeout, d.vhost_http_timeout);
+        zero_default(&mut self.user_conn_timeout, d.user_conn_timeout);
+        zero_default(&mut self.udp_packet_size, d.udp_packet_size);
+        zero_default(
+            &mut self.nathole_analysis_data_reserve_hours,
+            d.nathole_analysis_data_reserve_hours,
+        );
+        zero_default(&mut self.web_server.addr, "127.0.0.1".into());
+        zero_default(&mut self.auth.method, "token".into());
+        zero_default(
+            &mut self.ssh_tunnel_gateway.auto_gen_private_key_path,
+            "./.autogen_ssh_key".into(),
+        );
+        self.log.complete();
         let t = &mut self.transport;
         let dt = ServerTransport::default();
-        if t.max_pool_count == 0 {
-            t.max_pool_count = dt.max_pool_count;
-        }
-        if t.tcp_mux_keepalive_interval == 0 {
-            t.tcp_mux_keepalive_interval = dt.tcp_mux_keepalive_interval;
-        }
-        if t.tcp_keepalive == 0 {
-            t.tcp_keepalive = dt.tcp_keepalive;
-        }
+        zero_default(&mut t.max_pool_count, dt.max_pool_count);
+        zero_default(
+            &mut t.tcp_mux_keepalive_interval,
+            dt.tcp_mux_keepalive_interval,
+        );
+        zero_default(&mut t.tcp_keepalive, dt.tcp_keepalive);
+        t.quic.complete();
         if t.heartbeat_timeout == 0 {
             t.heartbeat_timeout = if t.tcp_mux { -1 } else { 90 };
         }
         if !t.tls.trusted_ca_file.is_empty() {
             t.tls.force = true;
+        }
+        for p in &mut self.http_plugins {
+            zero_default(&mut p.path, "/".into());
         }
     }
 
@@ -85,6 +127,56 @@ impl ServerConfig {
     pub fn port_allowed(&self, port: u16) -> bool {
         self.allow_ports.is_empty() || self.allow_ports.iter().any(|r| r.contains(port))
     }
+}
+
+/// `auth.*` on frps.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct ServerAuth {
+    pub method: String,
+    pub additional_scopes: Vec<String>,
+    pub token: Secret,
+    pub token_source: Option<ValueSource>,
+    pub oidc: ServerOidc,
+}
+
+impl Default for ServerAuth {
+    fn default() -> Self {
+        ServerAuth {
+            method: "token".into(),
+            additional_scopes: Vec::new(),
+            token: Secret::default(),
+            token_source: None,
+            oidc: ServerOidc::default(),
+        }
+    }
+}
+
+impl ServerAuth {
+    /// Whether an additional scope (`HeartBeats`, `NewWorkConns`) is on.
+    pub fn has_scope(&self, scope: &str) -> bool {
+        self.additional_scopes.iter().any(|s| s == scope)
+    }
+}
+
+/// `auth.oidc.*` on frps.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct ServerOidc {
+    pub issuer: String,
+    pub audience: String,
+    pub skip_expiry_check: bool,
+    pub skip_issuer_check: bool,
+}
+
+/// `sshTunnelGateway.*`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct SshTunnelGateway {
+    pub bind_port: u16,
+    pub private_key_file: String,
+    pub auto_gen_private_key_path: String,
+    pub authorized_keys_file: String,
 }
 
 /// `transport.*` on frps.
@@ -98,6 +190,7 @@ pub struct ServerTransport {
     pub max_pool_count: i64,
     /// 0 = frp's default: 90 s without tcpMux, disabled with it.
     pub heartbeat_timeout: i64,
+    pub quic: QuicConfig,
     pub tls: ServerTls,
 }
 
@@ -109,6 +202,7 @@ impl Default for ServerTransport {
             tcp_keepalive: 7200,
             max_pool_count: 5,
             heartbeat_timeout: 0,
+            quic: QuicConfig::default(),
             tls: ServerTls::default(),
         }
     }
@@ -118,7 +212,7 @@ impl Default for ServerTransport {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
 pub struct ServerTls {
-    /// Refuse plain (non-TLS) clients.
+    /// Refuse plain (non-TLS) clients; forced on by `trustedCaFile`.
     pub force: bool,
     pub cert_file: String,
     pub key_file: String,
@@ -151,4 +245,15 @@ impl PortsRange {
             self.start..=self.end
         }
     }
+}
+
+/// One `[[httpPlugins]]` entry (server plugin over HTTP RPC).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct HttpPluginOptions {
+    pub name: String,
+    pub addr: String,
+    pub path: String,
+    pub ops: Vec<String>,
+    pub tls_verify: bool,
 }

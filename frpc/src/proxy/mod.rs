@@ -68,7 +68,8 @@ impl Proxies {
         };
         let mut work = wrap_work_conn(work, &spec.wrap);
         match spec.kind.as_str() {
-            "tcp" => {
+            // frpc handles all stream proxies alike: frps does the type-specific part.
+            "tcp" | "http" | "https" | "tcpmux" | "stcp" => {
                 let local = match tokio::time::timeout(
                     LOCAL_DIAL_TIMEOUT,
                     TcpStream::connect((spec.local.0.as_str(), spec.local.1)),

@@ -1,0 +1,320 @@
+//! Validation after defaults are filled in (frp `pkg/config/v1/validation/*`). Pure functions
+//! that return every problem found, not just the first.
+
+use super::load::Problem;
+use super::plugin::{plugin_fields, PLUGIN_TYPES};
+use super::proxy::{proxy_fields, PROXY_TYPES};
+use super::types::{parse_bandwidth, ValueSource};
+use super::visitor::VISITOR_TYPES;
+use super::{ClientConfig, ServerConfig};
+use std::collections::HashSet;
+use std::path::Path;
+
+const LOG_LEVELS: &[&str] = &["trace", "debug", "info", "warn", "error"];
+const SCOPES: &[&str] = &["HeartBeats", "NewWorkConns"];
+const PLUGIN_OPS: &[&str] = &[
+    "Login",
+    "NewProxy",
+    "CloseProxy",
+    "Ping",
+    "NewWorkConn",
+    "NewUserConn",
+];
+
+struct Out<'a> {
+    file: &'a Path,
+    v: Vec<Problem>,
+}
+
+impl Out<'_> {
+    fn bad(&mut self, key: impl Into<String>, msg: impl Into<String>) {
+        self.v.push(Problem::new(self.file, key, msg));
+    }
+
+    fn one_of(&mut self, key: &str, value: &str, allowed: &[&str]) {
+        if !allowed.contains(&value) {
+            self.bad(
+                key,
+                format!("{value:?} is not one of {}", allowed.join(", ")),
+            );
+        }
+    }
+
+    /// A file the config points at must exist (certificates, keys, token files).
+    fn file_exists(&mut self, key: &str, path: &str) {
+        if !path.is_empty() && !Path::new(path).exists() {
+            self.bad(key, format!("file {path} does not exist"));
+        }
+    }
+
+    fn value_source(&mut self, key: &str, s: &ValueSource) {
+        match s.kind.as_str() {
+            "file" => {
+                if s.file.path.is_empty() {
+                    self.bad(
+                        format!("{key}.file.path"),
+                        "is required for a file token source",
+                    );
+                }
+                self.file_exists(&format!("{key}.file.path"), &s.file.path);
+            }
+            "exec" => {
+                if s.exec.command.is_empty() {
+                    self.bad(
+                        format!("{key}.exec.command"),
+                        "is required for an exec token source",
+                    );
+                }
+            }
+            other => self.bad(
+                format!("{key}.type"),
+                format!("{other:?} is not one of file, exec"),
+            ),
+        }
+    }
+}
+
+/// frpc's rules.
+pub fn client(c: &ClientConfig, file: &Path) -> Vec<Problem> {
+    let mut o = Out {
+        file,
+        v: Vec::new(),
+    };
+    o.one_of("auth.method", &c.auth.method, &["token", "oidc"]);
+    for (i, s) in c.auth.additional_scopes.iter().enumerate() {
+        o.one_of(&format!("auth.additionalScopes[{i}]"), s, SCOPES);
+    }
+    if let Some(ts) = &c.auth.token_source {
+        if !c.auth.token.is_empty() {
+            o.bad(
+                "auth.tokenSource",
+                "cannot be used together with auth.token",
+            );
+        }
+        o.value_source("auth.tokenSource", ts);
+    }
+    if c.auth.method == "oidc" && c.auth.oidc.token_source.is_none() {
+        if c.auth.oidc.client_id.is_empty() {
+            o.bad(
+                "auth.oidc.clientID",
+                "is required with auth.method = \"oidc\"",
+            );
+        }
+        if c.auth.oidc.token_endpoint_url.is_empty() {
+            o.bad(
+                "auth.oidc.tokenEndpointURL",
+                "is required with auth.method = \"oidc\"",
+            );
+        }
+    }
+    o.file_exists("auth.oidc.trustedCaFile", &c.auth.oidc.trusted_ca_file);
+    o.one_of("log.level", &c.log.level, LOG_LEVELS);
+    let t = &c.transport;
+    o.one_of(
+        "transport.protocol",
+        &t.protocol,
+        &["tcp", "kcp", "quic", "websocket", "wss"],
+    );
+    o.one_of("transport.wireProtocol", &t.wire_protocol, &["v1", "v2"]);
+    if t.heartbeat_interval > 0
+        && t.heartbeat_timeout > 0
+        && t.heartbeat_timeout < t.heartbeat_interval
+    {
+        o.bad(
+            "transport.heartbeatTimeout",
+            "invalid heartbeatTimeout, heartbeatTimeout is less than heartbeatInterval",
+        );
+    }
+    o.file_exists("transport.tls.certFile", &t.tls.cert_file);
+    o.file_exists("transport.tls.keyFile", &t.tls.key_file);
+    o.file_exists("transport.tls.trustedCaFile", &t.tls.trusted_ca_file);
+    if let Some(tls) = &c.web_server.tls {
+        o.file_exists("webServer.tls.certFile", &tls.cert_file);
+        o.file_exists("webServer.tls.keyFile", &tls.key_file);
+    }
+    for gate in c.feature_gates.keys() {
+        o.one_of(&format!("featureGates.{gate}"), gate, &["VirtualNet"]);
+    }
+    if !c.virtual_net.address.is_empty()
+        && !c.feature_gates.get("VirtualNet").copied().unwrap_or(false)
+    {
+        o.bad(
+            "virtualNet.address",
+            "needs featureGates = { VirtualNet = true }",
+        );
+    }
+
+    let mut names = HashSet::new();
+    for (i, p) in c.proxies.iter().enumerate() {
+        let k = |f: &str| format!("proxies[{i}].{f}");
+        if p.name.is_empty() {
+            o.bad(k("name"), "name should not be empty");
+        } else if !names.insert(p.name.as_str()) {
+            o.bad(k("name"), format!("proxy name [{}] is duplicated", p.name));
+        }
+        if proxy_fields(&p.kind).is_none() {
+            o.bad(
+                k("type"),
+                format!(
+                    "unknown proxy type {:?}, expected one of {}",
+                    p.kind,
+                    PROXY_TYPES.join(", ")
+                ),
+            );
+        }
+        o.one_of(
+            &k("transport.bandwidthLimitMode"),
+            &p.transport.bandwidth_limit_mode,
+            &["client", "server"],
+        );
+        if let Err(e) = parse_bandwidth(&p.transport.bandwidth_limit) {
+            o.bad(k("transport.bandwidthLimit"), e);
+        }
+        o.one_of(
+            &k("transport.proxyProtocolVersion"),
+            &p.transport.proxy_protocol_version,
+            &["", "v1", "v2"],
+        );
+        o.one_of(
+            &k("healthCheck.type"),
+            &p.health_check.kind,
+            &["", "tcp", "http"],
+        );
+        if p.health_check.kind == "http" && p.health_check.path.is_empty() {
+            o.bad(
+                k("healthCheck.path"),
+                "is required for an http health check",
+            );
+        }
+        if matches!(p.kind.as_str(), "http" | "https" | "tcpmux")
+            && p.custom_domains.is_empty()
+            && p.subdomain.is_empty()
+        {
+            o.bad(
+                k("customDomains"),
+                "custom domains and subdomain should set at least one of them",
+            );
+        }
+        if p.kind == "tcpmux" {
+            o.one_of(&k("multiplexer"), &p.multiplexer, &["httpconnect"]);
+        }
+        if let Some(pl) = &p.plugin {
+            if plugin_fields(&pl.kind).is_none() {
+                o.bad(
+                    k("plugin.type"),
+                    format!(
+                        "unknown plugin type {:?}, expected one of {}",
+                        pl.kind,
+                        PLUGIN_TYPES.join(", ")
+                    ),
+                );
+            }
+            let need = |o: &mut Out<'_>, f: &str, v: &str| {
+                if v.is_empty() {
+                    o.bad(
+                        k(&format!("plugin.{f}")),
+                        format!("is required for plugin {}", pl.kind),
+                    );
+                }
+            };
+            match pl.kind.as_str() {
+                "unix_domain_socket" => need(&mut o, "unixPath", &pl.unix_path),
+                "static_file" => need(&mut o, "localPath", &pl.local_path),
+                "http2https" | "http2http" | "https2http" | "https2https" | "tls2raw" => {
+                    need(&mut o, "localAddr", &pl.local_addr)
+                }
+                _ => {}
+            }
+        }
+    }
+    for (i, v) in c.visitors.iter().enumerate() {
+        let k = |f: &str| format!("visitors[{i}].{f}");
+        if v.name.is_empty() {
+            o.bad(k("name"), "name should not be empty");
+        } else if !names.insert(v.name.as_str()) {
+            o.bad(
+                k("name"),
+                format!("visitor name [{}] is duplicated", v.name),
+            );
+        }
+        if !VISITOR_TYPES.contains(&v.kind.as_str()) {
+            o.bad(
+                k("type"),
+                format!(
+                    "unknown visitor type {:?}, expected one of {}",
+                    v.kind,
+                    VISITOR_TYPES.join(", ")
+                ),
+            );
+        }
+        if v.server_name.is_empty() {
+            o.bad(k("serverName"), "serverName is required");
+        }
+        if v.bind_port == 0 {
+            o.bad(
+                k("bindPort"),
+                "bindPort is required (a negative value means no listener)",
+            );
+        }
+        if v.bind_port > 65535 {
+            o.bad(k("bindPort"), "bindPort should be at most 65535");
+        }
+        if v.kind == "xtcp" {
+            o.one_of(&k("protocol"), &v.protocol, &["quic", "kcp"]);
+        }
+    }
+    o.v
+}
+
+/// frps's rules.
+pub fn server(c: &ServerConfig, file: &Path) -> Vec<Problem> {
+    let mut o = Out {
+        file,
+        v: Vec::new(),
+    };
+    o.one_of("auth.method", &c.auth.method, &["token", "oidc"]);
+    for (i, s) in c.auth.additional_scopes.iter().enumerate() {
+        o.one_of(&format!("auth.additionalScopes[{i}]"), s, SCOPES);
+    }
+    if let Some(ts) = &c.auth.token_source {
+        if !c.auth.token.is_empty() {
+            o.bad(
+                "auth.tokenSource",
+                "cannot be used together with auth.token",
+            );
+        }
+        o.value_source("auth.tokenSource", ts);
+    }
+    o.one_of("log.level", &c.log.level, LOG_LEVELS);
+    let t = &c.transport.tls;
+    o.file_exists("transport.tls.certFile", &t.cert_file);
+    o.file_exists("transport.tls.keyFile", &t.key_file);
+    o.file_exists("transport.tls.trustedCaFile", &t.trusted_ca_file);
+    if t.cert_file.is_empty() != t.key_file.is_empty() {
+        o.bad("transport.tls", "certFile and keyFile must be set together");
+    }
+    if let Some(tls) = &c.web_server.tls {
+        o.file_exists("webServer.tls.certFile", &tls.cert_file);
+        o.file_exists("webServer.tls.keyFile", &tls.key_file);
+    }
+    for (i, r) in c.allow_ports.iter().enumerate() {
+        if r.single == 0 && (r.start == 0 || r.end < r.start) {
+            o.bad(
+                format!("allowPorts[{i}]"),
+                "expected { single = N } or { start = A, end = B } with 0 < A <= B",
+            );
+        }
+    }
+    for (i, p) in c.http_plugins.iter().enumerate() {
+        if p.name.is_empty() {
+            o.bad(format!("httpPlugins[{i}].name"), "is required");
+        }
+        if p.addr.is_empty() {
+            o.bad(format!("httpPlugins[{i}].addr"), "is required");
+        }
+        for (j, op) in p.ops.iter().enumerate() {
+            o.one_of(&format!("httpPlugins[{i}].ops[{j}]"), op, PLUGIN_OPS);
+        }
+    }
+    o.v
+}
