@@ -6,13 +6,16 @@
 //! connection and every joined user connection under it close.
 
 use crate::connector::Connector;
+use crate::health::{self, HealthEvent, HealthSpec};
 use crate::proxy::Proxies;
 use crate::status::{Phase, ProxyStatus, StatusBoard};
 use common::auth::{auth_key, unix_now};
 use common::config::ClientConfig;
 use common::crypto::derive_key;
 use common::io::{BoxStream, CryptStream};
-use common::msg::{read_msg, write_msg, Message, NewProxy, NewProxyResp, NewWorkConn, Ping};
+use common::msg::{
+    read_msg, write_msg, CloseProxy, Message, NewProxy, NewProxyResp, NewWorkConn, Ping,
+};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -63,7 +66,25 @@ impl Session {
 
         let proxies = Arc::new(Proxies::new(&self.cfg));
         let mut phases: HashMap<String, (Phase, Instant)> = HashMap::new();
+        let (health_tx, mut health_rx) = mpsc::channel::<HealthEvent>(16);
         for p in self.cfg.active_proxies() {
+            // frp: a monitor exists only with a check type and a local port; until its first
+            // good check the proxy is not registered.
+            if !p.health_check.kind.is_empty() && p.local_port > 0 {
+                let spec = HealthSpec {
+                    name: p.name.clone(),
+                    check: p.health_check.clone(),
+                    host: p.local_ip.clone(),
+                    port: p.local_port,
+                };
+                tokio::spawn(
+                    health::monitor(spec, health_tx.clone(), token.child_token())
+                        .instrument(span.clone()),
+                );
+                phases.insert(p.name.clone(), (Phase::New, Instant::now()));
+                self.set_status(&p.name, Phase::New, "", "");
+                continue;
+            }
             let _ = out_tx.send(self.new_proxy_msg(p).into()).await;
             phases.insert(p.name.clone(), (Phase::WaitStart, Instant::now()));
             self.set_status(&p.name, Phase::WaitStart, "", "");
@@ -99,6 +120,7 @@ impl Session {
                         }
                         Some(other) => debug!(msg = other.name(), "ignoring message with no handler"),
                     },
+                    Some(ev) = health_rx.recv() => self.on_health(ev, &mut phases, &out_tx).await,
                     _ = hb_tick.tick(), if hb.is_some() => {
                         let ping = if self.cfg.auth.has_scope("HeartBeats") {
                             let ts = unix_now();
@@ -121,8 +143,10 @@ impl Session {
         .instrument(span)
         .await;
         self.connector.close();
-        for name in phases.keys() {
-            self.set_status(name, Phase::WaitStart, "", "session closed");
+        for (name, (phase, _)) in &phases {
+            if *phase != Phase::CheckFailed {
+                self.set_status(name, Phase::WaitStart, "", "session closed");
+            }
         }
     }
 
@@ -203,6 +227,10 @@ impl Session {
             debug!(proxy = %r.proxy_name, "NewProxyResp for unknown proxy");
             return;
         };
+        if entry.0 != Phase::WaitStart {
+            debug!(proxy = %name, "late NewProxyResp ignored");
+            return;
+        }
         if r.error.is_empty() {
             info!(proxy = %name, remote_addr = %r.remote_addr, "start proxy success");
             *entry = (Phase::Running, Instant::now());
@@ -211,6 +239,48 @@ impl Session {
             warn!(proxy = %name, error = %r.error, "start proxy error");
             *entry = (Phase::StartError, Instant::now());
             self.set_status(&name, Phase::StartError, "", &r.error);
+        }
+    }
+
+    /// A health state change: register the proxy when it becomes healthy, close it on frps when
+    /// it fails (frp `proxy_wrapper.go` `checkWorker` callbacks).
+    async fn on_health(
+        &self,
+        ev: HealthEvent,
+        phases: &mut HashMap<String, (Phase, Instant)>,
+        out: &mpsc::Sender<Message>,
+    ) {
+        let Some(p) = self.cfg.active_proxies().find(|p| p.name == ev.name) else {
+            return;
+        };
+        let Some(entry) = phases.get_mut(&ev.name) else {
+            return;
+        };
+        match (ev.healthy, entry.0) {
+            (true, Phase::New | Phase::CheckFailed) => {
+                info!(proxy = %ev.name, "health check success, starting proxy");
+                *entry = (Phase::WaitStart, Instant::now());
+                let _ = out.send(self.new_proxy_msg(p).into()).await;
+                self.set_status(&ev.name, Phase::WaitStart, "", "");
+            }
+            (false, Phase::Running | Phase::WaitStart | Phase::StartError) => {
+                warn!(proxy = %ev.name, "health check failed, closing proxy");
+                *entry = (Phase::CheckFailed, Instant::now());
+                let _ = out
+                    .send(
+                        CloseProxy {
+                            proxy_name: self.cfg.wire_name(&ev.name),
+                        }
+                        .into(),
+                    )
+                    .await;
+                self.set_status(&ev.name, Phase::CheckFailed, "", "health check failed");
+            }
+            (false, Phase::New) => {
+                *entry = (Phase::CheckFailed, Instant::now());
+                self.set_status(&ev.name, Phase::CheckFailed, "", "health check failed");
+            }
+            _ => {}
         }
     }
 

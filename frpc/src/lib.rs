@@ -4,6 +4,7 @@
 //! - [`Client`] (`service.rs`): log in with backoff, run one session at a time, reconnect.
 //! - `connector`: dial frps (TCP, TLS, yamux) and open logical connections.
 //! - `control`: one session: control messages, heartbeat, work connections on `ReqWorkConn`.
+//! - `health`: tcp/http checks of local services; a failing proxy is closed on frps.
 //! - `proxy`: what a work connection is joined to (tcp: local dial + join; udp: datagram relay).
 //! - [`status`]: the proxies' phases as frp reports them (`wait start`, `running`, ...).
 //! - [`cli`]: the command line.
@@ -11,6 +12,7 @@
 pub mod cli;
 mod connector;
 mod control;
+mod health;
 mod proxy;
 mod service;
 pub mod status;

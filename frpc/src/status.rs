@@ -13,6 +13,8 @@ pub enum Phase {
     WaitStart,
     Running,
     StartError,
+    /// Health check failing: the proxy is closed on frps until it recovers.
+    CheckFailed,
     Closed,
 }
 
@@ -24,6 +26,7 @@ impl Phase {
             Phase::WaitStart => "wait start",
             Phase::Running => "running",
             Phase::StartError => "start error",
+            Phase::CheckFailed => "check failed",
             Phase::Closed => "closed",
         }
     }

@@ -6,11 +6,13 @@
 //! - `control`: one task per logged-in frpc: control messages, heartbeat, its proxies.
 //! - `pool`: the work-connection pool fed by `ReqWorkConn`.
 //! - `proxy`: proxy types; shared user-connection handling lives in `proxy/mod.rs`.
+//! - `group`: load-balancing groups (shared listener, members in turn).
 //! - `ports`: `allowPorts`, port allocation.
 //! - [`cli`]: the command line (the binary's `main` only calls it).
 
 pub mod cli;
 mod control;
+mod group;
 mod pool;
 mod ports;
 mod proxy;

@@ -43,6 +43,7 @@ pub enum ServerError {
 pub(crate) struct Shared {
     pub(crate) cfg: ServerConfig,
     pub(crate) registry: Arc<Registry>,
+    pub(crate) groups: crate::group::Groups,
     pub(crate) tracker: TaskTracker,
     /// Control-channel and work-connection key, from `auth.token`.
     pub(crate) key: Key,
@@ -90,6 +91,7 @@ impl Server {
             key: derive_key(cfg.auth.token.as_bytes()),
             cfg,
             registry: Arc::new(Registry::default()),
+            groups: crate::group::Groups::default(),
             tracker: TaskTracker::new(),
             tls,
             next_id: AtomicU64::new(1),

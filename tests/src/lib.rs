@@ -312,3 +312,62 @@ pub fn bin(name: &str) -> PathBuf {
     );
     p
 }
+
+/// A TCP backend that answers every connection with its id and closes; it can be stopped and
+/// started again on the same port.
+#[derive(Debug)]
+pub struct IdServer {
+    pub addr: SocketAddr,
+    id: &'static str,
+    task: Option<JoinHandle<()>>,
+}
+
+impl IdServer {
+    pub async fn start(id: &'static str) -> IdServer {
+        let mut s = IdServer {
+            addr: ([127, 0, 0, 1], 0).into(),
+            id,
+            task: None,
+        };
+        s.listen().await;
+        s
+    }
+
+    async fn listen(&mut self) {
+        let l = TcpListener::bind(self.addr).await.expect("bind id server");
+        self.addr = l.local_addr().expect("addr");
+        let id = self.id;
+        self.task = Some(tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                tokio::spawn(async move {
+                    let _ = s.write_all(id.as_bytes()).await;
+                    let _ = s.shutdown().await;
+                });
+            }
+        }));
+    }
+
+    /// Stops listening (the port is free again when this returns).
+    pub async fn stop(&mut self) {
+        if let Some(t) = self.task.take() {
+            t.abort();
+            let _ = t.await;
+        }
+    }
+
+    /// Listens again on the same port.
+    pub async fn restart(&mut self) {
+        self.listen().await;
+    }
+}
+
+/// Connects to `addr` and reads the whole answer (an [`IdServer`] id through a tunnel).
+pub async fn read_id(addr: SocketAddr) -> Option<String> {
+    let attempt = async {
+        let mut s = TcpStream::connect(addr).await.ok()?;
+        let mut buf = Vec::new();
+        s.read_to_end(&mut buf).await.ok()?;
+        (!buf.is_empty()).then(|| String::from_utf8_lossy(&buf).into_owned())
+    };
+    tokio::time::timeout(PATIENCE, attempt).await.ok().flatten()
+}

@@ -5,11 +5,11 @@
 mod tcp;
 mod udp;
 
-use crate::pool::WorkConnPool;
+use crate::pool::{PoolError, WorkConnPool};
 use crate::ports::PortError;
 use crate::registry::NameGuard;
 use crate::service::Shared;
-use common::io::{join, wrap_work_conn, WrapOpts};
+use common::io::{join, wrap_work_conn, BoxStream, WrapOpts};
 use common::msg::{NewProxy, StartWorkConn};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -32,6 +32,8 @@ pub(crate) enum ProxyError {
     UnsupportedType(String),
     #[error("{0} is not supported by this frps yet")]
     Unsupported(&'static str),
+    #[error(transparent)]
+    Group(#[from] crate::group::GroupError),
 }
 
 /// Byte and connection counts of one proxy (`bytes_in`: user -> frpc, `bytes_out`: back).
@@ -99,14 +101,12 @@ pub(crate) async fn start(
     ))
 }
 
-/// One user connection: work connection -> StartWorkConn -> layers -> join
-/// (frp `handleUserTCPConnection`).
-pub(crate) async fn handle_user_conn(
-    ctx: Arc<ProxyCtx>,
-    traffic: Arc<Traffic>,
-    mut user: TcpStream,
+/// Gets a work connection for `user` and sends StartWorkConn with the user's addresses.
+pub(crate) async fn start_work(
+    ctx: &ProxyCtx,
+    user: &TcpStream,
     peer: SocketAddr,
-) {
+) -> Result<BoxStream, PoolError> {
     let local = user.local_addr().ok();
     let start = StartWorkConn {
         proxy_name: ctx.name.clone(),
@@ -116,16 +116,21 @@ pub(crate) async fn handle_user_conn(
         dst_port: local.map(|a| a.port()).unwrap_or_default(),
         error: String::new(),
     };
-    let work = tokio::select! {
-        _ = ctx.token.cancelled() => return,
-        w = ctx.pool.get_started(&start) => match w {
-            Ok(w) => w,
-            Err(e) => {
-                warn!(proxy = %ctx.name, %peer, error = %e, "no work connection for user connection");
-                return;
-            }
-        },
-    };
+    tokio::select! {
+        _ = ctx.token.cancelled() => Err(PoolError::Closed),
+        w = ctx.pool.get_started(&start) => w,
+    }
+}
+
+/// Relays a user connection over a started work connection until either side ends (frp
+/// `handleUserTCPConnection` after the work connection is obtained).
+pub(crate) async fn relay(
+    ctx: &ProxyCtx,
+    traffic: &Traffic,
+    mut user: TcpStream,
+    work: BoxStream,
+    peer: SocketAddr,
+) {
     let mut work = wrap_work_conn(work, &ctx.wrap);
     traffic.conns.fetch_add(1, Ordering::Relaxed);
     tokio::select! {
@@ -140,4 +145,19 @@ pub(crate) async fn handle_user_conn(
         },
     }
     traffic.conns.fetch_sub(1, Ordering::Relaxed);
+}
+
+/// One user connection of a single proxy.
+pub(crate) async fn handle_user_conn(
+    ctx: Arc<ProxyCtx>,
+    traffic: Arc<Traffic>,
+    user: TcpStream,
+    peer: SocketAddr,
+) {
+    match start_work(&ctx, &user, peer).await {
+        Ok(work) => relay(&ctx, &traffic, user, work, peer).await,
+        Err(e) => {
+            warn!(proxy = %ctx.name, %peer, error = %e, "no work connection for user connection")
+        }
+    }
 }

@@ -14,6 +14,9 @@ pub(super) async fn start(
     traffic: Arc<Traffic>,
 ) -> Result<(JoinHandle<()>, String), ProxyError> {
     let port = u16::try_from(np.remote_port).map_err(|_| PortError::NotAllowed)?;
+    if !np.group.is_empty() {
+        return start_in_group(np, ctx, traffic, port).await;
+    }
     let (listener, guard) =
         ports::bind::<TcpListener>(&ctx.shared.cfg, &ctx.shared.registry, port).await?;
     let remote_addr = format!(":{}", guard.port);
@@ -42,4 +45,33 @@ pub(super) async fn start(
         .instrument(span),
     );
     Ok((task, remote_addr))
+}
+
+/// A group member: the group owns the listener; this task only holds the membership until the
+/// proxy closes.
+async fn start_in_group(
+    np: &NewProxy,
+    ctx: ProxyCtx,
+    traffic: Arc<Traffic>,
+    port: u16,
+) -> Result<(JoinHandle<()>, String), ProxyError> {
+    let ctx = Arc::new(ctx);
+    let shared = ctx.shared.clone();
+    let (real_port, membership) = shared
+        .groups
+        .join_tcp(
+            &shared,
+            &np.group,
+            &np.group_key,
+            port,
+            ctx.clone(),
+            traffic,
+        )
+        .await?;
+    let token = ctx.token.clone();
+    let task = shared.tracker.spawn(async move {
+        token.cancelled().await;
+        ctx.shared.groups.leave_tcp(membership).await;
+    });
+    Ok((task, format!(":{real_port}")))
 }

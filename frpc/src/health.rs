@@ -1,0 +1,115 @@
+//! Health checks of local services (frp `client/health/health.go`; frp-protocol.md §11).
+//!
+//! One monitor task per checked proxy reports state changes: healthy after a good check,
+//! unhealthy after `maxFailed` failures in a row. Unlike frp, whose failure counter never resets,
+//! a success resets it, so a service that blips once a day is not taken out by a single later
+//! failure (README, compatibility notes).
+
+use common::config::HealthCheck;
+use http_body_util::Empty;
+use hyper::body::Bytes;
+use std::time::Duration;
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::debug;
+
+/// What one check needs.
+#[derive(Debug, Clone)]
+pub(crate) struct HealthSpec {
+    pub(crate) name: String,
+    pub(crate) check: HealthCheck,
+    pub(crate) host: String,
+    pub(crate) port: u16,
+}
+
+/// A state change of one proxy's local service.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct HealthEvent {
+    pub(crate) name: String,
+    pub(crate) healthy: bool,
+}
+
+/// Runs checks every `intervalSeconds` until `token` is cancelled; sends only changes (the first
+/// result is always sent).
+pub(crate) async fn monitor(
+    spec: HealthSpec,
+    tx: mpsc::Sender<HealthEvent>,
+    token: CancellationToken,
+) {
+    let interval = Duration::from_secs(spec.check.interval_seconds.max(1) as u64);
+    let timeout = Duration::from_secs(spec.check.timeout_seconds.max(1) as u64);
+    let max_failed = spec.check.max_failed.max(1);
+    let mut failed = 0i64;
+    let mut state: Option<bool> = None;
+    loop {
+        let ok = tokio::select! {
+            _ = token.cancelled() => return,
+            r = tokio::time::timeout(timeout, check(&spec)) => matches!(r, Ok(Ok(true))),
+        };
+        let change = if ok {
+            failed = 0;
+            (state != Some(true)).then_some(true)
+        } else {
+            failed += 1;
+            (failed >= max_failed && state != Some(false)).then_some(false)
+        };
+        if let Some(healthy) = change {
+            state = Some(healthy);
+            debug!(proxy = %spec.name, healthy, "health state changed");
+            if tx
+                .send(HealthEvent {
+                    name: spec.name.clone(),
+                    healthy,
+                })
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+        tokio::select! {
+            _ = token.cancelled() => return,
+            _ = tokio::time::sleep(interval) => {}
+        }
+    }
+}
+
+/// One check: TCP connect, or `GET http://host:port/path` answered with 2xx.
+async fn check(spec: &HealthSpec) -> std::io::Result<bool> {
+    let stream = TcpStream::connect((spec.host.as_str(), spec.port)).await?;
+    if spec.check.kind != "http" {
+        return Ok(true);
+    }
+    let io_err = |e: hyper::Error| std::io::Error::other(e.to_string());
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .map_err(io_err)?;
+    let conn_task = tokio::spawn(conn);
+    let path = if spec.check.path.starts_with('/') {
+        spec.check.path.clone()
+    } else {
+        format!("/{}", spec.check.path)
+    };
+    let mut req = hyper::Request::get(path)
+        .header(hyper::header::HOST, format!("{}:{}", spec.host, spec.port));
+    for h in &spec.check.http_headers {
+        // A configured Host header replaces the default, as in frp.
+        if let Some(headers) = req.headers_mut() {
+            let (Ok(name), Ok(value)) = (
+                hyper::header::HeaderName::from_bytes(h.name.as_bytes()),
+                hyper::header::HeaderValue::from_str(&h.value),
+            ) else {
+                continue;
+            };
+            headers.insert(name, value);
+        }
+    }
+    let req = req
+        .body(Empty::<Bytes>::new())
+        .map_err(std::io::Error::other)?;
+    let resp = sender.send_request(req).await.map_err(io_err);
+    conn_task.abort();
+    Ok(resp?.status().is_success())
+}

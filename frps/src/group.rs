@@ -1,0 +1,203 @@
+//! Load-balancing groups for tcp proxies (frp `server/group/tcp.go`; frp-protocol.md §12).
+//!
+//! Proxies with the same `loadBalancer.group` share one listener. The first member binds it and
+//! fixes the group's address, declared remote port and key; later members must match them
+//! (frp's checks and error texts, in frp's order). Each accepted user goes to the next member in
+//! turn; if that member's client is gone, the next one is tried, so a member whose frpc
+//! disappears stops receiving users at once. The listener closes with the last member.
+//!
+//! The registry is keyed by group name for any proxy type; only tcp uses it so far (http, https
+//! and tcpmux groups come with their proxies).
+
+use crate::ports;
+use crate::proxy::{relay, start_work, ProxyCtx, Traffic};
+use crate::service::Shared;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn, Instrument};
+
+/// frp's group errors (`server/group/group.go`).
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum GroupError {
+    #[error("group auth failed")]
+    AuthFailed,
+    #[error("group params invalid")]
+    ParamsInvalid,
+    #[error("group should have same remote port")]
+    DifferentPort,
+    #[error("group proxy repeated")]
+    ProxyRepeated,
+}
+
+struct Member {
+    ctx: Arc<ProxyCtx>,
+    traffic: Arc<Traffic>,
+}
+
+/// One tcp group: its shared listener and members.
+struct TcpGroup {
+    key: String,
+    addr: String,
+    declared_port: u16,
+    real_port: u16,
+    members: Mutex<Vec<Member>>,
+    next: AtomicUsize,
+    token: CancellationToken,
+    listener_task: Mutex<Option<JoinHandle<()>>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl TcpGroup {
+    /// Members in turn, starting at the next one: (ctx, traffic) pairs.
+    fn candidates(&self) -> Vec<(Arc<ProxyCtx>, Arc<Traffic>)> {
+        let m = lock(&self.members);
+        if m.is_empty() {
+            return Vec::new();
+        }
+        let start = self.next.fetch_add(1, Ordering::Relaxed) % m.len();
+        (0..m.len())
+            .map(|i| &m[(start + i) % m.len()])
+            .map(|x| (x.ctx.clone(), x.traffic.clone()))
+            .collect()
+    }
+}
+
+/// All groups of one frps.
+#[derive(Default)]
+pub(crate) struct Groups {
+    tcp: tokio::sync::Mutex<HashMap<String, Arc<TcpGroup>>>,
+}
+
+impl std::fmt::Debug for Groups {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Groups")
+    }
+}
+
+/// A proxy's membership; leaving happens in [`Groups::leave_tcp`].
+#[derive(Debug)]
+pub(crate) struct Membership {
+    group: String,
+    proxy: String,
+}
+
+impl Groups {
+    /// Joins (or creates) tcp group `name`; returns the real port users connect to.
+    pub(crate) async fn join_tcp(
+        &self,
+        shared: &Arc<Shared>,
+        name: &str,
+        key: &str,
+        declared_port: u16,
+        ctx: Arc<ProxyCtx>,
+        traffic: Arc<Traffic>,
+    ) -> Result<(u16, Membership), crate::proxy::ProxyError> {
+        let mut groups = self.tcp.lock().await;
+        let addr = shared.cfg.proxy_bind_addr.clone();
+        let membership = Membership {
+            group: name.to_owned(),
+            proxy: ctx.name.clone(),
+        };
+        if let Some(g) = groups.get(name) {
+            if g.addr != addr {
+                return Err(GroupError::ParamsInvalid.into());
+            }
+            if g.declared_port != declared_port {
+                return Err(GroupError::DifferentPort.into());
+            }
+            if g.key != key {
+                return Err(GroupError::AuthFailed.into());
+            }
+            let mut members = lock(&g.members);
+            if members.iter().any(|m| m.ctx.name == ctx.name) {
+                return Err(GroupError::ProxyRepeated.into());
+            }
+            members.push(Member { ctx, traffic });
+            return Ok((g.real_port, membership));
+        }
+        let (listener, guard) =
+            ports::bind::<TcpListener>(&shared.cfg, &shared.registry, declared_port).await?;
+        let group = Arc::new(TcpGroup {
+            key: key.to_owned(),
+            addr,
+            declared_port,
+            real_port: guard.port,
+            members: Mutex::new(vec![Member { ctx, traffic }]),
+            next: AtomicUsize::new(0),
+            token: CancellationToken::new(),
+            listener_task: Mutex::new(None),
+        });
+        let span = tracing::info_span!("group", name = %name, port = guard.port);
+        let g = group.clone();
+        let tracker = shared.tracker.clone();
+        let task = shared.tracker.spawn(
+            async move {
+                let _guard = guard;
+                loop {
+                    tokio::select! {
+                        _ = g.token.cancelled() => break,
+                        r = listener.accept() => match r {
+                            Ok((user, peer)) => {
+                                let _ = user.set_nodelay(true);
+                                tracker.spawn(serve_user(g.clone(), user, peer).in_current_span());
+                            }
+                            Err(e) => {
+                                warn!(error = %e, "accept failed");
+                                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                            }
+                        },
+                    }
+                }
+            }
+            .instrument(span),
+        );
+        *lock(&group.listener_task) = Some(task);
+        info!(group = %name, port = group.real_port, "tcp group created");
+        let port = group.real_port;
+        groups.insert(name.to_owned(), group);
+        Ok((port, membership))
+    }
+
+    /// Leaves a tcp group; the last member closes the shared listener (and waits for it).
+    pub(crate) async fn leave_tcp(&self, m: Membership) {
+        let mut groups = self.tcp.lock().await;
+        let Some(g) = groups.get(&m.group).cloned() else {
+            return;
+        };
+        let empty = {
+            let mut members = lock(&g.members);
+            members.retain(|x| x.ctx.name != m.proxy);
+            members.is_empty()
+        };
+        if empty {
+            groups.remove(&m.group);
+            g.token.cancel();
+            let task = lock(&g.listener_task).take();
+            if let Some(t) = task {
+                let _ = t.await;
+            }
+            info!(group = %m.group, "tcp group closed");
+        }
+    }
+}
+
+/// One user of a group: the next member whose client can give a work connection serves it.
+async fn serve_user(g: Arc<TcpGroup>, user: TcpStream, peer: SocketAddr) {
+    for (ctx, traffic) in g.candidates() {
+        match start_work(&ctx, &user, peer).await {
+            Ok(work) => return relay(&ctx, &traffic, user, work, peer).await,
+            Err(e) => {
+                debug!(proxy = %ctx.name, error = %e, "group member unavailable, trying the next")
+            }
+        }
+    }
+    warn!(%peer, "no group member could take the user connection");
+}
