@@ -350,9 +350,6 @@ impl Control {
                 return Err(ProxyError::ExceedMaxPorts);
             }
         }
-        if np.use_compression {
-            return Err(ProxyError::Unsupported("useCompression"));
-        }
         let name_guard = self
             .shared
             .registry
@@ -363,6 +360,7 @@ impl Control {
             pool: self.pool.clone(),
             wrap: WrapOpts {
                 encryption_key: np.use_encryption.then_some(self.shared.key),
+                compress: np.use_compression,
             },
             token: self.token.child_token(),
             shared: self.shared.clone(),

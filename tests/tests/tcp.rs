@@ -8,6 +8,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 async fn echo_10mib(tcp_mux: bool, tls: bool, encryption: bool) {
+    echo_10mib_with(tcp_mux, tls, encryption, false).await;
+}
+
+async fn echo_10mib_with(tcp_mux: bool, tls: bool, encryption: bool, compression: bool) {
     init_log();
     let frps = Frps::start(|c| c.transport.tcp_mux = tcp_mux).await;
     let echo = echo_tcp().await;
@@ -16,6 +20,7 @@ async fn echo_10mib(tcp_mux: bool, tls: bool, encryption: bool) {
         c.transport.tls.enable = tls;
         let mut p = proxy("echo", "tcp", echo, 0);
         p.transport.use_encryption = encryption;
+        p.transport.use_compression = compression;
         c.proxies.push(p);
     });
     let port = remote_port(&frpc.wait_running("echo").await);
@@ -219,4 +224,10 @@ async fn custom_tls_first_byte_is_detected() {
         frpc.stop().await;
         frps.stop().await;
     }
+}
+
+#[tokio::test]
+async fn echo_10mib_compressed_and_encrypted() {
+    echo_10mib_with(true, true, true, true).await;
+    echo_10mib_with(false, true, false, true).await;
 }

@@ -13,6 +13,7 @@ async fn udp_echo(tcp_mux: bool, encryption: bool) {
         c.transport.tcp_mux = tcp_mux;
         let mut p = proxy("dns", "udp", echo, 0);
         p.transport.use_encryption = encryption;
+        p.transport.use_compression = encryption;
         c.proxies.push(p);
     });
     let port = remote_port(&frpc.wait_running("dns").await);

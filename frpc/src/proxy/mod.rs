@@ -43,6 +43,7 @@ impl Proxies {
                     local: (p.local_ip.clone(), p.local_port),
                     wrap: WrapOpts {
                         encryption_key: p.transport.use_encryption.then_some(key),
+                        compress: p.transport.use_compression,
                     },
                 };
                 (p.name.clone(), spec)

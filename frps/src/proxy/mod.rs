@@ -30,8 +30,6 @@ pub(crate) enum ProxyError {
     Port(#[from] PortError),
     #[error("proxy type [{0}] is not supported by this frps yet")]
     UnsupportedType(String),
-    #[error("{0} is not supported by this frps yet")]
-    Unsupported(&'static str),
     #[error(transparent)]
     Group(#[from] crate::group::GroupError),
 }
