@@ -9,7 +9,7 @@ use crate::pool::WorkConnPool;
 use crate::proxy::{self, ProxyCtx, ProxyError, ProxyHandle};
 use crate::service::Shared;
 use common::auth::{verify_auth_key, TOKEN_MISMATCH};
-use common::io::{BoxStream, CryptStream, WrapOpts};
+use common::io::{BoxStream, CryptStream, LimitAt, Limiter, WrapOpts};
 use common::msg::{
     read_msg, write_msg, CloseProxy, Login, LoginResp, Message, NewProxy, NewProxyResp, Ping, Pong,
     ReqWorkConn,
@@ -361,10 +361,19 @@ impl Control {
             wrap: WrapOpts {
                 encryption_key: np.use_encryption.then_some(self.shared.key),
                 compress: np.use_compression,
+                limit: server_limit(&np)?,
             },
             token: self.token.child_token(),
             shared: self.shared.clone(),
         };
         proxy::start(&np, ctx, name_guard).await
     }
+}
+
+/// `bandwidthLimitMode = "server"`: one limiter for the proxy, on the plaintext.
+fn server_limit(np: &NewProxy) -> Result<Option<(Arc<Limiter>, LimitAt)>, ProxyError> {
+    let bytes =
+        common::config::parse_bandwidth(&np.bandwidth_limit).map_err(ProxyError::BadBandwidth)?;
+    Ok((np.bandwidth_limit_mode == "server" && bytes > 0)
+        .then(|| (Limiter::new(bytes), LimitAt::Plain)))
 }

@@ -371,3 +371,35 @@ pub async fn read_id(addr: SocketAddr) -> Option<String> {
     };
     tokio::time::timeout(PATIENCE, attempt).await.ok().flatten()
 }
+
+/// An encrypted control stream opened by hand, as a Go frpc would.
+pub type RawControl = common::io::CryptStream<TcpStream>;
+
+/// Logs in to an frps running with `tcpMux = false` by speaking raw frames, as a Go frpc would;
+/// returns the encrypted control stream and the run_id.
+pub async fn raw_login(frps: SocketAddr, pool_count: i64) -> (RawControl, String) {
+    use common::msg::{read_msg, write_msg, Login, Message};
+    let mut s = TcpStream::connect(frps).await.expect("connect frps");
+    let ts = common::auth::unix_now();
+    let m = Login {
+        version: "0.70.1".into(),
+        privilege_key: common::auth::auth_key(TOKEN, ts),
+        timestamp: ts,
+        pool_count,
+        ..Default::default()
+    };
+    write_msg(&mut s, &m.into()).await.expect("send Login");
+    let resp = tokio::time::timeout(PATIENCE, read_msg(&mut s))
+        .await
+        .expect("LoginResp in time")
+        .expect("LoginResp");
+    let Message::LoginResp(r) = resp else {
+        panic!("LoginResp expected, got {resp:?}")
+    };
+    assert_eq!(r.version, "0.70.1");
+    assert!(r.error.is_empty(), "{r:?}");
+    (
+        common::io::CryptStream::new(s, common::crypto::derive_key(TOKEN.as_bytes())),
+        r.run_id,
+    )
+}

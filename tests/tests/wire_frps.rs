@@ -6,12 +6,11 @@ use common::auth::{auth_key, unix_now};
 use common::crypto::derive_key;
 use common::io::CryptStream;
 use common::msg::*;
-use std::net::SocketAddr;
 use tests::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-type Ctl = CryptStream<TcpStream>;
+type Ctl = RawControl;
 
 async fn next(ctl: &mut Ctl) -> Message {
     tokio::time::timeout(PATIENCE, read_msg(ctl))
@@ -20,31 +19,11 @@ async fn next(ctl: &mut Ctl) -> Message {
         .expect("message")
 }
 
-/// Logs in over plain TCP (tcpMux off) and returns the encrypted control stream and run_id.
-async fn login(frps: SocketAddr, pool_count: i64) -> (Ctl, String) {
-    let mut s = TcpStream::connect(frps).await.unwrap();
-    let ts = unix_now();
-    let m = Login {
-        version: "0.70.1".into(),
-        privilege_key: auth_key(TOKEN, ts),
-        timestamp: ts,
-        pool_count,
-        ..Default::default()
-    };
-    write_msg(&mut s, &m.into()).await.unwrap();
-    let Message::LoginResp(r) = read_msg(&mut s).await.unwrap() else {
-        panic!("LoginResp expected")
-    };
-    assert_eq!(r.version, "0.70.1");
-    assert!(r.error.is_empty(), "{r:?}");
-    (CryptStream::new(s, derive_key(TOKEN.as_bytes())), r.run_id)
-}
-
 #[tokio::test]
 async fn pool_prefill_is_capped_by_max_pool_count() {
     init_log();
     let frps = Frps::start(|c| c.transport.tcp_mux = false).await;
-    let (mut ctl, run_id) = login(frps.addr, 3).await;
+    let (mut ctl, run_id) = raw_login(frps.addr, 3).await;
     assert_eq!(run_id.len(), 16);
     assert!(run_id.chars().all(|c| c.is_ascii_hexdigit()));
     for _ in 0..3 {
@@ -54,7 +33,7 @@ async fn pool_prefill_is_capped_by_max_pool_count() {
     write_msg(&mut ctl, &Ping::default().into()).await.unwrap();
     assert!(matches!(next(&mut ctl).await, Message::Pong(p) if p.error.is_empty()));
 
-    let (mut ctl, _) = login(frps.addr, 50).await;
+    let (mut ctl, _) = raw_login(frps.addr, 50).await;
     for _ in 0..5 {
         assert!(matches!(next(&mut ctl).await, Message::ReqWorkConn(_)));
     }
@@ -70,7 +49,7 @@ async fn pool_prefill_is_capped_by_max_pool_count() {
 async fn user_connection_gets_a_work_connection_with_addresses() {
     init_log();
     let frps = Frps::start(|c| c.transport.tcp_mux = false).await;
-    let (mut ctl, run_id) = login(frps.addr, 0).await;
+    let (mut ctl, run_id) = raw_login(frps.addr, 0).await;
     let np = NewProxy {
         proxy_name: "raw".into(),
         proxy_type: "tcp".into(),
@@ -156,7 +135,7 @@ async fn user_is_dropped_after_user_conn_timeout() {
         c.user_conn_timeout = 1;
     })
     .await;
-    let (mut ctl, _) = login(frps.addr, 0).await;
+    let (mut ctl, _) = raw_login(frps.addr, 0).await;
     write_msg(
         &mut ctl,
         &NewProxy {
@@ -191,7 +170,7 @@ async fn heartbeat_timeout_closes_a_silent_client() {
         c.transport.heartbeat_timeout = 1;
     })
     .await;
-    let (mut ctl, _) = login(frps.addr, 0).await;
+    let (mut ctl, _) = raw_login(frps.addr, 0).await;
     let mut b = [0u8; 64];
     let closed = tokio::time::timeout(PATIENCE, async {
         loop {
@@ -210,7 +189,7 @@ async fn heartbeat_timeout_closes_a_silent_client() {
 async fn relogin_with_same_run_id_replaces_the_old_session() {
     init_log();
     let frps = Frps::start(|c| c.transport.tcp_mux = false).await;
-    let (mut old, run_id) = login(frps.addr, 0).await;
+    let (mut old, run_id) = raw_login(frps.addr, 0).await;
     write_msg(
         &mut old,
         &NewProxy {

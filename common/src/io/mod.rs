@@ -5,10 +5,12 @@
 pub mod compress;
 pub mod crypt;
 pub mod join;
+pub mod limit;
 
 pub use compress::CompressStream;
 pub use crypt::CryptStream;
 pub use join::join;
+pub use limit::{LimitedStream, Limiter};
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -26,19 +28,38 @@ pub struct WrapOpts {
     pub encryption_key: Option<crate::crypto::Key>,
     /// `transport.useCompression`: snappy framed stream.
     pub compress: bool,
+    /// `transport.bandwidthLimit`, shared by all connections of the proxy, and where it sits.
+    pub limit: Option<(std::sync::Arc<Limiter>, LimitAt)>,
+}
+
+/// Where the bandwidth limiter sits in the stack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LimitAt {
+    /// frpc, `bandwidthLimitMode = "client"`: on the wire, below encryption and compression.
+    Wire,
+    /// frps, `bandwidthLimitMode = "server"`: on the plaintext, above compression.
+    Plain,
 }
 
 /// Stacks the per-proxy layers, wire side outermost: encryption, then compression, so data is
 /// compressed first and then encrypted (frp `wrapWorkConn` / `handleUserTCPConnection`).
 pub fn wrap_work_conn(stream: BoxStream, opts: &WrapOpts) -> BoxStream {
+    let stream: BoxStream = match &opts.limit {
+        Some((l, LimitAt::Wire)) => Box::new(LimitedStream::new(stream, l.clone())),
+        _ => stream,
+    };
     let stream: BoxStream = match &opts.encryption_key {
         Some(key) => Box::new(CryptStream::new(stream, *key)),
         None => stream,
     };
-    if opts.compress {
+    let stream: BoxStream = if opts.compress {
         Box::new(CompressStream::new(stream))
     } else {
         stream
+    };
+    match &opts.limit {
+        Some((l, LimitAt::Plain)) => Box::new(LimitedStream::new(stream, l.clone())),
+        _ => stream,
     }
 }
 
@@ -55,6 +76,7 @@ mod tests {
             let opts = WrapOpts {
                 encryption_key: enc.then_some(key),
                 compress,
+                limit: None,
             };
             let (a, b) = tokio::io::duplex(1 << 16);
             let mut a = wrap_work_conn(Box::new(a), &opts);

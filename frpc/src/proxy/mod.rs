@@ -6,9 +6,10 @@ mod udp;
 
 use common::config::{ClientConfig, ProxyConfig};
 use common::crypto::derive_key;
-use common::io::{join, wrap_work_conn, BoxStream, WrapOpts};
+use common::io::{join, wrap_work_conn, BoxStream, LimitAt, Limiter, WrapOpts};
 use common::msg::StartWorkConn;
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
@@ -44,6 +45,7 @@ impl Proxies {
                     wrap: WrapOpts {
                         encryption_key: p.transport.use_encryption.then_some(key),
                         compress: p.transport.use_compression,
+                        limit: client_limit(p),
                     },
                 };
                 (p.name.clone(), spec)
@@ -108,4 +110,11 @@ impl Proxies {
             }
         }
     }
+}
+
+/// `bandwidthLimitMode = "client"` (the default): one limiter for the proxy, on the wire bytes.
+fn client_limit(p: &ProxyConfig) -> Option<(Arc<Limiter>, LimitAt)> {
+    let bytes = common::config::parse_bandwidth(&p.transport.bandwidth_limit).unwrap_or(0);
+    (p.transport.bandwidth_limit_mode == "client" && bytes > 0)
+        .then(|| (Limiter::new(bytes), LimitAt::Wire))
 }

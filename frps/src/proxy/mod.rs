@@ -30,6 +30,8 @@ pub(crate) enum ProxyError {
     Port(#[from] PortError),
     #[error("proxy type [{0}] is not supported by this frps yet")]
     UnsupportedType(String),
+    #[error("{0}")]
+    BadBandwidth(String),
     #[error(transparent)]
     Group(#[from] crate::group::GroupError),
 }
