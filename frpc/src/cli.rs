@@ -25,6 +25,14 @@ struct Cli {
     /// strict config parsing mode, unknown fields will cause errors
     #[arg(long = "strict_config", alias = "strict-config", default_value_t = true, action = clap::ArgAction::Set, global = true)]
     strict_config: bool,
+    /// unsafe features to allow, e.g. TokenSourceExec
+    #[arg(
+        long = "allow-unsafe",
+        alias = "allow_unsafe",
+        value_delimiter = ',',
+        global = true
+    )]
+    allow_unsafe: Vec<String>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -305,29 +313,44 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn quick(kind: &str, q: &Quick, strict: bool) -> anyhow::Result<config::Loaded<ClientConfig>> {
+fn quick(
+    kind: &str,
+    q: &Quick,
+    strict: bool,
+    allow_unsafe: &[String],
+) -> anyhow::Result<config::Loaded<ClientConfig>> {
     let text = serde_json::to_string(&q.to_v1(kind))?;
     Ok(config::load_client_text(
         &text,
         Path::new("<command line>"),
-        &LoadOptions::strict(strict),
+        &LoadOptions {
+            strict,
+            allow_unsafe: allow_unsafe.to_vec(),
+            ..Default::default()
+        },
     )?)
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     let strict = cli.strict_config;
+    let allow_unsafe = &cli.allow_unsafe;
     let loaded = match &cli.command {
-        Some(Command::Tcp(q)) => quick("tcp", q, strict)?,
-        Some(Command::Udp(q)) => quick("udp", q, strict)?,
-        Some(Command::Http(q)) => quick("http", q, strict)?,
-        Some(Command::Https(q)) => quick("https", q, strict)?,
-        Some(Command::Tcpmux(q)) => quick("tcpmux", q, strict)?,
-        Some(Command::Stcp(q)) => quick("stcp", q, strict)?,
-        Some(Command::Sudp(q)) => quick("sudp", q, strict)?,
-        Some(Command::Xtcp(q)) => quick("xtcp", q, strict)?,
-        Some(Command::Verify) | None => {
-            config::load_client(&cli.config, &LoadOptions::strict(strict))?
-        }
+        Some(Command::Tcp(q)) => quick("tcp", q, strict, allow_unsafe)?,
+        Some(Command::Udp(q)) => quick("udp", q, strict, allow_unsafe)?,
+        Some(Command::Http(q)) => quick("http", q, strict, allow_unsafe)?,
+        Some(Command::Https(q)) => quick("https", q, strict, allow_unsafe)?,
+        Some(Command::Tcpmux(q)) => quick("tcpmux", q, strict, allow_unsafe)?,
+        Some(Command::Stcp(q)) => quick("stcp", q, strict, allow_unsafe)?,
+        Some(Command::Sudp(q)) => quick("sudp", q, strict, allow_unsafe)?,
+        Some(Command::Xtcp(q)) => quick("xtcp", q, strict, allow_unsafe)?,
+        Some(Command::Verify) | None => config::load_client(
+            &cli.config,
+            &LoadOptions {
+                strict,
+                allow_unsafe: allow_unsafe.to_vec(),
+                ..Default::default()
+            },
+        )?,
     };
     if let Some(Command::Verify) = cli.command {
         for w in &loaded.warnings {

@@ -19,6 +19,14 @@ struct Cli {
     strict_config: bool,
     #[command(flatten)]
     flags: ServerFlags,
+    /// unsafe features to allow, e.g. TokenSourceExec
+    #[arg(
+        long = "allow-unsafe",
+        alias = "allow_unsafe",
+        value_delimiter = ',',
+        global = true
+    )]
+    allow_unsafe: Vec<String>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -189,7 +197,14 @@ pub fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<()> {
     let (cfg, warnings) = match &cli.config {
         Some(path) => {
-            let l = config::load_server(path, &LoadOptions::strict(cli.strict_config))?;
+            let l = config::load_server(
+                path,
+                &LoadOptions {
+                    strict: cli.strict_config,
+                    allow_unsafe: cli.allow_unsafe.clone(),
+                    ..Default::default()
+                },
+            )?;
             (l.config, l.warnings)
         }
         None => (cli.flags.to_config()?, Vec::new()),

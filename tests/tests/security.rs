@@ -92,3 +92,244 @@ async fn bad_bandwidth_is_refused_by_frps() {
     }
     frps.stop().await;
 }
+
+// --- TLS and mTLS with certificates made here ------------------------------------------------
+
+use rcgen::{BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, KeyPair, SanType};
+use std::path::{Path, PathBuf};
+
+struct Ca {
+    cert: rcgen::Certificate,
+    key: KeyPair,
+}
+
+fn make_ca(name: &str) -> Ca {
+    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+    p.distinguished_name.push(rcgen::DnType::CommonName, name);
+    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let key = KeyPair::generate().unwrap();
+    Ca {
+        cert: p.self_signed(&key).unwrap(),
+        key,
+    }
+}
+
+/// A leaf certificate for localhost/127.0.0.1 signed by `ca`; returns (cert path, key path).
+fn make_leaf(
+    dir: &Path,
+    name: &str,
+    ca: &Ca,
+    purpose: ExtendedKeyUsagePurpose,
+    expired: bool,
+) -> (String, String) {
+    let mut p = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+    p.subject_alt_names
+        .push(SanType::IpAddress([127, 0, 0, 1].into()));
+    p.extended_key_usages = vec![purpose];
+    if expired {
+        p.not_before = rcgen::date_time_ymd(2001, 1, 1);
+        p.not_after = rcgen::date_time_ymd(2002, 1, 1);
+    }
+    let key = KeyPair::generate().unwrap();
+    let cert = p.signed_by(&key, &ca.cert, &ca.key).unwrap();
+    let (c, k) = (
+        dir.join(format!("{name}.crt")),
+        dir.join(format!("{name}.key")),
+    );
+    std::fs::write(&c, cert.pem()).unwrap();
+    std::fs::write(&k, key.serialize_pem()).unwrap();
+    (c.display().to_string(), k.display().to_string())
+}
+
+fn write_ca(dir: &Path, name: &str, ca: &Ca) -> String {
+    let p = dir.join(format!("{name}.crt"));
+    std::fs::write(&p, ca.cert.pem()).unwrap();
+    p.display().to_string()
+}
+
+fn pki_dir() -> PathBuf {
+    let d = std::env::temp_dir().join(format!(
+        "frp-rs-pki-{}-{}",
+        std::process::id(),
+        rand::random::<u32>()
+    ));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Starts frpc with `f` and returns the error of its (failing) first login.
+async fn login_error(
+    frps: SocketAddr,
+    f: impl FnOnce(&mut common::config::ClientConfig),
+) -> String {
+    let frpc = Frpc::start(frps, f);
+    match frpc.exited().await {
+        Err(e) => e.to_string(),
+        Ok(()) => panic!("login should have failed"),
+    }
+}
+
+#[tokio::test]
+async fn tls_verifies_frps_against_a_trusted_ca() {
+    init_log();
+    let dir = pki_dir();
+    let ca = make_ca("frp-rs test CA");
+    let other = make_ca("some other CA");
+    let (cert, key) = make_leaf(
+        &dir,
+        "server",
+        &ca,
+        ExtendedKeyUsagePurpose::ServerAuth,
+        false,
+    );
+    let (old_cert, old_key) = make_leaf(
+        &dir,
+        "expired",
+        &ca,
+        ExtendedKeyUsagePurpose::ServerAuth,
+        true,
+    );
+    let ca_file = write_ca(&dir, "ca", &ca);
+    let other_file = write_ca(&dir, "other", &other);
+
+    let frps = Frps::start(|c| {
+        c.transport.tls.cert_file = cert.clone();
+        c.transport.tls.key_file = key.clone();
+    })
+    .await;
+    let echo = echo_tcp().await;
+    let good = Frpc::start(frps.addr, |c| {
+        c.transport.tls.trusted_ca_file = ca_file.clone();
+        c.transport.tls.server_name = "localhost".into();
+        c.proxies.push(proxy("e", "tcp", echo, 0));
+    });
+    let port = remote_port(&good.wait_running("e").await);
+    assert_eq!(
+        echo_through(([127, 0, 0, 1], port).into(), b"verified").await,
+        b"verified"
+    );
+
+    let err = login_error(frps.addr, |c| {
+        c.transport.tls.trusted_ca_file = other_file.clone()
+    })
+    .await;
+    assert!(err.contains("certificate"), "wrong CA: {err}");
+    let err = login_error(frps.addr, |c| {
+        c.transport.tls.trusted_ca_file = ca_file.clone();
+        c.transport.tls.server_name = "not-the-server.example".into();
+    })
+    .await;
+    assert!(err.contains("certificate"), "wrong name: {err}");
+    // frps keeps serving the verified client.
+    assert_eq!(
+        echo_through(([127, 0, 0, 1], port).into(), b"still").await,
+        b"still"
+    );
+    good.stop().await;
+    frps.stop().await;
+
+    let frps = Frps::start(|c| {
+        c.transport.tls.cert_file = old_cert.clone();
+        c.transport.tls.key_file = old_key.clone();
+    })
+    .await;
+    let err = login_error(frps.addr, |c| {
+        c.transport.tls.trusted_ca_file = ca_file.clone()
+    })
+    .await;
+    assert!(
+        err.to_lowercase().contains("expired"),
+        "expired certificate: {err}"
+    );
+    frps.stop().await;
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn mutual_tls_requires_a_client_certificate_from_the_ca() {
+    init_log();
+    let dir = pki_dir();
+    let ca = make_ca("frp-rs test CA");
+    let other = make_ca("rogue CA");
+    let (scert, skey) = make_leaf(
+        &dir,
+        "server",
+        &ca,
+        ExtendedKeyUsagePurpose::ServerAuth,
+        false,
+    );
+    let (ccert, ckey) = make_leaf(
+        &dir,
+        "client",
+        &ca,
+        ExtendedKeyUsagePurpose::ClientAuth,
+        false,
+    );
+    let (rcert, rkey) = make_leaf(
+        &dir,
+        "rogue",
+        &other,
+        ExtendedKeyUsagePurpose::ClientAuth,
+        false,
+    );
+    let ca_file = write_ca(&dir, "ca", &ca);
+
+    let frps = Frps::start(|c| {
+        c.transport.tls.cert_file = scert.clone();
+        c.transport.tls.key_file = skey.clone();
+        c.transport.tls.trusted_ca_file = ca_file.clone();
+        c.transport.tls.force = true; // what completing the config does when a CA is set
+    })
+    .await;
+    let echo = echo_tcp().await;
+    let good = Frpc::start(frps.addr, |c| {
+        c.transport.tls.trusted_ca_file = ca_file.clone();
+        c.transport.tls.server_name = "localhost".into();
+        c.transport.tls.cert_file = ccert.clone();
+        c.transport.tls.key_file = ckey.clone();
+        c.proxies.push(proxy("m", "tcp", echo, 0));
+    });
+    let port = remote_port(&good.wait_running("m").await);
+    assert_eq!(
+        echo_through(([127, 0, 0, 1], port).into(), b"mtls").await,
+        b"mtls"
+    );
+
+    // No client certificate, a certificate from another CA, plain TCP: all refused.
+    let _ = login_error(frps.addr, |c| {
+        c.transport.tls.trusted_ca_file = ca_file.clone()
+    })
+    .await;
+    let _ = login_error(frps.addr, |c| {
+        c.transport.tls.cert_file = rcert.clone();
+        c.transport.tls.key_file = rkey.clone();
+    })
+    .await;
+    let _ = login_error(frps.addr, |c| c.transport.tls.enable = false).await;
+    assert_eq!(
+        frps.stats.client_count(),
+        1,
+        "only the client with a valid certificate is in"
+    );
+    assert_eq!(
+        echo_through(([127, 0, 0, 1], port).into(), b"after").await,
+        b"after"
+    );
+    good.stop().await;
+    frps.stop().await;
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn unreadable_certificate_is_a_clear_error() {
+    init_log();
+    let dir = pki_dir();
+    let bad = dir.join("garbage.pem");
+    std::fs::write(&bad, "not a certificate").unwrap();
+    let mut cfg = server_config();
+    cfg.transport.tls.cert_file = bad.display().to_string();
+    cfg.transport.tls.key_file = bad.display().to_string();
+    let err = frps::Server::bind(cfg).await.unwrap_err().to_string();
+    assert!(err.contains("garbage.pem"), "{err}");
+    let _ = std::fs::remove_dir_all(dir);
+}

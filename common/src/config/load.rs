@@ -93,6 +93,8 @@ pub struct Loaded<T> {
 pub struct LoadOptions {
     /// frp's `--strict_config` (default true): unknown keys are errors.
     pub strict: bool,
+    /// frp's `--allow-unsafe` features, e.g. `TokenSourceExec`.
+    pub allow_unsafe: Vec<String>,
     /// Environment for `{{ .Envs.NAME }}`; the process environment by default.
     pub envs: std::collections::BTreeMap<String, String>,
     /// Directory `includes` are resolved against (frp: the process working directory).
@@ -103,6 +105,7 @@ impl Default for LoadOptions {
     fn default() -> Self {
         LoadOptions {
             strict: true,
+            allow_unsafe: Vec::new(),
             envs: template::process_envs(),
             cwd: None,
         }
@@ -431,6 +434,18 @@ pub fn load_client_text(
         load_includes(c, opts, &mut warnings, &mut problems);
         c.complete();
         problems.extend(validate::client(c, file));
+        if problems.is_empty() {
+            if let Some(src) = c.auth.token_source.take() {
+                resolve_token(
+                    &src,
+                    "auth.tokenSource",
+                    file,
+                    opts,
+                    &mut c.auth.token,
+                    &mut problems,
+                );
+            }
+        }
     }
     finish(cfg, problems, warnings)
 }
@@ -448,6 +463,18 @@ pub fn load_server_text(
     if let Some(c) = cfg.as_mut() {
         c.complete();
         problems.extend(validate::server(c, file));
+        if problems.is_empty() {
+            if let Some(src) = c.auth.token_source.take() {
+                resolve_token(
+                    &src,
+                    "auth.tokenSource",
+                    file,
+                    opts,
+                    &mut c.auth.token,
+                    &mut problems,
+                );
+            }
+        }
     }
     finish(cfg, problems, warnings)
 }
@@ -460,6 +487,50 @@ pub fn load_client(path: &Path, opts: &LoadOptions) -> Result<Loaded<ClientConfi
 /// Loads an frps config file.
 pub fn load_server(path: &Path, opts: &LoadOptions) -> Result<Loaded<ServerConfig>, ConfigError> {
     load_server_text(&read(path)?, path, opts)
+}
+
+/// `auth.tokenSource` (frp `pkg/config/v1/value_source.go`): read once at start-up, trimmed.
+/// `exec` runs only with `--allow-unsafe TokenSourceExec`, as in frp.
+fn resolve_token(
+    src: &super::ValueSource,
+    key: &str,
+    file: &Path,
+    opts: &LoadOptions,
+    token: &mut super::Secret,
+    problems: &mut Vec<Problem>,
+) {
+    let value = match src.kind.as_str() {
+        "file" => std::fs::read_to_string(&src.file.path)
+            .map_err(|e| format!("read token file {}: {e}", src.file.path)),
+        "exec" if !opts.allow_unsafe.iter().any(|f| f == "TokenSourceExec") => {
+            Err("exec token source needs --allow-unsafe TokenSourceExec".to_owned())
+        }
+        "exec" => std::process::Command::new(&src.exec.command)
+            .args(&src.exec.args)
+            .envs(
+                src.exec
+                    .env
+                    .iter()
+                    .map(|e| (e.name.clone(), e.value.clone())),
+            )
+            .output()
+            .map_err(|e| format!("run token command {}: {e}", src.exec.command))
+            .and_then(|o| {
+                if o.status.success() {
+                    Ok(String::from_utf8_lossy(&o.stdout).into_owned())
+                } else {
+                    Err(format!(
+                        "token command {} exited with {}",
+                        src.exec.command, o.status
+                    ))
+                }
+            }),
+        other => Err(format!("unknown token source type {other:?}")),
+    };
+    match value {
+        Ok(v) => *token = super::Secret(v.trim().to_owned()),
+        Err(msg) => problems.push(Problem::new(file, key, msg)),
+    }
 }
 
 /// frp's defaults, completed, as if from an empty file.

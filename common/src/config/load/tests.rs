@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 fn opts() -> LoadOptions {
     LoadOptions {
         strict: true,
+        allow_unsafe: Vec::new(),
         envs: BTreeMap::new(),
         cwd: None,
     }
@@ -581,4 +582,38 @@ fn allow_ports() {
             && !s.port_allowed(3002)
             && !s.port_allowed(1999)
     );
+}
+
+#[test]
+fn token_sources_file_and_exec() {
+    let dir = tempdir("tok");
+    let f = dir.join("token");
+    std::fs::write(&f, "  from-file\n").unwrap();
+    let text = format!(
+        "[auth.tokenSource]\ntype = \"file\"\nfile.path = \"{}\"\n",
+        f.display()
+    );
+    assert_eq!(client(&text).unwrap().auth.token.0, "from-file");
+    assert_eq!(server(&text).unwrap().auth.token.0, "from-file");
+    let both = format!("auth.token = \"x\"\n{text}");
+    assert!(client(&both)
+        .unwrap_err()
+        .to_string()
+        .contains("cannot be used together with auth.token"));
+
+    let exec = "[auth.tokenSource]\ntype = \"exec\"\nexec.command = \"sh\"\nexec.args = [\"-c\", \"echo $T\"]\nexec.env = [{ name = \"T\", value = \"from-exec\" }]\n";
+    let err = client(exec).unwrap_err().to_string();
+    assert!(err.contains("--allow-unsafe TokenSourceExec"), "{err}");
+    let mut o = opts();
+    o.allow_unsafe = vec!["TokenSourceExec".into()];
+    assert_eq!(
+        load_client_text(exec, Path::new("c.toml"), &o)
+            .unwrap()
+            .config
+            .auth
+            .token
+            .0,
+        "from-exec"
+    );
+    let _ = std::fs::remove_dir_all(dir);
 }
