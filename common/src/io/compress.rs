@@ -113,11 +113,10 @@ impl<S> CompressStream<S> {
         self.plain.clear();
         self.plain_pos = 0;
         match self.hdr[0] {
-            CHUNK_STREAM_ID => {
-                if body != &STREAM_ID[4..] {
-                    return Err(corrupt("bad stream identifier"));
-                }
+            CHUNK_STREAM_ID if body != &STREAM_ID[4..] => {
+                return Err(corrupt("bad stream identifier"))
             }
+            CHUNK_STREAM_ID => {}
             CHUNK_COMPRESSED | CHUNK_UNCOMPRESSED => {
                 if body.len() < 4 {
                     return Err(corrupt("chunk too short"));
