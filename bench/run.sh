@@ -1,0 +1,140 @@
+#!/usr/bin/env bash
+# Data-path benchmarks: a direct connection vs frp-rs (tcpMux on and off, TLS off, one tcp
+# proxy, poolCount 1), and rathole / Go frp when their binaries are on PATH (or RATHOLE / FRPS +
+# FRPC point at them). Results are appended to bench/RESULTS.md.
+#
+#   bash bench/run.sh            # full run (about 4 minutes)
+#   SECS=3 HOLD=500 bash bench/run.sh   # shorter
+#
+# Needs iperf3, wrk and python3 (installed with apt-get when missing and running as root).
+# As in the performance issue, load generator and backends run on core 0 and the tunnel's
+# processes on core 1 (taskset), so the tunnel gets one core.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SECS=${SECS:-5}
+HOLD=${HOLD:-1000}
+OUT=bench/RESULTS.md
+
+for tool in iperf3 wrk python3 taskset; do
+  if ! command -v "$tool" >/dev/null; then
+    if [ "$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq iperf3 wrk python3 util-linux >/dev/null
+    else echo "missing $tool: install iperf3, wrk, python3 (apt-get install iperf3 wrk python3)" >&2; exit 1; fi
+  fi
+done
+ulimit -n 65536 2>/dev/null || true
+cargo build --release --bin frps --bin frpc --bin bench-backend >&2
+BIN=target/release
+WORK=$(mktemp -d)
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
+trap cleanup EXIT
+
+LOAD="taskset -c 0"
+TUN="taskset -c 1"
+[ "$(nproc)" -ge 2 ] || { LOAD=""; TUN=""; }
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() { for _ in $(seq 1 200); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.05; done; echo "port $1 never opened" >&2; exit 1; }
+cpu_ticks() { local t=0; for p in "$@"; do t=$((t + $(awk '{print $14+$15}' "/proc/$p/stat"))); done; echo $t; }
+rss_kib() { local t=0; for p in "$@"; do t=$((t + $(awk '/VmRSS/{print $2}' "/proc/$p/status"))); done; echo $t; }
+
+IPERF_PORT=$(free_port); HTTP_PORT=$(free_port)
+$LOAD iperf3 -s -p "$IPERF_PORT" >/dev/null 2>&1 & PIDS+=($!)
+$LOAD $BIN/bench-backend "127.0.0.1:$HTTP_PORT" 2>/dev/null & PIDS+=($!)
+wait_port "$IPERF_PORT"; wait_port "$HTTP_PORT"
+
+# iperf3 -> "Gbit/s"; args: port extra-args
+iperf() { $LOAD iperf3 -c 127.0.0.1 -p "$1" -t "$SECS" -J ${2:-} | python3 -c 'import json,sys; d=json.load(sys.stdin); print("%.2f" % (d["end"]["sum_received"]["bits_per_second"]/1e9))'; }
+# wrk -> "req/s p50 p99"; args: port extra-args
+httpbench() {
+  $LOAD wrk -t1 -c50 -d"${SECS}s" --latency ${2:-} "http://127.0.0.1:$1/" 2>/dev/null | python3 -c '
+import sys,re
+t=sys.stdin.read()
+rps=re.search(r"Requests/sec:\s+([\d.]+)",t).group(1)
+def lat(p):
+    m=re.search(r"\s"+p+r"%\s+([\d.]+)(us|ms|s)",t)
+    v=float(m.group(1)); return v/1000 if m.group(2)=="us" else (v*1000 if m.group(2)=="s" else v)
+print("%.0f %.2f %.2f" % (float(rps), lat("50"), lat("99")))'
+}
+# Holds N idle connections through port $1 and prints the RSS growth (KiB) of pids $2..
+hold_rss() {
+  local port=$1; shift
+  local before; before=$(rss_kib "$@")
+  python3 - "$port" "$HOLD" <<'PY' &
+import socket,sys,time
+port,n=int(sys.argv[1]),int(sys.argv[2]); conns=[]
+for i in range(n):
+    s=socket.create_connection(("127.0.0.1",port)); s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"); conns.append(s)
+for s in conns: s.recv(2048)
+open("/tmp/frp-rs-bench-held","w").write("ok"); time.sleep(30)
+PY
+  local hp=$!
+  for _ in $(seq 1 600); do [ -f /tmp/frp-rs-bench-held ] && break; sleep 0.05; done
+  sleep 0.5
+  local after; after=$(rss_kib "$@")
+  kill $hp 2>/dev/null || true; wait $hp 2>/dev/null || true; rm -f /tmp/frp-rs-bench-held
+  echo $(( (after - before) / HOLD ))
+}
+
+ROWS=()
+measure() { # label iperf_port http_port pids...
+  local label=$1 ip=$2 hp=$3; shift 3
+  local t0 c0 c1 g1 g4 gr idle ka cl per
+  idle=$( [ $# -gt 0 ] && echo $(( $(rss_kib "$@") / 1024 )) || echo "-")
+  c0=$( [ $# -gt 0 ] && cpu_ticks "$@" || echo 0)
+  g1=$(iperf "$ip")
+  c1=$( [ $# -gt 0 ] && cpu_ticks "$@" || echo 0)
+  g4=$(iperf "$ip" "-P 4")
+  gr=$(iperf "$ip" "-R")
+  ka=$(httpbench "$hp")
+  cl=$(httpbench "$hp" "-H Connection:close")
+  per=$( [ $# -gt 0 ] && hold_rss "$hp" "$@" || echo "-")
+  local cpu_per_gb="-"
+  if [ $# -gt 0 ]; then cpu_per_gb=$(python3 -c "print('%.2f' % ((($c1-$c0)/$(getconf CLK_TCK)) / ($g1*$SECS/8)))"); fi
+  read -r ka_rps ka_p50 ka_p99 <<<"$ka"; read -r cl_rps cl_p50 cl_p99 <<<"$cl"
+  ROWS+=("| $label | $g1 | $g4 | $gr | $cpu_per_gb | $ka_rps | $ka_p99 | $cl_rps | $cl_p99 | $per | $idle |")
+  echo "done: $label" >&2
+}
+
+measure "direct" "$IPERF_PORT" "$HTTP_PORT"
+
+start_frp_rs() { # mux(true|false) -> sets TP_I TP_H and TUNNEL_PIDS
+  local mux=$1 bind; bind=$(free_port); TP_I=$(free_port); TP_H=$(free_port)
+  printf 'bindAddr = "127.0.0.1"\nbindPort = %s\ntransport.tcpMux = %s\n' "$bind" "$mux" > "$WORK/frps.toml"
+  printf 'serverAddr = "127.0.0.1"\nserverPort = %s\ntransport.tls.enable = false\ntransport.tcpMux = %s\n[[proxies]]\nname = "iperf"\ntype = "tcp"\nlocalPort = %s\nremotePort = %s\n[[proxies]]\nname = "http"\ntype = "tcp"\nlocalPort = %s\nremotePort = %s\n' \
+    "$bind" "$mux" "$IPERF_PORT" "$TP_I" "$HTTP_PORT" "$TP_H" > "$WORK/frpc.toml"
+  $TUN "$FRPS_BIN" -c "$WORK/frps.toml" >"$WORK/frps.log" 2>&1 & local s=$!; wait_port "$bind"
+  $TUN "$FRPC_BIN" -c "$WORK/frpc.toml" >"$WORK/frpc.log" 2>&1 & local c=$!
+  PIDS+=($s $c); TUNNEL_PIDS="$s $c"; wait_port "$TP_I"; wait_port "$TP_H"
+}
+stop_tunnel() { for p in $TUNNEL_PIDS; do kill "$p"; wait "$p" 2>/dev/null || true; done; }
+
+FRPS_BIN=$BIN/frps FRPC_BIN=$BIN/frpc
+start_frp_rs true;  measure "frp-rs, tcpMux on"  "$TP_I" "$TP_H" $TUNNEL_PIDS; stop_tunnel
+start_frp_rs false; measure "frp-rs, tcpMux off" "$TP_I" "$TP_H" $TUNNEL_PIDS; stop_tunnel
+
+if [ -n "${FRPS:-}" ] && [ -n "${FRPC:-}" ] || { command -v frps-go >/dev/null && command -v frpc-go >/dev/null; }; then
+  FRPS_BIN=${FRPS:-frps-go} FRPC_BIN=${FRPC:-frpc-go}
+  start_frp_rs true; measure "Go frp, tcpMux on" "$TP_I" "$TP_H" $TUNNEL_PIDS; stop_tunnel
+fi
+
+RATHOLE=${RATHOLE:-$(command -v rathole || true)}
+if [ -n "$RATHOLE" ]; then
+  bind=$(free_port); TP_I=$(free_port); TP_H=$(free_port)
+  printf '[server]\nbind_addr = "127.0.0.1:%s"\ndefault_token = "t"\n[server.services.iperf]\nbind_addr = "127.0.0.1:%s"\n[server.services.http]\nbind_addr = "127.0.0.1:%s"\n' "$bind" "$TP_I" "$TP_H" > "$WORK/rs.toml"
+  printf '[client]\nremote_addr = "127.0.0.1:%s"\ndefault_token = "t"\n[client.services.iperf]\nlocal_addr = "127.0.0.1:%s"\n[client.services.http]\nlocal_addr = "127.0.0.1:%s"\n' "$bind" "$IPERF_PORT" "$HTTP_PORT" > "$WORK/rc.toml"
+  $TUN "$RATHOLE" --server "$WORK/rs.toml" >"$WORK/rs.log" 2>&1 & s=$!; wait_port "$bind"
+  $TUN "$RATHOLE" --client "$WORK/rc.toml" >"$WORK/rc.log" 2>&1 & c=$!
+  PIDS+=($s $c); wait_port "$TP_I"; wait_port "$TP_H"; sleep 1
+  measure "rathole $("$RATHOLE" --version 2>/dev/null | awk '{print $2}')" "$TP_I" "$TP_H" $s $c
+  kill $s $c
+fi
+
+{
+  echo
+  echo "## $(date -u +%Y-%m-%d) on $(nproc) cores, $(awk -F: '/model name/{print $2; exit}' /proc/cpuinfo | xargs), ${SECS}s per figure"
+  echo
+  echo "| setup | iperf3 Gbit/s | 4 streams | reverse | tunnel CPU s/GB | keep-alive req/s | p99 ms | new conn req/s | p99 ms | KiB RSS/held conn | idle RSS MiB |"
+  echo "|---|---|---|---|---|---|---|---|---|---|---|"
+  for r in "${ROWS[@]}"; do echo "$r"; done
+} | tee -a "$OUT"
