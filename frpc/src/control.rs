@@ -8,6 +8,7 @@
 use crate::connector::Connector;
 use crate::health::{self, HealthEvent, HealthSpec};
 use crate::proxy::Proxies;
+use crate::reload::{diff, Change};
 use crate::status::{Phase, ProxyStatus, StatusBoard};
 use common::auth::{auth_key, unix_now};
 use common::config::ClientConfig;
@@ -19,7 +20,7 @@ use common::msg::{
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn, Instrument};
@@ -32,29 +33,34 @@ const START_ERROR_RESEND: Duration = Duration::from_secs(30);
 
 /// A session after a successful login.
 pub(crate) struct Session {
+    /// The config whose proxies this session runs; replaced on reload.
     cfg: Arc<ClientConfig>,
+    config_rx: watch::Receiver<Arc<ClientConfig>>,
     connector: Connector,
     run_id: String,
     status: StatusBoard,
 }
 
+/// What the session loop owns besides the config.
+struct State {
+    phases: HashMap<String, (Phase, Instant)>,
+    /// Health monitors by proxy, stopped when the proxy goes.
+    monitors: HashMap<String, CancellationToken>,
+    out: mpsc::Sender<Message>,
+    health_tx: mpsc::Sender<HealthEvent>,
+    proxies: Arc<Proxies>,
+    token: CancellationToken,
+    span: tracing::Span,
+}
+
 impl Session {
-    pub(crate) fn new(
-        cfg: Arc<ClientConfig>,
-        connector: Connector,
-        run_id: String,
-        status: StatusBoard,
-    ) -> Self {
-        Session {
-            cfg,
-            connector,
-            run_id,
-            status,
-        }
+    pub(crate) fn new(config_rx: watch::Receiver<Arc<ClientConfig>>, connector: Connector, run_id: String, status: StatusBoard) -> Self {
+        let cfg = config_rx.borrow().clone();
+        Session { cfg, config_rx, connector, run_id, status }
     }
 
     /// Runs until the server goes away or the session token is cancelled.
-    pub(crate) async fn run(self, stream: BoxStream) {
+    pub(crate) async fn run(mut self, stream: BoxStream) {
         let token = self.connector.token.clone();
         let key = derive_key(self.cfg.auth.token.as_bytes());
         let (rd, wr) = tokio::io::split(CryptStream::new(stream, key));
@@ -64,41 +70,29 @@ impl Session {
         tokio::spawn(reader(rd, in_tx, token.clone()).instrument(span.clone()));
         tokio::spawn(writer(wr, out_rx, token.clone()).instrument(span.clone()));
 
-        let proxies = Arc::new(Proxies::new(&self.cfg));
-        let mut phases: HashMap<String, (Phase, Instant)> = HashMap::new();
         let (health_tx, mut health_rx) = mpsc::channel::<HealthEvent>(16);
-        for p in self.cfg.active_proxies() {
-            // frp: a monitor exists only with a check type and a local port; until its first
-            // good check the proxy is not registered.
-            if !p.health_check.kind.is_empty() && p.local_port > 0 {
-                let spec = HealthSpec {
-                    name: p.name.clone(),
-                    check: p.health_check.clone(),
-                    host: p.local_ip.clone(),
-                    port: p.local_port,
-                };
-                tokio::spawn(
-                    health::monitor(spec, health_tx.clone(), token.child_token())
-                        .instrument(span.clone()),
-                );
-                phases.insert(p.name.clone(), (Phase::New, Instant::now()));
-                self.set_status(&p.name, Phase::New, "", "");
-                continue;
-            }
-            let _ = out_tx.send(self.new_proxy_msg(p).into()).await;
-            phases.insert(p.name.clone(), (Phase::WaitStart, Instant::now()));
-            self.set_status(&p.name, Phase::WaitStart, "", "");
+        let mut st = State {
+            phases: HashMap::new(),
+            monitors: HashMap::new(),
+            out: out_tx,
+            health_tx,
+            proxies: Arc::new(Proxies::new(&self.cfg)),
+            token: token.clone(),
+            span: span.clone(),
+        };
+        let cfg = self.cfg.clone();
+        for p in cfg.active_proxies() {
+            self.start_proxy(&mut st, p).await;
         }
 
         let t = &self.cfg.transport;
-        let hb =
-            (t.heartbeat_interval > 0).then(|| Duration::from_secs(t.heartbeat_interval as u64));
-        let hb_timeout = (t.heartbeat_interval > 0 && t.heartbeat_timeout > 0)
-            .then(|| Duration::from_secs(t.heartbeat_timeout as u64));
+        let hb = (t.heartbeat_interval > 0).then(|| Duration::from_secs(t.heartbeat_interval as u64));
+        let hb_timeout = (t.heartbeat_interval > 0 && t.heartbeat_timeout > 0).then(|| Duration::from_secs(t.heartbeat_timeout as u64));
         let mut hb_tick = tokio::time::interval(hb.unwrap_or(Duration::from_secs(3600)));
         hb_tick.tick().await;
         let mut check = tokio::time::interval(CHECK_EVERY);
         let mut last_pong = Instant::now();
+        let mut reloads = true;
 
         async {
             loop {
@@ -107,10 +101,10 @@ impl Session {
                     m = in_rx.recv() => match m {
                         None => break,
                         Some(Message::ReqWorkConn(_)) => {
-                            let fut = work_conn(self.connector.clone(), self.cfg.clone(), self.run_id.clone(), proxies.clone());
+                            let fut = work_conn(self.connector.clone(), self.cfg.clone(), self.run_id.clone(), st.proxies.clone());
                             tokio::spawn(fut.in_current_span());
                         }
-                        Some(Message::NewProxyResp(r)) => self.on_new_proxy_resp(r, &mut phases),
+                        Some(Message::NewProxyResp(r)) => self.on_new_proxy_resp(r, &mut st.phases),
                         Some(Message::Pong(p)) => {
                             if !p.error.is_empty() {
                                 warn!(error = %p.error, "heartbeat refused by server, closing session");
@@ -120,7 +114,14 @@ impl Session {
                         }
                         Some(other) => debug!(msg = other.name(), "ignoring message with no handler"),
                     },
-                    Some(ev) = health_rx.recv() => self.on_health(ev, &mut phases, &out_tx).await,
+                    Some(ev) = health_rx.recv() => self.on_health(ev, &mut st.phases, &st.out).await,
+                    r = self.config_rx.changed(), if reloads => match r {
+                        Ok(()) => {
+                            let new = self.config_rx.borrow_and_update().clone();
+                            self.apply(&mut st, new).await;
+                        }
+                        Err(_) => reloads = false,
+                    },
                     _ = hb_tick.tick(), if hb.is_some() => {
                         let ping = if self.cfg.auth.has_scope("HeartBeats") {
                             let ts = unix_now();
@@ -128,14 +129,14 @@ impl Session {
                         } else {
                             Ping::default()
                         };
-                        let _ = out_tx.send(ping.into()).await;
+                        let _ = st.out.send(ping.into()).await;
                     }
                     _ = check.tick() => {
                         if hb_timeout.is_some_and(|t| last_pong.elapsed() > t) {
                             warn!("heartbeat timeout, closing session");
                             break;
                         }
-                        self.resend_stuck(&mut phases, &out_tx).await;
+                        self.resend_stuck(&mut st.phases, &st.out).await;
                     }
                 }
             }
@@ -143,9 +144,69 @@ impl Session {
         .instrument(span)
         .await;
         self.connector.close();
-        for (name, (phase, _)) in &phases {
+        for (name, (phase, _)) in &st.phases {
             if *phase != Phase::CheckFailed {
                 self.set_status(name, Phase::WaitStart, "", "session closed");
+            }
+        }
+    }
+
+    /// Starts one proxy: registers it now, or after its first good health check.
+    async fn start_proxy(&self, st: &mut State, p: &common::config::ProxyConfig) {
+        st.proxies.set(p, &self.cfg);
+        // frp: a monitor exists only with a check type and a local port; until its first good
+        // check the proxy is not registered.
+        if !p.health_check.kind.is_empty() && p.local_port > 0 {
+            let spec = HealthSpec { name: p.name.clone(), check: p.health_check.clone(), host: p.local_ip.clone(), port: p.local_port };
+            let mt = st.token.child_token();
+            tokio::spawn(health::monitor(spec, st.health_tx.clone(), mt.clone()).instrument(st.span.clone()));
+            st.monitors.insert(p.name.clone(), mt);
+            st.phases.insert(p.name.clone(), (Phase::New, Instant::now()));
+            self.set_status(&p.name, Phase::New, "", "");
+            return;
+        }
+        let _ = st.out.send(self.new_proxy_msg(p).into()).await;
+        st.phases.insert(p.name.clone(), (Phase::WaitStart, Instant::now()));
+        self.set_status(&p.name, Phase::WaitStart, "", "");
+    }
+
+    /// Stops one proxy: CloseProxy if frps has (or may have) it, and forget it here.
+    async fn stop_proxy(&self, st: &mut State, name: &str) {
+        if let Some(t) = st.monitors.remove(name) {
+            t.cancel();
+        }
+        if let Some((phase, _)) = st.phases.remove(name) {
+            if matches!(phase, Phase::Running | Phase::WaitStart | Phase::StartError) {
+                let _ = st.out.send(CloseProxy { proxy_name: self.cfg.wire_name(name) }.into()).await;
+            }
+        }
+        st.proxies.remove(name);
+        self.status.remove(name);
+    }
+
+    /// Applies a reloaded config: only what [`diff`] reports is touched.
+    async fn apply(&mut self, st: &mut State, new: Arc<ClientConfig>) {
+        let changes = diff(&self.cfg, &new);
+        for change in &changes {
+            match change {
+                Change::Remove(name) => {
+                    info!(proxy = %name, "reload: proxy removed");
+                    self.stop_proxy(st, name).await;
+                }
+                Change::Update(name) => {
+                    info!(proxy = %name, "reload: proxy changed, restarting it");
+                    self.stop_proxy(st, name).await;
+                }
+                Change::Add(_) => {}
+            }
+        }
+        self.cfg = new.clone();
+        for change in &changes {
+            if let Change::Add(name) | Change::Update(name) = change {
+                if let Some(p) = new.active_proxies().find(|p| &p.name == name) {
+                    info!(proxy = %name, "reload: starting proxy");
+                    self.start_proxy(st, p).await;
+                }
             }
         }
     }

@@ -14,7 +14,8 @@ mod connector;
 mod control;
 mod health;
 mod proxy;
+pub mod reload;
 mod service;
 pub mod status;
 
-pub use service::{Client, ClientError};
+pub use service::{Client, ClientError, Reloader};

@@ -11,6 +11,7 @@ use common::msg::{read_msg, write_msg, Login, Message};
 use common::FRP_VERSION;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -38,6 +39,8 @@ pub enum ClientError {
 pub struct Client {
     cfg: Arc<ClientConfig>,
     status: StatusBoard,
+    /// The proxies to run; sessions follow it (hot reload).
+    config_tx: Arc<watch::Sender<Arc<ClientConfig>>>,
 }
 
 impl Client {
@@ -52,10 +55,14 @@ impl Client {
                 error: String::new(),
             });
         }
-        Client {
-            cfg: Arc::new(cfg),
-            status,
-        }
+        let cfg = Arc::new(cfg);
+        let config_tx = Arc::new(watch::channel(cfg.clone()).0);
+        Client { cfg, status, config_tx }
+    }
+
+    /// A handle that applies a new config to the running client (hot reload).
+    pub fn reloader(&self) -> Reloader {
+        Reloader { tx: self.config_tx.clone() }
     }
 
     /// The proxies' states; stays valid while `run` runs.
@@ -85,7 +92,7 @@ impl Client {
                     first = false;
                     run_id = id.clone();
                     backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(20));
-                    Session::new(self.cfg.clone(), connector, id, self.status.clone())
+                    Session::new(self.config_tx.subscribe(), connector, id, self.status.clone())
                         .run(stream)
                         .await;
                     if shutdown.is_cancelled() {
@@ -193,5 +200,18 @@ fn go_arch() -> &'static str {
         "mips" => "mips",
         "loongarch64" => "loong64",
         other => other,
+    }
+}
+
+/// Applies reloaded configs to a running [`Client`]: proxies are diffed and only the changed
+/// ones touched; global settings keep their running values (as frp).
+#[derive(Debug, Clone)]
+pub struct Reloader {
+    tx: Arc<watch::Sender<Arc<ClientConfig>>>,
+}
+
+impl Reloader {
+    pub fn apply(&self, cfg: ClientConfig) {
+        self.tx.send_replace(Arc::new(cfg));
     }
 }

@@ -68,6 +68,11 @@ impl StatusBoard {
         self.version.send_modify(|v| *v += 1);
     }
 
+    pub(crate) fn remove(&self, name: &str) {
+        self.map.lock().unwrap_or_else(|p| p.into_inner()).remove(name);
+        self.version.send_modify(|v| *v += 1);
+    }
+
     /// A snapshot of every proxy.
     pub fn all(&self) -> Vec<ProxyStatus> {
         self.map

@@ -9,7 +9,7 @@ use common::crypto::derive_key;
 use common::io::{join, wrap_work_conn, BoxStream, LimitAt, Limiter, WrapOpts};
 use common::msg::StartWorkConn;
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
@@ -26,35 +26,36 @@ struct Spec {
     wrap: WrapOpts,
 }
 
-/// The session's proxies by (unprefixed) name.
+/// The session's proxies by (unprefixed) name. Reload adds and removes entries; a work
+/// connection takes its proxy's spec once, so a change never disturbs one already running.
 #[derive(Debug)]
 pub(crate) struct Proxies {
-    by_name: HashMap<String, Spec>,
+    by_name: RwLock<HashMap<String, Arc<Spec>>>,
     udp_packet_size: usize,
 }
 
 impl Proxies {
     pub(crate) fn new(cfg: &ClientConfig) -> Self {
+        Proxies { by_name: RwLock::new(HashMap::new()), udp_packet_size: cfg.udp_packet_size.clamp(1, 65535) as usize }
+    }
+
+    /// Adds or replaces a proxy.
+    pub(crate) fn set(&self, p: &ProxyConfig, cfg: &ClientConfig) {
         let key = derive_key(cfg.auth.token.as_bytes());
-        let by_name = cfg
-            .active_proxies()
-            .map(|p: &ProxyConfig| {
-                let spec = Spec {
-                    kind: p.kind.clone(),
-                    local: (p.local_ip.clone(), p.local_port),
-                    wrap: WrapOpts {
-                        encryption_key: p.transport.use_encryption.then_some(key),
-                        compress: p.transport.use_compression,
-                        limit: client_limit(p),
-                    },
-                };
-                (p.name.clone(), spec)
-            })
-            .collect();
-        Proxies {
-            by_name,
-            udp_packet_size: cfg.udp_packet_size.clamp(1, 65535) as usize,
-        }
+        let spec = Spec {
+            kind: p.kind.clone(),
+            local: (p.local_ip.clone(), p.local_port),
+            wrap: WrapOpts {
+                encryption_key: p.transport.use_encryption.then_some(key),
+                compress: p.transport.use_compression,
+                limit: client_limit(p),
+            },
+        };
+        self.by_name.write().unwrap_or_else(|e| e.into_inner()).insert(p.name.clone(), Arc::new(spec));
+    }
+
+    pub(crate) fn remove(&self, name: &str) {
+        self.by_name.write().unwrap_or_else(|e| e.into_inner()).remove(name);
     }
 
     /// Serves one started work connection until either side ends or `token` is cancelled.
@@ -65,7 +66,8 @@ impl Proxies {
         work: BoxStream,
         token: CancellationToken,
     ) {
-        let Some(spec) = self.by_name.get(name) else {
+        let spec = self.by_name.read().unwrap_or_else(|e| e.into_inner()).get(name).cloned();
+        let Some(spec) = spec else {
             warn!(proxy = %name, "work connection for unknown proxy, closing");
             return;
         };

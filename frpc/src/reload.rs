@@ -1,0 +1,76 @@
+//! Hot reload (frp `client/config_manager.go`; frp-protocol.md §15): a pure [`diff`] of the
+//! active proxies, applied by the session. Unchanged proxies are not touched, so their live
+//! connections keep flowing; changed ones are closed and started again; removed ones closed;
+//! added ones started. Global settings stay as they are (frp reads only the new `start` list).
+
+use common::config::{ClientConfig, ProxyConfig};
+use std::collections::BTreeMap;
+
+/// One proxy-level change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    Add(String),
+    Remove(String),
+    Update(String),
+}
+
+fn active(c: &ClientConfig) -> BTreeMap<&str, &ProxyConfig> {
+    c.active_proxies().map(|p| (p.name.as_str(), p)).collect()
+}
+
+/// What must change to go from `old` to `new` (removals first, then updates, then additions,
+/// each in name order).
+pub fn diff(old: &ClientConfig, new: &ClientConfig) -> Vec<Change> {
+    let (o, n) = (active(old), active(new));
+    let mut out: Vec<Change> = o.keys().filter(|k| !n.contains_key(*k)).map(|k| Change::Remove(k.to_string())).collect();
+    out.extend(o.iter().filter(|(k, p)| n.get(*k).is_some_and(|q| q != *p)).map(|(k, _)| Change::Update(k.to_string())));
+    out.extend(n.keys().filter(|k| !o.contains_key(*k)).map(|k| Change::Add(k.to_string())));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use common::config::{default_client, ProxyConfig};
+
+    fn cfg(proxies: &[(&str, u16)]) -> ClientConfig {
+        let mut c = default_client();
+        c.proxies = proxies.iter().map(|(n, port)| ProxyConfig { name: n.to_string(), kind: "tcp".into(), local_port: *port, ..Default::default() }).collect();
+        c
+    }
+
+    #[test]
+    fn table() {
+        use Change::*;
+        let cases: Vec<(ClientConfig, ClientConfig, Vec<Change>)> = vec![
+            (cfg(&[]), cfg(&[]), vec![]),
+            (cfg(&[("a", 1)]), cfg(&[("a", 1)]), vec![]),
+            (cfg(&[("a", 1)]), cfg(&[]), vec![Remove("a".into())]),
+            (cfg(&[]), cfg(&[("a", 1)]), vec![Add("a".into())]),
+            (cfg(&[("a", 1)]), cfg(&[("a", 2)]), vec![Update("a".into())]),
+            (
+                cfg(&[("a", 1), ("b", 2), ("c", 3)]),
+                cfg(&[("b", 2), ("c", 4), ("d", 5)]),
+                vec![Remove("a".into()), Update("c".into()), Add("d".into())],
+            ),
+        ];
+        for (i, (old, new, want)) in cases.into_iter().enumerate() {
+            assert_eq!(diff(&old, &new), want, "case {i}");
+        }
+    }
+
+    #[test]
+    fn start_list_and_enabled_filter_both_sides() {
+        let mut old = cfg(&[("a", 1), ("b", 2)]);
+        let mut new = old.clone();
+        new.start = vec!["a".into()];
+        assert_eq!(diff(&old, &new), vec![Change::Remove("b".into())]);
+        old.proxies[0].enabled = Some(false);
+        assert_eq!(diff(&old, &new), vec![Change::Remove("b".into()), Change::Add("a".into())]);
+    }
+
+    #[test]
+    fn order_of_proxies_in_the_file_does_not_matter() {
+        assert_eq!(diff(&cfg(&[("a", 1), ("b", 2)]), &cfg(&[("b", 2), ("a", 1)])), vec![]);
+    }
+}
