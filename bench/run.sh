@@ -47,7 +47,9 @@ wait_port "$IPERF_PORT"; wait_port "$HTTP_PORT"
 iperf() { $LOAD iperf3 -c 127.0.0.1 -p "$1" -t "$SECS" -J ${2:-} | python3 -c 'import json,sys; d=json.load(sys.stdin); print("%.2f" % (d["end"]["sum_received"]["bits_per_second"]/1e9))'; }
 # wrk -> "req/s p50 p99"; args: port extra-args
 httpbench() {
-  $LOAD wrk -t1 -c50 -d"${SECS}s" --latency ${2:-} "http://127.0.0.1:$1/" 2>/dev/null | python3 -c '
+  local hdr=()
+  [ "${2:-}" = close ] && hdr=(-H "Connection: close")
+  $LOAD wrk -t1 -c50 -d"${SECS}s" --latency "${hdr[@]}" "http://127.0.0.1:$1/" 2>/dev/null | python3 -c '
 import sys,re
 t=sys.stdin.read()
 rps=re.search(r"Requests/sec:\s+([\d.]+)",t).group(1)
@@ -87,7 +89,7 @@ measure() { # label iperf_port http_port pids...
   g4=$(iperf "$ip" "-P 4")
   gr=$(iperf "$ip" "-R")
   ka=$(httpbench "$hp")
-  cl=$(httpbench "$hp" "-H Connection:close")
+  cl=$(httpbench "$hp" close)
   per=$( [ $# -gt 0 ] && hold_rss "$hp" "$@" || echo "-")
   local cpu_per_gb="-"
   if [ $# -gt 0 ]; then cpu_per_gb=$(python3 -c "print('%.2f' % ((($c1-$c0)/$(getconf CLK_TCK)) / ($g1*$SECS/8)))"); fi
@@ -126,7 +128,7 @@ if [ -n "$RATHOLE" ]; then
   $TUN "$RATHOLE" --server "$WORK/rs.toml" >"$WORK/rs.log" 2>&1 & s=$!; wait_port "$bind"
   $TUN "$RATHOLE" --client "$WORK/rc.toml" >"$WORK/rc.log" 2>&1 & c=$!
   PIDS+=($s $c); wait_port "$TP_I"; wait_port "$TP_H"; sleep 1
-  measure "rathole $("$RATHOLE" --version 2>/dev/null | awk '{print $2}')" "$TP_I" "$TP_H" $s $c
+  measure "rathole $("$RATHOLE" --version 2>/dev/null | awk '/^Version/{print $2}')" "$TP_I" "$TP_H" $s $c
   kill $s $c
 fi
 

@@ -41,6 +41,12 @@ struct Cli {
 enum Command {
     /// Verify that the configures is valid
     Verify,
+    /// Hot-Reload frpc configuration
+    Reload,
+    /// Overview of all proxies status
+    Status,
+    /// Stop the running frpc
+    Stop,
     /// Run frpc with a single tcp proxy
     Tcp(Quick),
     /// Run frpc with a single udp proxy
@@ -343,14 +349,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Stcp(q)) => quick("stcp", q, strict, allow_unsafe)?,
         Some(Command::Sudp(q)) => quick("sudp", q, strict, allow_unsafe)?,
         Some(Command::Xtcp(q)) => quick("xtcp", q, strict, allow_unsafe)?,
-        Some(Command::Verify) | None => config::load_client(
-            &cli.config,
-            &LoadOptions {
-                strict,
-                allow_unsafe: allow_unsafe.to_vec(),
-                ..Default::default()
-            },
-        )?,
+        Some(Command::Verify | Command::Reload | Command::Status | Command::Stop) | None => {
+            config::load_client(
+                &cli.config,
+                &LoadOptions {
+                    strict,
+                    allow_unsafe: allow_unsafe.to_vec(),
+                    ..Default::default()
+                },
+            )?
+        }
     };
     if let Some(Command::Verify) = cli.command {
         for w in &loaded.warnings {
@@ -362,6 +370,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         );
         return Ok(());
     }
+    if let Some(cmd @ (Command::Reload | Command::Status | Command::Stop)) = &cli.command {
+        return admin_command(cmd, &loaded.config.web_server);
+    }
+    let load_opts = LoadOptions {
+        strict,
+        allow_unsafe: allow_unsafe.to_vec(),
+        ..Default::default()
+    };
+    let config_path = cli.command.is_none().then(|| cli.config.clone());
     let cfg = loaded.config;
     common::log::init(&cfg.log).context("set up logging")?;
     for w in loaded.warnings {
@@ -371,7 +388,92 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     rt.block_on(async move {
         let token = CancellationToken::new();
         tokio::spawn(common::signal::cancel_on_signal(token.clone()));
-        crate::Client::new(cfg).run(token).await?;
+        let mut client = crate::Client::new(cfg);
+        if let Some(p) = config_path {
+            client = client.with_config_path(p, load_opts);
+        }
+        client.run(token).await?;
         Ok(())
     })
+}
+
+/// `frpc reload|status|stop`: one call to the running frpc's admin API.
+fn admin_command(cmd: &Command, web: &common::config::WebServerConfig) -> anyhow::Result<()> {
+    if web.port == 0 {
+        anyhow::bail!("the admin API is off: set webServer.port in the config");
+    }
+    let (method, path) = match cmd {
+        Command::Reload => (hyper::Method::GET, "/api/reload?strictConfig=true"),
+        Command::Status => (hyper::Method::GET, "/api/status"),
+        _ => (hyper::Method::POST, "/api/stop"),
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let (code, body) = rt.block_on(async {
+        tokio::time::timeout(
+            std::time::Duration::from_secs(30),
+            crate::admin::request(web, method, path),
+        )
+        .await
+        .map_err(|_| anyhow::anyhow!("admin API did not answer within 30s"))?
+        .context("call the admin API")
+    })?;
+    if !code.is_success() {
+        let msg = serde_json::from_str::<Value>(&body)
+            .ok()
+            .and_then(|v| v["Msg"].as_str().map(str::to_owned))
+            .unwrap_or(body);
+        anyhow::bail!("{msg}");
+    }
+    match cmd {
+        Command::Reload => println!("reload success"),
+        Command::Stop => println!("stop success"),
+        _ => print_status(&serde_json::from_str(&body).context("parse status")?),
+    }
+    Ok(())
+}
+
+/// Prints `/api/status` as frp's `frpc status` does: one table per proxy type.
+fn print_status(res: &std::collections::BTreeMap<String, Vec<crate::ProxyStatusResp>>) {
+    println!("Proxy Status...\n");
+    for kind in [
+        "tcp", "udp", "tcpmux", "http", "https", "stcp", "sudp", "xtcp",
+    ] {
+        let Some(rows) = res.get(kind).filter(|r| !r.is_empty()) else {
+            continue;
+        };
+        println!("{}", kind.to_uppercase());
+        let mut table = vec![[
+            "Name",
+            "Status",
+            "LocalAddr",
+            "Plugin",
+            "RemoteAddr",
+            "Error",
+        ]
+        .map(str::to_owned)];
+        for r in rows {
+            table.push([
+                r.name.clone(),
+                r.status.clone(),
+                r.local_addr.clone(),
+                r.plugin.clone(),
+                r.remote_addr.clone(),
+                r.err.clone(),
+            ]);
+        }
+        let widths: Vec<usize> = (0..6)
+            .map(|i| table.iter().map(|r| r[i].len()).max().unwrap_or(0))
+            .collect();
+        for r in &table {
+            let line: Vec<String> = r
+                .iter()
+                .zip(&widths)
+                .map(|(c, w)| format!("{c:<w$}"))
+                .collect();
+            println!("{}", line.join("  ").trim_end());
+        }
+        println!();
+    }
 }

@@ -54,9 +54,20 @@ struct State {
 }
 
 impl Session {
-    pub(crate) fn new(config_rx: watch::Receiver<Arc<ClientConfig>>, connector: Connector, run_id: String, status: StatusBoard) -> Self {
+    pub(crate) fn new(
+        config_rx: watch::Receiver<Arc<ClientConfig>>,
+        connector: Connector,
+        run_id: String,
+        status: StatusBoard,
+    ) -> Self {
         let cfg = config_rx.borrow().clone();
-        Session { cfg, config_rx, connector, run_id, status }
+        Session {
+            cfg,
+            config_rx,
+            connector,
+            run_id,
+            status,
+        }
     }
 
     /// Runs until the server goes away or the session token is cancelled.
@@ -86,8 +97,10 @@ impl Session {
         }
 
         let t = &self.cfg.transport;
-        let hb = (t.heartbeat_interval > 0).then(|| Duration::from_secs(t.heartbeat_interval as u64));
-        let hb_timeout = (t.heartbeat_interval > 0 && t.heartbeat_timeout > 0).then(|| Duration::from_secs(t.heartbeat_timeout as u64));
+        let hb =
+            (t.heartbeat_interval > 0).then(|| Duration::from_secs(t.heartbeat_interval as u64));
+        let hb_timeout = (t.heartbeat_interval > 0 && t.heartbeat_timeout > 0)
+            .then(|| Duration::from_secs(t.heartbeat_timeout as u64));
         let mut hb_tick = tokio::time::interval(hb.unwrap_or(Duration::from_secs(3600)));
         hb_tick.tick().await;
         let mut check = tokio::time::interval(CHECK_EVERY);
@@ -157,16 +170,25 @@ impl Session {
         // frp: a monitor exists only with a check type and a local port; until its first good
         // check the proxy is not registered.
         if !p.health_check.kind.is_empty() && p.local_port > 0 {
-            let spec = HealthSpec { name: p.name.clone(), check: p.health_check.clone(), host: p.local_ip.clone(), port: p.local_port };
+            let spec = HealthSpec {
+                name: p.name.clone(),
+                check: p.health_check.clone(),
+                host: p.local_ip.clone(),
+                port: p.local_port,
+            };
             let mt = st.token.child_token();
-            tokio::spawn(health::monitor(spec, st.health_tx.clone(), mt.clone()).instrument(st.span.clone()));
+            tokio::spawn(
+                health::monitor(spec, st.health_tx.clone(), mt.clone()).instrument(st.span.clone()),
+            );
             st.monitors.insert(p.name.clone(), mt);
-            st.phases.insert(p.name.clone(), (Phase::New, Instant::now()));
+            st.phases
+                .insert(p.name.clone(), (Phase::New, Instant::now()));
             self.set_status(&p.name, Phase::New, "", "");
             return;
         }
         let _ = st.out.send(self.new_proxy_msg(p).into()).await;
-        st.phases.insert(p.name.clone(), (Phase::WaitStart, Instant::now()));
+        st.phases
+            .insert(p.name.clone(), (Phase::WaitStart, Instant::now()));
         self.set_status(&p.name, Phase::WaitStart, "", "");
     }
 
@@ -177,7 +199,15 @@ impl Session {
         }
         if let Some((phase, _)) = st.phases.remove(name) {
             if matches!(phase, Phase::Running | Phase::WaitStart | Phase::StartError) {
-                let _ = st.out.send(CloseProxy { proxy_name: self.cfg.wire_name(name) }.into()).await;
+                let _ = st
+                    .out
+                    .send(
+                        CloseProxy {
+                            proxy_name: self.cfg.wire_name(name),
+                        }
+                        .into(),
+                    )
+                    .await;
             }
         }
         st.proxies.remove(name);

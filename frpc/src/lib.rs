@@ -7,8 +7,11 @@
 //! - `health`: tcp/http checks of local services; a failing proxy is closed on frps.
 //! - `proxy`: what a work connection is joined to (tcp: local dial + join; udp: datagram relay).
 //! - [`status`]: the proxies' phases as frp reports them (`wait start`, `running`, ...).
+//! - `admin`: the admin API (`webServer`): reload, stop, status, config.
+//! - [`reload`]: the pure proxy diff behind hot reload.
 //! - [`cli`]: the command line.
 
+pub mod admin;
 pub mod cli;
 mod connector;
 mod control;
@@ -18,4 +21,5 @@ pub mod reload;
 mod service;
 pub mod status;
 
+pub use admin::ProxyStatusResp;
 pub use service::{Client, ClientError, Reloader};

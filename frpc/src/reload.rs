@@ -22,9 +22,21 @@ fn active(c: &ClientConfig) -> BTreeMap<&str, &ProxyConfig> {
 /// each in name order).
 pub fn diff(old: &ClientConfig, new: &ClientConfig) -> Vec<Change> {
     let (o, n) = (active(old), active(new));
-    let mut out: Vec<Change> = o.keys().filter(|k| !n.contains_key(*k)).map(|k| Change::Remove(k.to_string())).collect();
-    out.extend(o.iter().filter(|(k, p)| n.get(*k).is_some_and(|q| q != *p)).map(|(k, _)| Change::Update(k.to_string())));
-    out.extend(n.keys().filter(|k| !o.contains_key(*k)).map(|k| Change::Add(k.to_string())));
+    let mut out: Vec<Change> = o
+        .keys()
+        .filter(|k| !n.contains_key(*k))
+        .map(|k| Change::Remove(k.to_string()))
+        .collect();
+    out.extend(
+        o.iter()
+            .filter(|(k, p)| n.get(*k).is_some_and(|q| q != *p))
+            .map(|(k, _)| Change::Update(k.to_string())),
+    );
+    out.extend(
+        n.keys()
+            .filter(|k| !o.contains_key(*k))
+            .map(|k| Change::Add(k.to_string())),
+    );
     out
 }
 
@@ -35,7 +47,15 @@ mod tests {
 
     fn cfg(proxies: &[(&str, u16)]) -> ClientConfig {
         let mut c = default_client();
-        c.proxies = proxies.iter().map(|(n, port)| ProxyConfig { name: n.to_string(), kind: "tcp".into(), local_port: *port, ..Default::default() }).collect();
+        c.proxies = proxies
+            .iter()
+            .map(|(n, port)| ProxyConfig {
+                name: n.to_string(),
+                kind: "tcp".into(),
+                local_port: *port,
+                ..Default::default()
+            })
+            .collect();
         c
     }
 
@@ -66,11 +86,17 @@ mod tests {
         new.start = vec!["a".into()];
         assert_eq!(diff(&old, &new), vec![Change::Remove("b".into())]);
         old.proxies[0].enabled = Some(false);
-        assert_eq!(diff(&old, &new), vec![Change::Remove("b".into()), Change::Add("a".into())]);
+        assert_eq!(
+            diff(&old, &new),
+            vec![Change::Remove("b".into()), Change::Add("a".into())]
+        );
     }
 
     #[test]
     fn order_of_proxies_in_the_file_does_not_matter() {
-        assert_eq!(diff(&cfg(&[("a", 1), ("b", 2)]), &cfg(&[("b", 2), ("a", 1)])), vec![]);
+        assert_eq!(
+            diff(&cfg(&[("a", 1), ("b", 2)]), &cfg(&[("b", 2), ("a", 1)])),
+            vec![]
+        );
     }
 }

@@ -32,6 +32,11 @@ pub enum ClientError {
     Protocol(String),
     #[error(transparent)]
     Tls(#[from] common::transport::tls::TlsError),
+    #[error("admin API on {addr}: {source}")]
+    Admin {
+        addr: String,
+        source: std::io::Error,
+    },
 }
 
 /// An frpc instance.
@@ -41,6 +46,8 @@ pub struct Client {
     status: StatusBoard,
     /// The proxies to run; sessions follow it (hot reload).
     config_tx: Arc<watch::Sender<Arc<ClientConfig>>>,
+    /// The file `/api/reload` re-reads, and how.
+    config_path: Option<(std::path::PathBuf, common::config::LoadOptions)>,
 }
 
 impl Client {
@@ -57,12 +64,29 @@ impl Client {
         }
         let cfg = Arc::new(cfg);
         let config_tx = Arc::new(watch::channel(cfg.clone()).0);
-        Client { cfg, status, config_tx }
+        Client {
+            cfg,
+            status,
+            config_tx,
+            config_path: None,
+        }
+    }
+
+    /// The config file the admin API's reload re-reads (with the options it was loaded with).
+    pub fn with_config_path(
+        mut self,
+        path: std::path::PathBuf,
+        opts: common::config::LoadOptions,
+    ) -> Self {
+        self.config_path = Some((path, opts));
+        self
     }
 
     /// A handle that applies a new config to the running client (hot reload).
     pub fn reloader(&self) -> Reloader {
-        Reloader { tx: self.config_tx.clone() }
+        Reloader {
+            tx: self.config_tx.clone(),
+        }
     }
 
     /// The proxies' states; stays valid while `run` runs.
@@ -74,6 +98,7 @@ impl Client {
     /// and `loginFailExit` is on (frp's default).
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), ClientError> {
         let dialer = Dialer::new(self.cfg.clone())?;
+        self.start_admin(&shutdown).await?;
         let mut run_id = String::new();
         let mut first = true;
         let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(10));
@@ -92,9 +117,14 @@ impl Client {
                     first = false;
                     run_id = id.clone();
                     backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(20));
-                    Session::new(self.config_tx.subscribe(), connector, id, self.status.clone())
-                        .run(stream)
-                        .await;
+                    Session::new(
+                        self.config_tx.subscribe(),
+                        connector,
+                        id,
+                        self.status.clone(),
+                    )
+                    .run(stream)
+                    .await;
                     if shutdown.is_cancelled() {
                         return Ok(());
                     }
@@ -110,6 +140,41 @@ impl Client {
                 _ = tokio::time::sleep(delay) => {}
             }
         }
+    }
+
+    /// Starts the admin API when `webServer.port` is set (frp: 0 = off).
+    async fn start_admin(&self, shutdown: &CancellationToken) -> Result<(), ClientError> {
+        let web = &self.cfg.web_server;
+        if web.port == 0 {
+            return Ok(());
+        }
+        let addr = format!("{}:{}", web.addr, web.port);
+        let listener = tokio::net::TcpListener::bind(&addr)
+            .await
+            .map_err(|source| ClientError::Admin {
+                addr: addr.clone(),
+                source,
+            })?;
+        info!(%addr, "admin API listening");
+        let admin = crate::admin::Admin {
+            config_path: self.config_path.as_ref().map(|(p, _)| p.clone()),
+            load: self
+                .config_path
+                .as_ref()
+                .map(|(_, o)| o.clone())
+                .unwrap_or_default(),
+            reloader: self.reloader(),
+            status: self.status.clone(),
+            shutdown: shutdown.clone(),
+            web: web.clone(),
+            server_addr: self.cfg.server_addr.clone(),
+        };
+        tokio::spawn(crate::admin::serve(
+            listener,
+            Arc::new(admin),
+            shutdown.child_token(),
+        ));
+        Ok(())
     }
 
     async fn login(
@@ -213,5 +278,10 @@ pub struct Reloader {
 impl Reloader {
     pub fn apply(&self, cfg: ClientConfig) {
         self.tx.send_replace(Arc::new(cfg));
+    }
+
+    /// The config now in force.
+    pub fn current(&self) -> Arc<ClientConfig> {
+        self.tx.borrow().clone()
     }
 }

@@ -69,7 +69,10 @@ impl StatusBoard {
     }
 
     pub(crate) fn remove(&self, name: &str) {
-        self.map.lock().unwrap_or_else(|p| p.into_inner()).remove(name);
+        self.map
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(name);
         self.version.send_modify(|v| *v += 1);
     }
 

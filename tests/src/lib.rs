@@ -116,6 +116,23 @@ impl Frpc {
         }
     }
 
+    /// Starts frpc from a config file, as the binary does (so `/api/reload` re-reads it).
+    pub fn start_from_file(path: &std::path::Path) -> Frpc {
+        let opts = config::LoadOptions::default();
+        let cfg = config::load_client(path, &opts)
+            .expect("load frpc config")
+            .config;
+        let client = frpc::Client::new(cfg).with_config_path(path.to_owned(), opts);
+        let status = client.status();
+        let token = CancellationToken::new();
+        let task = tokio::spawn(client.run(token.clone()));
+        Frpc {
+            status,
+            token,
+            task,
+        }
+    }
+
     /// Waits until proxy `name` is running; returns its status.
     pub async fn wait_running(&self, name: &str) -> ProxyStatus {
         self.wait_phase(name, Phase::Running).await

@@ -260,3 +260,65 @@ async fn quick_start_subcommand_runs_a_tunnel() {
         .contains("custom domains and subdomain should set at least one of them"));
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[tokio::test]
+async fn frpc_status_reload_and_stop_commands() {
+    let dir = tempdir("admin");
+    let bind = free_port().await;
+    let admin = free_port().await;
+    let echo = echo_tcp().await;
+    let (r1, r2) = (free_port().await, free_port().await);
+    let frps_cfg = write(
+        &dir,
+        "frps.toml",
+        &format!("bindAddr = \"127.0.0.1\"\nbindPort = {bind}\n"),
+    );
+    let _frps = spawn("frps", &["-c", &frps_cfg]);
+    wait_listening(([127, 0, 0, 1], bind).into()).await;
+    let frpc_text = |remote: u16| {
+        format!(
+            "serverAddr = \"127.0.0.1\"\nserverPort = {bind}\nwebServer.addr = \"127.0.0.1\"\nwebServer.port = {admin}\nwebServer.user = \"u\"\nwebServer.password = \"p\"\n[[proxies]]\nname = \"echo\"\ntype = \"tcp\"\nlocalPort = {}\nremotePort = {remote}\n",
+            echo.port()
+        )
+    };
+    let frpc_cfg = write(&dir, "frpc.toml", &frpc_text(r1));
+    let mut frpc = spawn("frpc", &["-c", &frpc_cfg]);
+    wait_tunnel(([127, 0, 0, 1], r1).into()).await;
+
+    let out = run("frpc", &["status", "-c", &frpc_cfg]).await;
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        table.contains("TCP") && table.contains("RemoteAddr"),
+        "{table}"
+    );
+    let row = table
+        .lines()
+        .find(|l| l.starts_with("echo"))
+        .unwrap_or_default();
+    assert!(
+        row.contains("running") && row.contains(&format!("127.0.0.1:{r1}")),
+        "{table}"
+    );
+
+    write(&dir, "frpc.toml", &frpc_text(r2));
+    let out = run("frpc", &["reload", "-c", &frpc_cfg]).await;
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "reload success"
+    );
+    wait_tunnel(([127, 0, 0, 1], r2).into()).await;
+
+    let out = run("frpc", &["stop", "-c", &frpc_cfg]).await;
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "stop success");
+    let status = tokio::time::timeout(PATIENCE, frpc.wait())
+        .await
+        .expect("frpc exits after stop")
+        .unwrap();
+    assert!(status.success());
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -36,7 +36,10 @@ pub(crate) struct Proxies {
 
 impl Proxies {
     pub(crate) fn new(cfg: &ClientConfig) -> Self {
-        Proxies { by_name: RwLock::new(HashMap::new()), udp_packet_size: cfg.udp_packet_size.clamp(1, 65535) as usize }
+        Proxies {
+            by_name: RwLock::new(HashMap::new()),
+            udp_packet_size: cfg.udp_packet_size.clamp(1, 65535) as usize,
+        }
     }
 
     /// Adds or replaces a proxy.
@@ -51,11 +54,17 @@ impl Proxies {
                 limit: client_limit(p),
             },
         };
-        self.by_name.write().unwrap_or_else(|e| e.into_inner()).insert(p.name.clone(), Arc::new(spec));
+        self.by_name
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(p.name.clone(), Arc::new(spec));
     }
 
     pub(crate) fn remove(&self, name: &str) {
-        self.by_name.write().unwrap_or_else(|e| e.into_inner()).remove(name);
+        self.by_name
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(name);
     }
 
     /// Serves one started work connection until either side ends or `token` is cancelled.
@@ -66,7 +75,12 @@ impl Proxies {
         work: BoxStream,
         token: CancellationToken,
     ) {
-        let spec = self.by_name.read().unwrap_or_else(|e| e.into_inner()).get(name).cloned();
+        let spec = self
+            .by_name
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .cloned();
         let Some(spec) = spec else {
             warn!(proxy = %name, "work connection for unknown proxy, closing");
             return;

@@ -6,11 +6,19 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> std::io::Result<()> {
-    let addr = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:8080".into());
+    let addr = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:8080".into());
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     let body = vec![b'x'; 1024];
-    let keep = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nContent-Type: text/plain\r\n\r\n", body.len());
-    let close = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+    let keep = format!(
+        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nContent-Type: text/plain\r\n\r\n",
+        body.len()
+    );
+    let close = format!(
+        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
     let keep: Vec<u8> = [keep.as_bytes(), &body].concat();
     let close: Vec<u8> = [close.as_bytes(), &body].concat();
     let (keep, close) = (std::sync::Arc::new(keep), std::sync::Arc::new(close));
@@ -34,7 +42,9 @@ async fn main() -> std::io::Result<()> {
                         Ok(n) => have += n,
                     }
                 };
-                let wants_close = buf[..end].to_ascii_lowercase().windows(17).any(|w| w == b"connection: close");
+                let head = buf[..end].to_ascii_lowercase();
+                let wants_close = head.windows(16).any(|w| w == b"connection:close")
+                    || head.windows(17).any(|w| w == b"connection: close");
                 let resp = if wants_close { &close } else { &keep };
                 if s.write_all(resp).await.is_err() || wants_close {
                     return;

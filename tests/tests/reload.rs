@@ -1,0 +1,240 @@
+//! Hot reload and the frpc admin API: proxies added, changed and removed while a connection on
+//! an unchanged proxy keeps flowing; a broken edit changes nothing; status; auth.
+
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
+use common::config::WebServerConfig;
+use frpc::status::Phase;
+use hyper::{Method, StatusCode};
+use std::net::SocketAddr;
+use std::path::Path;
+use tests::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+fn frpc_toml(
+    frps: SocketAddr,
+    admin: u16,
+    auth: bool,
+    proxies: &[(&str, SocketAddr, u16)],
+) -> String {
+    let mut s = format!(
+        "serverAddr = \"127.0.0.1\"\nserverPort = {}\nauth.token = \"{TOKEN}\"\nwebServer.addr = \"127.0.0.1\"\nwebServer.port = {admin}\n",
+        frps.port()
+    );
+    if auth {
+        s.push_str("webServer.user = \"admin\"\nwebServer.password = \"pw\"\n");
+    }
+    for (name, local, remote) in proxies {
+        s.push_str(&format!("[[proxies]]\nname = \"{name}\"\ntype = \"tcp\"\nlocalPort = {}\nremotePort = {remote}\n", local.port()));
+    }
+    s
+}
+
+fn web(admin: u16, auth: bool) -> WebServerConfig {
+    let mut w = WebServerConfig {
+        addr: "127.0.0.1".into(),
+        port: admin,
+        ..Default::default()
+    };
+    if auth {
+        w.user = "admin".into();
+        w.password = "pw".into();
+    }
+    w
+}
+
+async fn refused(port: u16) {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "port {port} still open"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn reload_diffs_proxies_and_keeps_live_connections() {
+    init_log();
+    let frps = Frps::start(|_| {}).await;
+    let echo = echo_tcp().await;
+    let (admin, pa, pb, pc, pc2, pd) = (
+        free_port().await,
+        free_port().await,
+        free_port().await,
+        free_port().await,
+        free_port().await,
+        free_port().await,
+    );
+    let dir = std::env::temp_dir().join(format!(
+        "frp-rs-reload-{}-{}",
+        std::process::id(),
+        rand::random::<u32>()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("frpc.toml");
+    std::fs::write(
+        &file,
+        frpc_toml(
+            frps.addr,
+            admin,
+            false,
+            &[("a", echo, pa), ("b", echo, pb), ("c", echo, pc)],
+        ),
+    )
+    .unwrap();
+    let frpc = Frpc::start_from_file(&file);
+    for n in ["a", "b", "c"] {
+        frpc.wait_running(n).await;
+    }
+
+    // A long-lived connection through b, the proxy that will not change.
+    let mut live = TcpStream::connect(("127.0.0.1", pb)).await.unwrap();
+    let mut buf = [0u8; 6];
+    live.write_all(b"before").await.unwrap();
+    live.read_exact(&mut buf).await.unwrap();
+    assert_eq!(&buf, b"before");
+
+    // Remove a, move c to another port, add d.
+    std::fs::write(
+        &file,
+        frpc_toml(
+            frps.addr,
+            admin,
+            false,
+            &[("b", echo, pb), ("c", echo, pc2), ("d", echo, pd)],
+        ),
+    )
+    .unwrap();
+    let (code, body) = frpc::admin::request(
+        &web(admin, false),
+        Method::GET,
+        "/api/reload?strictConfig=true",
+    )
+    .await
+    .unwrap();
+    assert_eq!((code, body.as_str()), (StatusCode::OK, ""));
+    frpc.wait_running("d").await;
+    assert_eq!(frpc.wait_running("c").await.remote_addr, format!(":{pc2}"));
+    refused(pa).await;
+    refused(pc).await;
+    assert!(
+        frpc.status.get("a").is_none(),
+        "removed proxy is gone from status"
+    );
+    for port in [pc2, pd] {
+        assert_eq!(
+            echo_through(([127, 0, 0, 1], port).into(), b"new").await,
+            b"new"
+        );
+    }
+    // The connection through b never noticed.
+    live.write_all(b"after!").await.unwrap();
+    live.read_exact(&mut buf).await.unwrap();
+    assert_eq!(&buf, b"after!");
+
+    // A broken edit: an error to the caller, nothing changes.
+    std::fs::write(
+        &file,
+        "serverAddr = \"127.0.0.1\"\n[[proxies]]\nname = \"x\"\ntype = \"tcp\"\nlocalPrt = 1\n",
+    )
+    .unwrap();
+    let (code, body) = frpc::admin::request(
+        &web(admin, false),
+        Method::GET,
+        "/api/reload?strictConfig=true",
+    )
+    .await
+    .unwrap();
+    assert_eq!(code, StatusCode::BAD_REQUEST);
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["Code"], 400);
+    assert!(v["Msg"].as_str().unwrap().contains("localPrt"), "{body}");
+    for n in ["b", "c", "d"] {
+        assert_eq!(frpc.status.get(n).unwrap().phase, Phase::Running);
+    }
+    live.write_all(b"still!").await.unwrap();
+    live.read_exact(&mut buf).await.unwrap();
+    assert_eq!(&buf, b"still!");
+
+    // Status as frp shapes it.
+    let (code, body) = frpc::admin::request(&web(admin, false), Method::GET, "/api/status")
+        .await
+        .unwrap();
+    assert_eq!(code, StatusCode::OK);
+    let st: std::collections::BTreeMap<String, Vec<frpc::ProxyStatusResp>> =
+        serde_json::from_str(&body).unwrap();
+    let names: Vec<&str> = st["tcp"].iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, ["b", "c", "d"]);
+    assert_eq!(st["tcp"][1].remote_addr, format!("127.0.0.1:{pc2}"));
+    assert_eq!(
+        st["tcp"][1].local_addr,
+        format!("127.0.0.1:{}", echo.port())
+    );
+    assert_eq!(st["tcp"][1].status, "running");
+
+    frpc.stop().await;
+    frps.stop().await;
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn admin_api_basic_auth_config_and_stop() {
+    init_log();
+    let frps = Frps::start(|_| {}).await;
+    let echo = echo_tcp().await;
+    let admin = free_port().await;
+    let dir = std::env::temp_dir().join(format!(
+        "frp-rs-admin-{}-{}",
+        std::process::id(),
+        rand::random::<u32>()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("frpc.toml");
+    let text = frpc_toml(frps.addr, admin, true, &[("e", echo, 0)]);
+    std::fs::write(&file, &text).unwrap();
+    let frpc = Frpc::start_from_file(&file);
+    frpc.wait_running("e").await;
+
+    let (code, _) = frpc::admin::request(&web(admin, false), Method::GET, "/api/status")
+        .await
+        .unwrap();
+    assert_eq!(code, StatusCode::UNAUTHORIZED);
+    let mut wrong = web(admin, true);
+    wrong.password = "nope".into();
+    assert_eq!(
+        frpc::admin::request(&wrong, Method::GET, "/api/status")
+            .await
+            .unwrap()
+            .0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        frpc::admin::request(&web(admin, false), Method::GET, "/healthz")
+            .await
+            .unwrap()
+            .0,
+        StatusCode::OK
+    );
+    let (code, body) = frpc::admin::request(&web(admin, true), Method::GET, "/api/config")
+        .await
+        .unwrap();
+    assert_eq!((code, body.as_str()), (StatusCode::OK, text.as_str()));
+    assert_eq!(
+        frpc::admin::request(&web(admin, true), Method::PUT, "/api/config")
+            .await
+            .unwrap()
+            .0,
+        StatusCode::BAD_REQUEST
+    );
+
+    let (code, _) = frpc::admin::request(&web(admin, true), Method::POST, "/api/stop")
+        .await
+        .unwrap();
+    assert_eq!(code, StatusCode::OK);
+    assert!(frpc.exited().await.is_ok(), "frpc stops cleanly");
+    frps.stop().await;
+    let _ = std::fs::remove_dir_all(Path::new(&dir));
+}
