@@ -7,12 +7,14 @@
 //! - [`io`]: stream layers (`BoxStream`, encryption wrapper, join). The only place that orders layers.
 //! - [`transport`]: TLS and yamux set-up with frp's parameters.
 //! - [`config`]: frp v1 TOML config for both binaries.
+//! - [`http`]: the small HTTP server (and client) behind the dashboard and the admin API.
 //! - [`backoff`], [`log`], [`signal`]: small helpers used by both binaries.
 
 pub mod auth;
 pub mod backoff;
 pub mod config;
 pub mod crypto;
+pub mod http;
 pub mod io;
 pub mod log;
 pub mod msg;

@@ -10,18 +10,18 @@
 use crate::status::StatusBoard;
 use crate::Reloader;
 use common::config::{ClientConfig, LoadOptions, WebServerConfig};
-use http_body_util::{BodyExt, Full};
+use common::http::{self, reply, BasicAuth, Resp};
+use http_body_util::BodyExt;
 use hyper::body::{Bytes, Incoming};
-use hyper::{Method, Request, Response, StatusCode};
+use hyper::{Method, Request, StatusCode};
 use serde::Serialize;
 use std::collections::BTreeMap;
-use std::convert::Infallible;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
 /// What the handlers need.
 #[derive(Debug)]
@@ -37,37 +37,12 @@ pub(crate) struct Admin {
 
 /// Serves the admin API until `token` is cancelled.
 pub(crate) async fn serve(listener: TcpListener, admin: Arc<Admin>, token: CancellationToken) {
-    loop {
-        let (stream, _) = tokio::select! {
-            _ = token.cancelled() => return,
-            r = listener.accept() => match r {
-                Ok(s) => s,
-                Err(e) => {
-                    debug!(error = %e, "admin accept");
-                    continue;
-                }
-            },
-        };
-        let admin = admin.clone();
-        let conn_token = token.clone();
-        tokio::spawn(async move {
-            let svc = hyper::service::service_fn(move |req| handle(admin.clone(), req));
-            let conn = hyper::server::conn::http1::Builder::new()
-                .serve_connection(hyper_util::rt::TokioIo::new(stream), svc);
-            tokio::select! {
-                _ = conn_token.cancelled() => {}
-                r = conn => if let Err(e) = r { debug!(error = %e, "admin connection") },
-            }
-        });
-    }
-}
-
-type Resp = Response<Full<Bytes>>;
-
-fn reply(code: StatusCode, body: impl Into<Bytes>) -> Resp {
-    let mut r = Response::new(Full::new(body.into()));
-    *r.status_mut() = code;
-    r
+    let auth = BasicAuth {
+        user: admin.web.user.clone(),
+        password: admin.web.password.0.clone(),
+    };
+    let handler = Arc::new(move |req: Request<Incoming>| handle(admin.clone(), req));
+    http::serve(listener, auth, handler, token).await;
 }
 
 /// frp's error body: `{"Code":400,"Msg":"..."}` (its struct has no JSON tags).
@@ -79,57 +54,24 @@ fn error(code: StatusCode, msg: &str) -> Resp {
         #[serde(rename = "Msg")]
         msg: &'a str,
     }
-    let body = serde_json::to_vec(&E {
-        code: code.as_u16(),
-        msg,
-    })
-    .unwrap_or_default();
-    let mut r = reply(code, body);
-    r.headers_mut().insert(
-        hyper::header::CONTENT_TYPE,
-        hyper::header::HeaderValue::from_static("application/json"),
-    );
-    r
+    http::json(
+        code,
+        &E {
+            code: code.as_u16(),
+            msg,
+        },
+    )
 }
 
-fn authorized(web: &WebServerConfig, req: &Request<Incoming>) -> bool {
-    if web.user.is_empty() && web.password.is_empty() {
-        return true;
-    }
-    let given = req
-        .headers()
-        .get(hyper::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Basic "))
-        .and_then(|b| {
-            base64::Engine::decode(&base64::engine::general_purpose::STANDARD, b.trim()).ok()
-        })
-        .unwrap_or_default();
-    let want = format!("{}:{}", web.user, &*web.password);
-    subtle::ConstantTimeEq::ct_eq(given.as_slice(), want.as_bytes()).into()
-}
-
-async fn handle(a: Arc<Admin>, req: Request<Incoming>) -> Result<Resp, Infallible> {
+async fn handle(a: Arc<Admin>, req: Request<Incoming>) -> Resp {
     let path = req.uri().path().to_owned();
-    if path == "/healthz" {
-        return Ok(reply(StatusCode::OK, ""));
-    }
-    if !authorized(&a.web, &req) {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        let mut r = reply(StatusCode::UNAUTHORIZED, "Unauthorized\n");
-        r.headers_mut().insert(
-            hyper::header::WWW_AUTHENTICATE,
-            hyper::header::HeaderValue::from_static("Basic realm=\"Restricted\""),
-        );
-        return Ok(r);
-    }
     let strict = req
         .uri()
         .query()
         .unwrap_or("")
         .split('&')
         .any(|kv| kv == "strictConfig=true");
-    Ok(match (req.method().clone(), path.as_str()) {
+    match (req.method().clone(), path.as_str()) {
         (Method::GET, "/api/reload") => match reload(&a, strict) {
             Ok(()) => reply(StatusCode::OK, ""),
             Err(e) => error(StatusCode::BAD_REQUEST, &e),
@@ -143,17 +85,7 @@ async fn handle(a: Arc<Admin>, req: Request<Incoming>) -> Result<Resp, Infallibl
             });
             reply(StatusCode::OK, "")
         }
-        (Method::GET, "/api/status") => {
-            let mut r = reply(
-                StatusCode::OK,
-                serde_json::to_vec(&status(&a)).unwrap_or_default(),
-            );
-            r.headers_mut().insert(
-                hyper::header::CONTENT_TYPE,
-                hyper::header::HeaderValue::from_static("application/json"),
-            );
-            r
-        }
+        (Method::GET, "/api/status") => http::json(StatusCode::OK, &status(&a)),
         (Method::GET, "/api/config") => match &a.config_path {
             Some(p) => match std::fs::read(p) {
                 Ok(text) => reply(StatusCode::OK, text),
@@ -170,7 +102,7 @@ async fn handle(a: Arc<Admin>, req: Request<Incoming>) -> Result<Resp, Infallibl
         (Method::PUT, "/api/config") => {
             let body = match req.into_body().collect().await {
                 Ok(b) => b.to_bytes(),
-                Err(e) => return Ok(error(StatusCode::BAD_REQUEST, &e.to_string())),
+                Err(e) => return error(StatusCode::BAD_REQUEST, &e.to_string()),
             };
             match (&a.config_path, body.is_empty()) {
                 (_, true) => error(StatusCode::BAD_REQUEST, "body can't be empty"),
@@ -188,7 +120,7 @@ async fn handle(a: Arc<Admin>, req: Request<Incoming>) -> Result<Resp, Infallibl
             }
         }
         _ => reply(StatusCode::NOT_FOUND, "404 page not found\n"),
-    })
+    }
 }
 
 fn write_private(p: &std::path::Path, body: &[u8]) -> std::io::Result<()> {
@@ -276,39 +208,21 @@ pub async fn request(
     method: Method,
     path: &str,
 ) -> std::io::Result<(StatusCode, String)> {
-    let io = |e: hyper::Error| std::io::Error::other(e.to_string());
-    let addr = format!(
-        "{}:{}",
-        if web.addr.is_empty() || web.addr == "0.0.0.0" {
-            "127.0.0.1"
-        } else {
-            &web.addr
-        },
-        web.port
-    );
-    let stream = tokio::net::TcpStream::connect(&addr).await?;
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .map_err(io)?;
-    let conn_task = tokio::spawn(conn);
-    let mut req = Request::builder()
-        .method(method)
-        .uri(path)
-        .header(hyper::header::HOST, addr.as_str());
-    if !web.user.is_empty() || !web.password.is_empty() {
-        let cred = base64::Engine::encode(
-            &base64::engine::general_purpose::STANDARD,
-            format!("{}:{}", web.user, &*web.password),
-        );
-        req = req.header(hyper::header::AUTHORIZATION, format!("Basic {cred}"));
-    }
-    let req = req
-        .body(Full::new(Bytes::new()))
-        .map_err(std::io::Error::other)?;
-    let resp = sender.send_request(req).await.map_err(io)?;
-    let code = resp.status();
-    let body = resp.into_body().collect().await.map_err(io)?.to_bytes();
-    conn_task.abort();
-    Ok((code, String::from_utf8_lossy(&body).into_owned()))
+    let host = if web.addr.is_empty() || web.addr == "0.0.0.0" {
+        "127.0.0.1"
+    } else {
+        &web.addr
+    };
+    let auth = BasicAuth {
+        user: web.user.clone(),
+        password: web.password.0.clone(),
+    };
+    http::request(
+        &format!("{host}:{}", web.port),
+        &auth,
+        method,
+        path,
+        Bytes::new(),
+    )
+    .await
 }

@@ -1,0 +1,167 @@
+//! The one small HTTP server both binaries use for their web endpoints (frps dashboard and
+//! metrics, frpc admin API): hyper http1, one task per connection under a cancellation token,
+//! and frp's Basic auth (checked in constant time; a failure waits 200 ms and answers 401 with
+//! `WWW-Authenticate: Basic realm="Restricted"`).
+
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::{Request, Response, StatusCode};
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tracing::debug;
+
+/// A response with a full body.
+pub type Resp = Response<Full<Bytes>>;
+
+/// A plain response.
+pub fn reply(code: StatusCode, body: impl Into<Bytes>) -> Resp {
+    let mut r = Response::new(Full::new(body.into()));
+    *r.status_mut() = code;
+    r
+}
+
+/// A JSON response.
+pub fn json<T: serde::Serialize>(code: StatusCode, v: &T) -> Resp {
+    let mut r = reply(code, serde_json::to_vec(v).unwrap_or_default());
+    r.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+/// Basic-auth credentials; empty user and password = no auth (as frp).
+#[derive(Clone, Default)]
+pub struct BasicAuth {
+    pub user: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for BasicAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BasicAuth")
+            .field("user", &self.user)
+            .finish_non_exhaustive()
+    }
+}
+
+impl BasicAuth {
+    fn required(&self) -> bool {
+        !self.user.is_empty() || !self.password.is_empty()
+    }
+
+    /// Whether the request carries these credentials (constant-time comparison).
+    pub fn allows(&self, req: &Request<Incoming>) -> bool {
+        if !self.required() {
+            return true;
+        }
+        let given = req
+            .headers()
+            .get(hyper::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Basic "))
+            .and_then(|b| {
+                base64::Engine::decode(&base64::engine::general_purpose::STANDARD, b.trim()).ok()
+            })
+            .unwrap_or_default();
+        let want = format!("{}:{}", self.user, self.password);
+        subtle::ConstantTimeEq::ct_eq(given.as_slice(), want.as_bytes()).into()
+    }
+}
+
+/// frp's answer to a failed Basic auth.
+pub async fn unauthorized() -> Resp {
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut r = reply(StatusCode::UNAUTHORIZED, "Unauthorized\n");
+    r.headers_mut().insert(
+        hyper::header::WWW_AUTHENTICATE,
+        hyper::header::HeaderValue::from_static("Basic realm=\"Restricted\""),
+    );
+    r
+}
+
+/// Serves `handler` on `listener` until `token` is cancelled. `/healthz` answers 200 without
+/// auth; every other path needs `auth`.
+pub async fn serve<H, F>(
+    listener: TcpListener,
+    auth: BasicAuth,
+    handler: Arc<H>,
+    token: CancellationToken,
+) where
+    H: Fn(Request<Incoming>) -> F + Send + Sync + 'static,
+    F: Future<Output = Resp> + Send + 'static,
+{
+    let auth = Arc::new(auth);
+    loop {
+        let (stream, _) = tokio::select! {
+            _ = token.cancelled() => return,
+            r = listener.accept() => match r {
+                Ok(s) => s,
+                Err(e) => {
+                    debug!(error = %e, "http accept");
+                    continue;
+                }
+            },
+        };
+        let (handler, auth, conn_token) = (handler.clone(), auth.clone(), token.clone());
+        tokio::spawn(async move {
+            let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+                let (handler, auth) = (handler.clone(), auth.clone());
+                async move {
+                    if req.uri().path() == "/healthz" {
+                        return Ok::<_, Infallible>(reply(StatusCode::OK, ""));
+                    }
+                    if !auth.allows(&req) {
+                        return Ok(unauthorized().await);
+                    }
+                    Ok(handler(req).await)
+                }
+            });
+            let conn = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), svc);
+            tokio::select! {
+                _ = conn_token.cancelled() => {}
+                r = conn => if let Err(e) = r { debug!(error = %e, "http connection") },
+            }
+        });
+    }
+}
+
+/// One client request (for `frpc reload|status|stop` and tests): returns status and body.
+pub async fn request(
+    addr: &str,
+    auth: &BasicAuth,
+    method: hyper::Method,
+    path: &str,
+    body: Bytes,
+) -> std::io::Result<(StatusCode, String)> {
+    use http_body_util::BodyExt;
+    let io = |e: hyper::Error| std::io::Error::other(e.to_string());
+    let stream = tokio::net::TcpStream::connect(addr).await?;
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .map_err(io)?;
+    let conn_task = tokio::spawn(conn);
+    let mut req = Request::builder()
+        .method(method)
+        .uri(path)
+        .header(hyper::header::HOST, addr);
+    if auth.required() {
+        let cred = base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            format!("{}:{}", auth.user, auth.password),
+        );
+        req = req.header(hyper::header::AUTHORIZATION, format!("Basic {cred}"));
+    }
+    let req = req.body(Full::new(body)).map_err(std::io::Error::other)?;
+    let resp = sender.send_request(req).await.map_err(io)?;
+    let code = resp.status();
+    let bytes = resp.into_body().collect().await.map_err(io)?.to_bytes();
+    conn_task.abort();
+    Ok((code, String::from_utf8_lossy(&bytes).into_owned()))
+}
