@@ -91,6 +91,7 @@ pub(crate) async fn serve(
     };
     if let Err(e) = check_login(&shared, &login) {
         warn!(user = %login.user, version = %login.version, error = %e, "login refused");
+        shared.metrics.refused("login", "auth");
         let msg = if shared.cfg.detailed_errors_to_client {
             e
         } else {
@@ -172,8 +173,10 @@ pub(crate) async fn serve(
         let _ = ctl_tx.send(ReqWorkConn {}.into()).await;
     }
 
+    shared.metrics.client_opened();
     let mut ctl = Control {
         shared: shared.clone(),
+        version: login.version.clone(),
         token: token.clone(),
         pool: pool.clone(),
         ctl_tx,
@@ -186,6 +189,7 @@ pub(crate) async fn serve(
     for (_, p) in ctl.proxies.drain() {
         p.close().await;
     }
+    shared.metrics.client_closed();
     pool.close();
     shared.registry.remove_control(&run_id, handle.id);
     info!(parent: &span, "client session closed");
@@ -241,6 +245,8 @@ async fn writer<W: tokio::io::AsyncWrite + Unpin>(
 /// State owned by the control loop.
 struct Control {
     shared: Arc<Shared>,
+    /// The client's frp version (dashboard).
+    version: String,
     token: CancellationToken,
     pool: WorkConnPool,
     ctl_tx: mpsc::Sender<Message>,
@@ -325,6 +331,7 @@ impl Control {
             }
             Err(e) => {
                 warn!(proxy = %name, error = %e, "new proxy failed");
+                self.shared.metrics.refused("new_proxy", e.reason());
                 let error = if self.shared.cfg.detailed_errors_to_client {
                     e.to_string()
                 } else {
@@ -366,7 +373,14 @@ impl Control {
             token: self.token.child_token(),
             shared: self.shared.clone(),
         };
-        proxy::start(&np, ctx, name_guard).await
+        let mut name_guard = name_guard;
+        let traffic = self.shared.metrics.proxy_opened(&np, &self.version);
+        name_guard.opened(self.shared.metrics.clone(), &np.proxy_type);
+        let started = proxy::start(&np, ctx, name_guard, traffic).await?;
+        self.shared
+            .metrics
+            .proxy_started(&np.proxy_name, &started.1);
+        Ok(started)
     }
 }
 

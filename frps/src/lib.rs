@@ -7,12 +7,16 @@
 //! - `pool`: the work-connection pool fed by `ReqWorkConn`.
 //! - `proxy`: proxy types; shared user-connection handling lives in `proxy/mod.rs`.
 //! - `group`: load-balancing groups (shared listener, members in turn).
+//! - `metrics`: Prometheus registry (frp's series and `frp_rs_` extras) and proxy statistics.
+//! - `dashboard`: the dashboard API and `/metrics` on `webServer`.
 //! - `ports`: `allowPorts`, port allocation.
 //! - [`cli`]: the command line (the binary's `main` only calls it).
 
 pub mod cli;
 mod control;
+mod dashboard;
 mod group;
+mod metrics;
 mod pool;
 mod ports;
 mod proxy;

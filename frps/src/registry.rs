@@ -2,7 +2,7 @@
 //! Short critical sections only; no lock is held across an await.
 
 use crate::control::ControlHandle;
-use crate::proxy::Traffic;
+use crate::metrics::Metrics;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 #[derive(Debug, Default)]
 pub(crate) struct Registry {
     controls: Mutex<HashMap<String, ControlHandle>>,
-    proxy_names: Mutex<HashMap<String, Arc<Traffic>>>,
+    proxy_names: Mutex<HashSet<String>>,
     ports: Mutex<HashSet<u16>>,
 }
 
@@ -47,24 +47,16 @@ impl Registry {
         lock(&self.controls).len()
     }
 
-    /// Claims a proxy name (None when taken) with fresh traffic counters.
+    /// Claims a proxy name; None when taken.
     pub(crate) fn claim_name(self: &Arc<Self>, name: &str) -> Option<NameGuard> {
-        let mut names = lock(&self.proxy_names);
-        if names.contains_key(name) {
+        if !lock(&self.proxy_names).insert(name.to_owned()) {
             return None;
         }
-        let traffic = Arc::new(Traffic::default());
-        names.insert(name.to_owned(), traffic.clone());
         Some(NameGuard {
             reg: self.clone(),
             name: name.to_owned(),
-            traffic,
+            metrics: None,
         })
-    }
-
-    /// Traffic counters of an online proxy.
-    pub(crate) fn traffic(&self, name: &str) -> Option<Arc<Traffic>> {
-        lock(&self.proxy_names).get(name).cloned()
     }
 
     pub(crate) fn port_in_use(&self, port: u16) -> bool {
@@ -81,17 +73,27 @@ impl Registry {
     }
 }
 
-/// Releases a proxy name on drop.
+/// Releases a proxy name on drop (and marks the proxy offline in the metrics, once opened).
 #[derive(Debug)]
 pub(crate) struct NameGuard {
     reg: Arc<Registry>,
     name: String,
-    pub(crate) traffic: Arc<Traffic>,
+    metrics: Option<(Arc<Metrics>, String)>,
+}
+
+impl NameGuard {
+    /// From now on, dropping the guard records the proxy of type `kind` as closed.
+    pub(crate) fn opened(&mut self, metrics: Arc<Metrics>, kind: &str) {
+        self.metrics = Some((metrics, kind.to_owned()));
+    }
 }
 
 impl Drop for NameGuard {
     fn drop(&mut self) {
         lock(&self.reg.proxy_names).remove(&self.name);
+        if let Some((m, kind)) = &self.metrics {
+            m.proxy_closed(&self.name, kind);
+        }
     }
 }
 

@@ -37,12 +37,15 @@ pub enum ServerError {
     },
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
+    #[error("metrics: {0}")]
+    Metrics(String),
 }
 
 /// State shared by every task of one frps. Immutable config plus registries of handles.
 pub(crate) struct Shared {
     pub(crate) cfg: ServerConfig,
     pub(crate) registry: Arc<Registry>,
+    pub(crate) metrics: Arc<crate::metrics::Metrics>,
     pub(crate) groups: crate::group::Groups,
     pub(crate) tracker: TaskTracker,
     /// Control-channel and work-connection key, from `auth.token`.
@@ -69,6 +72,8 @@ impl Shared {
 #[derive(Debug)]
 pub struct Server {
     listener: TcpListener,
+    /// `webServer` (dashboard and metrics), when its port is set.
+    dashboard: Option<TcpListener>,
     shared: Arc<Shared>,
 }
 
@@ -91,17 +96,40 @@ impl Server {
             key: derive_key(cfg.auth.token.as_bytes()),
             cfg,
             registry: Arc::new(Registry::default()),
+            metrics: Arc::new(
+                crate::metrics::Metrics::new().map_err(|e| ServerError::Metrics(e.to_string()))?,
+            ),
             groups: crate::group::Groups::default(),
             tracker: TaskTracker::new(),
             tls,
             next_id: AtomicU64::new(1),
         });
-        Ok(Server { listener, shared })
+        let web = &shared.cfg.web_server;
+        let dashboard = if web.port > 0 {
+            let addr = format!("{}:{}", web.addr, web.port);
+            Some(
+                TcpListener::bind(&addr)
+                    .await
+                    .map_err(|source| ServerError::Bind { addr, source })?,
+            )
+        } else {
+            None
+        };
+        Ok(Server {
+            listener,
+            dashboard,
+            shared,
+        })
     }
 
     /// The address frpc connects to.
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
+    }
+
+    /// The dashboard's address, when `webServer.port` is set.
+    pub fn dashboard_addr(&self) -> Option<SocketAddr> {
+        self.dashboard.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     /// Number of logged-in clients (for tests and, later, the dashboard).
@@ -124,6 +152,14 @@ impl Server {
             .unwrap_or_default();
         info!(%addr, "frps started");
         let shared = self.shared;
+        if let Some(l) = self.dashboard {
+            info!(addr = %l.local_addr().map(|a| a.to_string()).unwrap_or_default(), "dashboard listening");
+            shared.tracker.spawn(crate::dashboard::serve(
+                l,
+                shared.clone(),
+                shutdown.child_token(),
+            ));
+        }
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
@@ -160,17 +196,21 @@ impl ServerStats {
         self.0.registry.control_count()
     }
 
-    /// (bytes user -> frpc, bytes frpc -> user, open user connections) of an online proxy,
-    /// counted when each user connection closes.
+    /// (bytes user -> frpc, bytes frpc -> user, open user connections) of an online proxy.
     pub fn proxy_traffic(&self, wire_name: &str) -> Option<(u64, u64, u64)> {
         use std::sync::atomic::Ordering::Relaxed;
-        self.0.registry.traffic(wire_name).map(|t| {
-            (
-                t.bytes_in.load(Relaxed),
-                t.bytes_out.load(Relaxed),
-                t.conns.load(Relaxed),
-            )
-        })
+        let r = self.0.metrics.proxy(wire_name).filter(|r| r.online)?;
+        let t = &r.traffic;
+        Some((
+            t.bytes_in.load(Relaxed),
+            t.bytes_out.load(Relaxed),
+            t.conns.load(Relaxed).max(0) as u64,
+        ))
+    }
+
+    /// The Prometheus text the server would serve at `/metrics`.
+    pub fn metrics_text(&self) -> String {
+        self.0.metrics.render()
     }
 }
 

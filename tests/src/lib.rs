@@ -59,6 +59,8 @@ pub fn proxy(name: &str, kind: &str, local: SocketAddr, remote_port: u16) -> Pro
 #[derive(Debug)]
 pub struct Frps {
     pub addr: SocketAddr,
+    /// The dashboard, when `webServer.port` was set.
+    pub dashboard: Option<SocketAddr>,
     pub stats: frps::ServerStats,
     token: CancellationToken,
     task: JoinHandle<()>,
@@ -71,11 +73,13 @@ impl Frps {
         f(&mut cfg);
         let server = frps::Server::bind(cfg).await.expect("frps bind");
         let addr = server.local_addr().expect("frps addr");
+        let dashboard = server.dashboard_addr();
         let stats = server.stats();
         let token = CancellationToken::new();
         let task = tokio::spawn(server.run(token.clone()));
         Frps {
             addr,
+            dashboard,
             stats,
             token,
             task,

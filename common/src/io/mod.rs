@@ -3,11 +3,13 @@
 //! `wrapWorkConn`, `server/proxy/proxy.go` `handleUserTCPConnection`).
 
 pub mod compress;
+pub mod count;
 pub mod crypt;
 pub mod join;
 pub mod limit;
 
 pub use compress::CompressStream;
+pub use count::{Count, Counted};
 pub use crypt::CryptStream;
 pub use join::join;
 pub use limit::{LimitedStream, Limiter};

@@ -5,14 +5,14 @@
 mod tcp;
 mod udp;
 
+pub(crate) use crate::metrics::Traffic;
 use crate::pool::{PoolError, WorkConnPool};
 use crate::ports::PortError;
 use crate::registry::NameGuard;
 use crate::service::Shared;
-use common::io::{join, wrap_work_conn, BoxStream, WrapOpts};
+use common::io::{join, wrap_work_conn, BoxStream, Counted, WrapOpts};
 use common::msg::{NewProxy, StartWorkConn};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
@@ -36,12 +36,18 @@ pub(crate) enum ProxyError {
     Group(#[from] crate::group::GroupError),
 }
 
-/// Byte and connection counts of one proxy (`bytes_in`: user -> frpc, `bytes_out`: back).
-#[derive(Debug, Default)]
-pub(crate) struct Traffic {
-    pub(crate) bytes_in: AtomicU64,
-    pub(crate) bytes_out: AtomicU64,
-    pub(crate) conns: AtomicU64,
+impl ProxyError {
+    /// A short label for metrics.
+    pub(crate) fn reason(&self) -> &'static str {
+        match self {
+            ProxyError::AlreadyExists(_) => "name_in_use",
+            ProxyError::ExceedMaxPorts => "max_ports",
+            ProxyError::Port(_) => "port",
+            ProxyError::UnsupportedType(_) => "unsupported_type",
+            ProxyError::BadBandwidth(_) => "bad_bandwidth",
+            ProxyError::Group(_) => "group",
+        }
+    }
 }
 
 /// What every proxy type needs to serve users.
@@ -82,12 +88,12 @@ pub(crate) async fn start(
     np: &NewProxy,
     ctx: ProxyCtx,
     name: NameGuard,
+    traffic: Arc<Traffic>,
 ) -> Result<(ProxyHandle, String), ProxyError> {
     let token = ctx.token.clone();
-    let traffic = name.traffic.clone();
     let (task, remote_addr) = match np.proxy_type.as_str() {
         "tcp" => tcp::start(np, ctx, traffic.clone()).await?,
-        "udp" => udp::start(np, ctx).await?,
+        "udp" => udp::start(np, ctx, traffic.clone()).await?,
         other => return Err(ProxyError::UnsupportedType(other.into())),
     };
     Ok((
@@ -116,35 +122,39 @@ pub(crate) async fn start_work(
         dst_port: local.map(|a| a.port()).unwrap_or_default(),
         error: String::new(),
     };
-    tokio::select! {
+    let waited = tokio::time::Instant::now();
+    let work = tokio::select! {
         _ = ctx.token.cancelled() => Err(PoolError::Closed),
         w = ctx.pool.get_started(&start) => w,
+    };
+    if work.is_ok() {
+        ctx.shared
+            .metrics
+            .work_conn_wait
+            .observe(waited.elapsed().as_secs_f64());
     }
+    work
 }
 
 /// Relays a user connection over a started work connection until either side ends (frp
 /// `handleUserTCPConnection` after the work connection is obtained).
 pub(crate) async fn relay(
     ctx: &ProxyCtx,
-    traffic: &Traffic,
-    mut user: TcpStream,
+    traffic: &Arc<Traffic>,
+    user: TcpStream,
     work: BoxStream,
     peer: SocketAddr,
 ) {
     let mut work = wrap_work_conn(work, &ctx.wrap);
-    traffic.conns.fetch_add(1, Ordering::Relaxed);
+    let _open = traffic.conn_opened();
+    let mut user = Counted::new(user, traffic.clone());
     tokio::select! {
         _ = ctx.token.cancelled() => {}
         r = join(&mut user, &mut work) => match r {
-            Ok((to_client, to_user)) => {
-                traffic.bytes_in.fetch_add(to_client, Ordering::Relaxed);
-                traffic.bytes_out.fetch_add(to_user, Ordering::Relaxed);
-                debug!(proxy = %ctx.name, %peer, to_client, to_user, "user connection closed");
-            }
+            Ok((to_client, to_user)) => debug!(proxy = %ctx.name, %peer, to_client, to_user, "user connection closed"),
             Err(e) => debug!(proxy = %ctx.name, %peer, error = %e, "user connection ended with error"),
         },
     }
-    traffic.conns.fetch_sub(1, Ordering::Relaxed);
 }
 
 /// One user connection of a single proxy.

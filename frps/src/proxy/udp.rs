@@ -1,10 +1,12 @@
 //! udp proxy (frp `server/proxy/udp.go`): one UDP socket on `remotePort`, one work connection at
 //! a time carrying UDPPacket messages; replies go to the packet's `r` address.
 
-use super::{ProxyCtx, ProxyError};
+use super::{ProxyCtx, ProxyError, Traffic};
 use crate::ports::{self, PortError};
 use common::io::wrap_work_conn;
+use common::io::Count;
 use common::msg::{read_msg, write_msg, Message, NewProxy, StartWorkConn, UdpPacket};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::UdpSocket;
 use tokio::task::JoinHandle;
@@ -19,6 +21,7 @@ const READ_TIMEOUT: Duration = Duration::from_secs(60);
 pub(super) async fn start(
     np: &NewProxy,
     ctx: ProxyCtx,
+    traffic: Arc<Traffic>,
 ) -> Result<(JoinHandle<()>, String), ProxyError> {
     let port = u16::try_from(np.remote_port).map_err(|_| PortError::NotAllowed)?;
     let (socket, guard) =
@@ -31,7 +34,7 @@ pub(super) async fn start(
             let _guard = guard;
             tokio::select! {
                 _ = ctx.token.cancelled() => {}
-                _ = serve(&ctx, &socket) => {}
+                _ = serve(&ctx, &socket, &traffic) => {}
             }
         }
         .instrument(span),
@@ -39,7 +42,7 @@ pub(super) async fn start(
     Ok((task, remote_addr))
 }
 
-async fn serve(ctx: &ProxyCtx, socket: &UdpSocket) {
+async fn serve(ctx: &ProxyCtx, socket: &UdpSocket, traffic: &Arc<Traffic>) {
     tokio::time::sleep(START_DELAY).await;
     let size = ctx.shared.cfg.udp_packet_size.clamp(1, 65535) as usize;
     let mut buf = vec![0u8; size];
@@ -60,6 +63,7 @@ async fn serve(ctx: &ProxyCtx, socket: &UdpSocket) {
         let to_client = async {
             loop {
                 let (n, from) = socket.recv_from(&mut buf).await?;
+                traffic.read(n as u64);
                 let pkt = UdpPacket {
                     content: buf[..n].to_vec(),
                     local_addr: None,
@@ -77,6 +81,7 @@ async fn serve(ctx: &ProxyCtx, socket: &UdpSocket) {
                     Ok(Err(e)) => return Err(std::io::Error::other(e)),
                     Ok(Ok(Message::UdpPacket(p))) => {
                         if let Some(to) = p.remote_addr.as_ref().and_then(|a| a.to_socket_addr()) {
+                            traffic.written(p.content.len() as u64);
                             if let Err(e) = socket.send_to(&p.content, to).await {
                                 debug!(error = %e, %to, "udp send failed");
                             }

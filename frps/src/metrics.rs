@@ -1,0 +1,343 @@
+//! frps's metrics (frp `pkg/metrics/prometheus/server.go`, `pkg/metrics/mem`): a Prometheus
+//! registry owned by the server (not global) with frp's six series under frp's names and labels,
+//! `frp_rs_` extras that frp dashboards ignore, and the per-proxy statistics the dashboard API
+//! shows (kept for offline proxies until `DELETE /api/proxies?status=offline`).
+//!
+//! Bytes are counted by the `Counted` stream layer on each user connection, through [`Traffic`].
+
+use common::io::Count;
+use common::msg::NewProxy;
+use prometheus::{
+    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// Live counters of one proxy, shared by its connections.
+#[derive(Debug)]
+pub(crate) struct Traffic {
+    /// user -> frps -> frpc, as frp's `traffic_in`.
+    pub(crate) bytes_in: AtomicU64,
+    /// frpc -> frps -> user.
+    pub(crate) bytes_out: AtomicU64,
+    pub(crate) conns: AtomicI64,
+    prom_in: IntCounter,
+    prom_out: IntCounter,
+    prom_conns: IntGauge,
+    totals: Arc<Totals>,
+}
+
+#[derive(Debug, Default)]
+struct Totals {
+    bytes_in: AtomicU64,
+    bytes_out: AtomicU64,
+    conns: AtomicI64,
+}
+
+impl Count for Traffic {
+    fn read(&self, n: u64) {
+        self.bytes_in.fetch_add(n, Relaxed);
+        self.totals.bytes_in.fetch_add(n, Relaxed);
+        self.prom_in.inc_by(n);
+    }
+    fn written(&self, n: u64) {
+        self.bytes_out.fetch_add(n, Relaxed);
+        self.totals.bytes_out.fetch_add(n, Relaxed);
+        self.prom_out.inc_by(n);
+    }
+}
+
+impl Traffic {
+    /// A user connection opened (`Drop` of the guard closes it).
+    pub(crate) fn conn_opened(self: &Arc<Self>) -> ConnGuard {
+        self.conns.fetch_add(1, Relaxed);
+        self.totals.conns.fetch_add(1, Relaxed);
+        self.prom_conns.inc();
+        ConnGuard(self.clone())
+    }
+}
+
+/// Counts one open user connection until dropped.
+#[derive(Debug)]
+pub(crate) struct ConnGuard(Arc<Traffic>);
+
+impl Drop for ConnGuard {
+    fn drop(&mut self) {
+        self.0.conns.fetch_sub(1, Relaxed);
+        self.0.totals.conns.fetch_sub(1, Relaxed);
+        self.0.prom_conns.dec();
+    }
+}
+
+/// What the dashboard shows of a proxy, online or not.
+#[derive(Debug, Clone)]
+pub(crate) struct ProxyRecord {
+    pub(crate) kind: String,
+    pub(crate) conf: serde_json::Value,
+    pub(crate) client_version: String,
+    pub(crate) online: bool,
+    pub(crate) last_start: String,
+    pub(crate) last_close: String,
+    pub(crate) traffic: Arc<Traffic>,
+}
+
+/// The server's metrics.
+#[derive(Debug)]
+pub(crate) struct Metrics {
+    pub(crate) registry: Registry,
+    client_counts: IntGauge,
+    proxy_counts: IntGaugeVec,
+    proxy_counts_detailed: IntGaugeVec,
+    connection_counts: IntGaugeVec,
+    traffic_in: IntCounterVec,
+    traffic_out: IntCounterVec,
+    /// frp_rs: time users wait for a work connection.
+    pub(crate) work_conn_wait: Histogram,
+    /// frp_rs: refused logins, proxies and work connections, by reason.
+    pub(crate) refusals: IntCounterVec,
+    totals: Arc<Totals>,
+    proxies: Mutex<BTreeMap<String, ProxyRecord>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Metrics {
+    pub(crate) fn new() -> Result<Self, prometheus::Error> {
+        let registry = Registry::new();
+        let ns = |n: &str, h: &str| Opts::new(n, h).namespace("frp").subsystem("server");
+        let client_counts =
+            IntGauge::with_opts(ns("client_counts", "The current client counts of frps"))?;
+        let proxy_counts =
+            IntGaugeVec::new(ns("proxy_counts", "The current proxy counts"), &["type"])?;
+        let proxy_counts_detailed = IntGaugeVec::new(
+            ns(
+                "proxy_counts_detailed",
+                "The current number of proxies grouped by type and name",
+            ),
+            &["type", "name"],
+        )?;
+        let connection_counts = IntGaugeVec::new(
+            ns("connection_counts", "The current connection counts"),
+            &["name", "type"],
+        )?;
+        let traffic_in =
+            IntCounterVec::new(ns("traffic_in", "The total in traffic"), &["name", "type"])?;
+        let traffic_out = IntCounterVec::new(
+            ns("traffic_out", "The total out traffic"),
+            &["name", "type"],
+        )?;
+        let work_conn_wait = Histogram::with_opts(
+            HistogramOpts::new(
+                "frp_rs_server_work_conn_wait_seconds",
+                "Time a user connection waited for a work connection",
+            )
+            .buckets(vec![
+                0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0,
+            ]),
+        )?;
+        let refusals = IntCounterVec::new(
+            Opts::new(
+                "frp_rs_server_refusals_total",
+                "Refused logins, proxies and work connections by reason",
+            ),
+            &["what", "reason"],
+        )?;
+        registry.register(Box::new(client_counts.clone()))?;
+        registry.register(Box::new(proxy_counts.clone()))?;
+        registry.register(Box::new(proxy_counts_detailed.clone()))?;
+        registry.register(Box::new(connection_counts.clone()))?;
+        registry.register(Box::new(traffic_in.clone()))?;
+        registry.register(Box::new(traffic_out.clone()))?;
+        registry.register(Box::new(work_conn_wait.clone()))?;
+        registry.register(Box::new(refusals.clone()))?;
+        Ok(Metrics {
+            registry,
+            client_counts,
+            proxy_counts,
+            proxy_counts_detailed,
+            connection_counts,
+            traffic_in,
+            traffic_out,
+            work_conn_wait,
+            refusals,
+            totals: Arc::new(Totals::default()),
+            proxies: Mutex::new(BTreeMap::new()),
+        })
+    }
+
+    pub(crate) fn client_opened(&self) {
+        self.client_counts.inc();
+    }
+
+    pub(crate) fn client_closed(&self) {
+        self.client_counts.dec();
+    }
+
+    pub(crate) fn refused(&self, what: &str, reason: &str) {
+        self.refusals.with_label_values(&[what, reason]).inc();
+    }
+
+    /// A proxy registered: its counters (continuing any it had before under this name).
+    pub(crate) fn proxy_opened(&self, np: &NewProxy, client_version: &str) -> Arc<Traffic> {
+        let (name, kind) = (np.proxy_name.as_str(), np.proxy_type.as_str());
+        self.proxy_counts.with_label_values(&[kind]).inc();
+        self.proxy_counts_detailed
+            .with_label_values(&[kind, name])
+            .set(1);
+        let mut proxies = lock(&self.proxies);
+        let traffic = match proxies.get(name) {
+            Some(r) if r.kind == kind => r.traffic.clone(),
+            _ => Arc::new(Traffic {
+                bytes_in: AtomicU64::new(0),
+                bytes_out: AtomicU64::new(0),
+                conns: AtomicI64::new(0),
+                prom_in: self.traffic_in.with_label_values(&[name, kind]),
+                prom_out: self.traffic_out.with_label_values(&[name, kind]),
+                prom_conns: self.connection_counts.with_label_values(&[name, kind]),
+                totals: self.totals.clone(),
+            }),
+        };
+        let last_close = proxies
+            .get(name)
+            .map(|r| r.last_close.clone())
+            .unwrap_or_default();
+        proxies.insert(
+            name.to_owned(),
+            ProxyRecord {
+                kind: kind.to_owned(),
+                conf: conf_json(np),
+                client_version: client_version.to_owned(),
+                online: true,
+                last_start: now(),
+                last_close,
+                traffic: traffic.clone(),
+            },
+        );
+        traffic
+    }
+
+    /// Records where the proxy listens (frps may have picked the port).
+    pub(crate) fn proxy_started(&self, name: &str, remote_addr: &str) {
+        let port = remote_addr
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse::<u16>().ok());
+        if let (Some(r), Some(port)) = (lock(&self.proxies).get_mut(name), port) {
+            if r.conf.get("remotePort").is_some() {
+                r.conf["remotePort"] = serde_json::json!(port);
+            }
+        }
+    }
+
+    pub(crate) fn proxy_closed(&self, name: &str, kind: &str) {
+        self.proxy_counts.with_label_values(&[kind]).dec();
+        let _ = self
+            .proxy_counts_detailed
+            .remove_label_values(&[kind, name]);
+        if let Some(r) = lock(&self.proxies).get_mut(name) {
+            r.online = false;
+            r.last_close = now();
+        }
+    }
+
+    pub(crate) fn proxy(&self, name: &str) -> Option<ProxyRecord> {
+        lock(&self.proxies).get(name).cloned()
+    }
+
+    pub(crate) fn proxies(&self) -> Vec<(String, ProxyRecord)> {
+        lock(&self.proxies)
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
+    /// `DELETE /api/proxies?status=offline`: returns (cleared, total before).
+    pub(crate) fn clear_offline(&self) -> (usize, usize) {
+        let mut p = lock(&self.proxies);
+        let total = p.len();
+        p.retain(|_, r| r.online);
+        (total - p.len(), total)
+    }
+
+    /// (traffic in, traffic out, current connections, clients).
+    pub(crate) fn totals(&self) -> (u64, u64, i64, i64) {
+        (
+            self.totals.bytes_in.load(Relaxed),
+            self.totals.bytes_out.load(Relaxed),
+            self.totals.conns.load(Relaxed),
+            self.client_counts.get(),
+        )
+    }
+
+    /// Prometheus text format.
+    pub(crate) fn render(&self) -> String {
+        let mut out = String::new();
+        let _ = prometheus::TextEncoder::new().encode_utf8(&self.registry.gather(), &mut out);
+        out
+    }
+}
+
+/// frp shows times as `01-02 15:04:05` (local time); we use UTC.
+fn now() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let (days, rem) = (secs / 86400, secs % 86400);
+    let (y, m, d) = civil(days as i64);
+    let _ = y;
+    format!(
+        "{m:02}-{d:02} {:02}:{:02}:{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// Days since 1970-01-01 to (year, month, day) (Howard Hinnant's algorithm).
+fn civil(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+/// The proxy's config as the dashboard shows it (frp v1 key names).
+fn conf_json(np: &NewProxy) -> serde_json::Value {
+    let mut c = serde_json::json!({
+        "name": np.proxy_name,
+        "type": np.proxy_type,
+        "transport": {
+            "useEncryption": np.use_encryption,
+            "useCompression": np.use_compression,
+            "bandwidthLimit": np.bandwidth_limit,
+            "bandwidthLimitMode": if np.bandwidth_limit_mode.is_empty() { "client" } else { np.bandwidth_limit_mode.as_str() },
+        },
+        "loadBalancer": { "group": np.group },
+        "metadatas": np.metas,
+        "annotations": np.annotations,
+    });
+    if matches!(np.proxy_type.as_str(), "tcp" | "udp") {
+        c["remotePort"] = serde_json::json!(np.remote_port);
+    }
+    c
+}
+
+#[cfg(test)]
+mod tests {
+    use super::civil;
+
+    #[test]
+    fn civil_dates() {
+        assert_eq!(civil(0), (1970, 1, 1));
+        assert_eq!(civil(20_000), (2024, 10, 4));
+    }
+}

@@ -1,0 +1,279 @@
+//! frps's Prometheus metrics and dashboard API, scraped over HTTP as an operator would.
+
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
+use common::http::{request, BasicAuth};
+use hyper::body::Bytes;
+use hyper::{Method, StatusCode};
+use std::net::SocketAddr;
+use tests::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// One parsed sample: metric name, sorted labels, value.
+type Sample = (String, Vec<(String, String)>, f64);
+
+fn auth() -> BasicAuth {
+    BasicAuth {
+        user: "admin".into(),
+        password: "s3cret".into(),
+    }
+}
+
+async fn get(dash: SocketAddr, path: &str) -> (StatusCode, String) {
+    request(&dash.to_string(), &auth(), Method::GET, path, Bytes::new())
+        .await
+        .unwrap()
+}
+
+/// Scrapes /metrics and returns (metric, labels, value) samples, parsed by a Prometheus parser.
+async fn scrape(dash: SocketAddr) -> Vec<Sample> {
+    let (code, text) = get(dash, "/metrics").await;
+    assert_eq!(code, StatusCode::OK);
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned())))
+        .expect("valid Prometheus text");
+    scrape
+        .samples
+        .into_iter()
+        .map(|s| {
+            let v = match s.value {
+                prometheus_parse::Value::Counter(v)
+                | prometheus_parse::Value::Gauge(v)
+                | prometheus_parse::Value::Untyped(v) => v,
+                _ => f64::NAN,
+            };
+            let mut labels: Vec<(String, String)> = s
+                .labels
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            labels.sort();
+            (s.metric, labels, v)
+        })
+        .collect()
+}
+
+fn value(samples: &[Sample], metric: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    let mut want: Vec<(String, String)> = labels
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    want.sort();
+    samples
+        .iter()
+        .find(|(m, l, _)| m == metric && *l == want)
+        .map(|(_, _, v)| *v)
+}
+
+#[tokio::test]
+async fn prometheus_series_move_with_traffic_and_dashboard_answers() {
+    init_log();
+    let dash_port = free_port().await;
+    let frps = Frps::start(|c| {
+        c.web_server.addr = "127.0.0.1".into();
+        c.web_server.port = dash_port;
+        c.web_server.user = "admin".into();
+        c.web_server.password = "s3cret".into();
+        c.enable_prometheus = true;
+    })
+    .await;
+    let dash = frps.dashboard.unwrap();
+    let echo = echo_tcp().await;
+    let frpc = Frpc::start(frps.addr, |c| c.proxies.push(proxy("web", "tcp", echo, 0)));
+    let port = remote_port(&frpc.wait_running("web").await);
+
+    // Auth: /healthz open, the rest behind Basic auth.
+    let no = BasicAuth::default();
+    assert_eq!(
+        request(
+            &dash.to_string(),
+            &no,
+            Method::GET,
+            "/healthz",
+            Bytes::new()
+        )
+        .await
+        .unwrap()
+        .0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        request(
+            &dash.to_string(),
+            &no,
+            Method::GET,
+            "/metrics",
+            Bytes::new()
+        )
+        .await
+        .unwrap()
+        .0,
+        StatusCode::UNAUTHORIZED
+    );
+    let wrong = BasicAuth {
+        user: "admin".into(),
+        password: "nope".into(),
+    };
+    assert_eq!(
+        request(
+            &dash.to_string(),
+            &wrong,
+            Method::GET,
+            "/api/serverinfo",
+            Bytes::new()
+        )
+        .await
+        .unwrap()
+        .0,
+        StatusCode::UNAUTHORIZED
+    );
+
+    let s = scrape(dash).await;
+    assert_eq!(value(&s, "frp_server_client_counts", &[]), Some(1.0));
+    assert_eq!(
+        value(&s, "frp_server_proxy_counts", &[("type", "tcp")]),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(
+            &s,
+            "frp_server_proxy_counts_detailed",
+            &[("type", "tcp"), ("name", "web")]
+        ),
+        Some(1.0)
+    );
+
+    // Traffic: 1000 bytes in, 1000 back, with one connection open at scrape time.
+    let mut live = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    live.write_all(&[7u8; 1000]).await.unwrap();
+    let mut back = vec![0u8; 1000];
+    live.read_exact(&mut back).await.unwrap();
+    let s = scrape(dash).await;
+    assert_eq!(
+        value(
+            &s,
+            "frp_server_connection_counts",
+            &[("name", "web"), ("type", "tcp")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(
+            &s,
+            "frp_server_traffic_in",
+            &[("name", "web"), ("type", "tcp")]
+        ),
+        Some(1000.0)
+    );
+    assert_eq!(
+        value(
+            &s,
+            "frp_server_traffic_out",
+            &[("name", "web"), ("type", "tcp")]
+        ),
+        Some(1000.0)
+    );
+    assert!(
+        s.iter()
+            .any(|(m, _, _)| m == "frp_rs_server_work_conn_wait_seconds_count"),
+        "frp_rs extras are there"
+    );
+    drop(live);
+
+    // Dashboard API with frp's field names.
+    let (code, body) = get(dash, "/api/serverinfo").await;
+    assert_eq!(code, StatusCode::OK);
+    let info: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(info["version"], "0.70.1");
+    assert_eq!(info["clientCounts"], 1);
+    assert_eq!(info["proxyTypeCount"]["tcp"], 1);
+    assert_eq!(info["totalTrafficIn"], 1000);
+    assert_eq!(info["maxPoolCount"], 5);
+    let (_, body) = get(dash, "/api/proxy/tcp").await;
+    let list: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let p = &list["proxies"][0];
+    assert_eq!(
+        (p["name"].as_str(), p["status"].as_str()),
+        (Some("web"), Some("online"))
+    );
+    assert_eq!(p["conf"]["remotePort"], i64::from(port));
+    assert_eq!(p["todayTrafficOut"], 1000);
+    assert!(p["lastStartTime"].as_str().unwrap().len() == 14, "{p}");
+    let (code, body) = get(dash, "/api/traffic/web").await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&body).unwrap()["trafficIn"][0],
+        1000
+    );
+    assert_eq!(
+        get(dash, "/api/proxy/tcp/nope").await,
+        (StatusCode::NOT_FOUND, "no proxy info found".into())
+    );
+
+    // The client leaves: gauges drop, the proxy shows offline until cleared.
+    frpc.stop().await;
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while value(&scrape(dash).await, "frp_server_client_counts", &[]) != Some(0.0) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "client count did not drop"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let s = scrape(dash).await;
+    assert_eq!(
+        value(&s, "frp_server_proxy_counts", &[("type", "tcp")]),
+        Some(0.0)
+    );
+    assert_eq!(
+        value(
+            &s,
+            "frp_server_proxy_counts_detailed",
+            &[("type", "tcp"), ("name", "web")]
+        ),
+        None
+    );
+    let (_, body) = get(dash, "/api/proxy/tcp/web").await;
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&body).unwrap()["status"],
+        "offline"
+    );
+    let (code, _) = request(
+        &dash.to_string(),
+        &auth(),
+        Method::DELETE,
+        "/api/proxies?status=offline",
+        Bytes::new(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(
+        get(dash, "/api/proxy/tcp/web").await.0,
+        StatusCode::NOT_FOUND
+    );
+    frps.stop().await;
+}
+
+#[tokio::test]
+async fn no_metrics_endpoint_without_enable_prometheus() {
+    init_log();
+    let dash_port = free_port().await;
+    let frps = Frps::start(|c| {
+        c.web_server.addr = "127.0.0.1".into();
+        c.web_server.port = dash_port;
+    })
+    .await;
+    let dash = frps.dashboard.unwrap();
+    let (code, _) = request(
+        &dash.to_string(),
+        &BasicAuth::default(),
+        Method::GET,
+        "/metrics",
+        Bytes::new(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(code, StatusCode::NOT_FOUND);
+    frps.stop().await;
+}
