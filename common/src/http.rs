@@ -34,6 +34,64 @@ pub fn json<T: serde::Serialize>(code: StatusCode, v: &T) -> Resp {
     r
 }
 
+/// frp's error body: `{"Code":400,"Msg":"..."}` (its `GeneralResponse` has no JSON tags).
+pub fn error(code: StatusCode, msg: &str) -> Resp {
+    #[derive(serde::Serialize)]
+    struct E<'a> {
+        #[serde(rename = "Code")]
+        code: u16,
+        #[serde(rename = "Msg")]
+        msg: &'a str,
+    }
+    json(
+        code,
+        &E {
+            code: code.as_u16(),
+            msg,
+        },
+    )
+}
+
+/// The request's query as decoded `(key, value)` pairs, in order.
+pub fn query<B>(req: &Request<B>) -> Vec<(String, String)> {
+    req.uri()
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .filter(|kv| !kv.is_empty())
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+            (percent_decode(k), percent_decode(v))
+        })
+        .collect()
+}
+
+/// `application/x-www-form-urlencoded` decoding (`+` is a space; bad escapes kept as is).
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < b.len() => match (hex(b[i + 1]), hex(b[i + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push(h << 4 | l);
+                    i += 2;
+                }
+                _ => out.push(b'%'),
+            },
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn hex(c: u8) -> Option<u8> {
+    (c as char).to_digit(16).map(|d| d as u8)
+}
+
 /// Basic-auth credentials; empty user and password = no auth (as frp).
 #[derive(Clone, Default)]
 pub struct BasicAuth {
@@ -164,4 +222,26 @@ pub async fn request(
     let bytes = resp.into_body().collect().await.map_err(io)?.to_bytes();
     conn_task.abort();
     Ok((code, String::from_utf8_lossy(&bytes).into_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_is_decoded() {
+        let req = Request::get("/x?user=a%20b&q=%E4%BD%A0+x&bad=%zz%&flag&ü=%c3%bc")
+            .body(())
+            .unwrap();
+        assert_eq!(
+            query(&req),
+            [
+                ("user".into(), "a b".into()),
+                ("q".into(), "你 x".into()),
+                ("bad".into(), "%zz%".into()),
+                ("flag".into(), String::new()),
+                ("ü".into(), "ü".into()),
+            ]
+        );
+    }
 }

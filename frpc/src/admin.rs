@@ -10,7 +10,7 @@
 use crate::status::StatusBoard;
 use crate::Reloader;
 use common::config::{ClientConfig, LoadOptions, WebServerConfig};
-use common::http::{self, reply, BasicAuth, Resp};
+use common::http::{self, error, reply, BasicAuth, Resp};
 use http_body_util::BodyExt;
 use hyper::body::{Bytes, Incoming};
 use hyper::{Method, Request, StatusCode};
@@ -45,32 +45,11 @@ pub(crate) async fn serve(listener: TcpListener, admin: Arc<Admin>, token: Cance
     http::serve(listener, auth, handler, token).await;
 }
 
-/// frp's error body: `{"Code":400,"Msg":"..."}` (its struct has no JSON tags).
-fn error(code: StatusCode, msg: &str) -> Resp {
-    #[derive(Serialize)]
-    struct E<'a> {
-        #[serde(rename = "Code")]
-        code: u16,
-        #[serde(rename = "Msg")]
-        msg: &'a str,
-    }
-    http::json(
-        code,
-        &E {
-            code: code.as_u16(),
-            msg,
-        },
-    )
-}
-
 async fn handle(a: Arc<Admin>, req: Request<Incoming>) -> Resp {
     let path = req.uri().path().to_owned();
-    let strict = req
-        .uri()
-        .query()
-        .unwrap_or("")
-        .split('&')
-        .any(|kv| kv == "strictConfig=true");
+    let strict = http::query(&req)
+        .iter()
+        .any(|(k, v)| k == "strictConfig" && v == "true");
     match (req.method().clone(), path.as_str()) {
         (Method::GET, "/api/reload") => match reload(&a, strict) {
             Ok(()) => reply(StatusCode::OK, ""),

@@ -5,6 +5,7 @@
 //! queue) and the control loop that owns all state. Cancelling the control's token ends all
 //! three and, through child tokens, every proxy and user connection under it.
 
+use crate::metrics::Owner;
 use crate::pool::WorkConnPool;
 use crate::proxy::{self, ProxyCtx, ProxyError, ProxyHandle};
 use crate::service::Shared;
@@ -173,10 +174,25 @@ pub(crate) async fn serve(
         let _ = ctl_tx.send(ReqWorkConn {}.into()).await;
     }
 
-    shared.metrics.client_opened();
+    let client_key = shared.metrics.client_opened(crate::clients::Login {
+        user: &login.user,
+        client_id: &login.client_id,
+        run_id: &run_id,
+        hostname: &login.hostname,
+        version: &login.version,
+        ip: peer.ip().to_string(),
+        wire_protocol: "v1",
+        control_id: handle.id,
+    });
     let mut ctl = Control {
         shared: shared.clone(),
-        version: login.version.clone(),
+        user: login.user.clone(),
+        client_id: shared
+            .metrics
+            .clients
+            .get(&client_key)
+            .map(|r| r.client_id)
+            .unwrap_or_default(),
         token: token.clone(),
         pool: pool.clone(),
         ctl_tx,
@@ -189,7 +205,7 @@ pub(crate) async fn serve(
     for (_, p) in ctl.proxies.drain() {
         p.close().await;
     }
-    shared.metrics.client_closed();
+    shared.metrics.client_closed(&run_id, handle.id);
     pool.close();
     shared.registry.remove_control(&run_id, handle.id);
     info!(parent: &span, "client session closed");
@@ -245,8 +261,9 @@ async fn writer<W: tokio::io::AsyncWrite + Unpin>(
 /// State owned by the control loop.
 struct Control {
     shared: Arc<Shared>,
-    /// The client's frp version (dashboard).
-    version: String,
+    /// The client's user and (effective) client id (dashboard).
+    user: String,
+    client_id: String,
     token: CancellationToken,
     pool: WorkConnPool,
     ctl_tx: mpsc::Sender<Message>,
@@ -374,7 +391,13 @@ impl Control {
             shared: self.shared.clone(),
         };
         let mut name_guard = name_guard;
-        let traffic = self.shared.metrics.proxy_opened(&np, &self.version);
+        let traffic = self.shared.metrics.proxy_opened(
+            &np,
+            Owner {
+                user: &self.user,
+                client_id: &self.client_id,
+            },
+        );
         name_guard.opened(self.shared.metrics.clone(), &np.proxy_type);
         let started = proxy::start(&np, ctx, name_guard, traffic).await?;
         self.shared

@@ -1,11 +1,15 @@
 //! frps's dashboard API and Prometheus endpoint (frp `server/api_router.go`; frp-protocol.md
 //! §18) on `webServer.addr:port`, behind its Basic auth except `/healthz`.
 //!
-//! Served: `/metrics` (with `enablePrometheus`), `/api/serverinfo`, `/api/proxy/{type}`,
-//! `/api/proxy/{type}/{name}`, `/api/traffic/{name}`, `DELETE /api/proxies?status=offline`,
-//! with frp's field names. Traffic is counted since the proxy first registered (frp keeps
-//! per-day figures for 7 days); `/api/traffic` reports it as today's value.
+//! Served: `/metrics` (with `enablePrometheus`), the legacy API (`/api/serverinfo`,
+//! `/api/proxy/{type}[/{name}]`, `/api/proxies/{name}`, `/api/traffic/{name}`,
+//! `/api/clients[/{key}]`, `DELETE /api/proxies?status=offline`; errors as frp's
+//! `{"Code":..,"Msg":..}`) and API v2 (`/api/v2/...`, in the `{"code","msg","data"}` envelope,
+//! paginated with `page`/`pageSize`), with frp's field names. Per-proxy traffic is kept per
+//! day for 7 days.
 
+use crate::clients::ClientRecord;
+use crate::metrics::{short_time, today, ProxyRecord};
 use crate::service::Shared;
 use common::http::{self, reply, BasicAuth, Resp};
 use hyper::body::Incoming;
@@ -24,39 +28,24 @@ pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>, token: Can
         user: web.user.clone(),
         password: web.password.0.clone(),
     };
+    // Day boundaries for the per-day traffic figures.
+    let roll = {
+        let (shared, token) = (shared.clone(), token.clone());
+        async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+            loop {
+                tokio::select! {
+                    _ = token.cancelled() => break,
+                    _ = tick.tick() => shared.metrics.roll_days(),
+                }
+            }
+        }
+    };
     let handler = Arc::new(move |req: Request<Incoming>| {
         let shared = shared.clone();
         async move { handle(&shared, req) }
     });
-    http::serve(listener, auth, handler, token).await;
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct ServerInfo {
-    version: &'static str,
-    bind_port: u16,
-    #[serde(rename = "vhostHTTPPort")]
-    vhost_http_port: u16,
-    #[serde(rename = "vhostHTTPSPort")]
-    vhost_https_port: u16,
-    #[serde(rename = "tcpmuxHTTPConnectPort")]
-    tcpmux_http_connect_port: u16,
-    kcp_bind_port: u16,
-    quic_bind_port: u16,
-    subdomain_host: String,
-    max_pool_count: i64,
-    max_ports_per_client: i64,
-    heartbeat_timeout: i64,
-    #[serde(skip_serializing_if = "String::is_empty")]
-    allow_ports_str: String,
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    tls_force: bool,
-    total_traffic_in: u64,
-    total_traffic_out: u64,
-    cur_conns: i64,
-    client_counts: i64,
-    proxy_type_count: BTreeMap<String, i64>,
+    tokio::join!(http::serve(listener, auth, handler, token), roll);
 }
 
 /// frp `ProxyStatsInfo` / `GetProxyStatsResp`.
@@ -66,7 +55,9 @@ struct ProxyStats {
     name: String,
     conf: Option<serde_json::Value>,
     #[serde(skip_serializing_if = "String::is_empty")]
-    client_version: String,
+    user: String,
+    #[serde(rename = "clientID", skip_serializing_if = "String::is_empty")]
+    client_id: String,
     today_traffic_in: u64,
     today_traffic_out: u64,
     cur_conns: i64,
@@ -75,21 +66,76 @@ struct ProxyStats {
     status: &'static str,
 }
 
-fn stats(name: &str, r: &crate::metrics::ProxyRecord) -> ProxyStats {
+fn status(r: &ProxyRecord) -> &'static str {
+    if r.online {
+        "online"
+    } else {
+        "offline"
+    }
+}
+
+fn stats(name: &str, r: &ProxyRecord) -> ProxyStats {
+    let (tin, tout) = r.daily(today());
     ProxyStats {
         name: name.to_owned(),
         conf: r.online.then(|| r.conf.clone()),
-        client_version: if r.online {
-            r.client_version.clone()
-        } else {
-            String::new()
-        },
-        today_traffic_in: r.traffic.bytes_in.load(Relaxed),
-        today_traffic_out: r.traffic.bytes_out.load(Relaxed),
+        user: r.user.clone(),
+        client_id: r.client_id.clone(),
+        today_traffic_in: tin[0],
+        today_traffic_out: tout[0],
         cur_conns: r.traffic.conns.load(Relaxed).max(0),
-        last_start_time: r.last_start.clone(),
-        last_close_time: r.last_close.clone(),
-        status: if r.online { "online" } else { "offline" },
+        last_start_time: short_time(r.last_start),
+        last_close_time: short_time(r.last_close),
+        status: status(r),
+    }
+}
+
+/// frp `V2ProxyResp`.
+#[derive(Serialize)]
+struct V2Proxy {
+    name: String,
+    #[serde(rename = "type")]
+    kind: String,
+    user: String,
+    #[serde(rename = "clientID")]
+    client_id: String,
+    spec: Option<serde_json::Value>,
+    status: V2ProxyStatus,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct V2ProxyStatus {
+    phase: &'static str,
+    today_traffic_in: u64,
+    today_traffic_out: u64,
+    cur_conns: i64,
+    #[serde(skip_serializing_if = "is_zero")]
+    last_start_at: i64,
+    #[serde(skip_serializing_if = "is_zero")]
+    last_close_at: i64,
+}
+
+fn is_zero(v: &i64) -> bool {
+    *v == 0
+}
+
+fn v2_proxy(name: &str, r: &ProxyRecord) -> V2Proxy {
+    let s = stats(name, r);
+    V2Proxy {
+        name: name.to_owned(),
+        kind: r.kind.clone(),
+        user: r.user.clone(),
+        client_id: r.client_id.clone(),
+        spec: s.conf,
+        status: V2ProxyStatus {
+            phase: s.status,
+            today_traffic_in: s.today_traffic_in,
+            today_traffic_out: s.today_traffic_out,
+            cur_conns: s.cur_conns,
+            last_start_at: r.last_start,
+            last_close_at: r.last_close,
+        },
     }
 }
 
@@ -109,108 +155,380 @@ fn allow_ports_str(shared: &Shared) -> String {
     parts.join(",")
 }
 
+/// A handler's failure: status and message, rendered in the API version's error shape.
+struct ApiError(StatusCode, String);
+
+fn bad(msg: impl Into<String>) -> ApiError {
+    ApiError(StatusCode::BAD_REQUEST, msg.into())
+}
+
+fn not_found(msg: impl Into<String>) -> ApiError {
+    ApiError(StatusCode::NOT_FOUND, msg.into())
+}
+
+type ApiResult = Result<serde_json::Value, ApiError>;
+
+fn to_value<T: Serialize>(v: T) -> ApiResult {
+    serde_json::to_value(v).map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+}
+
+/// The query, looked up by exact key (first value).
+struct Query(Vec<(String, String)>);
+
+impl Query {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+    fn str(&self, key: &str) -> &str {
+        self.get(key).unwrap_or("")
+    }
+}
+
 fn handle(shared: &Shared, req: Request<Incoming>) -> Resp {
-    let m = &shared.metrics;
     let path = req.uri().path().to_owned();
     let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
-    match (req.method(), parts.as_slice()) {
-        (&Method::GET, ["metrics"]) if shared.cfg.enable_prometheus => {
-            let mut r = reply(StatusCode::OK, m.render());
-            r.headers_mut().insert(
-                hyper::header::CONTENT_TYPE,
-                hyper::header::HeaderValue::from_static("text/plain; version=0.0.4"),
-            );
-            r
-        }
-        (&Method::GET, ["api", "serverinfo"]) => {
-            let (tin, tout, conns, clients) = m.totals();
-            let mut types = BTreeMap::new();
-            for (_, r) in m.proxies().iter().filter(|(_, r)| r.online) {
-                *types.entry(r.kind.clone()).or_insert(0) += 1;
-            }
-            let c = &shared.cfg;
-            http::json(
+    let q = Query(http::query(&req));
+    let method = req.method().clone();
+    if let ["api", "v2", rest @ ..] = parts.as_slice() {
+        return match v2(shared, &method, rest, &q) {
+            Some(Ok(data)) => http::json(
                 StatusCode::OK,
-                &ServerInfo {
-                    version: common::FRP_VERSION,
-                    bind_port: c.bind_port,
-                    vhost_http_port: c.vhost_http_port,
-                    vhost_https_port: c.vhost_https_port,
-                    tcpmux_http_connect_port: c.tcpmux_http_connect_port,
-                    kcp_bind_port: c.kcp_bind_port,
-                    quic_bind_port: c.quic_bind_port,
-                    subdomain_host: c.sub_domain_host.clone(),
-                    max_pool_count: c.transport.max_pool_count,
-                    max_ports_per_client: c.max_ports_per_client,
-                    heartbeat_timeout: c.transport.heartbeat_timeout,
-                    allow_ports_str: allow_ports_str(shared),
-                    tls_force: c.transport.tls.force,
-                    total_traffic_in: tin,
-                    total_traffic_out: tout,
-                    cur_conns: conns,
-                    client_counts: clients,
-                    proxy_type_count: types,
-                },
-            )
-        }
-        (&Method::GET, ["api", "proxy", kind]) => {
-            #[derive(Serialize)]
-            struct List {
-                proxies: Vec<ProxyStats>,
+                &serde_json::json!({"code": 200, "msg": "success", "data": data}),
+            ),
+            Some(Err(ApiError(code, msg))) => {
+                tracing::warn!(%path, error = %msg, "dashboard api error");
+                http::json(
+                    code,
+                    &serde_json::json!({"code": code.as_u16(), "msg": msg}),
+                )
             }
-            let proxies = m
+            None => reply(StatusCode::NOT_FOUND, "404 page not found\n"),
+        };
+    }
+    if method == Method::GET && parts == ["metrics"] && shared.cfg.enable_prometheus {
+        let mut r = reply(StatusCode::OK, shared.metrics.render());
+        r.headers_mut().insert(
+            hyper::header::CONTENT_TYPE,
+            hyper::header::HeaderValue::from_static("text/plain; version=0.0.4"),
+        );
+        return r;
+    }
+    match v1(shared, &method, &parts, &q) {
+        Some(Ok(v)) => http::json(StatusCode::OK, &v),
+        Some(Err(ApiError(code, msg))) => {
+            tracing::warn!(%path, error = %msg, "dashboard api error");
+            http::error(code, &msg)
+        }
+        None => reply(StatusCode::NOT_FOUND, "404 page not found\n"),
+    }
+}
+
+fn server_info(shared: &Shared) -> (serde_json::Value, serde_json::Value) {
+    let m = &shared.metrics;
+    let (tin, tout, conns, clients) = m.totals();
+    let mut types = BTreeMap::new();
+    for (_, r) in m.proxies().iter().filter(|(_, r)| r.online) {
+        *types.entry(r.kind.clone()).or_insert(0i64) += 1;
+    }
+    let c = &shared.cfg;
+    let config = serde_json::json!({
+        "bindPort": c.bind_port,
+        "vhostHTTPPort": c.vhost_http_port,
+        "vhostHTTPSPort": c.vhost_https_port,
+        "tcpmuxHTTPConnectPort": c.tcpmux_http_connect_port,
+        "kcpBindPort": c.kcp_bind_port,
+        "quicBindPort": c.quic_bind_port,
+        "subdomainHost": c.sub_domain_host,
+        "maxPoolCount": c.transport.max_pool_count,
+        "maxPortsPerClient": c.max_ports_per_client,
+        "heartbeatTimeout": c.transport.heartbeat_timeout,
+        "allowPortsStr": allow_ports_str(shared),
+        "tlsForce": c.transport.tls.force,
+    });
+    let status = serde_json::json!({
+        "totalTrafficIn": tin,
+        "totalTrafficOut": tout,
+        "curConns": conns,
+        "clientCounts": clients,
+        "proxyTypeCount": types,
+    });
+    (config, status)
+}
+
+/// The legacy API.
+fn v1(shared: &Shared, method: &Method, parts: &[&str], q: &Query) -> Option<ApiResult> {
+    let m = &shared.metrics;
+    let get = method == Method::GET;
+    Some(match parts {
+        ["api", "serverinfo"] if get => {
+            let (config, status) = server_info(shared);
+            let mut info = serde_json::Map::new();
+            info.insert("version".into(), common::FRP_VERSION.into());
+            for (k, v) in config.as_object()?.iter().chain(status.as_object()?) {
+                info.insert(k.clone(), v.clone());
+            }
+            // omitempty, as frp's ServerInfoResp.
+            if info["allowPortsStr"] == "" {
+                info.remove("allowPortsStr");
+            }
+            if info["tlsForce"] == false {
+                info.remove("tlsForce");
+            }
+            info.insert("transportProtocol".into(), "tcp".into());
+            info.insert("autoTransportEnabled".into(), false.into());
+            Ok(info.into())
+        }
+        ["api", "proxy", kind] if get => {
+            let proxies: Vec<ProxyStats> = m
                 .proxies()
                 .iter()
                 .filter(|(_, r)| r.kind == *kind)
                 .map(|(n, r)| stats(n, r))
                 .collect();
-            http::json(StatusCode::OK, &List { proxies })
+            to_value(serde_json::json!({ "proxies": proxies }))
         }
-        (&Method::GET, ["api", "proxy", kind, name]) => {
-            match m.proxy(name).filter(|r| r.kind == *kind) {
-                Some(r) => http::json(StatusCode::OK, &stats(name, &r)),
-                None => reply(StatusCode::NOT_FOUND, "no proxy info found"),
-            }
-        }
-        (&Method::GET, ["api", "traffic", name]) => match m.proxy(name) {
-            Some(r) => {
-                #[derive(Serialize)]
-                #[serde(rename_all = "camelCase")]
-                struct Traffic {
-                    name: String,
-                    traffic_in: Vec<u64>,
-                    traffic_out: Vec<u64>,
-                }
-                let mut tin = vec![0u64; 7];
-                let mut tout = vec![0u64; 7];
-                tin[0] = r.traffic.bytes_in.load(Relaxed);
-                tout[0] = r.traffic.bytes_out.load(Relaxed);
-                http::json(
-                    StatusCode::OK,
-                    &Traffic {
-                        name: (*name).to_owned(),
-                        traffic_in: tin,
-                        traffic_out: tout,
-                    },
-                )
-            }
-            None => reply(StatusCode::NOT_FOUND, "no proxy info found"),
+        ["api", "proxy", kind, name] if get => match m.proxy(name).filter(|r| r.kind == *kind) {
+            Some(r) => to_value(stats(name, &r)),
+            None => Err(not_found("no proxy info found")),
         },
-        (&Method::DELETE, ["api", "proxies"]) => {
-            if req
-                .uri()
-                .query()
-                .unwrap_or("")
-                .split('&')
-                .any(|kv| kv == "status=offline")
-            {
-                let (cleared, total) = m.clear_offline();
-                tracing::info!(cleared, total, "cleared offline proxies");
-                reply(StatusCode::OK, "")
-            } else {
-                reply(StatusCode::BAD_REQUEST, "status only support offline")
+        ["api", "proxies", name] if get => match m.proxy(name) {
+            Some(r) => to_value(stats(name, &r)),
+            None => Err(not_found("no proxy info found")),
+        },
+        ["api", "traffic", name] if get => match m.proxy(name) {
+            Some(r) => {
+                let (tin, tout) = r.daily(today());
+                to_value(serde_json::json!({"name": name, "trafficIn": tin, "trafficOut": tout}))
             }
+            None => Err(not_found("no proxy info found")),
+        },
+        ["api", "clients"] if get => {
+            let status = q.str("status").to_ascii_lowercase();
+            let items: Vec<ClientRecord> = m
+                .clients
+                .list()
+                .into_iter()
+                .filter(|c| {
+                    (q.str("user").is_empty() || c.user == q.str("user"))
+                        && (q.str("clientId").is_empty() || c.client_id == q.str("clientId"))
+                        && (q.str("runId").is_empty() || c.run_id == q.str("runId"))
+                        && match_status(c.online, &status)
+                })
+                .collect();
+            to_value(items)
         }
-        _ => reply(StatusCode::NOT_FOUND, "404 page not found\n"),
+        ["api", "clients", key] if get => client(shared, key),
+        ["api", "proxies"] if method == Method::DELETE => {
+            if q.get("status") != Some("offline") {
+                return Some(Err(bad("status only support offline")));
+            }
+            let (cleared, total) = m.clear_offline();
+            tracing::info!("cleared [{cleared}] offline proxies, total [{total}] proxies");
+            to_value(serde_json::json!({"Code": 200, "Msg": "success"}))
+        }
+        _ => return None,
+    })
+}
+
+fn client(shared: &Shared, key: &str) -> ApiResult {
+    match shared.metrics.clients.get(key) {
+        Some(c) => to_value(c),
+        None => Err(not_found(format!("client {key} not found"))),
     }
+}
+
+fn match_status(online: bool, filter: &str) -> bool {
+    match filter {
+        "online" => online,
+        "offline" => !online,
+        _ => true,
+    }
+}
+
+const V2_PROXY_TYPES: [&str; 8] = [
+    "tcp", "udp", "http", "https", "tcpmux", "stcp", "xtcp", "sudp",
+];
+
+fn positive(q: &Query, key: &str, default: usize) -> Result<usize, ApiError> {
+    match q.get(key) {
+        None | Some("") => Ok(default),
+        Some(v) => v
+            .parse::<usize>()
+            .ok()
+            .filter(|n| *n >= 1)
+            .ok_or_else(|| bad(format!("{key} must be a positive integer"))),
+    }
+}
+
+/// frp's v2 page: `{total, page, pageSize, items}`.
+fn page<T: Serialize>(items: Vec<T>, q: &Query) -> ApiResult {
+    let page = positive(q, "page", 1)?;
+    let size = positive(q, "pageSize", 50)?;
+    if size > 200 {
+        return Err(bad("pageSize must be between 1 and 200"));
+    }
+    let total = items.len();
+    let start = (page - 1).saturating_mul(size);
+    let items: Vec<T> = items.into_iter().skip(start).take(size).collect();
+    to_value(serde_json::json!({
+        "total": total, "page": page, "pageSize": size,
+        "items": serde_json::to_value(items).unwrap_or_default(),
+    }))
+}
+
+fn v2_status(q: &Query) -> Result<String, ApiError> {
+    let s = q.str("status").to_ascii_lowercase();
+    match s.as_str() {
+        "" | "all" | "online" | "offline" => Ok(s),
+        _ => Err(bad("status must be one of all, online, offline")),
+    }
+}
+
+fn contains(q: &str, values: &[&str]) -> bool {
+    q.is_empty() || values.iter().any(|v| v.to_lowercase().contains(q))
+}
+
+/// API v2 (`/api/v2/...`); `parts` excludes the prefix.
+fn v2(shared: &Shared, method: &Method, parts: &[&str], q: &Query) -> Option<ApiResult> {
+    let m = &shared.metrics;
+    let get = method == Method::GET;
+    let search = q.str("q").to_lowercase();
+    Some(match parts {
+        ["system", "info"] if get => {
+            let (config, status) = server_info(shared);
+            to_value(serde_json::json!({
+                "version": common::FRP_VERSION, "config": config, "status": status,
+            }))
+        }
+        ["system", "prune"] if method == Method::POST => {
+            let kind = q.str("type");
+            let (cleared, total) = match kind {
+                "" | "proxies" => m.clear_offline(),
+                "clients" => m.clients.clear_offline(),
+                _ => return Some(Err(bad("type must be one of proxies, clients"))),
+            };
+            let kind = if kind.is_empty() { "proxies" } else { kind };
+            to_value(serde_json::json!({"type": kind, "cleared": cleared, "total": total}))
+        }
+        ["users"] if get => {
+            let mut users: BTreeMap<String, (usize, usize)> = BTreeMap::new();
+            for c in m.clients.list() {
+                users.entry(c.user).or_default().0 += 1;
+            }
+            for (_, r) in m.proxies() {
+                users.entry(r.user).or_default().1 += 1;
+            }
+            let items: Vec<serde_json::Value> = users
+                .into_iter()
+                .filter(|(u, _)| contains(&search, &[u]))
+                .map(|(user, (c, p))| {
+                    serde_json::json!({"user": user, "clientCount": c, "proxyCount": p})
+                })
+                .collect();
+            page(items, q)
+        }
+        ["clients"] if get => {
+            let status = match v2_status(q) {
+                Ok(s) => s,
+                Err(e) => return Some(Err(e)),
+            };
+            let user = q.get("user");
+            let items: Vec<ClientRecord> = m
+                .clients
+                .list()
+                .into_iter()
+                .filter(|c| {
+                    user.is_none_or(|u| c.user == u)
+                        && (q.str("clientID").is_empty() || c.client_id == q.str("clientID"))
+                        && (q.str("runID").is_empty() || c.run_id == q.str("runID"))
+                        && match_status(c.online, &status)
+                        && contains(
+                            &search,
+                            &[
+                                &c.key,
+                                &c.user,
+                                &c.client_id,
+                                &c.run_id,
+                                &c.version,
+                                &c.wire_protocol,
+                                &c.hostname,
+                                &c.client_ip,
+                            ],
+                        )
+                })
+                .collect();
+            page(items, q)
+        }
+        ["clients", key] if get => client(shared, key),
+        ["proxies"] if get => {
+            let status = match v2_status(q) {
+                Ok(s) => s,
+                Err(e) => return Some(Err(e)),
+            };
+            let kind = q.str("type").to_ascii_lowercase();
+            if !kind.is_empty() && !V2_PROXY_TYPES.contains(&kind.as_str()) {
+                return Some(Err(bad(
+                    "type must be one of tcp, udp, http, https, tcpmux, stcp, xtcp, sudp",
+                )));
+            }
+            let user = q.get("user");
+            let mut items: Vec<V2Proxy> = m
+                .proxies()
+                .iter()
+                .filter(|(_, r)| {
+                    (kind.is_empty() || r.kind == kind) && V2_PROXY_TYPES.contains(&r.kind.as_str())
+                })
+                .map(|(n, r)| v2_proxy(n, r))
+                .filter(|p| {
+                    let spec_words: Vec<String> = p
+                        .spec
+                        .as_ref()
+                        .map(|s| {
+                            let mut w =
+                                vec![s["remotePort"].to_string(), s["subdomain"].to_string()];
+                            if let Some(d) = s["customDomains"].as_array() {
+                                w.extend(d.iter().map(|d| d.as_str().unwrap_or("").to_owned()));
+                            }
+                            w
+                        })
+                        .unwrap_or_default();
+                    let mut words: Vec<&str> =
+                        vec![&p.name, &p.kind, &p.user, &p.client_id, p.status.phase];
+                    words.extend(spec_words.iter().map(String::as_str));
+                    user.is_none_or(|u| p.user == u)
+                        && (q.str("clientID").is_empty() || p.client_id == q.str("clientID"))
+                        && match_status(p.status.phase == "online", &status)
+                        && contains(&search, &words)
+                })
+                .collect();
+            items.sort_by(|a, b| (&a.kind, &a.name).cmp(&(&b.kind, &b.name)));
+            page(items, q)
+        }
+        ["proxies", name] if get => match m.proxy(name) {
+            Some(r) => to_value(v2_proxy(name, &r)),
+            None => Err(not_found("no proxy info found")),
+        },
+        ["proxies", name, "traffic"] if get => match m.proxy(name) {
+            Some(r) => {
+                let (tin, tout) = r.daily(today());
+                let history: Vec<serde_json::Value> = (0..tin.len())
+                    .map(|age| {
+                        let (y, mo, d) = crate::metrics::civil(today() - age as i64);
+                        serde_json::json!({
+                            "date": format!("{y:04}-{mo:02}-{d:02}"),
+                            "trafficIn": tin[age], "trafficOut": tout[age],
+                        })
+                    })
+                    .collect();
+                to_value(serde_json::json!({
+                    "name": name, "unit": "bytes", "granularity": "day", "history": history,
+                }))
+            }
+            None => Err(not_found("no proxy info found")),
+        },
+        _ => return None,
+    })
 }

@@ -13,6 +13,7 @@
 //! - [`cli`]: the command line (the binary's `main` only calls it).
 
 pub mod cli;
+mod clients;
 mod control;
 mod dashboard;
 mod group;

@@ -75,11 +75,59 @@ impl Drop for ConnGuard {
 pub(crate) struct ProxyRecord {
     pub(crate) kind: String,
     pub(crate) conf: serde_json::Value,
-    pub(crate) client_version: String,
+    pub(crate) user: String,
+    pub(crate) client_id: String,
     pub(crate) online: bool,
-    pub(crate) last_start: String,
-    pub(crate) last_close: String,
+    /// Unix seconds; 0 = never.
+    pub(crate) last_start: i64,
+    pub(crate) last_close: i64,
     pub(crate) traffic: Arc<Traffic>,
+    /// Counter values at the start of each recent day: (day number, in, out), oldest first.
+    day_marks: std::collections::VecDeque<(i64, u64, u64)>,
+}
+
+/// frp keeps 7 days of per-proxy traffic.
+pub(crate) const RESERVE_DAYS: usize = 7;
+
+impl ProxyRecord {
+    fn mark_day(&mut self, day: i64) {
+        if self.day_marks.back().is_some_and(|m| m.0 >= day) {
+            return;
+        }
+        self.day_marks.push_back((
+            day,
+            self.traffic.bytes_in.load(Relaxed),
+            self.traffic.bytes_out.load(Relaxed),
+        ));
+        while self.day_marks.len() > RESERVE_DAYS {
+            self.day_marks.pop_front();
+        }
+    }
+
+    /// Bytes (in, out) per day for the last 7 days, today first (frp's `/api/traffic` order).
+    pub(crate) fn daily(&self, today: i64) -> (Vec<u64>, Vec<u64>) {
+        let (mut tin, mut tout) = (vec![0; RESERVE_DAYS], vec![0; RESERVE_DAYS]);
+        let mut end = (
+            self.traffic.bytes_in.load(Relaxed),
+            self.traffic.bytes_out.load(Relaxed),
+        );
+        for &(day, i, o) in self.day_marks.iter().rev() {
+            let age = today - day;
+            if (0..RESERVE_DAYS as i64).contains(&age) {
+                tin[age as usize] = end.0.saturating_sub(i);
+                tout[age as usize] = end.1.saturating_sub(o);
+            }
+            end = (i, o);
+        }
+        (tin, tout)
+    }
+}
+
+/// Who a proxy belongs to.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Owner<'a> {
+    pub(crate) user: &'a str,
+    pub(crate) client_id: &'a str,
 }
 
 /// The server's metrics.
@@ -98,6 +146,8 @@ pub(crate) struct Metrics {
     pub(crate) refusals: IntCounterVec,
     totals: Arc<Totals>,
     proxies: Mutex<BTreeMap<String, ProxyRecord>>,
+    /// Client records for the dashboard.
+    pub(crate) clients: crate::clients::ClientBook,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -153,6 +203,9 @@ impl Metrics {
         registry.register(Box::new(traffic_out.clone()))?;
         registry.register(Box::new(work_conn_wait.clone()))?;
         registry.register(Box::new(refusals.clone()))?;
+        registry.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))?;
         Ok(Metrics {
             registry,
             client_counts,
@@ -165,15 +218,19 @@ impl Metrics {
             refusals,
             totals: Arc::new(Totals::default()),
             proxies: Mutex::new(BTreeMap::new()),
+            clients: Default::default(),
         })
     }
 
-    pub(crate) fn client_opened(&self) {
+    /// A client logged in: returns its dashboard key.
+    pub(crate) fn client_opened(&self, login: crate::clients::Login<'_>) -> String {
         self.client_counts.inc();
+        self.clients.online(login)
     }
 
-    pub(crate) fn client_closed(&self) {
+    pub(crate) fn client_closed(&self, run_id: &str, control_id: u64) {
         self.client_counts.dec();
+        self.clients.offline(run_id, control_id);
     }
 
     pub(crate) fn refused(&self, what: &str, reason: &str) {
@@ -181,7 +238,7 @@ impl Metrics {
     }
 
     /// A proxy registered: its counters (continuing any it had before under this name).
-    pub(crate) fn proxy_opened(&self, np: &NewProxy, client_version: &str) -> Arc<Traffic> {
+    pub(crate) fn proxy_opened(&self, np: &NewProxy, owner: Owner<'_>) -> Arc<Traffic> {
         let (name, kind) = (np.proxy_name.as_str(), np.proxy_type.as_str());
         self.proxy_counts.with_label_values(&[kind]).inc();
         self.proxy_counts_detailed
@@ -200,22 +257,28 @@ impl Metrics {
                 totals: self.totals.clone(),
             }),
         };
-        let last_close = proxies
+        let (last_close, day_marks) = proxies
             .get(name)
-            .map(|r| r.last_close.clone())
+            .filter(|r| r.kind == kind)
+            .map(|r| (r.last_close, r.day_marks.clone()))
             .unwrap_or_default();
         proxies.insert(
             name.to_owned(),
             ProxyRecord {
                 kind: kind.to_owned(),
                 conf: conf_json(np),
-                client_version: client_version.to_owned(),
+                user: owner.user.to_owned(),
+                client_id: owner.client_id.to_owned(),
                 online: true,
-                last_start: now(),
+                last_start: unix_now(),
                 last_close,
                 traffic: traffic.clone(),
+                day_marks,
             },
         );
+        if let Some(r) = proxies.get_mut(name) {
+            r.mark_day(today());
+        }
         traffic
     }
 
@@ -239,7 +302,7 @@ impl Metrics {
             .remove_label_values(&[kind, name]);
         if let Some(r) = lock(&self.proxies).get_mut(name) {
             r.online = false;
-            r.last_close = now();
+            r.last_close = unix_now();
         }
     }
 
@@ -252,6 +315,14 @@ impl Metrics {
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect()
+    }
+
+    /// Starts a new day's traffic figures when the date changed (called every minute).
+    pub(crate) fn roll_days(&self) {
+        let day = today();
+        for r in lock(&self.proxies).values_mut() {
+            r.mark_day(day);
+        }
     }
 
     /// `DELETE /api/proxies?status=offline`: returns (cleared, total before).
@@ -280,14 +351,25 @@ impl Metrics {
     }
 }
 
-/// frp shows times as `01-02 15:04:05` (local time); we use UTC.
-fn now() -> String {
-    let secs = std::time::SystemTime::now()
+/// Days since the epoch (UTC).
+pub(crate) fn today() -> i64 {
+    unix_now() / 86400
+}
+
+pub(crate) fn unix_now() -> i64 {
+    std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// frp shows times as `01-02 15:04:05` (local time); we use UTC. 0 (never) is "".
+pub(crate) fn short_time(secs: i64) -> String {
+    if secs <= 0 {
+        return String::new();
+    }
     let (days, rem) = (secs / 86400, secs % 86400);
-    let (y, m, d) = civil(days as i64);
+    let (y, m, d) = civil(days);
     let _ = y;
     format!(
         "{m:02}-{d:02} {:02}:{:02}:{:02}",
@@ -298,7 +380,7 @@ fn now() -> String {
 }
 
 /// Days since 1970-01-01 to (year, month, day) (Howard Hinnant's algorithm).
-fn civil(z: i64) -> (i64, u32, u32) {
+pub(crate) fn civil(z: i64) -> (i64, u32, u32) {
     let z = z + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z - era * 146_097;
@@ -333,7 +415,40 @@ fn conf_json(np: &NewProxy) -> serde_json::Value {
 
 #[cfg(test)]
 mod tests {
-    use super::civil;
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn daily_traffic_splits_at_day_marks() {
+        let m = Metrics::new().unwrap();
+        let np = NewProxy {
+            proxy_name: "p".into(),
+            proxy_type: "tcp".into(),
+            ..Default::default()
+        };
+        let owner = Owner {
+            user: "",
+            client_id: "",
+        };
+        let t = m.proxy_opened(&np, owner);
+        let today = super::today();
+        {
+            let mut proxies = lock(&m.proxies);
+            let r = proxies.get_mut("p").unwrap();
+            // Pretend the proxy started two days ago with 0 bytes, and 100 came in yesterday.
+            r.day_marks.clear();
+            r.mark_day(today - 2);
+            t.read(100);
+            r.mark_day(today - 1);
+            t.read(30);
+            t.written(5);
+            r.mark_day(today);
+        }
+        t.read(7);
+        let (tin, tout) = m.proxy("p").unwrap().daily(today);
+        assert_eq!(tin, [7, 30, 100, 0, 0, 0, 0]);
+        assert_eq!(tout, [0, 5, 0, 0, 0, 0, 0]);
+    }
 
     #[test]
     fn civil_dates() {

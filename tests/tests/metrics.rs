@@ -178,6 +178,10 @@ async fn prometheus_series_move_with_traffic_and_dashboard_answers() {
             .any(|(m, _, _)| m == "frp_rs_server_work_conn_wait_seconds_count"),
         "frp_rs extras are there"
     );
+    assert!(
+        value(&s, "process_resident_memory_bytes", &[]).is_some_and(|v| v > 0.0),
+        "process metrics are there"
+    );
     drop(live);
 
     // Dashboard API with frp's field names.
@@ -205,10 +209,70 @@ async fn prometheus_series_move_with_traffic_and_dashboard_answers() {
         serde_json::from_str::<serde_json::Value>(&body).unwrap()["trafficIn"][0],
         1000
     );
+    let (code, body) = get(dash, "/api/proxy/tcp/nope").await;
+    assert_eq!(code, StatusCode::NOT_FOUND);
     assert_eq!(
-        get(dash, "/api/proxy/tcp/nope").await,
-        (StatusCode::NOT_FOUND, "no proxy info found".into())
+        serde_json::from_str::<serde_json::Value>(&body).unwrap(),
+        serde_json::json!({"Code": 404, "Msg": "no proxy info found"})
     );
+    let (_, body) = get(dash, "/api/proxies/web").await;
+    let p: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        (&p["name"], &p["status"]),
+        (&"web".into(), &"online".into())
+    );
+
+    // Clients, legacy and v2.
+    let (code, body) = get(dash, "/api/clients").await;
+    assert_eq!(code, StatusCode::OK);
+    let clients: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let c = &clients[0];
+    assert_eq!(c["online"], true, "{c}");
+    assert_eq!(c["clientIP"], "127.0.0.1");
+    assert_eq!(c["wireProtocol"], "v1");
+    assert!(c["firstConnectedAt"].as_i64().unwrap() > 0);
+    let key = c["key"].as_str().unwrap().to_owned();
+    assert_eq!(
+        c["runID"].as_str(),
+        Some(key.as_str()),
+        "no user/clientID: key is the run id"
+    );
+    let (code, body) = get(dash, &format!("/api/clients/{key}")).await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    assert_eq!(get(dash, "/api/clients?status=offline").await.1, "[]");
+    let (code, body) = get(dash, "/api/v2/clients?status=online&pageSize=10").await;
+    assert_eq!(code, StatusCode::OK);
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!((&v["code"], &v["msg"]), (&200.into(), &"success".into()));
+    assert_eq!(v["data"]["total"], 1);
+    assert_eq!(v["data"]["pageSize"], 10);
+    assert_eq!(v["data"]["items"][0]["key"], key.as_str());
+    let (code, body) = get(dash, "/api/v2/clients?pageSize=500").await;
+    assert_eq!(code, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&body).unwrap(),
+        serde_json::json!({"code": 400, "msg": "pageSize must be between 1 and 200"})
+    );
+    let (_, body) = get(dash, "/api/v2/proxies?type=tcp&q=we").await;
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let p = &v["data"]["items"][0];
+    assert_eq!(
+        (&p["name"], &p["status"]["phase"]),
+        (&"web".into(), &"online".into())
+    );
+    assert_eq!(p["status"]["todayTrafficIn"], 1000);
+    assert_eq!(p["spec"]["remotePort"], i64::from(port));
+    let (_, body) = get(dash, "/api/v2/proxies/web/traffic").await;
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["data"]["history"][0]["trafficOut"], 1000);
+    assert_eq!(v["data"]["history"].as_array().unwrap().len(), 7);
+    let (_, body) = get(dash, "/api/v2/system/info").await;
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["data"]["status"]["clientCounts"], 1);
+    assert_eq!(v["data"]["config"]["maxPoolCount"], 5);
+    let (_, body) = get(dash, "/api/v2/users").await;
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["data"]["items"][0]["proxyCount"], 1);
 
     // The client leaves: gauges drop, the proxy shows offline until cleared.
     frpc.stop().await;
@@ -250,6 +314,29 @@ async fn prometheus_series_move_with_traffic_and_dashboard_answers() {
     assert_eq!(code, StatusCode::OK);
     assert_eq!(
         get(dash, "/api/proxy/tcp/web").await.0,
+        StatusCode::NOT_FOUND
+    );
+    let (_, body) = get(dash, &format!("/api/clients/{key}")).await;
+    let c: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(c["online"], false, "{c}");
+    assert!(c["disconnectedAt"].as_i64().unwrap() > 0);
+    let (code, body) = request(
+        &dash.to_string(),
+        &auth(),
+        Method::POST,
+        "/api/v2/system/prune?type=clients",
+        Bytes::new(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(code, StatusCode::OK);
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        v["data"],
+        serde_json::json!({"type": "clients", "cleared": 1, "total": 1})
+    );
+    assert_eq!(
+        get(dash, &format!("/api/clients/{key}")).await.0,
         StatusCode::NOT_FOUND
     );
     frps.stop().await;
