@@ -31,6 +31,7 @@ pub(crate) struct Admin {
     pub(crate) reloader: Reloader,
     pub(crate) status: StatusBoard,
     pub(crate) shutdown: CancellationToken,
+    pub(crate) metrics: Arc<crate::metrics::ClientMetrics>,
     pub(crate) web: WebServerConfig,
     pub(crate) server_addr: String,
 }
@@ -65,6 +66,17 @@ async fn handle(a: Arc<Admin>, req: Request<Incoming>) -> Resp {
             reply(StatusCode::OK, "")
         }
         (Method::GET, "/api/status") => http::json(StatusCode::OK, &status(&a)),
+        (Method::GET, "/metrics") => {
+            let mut r = reply(StatusCode::OK, a.metrics.render());
+            r.headers_mut().insert(
+                hyper::header::CONTENT_TYPE,
+                hyper::header::HeaderValue::from_static("text/plain; version=0.0.4"),
+            );
+            r
+        }
+        (Method::GET, p) if p.starts_with("/api/proxy/") || p.starts_with("/api/visitor/") => {
+            definition(&a.reloader.current(), p)
+        }
         (Method::GET, "/api/config") => match &a.config_path {
             Some(p) => match std::fs::read(p) {
                 Ok(text) => reply(StatusCode::OK, text),
@@ -100,6 +112,44 @@ async fn handle(a: Arc<Admin>, req: Request<Incoming>) -> Resp {
         }
         _ => reply(StatusCode::NOT_FOUND, "404 page not found\n"),
     }
+}
+
+/// `GET /api/proxy/{name}/config` and `/api/visitor/{name}/config`: frp's typed definition
+/// `{name, type, <type>: {...}}` of the entry in the running config.
+fn definition(cfg: &ClientConfig, path: &str) -> Resp {
+    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let (what, name) = match parts.as_slice() {
+        ["api", what @ ("proxy" | "visitor"), name, "config"] => (*what, *name),
+        _ => return reply(StatusCode::NOT_FOUND, "404 page not found\n"),
+    };
+    let found = if what == "proxy" {
+        cfg.proxies.iter().find(|p| p.name == name).map(|p| {
+            (
+                p.kind.clone(),
+                serde_json::to_value(p),
+                common::config::proxy_fields(&p.kind),
+            )
+        })
+    } else {
+        cfg.visitors.iter().find(|v| v.name == name).map(|v| {
+            (
+                v.kind.clone(),
+                serde_json::to_value(v),
+                common::config::visitor_fields(&v.kind),
+            )
+        })
+    };
+    let Some((kind, Ok(mut value), fields)) = found else {
+        return error(StatusCode::NOT_FOUND, &format!("{what} {name:?} not found"));
+    };
+    if let (Some(obj), Some(fields)) = (value.as_object_mut(), fields) {
+        obj.retain(|k, v| fields.contains(&k.as_str()) && !v.is_null());
+    }
+    let mut out = serde_json::Map::new();
+    out.insert("name".into(), name.into());
+    out.insert("type".into(), kind.clone().into());
+    out.insert(kind, value);
+    http::json(StatusCode::OK, &out)
 }
 
 fn write_private(p: &std::path::Path, body: &[u8]) -> std::io::Result<()> {

@@ -39,6 +39,7 @@ pub(crate) struct Session {
     connector: Connector,
     run_id: String,
     status: StatusBoard,
+    metrics: Arc<crate::metrics::ClientMetrics>,
 }
 
 /// What the session loop owns besides the config.
@@ -59,6 +60,7 @@ impl Session {
         connector: Connector,
         run_id: String,
         status: StatusBoard,
+        metrics: Arc<crate::metrics::ClientMetrics>,
     ) -> Self {
         let cfg = config_rx.borrow().clone();
         Session {
@@ -67,6 +69,7 @@ impl Session {
             connector,
             run_id,
             status,
+            metrics,
         }
     }
 
@@ -87,7 +90,7 @@ impl Session {
             monitors: HashMap::new(),
             out: out_tx,
             health_tx,
-            proxies: Arc::new(Proxies::new(&self.cfg)),
+            proxies: Arc::new(Proxies::new(&self.cfg, self.metrics.clone())),
             token: token.clone(),
             span: span.clone(),
         };

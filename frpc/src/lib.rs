@@ -16,6 +16,7 @@ pub mod cli;
 mod connector;
 mod control;
 mod health;
+pub mod metrics;
 mod proxy;
 pub mod reload;
 mod service;

@@ -18,6 +18,19 @@ use tracing::{info, warn};
 /// frp reads LoginResp with this deadline.
 const LOGIN_TIMEOUT: Duration = Duration::from_secs(10);
 
+impl ClientError {
+    /// A short label for metrics.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            ClientError::Connect { .. } => "connect",
+            ClientError::Refused(_) => "refused",
+            ClientError::Protocol(_) => "protocol",
+            ClientError::Tls(_) => "tls",
+            ClientError::Admin { .. } => "admin",
+        }
+    }
+}
+
 /// Why frpc stopped or a login failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -48,9 +61,12 @@ pub struct Client {
     config_tx: Arc<watch::Sender<Arc<ClientConfig>>>,
     /// The file `/api/reload` re-reads, and how.
     config_path: Option<(std::path::PathBuf, common::config::LoadOptions)>,
+    metrics: Arc<crate::metrics::ClientMetrics>,
 }
 
 impl Client {
+    /// # Panics
+    /// Never in practice: registering the fixed set of metric names cannot collide.
     pub fn new(cfg: ClientConfig) -> Self {
         let status = StatusBoard::default();
         for p in cfg.active_proxies() {
@@ -69,6 +85,10 @@ impl Client {
             status,
             config_tx,
             config_path: None,
+            #[allow(clippy::expect_used)] // fixed, distinct metric names
+            metrics: Arc::new(
+                crate::metrics::ClientMetrics::new().expect("metric names are distinct"),
+            ),
         }
     }
 
@@ -87,6 +107,11 @@ impl Client {
         Reloader {
             tx: self.config_tx.clone(),
         }
+    }
+
+    /// The client's metrics (also served at `/metrics` on the admin API).
+    pub fn metrics(&self) -> Arc<crate::metrics::ClientMetrics> {
+        self.metrics.clone()
     }
 
     /// The proxies' states; stays valid while `run` runs.
@@ -113,6 +138,7 @@ impl Client {
                         info!(run_id = %id, "login to server success");
                     } else {
                         info!(run_id = %id, "reconnected to server");
+                        self.metrics.reconnects.inc();
                     }
                     first = false;
                     run_id = id.clone();
@@ -122,6 +148,7 @@ impl Client {
                         connector,
                         id,
                         self.status.clone(),
+                        self.metrics.clone(),
                     )
                     .run(stream)
                     .await;
@@ -132,7 +159,13 @@ impl Client {
                     continue;
                 }
                 Err(e) if first && self.cfg.login_fail_exit => return Err(e),
-                Err(e) => warn!(error = %e, "login to server failed, will retry"),
+                Err(e) => {
+                    self.metrics
+                        .login_failures
+                        .with_label_values(&[e.reason()])
+                        .inc();
+                    warn!(error = %e, "login to server failed, will retry")
+                }
             }
             let delay = backoff.next_delay();
             tokio::select! {
@@ -166,6 +199,7 @@ impl Client {
             reloader: self.reloader(),
             status: self.status.clone(),
             shutdown: shutdown.clone(),
+            metrics: self.metrics.clone(),
             web: web.clone(),
             server_addr: self.cfg.server_addr.clone(),
         };

@@ -230,6 +230,73 @@ async fn admin_api_basic_auth_config_and_stop() {
         StatusCode::BAD_REQUEST
     );
 
+    // The typed definition of one proxy, and 404 for an unknown one.
+    let (code, body) = frpc::admin::request(&web(admin, true), Method::GET, "/api/proxy/e/config")
+        .await
+        .unwrap();
+    assert_eq!(code, StatusCode::OK, "{body}");
+    let def: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!((&def["name"], &def["type"]), (&"e".into(), &"tcp".into()));
+    assert_eq!(def["tcp"]["localPort"], echo.port());
+    assert!(def["tcp"].get("customDomains").is_none(), "{def}");
+    let (code, body) =
+        frpc::admin::request(&web(admin, true), Method::GET, "/api/visitor/x/config")
+            .await
+            .unwrap();
+    assert_eq!(code, StatusCode::NOT_FOUND);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&body).unwrap(),
+        serde_json::json!({"Code": 404, "Msg": "visitor \"x\" not found"})
+    );
+
+    // frpc's own metrics move with traffic through the proxy.
+    let (_, body) = frpc::admin::request(&web(admin, true), Method::GET, "/api/status")
+        .await
+        .unwrap();
+    let st: std::collections::BTreeMap<String, Vec<frpc::ProxyStatusResp>> =
+        serde_json::from_str(&body).unwrap();
+    let mut user = TcpStream::connect(st["tcp"][0].remote_addr.as_str())
+        .await
+        .unwrap();
+    user.write_all(&[5u8; 100]).await.unwrap();
+    let mut back = [0u8; 100];
+    user.read_exact(&mut back).await.unwrap();
+    let (code, text) = frpc::admin::request(&web(admin, true), Method::GET, "/metrics")
+        .await
+        .unwrap();
+    assert_eq!(code, StatusCode::OK);
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned())))
+        .expect("valid Prometheus text");
+    let get = |metric: &str, dir: Option<&str>| {
+        scrape
+            .samples
+            .iter()
+            .find(|s| {
+                s.metric == metric && dir.is_none_or(|d| s.labels.get("direction") == Some(d))
+            })
+            .map(|s| match s.value {
+                prometheus_parse::Value::Counter(v)
+                | prometheus_parse::Value::Gauge(v)
+                | prometheus_parse::Value::Untyped(v) => v,
+                _ => f64::NAN,
+            })
+    };
+    assert_eq!(
+        get("frp_rs_client_proxy_bytes_total", Some("in")),
+        Some(100.0)
+    );
+    assert_eq!(
+        get("frp_rs_client_proxy_bytes_total", Some("out")),
+        Some(100.0)
+    );
+    assert_eq!(get("frp_rs_client_proxy_connections", None), Some(1.0));
+    assert_eq!(get("frp_rs_client_work_conns_total", None), Some(1.0));
+    assert_eq!(
+        get("frp_rs_client_local_dial_seconds_count", None),
+        Some(1.0)
+    );
+    drop(user);
+
     let (code, _) = frpc::admin::request(&web(admin, true), Method::POST, "/api/stop")
         .await
         .unwrap();

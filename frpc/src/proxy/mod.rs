@@ -4,9 +4,10 @@
 
 mod udp;
 
+use crate::metrics::{ClientMetrics, ProxyCounters};
 use common::config::{ClientConfig, ProxyConfig};
 use common::crypto::derive_key;
-use common::io::{join, wrap_work_conn, BoxStream, LimitAt, Limiter, WrapOpts};
+use common::io::{join, wrap_work_conn, BoxStream, Counted, LimitAt, Limiter, WrapOpts};
 use common::msg::StartWorkConn;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -24,6 +25,7 @@ struct Spec {
     kind: String,
     local: (String, u16),
     wrap: WrapOpts,
+    counters: Arc<ProxyCounters>,
 }
 
 /// The session's proxies by (unprefixed) name. Reload adds and removes entries; a work
@@ -32,13 +34,15 @@ struct Spec {
 pub(crate) struct Proxies {
     by_name: RwLock<HashMap<String, Arc<Spec>>>,
     udp_packet_size: usize,
+    metrics: Arc<ClientMetrics>,
 }
 
 impl Proxies {
-    pub(crate) fn new(cfg: &ClientConfig) -> Self {
+    pub(crate) fn new(cfg: &ClientConfig, metrics: Arc<ClientMetrics>) -> Self {
         Proxies {
             by_name: RwLock::new(HashMap::new()),
             udp_packet_size: cfg.udp_packet_size.clamp(1, 65535) as usize,
+            metrics,
         }
     }
 
@@ -53,6 +57,7 @@ impl Proxies {
                 compress: p.transport.use_compression,
                 limit: client_limit(p),
             },
+            counters: self.metrics.proxy(&p.name, &p.kind),
         };
         self.by_name
             .write()
@@ -85,28 +90,44 @@ impl Proxies {
             warn!(proxy = %name, "work connection for unknown proxy, closing");
             return;
         };
+        self.metrics.work_conns.inc();
+        let _open = spec.counters.conn_opened();
         let mut work = wrap_work_conn(work, &spec.wrap);
         match spec.kind.as_str() {
             // frpc handles all stream proxies alike: frps does the type-specific part.
             "tcp" | "http" | "https" | "tcpmux" | "stcp" => {
-                let local = match tokio::time::timeout(
+                let timer = self.metrics.local_dial.start_timer();
+                let dialed = tokio::time::timeout(
                     LOCAL_DIAL_TIMEOUT,
                     TcpStream::connect((spec.local.0.as_str(), spec.local.1)),
                 )
-                .await
-                {
+                .await;
+                timer.observe_duration();
+                let fail = |reason: &str| {
+                    self.metrics
+                        .dial_failures
+                        .with_label_values(&[name, reason])
+                        .inc()
+                };
+                let local = match dialed {
                     Ok(Ok(s)) => s,
                     Ok(Err(e)) => {
+                        fail(if e.kind() == std::io::ErrorKind::ConnectionRefused {
+                            "refused"
+                        } else {
+                            "other"
+                        });
                         warn!(proxy = %name, local = %format!("{}:{}", spec.local.0, spec.local.1), error = %e, "connect to local service failed");
                         return;
                     }
                     Err(_) => {
+                        fail("timeout");
                         warn!(proxy = %name, "connect to local service timed out");
                         return;
                     }
                 };
                 let _ = local.set_nodelay(true);
-                let mut local = local;
+                let mut local = Counted::new(local, spec.counters.clone());
                 tokio::select! {
                     _ = token.cancelled() => {}
                     r = join(&mut work, &mut local) => match r {

@@ -1,0 +1,146 @@
+//! frpc's metrics, served at `/metrics` on the admin listener (frp has none on the client).
+//! All under `frp_rs_client_` so they never clash with frp's series. The registry belongs to
+//! the [`Client`](crate::Client); bytes are counted by the `Counted` stream layer around the
+//! local connection.
+
+use common::io::Count;
+use prometheus::{
+    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
+use std::sync::Arc;
+
+/// The client's metrics.
+#[derive(Debug)]
+pub struct ClientMetrics {
+    registry: Registry,
+    /// Sessions started after the first (the server connection was lost and re-made).
+    pub(crate) reconnects: IntCounter,
+    /// Failed logins by reason (`connect`, `refused`, `protocol`, `tls`).
+    pub(crate) login_failures: IntCounterVec,
+    /// Time to connect to a local service.
+    pub(crate) local_dial: Histogram,
+    /// Failed local dials by proxy and reason (`refused`, `timeout`, `other`).
+    pub(crate) dial_failures: IntCounterVec,
+    /// Work connections handed to proxies.
+    pub(crate) work_conns: IntCounter,
+    conns: IntGaugeVec,
+    bytes: IntCounterVec,
+}
+
+impl ClientMetrics {
+    pub fn new() -> Result<Self, prometheus::Error> {
+        let registry = Registry::new();
+        let opts = |n: &str, h: &str| Opts::new(n, h).namespace("frp_rs").subsystem("client");
+        let reconnects = IntCounter::with_opts(opts(
+            "reconnects_total",
+            "Sessions re-established after the server connection was lost",
+        ))?;
+        let login_failures = IntCounterVec::new(
+            opts("login_failures_total", "Failed logins by reason"),
+            &["reason"],
+        )?;
+        let local_dial = Histogram::with_opts(
+            HistogramOpts::new(
+                "frp_rs_client_local_dial_seconds",
+                "Time to connect to the local service",
+            )
+            .buckets(vec![
+                0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0,
+            ]),
+        )?;
+        let dial_failures = IntCounterVec::new(
+            opts(
+                "local_dial_failures_total",
+                "Failed connections to local services by proxy and reason",
+            ),
+            &["name", "reason"],
+        )?;
+        let work_conns = IntCounter::with_opts(opts(
+            "work_conns_total",
+            "Work connections handed to proxies",
+        ))?;
+        let conns = IntGaugeVec::new(
+            opts("proxy_connections", "Open user connections per proxy"),
+            &["name", "type"],
+        )?;
+        let bytes = IntCounterVec::new(
+            opts(
+                "proxy_bytes_total",
+                "Bytes per proxy: direction=in is server to local service, out is back",
+            ),
+            &["name", "type", "direction"],
+        )?;
+        registry.register(Box::new(reconnects.clone()))?;
+        registry.register(Box::new(login_failures.clone()))?;
+        registry.register(Box::new(local_dial.clone()))?;
+        registry.register(Box::new(dial_failures.clone()))?;
+        registry.register(Box::new(work_conns.clone()))?;
+        registry.register(Box::new(conns.clone()))?;
+        registry.register(Box::new(bytes.clone()))?;
+        registry.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))?;
+        Ok(ClientMetrics {
+            registry,
+            reconnects,
+            login_failures,
+            local_dial,
+            dial_failures,
+            work_conns,
+            conns,
+            bytes,
+        })
+    }
+
+    /// The counters of one proxy.
+    pub(crate) fn proxy(&self, name: &str, kind: &str) -> Arc<ProxyCounters> {
+        Arc::new(ProxyCounters {
+            to_local: self.bytes.with_label_values(&[name, kind, "in"]),
+            to_server: self.bytes.with_label_values(&[name, kind, "out"]),
+            conns: self.conns.with_label_values(&[name, kind]),
+        })
+    }
+
+    /// Prometheus text format.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let _ = prometheus::TextEncoder::new().encode_utf8(&self.registry.gather(), &mut out);
+        out
+    }
+}
+
+/// Per-proxy counters, fed by a `Counted` wrapper around the local connection.
+#[derive(Debug)]
+pub(crate) struct ProxyCounters {
+    to_local: IntCounter,
+    to_server: IntCounter,
+    conns: IntGauge,
+}
+
+impl Count for ProxyCounters {
+    /// Read from the local service: going back to the server.
+    fn read(&self, n: u64) {
+        self.to_server.inc_by(n);
+    }
+    fn written(&self, n: u64) {
+        self.to_local.inc_by(n);
+    }
+}
+
+impl ProxyCounters {
+    /// Counts one open connection until the guard drops.
+    pub(crate) fn conn_opened(self: &Arc<Self>) -> ConnGuard {
+        self.conns.inc();
+        ConnGuard(self.clone())
+    }
+}
+
+/// Decrements the proxy's open connections on drop.
+#[derive(Debug)]
+pub(crate) struct ConnGuard(Arc<ProxyCounters>);
+
+impl Drop for ConnGuard {
+    fn drop(&mut self) {
+        self.0.conns.dec();
+    }
+}
