@@ -1,6 +1,11 @@
-//! Logging set-up shared by both binaries: frp's `log.level` and `log.to` (console or a file).
+//! Logging set-up shared by both binaries: frp's `log.level` and `log.to` (console or a file),
+//! with `log.maxDays` daily rotation: when the (UTC) day changes, `frps.log` is renamed to
+//! `frps.log.YYYYMMDD` (the day it covers), a new `frps.log` is started, and rotated files older
+//! than `maxDays` days are deleted.
 
-use std::io;
+use std::io::{self, Write};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 
 /// Installs the global tracing subscriber from `log.*`. `RUST_LOG`, when set, overrides the level.
 /// Colours only on a terminal, and never with `log.disablePrintColor`.
@@ -16,14 +21,8 @@ pub fn init(cfg: &crate::config::LogConfig) -> io::Result<()> {
         let ansi = !cfg.disable_print_color && io::stderr().is_terminal();
         builder.with_ansi(ansi).with_writer(io::stderr).try_init()
     } else {
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(to)?;
-        builder
-            .with_ansi(false)
-            .with_writer(std::sync::Mutex::new(file))
-            .try_init()
+        let file = RotatingFile::open(to.into(), cfg.max_days, crate::clock::utc_day)?;
+        builder.with_ansi(false).with_writer(file).try_init()
     };
     res.map_err(|e| io::Error::other(e.to_string()))
 }
@@ -36,5 +35,176 @@ fn frp_level(level: &str) -> &'static str {
         "warn" => "warn",
         "error" => "error",
         _ => "info",
+    }
+}
+
+/// `YYYYMMDD` of a day number.
+fn ymd(day: i64) -> String {
+    let (y, m, d) = crate::clock::civil(day);
+    format!("{y:04}{m:02}{d:02}")
+}
+
+struct FileState {
+    file: std::fs::File,
+    day: i64,
+}
+
+/// A log file rotated daily, keeping `max_days` old files. Cloned handles share one file.
+#[derive(Clone)]
+pub struct RotatingFile {
+    path: PathBuf,
+    max_days: i64,
+    clock: fn() -> i64,
+    state: Arc<Mutex<FileState>>,
+}
+
+impl std::fmt::Debug for RotatingFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RotatingFile")
+            .field("path", &self.path)
+            .field("max_days", &self.max_days)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RotatingFile {
+    /// Opens (appends to) `path`; `clock` gives the current day number.
+    pub fn open(path: PathBuf, max_days: i64, clock: fn() -> i64) -> io::Result<Self> {
+        let file = Self::open_file(&path)?;
+        // A file last written on an earlier day is rotated on the first write.
+        let day = file
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| d.as_secs() as i64 / 86400)
+            .unwrap_or_else(clock);
+        Ok(RotatingFile {
+            path,
+            max_days,
+            clock,
+            state: Arc::new(Mutex::new(FileState { file, day })),
+        })
+    }
+
+    fn open_file(path: &PathBuf) -> io::Result<std::fs::File> {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+    }
+
+    /// Renames the current file after the day it covers, starts a new one, drops old ones.
+    fn rotate(&self, st: &mut FileState, today: i64) -> io::Result<()> {
+        let mut rotated = self.path.clone().into_os_string();
+        rotated.push(format!(".{}", ymd(st.day)));
+        std::fs::rename(&self.path, &rotated)?;
+        st.file = Self::open_file(&self.path)?;
+        st.day = today;
+        if self.max_days > 0 {
+            self.remove_old(today);
+        }
+        Ok(())
+    }
+
+    fn remove_old(&self, today: i64) {
+        let (Some(dir), Some(name)) = (self.path.parent(), self.path.file_name()) else {
+            return;
+        };
+        let dir = if dir.as_os_str().is_empty() {
+            std::path::Path::new(".")
+        } else {
+            dir
+        };
+        let prefix = format!("{}.", name.to_string_lossy());
+        let oldest_kept = ymd(today - self.max_days);
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let n = e.file_name().to_string_lossy().into_owned();
+            let Some(date) = n.strip_prefix(&prefix) else {
+                continue;
+            };
+            if date.len() == 8
+                && date.bytes().all(|b| b.is_ascii_digit())
+                && *date < *oldest_kept.as_str()
+            {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+}
+
+impl Write for RotatingFile {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let today = (self.clock)();
+        if today > st.day {
+            if let Err(e) = self.rotate(&mut st, today) {
+                // Keep logging to the current file rather than losing lines.
+                st.day = today;
+                let _ = writeln!(
+                    st.file,
+                    "log rotation of {} failed: {e}",
+                    self.path.display()
+                );
+            }
+        }
+        st.file.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .file
+            .flush()
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for RotatingFile {
+    type Writer = RotatingFile;
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use std::sync::atomic::{AtomicI64, Ordering};
+
+    static DAY: AtomicI64 = AtomicI64::new(0);
+    fn fake_day() -> i64 {
+        DAY.load(Ordering::SeqCst)
+    }
+
+    #[test]
+    fn rotates_daily_and_keeps_max_days() {
+        assert_eq!(ymd(0), "19700101");
+        assert_eq!(ymd(20_415), "20251123");
+        let dir = std::env::temp_dir().join(format!("frp-rs-log-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("frps.log");
+        DAY.store(crate::clock::utc_day(), Ordering::SeqCst);
+        let start = fake_day();
+        let mut w = RotatingFile::open(path.clone(), 2, fake_day).unwrap();
+        for i in 0..5 {
+            DAY.store(start + i, Ordering::SeqCst);
+            writeln!(w, "line of day {i}").unwrap();
+        }
+        let read = |p: &std::path::Path| std::fs::read_to_string(p).unwrap();
+        assert_eq!(read(&path), "line of day 4\n");
+        let rotated = |i: i64| dir.join(format!("frps.log.{}", ymd(start + i)));
+        assert_eq!(read(&rotated(3)), "line of day 3\n");
+        assert_eq!(read(&rotated(2)), "line of day 2\n");
+        assert!(
+            !rotated(1).exists() && !rotated(0).exists(),
+            "older than maxDays removed"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

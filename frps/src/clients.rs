@@ -61,7 +61,7 @@ struct Inner {
 #[derive(Debug, Default)]
 pub(crate) struct ClientBook(Mutex<Inner>);
 
-use crate::metrics::unix_now;
+use common::clock::unix_now;
 
 fn compose_key(user: &str, id: &str) -> String {
     match (user.is_empty(), id.is_empty()) {

@@ -351,17 +351,7 @@ impl Metrics {
     }
 }
 
-/// Days since the epoch (UTC).
-pub(crate) fn today() -> i64 {
-    unix_now() / 86400
-}
-
-pub(crate) fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
+pub(crate) use common::clock::{civil, unix_now, utc_day as today};
 
 /// frp shows times as `01-02 15:04:05` (local time); we use UTC. 0 (never) is "".
 pub(crate) fn short_time(secs: i64) -> String {
@@ -377,19 +367,6 @@ pub(crate) fn short_time(secs: i64) -> String {
         rem % 3600 / 60,
         rem % 60
     )
-}
-
-/// Days since 1970-01-01 to (year, month, day) (Howard Hinnant's algorithm).
-pub(crate) fn civil(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
 /// The proxy's config as the dashboard shows it (frp v1 key names).
@@ -448,11 +425,5 @@ mod tests {
         let (tin, tout) = m.proxy("p").unwrap().daily(today);
         assert_eq!(tin, [7, 30, 100, 0, 0, 0, 0]);
         assert_eq!(tout, [0, 5, 0, 0, 0, 0, 0]);
-    }
-
-    #[test]
-    fn civil_dates() {
-        assert_eq!(civil(0), (1970, 1, 1));
-        assert_eq!(civil(20_000), (2024, 10, 4));
     }
 }
