@@ -9,25 +9,23 @@
 
 use crate::status::StatusBoard;
 use crate::Reloader;
-use common::config::{ClientConfig, LoadOptions, WebServerConfig};
+use common::config::{ClientConfig, WebServerConfig};
 use common::http::{self, error, reply, BasicAuth, Resp};
 use http_body_util::BodyExt;
 use hyper::body::{Bytes, Incoming};
 use hyper::{Method, Request, StatusCode};
 use serde::Serialize;
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::info;
 
 /// What the handlers need.
 #[derive(Debug)]
 pub(crate) struct Admin {
-    pub(crate) config_path: Option<PathBuf>,
-    pub(crate) load: LoadOptions,
+    pub(crate) source: Option<crate::reload::ConfigSource>,
     pub(crate) reloader: Reloader,
     pub(crate) status: StatusBoard,
     pub(crate) shutdown: CancellationToken,
@@ -77,7 +75,7 @@ async fn handle(a: Arc<Admin>, req: Request<Incoming>) -> Resp {
         (Method::GET, p) if p.starts_with("/api/proxy/") || p.starts_with("/api/visitor/") => {
             definition(&a.reloader.current(), p)
         }
-        (Method::GET, "/api/config") => match &a.config_path {
+        (Method::GET, "/api/config") => match a.source.as_ref().map(|s| &s.path) {
             Some(p) => match std::fs::read(p) {
                 Ok(text) => reply(StatusCode::OK, text),
                 Err(e) => error(
@@ -95,7 +93,7 @@ async fn handle(a: Arc<Admin>, req: Request<Incoming>) -> Resp {
                 Ok(b) => b.to_bytes(),
                 Err(e) => return error(StatusCode::BAD_REQUEST, &e.to_string()),
             };
-            match (&a.config_path, body.is_empty()) {
+            match (a.source.as_ref().map(|s| &s.path), body.is_empty()) {
                 (_, true) => error(StatusCode::BAD_REQUEST, "body can't be empty"),
                 (None, _) => error(
                     StatusCode::BAD_REQUEST,
@@ -164,21 +162,10 @@ fn write_private(p: &std::path::Path, body: &[u8]) -> std::io::Result<()> {
 
 /// Re-reads the config file and applies it; a config that fails to load changes nothing.
 fn reload(a: &Admin, strict: bool) -> Result<(), String> {
-    let path = a
-        .config_path
+    a.source
         .as_ref()
-        .ok_or("frpc was started without a config file")?;
-    let opts = LoadOptions {
-        strict,
-        ..a.load.clone()
-    };
-    let loaded = common::config::load_client(path, &opts).map_err(|e| e.to_string())?;
-    for w in &loaded.warnings {
-        warn!("{w}");
-    }
-    info!(file = %path.display(), "reloading config");
-    a.reloader.apply(loaded.config);
-    Ok(())
+        .ok_or("frpc was started without a config file")?
+        .reload(&a.reloader, strict)
 }
 
 /// One row of `/api/status` (frp `ProxyStatusResp`).

@@ -33,6 +33,9 @@ struct Cli {
         global = true
     )]
     allow_unsafe: Vec<String>,
+    /// reload when the config file or its includes change (frp-rs; not in frp)
+    #[arg(long = "watch")]
+    watch: bool,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -379,6 +382,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         ..Default::default()
     };
     let config_path = cli.command.is_none().then(|| cli.config.clone());
+    let watch = cli.watch;
     let cfg = loaded.config;
     common::log::init(&cfg.log).context("set up logging")?;
     for w in loaded.warnings {
@@ -391,6 +395,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         let mut client = crate::Client::new(cfg);
         if let Some(p) = config_path {
             client = client.with_config_path(p, load_opts);
+            if watch {
+                client.watch_config(&token)?;
+            }
         }
         client.run(token).await?;
         Ok(())

@@ -21,6 +21,7 @@ mod proxy;
 pub mod reload;
 mod service;
 pub mod status;
+mod watch;
 
 pub use admin::ProxyStatusResp;
 pub use service::{Client, ClientError, Reloader};

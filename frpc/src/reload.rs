@@ -3,8 +3,37 @@
 //! connections keep flowing; changed ones are closed and started again; removed ones closed;
 //! added ones started. Global settings stay as they are (frp reads only the new `start` list).
 
-use common::config::{ClientConfig, ProxyConfig};
+use crate::Reloader;
+use common::config::{ClientConfig, LoadOptions, ProxyConfig};
 use std::collections::BTreeMap;
+use std::path::PathBuf;
+use tracing::{info, warn};
+
+/// The config file a running frpc was started from, and how to re-read it: the one place the
+/// admin API's `/api/reload` and `--watch` reload from.
+#[derive(Debug, Clone)]
+pub struct ConfigSource {
+    pub path: PathBuf,
+    pub opts: LoadOptions,
+}
+
+impl ConfigSource {
+    /// Re-reads the file (and its includes) and applies it; on any error nothing changes and
+    /// the error is returned.
+    pub fn reload(&self, reloader: &Reloader, strict: bool) -> Result<(), String> {
+        let opts = LoadOptions {
+            strict,
+            ..self.opts.clone()
+        };
+        let loaded = common::config::load_client(&self.path, &opts).map_err(|e| e.to_string())?;
+        for w in &loaded.warnings {
+            warn!("{w}");
+        }
+        info!(file = %self.path.display(), "reloading config");
+        reloader.apply(loaded.config);
+        Ok(())
+    }
+}
 
 /// One proxy-level change.
 #[derive(Debug, Clone, PartialEq, Eq)]

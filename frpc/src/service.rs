@@ -27,6 +27,7 @@ impl ClientError {
             ClientError::Protocol(_) => "protocol",
             ClientError::Tls(_) => "tls",
             ClientError::Admin { .. } => "admin",
+            ClientError::Watch(_) => "watch",
         }
     }
 }
@@ -45,6 +46,8 @@ pub enum ClientError {
     Protocol(String),
     #[error(transparent)]
     Tls(#[from] common::transport::tls::TlsError),
+    #[error("watch config: {0}")]
+    Watch(String),
     #[error("admin API on {addr}: {source}")]
     Admin {
         addr: String,
@@ -100,6 +103,24 @@ impl Client {
     ) -> Self {
         self.config_path = Some((path, opts));
         self
+    }
+
+    fn config_source(&self) -> Option<crate::reload::ConfigSource> {
+        self.config_path
+            .as_ref()
+            .map(|(path, opts)| crate::reload::ConfigSource {
+                path: path.clone(),
+                opts: opts.clone(),
+            })
+    }
+
+    /// Reloads on changes to the config file or its includes (`--watch`), until `shutdown`.
+    pub fn watch_config(&self, shutdown: &CancellationToken) -> Result<(), ClientError> {
+        let Some(source) = self.config_source() else {
+            return Ok(());
+        };
+        crate::watch::spawn(source, self.reloader(), shutdown.child_token())
+            .map_err(|e| ClientError::Watch(e.to_string()))
     }
 
     /// A handle that applies a new config to the running client (hot reload).
@@ -190,12 +211,7 @@ impl Client {
             })?;
         info!(%addr, "admin API listening");
         let admin = crate::admin::Admin {
-            config_path: self.config_path.as_ref().map(|(p, _)| p.clone()),
-            load: self
-                .config_path
-                .as_ref()
-                .map(|(_, o)| o.clone())
-                .unwrap_or_default(),
+            source: self.config_source(),
             reloader: self.reloader(),
             status: self.status.clone(),
             shutdown: shutdown.clone(),

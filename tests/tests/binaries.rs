@@ -322,3 +322,75 @@ async fn frpc_status_reload_and_stop_commands() {
     assert!(status.success());
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[tokio::test]
+async fn frpc_watch_reloads_on_edit_and_ignores_a_broken_one() {
+    use tokio::io::AsyncBufReadExt;
+    let dir = tempdir("watch");
+    let bind = free_port().await;
+    let echo = echo_tcp().await;
+    let (ra, rb, rc) = (free_port().await, free_port().await, free_port().await);
+    let frps_cfg = write(
+        &dir,
+        "frps.toml",
+        &format!("bindAddr = \"127.0.0.1\"\nbindPort = {bind}\n"),
+    );
+    let _frps = spawn("frps", &["-c", &frps_cfg]);
+    wait_listening(([127, 0, 0, 1], bind).into()).await;
+    let confd = dir.join("conf.d");
+    std::fs::create_dir_all(&confd).unwrap();
+    let proxy = |name: &str, key: &str, remote: u16| {
+        format!(
+            "[[proxies]]\nname = \"{name}\"\ntype = \"tcp\"\n{key} = {}\nremotePort = {remote}\n",
+            echo.port()
+        )
+    };
+    let main = |body: String| {
+        format!(
+            "serverAddr = \"127.0.0.1\"\nserverPort = {bind}\nincludes = [\"{}/*.toml\"]\n{body}",
+            confd.display()
+        )
+    };
+    let frpc_cfg = write(&dir, "frpc.toml", &main(proxy("a", "localPort", ra)));
+    let mut frpc = spawn("frpc", &["-c", &frpc_cfg, "--watch"]);
+    let mut lines = tokio::io::BufReader::new(frpc.stderr.take().unwrap()).lines();
+    let (line_tx, mut line_rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok(Some(l)) = lines.next_line().await {
+            let _ = line_tx.send(l);
+        }
+    });
+    let at = |port: u16| std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    wait_tunnel(at(ra)).await;
+
+    // A new file in an included directory adds a proxy.
+    write(&confd, "b.toml", &proxy("b", "localPort", rb));
+    wait_tunnel(at(rb)).await;
+
+    // A broken edit is reported and changes nothing.
+    write(&dir, "frpc.toml", &main(proxy("a", "localPrt", rc)));
+    let reported = tokio::time::timeout(PATIENCE, async {
+        while let Some(l) = line_rx.recv().await {
+            if l.contains("not applied") {
+                return l;
+            }
+        }
+        String::new()
+    })
+    .await
+    .expect("the broken edit is reported");
+    assert!(reported.contains("localPrt"), "{reported}");
+    for port in [ra, rb] {
+        let data = pattern(4096, u64::from(port));
+        assert!(
+            echo_through(at(port), &data).await == data,
+            "port {port} still works"
+        );
+    }
+
+    // Fixing it applies the change.
+    write(&dir, "frpc.toml", &main(proxy("a", "localPort", rc)));
+    wait_tunnel(at(rc)).await;
+    let _ = frpc.kill().await;
+    let _ = std::fs::remove_dir_all(dir);
+}
