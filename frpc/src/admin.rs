@@ -8,6 +8,7 @@
 //! `GET|PUT /api/config`. Errors are frp's `{"Code":..,"Msg":..}`.
 
 use crate::status::StatusBoard;
+use crate::store;
 use crate::Reloader;
 use common::config::{ClientConfig, WebServerConfig};
 use common::http::{self, error, reply, BasicAuth, Resp};
@@ -72,6 +73,7 @@ async fn handle(a: Arc<Admin>, req: Request<Incoming>) -> Resp {
             );
             r
         }
+        (_, p) if p.starts_with("/api/store/") => store_api(&a, req).await,
         (Method::GET, p) if p.starts_with("/api/proxy/") || p.starts_with("/api/visitor/") => {
             definition(&a.reloader.current(), p)
         }
@@ -116,38 +118,81 @@ async fn handle(a: Arc<Admin>, req: Request<Incoming>) -> Resp {
 /// `{name, type, <type>: {...}}` of the entry in the running config.
 fn definition(cfg: &ClientConfig, path: &str) -> Resp {
     let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
-    let (what, name) = match parts.as_slice() {
-        ["api", what @ ("proxy" | "visitor"), name, "config"] => (*what, *name),
+    let found = match parts.as_slice() {
+        ["api", "proxy", name, "config"] => cfg
+            .proxies
+            .iter()
+            .find(|p| p.name == *name)
+            .map(store::proxy_definition)
+            .ok_or(("proxy", name)),
+        ["api", "visitor", name, "config"] => cfg
+            .visitors
+            .iter()
+            .find(|v| v.name == *name)
+            .map(store::visitor_definition)
+            .ok_or(("visitor", name)),
         _ => return reply(StatusCode::NOT_FOUND, "404 page not found\n"),
     };
-    let found = if what == "proxy" {
-        cfg.proxies.iter().find(|p| p.name == name).map(|p| {
-            (
-                p.kind.clone(),
-                serde_json::to_value(p),
-                common::config::proxy_fields(&p.kind),
-            )
-        })
-    } else {
-        cfg.visitors.iter().find(|v| v.name == name).map(|v| {
-            (
-                v.kind.clone(),
-                serde_json::to_value(v),
-                common::config::visitor_fields(&v.kind),
-            )
-        })
-    };
-    let Some((kind, Ok(mut value), fields)) = found else {
-        return error(StatusCode::NOT_FOUND, &format!("{what} {name:?} not found"));
-    };
-    if let (Some(obj), Some(fields)) = (value.as_object_mut(), fields) {
-        obj.retain(|k, v| fields.contains(&k.as_str()) && !v.is_null());
+    match found {
+        Ok(d) => http::json(StatusCode::OK, &d),
+        Err((what, name)) => error(StatusCode::NOT_FOUND, &format!("{what} {name:?} not found")),
     }
-    let mut out = serde_json::Map::new();
-    out.insert("name".into(), name.into());
-    out.insert("type".into(), kind.clone().into());
-    out.insert(kind, value);
-    http::json(StatusCode::OK, &out)
+}
+
+/// `/api/store/proxies[/{name}]` and `/api/store/visitors[/{name}]` (frp's store API).
+async fn store_api(a: &Admin, req: Request<Incoming>) -> Resp {
+    let path = req.uri().path().to_owned();
+    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let (kind, list_key, name) = match parts.as_slice() {
+        ["api", "store", "proxies", rest @ ..] => {
+            (store::Kind::Proxy, "proxies", rest.first().copied())
+        }
+        ["api", "store", "visitors", rest @ ..] => {
+            (store::Kind::Visitor, "visitors", rest.first().copied())
+        }
+        _ => return reply(StatusCode::NOT_FOUND, "404 page not found\n"),
+    };
+    if parts.len() > 4 {
+        return reply(StatusCode::NOT_FOUND, "404 page not found\n");
+    }
+    let method = req.method().clone();
+    let body = match req.into_body().collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(e) => return error(StatusCode::BAD_REQUEST, &format!("read body error: {e}")),
+    };
+    let opts = a
+        .source
+        .as_ref()
+        .map(|s| s.opts.clone())
+        .unwrap_or_default();
+    let r = &a.reloader;
+    let result = match (method, name) {
+        (Method::GET, None) => r
+            .read_store(|s| serde_json::json!({ list_key: s.list(kind) }))
+            .map(Some),
+        (Method::GET, Some(n)) => r.read_store(|s| s.get(kind, n)).and_then(|x| x).map(Some),
+        (Method::POST, None) => r.with_store(|s| s.put(kind, None, &body, &opts)).map(Some),
+        (Method::PUT, Some(n)) => r
+            .with_store(|s| s.put(kind, Some(n), &body, &opts))
+            .map(Some),
+        (Method::DELETE, Some(n)) => r.with_store(|s| s.delete(kind, n)).map(|()| None),
+        _ => return error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
+    };
+    match result {
+        Ok(Some(v)) => http::json(StatusCode::OK, &v),
+        Ok(None) => reply(StatusCode::NO_CONTENT, ""),
+        Err(e) => {
+            let code = match e {
+                store::StoreError::Disabled(_) | store::StoreError::NotFound(_) => {
+                    StatusCode::NOT_FOUND
+                }
+                store::StoreError::Exists(_) => StatusCode::CONFLICT,
+                store::StoreError::Invalid(_) => StatusCode::BAD_REQUEST,
+                store::StoreError::Io { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+            };
+            error(code, &e.to_string())
+        }
+    }
 }
 
 fn write_private(p: &std::path::Path, body: &[u8]) -> std::io::Result<()> {
@@ -179,6 +224,9 @@ pub struct ProxyStatusResp {
     pub local_addr: String,
     pub plugin: String,
     pub remote_addr: String,
+    /// `store` for proxies from the store (frp 0.70).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
 }
 
 /// `/api/status`: proxies grouped by type, sorted by name.
@@ -210,6 +258,11 @@ fn status(a: &Admin) -> BTreeMap<String, Vec<ProxyStatusResp>> {
                 local_addr,
                 plugin,
                 remote_addr,
+                source: a
+                    .reloader
+                    .read_store(|st| st.has_proxy(&s.name))
+                    .unwrap_or(false)
+                    .then(|| "store".to_owned()),
             });
     }
     for v in out.values_mut() {

@@ -21,6 +21,7 @@ mod proxy;
 pub mod reload;
 mod service;
 pub mod status;
+pub mod store;
 mod watch;
 
 pub use admin::ProxyStatusResp;

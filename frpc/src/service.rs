@@ -61,7 +61,7 @@ pub struct Client {
     cfg: Arc<ClientConfig>,
     status: StatusBoard,
     /// The proxies to run; sessions follow it (hot reload).
-    config_tx: Arc<watch::Sender<Arc<ClientConfig>>>,
+    reloader: Reloader,
     /// The file `/api/reload` re-reads, and how.
     config_path: Option<(std::path::PathBuf, common::config::LoadOptions)>,
     metrics: Arc<crate::metrics::ClientMetrics>,
@@ -71,6 +71,8 @@ impl Client {
     /// # Panics
     /// Never in practice: registering the fixed set of metric names cannot collide.
     pub fn new(cfg: ClientConfig) -> Self {
+        let reloader = Reloader::new(cfg);
+        let cfg = reloader.current();
         let status = StatusBoard::default();
         for p in cfg.active_proxies() {
             status.set(ProxyStatus {
@@ -81,12 +83,10 @@ impl Client {
                 error: String::new(),
             });
         }
-        let cfg = Arc::new(cfg);
-        let config_tx = Arc::new(watch::channel(cfg.clone()).0);
         Client {
             cfg,
             status,
-            config_tx,
+            reloader,
             config_path: None,
             #[allow(clippy::expect_used)] // fixed, distinct metric names
             metrics: Arc::new(
@@ -125,9 +125,7 @@ impl Client {
 
     /// A handle that applies a new config to the running client (hot reload).
     pub fn reloader(&self) -> Reloader {
-        Reloader {
-            tx: self.config_tx.clone(),
-        }
+        self.reloader.clone()
     }
 
     /// The client's metrics (also served at `/metrics` on the admin API).
@@ -165,7 +163,7 @@ impl Client {
                     run_id = id.clone();
                     backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(20));
                     Session::new(
-                        self.config_tx.subscribe(),
+                        self.reloader.tx.subscribe(),
                         connector,
                         id,
                         self.status.clone(),
@@ -319,15 +317,83 @@ fn go_arch() -> &'static str {
 }
 
 /// Applies reloaded configs to a running [`Client`]: proxies are diffed and only the changed
-/// ones touched; global settings keep their running values (as frp).
+/// ones touched; global settings keep their running values (as frp). The config in force is
+/// the file's with the store (`store.path`) laid over it.
 #[derive(Debug, Clone)]
 pub struct Reloader {
     tx: Arc<watch::Sender<Arc<ClientConfig>>>,
+    layers: Arc<std::sync::Mutex<Layers>>,
+}
+
+#[derive(Debug)]
+struct Layers {
+    file: ClientConfig,
+    store: Result<crate::store::Store, String>,
+}
+
+impl Layers {
+    fn effective(&self) -> ClientConfig {
+        match &self.store {
+            Ok(s) => s.overlay(self.file.clone()),
+            Err(_) => self.file.clone(),
+        }
+    }
 }
 
 impl Reloader {
+    fn new(file: ClientConfig) -> Self {
+        let store = if file.store.path.is_empty() {
+            Err("the store is not enabled (set store.path)".to_owned())
+        } else {
+            crate::store::Store::open(std::path::Path::new(&file.store.path)).map_err(|e| {
+                tracing::error!(error = %e, "store not loaded; its API is off");
+                e.to_string()
+            })
+        };
+        let layers = Layers { file, store };
+        let tx = Arc::new(watch::channel(Arc::new(layers.effective())).0);
+        Reloader {
+            tx,
+            layers: Arc::new(std::sync::Mutex::new(layers)),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Layers> {
+        self.layers.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Applies a newly loaded config file.
     pub fn apply(&self, cfg: ClientConfig) {
-        self.tx.send_replace(Arc::new(cfg));
+        let mut l = self.lock();
+        l.file = cfg;
+        self.tx.send_replace(Arc::new(l.effective()));
+    }
+
+    /// Runs `f` on the store; when it succeeds the result is applied like a reload.
+    pub fn with_store<R>(
+        &self,
+        f: impl FnOnce(&mut crate::store::Store) -> Result<R, crate::store::StoreError>,
+    ) -> Result<R, crate::store::StoreError> {
+        let mut l = self.lock();
+        let store = l
+            .store
+            .as_mut()
+            .map_err(|e| crate::store::StoreError::Disabled(e.clone()))?;
+        let r = f(store)?;
+        self.tx.send_replace(Arc::new(l.effective()));
+        Ok(r)
+    }
+
+    /// Reads the store.
+    pub fn read_store<R>(
+        &self,
+        f: impl FnOnce(&crate::store::Store) -> R,
+    ) -> Result<R, crate::store::StoreError> {
+        let l = self.lock();
+        match &l.store {
+            Ok(s) => Ok(f(s)),
+            Err(e) => Err(crate::store::StoreError::Disabled(e.clone())),
+        }
     }
 
     /// The config now in force.

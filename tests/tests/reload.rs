@@ -249,6 +249,13 @@ async fn admin_api_basic_auth_config_and_stop() {
         serde_json::json!({"Code": 404, "Msg": "visitor \"x\" not found"})
     );
 
+    // Without store.path the store API is off.
+    let (code, body) = frpc::admin::request(&web(admin, true), Method::GET, "/api/store/proxies")
+        .await
+        .unwrap();
+    assert_eq!(code, StatusCode::NOT_FOUND);
+    assert!(body.contains("store.path"), "{body}");
+
     // frpc's own metrics move with traffic through the proxy.
     let (_, body) = frpc::admin::request(&web(admin, true), Method::GET, "/api/status")
         .await
@@ -304,4 +311,114 @@ async fn admin_api_basic_auth_config_and_stop() {
     assert!(frpc.exited().await.is_ok(), "frpc stops cleanly");
     frps.stop().await;
     let _ = std::fs::remove_dir_all(Path::new(&dir));
+}
+
+#[tokio::test]
+async fn store_api_adds_updates_and_deletes_persistent_proxies() {
+    use common::http::{request, BasicAuth};
+    init_log();
+    let frps = Frps::start(|_| {}).await;
+    let echo = echo_tcp().await;
+    let admin = free_port().await;
+    let (rf, rs, rs2) = (free_port().await, free_port().await, free_port().await);
+    let dir = std::env::temp_dir().join(format!(
+        "frp-rs-store-{}-{}",
+        std::process::id(),
+        rand::random::<u32>()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let store = dir.join("store.json");
+    let file = dir.join("frpc.toml");
+    let text = format!(
+        "{}store.path = \"{}\"\n",
+        frpc_toml(frps.addr, admin, false, &[("f", echo, rf)]),
+        store.display()
+    );
+    // `store.path` must come before the [[proxies]] tables in TOML.
+    let (head, proxies) = text.split_once("[[proxies]]").unwrap();
+    let (proxies, store_line) = proxies.split_once("store.path").unwrap();
+    let text = format!("{head}store.path{store_line}[[proxies]]{proxies}");
+    std::fs::write(&file, &text).unwrap();
+    let frpc = Frpc::start_from_file(&file);
+    frpc.wait_running("f").await;
+    let addr = format!("127.0.0.1:{admin}");
+    let auth = BasicAuth::default();
+    let call = |method: Method, path: &'static str, body: String| {
+        let (addr, auth) = (addr.clone(), auth.clone());
+        async move {
+            request(&addr, &auth, method, path, body.into())
+                .await
+                .unwrap()
+        }
+    };
+    let def = |remote: u16| {
+        serde_json::json!({"name": "s", "type": "tcp", "tcp": {"localPort": echo.port(), "remotePort": remote}})
+            .to_string()
+    };
+    let at = |port: u16| std::net::SocketAddr::from(([127, 0, 0, 1], port));
+
+    // Create: the proxy starts at once and is persisted.
+    let (code, body) = call(Method::POST, "/api/store/proxies", def(rs)).await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        (&v["name"], &v["tcp"]["remotePort"]),
+        (&"s".into(), &rs.into())
+    );
+    wait_tunnel(at(rs)).await;
+    assert!(std::fs::read_to_string(&store).unwrap().contains("\"s\""));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&store).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    assert_eq!(
+        call(Method::POST, "/api/store/proxies", def(rs)).await.0,
+        StatusCode::CONFLICT
+    );
+    let bad = r#"{"name":"t","type":"tcp","tcp":{"localPrt":1}}"#.to_owned();
+    let (code, body) = call(Method::POST, "/api/store/proxies", bad).await;
+    assert_eq!(code, StatusCode::BAD_REQUEST);
+    assert!(body.contains("localPrt"), "{body}");
+    let (_, body) = call(Method::GET, "/api/store/proxies", String::new()).await;
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["proxies"][0]["name"], "s");
+    let (_, body) = call(Method::GET, "/api/status", String::new()).await;
+    let st: std::collections::BTreeMap<String, Vec<frpc::ProxyStatusResp>> =
+        serde_json::from_str(&body).unwrap();
+    let src: Vec<(&str, Option<&str>)> = st["tcp"]
+        .iter()
+        .map(|p| (p.name.as_str(), p.source.as_deref()))
+        .collect();
+    assert_eq!(src, [("f", None), ("s", Some("store"))]);
+
+    // Update: restarted on the new port; the file proxy is untouched.
+    let (code, body) = call(Method::PUT, "/api/store/proxies/s", def(rs2)).await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    wait_tunnel(at(rs2)).await;
+    refused(rs).await;
+    let data = pattern(1000, 3);
+    assert!(echo_through(at(rf), &data).await == data);
+
+    // The store survives a restart of frpc.
+    frpc.stop().await;
+    let frpc = Frpc::start_from_file(&file);
+    frpc.wait_running("s").await;
+    wait_tunnel(at(rs2)).await;
+
+    // Delete: closed and gone from the file.
+    let (code, _) = call(Method::DELETE, "/api/store/proxies/s", String::new()).await;
+    assert_eq!(code, StatusCode::NO_CONTENT);
+    refused(rs2).await;
+    assert!(!std::fs::read_to_string(&store).unwrap().contains("\"s\""));
+    assert_eq!(
+        call(Method::DELETE, "/api/store/proxies/s", String::new())
+            .await
+            .0,
+        StatusCode::NOT_FOUND
+    );
+    frpc.stop().await;
+    frps.stop().await;
+    let _ = std::fs::remove_dir_all(dir);
 }

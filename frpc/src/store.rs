@@ -1,0 +1,291 @@
+//! frpc's store (frp `client/config_manager.go` store source; `store.path`): proxies and
+//! visitors added through the admin API, persisted as JSON, overriding same-named entries of
+//! the config file. Each entry is checked by the same decoder and validation as a config file.
+
+use common::config::{ClientConfig, LoadOptions, ProxyConfig, VisitorConfig};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// A store failure, with the HTTP status the admin API answers.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{0}")]
+    Disabled(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Exists(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("store {path}: {msg}")]
+    Io { path: PathBuf, msg: String },
+}
+
+/// The persisted form.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct File {
+    #[serde(default)]
+    proxies: Vec<ProxyConfig>,
+    #[serde(default)]
+    visitors: Vec<VisitorConfig>,
+}
+
+/// Which list an entry lives in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Proxy,
+    Visitor,
+}
+
+impl Kind {
+    fn word(self) -> &'static str {
+        match self {
+            Kind::Proxy => "proxy",
+            Kind::Visitor => "visitor",
+        }
+    }
+}
+
+/// The store's entries.
+#[derive(Debug)]
+pub struct Store {
+    path: PathBuf,
+    proxies: BTreeMap<String, ProxyConfig>,
+    visitors: BTreeMap<String, VisitorConfig>,
+}
+
+impl Store {
+    /// Opens the store file (missing = empty).
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let io = |msg: String| StoreError::Io {
+            path: path.to_owned(),
+            msg,
+        };
+        let file: File = match std::fs::read(path) {
+            Ok(b) => serde_json::from_slice(&b).map_err(|e| io(format!("parse: {e}")))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => File::default(),
+            Err(e) => return Err(io(e.to_string())),
+        };
+        Ok(Store {
+            path: path.to_owned(),
+            proxies: file
+                .proxies
+                .into_iter()
+                .map(|p| (p.name.clone(), p))
+                .collect(),
+            visitors: file
+                .visitors
+                .into_iter()
+                .map(|v| (v.name.clone(), v))
+                .collect(),
+        })
+    }
+
+    /// Writes the store atomically (temp file + rename), mode 0600.
+    fn save(&self) -> Result<(), StoreError> {
+        let io = |e: std::io::Error| StoreError::Io {
+            path: self.path.clone(),
+            msg: e.to_string(),
+        };
+        let file = File {
+            proxies: self.proxies.values().cloned().collect(),
+            visitors: self.visitors.values().cloned().collect(),
+        };
+        let body = serde_json::to_vec_pretty(&file).map_err(|e| StoreError::Io {
+            path: self.path.clone(),
+            msg: e.to_string(),
+        })?;
+        let mut tmp = self.path.clone().into_os_string();
+        tmp.push(".tmp");
+        std::fs::write(&tmp, body).map_err(io)?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
+        }
+        std::fs::rename(&tmp, &self.path).map_err(io)
+    }
+
+    /// `cfg` with the store applied: store entries replace same-named ones, others are added.
+    pub fn overlay(&self, mut cfg: ClientConfig) -> ClientConfig {
+        cfg.proxies.retain(|p| !self.proxies.contains_key(&p.name));
+        cfg.proxies.extend(self.proxies.values().cloned());
+        cfg.visitors
+            .retain(|v| !self.visitors.contains_key(&v.name));
+        cfg.visitors.extend(self.visitors.values().cloned());
+        cfg
+    }
+
+    pub fn has_proxy(&self, name: &str) -> bool {
+        self.proxies.contains_key(name)
+    }
+
+    /// Entries as frp's definitions `{name, type, <type>: {...}}`, sorted by name.
+    pub fn list(&self, kind: Kind) -> Vec<serde_json::Value> {
+        match kind {
+            Kind::Proxy => self.proxies.values().map(proxy_definition).collect(),
+            Kind::Visitor => self.visitors.values().map(visitor_definition).collect(),
+        }
+    }
+
+    pub fn get(&self, kind: Kind, name: &str) -> Result<serde_json::Value, StoreError> {
+        let found = match kind {
+            Kind::Proxy => self.proxies.get(name).map(proxy_definition),
+            Kind::Visitor => self.visitors.get(name).map(visitor_definition),
+        };
+        found.ok_or_else(|| StoreError::NotFound(format!("{} {name:?} not found", kind.word())))
+    }
+
+    /// Creates (`name` None) or updates an entry from a definition; returns the stored one.
+    pub fn put(
+        &mut self,
+        kind: Kind,
+        name: Option<&str>,
+        body: &[u8],
+        opts: &LoadOptions,
+    ) -> Result<serde_json::Value, StoreError> {
+        let entry = parse_definition(kind, body, opts)?;
+        let new_name = entry_name(&entry);
+        let exists = match kind {
+            Kind::Proxy => self.proxies.contains_key(&new_name),
+            Kind::Visitor => self.visitors.contains_key(&new_name),
+        };
+        match name {
+            None if exists => {
+                return Err(StoreError::Exists(format!(
+                    "{} {new_name:?} already exists",
+                    kind.word()
+                )))
+            }
+            Some(n) if n != new_name => {
+                return Err(StoreError::Invalid(format!(
+                    "{} name in body {new_name:?} does not match {n:?}",
+                    kind.word()
+                )))
+            }
+            Some(n) if !exists => {
+                return Err(StoreError::NotFound(format!(
+                    "{} {n:?} not found",
+                    kind.word()
+                )))
+            }
+            _ => {}
+        }
+        let out = match entry {
+            Entry::Proxy(p) => {
+                let d = proxy_definition(&p);
+                self.proxies.insert(new_name, *p);
+                d
+            }
+            Entry::Visitor(v) => {
+                let d = visitor_definition(&v);
+                self.visitors.insert(new_name, *v);
+                d
+            }
+        };
+        self.save()?;
+        Ok(out)
+    }
+
+    pub fn delete(&mut self, kind: Kind, name: &str) -> Result<(), StoreError> {
+        let removed = match kind {
+            Kind::Proxy => self.proxies.remove(name).is_some(),
+            Kind::Visitor => self.visitors.remove(name).is_some(),
+        };
+        if !removed {
+            return Err(StoreError::NotFound(format!(
+                "{} {name:?} not found",
+                kind.word()
+            )));
+        }
+        self.save()
+    }
+}
+
+enum Entry {
+    Proxy(Box<ProxyConfig>),
+    Visitor(Box<VisitorConfig>),
+}
+
+fn entry_name(e: &Entry) -> String {
+    match e {
+        Entry::Proxy(p) => p.name.clone(),
+        Entry::Visitor(v) => v.name.clone(),
+    }
+}
+
+/// `{name, type, <type>: {...}}` -> a checked entry, through the config loader (strict keys,
+/// frp's defaults, validation), as if it were the only entry of a config file.
+fn parse_definition(kind: Kind, body: &[u8], opts: &LoadOptions) -> Result<Entry, StoreError> {
+    let bad = |m: String| StoreError::Invalid(m);
+    let v: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| bad(format!("parse JSON error: {e}")))?;
+    let name = v["name"].as_str().unwrap_or_default().to_owned();
+    let ty = v["type"].as_str().unwrap_or_default().to_owned();
+    if name.is_empty() {
+        return Err(bad(format!("{} name is required", kind.word())));
+    }
+    if ty.is_empty() {
+        return Err(bad(format!("{} type is required", kind.word())));
+    }
+    let mut inner = match v.get(&ty) {
+        Some(serde_json::Value::Object(m)) => m.clone(),
+        None => serde_json::Map::new(),
+        Some(_) => return Err(bad(format!("{ty} must be an object"))),
+    };
+    inner.insert("name".into(), name.into());
+    inner.insert("type".into(), ty.into());
+    let list = match kind {
+        Kind::Proxy => "proxies",
+        Kind::Visitor => "visitors",
+    };
+    let doc = serde_json::json!({ list: [inner] }).to_string();
+    let opts = LoadOptions {
+        strict: true,
+        ..opts.clone()
+    };
+    let mut loaded = common::config::load_client_text(&doc, Path::new("store.json"), &opts)
+        .map_err(|e| bad(e.to_string()))?;
+    Ok(match kind {
+        Kind::Proxy => Entry::Proxy(Box::new(loaded.config.proxies.remove(0))),
+        Kind::Visitor => Entry::Visitor(Box::new(loaded.config.visitors.remove(0))),
+    })
+}
+
+/// frp's `ProxyDefinition`: `{name, type, <type>: {...}}` with the keys valid for the type.
+pub fn proxy_definition(p: &ProxyConfig) -> serde_json::Value {
+    definition(
+        &p.name,
+        &p.kind,
+        serde_json::to_value(p),
+        common::config::proxy_fields(&p.kind),
+    )
+}
+
+/// frp's `VisitorDefinition`.
+pub fn visitor_definition(v: &VisitorConfig) -> serde_json::Value {
+    definition(
+        &v.name,
+        &v.kind,
+        serde_json::to_value(v),
+        common::config::visitor_fields(&v.kind),
+    )
+}
+
+fn definition(
+    name: &str,
+    kind: &str,
+    value: serde_json::Result<serde_json::Value>,
+    fields: Option<&[&str]>,
+) -> serde_json::Value {
+    let mut value = value.unwrap_or_default();
+    if let (Some(obj), Some(fields)) = (value.as_object_mut(), fields) {
+        obj.retain(|k, v| fields.contains(&k.as_str()) && !v.is_null());
+    }
+    let mut out = serde_json::Map::new();
+    out.insert("name".into(), name.into());
+    out.insert("type".into(), kind.into());
+    out.insert(kind.into(), value);
+    out.into()
+}
