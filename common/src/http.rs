@@ -14,6 +14,62 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
+/// Why a `webServer` listener could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum WebError {
+    #[error("bind {addr}: {source}")]
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("webServer.tls: {0}")]
+    Tls(#[from] crate::transport::tls::TlsError),
+}
+
+/// A bound `webServer` (frps dashboard, frpc admin API): TCP, plus TLS when `webServer.tls`
+/// has a certificate and key (as frp).
+pub struct WebListener {
+    tcp: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+}
+
+impl std::fmt::Debug for WebListener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebListener")
+            .field("addr", &self.tcp.local_addr().ok())
+            .field("tls", &self.tls.is_some())
+            .finish()
+    }
+}
+
+impl WebListener {
+    /// Binds `addr:port` and loads the TLS files, so mistakes show at start-up.
+    pub async fn bind(cfg: &crate::config::WebServerConfig) -> Result<WebListener, WebError> {
+        let addr = format!("{}:{}", cfg.addr, cfg.port);
+        let tls = match &cfg.tls {
+            Some(t) if !t.cert_file.is_empty() && !t.key_file.is_empty() => {
+                let files = crate::transport::tls::TlsFiles {
+                    cert_file: Some(t.cert_file.clone().into()),
+                    key_file: Some(t.key_file.clone().into()),
+                    trusted_ca_file: None,
+                };
+                Some(tokio_rustls::TlsAcceptor::from(
+                    crate::transport::tls::server_config(&files)?,
+                ))
+            }
+            _ => None,
+        };
+        let tcp = TcpListener::bind(&addr)
+            .await
+            .map_err(|source| WebError::Bind { addr, source })?;
+        Ok(WebListener { tcp, tls })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<std::net::SocketAddr> {
+        self.tcp.local_addr()
+    }
+}
+
 /// A response with a full body.
 pub type Resp = Response<Full<Bytes>>;
 
@@ -145,7 +201,7 @@ pub async fn unauthorized() -> Resp {
 /// Serves `handler` on `listener` until `token` is cancelled. `/healthz` answers 200 without
 /// auth; every other path needs `auth`.
 pub async fn serve<H, F>(
-    listener: TcpListener,
+    listener: WebListener,
     auth: BasicAuth,
     handler: Arc<H>,
     token: CancellationToken,
@@ -157,7 +213,7 @@ pub async fn serve<H, F>(
     loop {
         let (stream, _) = tokio::select! {
             _ = token.cancelled() => return,
-            r = listener.accept() => match r {
+            r = listener.tcp.accept() => match r {
                 Ok(s) => s,
                 Err(e) => {
                     debug!(error = %e, "http accept");
@@ -166,7 +222,23 @@ pub async fn serve<H, F>(
             },
         };
         let (handler, auth, conn_token) = (handler.clone(), auth.clone(), token.clone());
+        let tls = listener.tls.clone();
         tokio::spawn(async move {
+            let stream: crate::io::BoxStream = match tls {
+                None => Box::new(stream),
+                Some(acceptor) => {
+                    match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream))
+                        .await
+                    {
+                        Ok(Ok(s)) => Box::new(s),
+                        Ok(Err(e)) => {
+                            debug!(error = %e, "https handshake");
+                            return;
+                        }
+                        Err(_) => return,
+                    }
+                }
+            };
             let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
                 let (handler, auth) = (handler.clone(), auth.clone());
                 async move {

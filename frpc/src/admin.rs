@@ -19,7 +19,6 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
@@ -36,7 +35,11 @@ pub(crate) struct Admin {
 }
 
 /// Serves the admin API until `token` is cancelled.
-pub(crate) async fn serve(listener: TcpListener, admin: Arc<Admin>, token: CancellationToken) {
+pub(crate) async fn serve(
+    listener: http::WebListener,
+    admin: Arc<Admin>,
+    token: CancellationToken,
+) {
     let auth = BasicAuth {
         user: admin.web.user.clone(),
         password: admin.web.password.0.clone(),

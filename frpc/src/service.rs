@@ -26,7 +26,7 @@ impl ClientError {
             ClientError::Refused(_) => "refused",
             ClientError::Protocol(_) => "protocol",
             ClientError::Tls(_) => "tls",
-            ClientError::Admin { .. } => "admin",
+            ClientError::Admin(_) => "admin",
             ClientError::Watch(_) => "watch",
         }
     }
@@ -48,11 +48,8 @@ pub enum ClientError {
     Tls(#[from] common::transport::tls::TlsError),
     #[error("watch config: {0}")]
     Watch(String),
-    #[error("admin API on {addr}: {source}")]
-    Admin {
-        addr: String,
-        source: std::io::Error,
-    },
+    #[error("admin API: {0}")]
+    Admin(#[from] common::http::WebError),
 }
 
 /// An frpc instance.
@@ -200,14 +197,8 @@ impl Client {
         if web.port == 0 {
             return Ok(());
         }
-        let addr = format!("{}:{}", web.addr, web.port);
-        let listener = tokio::net::TcpListener::bind(&addr)
-            .await
-            .map_err(|source| ClientError::Admin {
-                addr: addr.clone(),
-                source,
-            })?;
-        info!(%addr, "admin API listening");
+        let listener = common::http::WebListener::bind(web).await?;
+        info!(addr = %format!("{}:{}", web.addr, web.port), "admin API listening");
         let admin = crate::admin::Admin {
             source: self.config_source(),
             reloader: self.reloader(),

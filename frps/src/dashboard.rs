@@ -18,11 +18,14 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 /// Serves the dashboard until `token` is cancelled.
-pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>, token: CancellationToken) {
+pub(crate) async fn serve(
+    listener: http::WebListener,
+    shared: Arc<Shared>,
+    token: CancellationToken,
+) {
     let web = &shared.cfg.web_server;
     let auth = BasicAuth {
         user: web.user.clone(),

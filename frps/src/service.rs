@@ -39,6 +39,8 @@ pub enum ServerError {
     Tls(#[from] tls::TlsError),
     #[error("metrics: {0}")]
     Metrics(String),
+    #[error("dashboard: {0}")]
+    Dashboard(#[from] common::http::WebError),
 }
 
 /// State shared by every task of one frps. Immutable config plus registries of handles.
@@ -73,7 +75,7 @@ impl Shared {
 pub struct Server {
     listener: TcpListener,
     /// `webServer` (dashboard and metrics), when its port is set.
-    dashboard: Option<TcpListener>,
+    dashboard: Option<common::http::WebListener>,
     shared: Arc<Shared>,
 }
 
@@ -106,12 +108,7 @@ impl Server {
         });
         let web = &shared.cfg.web_server;
         let dashboard = if web.port > 0 {
-            let addr = format!("{}:{}", web.addr, web.port);
-            Some(
-                TcpListener::bind(&addr)
-                    .await
-                    .map_err(|source| ServerError::Bind { addr, source })?,
-            )
+            Some(common::http::WebListener::bind(web).await?)
         } else {
             None
         };

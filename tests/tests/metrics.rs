@@ -364,3 +364,68 @@ async fn no_metrics_endpoint_without_enable_prometheus() {
     assert_eq!(code, StatusCode::NOT_FOUND);
     frps.stop().await;
 }
+
+#[tokio::test]
+async fn dashboard_over_https_with_webserver_tls() {
+    init_log();
+    let dir = std::env::temp_dir().join(format!(
+        "frp-rs-dash-tls-{}-{}",
+        std::process::id(),
+        rand::random::<u32>()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let (cert, key) = (dir.join("dash.crt"), dir.join("dash.key"));
+    std::fs::write(&cert, ck.cert.pem()).unwrap();
+    std::fs::write(&key, ck.key_pair.serialize_pem()).unwrap();
+    let dash_port = free_port().await;
+    let frps = Frps::start(|c| {
+        c.web_server.addr = "127.0.0.1".into();
+        c.web_server.port = dash_port;
+        c.web_server.user = "admin".into();
+        c.web_server.password = "s3cret".into();
+        c.web_server.tls = Some(common::config::TlsFilesConfig {
+            cert_file: cert.display().to_string(),
+            key_file: key.display().to_string(),
+            trusted_ca_file: String::new(),
+        });
+    })
+    .await;
+    let dash = frps.dashboard.unwrap();
+
+    // Plain HTTP is not answered as HTTP.
+    assert!(request(
+        &dash.to_string(),
+        &auth(),
+        Method::GET,
+        "/api/serverinfo",
+        Bytes::new()
+    )
+    .await
+    .is_err());
+    // HTTPS with the right credentials is.
+    let cfg = common::transport::tls::client_config(&Default::default()).unwrap();
+    let tcp = TcpStream::connect(dash).await.unwrap();
+    let mut tls = tokio_rustls::TlsConnector::from(cfg)
+        .connect("localhost".try_into().unwrap(), tcp)
+        .await
+        .unwrap();
+    use base64::Engine;
+    let cred = base64::engine::general_purpose::STANDARD.encode("admin:s3cret");
+    tls.write_all(
+        format!("GET /api/serverinfo HTTP/1.1\r\nHost: localhost\r\nAuthorization: Basic {cred}\r\nConnection: close\r\n\r\n")
+            .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut resp = Vec::new();
+    tokio::time::timeout(PATIENCE, tls.read_to_end(&mut resp))
+        .await
+        .unwrap()
+        .ok();
+    let resp = String::from_utf8_lossy(&resp);
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    assert!(resp.contains("\"bindPort\""), "{resp}");
+    frps.stop().await;
+    let _ = std::fs::remove_dir_all(dir);
+}
