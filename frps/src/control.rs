@@ -43,6 +43,11 @@ pub(crate) struct ControlHandle {
 }
 
 impl ControlHandle {
+    /// Idle work connections in this control's pool.
+    pub(crate) fn pooled(&self) -> usize {
+        self.work_tx.len()
+    }
+
     /// Queues a work connection; gives it back when the pool is full or closed.
     pub(crate) fn push_work_conn(&self, conn: BoxStream) -> Result<(), BoxStream> {
         self.work_tx.try_send(conn).map_err(|e| e.into_inner())
@@ -133,6 +138,7 @@ pub(crate) async fn serve(
         pool_count,
         Duration::from_secs(shared.cfg.user_conn_timeout.max(1) as u64),
         ctl_tx.clone(),
+        shared.metrics.work_conns_handed_out.clone(),
     );
     let token = parent.child_token();
     let (done_tx, done_rx) = watch::channel(());

@@ -212,6 +212,10 @@ fn handle(shared: &Shared, req: Request<Incoming>) -> Resp {
         };
     }
     if method == Method::GET && parts == ["metrics"] && shared.cfg.enable_prometheus {
+        shared
+            .metrics
+            .pooled_work_conns
+            .set(shared.registry.pooled_work_conns() as i64);
         let mut r = reply(StatusCode::OK, shared.metrics.render());
         r.headers_mut().insert(
             hyper::header::CONTENT_TYPE,

@@ -142,6 +142,10 @@ pub(crate) struct Metrics {
     traffic_out: IntCounterVec,
     /// frp_rs: time users wait for a work connection.
     pub(crate) work_conn_wait: Histogram,
+    /// frp_rs: work connections handed to users, by source (pool or requested).
+    pub(crate) work_conns_handed_out: IntCounterVec,
+    /// frp_rs: idle work connections waiting in all pools (set at scrape time).
+    pub(crate) pooled_work_conns: IntGauge,
     /// frp_rs: refused logins, proxies and work connections, by reason.
     pub(crate) refusals: IntCounterVec,
     totals: Arc<Totals>,
@@ -201,7 +205,20 @@ impl Metrics {
         registry.register(Box::new(connection_counts.clone()))?;
         registry.register(Box::new(traffic_in.clone()))?;
         registry.register(Box::new(traffic_out.clone()))?;
+        let work_conns_handed_out = IntCounterVec::new(
+            Opts::new(
+                "frp_rs_server_work_conns_handed_out_total",
+                "Work connections handed to users: from the pool, or requested and waited for",
+            ),
+            &["source"],
+        )?;
+        let pooled_work_conns = IntGauge::with_opts(Opts::new(
+            "frp_rs_server_pooled_work_conns",
+            "Idle work connections waiting in the pools of all clients",
+        ))?;
         registry.register(Box::new(work_conn_wait.clone()))?;
+        registry.register(Box::new(work_conns_handed_out.clone()))?;
+        registry.register(Box::new(pooled_work_conns.clone()))?;
         registry.register(Box::new(refusals.clone()))?;
         registry.register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
@@ -215,6 +232,8 @@ impl Metrics {
             traffic_in,
             traffic_out,
             work_conn_wait,
+            work_conns_handed_out,
+            pooled_work_conns,
             refusals,
             totals: Arc::new(Totals::default()),
             proxies: Mutex::new(BTreeMap::new()),

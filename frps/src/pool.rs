@@ -28,6 +28,8 @@ pub(crate) struct WorkConnPool {
     ctl_tx: mpsc::Sender<Message>,
     timeout: Duration,
     pool_count: usize,
+    /// frp_rs: hand-outs by source (`pool` = no round trip, `requested` = waited for frpc).
+    handed_out: prometheus::IntCounterVec,
 }
 
 impl WorkConnPool {
@@ -36,6 +38,7 @@ impl WorkConnPool {
         pool_count: usize,
         timeout: Duration,
         ctl_tx: mpsc::Sender<Message>,
+        handed_out: prometheus::IntCounterVec,
     ) -> (Self, async_channel::Sender<BoxStream>) {
         let (tx, rx) = async_channel::bounded(pool_count + 10);
         (
@@ -44,6 +47,7 @@ impl WorkConnPool {
                 ctl_tx,
                 timeout,
                 pool_count,
+                handed_out,
             },
             tx,
         )
@@ -51,7 +55,10 @@ impl WorkConnPool {
 
     async fn take(&self) -> Result<BoxStream, PoolError> {
         let conn = match self.rx.try_recv() {
-            Ok(c) => c,
+            Ok(c) => {
+                self.handed_out.with_label_values(&["pool"]).inc();
+                c
+            }
             Err(async_channel::TryRecvError::Closed) => return Err(PoolError::Closed),
             Err(async_channel::TryRecvError::Empty) => {
                 self.ctl_tx
@@ -59,7 +66,10 @@ impl WorkConnPool {
                     .await
                     .map_err(|_| PoolError::Closed)?;
                 match tokio::time::timeout(self.timeout, self.rx.recv()).await {
-                    Ok(Ok(c)) => c,
+                    Ok(Ok(c)) => {
+                        self.handed_out.with_label_values(&["requested"]).inc();
+                        c
+                    }
                     Ok(Err(_)) => return Err(PoolError::Closed),
                     Err(_) => return Err(PoolError::Timeout),
                 }

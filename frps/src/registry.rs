@@ -43,6 +43,11 @@ impl Registry {
             .any(|h| h.user == user && h.client_id == client_id && h.run_id != run_id)
     }
 
+    /// Idle work connections in all pools.
+    pub(crate) fn pooled_work_conns(&self) -> usize {
+        lock(&self.controls).values().map(|h| h.pooled()).sum()
+    }
+
     pub(crate) fn control_count(&self) -> usize {
         lock(&self.controls).len()
     }

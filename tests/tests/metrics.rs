@@ -178,6 +178,20 @@ async fn prometheus_series_move_with_traffic_and_dashboard_answers() {
             .any(|(m, _, _)| m == "frp_rs_server_work_conn_wait_seconds_count"),
         "frp_rs extras are there"
     );
+    let handed = |src: &str| {
+        value(
+            &s,
+            "frp_rs_server_work_conns_handed_out_total",
+            &[("source", src)],
+        )
+        .unwrap_or(0.0)
+    };
+    assert_eq!(
+        handed("pool") + handed("requested"),
+        1.0,
+        "one user, one work connection"
+    );
+    assert!(value(&s, "frp_rs_server_pooled_work_conns", &[]).is_some());
     assert!(
         value(&s, "process_resident_memory_bytes", &[]).is_some_and(|v| v > 0.0),
         "process metrics are there"
