@@ -262,6 +262,105 @@ pub async fn serve<H, F>(
 }
 
 /// One client request (for `frpc reload|status|stop` and tests): returns status and body.
+/// One HTTP/1.1 request to `url` (`http://` or `https://` with `tls`); returns status and body.
+/// Bounded by `timeout` as a whole.
+pub async fn fetch(
+    url: &str,
+    method: hyper::Method,
+    headers: &[(&str, String)],
+    body: Bytes,
+    tls: &std::sync::Arc<rustls::ClientConfig>,
+    timeout: Duration,
+) -> std::io::Result<(StatusCode, Bytes)> {
+    use http_body_util::BodyExt;
+    let bad = |m: String| std::io::Error::new(std::io::ErrorKind::InvalidInput, m);
+    let uri: hyper::Uri = url
+        .parse()
+        .map_err(|e| bad(format!("bad URL {url:?}: {e}")))?;
+    let https = match uri.scheme_str() {
+        Some("https") => true,
+        Some("http") => false,
+        _ => {
+            return Err(bad(format!(
+                "URL {url:?} must start with http:// or https://"
+            )))
+        }
+    };
+    let host = uri
+        .host()
+        .ok_or_else(|| bad(format!("URL {url:?} has no host")))?
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
+    let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
+    let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    let authority = uri
+        .authority()
+        .map(|a| a.as_str())
+        .unwrap_or(&host)
+        .to_owned();
+    let io = |e: hyper::Error| std::io::Error::other(e.to_string());
+    let work = async {
+        let tcp = tokio::net::TcpStream::connect((host.as_str(), port)).await?;
+        let stream: crate::io::BoxStream = if https {
+            let name = rustls::pki_types::ServerName::try_from(host.clone())
+                .map_err(|e| bad(format!("bad host {host:?}: {e}")))?;
+            Box::new(
+                tokio_rustls::TlsConnector::from(tls.clone())
+                    .connect(name, tcp)
+                    .await?,
+            )
+        } else {
+            Box::new(tcp)
+        };
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                .await
+                .map_err(io)?;
+        let conn_task = tokio::spawn(conn);
+        let mut req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(hyper::header::HOST, authority);
+        for (k, v) in headers {
+            req = req.header(*k, v);
+        }
+        let req = req.body(Full::new(body)).map_err(std::io::Error::other)?;
+        let resp = sender.send_request(req).await.map_err(io)?;
+        let code = resp.status();
+        let bytes = resp.into_body().collect().await.map_err(io)?.to_bytes();
+        conn_task.abort();
+        Ok((code, bytes))
+    };
+    tokio::time::timeout(timeout, work).await.map_err(|_| {
+        std::io::Error::new(std::io::ErrorKind::TimedOut, format!("{url}: timed out"))
+    })?
+}
+
+/// Go's `url.QueryEscape`: form encoding of one value.
+pub fn query_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                out.push(b as char)
+            }
+            b' ' => out.push('+'),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+/// `application/x-www-form-urlencoded` encoding of `pairs`.
+pub fn form_encode(pairs: &[(&str, &str)]) -> String {
+    let parts: Vec<String> = pairs
+        .iter()
+        .map(|(k, v)| format!("{}={}", query_escape(k), query_escape(v)))
+        .collect();
+    parts.join("&")
+}
+
 pub async fn request(
     addr: &str,
     auth: &BasicAuth,

@@ -19,6 +19,7 @@ pub mod http;
 pub mod io;
 pub mod log;
 pub mod msg;
+pub mod oidc;
 pub mod signal;
 pub mod transport;
 

@@ -10,7 +10,7 @@ use crate::health::{self, HealthEvent, HealthSpec};
 use crate::proxy::Proxies;
 use crate::reload::{diff, Change};
 use crate::status::{Phase, ProxyStatus, StatusBoard};
-use common::auth::{auth_key, unix_now};
+use common::auth::unix_now;
 use common::config::ClientConfig;
 use common::crypto::derive_key;
 use common::io::{BoxStream, CryptStream};
@@ -40,6 +40,7 @@ pub(crate) struct Session {
     run_id: String,
     status: StatusBoard,
     metrics: Arc<crate::metrics::ClientMetrics>,
+    auth: crate::auth::Auth,
 }
 
 /// What the session loop owns besides the config.
@@ -61,6 +62,7 @@ impl Session {
         run_id: String,
         status: StatusBoard,
         metrics: Arc<crate::metrics::ClientMetrics>,
+        auth: crate::auth::Auth,
     ) -> Self {
         let cfg = config_rx.borrow().clone();
         Session {
@@ -70,6 +72,7 @@ impl Session {
             run_id,
             status,
             metrics,
+            auth,
         }
     }
 
@@ -117,7 +120,7 @@ impl Session {
                     m = in_rx.recv() => match m {
                         None => break,
                         Some(Message::ReqWorkConn(_)) => {
-                            let fut = work_conn(self.connector.clone(), self.cfg.clone(), self.run_id.clone(), st.proxies.clone());
+                            let fut = work_conn(self.connector.clone(), self.cfg.clone(), self.auth.clone(), self.run_id.clone(), st.proxies.clone());
                             tokio::spawn(fut.in_current_span());
                         }
                         Some(Message::NewProxyResp(r)) => self.on_new_proxy_resp(r, &mut st.phases),
@@ -141,11 +144,19 @@ impl Session {
                     _ = hb_tick.tick(), if hb.is_some() => {
                         let ping = if self.cfg.auth.has_scope("HeartBeats") {
                             let ts = unix_now();
-                            Ping { privilege_key: auth_key(&self.cfg.auth.token, ts), timestamp: ts }
+                            match self.auth.privilege_key(ts).await {
+                                Ok(k) => Some(Ping { privilege_key: k, timestamp: ts }),
+                                Err(e) => {
+                                    warn!(error = %e, "cannot get a token for the heartbeat");
+                                    None
+                                }
+                            }
                         } else {
-                            Ping::default()
+                            Some(Ping::default())
                         };
-                        let _ = st.out.send(ping.into()).await;
+                        if let Some(ping) = ping {
+                            let _ = st.out.send(ping.into()).await;
+                        }
                     }
                     _ = check.tick() => {
                         if hb_timeout.is_some_and(|t| last_pong.elapsed() > t) {
@@ -465,6 +476,7 @@ async fn writer<W: tokio::io::AsyncWrite + Unpin>(
 async fn work_conn(
     connector: Connector,
     cfg: Arc<ClientConfig>,
+    auth: crate::auth::Auth,
     run_id: String,
     proxies: Arc<Proxies>,
 ) {
@@ -482,7 +494,13 @@ async fn work_conn(
     };
     if cfg.auth.has_scope("NewWorkConns") {
         m.timestamp = unix_now();
-        m.privilege_key = auth_key(&cfg.auth.token, m.timestamp);
+        m.privilege_key = match auth.privilege_key(m.timestamp).await {
+            Ok(k) => k,
+            Err(e) => {
+                warn!(error = %e, "cannot get a token for the work connection");
+                return;
+            }
+        };
     }
     if let Err(e) = write_msg(&mut conn, &m.into()).await {
         debug!(error = %e, "send NewWorkConn failed");

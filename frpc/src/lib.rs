@@ -12,6 +12,7 @@
 //! - [`cli`]: the command line.
 
 pub mod admin;
+mod auth;
 pub mod cli;
 mod connector;
 mod control;

@@ -4,7 +4,7 @@
 use crate::connector::{Connector, Dialer};
 use crate::control::Session;
 use crate::status::{Phase, ProxyStatus, StatusBoard};
-use common::auth::{auth_key, unix_now};
+use common::auth::unix_now;
 use common::backoff::Backoff;
 use common::config::ClientConfig;
 use common::msg::{read_msg, write_msg, Login, Message};
@@ -28,6 +28,7 @@ impl ClientError {
             ClientError::Tls(_) => "tls",
             ClientError::Admin(_) => "admin",
             ClientError::Watch(_) => "watch",
+            ClientError::Auth(_) => "auth",
         }
     }
 }
@@ -46,6 +47,8 @@ pub enum ClientError {
     Protocol(String),
     #[error(transparent)]
     Tls(#[from] common::transport::tls::TlsError),
+    #[error(transparent)]
+    Auth(#[from] common::oidc::OidcError),
     #[error("watch config: {0}")]
     Watch(String),
     #[error("admin API: {0}")]
@@ -139,6 +142,7 @@ impl Client {
     /// and `loginFailExit` is on (frp's default).
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), ClientError> {
         let dialer = Dialer::new(self.cfg.clone())?;
+        let auth = crate::auth::Auth::new(&self.cfg.auth)?;
         self.start_admin(&shutdown).await?;
         let mut run_id = String::new();
         let mut first = true;
@@ -146,7 +150,7 @@ impl Client {
         loop {
             let attempt = tokio::select! {
                 _ = shutdown.cancelled() => return Ok(()),
-                r = self.login(&dialer, &run_id, shutdown.child_token()) => r,
+                r = self.login(&dialer, &auth, &run_id, shutdown.child_token()) => r,
             };
             match attempt {
                 Ok((connector, stream, id)) => {
@@ -165,6 +169,7 @@ impl Client {
                         id,
                         self.status.clone(),
                         self.metrics.clone(),
+                        auth.clone(),
                     )
                     .run(stream)
                     .await;
@@ -219,6 +224,7 @@ impl Client {
     async fn login(
         &self,
         dialer: &Dialer,
+        auth: &crate::auth::Auth,
         run_id: &str,
         token: CancellationToken,
     ) -> Result<(Connector, common::io::BoxStream, String), ClientError> {
@@ -239,13 +245,14 @@ impl Client {
                     source,
                 })?;
             let ts = unix_now();
+            let privilege_key = auth.privilege_key(ts).await?;
             let login = Login {
                 version: FRP_VERSION.into(),
                 hostname: hostname(),
                 os: std::env::consts::OS.into(),
                 arch: go_arch().into(),
                 user: self.cfg.user.clone(),
-                privilege_key: auth_key(&self.cfg.auth.token, ts),
+                privilege_key,
                 timestamp: ts,
                 run_id: run_id.to_owned(),
                 client_id: self.cfg.client_id.clone(),

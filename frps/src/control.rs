@@ -9,7 +9,6 @@ use crate::metrics::Owner;
 use crate::pool::WorkConnPool;
 use crate::proxy::{self, ProxyCtx, ProxyError, ProxyHandle};
 use crate::service::Shared;
-use common::auth::{verify_auth_key, TOKEN_MISMATCH};
 use common::io::{BoxStream, CryptStream, LimitAt, Limiter, WrapOpts};
 use common::msg::{
     read_msg, write_msg, CloseProxy, Login, LoginResp, Message, NewProxy, NewProxyResp, Ping, Pong,
@@ -66,20 +65,11 @@ fn random_run_id() -> String {
 }
 
 /// Checks a Login; the error text is what frp sends in LoginResp.
-fn check_login(shared: &Shared, login: &Login) -> Result<(), String> {
-    let auth = &shared.cfg.auth;
-    if auth.method == "token"
-        && !verify_auth_key(&auth.token, login.timestamp, &login.privilege_key)
-    {
-        return Err(TOKEN_MISMATCH.into());
-    }
-    if auth.method != "token" {
-        return Err(format!(
-            "auth method {:?} is not supported by this frps yet",
-            auth.method
-        ));
-    }
-    Ok(())
+async fn check_login(shared: &Shared, login: &Login) -> Result<(), String> {
+    shared
+        .auth
+        .login(login.timestamp, &login.privilege_key)
+        .await
 }
 
 /// Serves one control connection from its Login to its end.
@@ -95,7 +85,7 @@ pub(crate) async fn serve(
         error: err,
         ..Default::default()
     };
-    if let Err(e) = check_login(&shared, &login) {
+    if let Err(e) = check_login(&shared, &login).await {
         warn!(user = %login.user, version = %login.version, error = %e, "login refused");
         shared.metrics.refused("login", "auth");
         let msg = if shared.cfg.detailed_errors_to_client {
@@ -320,22 +310,24 @@ impl Control {
                 }
             }
             Message::Ping(ping) => {
-                let pong = self.check_ping(&ping);
+                let pong = self.check_ping(&ping).await;
                 self.send(pong).await;
             }
             other => debug!(msg = other.name(), "ignoring message with no handler"),
         }
     }
 
-    fn check_ping(&self, ping: &Ping) -> Pong {
-        let auth = &self.shared.cfg.auth;
-        if auth.has_scope("HeartBeats")
-            && !verify_auth_key(&auth.token, ping.timestamp, &ping.privilege_key)
-        {
-            warn!("invalid heartbeat authentication");
-            return Pong {
-                error: TOKEN_MISMATCH.into(),
-            };
+    async fn check_ping(&self, ping: &Ping) -> Pong {
+        if self.shared.cfg.auth.has_scope("HeartBeats") {
+            if let Err(error) = self
+                .shared
+                .auth
+                .scoped(ping.timestamp, &ping.privilege_key)
+                .await
+            {
+                warn!(%error, "invalid heartbeat authentication");
+                return Pong { error };
+            }
         }
         Pong::default()
     }

@@ -12,6 +12,7 @@
 //! - `ports`: `allowPorts`, port allocation.
 //! - [`cli`]: the command line (the binary's `main` only calls it).
 
+mod auth;
 pub mod cli;
 mod clients;
 mod control;

@@ -39,6 +39,8 @@ pub enum ServerError {
     Tls(#[from] tls::TlsError),
     #[error("metrics: {0}")]
     Metrics(String),
+    #[error(transparent)]
+    Oidc(#[from] common::oidc::OidcError),
     #[error("dashboard: {0}")]
     Dashboard(#[from] common::http::WebError),
 }
@@ -49,6 +51,7 @@ pub(crate) struct Shared {
     pub(crate) registry: Arc<Registry>,
     pub(crate) metrics: Arc<crate::metrics::Metrics>,
     pub(crate) groups: crate::group::Groups,
+    pub(crate) auth: crate::auth::Auth,
     pub(crate) tracker: TaskTracker,
     /// Control-channel and work-connection key, from `auth.token`.
     pub(crate) key: Key,
@@ -94,6 +97,7 @@ impl Server {
             trusted_ca_file: opt(&t.trusted_ca_file),
         };
         let tls = tokio_rustls::TlsAcceptor::from(tls::server_config(&files)?);
+        let auth = crate::auth::Auth::new(&cfg.auth).await?;
         let shared = Arc::new(Shared {
             key: derive_key(cfg.auth.token.as_bytes()),
             cfg,
@@ -102,6 +106,7 @@ impl Server {
                 crate::metrics::Metrics::new().map_err(|e| ServerError::Metrics(e.to_string()))?,
             ),
             groups: crate::group::Groups::default(),
+            auth,
             tracker: TaskTracker::new(),
             tls,
             next_id: AtomicU64::new(1),
@@ -342,16 +347,12 @@ async fn attach_work_conn(shared: &Shared, mut stream: BoxStream, m: NewWorkConn
             return;
         }
     };
-    if shared.cfg.auth.has_scope("NewWorkConns")
-        && !common::auth::verify_auth_key(&shared.cfg.auth.token, m.timestamp, &m.privilege_key)
-    {
-        info!(run_id = %m.run_id, "work connection failed authentication, closing");
-        let _ = write_msg(
-            &mut stream,
-            &refuse(common::auth::TOKEN_MISMATCH.into()).into(),
-        )
-        .await;
-        return;
+    if shared.cfg.auth.has_scope("NewWorkConns") {
+        if let Err(e) = shared.auth.scoped(m.timestamp, &m.privilege_key).await {
+            info!(run_id = %m.run_id, error = %e, "work connection failed authentication, closing");
+            let _ = write_msg(&mut stream, &refuse(e).into()).await;
+            return;
+        }
     }
     if handle.push_work_conn(stream).is_err() {
         debug!(run_id = %m.run_id, "work connection pool is full or closed, discarding");

@@ -173,6 +173,9 @@ pub struct ClientOidc {
     #[serde(rename = "proxyURL")]
     pub proxy_url: String,
     pub token_source: Option<ValueSource>,
+    /// The token read from `tokenSource` at load time (not a config key).
+    #[serde(skip)]
+    pub source_token: Option<Secret>,
 }
 
 /// `transport.*` on frpc.

@@ -445,6 +445,18 @@ pub fn load_client_text(
                     &mut problems,
                 );
             }
+            if let Some(src) = c.auth.oidc.token_source.take() {
+                let mut t = super::Secret::default();
+                resolve_token(
+                    &src,
+                    "auth.oidc.tokenSource",
+                    file,
+                    opts,
+                    &mut t,
+                    &mut problems,
+                );
+                c.auth.oidc.source_token = Some(t);
+            }
         }
     }
     finish(cfg, problems, warnings)

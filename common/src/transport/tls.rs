@@ -85,6 +85,29 @@ fn root_store(ca: &Path) -> Result<rustls::RootCertStore, TlsError> {
     Ok(roots)
 }
 
+/// A client config for HTTPS to other services (OIDC): the given CA file, else the web PKI
+/// roots; `insecure` skips certificate verification (frp's `insecureSkipVerify`).
+pub fn https_client_config(
+    trusted_ca_file: Option<&Path>,
+    insecure: bool,
+) -> Result<Arc<rustls::ClientConfig>, TlsError> {
+    if insecure {
+        return client_config(&TlsFiles::default());
+    }
+    let roots = match trusted_ca_file {
+        Some(ca) => root_store(ca)?,
+        None => rustls::RootCertStore {
+            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+        },
+    };
+    Ok(Arc::new(
+        rustls::ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()?
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    ))
+}
+
 /// File paths from `transport.tls.*`.
 #[derive(Debug, Clone, Default)]
 pub struct TlsFiles {

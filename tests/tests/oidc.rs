@@ -1,0 +1,326 @@
+//! OIDC login against an issuer run here on 127.0.0.1: discovery, JWKS, a client-credentials
+//! token endpoint, and RS256 tokens signed with a key generated in the test.
+
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD as B64};
+use base64::Engine;
+use common::config::{ServerConfig, WebServerConfig};
+use common::http::{self, reply, BasicAuth, WebListener};
+use common::msg::{read_msg, write_msg, Login, Message};
+use hyper::body::Incoming;
+use hyper::{Request, StatusCode};
+use rsa::pkcs1v15::SigningKey;
+use rsa::signature::{SignatureEncoding, Signer};
+use rsa::traits::PublicKeyParts;
+use rsa::RsaPrivateKey;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use tests::*;
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
+
+const CLIENT_ID: &str = "frpc-app";
+const CLIENT_SECRET: &str = "client-s3cret";
+const AUDIENCE: &str = "frps";
+
+/// Two RSA keys per test binary (generation is the slow part).
+fn keys() -> &'static (RsaPrivateKey, RsaPrivateKey) {
+    static K: OnceLock<(RsaPrivateKey, RsaPrivateKey)> = OnceLock::new();
+    K.get_or_init(|| {
+        let mut rng = rand::thread_rng();
+        (
+            RsaPrivateKey::new(&mut rng, 2048).unwrap(),
+            RsaPrivateKey::new(&mut rng, 2048).unwrap(),
+        )
+    })
+}
+
+/// An RS256 JWT with kid "k1".
+fn jwt(key: &RsaPrivateKey, claims: serde_json::Value) -> String {
+    let header = B64.encode(br#"{"alg":"RS256","kid":"k1","typ":"JWT"}"#);
+    let payload = B64.encode(claims.to_string());
+    let signed = format!("{header}.{payload}");
+    let sig = SigningKey::<rsa::sha2::Sha256>::new(key.clone()).sign(signed.as_bytes());
+    format!("{signed}.{}", B64.encode(sig.to_bytes()))
+}
+
+struct Issuer {
+    url: String,
+    token_requests: Arc<AtomicUsize>,
+    stop: CancellationToken,
+}
+
+impl Drop for Issuer {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+impl Issuer {
+    fn claims(&self, sub: &str, aud: &str, exp_in: i64) -> serde_json::Value {
+        let now = common::clock::unix_now();
+        serde_json::json!({"iss": self.url, "sub": sub, "aud": aud, "iat": now, "exp": now + exp_in})
+    }
+
+    async fn start(expires_in: u64) -> Issuer {
+        let listener = WebListener::bind(&WebServerConfig {
+            addr: "127.0.0.1".into(),
+            port: 0,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let token_requests = Arc::new(AtomicUsize::new(0));
+        let stop = CancellationToken::new();
+        let issuer = Issuer {
+            url: url.clone(),
+            token_requests: token_requests.clone(),
+            stop: stop.clone(),
+        };
+        let token_claims = issuer.claims("frpc-1", AUDIENCE, 600);
+        let handler = Arc::new(move |req: Request<Incoming>| {
+            let (url, count, claims) = (url.clone(), token_requests.clone(), token_claims.clone());
+            async move {
+                match req.uri().path() {
+                    "/.well-known/openid-configuration" => http::json(
+                        StatusCode::OK,
+                        &serde_json::json!({
+                            "issuer": url,
+                            "jwks_uri": format!("{url}/jwks"),
+                            "token_endpoint": format!("{url}/token"),
+                            "id_token_signing_alg_values_supported": ["RS256"],
+                        }),
+                    ),
+                    "/jwks" => {
+                        let pk = keys().0.to_public_key();
+                        http::json(
+                            StatusCode::OK,
+                            &serde_json::json!({"keys": [{
+                                "kty": "RSA", "kid": "k1", "alg": "RS256", "use": "sig",
+                                "n": B64.encode(pk.n().to_bytes_be()),
+                                "e": B64.encode(pk.e().to_bytes_be()),
+                            }]}),
+                        )
+                    }
+                    "/token" => {
+                        count.fetch_add(1, Ordering::SeqCst);
+                        let want = format!(
+                            "Basic {}",
+                            STANDARD.encode(format!("{CLIENT_ID}:{CLIENT_SECRET}"))
+                        );
+                        let authorized = req
+                            .headers()
+                            .get("authorization")
+                            .is_some_and(|v| v.as_bytes() == want.as_bytes());
+                        if !authorized {
+                            return reply(
+                                StatusCode::UNAUTHORIZED,
+                                r#"{"error":"invalid_client"}"#,
+                            );
+                        }
+                        http::json(
+                            StatusCode::OK,
+                            &serde_json::json!({
+                                "access_token": jwt(&keys().0, claims),
+                                "token_type": "Bearer",
+                                "expires_in": expires_in,
+                            }),
+                        )
+                    }
+                    _ => reply(StatusCode::NOT_FOUND, ""),
+                }
+            }
+        });
+        tokio::spawn(http::serve(listener, BasicAuth::default(), handler, stop));
+        issuer
+    }
+}
+
+fn oidc_server(issuer: &Issuer) -> impl FnOnce(&mut ServerConfig) + '_ {
+    move |c: &mut ServerConfig| {
+        c.auth.method = "oidc".into();
+        c.auth.token = Default::default();
+        c.auth.oidc.issuer = issuer.url.clone();
+        c.auth.oidc.audience = AUDIENCE.into();
+        c.auth.additional_scopes = vec!["HeartBeats".into(), "NewWorkConns".into()];
+    }
+}
+
+/// A raw Login with `key` as privilege_key; returns LoginResp's error.
+async fn login_error(frps: SocketAddr, key: &str) -> String {
+    let mut s = TcpStream::connect(frps).await.unwrap();
+    let m = Login {
+        version: "0.70.1".into(),
+        privilege_key: key.into(),
+        timestamp: common::clock::unix_now(),
+        ..Default::default()
+    };
+    write_msg(&mut s, &m.into()).await.unwrap();
+    match tokio::time::timeout(PATIENCE, read_msg(&mut s))
+        .await
+        .unwrap()
+        .unwrap()
+    {
+        Message::LoginResp(r) => r.error,
+        other => panic!("LoginResp expected, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn oidc_client_credentials_login_and_scoped_messages() {
+    init_log();
+    let issuer = Issuer::start(3600).await;
+    let echo = echo_tcp().await;
+    for tcp_mux in [true, false] {
+        let frps = Frps::start(|c| {
+            oidc_server(&issuer)(c);
+            c.transport.tcp_mux = tcp_mux;
+        })
+        .await;
+        let frpc = Frpc::start(frps.addr, |c| {
+            c.auth.method = "oidc".into();
+            c.auth.token = Default::default();
+            c.auth.oidc.client_id = CLIENT_ID.into();
+            c.auth.oidc.client_secret = CLIENT_SECRET.into();
+            c.auth.oidc.token_endpoint_url = format!("{}/token", issuer.url);
+            c.auth.oidc.audience = AUDIENCE.into();
+            c.auth.additional_scopes = vec!["HeartBeats".into(), "NewWorkConns".into()];
+            c.transport.tcp_mux = tcp_mux;
+            c.transport.pool_count = 0;
+            c.proxies = vec![proxy(&format!("o{tcp_mux}"), "tcp", echo, 0)];
+        });
+        let st = frpc.wait_running(&format!("o{tcp_mux}")).await;
+        let entry: SocketAddr = ([127, 0, 0, 1], remote_port(&st)).into();
+        // Each user makes a NewWorkConn carrying a token (NewWorkConns scope).
+        for i in 0..3 {
+            let data = pattern(10_000, i);
+            assert!(echo_through(entry, &data).await == data);
+        }
+        frpc.stop().await;
+        frps.stop().await;
+    }
+    // Cached: one token per frpc instance, not one per message.
+    assert_eq!(issuer.token_requests.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn oidc_bad_tokens_are_refused_and_frps_keeps_serving() {
+    init_log();
+    let issuer = Issuer::start(3600).await;
+    let frps = Frps::start(|c| {
+        oidc_server(&issuer)(c);
+        c.detailed_errors_to_client = true;
+        c.transport.tcp_mux = false;
+    })
+    .await;
+    let (good, other) = keys();
+    let cases = [
+        (
+            "expired",
+            jwt(good, issuer.claims("a", AUDIENCE, -60)),
+            "expired",
+        ),
+        (
+            "wrong audience",
+            jwt(good, issuer.claims("a", "someone-else", 600)),
+            "audience",
+        ),
+        (
+            "wrong signature",
+            jwt(other, issuer.claims("a", AUDIENCE, 600)),
+            "signature",
+        ),
+        ("not a jwt", "garbage".to_owned(), "malformed"),
+    ];
+    for (what, token, expect) in cases {
+        let err = login_error(frps.addr, &token).await;
+        assert!(err.contains(expect), "{what}: {err}");
+        assert!(!err.contains(&token), "{what}: the token is not echoed");
+    }
+    let mut wrong_issuer = issuer.claims("a", AUDIENCE, 600);
+    wrong_issuer["iss"] = "http://127.0.0.1:1".into();
+    let err = login_error(frps.addr, &jwt(good, wrong_issuer)).await;
+    assert!(err.contains("different provider"), "{err}");
+    // A valid token still logs in.
+    assert_eq!(
+        login_error(frps.addr, &jwt(good, issuer.claims("a", AUDIENCE, 600))).await,
+        ""
+    );
+    frps.stop().await;
+}
+
+#[tokio::test]
+async fn oidc_skip_checks_and_discovery_failure() {
+    init_log();
+    let issuer = Issuer::start(3600).await;
+    let frps = Frps::start(|c| {
+        oidc_server(&issuer)(c);
+        c.auth.oidc.skip_expiry_check = true;
+        c.transport.tcp_mux = false;
+        c.auth.oidc.audience = String::new();
+    })
+    .await;
+    let (good, _) = keys();
+    assert_eq!(
+        login_error(frps.addr, &jwt(good, issuer.claims("a", "anyone", -60))).await,
+        "",
+        "expired and any audience accepted when told so"
+    );
+    frps.stop().await;
+
+    // frps refuses to start when the issuer cannot be discovered, naming the problem.
+    let mut cfg = server_config();
+    cfg.auth.method = "oidc".into();
+    cfg.auth.oidc.issuer = format!("http://127.0.0.1:{}", free_port().await);
+    let err = frps::Server::bind(cfg).await.unwrap_err().to_string();
+    assert!(err.contains("oidc") && err.contains("discovery"), "{err}");
+}
+
+#[tokio::test]
+async fn token_fetcher_caches_until_shortly_before_expiry() {
+    init_log();
+    for (expires_in, fetches_for_three) in [(3600, 1), (5, 3)] {
+        let issuer = Issuer::start(expires_in).await;
+        let fetcher = common::oidc::TokenFetcher::new(
+            common::oidc::ClientCredentials {
+                token_endpoint_url: format!("{}/token", issuer.url),
+                client_id: CLIENT_ID.into(),
+                client_secret: CLIENT_SECRET.into(),
+                scope: String::new(),
+                audience: AUDIENCE.into(),
+                additional_params: vec![],
+            },
+            common::transport::tls::https_client_config(None, false).unwrap(),
+        );
+        for _ in 0..3 {
+            assert!(fetcher.token().await.unwrap().starts_with("eyJ"));
+        }
+        // expires_in 5 s is inside the 10 s refresh margin: every use fetches anew.
+        assert_eq!(
+            issuer.token_requests.load(Ordering::SeqCst),
+            fetches_for_three,
+            "expires_in {expires_in}"
+        );
+    }
+    // Wrong client secret: a clear error, without the secret.
+    let issuer = Issuer::start(3600).await;
+    let fetcher = common::oidc::TokenFetcher::new(
+        common::oidc::ClientCredentials {
+            token_endpoint_url: format!("{}/token", issuer.url),
+            client_id: CLIENT_ID.into(),
+            client_secret: "wrong-secret".into(),
+            scope: String::new(),
+            audience: String::new(),
+            additional_params: vec![],
+        },
+        common::transport::tls::https_client_config(None, false).unwrap(),
+    );
+    let err = fetcher.token().await.unwrap_err().to_string();
+    assert!(
+        err.contains("401") && !err.contains("wrong-secret"),
+        "{err}"
+    );
+}
