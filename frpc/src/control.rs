@@ -13,13 +13,12 @@ use crate::status::{Phase, ProxyStatus, StatusBoard};
 use common::auth::unix_now;
 use common::config::ClientConfig;
 use common::crypto::derive_key;
-use common::io::{BoxStream, CryptStream};
-use common::msg::{
-    read_msg, write_msg, CloseProxy, Message, NewProxy, NewProxyResp, NewWorkConn, Ping,
-};
+use common::io::{AeadStream, BoxStream, CryptStream};
+use common::msg::{v2, CloseProxy, Message, NewProxy, NewProxyResp, NewWorkConn, Ping, Wire};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::io::AsyncWriteExt;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -77,15 +76,31 @@ impl Session {
     }
 
     /// Runs until the server goes away or the session token is cancelled.
-    pub(crate) async fn run(mut self, stream: BoxStream) {
+    pub(crate) async fn run(mut self, stream: BoxStream, negotiated: Option<v2::Negotiated>) {
         let token = self.connector.token.clone();
-        let key = derive_key(self.cfg.auth.token.as_bytes());
-        let (rd, wr) = tokio::io::split(CryptStream::new(stream, key));
+        let wire = crate::wire(&self.cfg);
+        let secured: BoxStream = match &negotiated {
+            None => Box::new(CryptStream::new(
+                stream,
+                derive_key(self.cfg.auth.token.as_bytes()),
+            )),
+            Some(n) => {
+                let (c2s, s2c) = v2::control_keys(&self.cfg.auth.token, &n.transcript, &n.alg);
+                match AeadStream::new(stream, &n.alg, &c2s, &s2c) {
+                    Ok(s) => Box::new(s),
+                    Err(e) => {
+                        warn!(error = %e, "cannot set up the v2 control channel");
+                        return;
+                    }
+                }
+            }
+        };
+        let (rd, wr) = tokio::io::split(secured);
         let (out_tx, out_rx) = mpsc::channel::<Message>(SEND_QUEUE);
         let (in_tx, mut in_rx) = mpsc::channel::<Message>(SEND_QUEUE);
         let span = tracing::info_span!("session", run_id = %self.run_id);
-        tokio::spawn(reader(rd, in_tx, token.clone()).instrument(span.clone()));
-        tokio::spawn(writer(wr, out_rx, token.clone()).instrument(span.clone()));
+        tokio::spawn(reader(rd, wire, in_tx, token.clone()).instrument(span.clone()));
+        tokio::spawn(writer(wr, wire, out_rx, token.clone()).instrument(span.clone()));
 
         let (health_tx, mut health_rx) = mpsc::channel::<HealthEvent>(16);
         let mut st = State {
@@ -427,13 +442,14 @@ pub(crate) fn strip_user<'a>(user: &str, name: &'a str) -> &'a str {
 
 async fn reader<R: tokio::io::AsyncRead + Unpin>(
     mut rd: R,
+    wire: Wire,
     tx: mpsc::Sender<Message>,
     token: CancellationToken,
 ) {
     loop {
         let r = tokio::select! {
             _ = token.cancelled() => return,
-            r = read_msg(&mut rd) => r,
+            r = wire.read(&mut rd) => r,
         };
         match r {
             Ok(m) => {
@@ -455,6 +471,7 @@ async fn reader<R: tokio::io::AsyncRead + Unpin>(
 
 async fn writer<W: tokio::io::AsyncWrite + Unpin>(
     mut wr: W,
+    wire: Wire,
     mut rx: mpsc::Receiver<Message>,
     token: CancellationToken,
 ) {
@@ -463,7 +480,7 @@ async fn writer<W: tokio::io::AsyncWrite + Unpin>(
             _ = token.cancelled() => return,
             m = rx.recv() => match m { Some(m) => m, None => return },
         };
-        if let Err(e) = write_msg(&mut wr, &m).await {
+        if let Err(e) = wire.write(&mut wr, &m).await {
             debug!(error = %e, "control write failed");
             token.cancel();
             return;
@@ -502,13 +519,20 @@ async fn work_conn(
             }
         };
     }
-    if let Err(e) = write_msg(&mut conn, &m.into()).await {
+    let wire = crate::wire(&cfg);
+    let sent = async {
+        if wire == Wire::V2 {
+            conn.write_all(&v2::MAGIC).await?;
+        }
+        wire.write(&mut conn, &m.into()).await
+    };
+    if let Err(e) = sent.await {
         debug!(error = %e, "send NewWorkConn failed");
         return;
     }
     let start = tokio::select! {
         _ = token.cancelled() => return,
-        r = read_msg(&mut conn) => r,
+        r = wire.read(&mut conn) => r,
     };
     match start {
         Ok(Message::StartWorkConn(s)) if s.error.is_empty() => {

@@ -27,3 +27,12 @@ mod watch;
 
 pub use admin::ProxyStatusResp;
 pub use service::{Client, ClientError, Reloader};
+
+/// The framing frpc speaks (`transport.wireProtocol`).
+pub(crate) fn wire(cfg: &common::config::ClientConfig) -> common::msg::Wire {
+    if cfg.transport.wire_protocol == "v2" {
+        common::msg::Wire::V2
+    } else {
+        common::msg::Wire::V1
+    }
+}

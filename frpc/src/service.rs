@@ -7,10 +7,11 @@ use crate::status::{Phase, ProxyStatus, StatusBoard};
 use common::auth::unix_now;
 use common::backoff::Backoff;
 use common::config::ClientConfig;
-use common::msg::{read_msg, write_msg, Login, Message};
+use common::msg::{v2, Login, Message, Wire};
 use common::FRP_VERSION;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::io::AsyncWriteExt;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -153,7 +154,7 @@ impl Client {
                 r = self.login(&dialer, &auth, &run_id, shutdown.child_token()) => r,
             };
             match attempt {
-                Ok((connector, stream, id)) => {
+                Ok((connector, stream, id, negotiated)) => {
                     if first {
                         info!(run_id = %id, "login to server success");
                     } else {
@@ -171,7 +172,7 @@ impl Client {
                         self.metrics.clone(),
                         auth.clone(),
                     )
-                    .run(stream)
+                    .run(stream, negotiated)
                     .await;
                     if shutdown.is_cancelled() {
                         return Ok(());
@@ -227,7 +228,15 @@ impl Client {
         auth: &crate::auth::Auth,
         run_id: &str,
         token: CancellationToken,
-    ) -> Result<(Connector, common::io::BoxStream, String), ClientError> {
+    ) -> Result<
+        (
+            Connector,
+            common::io::BoxStream,
+            String,
+            Option<v2::Negotiated>,
+        ),
+        ClientError,
+    > {
         let addr = format!("{}:{}", self.cfg.server_addr, self.cfg.server_port);
         let connector = dialer
             .open(token)
@@ -264,16 +273,50 @@ impl Client {
                 addr: addr.clone(),
                 source,
             };
-            write_msg(&mut stream, &login.into())
-                .await
-                .map_err(io_err)?;
-            let resp = tokio::time::timeout(LOGIN_TIMEOUT, read_msg(&mut stream))
+            let wire = crate::wire(&self.cfg);
+            let t = &self.cfg.transport;
+            let negotiated = if wire == Wire::V2 {
+                // Magic, ClientHello and Login back to back; then ServerHello and LoginResp.
+                let chp = serde_json::to_vec(&v2::client_hello(t.tls.enable, t.tcp_mux))
+                    .map_err(|e| ClientError::Protocol(e.to_string()))?;
+                stream.write_all(&v2::MAGIC).await.map_err(io_err)?;
+                v2::write_frame(&mut stream, v2::FRAME_CLIENT_HELLO, &chp)
+                    .await
+                    .map_err(io_err)?;
+                v2::write_msg(&mut stream, &login.into())
+                    .await
+                    .map_err(io_err)?;
+                let (ty, shp) = tokio::time::timeout(LOGIN_TIMEOUT, v2::read_frame(&mut stream))
+                    .await
+                    .map_err(|_| ClientError::Protocol("no ServerHello within 10s".into()))?
+                    .map_err(|e| ClientError::Protocol(e.to_string()))?;
+                if ty != v2::FRAME_SERVER_HELLO {
+                    return Err(ClientError::Protocol(format!(
+                        "expected ServerHello, got frame type {ty}"
+                    )));
+                }
+                let ch: v2::ClientHello = serde_json::from_slice(&chp)
+                    .map_err(|e| ClientError::Protocol(e.to_string()))?;
+                let sh: v2::ServerHello = serde_json::from_slice(&shp)
+                    .map_err(|e| ClientError::Protocol(format!("bad ServerHello: {e}")))?;
+                let alg = v2::check_server_hello(&ch, &sh).map_err(ClientError::Refused)?;
+                Some(v2::Negotiated {
+                    alg,
+                    transcript: v2::transcript(&chp, &shp),
+                })
+            } else {
+                wire.write(&mut stream, &login.into())
+                    .await
+                    .map_err(io_err)?;
+                None
+            };
+            let resp = tokio::time::timeout(LOGIN_TIMEOUT, wire.read(&mut stream))
                 .await
                 .map_err(|_| ClientError::Protocol("no LoginResp within 10s".into()))?
                 .map_err(|e| ClientError::Protocol(e.to_string()))?;
             match resp {
                 Message::LoginResp(r) if !r.error.is_empty() => Err(ClientError::Refused(r.error)),
-                Message::LoginResp(r) => Ok((stream, r.run_id)),
+                Message::LoginResp(r) => Ok((stream, r.run_id, negotiated)),
                 other => Err(ClientError::Protocol(format!(
                     "expected LoginResp, got {}",
                     other.name()
@@ -282,7 +325,7 @@ impl Client {
         }
         .await;
         match result {
-            Ok((stream, id)) => Ok((connector, stream, id)),
+            Ok((stream, id, negotiated)) => Ok((connector, stream, id, negotiated)),
             Err(e) => {
                 connector.close();
                 Err(e)

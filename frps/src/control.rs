@@ -9,10 +9,10 @@ use crate::metrics::Owner;
 use crate::pool::WorkConnPool;
 use crate::proxy::{self, ProxyCtx, ProxyError, ProxyHandle};
 use crate::service::Shared;
-use common::io::{BoxStream, CryptStream, LimitAt, Limiter, WrapOpts};
+use common::io::{AeadStream, BoxStream, CryptStream, LimitAt, Limiter, WrapOpts};
 use common::msg::{
-    read_msg, write_msg, CloseProxy, Login, LoginResp, Message, NewProxy, NewProxyResp, Ping, Pong,
-    ReqWorkConn,
+    v2, CloseProxy, Login, LoginResp, Message, NewProxy, NewProxyResp, Ping, Pong, ReqWorkConn,
+    Wire,
 };
 use common::FRP_VERSION;
 use std::collections::HashMap;
@@ -77,6 +77,7 @@ pub(crate) async fn serve(
     shared: Arc<Shared>,
     mut stream: BoxStream,
     login: Login,
+    (wire, hello): (Wire, Option<v2::Negotiated>),
     peer: SocketAddr,
     parent: CancellationToken,
 ) {
@@ -85,7 +86,12 @@ pub(crate) async fn serve(
         error: err,
         ..Default::default()
     };
-    if let Err(e) = check_login(&shared, &login).await {
+    let checked = match (wire, &hello) {
+        // frp: a v2 Login without ClientHello cannot key the control channel.
+        (Wire::V2, None) => Err("missing v2 crypto negotiation".to_owned()),
+        _ => check_login(&shared, &login).await,
+    };
+    if let Err(e) = checked {
         warn!(user = %login.user, version = %login.version, error = %e, "login refused");
         shared.metrics.refused("login", "auth");
         let msg = if shared.cfg.detailed_errors_to_client {
@@ -93,7 +99,7 @@ pub(crate) async fn serve(
         } else {
             "register control error".into()
         };
-        let _ = write_msg(&mut stream, &refuse(msg).into()).await;
+        let _ = wire.write(&mut stream, &refuse(msg).into()).await;
         return;
     }
     let run_id = if login.run_id.is_empty() {
@@ -111,7 +117,7 @@ pub(crate) async fn serve(
             login.client_id, login.user
         );
         warn!(error = %e, "login refused");
-        let _ = write_msg(&mut stream, &refuse(e).into()).await;
+        let _ = wire.write(&mut stream, &refuse(e).into()).await;
         return;
     }
     // A re-login with a known run_id replaces the old session once it has let go of its proxies.
@@ -129,6 +135,7 @@ pub(crate) async fn serve(
         Duration::from_secs(shared.cfg.user_conn_timeout.max(1) as u64),
         ctl_tx.clone(),
         shared.metrics.work_conns_handed_out.clone(),
+        wire,
     );
     let token = parent.child_token();
     let (done_tx, done_rx) = watch::channel(());
@@ -150,7 +157,7 @@ pub(crate) async fn serve(
         run_id: run_id.clone(),
         error: String::new(),
     };
-    if let Err(e) = write_msg(&mut stream, &ok.into()).await {
+    if let Err(e) = wire.write(&mut stream, &ok.into()).await {
         debug!(error = %e, "could not send LoginResp");
         shared.registry.remove_control(&run_id, handle.id);
         return;
@@ -158,14 +165,28 @@ pub(crate) async fn serve(
     let span = tracing::info_span!("control", %run_id, user = %login.user);
     info!(parent: &span, %peer, version = %login.version, hostname = %login.hostname, os = %login.os, arch = %login.arch, pool_count, "client login");
 
-    let (rd, wr) = tokio::io::split(CryptStream::new(stream, shared.key));
+    let secured: BoxStream = match &hello {
+        None => Box::new(CryptStream::new(stream, shared.key)),
+        Some(n) => {
+            let (c2s, s2c) = v2::control_keys(&shared.cfg.auth.token, &n.transcript, &n.alg);
+            match AeadStream::new(stream, &n.alg, &s2c, &c2s) {
+                Ok(s) => Box::new(s),
+                Err(e) => {
+                    warn!(error = %e, "cannot set up the v2 control channel");
+                    shared.registry.remove_control(&run_id, handle.id);
+                    return;
+                }
+            }
+        }
+    };
+    let (rd, wr) = tokio::io::split(secured);
     let (in_tx, in_rx) = mpsc::channel::<Message>(SEND_QUEUE);
     shared
         .tracker
-        .spawn(reader(rd, in_tx, token.clone()).instrument(span.clone()));
+        .spawn(reader(rd, wire, in_tx, token.clone()).instrument(span.clone()));
     shared
         .tracker
-        .spawn(writer(wr, ctl_rx, token.clone()).instrument(span.clone()));
+        .spawn(writer(wr, wire, ctl_rx, token.clone()).instrument(span.clone()));
     for _ in 0..pool_count {
         let _ = ctl_tx.send(ReqWorkConn {}.into()).await;
     }
@@ -177,7 +198,7 @@ pub(crate) async fn serve(
         hostname: &login.hostname,
         version: &login.version,
         ip: peer.ip().to_string(),
-        wire_protocol: "v1",
+        wire_protocol: wire.name(),
         control_id: handle.id,
     });
     let mut ctl = Control {
@@ -210,13 +231,14 @@ pub(crate) async fn serve(
 
 async fn reader<R: tokio::io::AsyncRead + Unpin>(
     mut rd: R,
+    wire: Wire,
     tx: mpsc::Sender<Message>,
     token: CancellationToken,
 ) {
     loop {
         let r = tokio::select! {
             _ = token.cancelled() => return,
-            r = read_msg(&mut rd) => r,
+            r = wire.read(&mut rd) => r,
         };
         match r {
             Ok(m) => {
@@ -238,6 +260,7 @@ async fn reader<R: tokio::io::AsyncRead + Unpin>(
 
 async fn writer<W: tokio::io::AsyncWrite + Unpin>(
     mut wr: W,
+    wire: Wire,
     mut rx: mpsc::Receiver<Message>,
     token: CancellationToken,
 ) {
@@ -246,7 +269,7 @@ async fn writer<W: tokio::io::AsyncWrite + Unpin>(
             _ = token.cancelled() => return,
             m = rx.recv() => match m { Some(m) => m, None => return },
         };
-        if let Err(e) = write_msg(&mut wr, &m).await {
+        if let Err(e) = wire.write(&mut wr, &m).await {
             debug!(error = %e, "control write failed");
             token.cancel();
             return;

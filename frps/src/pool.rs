@@ -6,7 +6,7 @@
 //! `ReqWorkConn` refills it. Every waiting user waits on the same channel at once, as in Go.
 
 use common::io::BoxStream;
-use common::msg::{write_msg, Message, ReqWorkConn, StartWorkConn};
+use common::msg::{Message, ReqWorkConn, StartWorkConn, Wire};
 use std::time::Duration;
 use tokio::sync::mpsc;
 
@@ -30,6 +30,8 @@ pub(crate) struct WorkConnPool {
     pool_count: usize,
     /// frp_rs: hand-outs by source (`pool` = no round trip, `requested` = waited for frpc).
     handed_out: prometheus::IntCounterVec,
+    /// The framing of this client's connections.
+    wire: Wire,
 }
 
 impl WorkConnPool {
@@ -39,6 +41,7 @@ impl WorkConnPool {
         timeout: Duration,
         ctl_tx: mpsc::Sender<Message>,
         handed_out: prometheus::IntCounterVec,
+        wire: Wire,
     ) -> (Self, async_channel::Sender<BoxStream>) {
         let (tx, rx) = async_channel::bounded(pool_count + 10);
         (
@@ -48,6 +51,7 @@ impl WorkConnPool {
                 timeout,
                 pool_count,
                 handed_out,
+                wire,
             },
             tx,
         )
@@ -87,7 +91,7 @@ impl WorkConnPool {
         let mut last = None;
         for _ in 0..=self.pool_count {
             let mut conn = self.take().await?;
-            match write_msg(&mut conn, &msg).await {
+            match self.wire.write(&mut conn, &msg).await {
                 Ok(()) => return Ok(conn),
                 Err(e) => {
                     tracing::debug!(error = %e, "stale work connection, trying another");
@@ -98,6 +102,11 @@ impl WorkConnPool {
         Err(PoolError::Start(
             last.unwrap_or_else(|| std::io::ErrorKind::BrokenPipe.into()),
         ))
+    }
+
+    /// The framing messages on this client's work connections use.
+    pub(crate) fn wire(&self) -> Wire {
+        self.wire
     }
 
     /// Closes the pool: pooled connections are dropped, waiters fail.

@@ -9,7 +9,7 @@ use crate::registry::Registry;
 use common::config::ServerConfig;
 use common::crypto::{derive_key, Key};
 use common::io::BoxStream;
-use common::msg::{read_msg, write_msg, Message, NewVisitorConnResp, NewWorkConn, StartWorkConn};
+use common::msg::{v2, DecodeError, Message, NewVisitorConnResp, NewWorkConn, StartWorkConn, Wire};
 use common::transport::{self, mux, tls, FRP_TLS_HEAD_BYTE, TLS_HANDSHAKE_BYTE};
 use futures::StreamExt;
 use std::net::SocketAddr;
@@ -289,6 +289,45 @@ async fn handle_conn(
     token.cancel();
 }
 
+/// Reads a logical connection's first message, in v1 or v2 (frp `acceptConnection`): 7 bytes
+/// tell them apart; a v2 ClientHello is answered before the first Message frame is read.
+async fn first_message(
+    stream: &mut BoxStream,
+) -> Result<(Wire, Option<v2::Negotiated>, Message), DecodeError> {
+    let mut head = [0u8; 7];
+    stream.read_exact(&mut head).await?;
+    if head != v2::MAGIC {
+        let m = common::msg::codec::read_msg_after(&head, stream).await?;
+        return Ok((Wire::V1, None, m));
+    }
+    let (ty, payload) = v2::read_frame(stream).await?;
+    match ty {
+        v2::FRAME_MESSAGE => Ok((Wire::V2, None, v2::decode_message(&payload)?)),
+        v2::FRAME_CLIENT_HELLO => {
+            let ch: v2::ClientHello = serde_json::from_slice(&payload)
+                .map_err(|e| DecodeError::Frame(format!("bad ClientHello: {e}")))?;
+            let sh = v2::server_hello(&ch);
+            let shp = serde_json::to_vec(&sh).map_err(std::io::Error::other)?;
+            v2::write_frame(stream, v2::FRAME_SERVER_HELLO, &shp).await?;
+            if !sh.error.is_empty() {
+                return Err(DecodeError::Frame(format!(
+                    "ClientHello refused: {}",
+                    sh.error
+                )));
+            }
+            let hello = v2::Negotiated {
+                alg: sh.selected.crypto.algorithm.clone(),
+                transcript: v2::transcript(&payload, &shp),
+            };
+            let m = v2::read_msg(stream).await?;
+            Ok((Wire::V2, Some(hello), m))
+        }
+        other => Err(DecodeError::Frame(format!(
+            "unexpected first frame type {other}"
+        ))),
+    }
+}
+
 /// Routes one logical connection by its first message (frp `handleConnection`).
 async fn handle_logical(
     shared: Arc<Shared>,
@@ -296,7 +335,7 @@ async fn handle_logical(
     peer: SocketAddr,
     token: CancellationToken,
 ) {
-    let first = match tokio::time::timeout(FIRST_MSG_TIMEOUT, read_msg(&mut stream)).await {
+    let first = match tokio::time::timeout(FIRST_MSG_TIMEOUT, first_message(&mut stream)).await {
         Ok(Ok(m)) => m,
         Ok(Err(e)) if e.is_closed() => {
             debug!(error = %e, "connection closed before its first message");
@@ -311,16 +350,19 @@ async fn handle_logical(
             return;
         }
     };
+    let (wire, hello, first) = first;
     match first {
-        Message::Login(login) => control::serve(shared, stream, login, peer, token).await,
-        Message::NewWorkConn(m) => attach_work_conn(&shared, stream, m).await,
+        Message::Login(login) => {
+            control::serve(shared, stream, login, (wire, hello), peer, token).await
+        }
+        Message::NewWorkConn(m) => attach_work_conn(&shared, stream, m, wire).await,
         Message::NewVisitorConn(m) => {
             info!(proxy = %m.proxy_name, "visitor connections are not supported yet");
             let resp = NewVisitorConnResp {
                 proxy_name: m.proxy_name,
                 error: "visitor connections are not supported by this frps yet".into(),
             };
-            let _ = write_msg(&mut stream, &resp.into()).await;
+            let _ = wire.write(&mut stream, &resp.into()).await;
         }
         other => info!(
             msg = other.name(),
@@ -330,7 +372,7 @@ async fn handle_logical(
 }
 
 /// Puts a new work connection into its control's pool (frp `RegisterWorkConn`).
-async fn attach_work_conn(shared: &Shared, mut stream: BoxStream, m: NewWorkConn) {
+async fn attach_work_conn(shared: &Shared, mut stream: BoxStream, m: NewWorkConn, wire: Wire) {
     let refuse = |err: String| StartWorkConn {
         error: err,
         ..Default::default()
@@ -339,18 +381,19 @@ async fn attach_work_conn(shared: &Shared, mut stream: BoxStream, m: NewWorkConn
         Some(h) => h,
         None => {
             info!(run_id = %m.run_id, "work connection for unknown client, closing");
-            let _ = write_msg(
-                &mut stream,
-                &refuse(format!("no client control found for run id [{}]", m.run_id)).into(),
-            )
-            .await;
+            let _ = wire
+                .write(
+                    &mut stream,
+                    &refuse(format!("no client control found for run id [{}]", m.run_id)).into(),
+                )
+                .await;
             return;
         }
     };
     if shared.cfg.auth.has_scope("NewWorkConns") {
         if let Err(e) = shared.auth.scoped(m.timestamp, &m.privilege_key).await {
             info!(run_id = %m.run_id, error = %e, "work connection failed authentication, closing");
-            let _ = write_msg(&mut stream, &refuse(e).into()).await;
+            let _ = wire.write(&mut stream, &refuse(e).into()).await;
             return;
         }
     }

@@ -2,12 +2,14 @@
 //! the only place that knows the order of per-proxy layers (frp `client/proxy/proxy.go`
 //! `wrapWorkConn`, `server/proxy/proxy.go` `handleUserTCPConnection`).
 
+pub mod aead;
 pub mod compress;
 pub mod count;
 pub mod crypt;
 pub mod join;
 pub mod limit;
 
+pub use aead::AeadStream;
 pub use compress::CompressStream;
 pub use count::{Count, Counted};
 pub use crypt::CryptStream;

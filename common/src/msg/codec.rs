@@ -32,6 +32,9 @@ pub enum DecodeError {
         kind: &'static str,
         source: serde_json::Error,
     },
+    /// A v2 frame that breaks the framing rules.
+    #[error("bad v2 frame: {0}")]
+    Frame(String),
     /// The stream failed or ended.
     #[error(transparent)]
     Io(#[from] std::io::Error),
@@ -163,20 +166,25 @@ fn body_json(msg: &Message) -> serde_json::Result<Vec<u8>> {
     }
 }
 
-/// Appends one whole frame to `out` (header and body, so it goes out in a single write as in Go).
-pub fn encode(msg: &Message, out: &mut BytesMut) -> std::io::Result<()> {
+/// A message's JSON body, refused when over `max` bytes (a Go peer would drop the connection).
+pub fn encode_body(msg: &Message, max: usize) -> std::io::Result<Vec<u8>> {
     let body = body_json(msg).map_err(std::io::Error::other)?;
-    if body.len() > MAX_MSG_LEN {
-        // A Go peer would drop the connection; refuse to send it instead.
+    if body.len() > max {
         return Err(std::io::Error::new(
             std::io::ErrorKind::InvalidInput,
             format!(
-                "{} is {} bytes, over frp's {MAX_MSG_LEN}-byte message limit",
+                "{} is {} bytes, over frp's {max}-byte message limit",
                 msg.name(),
                 body.len()
             ),
         ));
     }
+    Ok(body)
+}
+
+/// Appends one whole frame to `out` (header and body, so it goes out in a single write as in Go).
+pub fn encode(msg: &Message, out: &mut BytesMut) -> std::io::Result<()> {
+    let body = encode_body(msg, MAX_MSG_LEN)?;
     out.reserve(HEADER_LEN + body.len());
     out.put_u8(type_byte(msg));
     out.put_i64(body.len() as i64);
@@ -195,6 +203,22 @@ pub fn encode_to_vec(msg: &Message) -> std::io::Result<Vec<u8>> {
 pub async fn read_msg<R: AsyncRead + Unpin + ?Sized>(r: &mut R) -> Result<Message, DecodeError> {
     let mut h = [0u8; HEADER_LEN];
     r.read_exact(&mut h).await?;
+    let (ty, len) = decode_header(&h)?;
+    let mut body = vec![0u8; len];
+    r.read_exact(&mut body).await?;
+    decode(ty, &body)
+}
+
+/// Reads one frame whose first `prefix.len()` (< 9) bytes were already read (frps reads 7 bytes
+/// to tell v1 from v2 before it knows which framing it has).
+pub async fn read_msg_after<R: AsyncRead + Unpin + ?Sized>(
+    prefix: &[u8],
+    r: &mut R,
+) -> Result<Message, DecodeError> {
+    let mut h = [0u8; HEADER_LEN];
+    let n = prefix.len().min(HEADER_LEN);
+    h[..n].copy_from_slice(&prefix[..n]);
+    r.read_exact(&mut h[n..]).await?;
     let (ty, len) = decode_header(&h)?;
     let mut body = vec![0u8; len];
     r.read_exact(&mut body).await?;

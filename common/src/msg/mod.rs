@@ -8,8 +8,10 @@
 //! This module holds data only; [`codec`] turns it into bytes.
 
 pub mod codec;
+pub mod v2;
 
 pub use codec::{read_msg, write_msg, DecodeError, MAX_MSG_LEN};
+pub use v2::Wire;
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;

@@ -34,6 +34,7 @@ struct Spec {
 pub(crate) struct Proxies {
     by_name: RwLock<HashMap<String, Arc<Spec>>>,
     udp_packet_size: usize,
+    wire: common::msg::Wire,
     metrics: Arc<ClientMetrics>,
 }
 
@@ -42,6 +43,7 @@ impl Proxies {
         Proxies {
             by_name: RwLock::new(HashMap::new()),
             udp_packet_size: cfg.udp_packet_size.clamp(1, 65535) as usize,
+            wire: crate::wire(cfg),
             metrics,
         }
     }
@@ -139,7 +141,7 @@ impl Proxies {
             "udp" => {
                 tokio::select! {
                     _ = token.cancelled() => {}
-                    _ = udp::relay(work, (spec.local.0.as_str(), spec.local.1), self.udp_packet_size, token.clone()) => {}
+                    _ = udp::relay(work, (spec.local.0.as_str(), spec.local.1), self.udp_packet_size, self.wire, token.clone()) => {}
                 }
             }
             other => {

@@ -3,7 +3,7 @@
 //! `r`. A socket idle for 30 s is closed. A Ping keeps the work connection alive every 30 s.
 
 use common::io::BoxStream;
-use common::msg::{read_msg, write_msg, Message, Ping, UdpAddr, UdpPacket};
+use common::msg::{Message, Ping, UdpAddr, UdpPacket, Wire};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -21,6 +21,7 @@ pub(super) async fn relay(
     work: BoxStream,
     local: (&str, u16),
     packet_size: usize,
+    wire: Wire,
     token: CancellationToken,
 ) {
     let local: SocketAddr = match tokio::net::lookup_host(local)
@@ -45,7 +46,7 @@ pub(super) async fn relay(
                 p = out_rx.recv() => match p { Some(p) => p.into(), None => return },
                 _ = ping.tick() => Ping::default().into(),
             };
-            if write_msg(&mut wr, &msg).await.is_err() {
+            if wire.write(&mut wr, &msg).await.is_err() {
                 return;
             }
         }
@@ -54,7 +55,7 @@ pub(super) async fn relay(
     let reader = async {
         let mut socks: HashMap<UdpAddr, mpsc::Sender<Vec<u8>>> = HashMap::new();
         loop {
-            let pkt = match read_msg(&mut rd).await {
+            let pkt = match wire.read(&mut rd).await {
                 Ok(Message::UdpPacket(p)) => p,
                 Ok(_) => continue,
                 Err(_) => return,

@@ -5,7 +5,7 @@ use super::{ProxyCtx, ProxyError, Traffic};
 use crate::ports::{self, PortError};
 use common::io::wrap_work_conn;
 use common::io::Count;
-use common::msg::{read_msg, write_msg, Message, NewProxy, StartWorkConn, UdpPacket};
+use common::msg::{Message, NewProxy, StartWorkConn, UdpPacket};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::UdpSocket;
@@ -59,6 +59,7 @@ async fn serve(ctx: &ProxyCtx, socket: &UdpSocket, traffic: &Arc<Traffic>) {
                 continue;
             }
         };
+        let wire = ctx.pool.wire();
         let (mut rd, mut wr) = tokio::io::split(wrap_work_conn(work, &ctx.wrap));
         let to_client = async {
             loop {
@@ -69,12 +70,12 @@ async fn serve(ctx: &ProxyCtx, socket: &UdpSocket, traffic: &Arc<Traffic>) {
                     local_addr: None,
                     remote_addr: Some(from.into()),
                 };
-                write_msg(&mut wr, &pkt.into()).await?;
+                wire.write(&mut wr, &pkt.into()).await?;
             }
         };
         let to_user = async {
             loop {
-                match tokio::time::timeout(READ_TIMEOUT, read_msg(&mut rd)).await {
+                match tokio::time::timeout(READ_TIMEOUT, wire.read(&mut rd)).await {
                     Err(_) => {
                         return Err::<(), std::io::Error>(std::io::ErrorKind::TimedOut.into())
                     }
