@@ -486,6 +486,33 @@ mod tests {
         assert_eq!(read_frame(&mut &big[..]).await.unwrap().1.len(), 65536);
     }
 
+    proptest::proptest! {
+        #[test]
+        fn v2_reads_never_panic(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..96)) {
+            let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+            rt.block_on(async {
+                let _ = read_msg(&mut &bytes[..]).await;
+                let _ = read_frame(&mut &bytes[..]).await;
+                let _ = decode_message(&bytes);
+                let _ = serde_json::from_slice::<ClientHello>(&bytes).map(|ch| server_hello(&ch));
+            });
+        }
+
+        #[test]
+        fn aead_reads_of_random_bytes_never_panic(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200)) {
+            use tokio::io::AsyncReadExt;
+            let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+            rt.block_on(async {
+                for alg in [ALG_AES, ALG_XCHACHA] {
+                    let mut r = crate::io::AeadStream::new(&bytes[..], alg, &[1; 32], &[2; 32]).unwrap();
+                    let mut out = Vec::new();
+                    proptest::prop_assert!(r.read_to_end(&mut out).await.is_err() || out.is_empty());
+                }
+                Ok(())
+            })?;
+        }
+    }
+
     #[test]
     fn hello_negotiation() {
         let ch = client_hello(true, true);
