@@ -1,6 +1,8 @@
 //! Test harness: in-process frps/frpc with fluent config tweaks, echo backends, the real
 //! binaries, and bounded waits. Every listener binds 127.0.0.1 port 0; every wait has a limit.
 
+pub mod oidc;
+
 use common::config::{self, ClientConfig, ProxyConfig, ServerConfig};
 use frpc::status::{Phase, ProxyStatus, StatusBoard};
 use std::net::SocketAddr;

@@ -61,6 +61,59 @@ async fn secrets_never_logged_even_at_trace() {
     frpc.stop().await;
     frps.stop().await;
 
+    // OIDC over wire v2: the client secret and the access tokens stay out of the logs too.
+    let issuer = tests::oidc::Issuer::start(3600).await;
+    let frps = Frps::start(|c| {
+        c.auth.method = "oidc".into();
+        c.auth.oidc.issuer = issuer.url.clone();
+        c.auth.oidc.audience = tests::oidc::AUDIENCE.into();
+        c.auth.additional_scopes = vec!["HeartBeats".into(), "NewWorkConns".into()];
+    })
+    .await;
+    let frpc = Frpc::start(frps.addr, |c| {
+        c.transport.wire_protocol = "v2".into();
+        c.auth.method = "oidc".into();
+        c.auth.oidc.client_id = tests::oidc::CLIENT_ID.into();
+        c.auth.oidc.client_secret = tests::oidc::CLIENT_SECRET.into();
+        c.auth.oidc.token_endpoint_url = format!("{}/token", issuer.url);
+        c.auth.oidc.audience = tests::oidc::AUDIENCE.into();
+        c.auth.additional_scopes = vec!["HeartBeats".into(), "NewWorkConns".into()];
+        c.proxies.push(proxy("o", "tcp", echo, 0));
+    });
+    let port = remote_port(&frpc.wait_running("o").await);
+    assert_eq!(
+        echo_through(([127, 0, 0, 1], port).into(), b"data").await,
+        b"data"
+    );
+    // A bad token is refused and logged without the token.
+    let bad_token = tests::oidc::jwt(
+        &tests::oidc::keys().1,
+        issuer.claims("x", tests::oidc::AUDIENCE, 600),
+    );
+    let wrong = Frpc::start(frps.addr, |c| {
+        c.auth.method = "oidc".into();
+        c.auth.oidc.token_source = None;
+        c.auth.oidc.source_token = Some(bad_token.clone().into());
+    });
+    assert!(wrong.exited().await.is_err());
+    // The very token the issuer handed frpc (its claims are fixed when the issuer starts).
+    let good_token = common::oidc::TokenFetcher::new(
+        common::oidc::ClientCredentials {
+            token_endpoint_url: format!("{}/token", issuer.url),
+            client_id: tests::oidc::CLIENT_ID.into(),
+            client_secret: tests::oidc::CLIENT_SECRET.into(),
+            scope: String::new(),
+            audience: tests::oidc::AUDIENCE.into(),
+            additional_params: vec![],
+        },
+        common::transport::tls::https_client_config(None, false).unwrap(),
+    )
+    .token()
+    .await
+    .unwrap();
+    frpc.stop().await;
+    frps.stop().await;
+
     let logs = String::from_utf8(cap.0.lock().unwrap().clone()).unwrap();
     assert!(
         logs.lines().count() > 20,
@@ -68,7 +121,18 @@ async fn secrets_never_logged_even_at_trace() {
         logs.lines().count()
     );
     let key_hex = hex_key(SECRET_TOKEN);
-    for secret in [SECRET_TOKEN, SECRET_KEY, key_hex.as_str()] {
+    // A token's signature part cannot appear in a log by accident: look for it.
+    let sig = |t: &str| t.rsplit('.').next().unwrap()[..40].to_owned();
+    let (bad_sig, good_sig) = (sig(&bad_token), sig(&good_token));
+    assert!(logs.contains("login refused") || logs.contains("invalid OIDC token"));
+    for secret in [
+        SECRET_TOKEN,
+        SECRET_KEY,
+        key_hex.as_str(),
+        tests::oidc::CLIENT_SECRET,
+        bad_sig.as_str(),
+        good_sig.as_str(),
+    ] {
         assert!(!logs.contains(secret), "secret {secret:?} found in logs");
     }
 }
