@@ -128,7 +128,7 @@ if [ -n "$RATHOLE" ]; then
   $TUN "$RATHOLE" --server "$WORK/rs.toml" >"$WORK/rs.log" 2>&1 & s=$!; wait_port "$bind"
   $TUN "$RATHOLE" --client "$WORK/rc.toml" >"$WORK/rc.log" 2>&1 & c=$!
   PIDS+=($s $c); wait_port "$TP_I"; wait_port "$TP_H"; sleep 1
-  measure "rathole $("$RATHOLE" --version 2>/dev/null | awk '/^Version/{print $2}')" "$TP_I" "$TP_H" $s $c
+  measure "rathole $("$RATHOLE" --version 2>/dev/null | grep -o "[0-9]\+\.[0-9]\+\.[0-9]\+" | head -1)" "$TP_I" "$TP_H" $s $c
   kill $s $c
 fi
 

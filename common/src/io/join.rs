@@ -1,20 +1,151 @@
 //! Joins two streams both ways (frp golib `io.Join`), with half-close carried through:
 //! when one side finishes sending, the other side's write half is shut down and the opposite
 //! direction keeps flowing until it finishes too, so no data is lost on a half-close.
+//!
+//! Memory: a direction holds a copy buffer only while bytes are moving. When a read would
+//! block and nothing is waiting to be written, the buffer goes back to a small per-thread pool,
+//! so a thousand idle connections hold no copy buffers at all (tokio's `copy_bidirectional`
+//! keeps two buffers per connection for its whole life).
 
-use tokio::io::{AsyncRead, AsyncWrite};
+use std::cell::RefCell;
+use std::future::poll_fn;
+use std::io;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-/// Per-direction copy buffer. Reused for the life of the connection.
+/// Per-direction copy buffer.
 pub const JOIN_BUF: usize = 32 * 1024;
+/// Buffers kept for reuse per thread.
+const POOL_MAX: usize = 64;
+
+thread_local! {
+    static POOL: RefCell<Vec<Box<[u8]>>> = const { RefCell::new(Vec::new()) };
+}
+
+fn take_buf() -> Box<[u8]> {
+    POOL.with(|p| p.borrow_mut().pop())
+        .unwrap_or_else(|| vec![0u8; JOIN_BUF].into_boxed_slice())
+}
+
+fn give_buf(b: Box<[u8]>) {
+    POOL.with(|p| {
+        let mut p = p.borrow_mut();
+        if p.len() < POOL_MAX {
+            p.push(b);
+        }
+    });
+}
+
+/// One direction's state.
+struct Copy {
+    buf: Option<Box<[u8]>>,
+    pos: usize,
+    cap: usize,
+    read_done: bool,
+    shut: bool,
+    total: u64,
+}
+
+impl Copy {
+    fn new() -> Self {
+        Copy {
+            buf: None,
+            pos: 0,
+            cap: 0,
+            read_done: false,
+            shut: false,
+            total: 0,
+        }
+    }
+
+    /// Copies `r -> w` until `r` ends and `w` is shut down.
+    fn poll_copy<R, W>(&mut self, cx: &mut Context<'_>, r: &mut R, w: &mut W) -> Poll<io::Result<u64>>
+    where
+        R: AsyncRead + Unpin + ?Sized,
+        W: AsyncWrite + Unpin + ?Sized,
+    {
+        loop {
+            // Write out what we have.
+            while self.pos < self.cap {
+                let buf = self.buf.as_deref().unwrap_or(&[]);
+                let n = ready!(Pin::new(&mut *w).poll_write(cx, &buf[self.pos..self.cap]))?;
+                if n == 0 {
+                    return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+                }
+                self.pos += n;
+                self.total += n as u64;
+            }
+            if self.read_done {
+                if !self.shut {
+                    ready!(Pin::new(&mut *w).poll_shutdown(cx))?;
+                    self.shut = true;
+                }
+                if let Some(b) = self.buf.take() {
+                    give_buf(b);
+                }
+                return Poll::Ready(Ok(self.total));
+            }
+            // Read more.
+            let buf = self.buf.get_or_insert_with(take_buf);
+            let mut rb = ReadBuf::new(buf);
+            match Pin::new(&mut *r).poll_read(cx, &mut rb) {
+                Poll::Ready(Ok(())) => {
+                    let n = rb.filled().len();
+                    self.pos = 0;
+                    self.cap = n;
+                    if n == 0 {
+                        self.read_done = true;
+                    }
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => {
+                    // Idle: flush what was written, and hold no buffer while waiting.
+                    if let Some(b) = self.buf.take() {
+                        give_buf(b);
+                    }
+                    ready!(Pin::new(&mut *w).poll_flush(cx))?;
+                    return Poll::Pending;
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Copy {
+    fn drop(&mut self) {
+        if let Some(b) = self.buf.take() {
+            give_buf(b);
+        }
+    }
+}
 
 /// Copies `a -> b` and `b -> a` until both directions end. Returns (a->b bytes, b->a bytes).
 /// An error on either side ends both directions (the streams are dropped by the caller).
-pub async fn join<A, B>(a: &mut A, b: &mut B) -> std::io::Result<(u64, u64)>
+pub async fn join<A, B>(a: &mut A, b: &mut B) -> io::Result<(u64, u64)>
 where
     A: AsyncRead + AsyncWrite + Unpin + ?Sized,
     B: AsyncRead + AsyncWrite + Unpin + ?Sized,
 {
-    tokio::io::copy_bidirectional_with_sizes(a, b, JOIN_BUF, JOIN_BUF).await
+    let (mut ab, mut ba) = (Copy::new(), Copy::new());
+    let (mut ab_done, mut ba_done) = (None, None);
+    poll_fn(|cx| {
+        if ab_done.is_none() {
+            if let Poll::Ready(r) = ab.poll_copy(cx, a, b) {
+                ab_done = Some(r?);
+            }
+        }
+        if ba_done.is_none() {
+            if let Poll::Ready(r) = ba.poll_copy(cx, b, a) {
+                ba_done = Some(r?);
+            }
+        }
+        match (ab_done, ba_done) {
+            (Some(x), Some(y)) => Poll::Ready(Ok((x, y))),
+            _ => Poll::Pending,
+        }
+    })
+    .await
 }
 
 #[cfg(test)]
@@ -42,5 +173,37 @@ mod tests {
         user.read_to_end(&mut resp).await.unwrap();
         assert_eq!(resp, b"response after half close");
         assert_eq!(j.await.unwrap().unwrap(), (7, 25));
+    }
+
+    #[tokio::test]
+    async fn large_transfer_both_ways() {
+        let (mut user, mut a) = tokio::io::duplex(4096);
+        let (mut b, mut backend) = tokio::io::duplex(4096);
+        let j = tokio::spawn(async move { join(&mut a, &mut b).await });
+        let data: Vec<u8> = (0..1_000_000u32).map(|i| (i % 253) as u8).collect();
+        let expect = data.clone();
+        let writer = tokio::spawn(async move {
+            user.write_all(&data).await.unwrap();
+            let mut back = vec![0u8; 10];
+            user.read_exact(&mut back).await.unwrap();
+            (user, back)
+        });
+        let mut got = vec![0u8; expect.len()];
+        backend.read_exact(&mut got).await.unwrap();
+        assert!(got == expect);
+        backend.write_all(b"0123456789").await.unwrap();
+        let (user, back) = writer.await.unwrap();
+        assert_eq!(&back, b"0123456789");
+        drop(user);
+        drop(backend);
+        assert_eq!(j.await.unwrap().unwrap(), (1_000_000, 10));
+    }
+
+    #[test]
+    fn pool_is_bounded() {
+        for _ in 0..POOL_MAX + 10 {
+            give_buf(vec![0u8; 8].into_boxed_slice());
+        }
+        assert_eq!(POOL.with(|p| p.borrow().len()), POOL_MAX);
     }
 }
