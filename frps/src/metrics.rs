@@ -144,6 +144,8 @@ pub(crate) struct Metrics {
     pub(crate) work_conn_wait: Histogram,
     /// frp_rs: work connections handed to users, by source (pool or requested).
     pub(crate) work_conns_handed_out: IntCounterVec,
+    /// frp_rs: user connections relayed with splice(2) (no copy through user space).
+    pub(crate) spliced: IntCounter,
     /// frp_rs: idle work connections waiting in all pools (set at scrape time).
     pub(crate) pooled_work_conns: IntGauge,
     /// frp_rs: refused logins, proxies and work connections, by reason.
@@ -217,6 +219,11 @@ impl Metrics {
             "Idle work connections waiting in the pools of all clients",
         ))?;
         registry.register(Box::new(work_conn_wait.clone()))?;
+        let spliced = IntCounter::with_opts(Opts::new(
+            "frp_rs_server_spliced_connections_total",
+            "User connections relayed zero-copy with splice(2)",
+        ))?;
+        registry.register(Box::new(spliced.clone()))?;
         registry.register(Box::new(work_conns_handed_out.clone()))?;
         registry.register(Box::new(pooled_work_conns.clone()))?;
         registry.register(Box::new(refusals.clone()))?;
@@ -234,6 +241,7 @@ impl Metrics {
             work_conn_wait,
             work_conns_handed_out,
             pooled_work_conns,
+            spliced,
             refusals,
             totals: Arc::new(Totals::default()),
             proxies: Mutex::new(BTreeMap::new()),

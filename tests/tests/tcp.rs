@@ -231,3 +231,56 @@ async fn echo_10mib_compressed_and_encrypted() {
     echo_10mib_with(true, true, true, true).await;
     echo_10mib_with(false, true, false, true).await;
 }
+
+/// tcpMux off, TLS off, no layers: both sides relay with splice(2). Data, half-close and byte
+/// counts behave exactly as on the copying path, and frps's metric shows the zero-copy path ran.
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn zero_copy_path_keeps_data_half_close_and_counts() {
+    init_log();
+    let frps = Frps::start(|c| c.transport.tcp_mux = false).await;
+    let echo = echo_tcp().await;
+    let backend = reply_after_eof(b"|done").await;
+    let frpc = Frpc::start(frps.addr, |c| {
+        c.transport.tcp_mux = false;
+        c.transport.tls.enable = false;
+        c.proxies.push(proxy("z", "tcp", echo, 0));
+        c.proxies.push(proxy("h", "tcp", backend, 0));
+    });
+    let port = remote_port(&frpc.wait_running("z").await);
+    let data = pattern(10 * 1024 * 1024, 5);
+    assert!(echo_through(([127, 0, 0, 1], port).into(), &data).await == data);
+    let hport = remote_port(&frpc.wait_running("h").await);
+    let mut s = TcpStream::connect(("127.0.0.1", hport)).await.unwrap();
+    let req = pattern(300_000, 8);
+    s.write_all(&req).await.unwrap();
+    s.shutdown().await.unwrap();
+    let mut got = Vec::new();
+    tokio::time::timeout(PATIENCE, s.read_to_end(&mut got))
+        .await
+        .expect("reply in time")
+        .unwrap();
+    let mut want = req.clone();
+    want.extend_from_slice(b"|done");
+    assert!(got == want, "reply after half-close intact");
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let (i, o, open) = frps.stats.proxy_traffic("z").unwrap();
+        if i == data.len() as u64 && o == data.len() as u64 && open == 0 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "counts were {i}/{o}/{open}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let text = frps.stats.metrics_text();
+    assert!(
+        text.lines()
+            .any(|l| l == "frp_rs_server_spliced_connections_total 2"),
+        "both user connections took the splice path:\n{text}"
+    );
+    frpc.stop().await;
+    frps.stop().await;
+}

@@ -8,6 +8,8 @@ pub mod count;
 pub mod crypt;
 pub mod join;
 pub mod limit;
+#[cfg(target_os = "linux")]
+pub mod splice;
 
 pub use aead::AeadStream;
 pub use compress::CompressStream;
@@ -19,8 +21,20 @@ pub use limit::{LimitedStream, Limiter};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 /// Anything we can proxy bytes over.
-pub trait AsyncStream: AsyncRead + AsyncWrite + Send + Unpin {}
-impl<T: AsyncRead + AsyncWrite + Send + Unpin> AsyncStream for T {}
+pub trait AsyncStream: AsyncRead + AsyncWrite + Send + Unpin {
+    /// For finding a plain TCP socket under a [`BoxStream`] (the zero-copy path).
+    fn as_any(&self) -> &dyn std::any::Any;
+}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> AsyncStream for T {
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
+/// The plain TCP socket a stream is, if it is one (no TLS, no mux, no layer).
+pub fn as_tcp(s: &BoxStream) -> Option<&tokio::net::TcpStream> {
+    (**s).as_any().downcast_ref::<tokio::net::TcpStream>()
+}
 
 /// The stream type handed across module boundaries (TCP, TLS, yamux stream, wrapped layers).
 pub type BoxStream = Box<dyn AsyncStream>;
@@ -34,6 +48,13 @@ pub struct WrapOpts {
     pub compress: bool,
     /// `transport.bandwidthLimit`, shared by all connections of the proxy, and where it sits.
     pub limit: Option<(std::sync::Arc<Limiter>, LimitAt)>,
+}
+
+impl WrapOpts {
+    /// No layer touches the bytes (so they may bypass user space).
+    pub fn is_empty(&self) -> bool {
+        self.encryption_key.is_none() && !self.compress && self.limit.is_none()
+    }
 }
 
 /// Where the bandwidth limiter sits in the stack.

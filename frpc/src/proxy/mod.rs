@@ -129,6 +129,19 @@ impl Proxies {
                     }
                 };
                 let _ = local.set_nodelay(true);
+                // Nothing needs the bytes and both ends are plain TCP: let the kernel move them.
+                #[cfg(target_os = "linux")]
+                if let Some(w) = common::io::as_tcp(&work).filter(|_| spec.wrap.is_empty()) {
+                    let count: &dyn common::io::Count = &*spec.counters;
+                    tokio::select! {
+                        _ = token.cancelled() => {}
+                        r = common::io::splice::splice_join(&local, w, Some(count)) => match r {
+                            Ok((to_server, to_local)) => debug!(proxy = %name, user = %start.src_addr, to_local, to_server, "connection closed (spliced)"),
+                            Err(e) => debug!(proxy = %name, error = %e, "connection ended with error"),
+                        },
+                    }
+                    return;
+                }
                 let mut local = Counted::new(local, spec.counters.clone());
                 tokio::select! {
                     _ = token.cancelled() => {}

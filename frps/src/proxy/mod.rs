@@ -147,6 +147,20 @@ pub(crate) async fn relay(
 ) {
     let mut work = wrap_work_conn(work, &ctx.wrap);
     let _open = traffic.conn_opened();
+    // Nothing needs the bytes and both ends are plain TCP: let the kernel move them.
+    #[cfg(target_os = "linux")]
+    if let Some(w) = common::io::as_tcp(&work).filter(|_| ctx.wrap.is_empty()) {
+        let count: &dyn common::io::Count = &**traffic;
+        ctx.shared.metrics.spliced.inc();
+        tokio::select! {
+            _ = ctx.token.cancelled() => {}
+            r = common::io::splice::splice_join(&user, w, Some(count)) => match r {
+                Ok((to_client, to_user)) => debug!(proxy = %ctx.name, %peer, to_client, to_user, "user connection closed (spliced)"),
+                Err(e) => debug!(proxy = %ctx.name, %peer, error = %e, "user connection ended with error"),
+            },
+        }
+        return;
+    }
     let mut user = Counted::new(user, traffic.clone());
     tokio::select! {
         _ = ctx.token.cancelled() => {}
