@@ -11,24 +11,76 @@ use std::os::fd::OwnedFd;
 use tokio::io::Interest;
 use tokio::net::TcpStream;
 
-/// Bytes moved per splice call (the default pipe capacity).
-const CHUNK: usize = 64 * 1024;
+/// Pipe capacity asked for, and bytes moved per splice call. Larger pipes mean fewer syscalls
+/// and wake-ups per byte; if the kernel refuses (pipe-max-size), the default 64 KiB is used.
+const PIPE_SIZE: usize = 1024 * 1024;
 
 /// Moves `src -> dst` until `src` ends, then shuts down `dst`'s write half. `on_bytes` is told
 /// each chunk's size as it passes.
+///
+/// A direction starts by copying through a pooled buffer (one read and one write per chunk is
+/// cheaper than two splices for request/response traffic) and switches to splice for good once
+/// a read fills the whole buffer, i.e. once it carries bulk data.
 async fn pump(
     src: &TcpStream,
     dst: &TcpStream,
     on_bytes: &(dyn Fn(u64) + Sync),
 ) -> io::Result<u64> {
-    let (pr, pw): (OwnedFd, OwnedFd) = pipe_with(PipeFlags::CLOEXEC | PipeFlags::NONBLOCK)?;
-    let flags = SpliceFlags::MOVE | SpliceFlags::NONBLOCK;
     let mut total = 0u64;
+    loop {
+        src.readable().await?;
+        let mut buf = super::join::take_buf();
+        let n = match src.try_read(&mut buf) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                super::join::give_buf(buf);
+                continue;
+            }
+            Err(e) => {
+                super::join::give_buf(buf);
+                return Err(e);
+            }
+        };
+        if n == 0 {
+            super::join::give_buf(buf);
+            rustix::net::shutdown(dst, rustix::net::Shutdown::Write)?;
+            return Ok(total);
+        }
+        let mut pos = 0;
+        while pos < n {
+            dst.writable().await?;
+            match dst.try_write(&buf[pos..n]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(m) => pos += m,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        let bulk = n == buf.len();
+        super::join::give_buf(buf);
+        total += n as u64;
+        on_bytes(n as u64);
+        if bulk {
+            return splice_pump(src, dst, on_bytes, total).await;
+        }
+    }
+}
+
+/// The splice half of [`pump`].
+async fn splice_pump(
+    src: &TcpStream,
+    dst: &TcpStream,
+    on_bytes: &(dyn Fn(u64) + Sync),
+    mut total: u64,
+) -> io::Result<u64> {
+    let (pr, pw): (OwnedFd, OwnedFd) = pipe_with(PipeFlags::CLOEXEC | PipeFlags::NONBLOCK)?;
+    let chunk = rustix::pipe::fcntl_setpipe_size(&pw, PIPE_SIZE).unwrap_or(64 * 1024);
+    let flags = SpliceFlags::MOVE | SpliceFlags::NONBLOCK;
     loop {
         // The pipe is empty here, so EAGAIN can only mean `src` has nothing to read.
         src.readable().await?;
         let n = match src.try_io(Interest::READABLE, || {
-            splice(src, None, &pw, None, CHUNK, flags).map_err(io::Error::from)
+            splice(src, None, &pw, None, chunk, flags).map_err(io::Error::from)
         }) {
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
