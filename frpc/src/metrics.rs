@@ -23,6 +23,8 @@ pub struct ClientMetrics {
     pub(crate) dial_failures: IntCounterVec,
     /// Work connections handed to proxies.
     pub(crate) work_conns: IntCounter,
+    /// Connections relayed zero-copy with splice(2).
+    pub(crate) spliced: IntCounter,
     conns: IntGaugeVec,
     bytes: IntCounterVec,
 }
@@ -74,7 +76,12 @@ impl ClientMetrics {
         registry.register(Box::new(login_failures.clone()))?;
         registry.register(Box::new(local_dial.clone()))?;
         registry.register(Box::new(dial_failures.clone()))?;
+        let spliced = IntCounter::with_opts(opts(
+            "spliced_connections_total",
+            "Connections relayed zero-copy with splice(2)",
+        ))?;
         registry.register(Box::new(work_conns.clone()))?;
+        registry.register(Box::new(spliced.clone()))?;
         registry.register(Box::new(conns.clone()))?;
         registry.register(Box::new(bytes.clone()))?;
         registry.register(Box::new(
@@ -87,6 +94,7 @@ impl ClientMetrics {
             local_dial,
             dial_failures,
             work_conns,
+            spliced,
             conns,
             bytes,
         })

@@ -278,10 +278,10 @@ fn v1(shared: &Shared, method: &Method, parts: &[&str], q: &Query) -> Option<Api
                 info.insert(k.clone(), v.clone());
             }
             // omitempty, as frp's ServerInfoResp.
-            if info["allowPortsStr"] == "" {
+            if info.get("allowPortsStr").is_some_and(|v| v == "") {
                 info.remove("allowPortsStr");
             }
-            if info["tlsForce"] == false {
+            if info.get("tlsForce").is_some_and(|v| v == false) {
                 info.remove("tlsForce");
             }
             info.insert("transportProtocol".into(), "tcp".into());

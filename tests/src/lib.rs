@@ -102,6 +102,7 @@ impl Frps {
 #[derive(Debug)]
 pub struct Frpc {
     pub status: StatusBoard,
+    pub metrics: std::sync::Arc<frpc::metrics::ClientMetrics>,
     token: CancellationToken,
     task: JoinHandle<Result<(), frpc::ClientError>>,
 }
@@ -113,10 +114,12 @@ impl Frpc {
         f(&mut cfg);
         let client = frpc::Client::new(cfg);
         let status = client.status();
+        let metrics = client.metrics();
         let token = CancellationToken::new();
         let task = tokio::spawn(client.run(token.clone()));
         Frpc {
             status,
+            metrics,
             token,
             task,
         }
@@ -130,10 +133,12 @@ impl Frpc {
             .config;
         let client = frpc::Client::new(cfg).with_config_path(path.to_owned(), opts);
         let status = client.status();
+        let metrics = client.metrics();
         let token = CancellationToken::new();
         let task = tokio::spawn(client.run(token.clone()));
         Frpc {
             status,
+            metrics,
             token,
             task,
         }

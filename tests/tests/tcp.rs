@@ -281,6 +281,13 @@ async fn zero_copy_path_keeps_data_half_close_and_counts() {
             .any(|l| l == "frp_rs_server_spliced_connections_total 2"),
         "both user connections took the splice path:\n{text}"
     );
+    let ctext = frpc.metrics.render();
+    assert!(
+        ctext
+            .lines()
+            .any(|l| l == "frp_rs_client_spliced_connections_total 2"),
+        "frpc spliced both too:\n{ctext}"
+    );
     frpc.stop().await;
     frps.stop().await;
 }

@@ -133,6 +133,7 @@ impl Proxies {
                 #[cfg(target_os = "linux")]
                 if let Some(w) = common::io::as_tcp(&work).filter(|_| spec.wrap.is_empty()) {
                     let count: &dyn common::io::Count = &*spec.counters;
+                    self.metrics.spliced.inc();
                     tokio::select! {
                         _ = token.cancelled() => {}
                         r = common::io::splice::splice_join(&local, w, Some(count)) => match r {
