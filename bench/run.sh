@@ -58,6 +58,33 @@ def lat(p):
     v=float(m.group(1)); return v/1000 if m.group(2)=="us" else (v*1000 if m.group(2)=="s" else v)
 print("%.0f %.2f %.2f" % (float(rps), lat("50"), lat("99")))'
 }
+# Fixed-rate latency: RATE req/s spread over 20 keep-alive connections for SECS seconds
+# (open loop: each request is sent on schedule); prints p99 in ms. args: port
+fixed_p99() {
+  $LOAD python3 - "$1" "${RATE:-2000}" "$SECS" <<'PY'
+import asyncio,sys,time
+port,rate,secs=int(sys.argv[1]),int(sys.argv[2]),float(sys.argv[3]); conns=20
+lat=[]
+async def worker(i):
+    r,w=await asyncio.open_connection("127.0.0.1",port)
+    per=conns/rate; start=time.perf_counter()+i*(1/rate); k=0
+    while True:
+        due=start+k*per
+        if due-start>secs: break
+        d=due-time.perf_counter()
+        if d>0: await asyncio.sleep(d)
+        w.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        head=await r.readuntil(b"\r\n\r\n")
+        n=int([l for l in head.split(b"\r\n") if l.lower().startswith(b"content-length")][0].split(b":")[1])
+        await r.readexactly(n)
+        lat.append(time.perf_counter()-due); k+=1
+    w.close()
+async def main(): await asyncio.gather(*(worker(i) for i in range(conns)))
+asyncio.run(main())
+lat.sort(); print("%.2f" % (lat[int(len(lat)*0.99)]*1000))
+PY
+}
+
 # Holds N idle connections through port $1 and prints the RSS growth (KiB) of pids $2..
 hold_rss() {
   local port=$1; shift
@@ -81,7 +108,7 @@ PY
 ROWS=()
 measure() { # label iperf_port http_port pids...
   local label=$1 ip=$2 hp=$3; shift 3
-  local t0 c0 c1 g1 g4 gr idle ka cl per
+  local t0 c0 c1 g1 g4 gr idle ka cl fx per
   idle=$( [ $# -gt 0 ] && echo $(( $(rss_kib "$@") / 1024 )) || echo "-")
   c0=$( [ $# -gt 0 ] && cpu_ticks "$@" || echo 0)
   g1=$(iperf "$ip")
@@ -90,11 +117,12 @@ measure() { # label iperf_port http_port pids...
   gr=$(iperf "$ip" "-R")
   ka=$(httpbench "$hp")
   cl=$(httpbench "$hp" close)
+  fx=$(fixed_p99 "$hp")
   per=$( [ $# -gt 0 ] && hold_rss "$hp" "$@" || echo "-")
   local cpu_per_gb="-"
   if [ $# -gt 0 ]; then cpu_per_gb=$(python3 -c "print('%.2f' % ((($c1-$c0)/$(getconf CLK_TCK)) / ($g1*$SECS/8)))"); fi
   read -r ka_rps ka_p50 ka_p99 <<<"$ka"; read -r cl_rps cl_p50 cl_p99 <<<"$cl"
-  ROWS+=("| $label | $g1 | $g4 | $gr | $cpu_per_gb | $ka_rps | $ka_p99 | $cl_rps | $cl_p99 | $per | $idle |")
+  ROWS+=("| $label | $g1 | $g4 | $gr | $cpu_per_gb | $ka_rps | $ka_p99 | $cl_rps | $cl_p99 | $fx | $per | $idle |")
   echo "done: $label" >&2
 }
 
@@ -136,7 +164,7 @@ fi
   echo
   echo "## $(date -u +%Y-%m-%d) on $(nproc) cores, $(awk -F: '/model name/{print $2; exit}' /proc/cpuinfo | xargs), ${SECS}s per figure"
   echo
-  echo "| setup | iperf3 Gbit/s | 4 streams | reverse | tunnel CPU s/GB | keep-alive req/s | p99 ms | new conn req/s | p99 ms | KiB RSS/held conn | idle RSS MiB |"
-  echo "|---|---|---|---|---|---|---|---|---|---|---|"
+  echo "| setup | iperf3 Gbit/s | 4 streams | reverse | tunnel CPU s/GB | keep-alive req/s | p99 ms | new conn req/s | p99 ms | p99 ms at ${RATE:-2000} req/s | KiB RSS/held conn | idle RSS MiB |"
+  echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
   for r in "${ROWS[@]}"; do echo "$r"; done
 } | tee -a "$OUT"
