@@ -275,6 +275,11 @@ async fn handle_conn(
                         handle_logical(shared.clone(), Box::new(stream), peer, token.clone()).in_current_span(),
                     );
                 }
+                Some(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                    // frpc went away without a clean TLS/yamux close: routine, not a fault.
+                    debug!(error = %e, "yamux session ended by the client");
+                    break;
+                }
                 Some(Err(e)) => {
                     info!(error = %e, "closing connection: yamux session error");
                     break;
