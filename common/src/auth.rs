@@ -24,13 +24,7 @@ pub fn verify_auth_key(token: &str, timestamp: i64, privilege_key: &str) -> bool
     expected.as_bytes().ct_eq(privilege_key.as_bytes()).into()
 }
 
-/// Seconds since the Unix epoch, as frp's `time.Now().Unix()`.
-pub fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
+pub use crate::clock::unix_now;
 
 #[cfg(test)]
 mod tests {

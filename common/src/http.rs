@@ -80,6 +80,23 @@ pub fn reply(code: StatusCode, body: impl Into<Bytes>) -> Resp {
     r
 }
 
+/// A registry in Prometheus's text format.
+pub fn metrics_text(registry: &prometheus::Registry) -> String {
+    let mut out = String::new();
+    let _ = prometheus::TextEncoder::new().encode_utf8(&registry.gather(), &mut out);
+    out
+}
+
+/// `GET /metrics` on either binary's web server.
+pub fn metrics(registry: &prometheus::Registry) -> Resp {
+    let mut r = reply(StatusCode::OK, metrics_text(registry));
+    r.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("text/plain; version=0.0.4"),
+    );
+    r
+}
+
 /// A JSON response.
 pub fn json<T: serde::Serialize>(code: StatusCode, v: &T) -> Resp {
     let mut r = reply(code, serde_json::to_vec(v).unwrap_or_default());
@@ -261,9 +278,8 @@ pub async fn serve<H, F>(
     }
 }
 
-/// One client request (for `frpc reload|status|stop` and tests): returns status and body.
-/// One HTTP/1.1 request to `url` (`http://` or `https://` with `tls`); returns status and body.
-/// Bounded by `timeout` as a whole.
+/// One HTTP/1.1 request to `url` (`http://`, or `https://` with `tls`); returns status and
+/// body. Bounded by `timeout` as a whole.
 pub async fn fetch(
     url: &str,
     method: hyper::Method,
@@ -271,6 +287,22 @@ pub async fn fetch(
     body: Bytes,
     tls: &std::sync::Arc<rustls::ClientConfig>,
     timeout: Duration,
+) -> std::io::Result<(StatusCode, Bytes)> {
+    tokio::time::timeout(timeout, send(url, method, headers, body, Some(tls)))
+        .await
+        .map_err(|_| {
+            std::io::Error::new(std::io::ErrorKind::TimedOut, format!("{url}: timed out"))
+        })?
+}
+
+/// The request behind [`fetch`] and [`request`], on a fresh connection whose driver runs in
+/// this future (no task left behind if the caller gives up).
+async fn send(
+    url: &str,
+    method: hyper::Method,
+    headers: &[(&str, String)],
+    body: Bytes,
+    tls: Option<&std::sync::Arc<rustls::ClientConfig>>,
 ) -> std::io::Result<(StatusCode, Bytes)> {
     use http_body_util::BodyExt;
     let bad = |m: String| std::io::Error::new(std::io::ErrorKind::InvalidInput, m);
@@ -300,9 +332,10 @@ pub async fn fetch(
         .unwrap_or(&host)
         .to_owned();
     let io = |e: hyper::Error| std::io::Error::other(e.to_string());
-    let work = async {
-        let tcp = tokio::net::TcpStream::connect((host.as_str(), port)).await?;
-        let stream: crate::io::BoxStream = if https {
+    let tcp = tokio::net::TcpStream::connect((host.as_str(), port)).await?;
+    let stream: crate::io::BoxStream = match (https, tls) {
+        (false, _) => Box::new(tcp),
+        (true, Some(tls)) => {
             let name = rustls::pki_types::ServerName::try_from(host.clone())
                 .map_err(|e| bad(format!("bad host {host:?}: {e}")))?;
             Box::new(
@@ -310,31 +343,30 @@ pub async fn fetch(
                     .connect(name, tcp)
                     .await?,
             )
-        } else {
-            Box::new(tcp)
-        };
-        let (mut sender, conn) =
-            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-                .await
-                .map_err(io)?;
-        let conn_task = tokio::spawn(conn);
-        let mut req = Request::builder()
-            .method(method)
-            .uri(path)
-            .header(hyper::header::HOST, authority);
-        for (k, v) in headers {
-            req = req.header(*k, v);
         }
-        let req = req.body(Full::new(body)).map_err(std::io::Error::other)?;
+        (true, None) => return Err(bad(format!("{url}: https needs a TLS client config"))),
+    };
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .map_err(io)?;
+    let mut req = Request::builder()
+        .method(method)
+        .uri(path)
+        .header(hyper::header::HOST, authority);
+    for (k, v) in headers {
+        req = req.header(*k, v);
+    }
+    let req = req.body(Full::new(body)).map_err(std::io::Error::other)?;
+    let exchange = async move {
         let resp = sender.send_request(req).await.map_err(io)?;
         let code = resp.status();
         let bytes = resp.into_body().collect().await.map_err(io)?.to_bytes();
-        conn_task.abort();
-        Ok((code, bytes))
+        // `sender` drops here, which lets the connection driver below finish.
+        Ok::<_, std::io::Error>((code, bytes))
     };
-    tokio::time::timeout(timeout, work).await.map_err(|_| {
-        std::io::Error::new(std::io::ErrorKind::TimedOut, format!("{url}: timed out"))
-    })?
+    let (result, _) = tokio::join!(exchange, conn);
+    result
 }
 
 /// Go's `url.QueryEscape`: form encoding of one value.
@@ -361,6 +393,8 @@ pub fn form_encode(pairs: &[(&str, &str)]) -> String {
     parts.join("&")
 }
 
+/// One plain-HTTP request to `addr` with frp's Basic auth (for `frpc reload|status|stop` and
+/// tests): returns status and body.
 pub async fn request(
     addr: &str,
     auth: &BasicAuth,
@@ -368,30 +402,22 @@ pub async fn request(
     path: &str,
     body: Bytes,
 ) -> std::io::Result<(StatusCode, String)> {
-    use http_body_util::BodyExt;
-    let io = |e: hyper::Error| std::io::Error::other(e.to_string());
-    let stream = tokio::net::TcpStream::connect(addr).await?;
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .map_err(io)?;
-    let conn_task = tokio::spawn(conn);
-    let mut req = Request::builder()
-        .method(method)
-        .uri(path)
-        .header(hyper::header::HOST, addr);
+    let mut headers = Vec::new();
     if auth.required() {
         let cred = base64::Engine::encode(
             &base64::engine::general_purpose::STANDARD,
             format!("{}:{}", auth.user, auth.password),
         );
-        req = req.header(hyper::header::AUTHORIZATION, format!("Basic {cred}"));
+        headers.push(("authorization", format!("Basic {cred}")));
     }
-    let req = req.body(Full::new(body)).map_err(std::io::Error::other)?;
-    let resp = sender.send_request(req).await.map_err(io)?;
-    let code = resp.status();
-    let bytes = resp.into_body().collect().await.map_err(io)?.to_bytes();
-    conn_task.abort();
+    let (code, bytes) = send(
+        &format!("http://{addr}{path}"),
+        method,
+        &headers,
+        body,
+        None,
+    )
+    .await?;
     Ok((code, String::from_utf8_lossy(&bytes).into_owned()))
 }
 

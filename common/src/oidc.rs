@@ -9,6 +9,7 @@
 //! not-before (go-oidc's checks and its 5-minute clock-skew allowance). A token signed with an
 //! unknown key id makes the verifier re-read the JWKS once (key rotation).
 
+use crate::clock::unix_now;
 use crate::http::{fetch, form_encode, query_escape};
 use base64::engine::general_purpose::{STANDARD as B64_STD, URL_SAFE_NO_PAD as B64};
 use base64::Engine;
@@ -281,10 +282,6 @@ impl std::fmt::Debug for Verifier {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Claims {
     pub subject: String,
-}
-
-fn unix_now() -> i64 {
-    crate::clock::unix_now()
 }
 
 impl Verifier {

@@ -68,14 +68,7 @@ async fn handle(a: Arc<Admin>, req: Request<Incoming>) -> Resp {
             reply(StatusCode::OK, "")
         }
         (Method::GET, "/api/status") => http::json(StatusCode::OK, &status(&a)),
-        (Method::GET, "/metrics") => {
-            let mut r = reply(StatusCode::OK, a.metrics.render());
-            r.headers_mut().insert(
-                hyper::header::CONTENT_TYPE,
-                hyper::header::HeaderValue::from_static("text/plain; version=0.0.4"),
-            );
-            r
-        }
+        (Method::GET, "/metrics") => a.metrics.reply(),
         (_, p) if p.starts_with("/api/store/") => store_api(&a, req).await,
         (Method::GET, p) if p.starts_with("/api/proxy/") || p.starts_with("/api/visitor/") => {
             definition(&a.reloader.current(), p)

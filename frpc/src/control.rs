@@ -12,8 +12,7 @@ use crate::reload::{diff, Change};
 use crate::status::{Phase, ProxyStatus, StatusBoard};
 use common::auth::unix_now;
 use common::config::ClientConfig;
-use common::crypto::derive_key;
-use common::io::{AeadStream, BoxStream, CryptStream};
+use common::io::{secure_control, BoxStream, Side};
 use common::msg::{v2, CloseProxy, Message, NewProxy, NewProxyResp, NewWorkConn, Ping, Wire};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -79,20 +78,16 @@ impl Session {
     pub(crate) async fn run(mut self, stream: BoxStream, negotiated: Option<v2::Negotiated>) {
         let token = self.connector.token.clone();
         let wire = crate::wire(&self.cfg);
-        let secured: BoxStream = match &negotiated {
-            None => Box::new(CryptStream::new(
-                stream,
-                derive_key(self.cfg.auth.token.as_bytes()),
-            )),
-            Some(n) => {
-                let (c2s, s2c) = v2::control_keys(&self.cfg.auth.token, &n.transcript, &n.alg);
-                match AeadStream::new(stream, &n.alg, &c2s, &s2c) {
-                    Ok(s) => Box::new(s),
-                    Err(e) => {
-                        warn!(error = %e, "cannot set up the v2 control channel");
-                        return;
-                    }
-                }
+        let secured = match secure_control(
+            stream,
+            &self.cfg.auth.token,
+            negotiated.as_ref(),
+            Side::Client,
+        ) {
+            Ok(s) => s,
+            Err(e) => {
+                warn!(error = %e, "cannot set up the control channel encryption");
+                return;
             }
         };
         let (rd, wr) = tokio::io::split(secured);

@@ -111,9 +111,12 @@ impl ClientMetrics {
 
     /// Prometheus text format.
     pub fn render(&self) -> String {
-        let mut out = String::new();
-        let _ = prometheus::TextEncoder::new().encode_utf8(&self.registry.gather(), &mut out);
-        out
+        common::http::metrics_text(&self.registry)
+    }
+
+    /// The `/metrics` response.
+    pub(crate) fn reply(&self) -> common::http::Resp {
+        common::http::metrics(&self.registry)
     }
 }
 

@@ -26,16 +26,15 @@ pub(crate) struct ClientRecord {
     pub(crate) first_connected_at: i64,
     #[serde(rename = "lastConnectedAt")]
     pub(crate) last_connected_at: i64,
-    #[serde(rename = "disconnectedAt", skip_serializing_if = "is_zero")]
+    #[serde(
+        rename = "disconnectedAt",
+        skip_serializing_if = "common::msg::is_zero"
+    )]
     pub(crate) disconnected_at: i64,
     pub(crate) online: bool,
     /// Which control owns the record now (a newer session with the same run_id wins).
     #[serde(skip)]
     control_id: u64,
-}
-
-fn is_zero(v: &i64) -> bool {
-    *v == 0
 }
 
 /// The facts a login gives about a client.

@@ -9,7 +9,7 @@ use crate::metrics::Owner;
 use crate::pool::WorkConnPool;
 use crate::proxy::{self, ProxyCtx, ProxyError, ProxyHandle};
 use crate::service::Shared;
-use common::io::{AeadStream, BoxStream, CryptStream, LimitAt, Limiter, WrapOpts};
+use common::io::{secure_control, BoxStream, LimitAt, Limiter, Side, WrapOpts};
 use common::msg::{
     v2, CloseProxy, Login, LoginResp, Message, NewProxy, NewProxyResp, Ping, Pong, ReqWorkConn,
     Wire,
@@ -165,18 +165,13 @@ pub(crate) async fn serve(
     let span = tracing::info_span!("control", %run_id, user = %login.user);
     info!(parent: &span, %peer, version = %login.version, hostname = %login.hostname, os = %login.os, arch = %login.arch, pool_count, "client login");
 
-    let secured: BoxStream = match &hello {
-        None => Box::new(CryptStream::new(stream, shared.key)),
-        Some(n) => {
-            let (c2s, s2c) = v2::control_keys(&shared.cfg.auth.token, &n.transcript, &n.alg);
-            match AeadStream::new(stream, &n.alg, &s2c, &c2s) {
-                Ok(s) => Box::new(s),
-                Err(e) => {
-                    warn!(error = %e, "cannot set up the v2 control channel");
-                    shared.registry.remove_control(&run_id, handle.id);
-                    return;
-                }
-            }
+    let secured = match secure_control(stream, &shared.cfg.auth.token, hello.as_ref(), Side::Server)
+    {
+        Ok(s) => s,
+        Err(e) => {
+            warn!(error = %e, "cannot set up the control channel encryption");
+            shared.registry.remove_control(&run_id, handle.id);
+            return;
         }
     };
     let (rd, wr) = tokio::io::split(secured);

@@ -113,14 +113,10 @@ struct V2ProxyStatus {
     today_traffic_in: u64,
     today_traffic_out: u64,
     cur_conns: i64,
-    #[serde(skip_serializing_if = "is_zero")]
+    #[serde(skip_serializing_if = "common::msg::is_zero")]
     last_start_at: i64,
-    #[serde(skip_serializing_if = "is_zero")]
+    #[serde(skip_serializing_if = "common::msg::is_zero")]
     last_close_at: i64,
-}
-
-fn is_zero(v: &i64) -> bool {
-    *v == 0
 }
 
 fn v2_proxy(name: &str, r: &ProxyRecord) -> V2Proxy {
@@ -216,12 +212,7 @@ fn handle(shared: &Shared, req: Request<Incoming>) -> Resp {
             .metrics
             .pooled_work_conns
             .set(shared.registry.pooled_work_conns() as i64);
-        let mut r = reply(StatusCode::OK, shared.metrics.render());
-        r.headers_mut().insert(
-            hyper::header::CONTENT_TYPE,
-            hyper::header::HeaderValue::from_static("text/plain; version=0.0.4"),
-        );
-        return r;
+        return http::metrics(&shared.metrics.registry);
     }
     match v1(shared, &method, &parts, &q) {
         Some(Ok(v)) => http::json(StatusCode::OK, &v),

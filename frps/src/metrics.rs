@@ -372,9 +372,7 @@ impl Metrics {
 
     /// Prometheus text format.
     pub(crate) fn render(&self) -> String {
-        let mut out = String::new();
-        let _ = prometheus::TextEncoder::new().encode_utf8(&self.registry.gather(), &mut out);
-        out
+        common::http::metrics_text(&self.registry)
     }
 }
 

@@ -44,6 +44,19 @@ fn tempdir(tag: &str) -> std::path::PathBuf {
     d
 }
 
+/// Starts the real frps on a free port with `extra` config lines; returns it and its port.
+async fn start_frps(dir: &Path, extra: &str) -> (Child, u16) {
+    let bind = free_port().await;
+    let cfg = write(
+        dir,
+        "frps.toml",
+        &format!("bindAddr = \"127.0.0.1\"\nbindPort = {bind}\n{extra}"),
+    );
+    let frps = spawn("frps", &["-c", &cfg]);
+    wait_listening(([127, 0, 0, 1], bind).into()).await;
+    (frps, bind)
+}
+
 #[tokio::test]
 async fn tunnel_through_real_binaries() {
     for tcp_mux in [true, false] {
@@ -218,17 +231,10 @@ async fn frps_own_configs_verify_like_frp() {
 
 #[tokio::test]
 async fn quick_start_subcommand_runs_a_tunnel() {
-    let bind = free_port().await;
     let remote = free_port().await;
     let echo = echo_tcp().await;
     let dir = tempdir("quick");
-    let frps_cfg = write(
-        &dir,
-        "frps.toml",
-        &format!("bindAddr = \"127.0.0.1\"\nbindPort = {bind}\nauth.token = \"qs\"\n"),
-    );
-    let _frps = spawn("frps", &["-c", &frps_cfg]);
-    wait_listening(([127, 0, 0, 1], bind).into()).await;
+    let (_frps, bind) = start_frps(&dir, "auth.token = \"qs\"\n").await;
     let (b, l, r) = (
         bind.to_string(),
         echo.port().to_string(),
@@ -264,17 +270,10 @@ async fn quick_start_subcommand_runs_a_tunnel() {
 #[tokio::test]
 async fn frpc_status_reload_and_stop_commands() {
     let dir = tempdir("admin");
-    let bind = free_port().await;
     let admin = free_port().await;
     let echo = echo_tcp().await;
     let (r1, r2) = (free_port().await, free_port().await);
-    let frps_cfg = write(
-        &dir,
-        "frps.toml",
-        &format!("bindAddr = \"127.0.0.1\"\nbindPort = {bind}\n"),
-    );
-    let _frps = spawn("frps", &["-c", &frps_cfg]);
-    wait_listening(([127, 0, 0, 1], bind).into()).await;
+    let (_frps, bind) = start_frps(&dir, "").await;
     let frpc_text = |remote: u16| {
         format!(
             "serverAddr = \"127.0.0.1\"\nserverPort = {bind}\nwebServer.addr = \"127.0.0.1\"\nwebServer.port = {admin}\nwebServer.user = \"u\"\nwebServer.password = \"p\"\n[[proxies]]\nname = \"echo\"\ntype = \"tcp\"\nlocalPort = {}\nremotePort = {remote}\n",
@@ -327,16 +326,9 @@ async fn frpc_status_reload_and_stop_commands() {
 async fn frpc_watch_reloads_on_edit_and_ignores_a_broken_one() {
     use tokio::io::AsyncBufReadExt;
     let dir = tempdir("watch");
-    let bind = free_port().await;
     let echo = echo_tcp().await;
     let (ra, rb, rc) = (free_port().await, free_port().await, free_port().await);
-    let frps_cfg = write(
-        &dir,
-        "frps.toml",
-        &format!("bindAddr = \"127.0.0.1\"\nbindPort = {bind}\n"),
-    );
-    let _frps = spawn("frps", &["-c", &frps_cfg]);
-    wait_listening(([127, 0, 0, 1], bind).into()).await;
+    let (_frps, bind) = start_frps(&dir, "").await;
     let confd = dir.join("conf.d");
     std::fs::create_dir_all(&confd).unwrap();
     let proxy = |name: &str, key: &str, remote: u16| {

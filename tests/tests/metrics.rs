@@ -20,10 +20,18 @@ fn auth() -> BasicAuth {
     }
 }
 
-async fn get(dash: SocketAddr, path: &str) -> (StatusCode, String) {
-    request(&dash.to_string(), &auth(), Method::GET, path, Bytes::new())
+async fn call(dash: SocketAddr, method: Method, path: &str) -> (StatusCode, String) {
+    request(&dash.to_string(), &auth(), method, path, Bytes::new())
         .await
         .unwrap()
+}
+
+async fn get(dash: SocketAddr, path: &str) -> (StatusCode, String) {
+    call(dash, Method::GET, path).await
+}
+
+fn json(body: &str) -> serde_json::Value {
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
 }
 
 /// Scrapes /metrics and returns (metric, labels, value) samples, parsed by a Prometheus parser.
@@ -201,14 +209,14 @@ async fn prometheus_series_move_with_traffic_and_dashboard_answers() {
     // Dashboard API with frp's field names.
     let (code, body) = get(dash, "/api/serverinfo").await;
     assert_eq!(code, StatusCode::OK);
-    let info: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let info = json(&body);
     assert_eq!(info["version"], "0.70.1");
     assert_eq!(info["clientCounts"], 1);
     assert_eq!(info["proxyTypeCount"]["tcp"], 1);
     assert_eq!(info["totalTrafficIn"], 1000);
     assert_eq!(info["maxPoolCount"], 5);
     let (_, body) = get(dash, "/api/proxy/tcp").await;
-    let list: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let list = json(&body);
     let p = &list["proxies"][0];
     assert_eq!(
         (p["name"].as_str(), p["status"].as_str()),
@@ -219,18 +227,15 @@ async fn prometheus_series_move_with_traffic_and_dashboard_answers() {
     assert!(p["lastStartTime"].as_str().unwrap().len() == 14, "{p}");
     let (code, body) = get(dash, "/api/traffic/web").await;
     assert_eq!(code, StatusCode::OK);
-    assert_eq!(
-        serde_json::from_str::<serde_json::Value>(&body).unwrap()["trafficIn"][0],
-        1000
-    );
+    assert_eq!(json(&body)["trafficIn"][0], 1000);
     let (code, body) = get(dash, "/api/proxy/tcp/nope").await;
     assert_eq!(code, StatusCode::NOT_FOUND);
     assert_eq!(
-        serde_json::from_str::<serde_json::Value>(&body).unwrap(),
+        json(&body),
         serde_json::json!({"Code": 404, "Msg": "no proxy info found"})
     );
     let (_, body) = get(dash, "/api/proxies/web").await;
-    let p: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let p = json(&body);
     assert_eq!(
         (&p["name"], &p["status"]),
         (&"web".into(), &"online".into())
@@ -239,7 +244,7 @@ async fn prometheus_series_move_with_traffic_and_dashboard_answers() {
     // Clients, legacy and v2.
     let (code, body) = get(dash, "/api/clients").await;
     assert_eq!(code, StatusCode::OK);
-    let clients: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let clients = json(&body);
     let c = &clients[0];
     assert_eq!(c["online"], true, "{c}");
     assert_eq!(c["clientIP"], "127.0.0.1");
@@ -256,7 +261,7 @@ async fn prometheus_series_move_with_traffic_and_dashboard_answers() {
     assert_eq!(get(dash, "/api/clients?status=offline").await.1, "[]");
     let (code, body) = get(dash, "/api/v2/clients?status=online&pageSize=10").await;
     assert_eq!(code, StatusCode::OK);
-    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let v = json(&body);
     assert_eq!((&v["code"], &v["msg"]), (&200.into(), &"success".into()));
     assert_eq!(v["data"]["total"], 1);
     assert_eq!(v["data"]["pageSize"], 10);
@@ -264,11 +269,11 @@ async fn prometheus_series_move_with_traffic_and_dashboard_answers() {
     let (code, body) = get(dash, "/api/v2/clients?pageSize=500").await;
     assert_eq!(code, StatusCode::BAD_REQUEST);
     assert_eq!(
-        serde_json::from_str::<serde_json::Value>(&body).unwrap(),
+        json(&body),
         serde_json::json!({"code": 400, "msg": "pageSize must be between 1 and 200"})
     );
     let (_, body) = get(dash, "/api/v2/proxies?type=tcp&q=we").await;
-    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let v = json(&body);
     let p = &v["data"]["items"][0];
     assert_eq!(
         (&p["name"], &p["status"]["phase"]),
@@ -277,15 +282,15 @@ async fn prometheus_series_move_with_traffic_and_dashboard_answers() {
     assert_eq!(p["status"]["todayTrafficIn"], 1000);
     assert_eq!(p["spec"]["remotePort"], i64::from(port));
     let (_, body) = get(dash, "/api/v2/proxies/web/traffic").await;
-    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let v = json(&body);
     assert_eq!(v["data"]["history"][0]["trafficOut"], 1000);
     assert_eq!(v["data"]["history"].as_array().unwrap().len(), 7);
     let (_, body) = get(dash, "/api/v2/system/info").await;
-    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let v = json(&body);
     assert_eq!(v["data"]["status"]["clientCounts"], 1);
     assert_eq!(v["data"]["config"]["maxPoolCount"], 5);
     let (_, body) = get(dash, "/api/v2/users").await;
-    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let v = json(&body);
     assert_eq!(v["data"]["items"][0]["proxyCount"], 1);
 
     // The client leaves: gauges drop, the proxy shows offline until cleared.
@@ -312,39 +317,20 @@ async fn prometheus_series_move_with_traffic_and_dashboard_answers() {
         None
     );
     let (_, body) = get(dash, "/api/proxy/tcp/web").await;
-    assert_eq!(
-        serde_json::from_str::<serde_json::Value>(&body).unwrap()["status"],
-        "offline"
-    );
-    let (code, _) = request(
-        &dash.to_string(),
-        &auth(),
-        Method::DELETE,
-        "/api/proxies?status=offline",
-        Bytes::new(),
-    )
-    .await
-    .unwrap();
+    assert_eq!(json(&body)["status"], "offline");
+    let (code, _) = call(dash, Method::DELETE, "/api/proxies?status=offline").await;
     assert_eq!(code, StatusCode::OK);
     assert_eq!(
         get(dash, "/api/proxy/tcp/web").await.0,
         StatusCode::NOT_FOUND
     );
     let (_, body) = get(dash, &format!("/api/clients/{key}")).await;
-    let c: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let c = json(&body);
     assert_eq!(c["online"], false, "{c}");
     assert!(c["disconnectedAt"].as_i64().unwrap() > 0);
-    let (code, body) = request(
-        &dash.to_string(),
-        &auth(),
-        Method::POST,
-        "/api/v2/system/prune?type=clients",
-        Bytes::new(),
-    )
-    .await
-    .unwrap();
+    let (code, body) = call(dash, Method::POST, "/api/v2/system/prune?type=clients").await;
     assert_eq!(code, StatusCode::OK);
-    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let v = json(&body);
     assert_eq!(
         v["data"],
         serde_json::json!({"type": "clients", "cleared": 1, "total": 1})

@@ -120,6 +120,28 @@ async fn fixed_remote_port_and_user_prefix() {
     frps.stop().await;
 }
 
+/// Through `port` to a `reply_after_eof(b"|done")` backend: sends 300 000 bytes, half-closes,
+/// and expects them back followed by `|done`.
+async fn assert_reply_after_half_close(port: u16, seed: u64, what: &str) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let req = pattern(300_000, seed);
+    s.write_all(&req).await.unwrap();
+    s.shutdown().await.unwrap();
+    let mut got = Vec::new();
+    tokio::time::timeout(PATIENCE, s.read_to_end(&mut got))
+        .await
+        .expect("reply in time")
+        .unwrap();
+    let mut want = req.clone();
+    want.extend_from_slice(b"|done");
+    assert!(
+        got == want,
+        "{what}: reply after half-close intact ({} of {} bytes)",
+        got.len(),
+        want.len()
+    );
+}
+
 #[tokio::test]
 async fn half_close_loses_no_data() {
     init_log();
@@ -131,23 +153,7 @@ async fn half_close_loses_no_data() {
             c.proxies.push(proxy("h", "tcp", backend, 0));
         });
         let port = remote_port(&frpc.wait_running("h").await);
-        let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-        let req = pattern(300_000, 9);
-        s.write_all(&req).await.unwrap();
-        s.shutdown().await.unwrap();
-        let mut got = Vec::new();
-        tokio::time::timeout(PATIENCE, s.read_to_end(&mut got))
-            .await
-            .expect("reply in time")
-            .unwrap();
-        let mut want = req.clone();
-        want.extend_from_slice(b"|done");
-        assert!(
-            got == want,
-            "tcpMux={tcp_mux}: reply after half-close intact ({} of {} bytes)",
-            got.len(),
-            want.len()
-        );
+        assert_reply_after_half_close(port, 9, &format!("tcpMux={tcp_mux}")).await;
         frpc.stop().await;
         frps.stop().await;
     }
@@ -251,18 +257,7 @@ async fn zero_copy_path_keeps_data_half_close_and_counts() {
     let data = pattern(10 * 1024 * 1024, 5);
     assert!(echo_through(([127, 0, 0, 1], port).into(), &data).await == data);
     let hport = remote_port(&frpc.wait_running("h").await);
-    let mut s = TcpStream::connect(("127.0.0.1", hport)).await.unwrap();
-    let req = pattern(300_000, 8);
-    s.write_all(&req).await.unwrap();
-    s.shutdown().await.unwrap();
-    let mut got = Vec::new();
-    tokio::time::timeout(PATIENCE, s.read_to_end(&mut got))
-        .await
-        .expect("reply in time")
-        .unwrap();
-    let mut want = req.clone();
-    want.extend_from_slice(b"|done");
-    assert!(got == want, "reply after half-close intact");
+    assert_reply_after_half_close(hport, 8, "zero-copy").await;
     let deadline = tokio::time::Instant::now() + PATIENCE;
     loop {
         let (i, o, open) = frps.stats.proxy_traffic("z").unwrap();

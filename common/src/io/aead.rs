@@ -7,6 +7,7 @@
 //! `poll_write` becomes one record of at most 64 KiB of plaintext. AES-256-GCM through `ring`,
 //! XChaCha20-Poly1305 through RustCrypto's `chacha20poly1305` (ring has no XChaCha).
 
+use super::outbuf::OutBuf;
 use chacha20poly1305::aead::AeadInPlace;
 use chacha20poly1305::KeyInit;
 use std::io;
@@ -117,8 +118,7 @@ pub struct AeadStream<S> {
     w_stream_nonce: Vec<u8>,
     w_nonce: Vec<u8>,
     w_started: bool,
-    out: Vec<u8>,
-    out_pos: usize,
+    out: OutBuf,
     // Read side.
     open: Cipher,
     r_stream_nonce: Vec<u8>,
@@ -152,8 +152,7 @@ impl<S> AeadStream<S> {
             w_stream_nonce,
             seal,
             w_started: false,
-            out: Vec::new(),
-            out_pos: 0,
+            out: OutBuf::default(),
             open,
             r_stream_nonce: Vec::new(),
             r_nonce: Vec::new(),
@@ -165,21 +164,6 @@ impl<S> AeadStream<S> {
     }
 }
 
-impl<S: AsyncWrite + Unpin> AeadStream<S> {
-    fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        while self.out_pos < self.out.len() {
-            let n = ready!(Pin::new(&mut self.inner).poll_write(cx, &self.out[self.out_pos..]))?;
-            if n == 0 {
-                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
-            }
-            self.out_pos += n;
-        }
-        self.out.clear();
-        self.out_pos = 0;
-        Poll::Ready(Ok(()))
-    }
-}
-
 impl<S: AsyncWrite + Unpin> AsyncWrite for AeadStream<S> {
     fn poll_write(
         self: Pin<&mut Self>,
@@ -187,13 +171,13 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for AeadStream<S> {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        ready!(this.poll_drain(cx))?;
+        ready!(this.out.poll_drain(&mut this.inner, cx))?;
         if buf.is_empty() {
             return Poll::Ready(Ok(0));
         }
         let chunk = &buf[..buf.len().min(MAX_RECORD)];
         if !this.w_started {
-            this.out.extend_from_slice(&this.w_stream_nonce);
+            this.out.buf.extend_from_slice(&this.w_stream_nonce);
             this.w_started = true;
         }
         let header = ((chunk.len() + TAG) as u32).to_be_bytes();
@@ -204,10 +188,10 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for AeadStream<S> {
         record.extend_from_slice(chunk);
         this.seal.seal(&this.w_nonce, &aad, &mut record)?;
         increment(&mut this.w_nonce);
-        this.out.extend_from_slice(&header);
-        this.out.extend_from_slice(&record);
+        this.out.buf.extend_from_slice(&header);
+        this.out.buf.extend_from_slice(&record);
         // Start sending now; what is left goes out on the next write or flush.
-        if let Poll::Ready(Err(e)) = this.poll_drain(cx) {
+        if let Poll::Ready(Err(e)) = this.out.poll_drain(&mut this.inner, cx) {
             return Poll::Ready(Err(e));
         }
         Poll::Ready(Ok(chunk.len()))
@@ -215,13 +199,13 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for AeadStream<S> {
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        ready!(this.poll_drain(cx))?;
+        ready!(this.out.poll_drain(&mut this.inner, cx))?;
         Pin::new(&mut this.inner).poll_flush(cx)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        ready!(this.poll_drain(cx))?;
+        ready!(this.out.poll_drain(&mut this.inner, cx))?;
         Pin::new(&mut this.inner).poll_shutdown(cx)
     }
 }

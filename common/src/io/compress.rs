@@ -9,6 +9,7 @@
 //! chunk. The framing is written here because the `snap` crate's frame reader/writer are
 //! blocking and buffered; the block codec is `snap::raw`.
 
+use super::outbuf::OutBuf;
 use std::io;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
@@ -42,8 +43,7 @@ pub struct CompressStream<S> {
     dec: snap::raw::Decoder,
     // write side
     wrote_id: bool,
-    out: Vec<u8>,
-    out_pos: usize,
+    out: OutBuf,
     scratch: Vec<u8>,
     // read side
     hdr: [u8; 4],
@@ -68,8 +68,7 @@ impl<S> CompressStream<S> {
             enc: snap::raw::Encoder::new(),
             dec: snap::raw::Decoder::new(),
             wrote_id: false,
-            out: Vec::new(),
-            out_pos: 0,
+            out: OutBuf::default(),
             scratch: Vec::new(),
             hdr: [0; 4],
             hdr_len: 0,
@@ -84,7 +83,7 @@ impl<S> CompressStream<S> {
     /// Appends one chunk for `data` (at most [`MAX_BLOCK`] bytes) to `out`.
     fn encode_chunk(&mut self, data: &[u8]) -> io::Result<()> {
         if !self.wrote_id {
-            self.out.extend_from_slice(STREAM_ID);
+            self.out.buf.extend_from_slice(STREAM_ID);
             self.wrote_id = true;
         }
         let crc = masked_crc(data);
@@ -101,9 +100,10 @@ impl<S> CompressStream<S> {
         };
         let len = payload.len() + 4;
         self.out
+            .buf
             .extend_from_slice(&[kind, len as u8, (len >> 8) as u8, (len >> 16) as u8]);
-        self.out.extend_from_slice(&crc.to_le_bytes());
-        self.out.extend_from_slice(payload);
+        self.out.buf.extend_from_slice(&crc.to_le_bytes());
+        self.out.buf.extend_from_slice(payload);
         Ok(())
     }
 
@@ -146,21 +146,6 @@ impl<S> CompressStream<S> {
             _ => {} // 0x80..=0xfe: skippable
         }
         Ok(())
-    }
-}
-
-impl<S: AsyncWrite + Unpin> CompressStream<S> {
-    fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        while self.out_pos < self.out.len() {
-            let n = ready!(Pin::new(&mut self.inner).poll_write(cx, &self.out[self.out_pos..]))?;
-            if n == 0 {
-                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
-            }
-            self.out_pos += n;
-        }
-        self.out.clear();
-        self.out_pos = 0;
-        Poll::Ready(Ok(()))
     }
 }
 
@@ -233,13 +218,13 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for CompressStream<S> {
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        ready!(this.poll_drain(cx))?;
+        ready!(this.out.poll_drain(&mut this.inner, cx))?;
         if data.is_empty() {
             return Poll::Ready(Ok(0));
         }
         let n = data.len().min(MAX_BLOCK);
         this.encode_chunk(&data[..n])?;
-        match this.poll_drain(cx) {
+        match this.out.poll_drain(&mut this.inner, cx) {
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
             _ => Poll::Ready(Ok(n)),
         }
@@ -247,13 +232,13 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for CompressStream<S> {
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        ready!(this.poll_drain(cx))?;
+        ready!(this.out.poll_drain(&mut this.inner, cx))?;
         Pin::new(&mut this.inner).poll_flush(cx)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        ready!(this.poll_drain(cx))?;
+        ready!(this.out.poll_drain(&mut this.inner, cx))?;
         Pin::new(&mut this.inner).poll_shutdown(cx)
     }
 }

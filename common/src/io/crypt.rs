@@ -5,6 +5,7 @@
 //! Writes encrypt into one reused buffer (no per-write allocation); bytes accepted by
 //! `poll_write` are owned by the buffer until flushed.
 
+use super::outbuf::OutBuf;
 use crate::crypto::{random_iv, Decryptor, Encryptor, Key, IV_LEN};
 use std::io;
 use std::pin::Pin;
@@ -24,14 +25,13 @@ pub struct CryptStream<S> {
     iv_in: [u8; IV_LEN],
     iv_in_len: usize,
     /// Ciphertext (and our IV, at first) not yet written to `inner`.
-    out: Vec<u8>,
-    out_pos: usize,
+    out: OutBuf,
 }
 
 impl<S> std::fmt::Debug for CryptStream<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CryptStream")
-            .field("pending", &(self.out.len() - self.out_pos))
+            .field("pending", &self.out.pending())
             .finish()
     }
 }
@@ -45,28 +45,12 @@ impl<S> CryptStream<S> {
             dec: None,
             iv_in: [0; IV_LEN],
             iv_in_len: 0,
-            out: Vec::new(),
-            out_pos: 0,
+            out: OutBuf::default(),
         }
     }
 
     pub fn get_ref(&self) -> &S {
         &self.inner
-    }
-}
-
-impl<S: AsyncWrite + Unpin> CryptStream<S> {
-    fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        while self.out_pos < self.out.len() {
-            let n = ready!(Pin::new(&mut self.inner).poll_write(cx, &self.out[self.out_pos..]))?;
-            if n == 0 {
-                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
-            }
-            self.out_pos += n;
-        }
-        self.out.clear();
-        self.out_pos = 0;
-        Poll::Ready(Ok(()))
     }
 }
 
@@ -111,23 +95,23 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for CryptStream<S> {
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        ready!(this.poll_drain(cx))?;
+        ready!(this.out.poll_drain(&mut this.inner, cx))?;
         if data.is_empty() {
             return Poll::Ready(Ok(0));
         }
         if this.enc.is_none() {
             let iv = random_iv();
             this.enc = Some(Encryptor::new(&this.key, &iv));
-            this.out.extend_from_slice(&iv);
+            this.out.buf.extend_from_slice(&iv);
         }
         let n = data.len().min(CHUNK);
-        let start = this.out.len();
-        this.out.extend_from_slice(&data[..n]);
+        let start = this.out.buf.len();
+        this.out.buf.extend_from_slice(&data[..n]);
         if let Some(enc) = this.enc.as_mut() {
-            enc.apply(&mut this.out[start..]);
+            enc.apply(&mut this.out.buf[start..]);
         }
         // Push what we can now; the rest goes out on the next write or flush.
-        match this.poll_drain(cx) {
+        match this.out.poll_drain(&mut this.inner, cx) {
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
             _ => Poll::Ready(Ok(n)),
         }
@@ -135,13 +119,13 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for CryptStream<S> {
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        ready!(this.poll_drain(cx))?;
+        ready!(this.out.poll_drain(&mut this.inner, cx))?;
         Pin::new(&mut this.inner).poll_flush(cx)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        ready!(this.poll_drain(cx))?;
+        ready!(this.out.poll_drain(&mut this.inner, cx))?;
         Pin::new(&mut this.inner).poll_shutdown(cx)
     }
 }

@@ -8,6 +8,7 @@ pub mod count;
 pub mod crypt;
 pub mod join;
 pub mod limit;
+mod outbuf;
 #[cfg(target_os = "linux")]
 pub mod splice;
 
@@ -55,6 +56,36 @@ impl WrapOpts {
     pub fn is_empty(&self) -> bool {
         self.encryption_key.is_none() && !self.compress && self.limit.is_none()
     }
+}
+
+/// Which end of a control channel we are (v2 keys differ per direction).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Client,
+    Server,
+}
+
+/// Encrypts a control channel once the login succeeded: AES-128-CFB keyed from the token (v1,
+/// frp `NewCryptoReadWriter`), or the AEAD stream with the keys of the v2 hello exchange. The
+/// one place that chooses, for both binaries.
+pub fn secure_control(
+    stream: BoxStream,
+    token: &str,
+    negotiated: Option<&crate::msg::v2::Negotiated>,
+    side: Side,
+) -> std::io::Result<BoxStream> {
+    let Some(n) = negotiated else {
+        return Ok(Box::new(CryptStream::new(
+            stream,
+            crate::crypto::derive_key(token.as_bytes()),
+        )));
+    };
+    let (c2s, s2c) = crate::msg::v2::control_keys(token, &n.transcript, &n.alg);
+    let (write, read) = match side {
+        Side::Client => (&c2s, &s2c),
+        Side::Server => (&s2c, &c2s),
+    };
+    Ok(Box::new(AeadStream::new(stream, &n.alg, write, read)?))
 }
 
 /// Where the bandwidth limiter sits in the stack.

@@ -16,7 +16,8 @@ pub use v2::Wire;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-fn is_zero<T: Default + PartialEq>(v: &T) -> bool {
+/// serde's `skip_serializing_if` for Go's `omitempty` on scalars.
+pub fn is_zero<T: Default + PartialEq>(v: &T) -> bool {
     *v == T::default()
 }
 
