@@ -3,8 +3,12 @@
 # proxy, poolCount 1), and rathole / Go frp when their binaries are on PATH (or RATHOLE / FRPS +
 # FRPC point at them). Results are appended to bench/RESULTS.md.
 #
-#   bash bench/run.sh            # full run (about 4 minutes)
-#   SECS=3 HOLD=500 bash bench/run.sh   # shorter
+#   bash bench/run.sh                         # full run: medians of 3 (about 15 minutes)
+#   RUNS=1 SECS=3 HOLD=500 bash bench/run.sh  # shorter
+#   SETUPS=on,rathole OUT=/dev/null bash bench/run.sh   # some setups, table not recorded
+#
+# SETUPS (comma-separated): direct, on (frp-rs tcpMux on), off (tcpMux off), tls (tcpMux and
+# TLS on: frp's real defaults), go (Go frp, tcpMux on, and with TLS), rathole.
 #
 # Needs iperf3, wrk and python3 (installed with apt-get when missing and running as root).
 # As in the performance issue, load generator and backends run on core 0 and the tunnel's
@@ -13,7 +17,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=${SECS:-5}
 HOLD=${HOLD:-1000}
-OUT=bench/RESULTS.md
+RUNS=${RUNS:-3}
+SETUPS=${SETUPS:-direct,on,off,tls,go,rathole}
+OUT=${OUT:-bench/RESULTS.md}
+want() { [[ ",$SETUPS," == *",$1,"* ]]; }
 
 for tool in iperf3 wrk python3 taskset; do
   if ! command -v "$tool" >/dev/null; then
@@ -105,33 +112,37 @@ PY
   echo $(( (after - before) / HOLD ))
 }
 
+# The median of its arguments (the lower middle one for an even count).
+median() { printf '%s\n' "$@" | sort -g | sed -n "$(( ($# + 1) / 2 ))p"; }
+
 ROWS=()
 measure() { # label iperf_port http_port pids...
   local label=$1 ip=$2 hp=$3; shift 3
-  local t0 c0 c1 g1 g4 gr idle ka cl fx per
+  local c0 c1 g1 idle per r ka cl
+  local G1=() G4=() GR=() CPU=() KA=() KA99=() CL=() CL99=() FX=()
   idle=$( [ $# -gt 0 ] && echo $(( $(rss_kib "$@") / 1024 )) || echo "-")
-  c0=$( [ $# -gt 0 ] && cpu_ticks "$@" || echo 0)
-  g1=$(iperf "$ip")
-  c1=$( [ $# -gt 0 ] && cpu_ticks "$@" || echo 0)
-  g4=$(iperf "$ip" "-P 4")
-  gr=$(iperf "$ip" "-R")
-  ka=$(httpbench "$hp")
-  cl=$(httpbench "$hp" close)
-  fx=$(fixed_p99 "$hp")
+  for r in $(seq 1 "$RUNS"); do
+    c0=$( [ $# -gt 0 ] && cpu_ticks "$@" || echo 0)
+    g1=$(iperf "$ip"); G1+=("$g1")
+    c1=$( [ $# -gt 0 ] && cpu_ticks "$@" || echo 0)
+    if [ $# -gt 0 ]; then CPU+=("$(python3 -c "print('%.2f' % ((($c1-$c0)/$(getconf CLK_TCK)) / ($g1*$SECS/8)))")"); else CPU+=("-"); fi
+    G4+=("$(iperf "$ip" "-P 4")")
+    GR+=("$(iperf "$ip" "-R")")
+    read -r ka _ r <<<"$(httpbench "$hp")"; KA+=("$ka"); KA99+=("$r")
+    read -r cl _ r <<<"$(httpbench "$hp" close)"; CL+=("$cl"); CL99+=("$r")
+    FX+=("$(fixed_p99 "$hp")")
+  done
   per=$( [ $# -gt 0 ] && hold_rss "$hp" "$@" || echo "-")
-  local cpu_per_gb="-"
-  if [ $# -gt 0 ]; then cpu_per_gb=$(python3 -c "print('%.2f' % ((($c1-$c0)/$(getconf CLK_TCK)) / ($g1*$SECS/8)))"); fi
-  read -r ka_rps ka_p50 ka_p99 <<<"$ka"; read -r cl_rps cl_p50 cl_p99 <<<"$cl"
-  ROWS+=("| $label | $g1 | $g4 | $gr | $cpu_per_gb | $ka_rps | $ka_p99 | $cl_rps | $cl_p99 | $fx | $per | $idle |")
-  echo "done: $label" >&2
+  ROWS+=("| $label | $(median "${G1[@]}") | $(median "${G4[@]}") | $(median "${GR[@]}") | $(median "${CPU[@]}") | $(median "${KA[@]}") | $(median "${KA99[@]}") | $(median "${CL[@]}") | $(median "${CL99[@]}") | $(median "${FX[@]}") | $per | $idle |")
+  echo "done: $label (iperf3 runs: ${G1[*]})" >&2
 }
 
-measure "direct" "$IPERF_PORT" "$HTTP_PORT"
+want direct && measure "direct" "$IPERF_PORT" "$HTTP_PORT"
 
-start_frp_rs() { # mux(true|false) -> sets TP_I TP_H and TUNNEL_PIDS
-  local mux=$1 bind; bind=$(free_port); TP_I=$(free_port); TP_H=$(free_port)
+start_frp_rs() { # mux(true|false) [tls(true|false)] -> sets TP_I TP_H and TUNNEL_PIDS
+  local mux=$1 tls=${2:-false} bind; bind=$(free_port); TP_I=$(free_port); TP_H=$(free_port)
   printf 'bindAddr = "127.0.0.1"\nbindPort = %s\ntransport.tcpMux = %s\n' "$bind" "$mux" > "$WORK/frps.toml"
-  printf 'serverAddr = "127.0.0.1"\nserverPort = %s\ntransport.tls.enable = false\ntransport.tcpMux = %s\n[[proxies]]\nname = "iperf"\ntype = "tcp"\nlocalPort = %s\nremotePort = %s\n[[proxies]]\nname = "http"\ntype = "tcp"\nlocalPort = %s\nremotePort = %s\n' \
+  printf 'serverAddr = "127.0.0.1"\nserverPort = %s\ntransport.tls.enable = '"$tls"'\ntransport.tcpMux = %s\n[[proxies]]\nname = "iperf"\ntype = "tcp"\nlocalPort = %s\nremotePort = %s\n[[proxies]]\nname = "http"\ntype = "tcp"\nlocalPort = %s\nremotePort = %s\n' \
     "$bind" "$mux" "$IPERF_PORT" "$TP_I" "$HTTP_PORT" "$TP_H" > "$WORK/frpc.toml"
   $TUN "$FRPS_BIN" -c "$WORK/frps.toml" >"$WORK/frps.log" 2>&1 & local s=$!; wait_port "$bind"
   $TUN "$FRPC_BIN" -c "$WORK/frpc.toml" >"$WORK/frpc.log" 2>&1 & local c=$!
@@ -140,16 +151,18 @@ start_frp_rs() { # mux(true|false) -> sets TP_I TP_H and TUNNEL_PIDS
 stop_tunnel() { for p in $TUNNEL_PIDS; do kill "$p"; wait "$p" 2>/dev/null || true; done; }
 
 FRPS_BIN=$BIN/frps FRPC_BIN=$BIN/frpc
-start_frp_rs true;  measure "frp-rs, tcpMux on"  "$TP_I" "$TP_H" $TUNNEL_PIDS; stop_tunnel
-start_frp_rs false; measure "frp-rs, tcpMux off" "$TP_I" "$TP_H" $TUNNEL_PIDS; stop_tunnel
+want on  && { start_frp_rs true;  measure "frp-rs, tcpMux on"  "$TP_I" "$TP_H" $TUNNEL_PIDS; stop_tunnel; }
+want off && { start_frp_rs false; measure "frp-rs, tcpMux off" "$TP_I" "$TP_H" $TUNNEL_PIDS; stop_tunnel; }
+want tls && { start_frp_rs true true; measure "frp-rs, tcpMux on, TLS" "$TP_I" "$TP_H" $TUNNEL_PIDS; stop_tunnel; }
 
-if [ -n "${FRPS:-}" ] && [ -n "${FRPC:-}" ] || { command -v frps-go >/dev/null && command -v frpc-go >/dev/null; }; then
+if want go && { [ -n "${FRPS:-}" ] && [ -n "${FRPC:-}" ] || { command -v frps-go >/dev/null && command -v frpc-go >/dev/null; }; }; then
   FRPS_BIN=${FRPS:-frps-go} FRPC_BIN=${FRPC:-frpc-go}
   start_frp_rs true; measure "Go frp, tcpMux on" "$TP_I" "$TP_H" $TUNNEL_PIDS; stop_tunnel
+  start_frp_rs true true; measure "Go frp, tcpMux on, TLS" "$TP_I" "$TP_H" $TUNNEL_PIDS; stop_tunnel
 fi
 
 RATHOLE=${RATHOLE:-$(command -v rathole || true)}
-if [ -n "$RATHOLE" ]; then
+if want rathole && [ -n "$RATHOLE" ]; then
   bind=$(free_port); TP_I=$(free_port); TP_H=$(free_port)
   printf '[server]\nbind_addr = "127.0.0.1:%s"\ndefault_token = "t"\n[server.services.iperf]\nbind_addr = "127.0.0.1:%s"\n[server.services.http]\nbind_addr = "127.0.0.1:%s"\n' "$bind" "$TP_I" "$TP_H" > "$WORK/rs.toml"
   printf '[client]\nremote_addr = "127.0.0.1:%s"\ndefault_token = "t"\n[client.services.iperf]\nlocal_addr = "127.0.0.1:%s"\n[client.services.http]\nlocal_addr = "127.0.0.1:%s"\n' "$bind" "$IPERF_PORT" "$HTTP_PORT" > "$WORK/rc.toml"
@@ -162,7 +175,7 @@ fi
 
 {
   echo
-  echo "## $(date -u +%Y-%m-%d) on $(nproc) cores, $(awk -F: '/model name/{print $2; exit}' /proc/cpuinfo | xargs), ${SECS}s per figure"
+  echo "## $(date -u +%Y-%m-%d) on $(nproc) cores, $(awk -F: '/model name/{print $2; exit}' /proc/cpuinfo | xargs), ${SECS}s per figure, median of $RUNS"
   echo
   echo "| setup | iperf3 Gbit/s | 4 streams | reverse | tunnel CPU s/GB | keep-alive req/s | p99 ms | new conn req/s | p99 ms | p99 ms at ${RATE:-2000} req/s | KiB RSS/held conn | idle RSS MiB |"
   echo "|---|---|---|---|---|---|---|---|---|---|---|---|"

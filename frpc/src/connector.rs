@@ -5,7 +5,6 @@
 use common::config::ClientConfig;
 use common::io::BoxStream;
 use common::transport::{self, mux, tls, FRP_TLS_HEAD_BYTE};
-use futures::StreamExt;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -124,32 +123,24 @@ impl Dialer {
             });
         }
         let stream = self.real_connect().await?;
-        let mut session = mux::Session::new_client(
+        let (opener, mut driver) = mux::client(
             stream,
             mux::config(self.cfg.transport.tcp_mux_keepalive_interval),
         );
-        let control = session.control();
         let driver_token = token.clone();
         tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    _ = driver_token.cancelled() => break,
-                    s = session.next() => match s {
-                        // frps never opens streams; drop any it does.
-                        Some(Ok(_)) => {}
-                        Some(Err(e)) => {
-                            debug!(error = %e, "yamux session error");
-                            break;
-                        }
-                        None => break,
-                    },
-                }
+            tokio::select! {
+                _ = driver_token.cancelled() => {}
+                r = &mut driver => match r {
+                    Ok(()) => debug!("yamux session closed by frps"),
+                    Err(e) => debug!(error = %e, "yamux session error"),
+                },
             }
             driver_token.cancel();
         });
         Ok(Connector {
             dialer: self.clone(),
-            mux: Some(control),
+            mux: Some(opener),
             token,
         })
     }
@@ -159,7 +150,7 @@ impl Dialer {
 #[derive(Clone)]
 pub(crate) struct Connector {
     dialer: Dialer,
-    mux: Option<mux::Control>,
+    mux: Option<mux::Opener>,
     pub(crate) token: CancellationToken,
 }
 
@@ -175,14 +166,7 @@ impl Connector {
     /// A new logical connection (frp `Connector.Connect`).
     pub(crate) async fn connect(&self) -> io::Result<BoxStream> {
         match &self.mux {
-            Some(control) => {
-                let mut control = control.clone();
-                let s = control
-                    .open_stream()
-                    .await
-                    .map_err(|e| io::Error::new(io::ErrorKind::BrokenPipe, e.to_string()))?;
-                Ok(Box::new(s))
-            }
+            Some(opener) => Ok(Box::new(opener.open()?)),
             None => self.dialer.real_connect().await,
         }
     }

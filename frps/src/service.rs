@@ -11,7 +11,6 @@ use common::crypto::{derive_key, Key};
 use common::io::BoxStream;
 use common::msg::{v2, DecodeError, Message, NewVisitorConnResp, NewWorkConn, StartWorkConn, Wire};
 use common::transport::{self, mux, tls, FRP_TLS_HEAD_BYTE, TLS_HANDSHAKE_BYTE};
-use futures::StreamExt;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -262,32 +261,31 @@ async fn handle_conn(
         handle_logical(shared, stream, peer, token).await;
         return;
     }
-    let mut session = mux::Session::new_server(
+    let (mut incoming, mut driver) = mux::server(
         stream,
         mux::config(shared.cfg.transport.tcp_mux_keepalive_interval),
     );
     loop {
         tokio::select! {
             _ = token.cancelled() => break,
-            s = session.next() => match s {
-                Some(Ok(stream)) => {
+            r = &mut driver => {
+                match r {
+                    Ok(()) => debug!("yamux session closed"),
+                    Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                        // frpc went away without a clean TLS close: routine, not a fault.
+                        debug!(error = %e, "yamux session ended by the client");
+                    }
+                    Err(e) => info!(error = %e, "closing connection: yamux session error"),
+                }
+                break;
+            }
+            s = incoming.accept() => match s {
+                Some(stream) => {
                     shared.tracker.spawn(
                         handle_logical(shared.clone(), Box::new(stream), peer, token.clone()).in_current_span(),
                     );
                 }
-                Some(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-                    // frpc went away without a clean TLS/yamux close: routine, not a fault.
-                    debug!(error = %e, "yamux session ended by the client");
-                    break;
-                }
-                Some(Err(e)) => {
-                    info!(error = %e, "closing connection: yamux session error");
-                    break;
-                }
-                None => {
-                    debug!("yamux session closed");
-                    break;
-                }
+                None => break,
             },
         }
     }

@@ -1,0 +1,430 @@
+use super::*;
+use futures::StreamExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+
+const PATIENCE: Duration = Duration::from_secs(20);
+
+fn pattern(len: usize, seed: u32) -> Vec<u8> {
+    (0..len as u32)
+        .map(|i| (i.wrapping_add(seed).wrapping_mul(2654435761) >> 13) as u8)
+        .collect()
+}
+
+async fn within<T>(f: impl Future<Output = T>) -> T {
+    tokio::time::timeout(PATIENCE, f).await.expect("in time")
+}
+
+/// Writes `data`, shuts down, and reads the peer's whole reply.
+async fn send_and_collect<S: AsyncRead + AsyncWrite + Unpin>(mut s: S, data: Vec<u8>) -> Vec<u8> {
+    let (mut r, mut w) = tokio::io::split(&mut s);
+    let write = async move {
+        w.write_all(&data).await.unwrap();
+        w.shutdown().await.unwrap();
+    };
+    let read = async move {
+        let mut got = Vec::new();
+        r.read_to_end(&mut got).await.unwrap();
+        got
+    };
+    let ((), got) = tokio::join!(write, read);
+    got
+}
+
+/// Echoes a stream until EOF, then half-closes.
+async fn echo<S: AsyncRead + AsyncWrite + Unpin>(s: S) {
+    let (mut r, mut w) = tokio::io::split(s);
+    tokio::io::copy(&mut r, &mut w).await.unwrap();
+    w.shutdown().await.unwrap();
+}
+
+fn tokio_yamux_config() -> tokio_yamux::Config {
+    tokio_yamux::Config {
+        max_stream_window_size: MAX_STREAM_WINDOW,
+        ..Default::default()
+    }
+}
+
+fn pair() -> (BoxStream, BoxStream) {
+    let (a, b) = tokio::io::duplex(64 * 1024);
+    (Box::new(a), Box::new(b))
+}
+
+/// Ours as the client (frpc), an independent implementation as the server: 16 streams each
+/// carry 1.5 MiB both ways (past the initial window, so window updates must flow) and close
+/// half by half.
+#[tokio::test]
+async fn our_client_interoperates_with_tokio_yamux_server() {
+    let (a, b) = pair();
+    let (opener, driver) = client(a, config(30));
+    let drv = tokio::spawn(driver);
+    let mut server = tokio_yamux::Session::new_server(b, tokio_yamux_config());
+    tokio::spawn(async move {
+        while let Some(Ok(s)) = server.next().await {
+            tokio::spawn(echo(s));
+        }
+    });
+    let mut tasks = Vec::new();
+    for i in 0..16u32 {
+        let s = opener.open().unwrap();
+        assert_eq!(s.id(), 2 * i + 1, "client stream ids are odd, from 1");
+        tasks.push(tokio::spawn(async move {
+            let data = pattern(1536 * 1024, i);
+            let got = send_and_collect(s, data.clone()).await;
+            assert!(got == data, "stream {i} echoed intact");
+        }));
+    }
+    for t in tasks {
+        within(t).await.unwrap();
+    }
+    drop(opener);
+    drv.abort();
+}
+
+/// An independent implementation as the client (a Go frpc's role), ours as the server.
+#[tokio::test]
+async fn tokio_yamux_client_interoperates_with_our_server() {
+    let (a, b) = pair();
+    let (mut incoming, driver) = server(b, config(30));
+    tokio::spawn(driver);
+    tokio::spawn(async move {
+        while let Some(s) = incoming.accept().await {
+            tokio::spawn(echo(s));
+        }
+    });
+    let mut session = tokio_yamux::Session::new_client(a, tokio_yamux_config());
+    let control = session.control();
+    tokio::spawn(async move { while let Some(Ok(_)) = session.next().await {} });
+    let mut tasks = Vec::new();
+    for i in 0..16u32 {
+        let mut control = control.clone();
+        tasks.push(tokio::spawn(async move {
+            let s = control.open_stream().await.unwrap();
+            let data = pattern(1536 * 1024, i);
+            let got = send_and_collect(s, data.clone()).await;
+            assert!(got == data, "stream {i} echoed intact");
+        }));
+    }
+    for t in tasks {
+        within(t).await.unwrap();
+    }
+}
+
+/// Both ends ours: a 20 MiB one-way transfer read in small pieces (many window updates), and
+/// the session carrying a second stream meanwhile.
+#[tokio::test]
+async fn ours_to_ours_large_transfer_with_small_reads() {
+    let (a, b) = pair();
+    let (opener, cd) = client(a, config(30));
+    let (mut incoming, sd) = server(b, config(30));
+    tokio::spawn(cd);
+    tokio::spawn(sd);
+    let data = pattern(20 * 1024 * 1024, 7);
+    let d2 = data.clone();
+    let mut s = opener.open().unwrap();
+    let writer = tokio::spawn(async move {
+        s.write_all(&d2).await.unwrap();
+        s.shutdown().await.unwrap();
+        s
+    });
+    let mut peer = within(incoming.accept()).await.unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1000];
+    loop {
+        let n = within(peer.read(&mut buf)).await.unwrap();
+        if n == 0 {
+            break;
+        }
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert!(got == data);
+    // The other direction still works after the first one has closed.
+    peer.write_all(b"bye").await.unwrap();
+    peer.shutdown().await.unwrap();
+    let mut s = within(writer).await.unwrap();
+    let mut back = Vec::new();
+    within(s.read_to_end(&mut back)).await.unwrap();
+    assert_eq!(back, b"bye");
+}
+
+// --- the wire, frame by frame --------------------------------------------------------------
+
+fn header(ty: u8, flags: u16, id: u32, len: u32) -> [u8; 12] {
+    let mut h = [0u8; 12];
+    h[1] = ty;
+    h[2..4].copy_from_slice(&flags.to_be_bytes());
+    h[4..8].copy_from_slice(&id.to_be_bytes());
+    h[8..12].copy_from_slice(&len.to_be_bytes());
+    h
+}
+
+/// (type, flags, stream, length)
+async fn read_header(s: &mut DuplexStream) -> (u8, u16, u32, u32) {
+    let mut h = [0u8; 12];
+    within(s.read_exact(&mut h)).await.unwrap();
+    assert_eq!(h[0], 0, "version 0");
+    (
+        h[1],
+        u16::from_be_bytes([h[2], h[3]]),
+        u32::from_be_bytes([h[4], h[5], h[6], h[7]]),
+        u32::from_be_bytes([h[8], h[9], h[10], h[11]]),
+    )
+}
+
+const GROWTH: u32 = MAX_STREAM_WINDOW - INITIAL_WINDOW;
+
+#[tokio::test]
+async fn server_acks_at_once_answers_pings_and_delivers_data_then_eof() {
+    let (mut raw, b) = tokio::io::duplex(1 << 16);
+    let (mut incoming, driver) = server(Box::new(b), config(30));
+    tokio::spawn(driver);
+    raw.write_all(&header(1, FLAG_SYN, 1, GROWTH))
+        .await
+        .unwrap();
+    // ACKed before anything is accepted or written, with frp's window growth.
+    assert_eq!(
+        read_header(&mut raw).await,
+        (TYPE_WINDOW_UPDATE, FLAG_ACK, 1, GROWTH)
+    );
+    raw.write_all(&header(2, FLAG_SYN, 0, 0xdead))
+        .await
+        .unwrap();
+    assert_eq!(
+        read_header(&mut raw).await,
+        (TYPE_PING, FLAG_ACK, 0, 0xdead)
+    );
+    // Data, then FIN on a data frame: the reader sees the bytes, then EOF.
+    raw.write_all(&header(0, 0, 1, 5)).await.unwrap();
+    raw.write_all(b"hello").await.unwrap();
+    raw.write_all(&header(0, FLAG_FIN, 1, 0)).await.unwrap();
+    let mut s = within(incoming.accept()).await.unwrap();
+    let mut got = Vec::new();
+    within(s.read_to_end(&mut got)).await.unwrap();
+    assert_eq!(got, b"hello");
+    // Our write and shutdown: one data frame, then a FIN.
+    s.write_all(b"back").await.unwrap();
+    s.shutdown().await.unwrap();
+    assert_eq!(read_header(&mut raw).await, (TYPE_DATA, 0, 1, 4));
+    let mut body = [0u8; 4];
+    raw.read_exact(&mut body).await.unwrap();
+    assert_eq!(&body, b"back");
+    assert_eq!(
+        read_header(&mut raw).await,
+        (TYPE_WINDOW_UPDATE, FLAG_FIN, 1, 0)
+    );
+}
+
+#[tokio::test]
+async fn client_opens_with_syn_and_growth_and_respects_the_send_window() {
+    let (mut raw, a) = tokio::io::duplex(1 << 16);
+    let (opener, driver) = client(Box::new(a), config(30));
+    tokio::spawn(driver);
+    let mut s = opener.open().unwrap();
+    let data = pattern(1024 * 1024, 3);
+    let d2 = data.clone();
+    let writer = tokio::spawn(async move {
+        s.write_all(&d2).await.unwrap();
+        s
+    });
+    assert_eq!(
+        read_header(&mut raw).await,
+        (TYPE_WINDOW_UPDATE, FLAG_SYN, 1, GROWTH)
+    );
+    // The peer never ACKs with growth; it grants 100 KiB at a time once what it had granted
+    // has arrived. At no point may more data have arrived than was granted.
+    let mut granted = INITIAL_WINDOW as usize;
+    let mut got = Vec::new();
+    while got.len() < data.len() {
+        let (ty, flags, id, len) = read_header(&mut raw).await;
+        assert_eq!((ty, flags, id), (TYPE_DATA, 0, 1));
+        let mut body = vec![0u8; len as usize];
+        raw.read_exact(&mut body).await.unwrap();
+        got.extend_from_slice(&body);
+        assert!(
+            got.len() <= granted,
+            "{} bytes sent, {granted} granted",
+            got.len()
+        );
+        if got.len() == granted {
+            raw.write_all(&header(1, 0, 1, 100 * 1024)).await.unwrap();
+            granted += 100 * 1024;
+        }
+    }
+    assert!(got == data);
+    drop(within(writer).await.unwrap());
+    // Dropping the stream without shutdown closes it gracefully.
+    assert_eq!(
+        read_header(&mut raw).await,
+        (TYPE_WINDOW_UPDATE, FLAG_FIN, 1, 0)
+    );
+}
+
+#[tokio::test]
+async fn reader_grants_window_once_half_is_consumed() {
+    let (mut raw, b) = tokio::io::duplex(1 << 16);
+    let (mut incoming, driver) = server(Box::new(b), config(30));
+    tokio::spawn(driver);
+    raw.write_all(&header(1, FLAG_SYN, 1, GROWTH))
+        .await
+        .unwrap();
+    read_header(&mut raw).await;
+    let mut s = within(incoming.accept()).await.unwrap();
+    let chunk = pattern(64 * 1024, 1);
+    let reader = tokio::spawn(async move {
+        let mut buf = vec![0u8; 4 * 1024 * 1024];
+        within(s.read_exact(&mut buf)).await.unwrap();
+        s
+    });
+    // 4 MiB: within the 6 MiB window, past the 3 MiB at which an update is due.
+    let mut write = raw;
+    for _ in 0..64 {
+        write
+            .write_all(&header(0, 0, 1, chunk.len() as u32))
+            .await
+            .unwrap();
+        write.write_all(&chunk).await.unwrap();
+    }
+    let (ty, flags, id, delta) = read_header(&mut write).await;
+    assert_eq!((ty, flags, id), (TYPE_WINDOW_UPDATE, 0, 1));
+    assert!(delta >= MAX_STREAM_WINDOW / 2, "delta {delta}");
+    within(reader).await.unwrap();
+}
+
+#[tokio::test]
+async fn exceeding_the_receive_window_ends_the_session() {
+    let (mut raw, b) = tokio::io::duplex(1 << 16);
+    let (mut incoming, driver) = server(Box::new(b), config(30));
+    let drv = tokio::spawn(driver);
+    raw.write_all(&header(1, FLAG_SYN, 1, GROWTH))
+        .await
+        .unwrap();
+    read_header(&mut raw).await;
+    let mut s = within(incoming.accept()).await.unwrap();
+    raw.write_all(&header(0, 0, 1, MAX_STREAM_WINDOW + 1))
+        .await
+        .unwrap();
+    let err = within(drv).await.unwrap().unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+    assert!(err.to_string().contains("receive window"), "{err}");
+    // The stream fails, the accept loop ends.
+    let mut buf = [0u8; 4];
+    assert!(within(s.read(&mut buf)).await.is_err());
+    assert!(within(incoming.accept()).await.is_none());
+}
+
+#[tokio::test]
+async fn bad_version_and_unknown_type_end_the_session() {
+    for bad in [[1u8, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0], header(9, 0, 0, 0)] {
+        let (mut raw, b) = tokio::io::duplex(1 << 16);
+        let (_incoming, driver) = server(Box::new(b), config(30));
+        let drv = tokio::spawn(driver);
+        raw.write_all(&bad).await.unwrap();
+        let err = within(drv).await.unwrap().unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{err}");
+    }
+}
+
+#[tokio::test]
+async fn reset_and_unknown_streams() {
+    let (mut raw, b) = tokio::io::duplex(1 << 16);
+    let mut cfg = config(30);
+    cfg.accept_backlog = 1;
+    let (mut incoming, driver) = server(Box::new(b), cfg);
+    tokio::spawn(driver);
+    // Backlog of one: the second un-accepted stream is reset.
+    raw.write_all(&header(1, FLAG_SYN, 1, 0)).await.unwrap();
+    raw.write_all(&header(1, FLAG_SYN, 3, 0)).await.unwrap();
+    assert_eq!(read_header(&mut raw).await.1, FLAG_ACK);
+    assert_eq!(
+        read_header(&mut raw).await,
+        (TYPE_WINDOW_UPDATE, FLAG_RST, 3, 0)
+    );
+    // Data for a stream nobody knows is read and dropped; the session goes on.
+    raw.write_all(&header(0, 0, 99, 3)).await.unwrap();
+    raw.write_all(b"xyz").await.unwrap();
+    raw.write_all(&header(0, 0, 1, 2)).await.unwrap();
+    raw.write_all(b"ok").await.unwrap();
+    raw.write_all(&header(1, FLAG_RST, 1, 0)).await.unwrap();
+    let mut s = within(incoming.accept()).await.unwrap();
+    let mut buf = [0u8; 2];
+    within(s.read_exact(&mut buf)).await.unwrap();
+    assert_eq!(&buf, b"ok", "data before the reset is still delivered");
+    let err = within(s.read(&mut buf)).await.unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::ConnectionReset);
+    assert_eq!(
+        s.write(b"x").await.unwrap_err().kind(),
+        io::ErrorKind::ConnectionReset
+    );
+}
+
+#[tokio::test]
+async fn client_resets_streams_the_server_opens() {
+    let (mut raw, a) = tokio::io::duplex(1 << 16);
+    let (_opener, driver) = client(Box::new(a), config(30));
+    tokio::spawn(driver);
+    raw.write_all(&header(1, FLAG_SYN, 2, 0)).await.unwrap();
+    assert_eq!(
+        read_header(&mut raw).await,
+        (TYPE_WINDOW_UPDATE, FLAG_RST, 2, 0)
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn unanswered_keepalive_ends_the_session_and_answered_keeps_it() {
+    // Answered: the peer echoes each ping; three intervals pass and the session lives.
+    let (mut raw, a) = tokio::io::duplex(1 << 16);
+    let (opener, driver) = client(Box::new(a), config(5));
+    let drv = tokio::spawn(driver);
+    for _ in 0..3 {
+        let (ty, flags, id, opaque) = read_header(&mut raw).await;
+        assert_eq!((ty, flags, id), (TYPE_PING, FLAG_SYN, 0));
+        raw.write_all(&header(2, FLAG_ACK, 0, opaque))
+            .await
+            .unwrap();
+    }
+    assert!(!opener.is_closed());
+    // Unanswered: 10 s after the next ping the session ends.
+    let _ = read_header(&mut raw).await;
+    let err = within(drv).await.unwrap().unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+    assert!(opener.is_closed());
+    assert!(opener.open().is_err());
+}
+
+#[tokio::test]
+async fn peer_going_away_closes_every_stream_and_refuses_new_ones() {
+    let (raw, a) = tokio::io::duplex(1 << 16);
+    let (opener, driver) = client(Box::new(a), config(30));
+    let drv = tokio::spawn(driver);
+    let mut s = opener.open().unwrap();
+    drop(raw);
+    within(drv).await.unwrap().ok();
+    let mut buf = [0u8; 1];
+    assert!(within(s.read(&mut buf)).await.is_err());
+    assert!(s.write(b"x").await.is_err());
+    assert!(opener.open().is_err());
+}
+
+/// Random bytes from the peer never panic the driver; it either keeps going or ends with an
+/// error.
+#[test]
+fn driver_survives_random_input() {
+    use proptest::prelude::*;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    proptest!(ProptestConfig::with_cases(256), |(bytes in proptest::collection::vec(any::<u8>(), 0..512), syn in any::<bool>())| {
+        rt.block_on(async {
+            let (mut raw, b) = tokio::io::duplex(1 << 16);
+            let (mut incoming, driver) = server(Box::new(b), config(30));
+            let drv = tokio::spawn(driver);
+            if syn {
+                raw.write_all(&header(1, FLAG_SYN, 1, GROWTH)).await.unwrap();
+            }
+            raw.write_all(&bytes).await.unwrap();
+            drop(raw);
+            let _ = within(drv).await.unwrap();
+            while incoming.accept().await.is_some() {}
+        });
+    });
+}
