@@ -389,7 +389,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         tracing::warn!("{w}");
     }
     let rt = tokio::runtime::Runtime::new().context("start tokio runtime")?;
-    rt.block_on(async move {
+    // The service runs as a task on the worker threads, not inside `block_on` on the main
+    // thread: there, every message between it and the tasks it drives crossed threads (a
+    // futex wake-up per work connection in the profile).
+    let service = rt.spawn(async move {
         let token = CancellationToken::new();
         tokio::spawn(common::signal::cancel_on_signal(token.clone()));
         let mut client = crate::Client::new(cfg);
@@ -400,8 +403,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         client.run(token).await?;
-        Ok(())
-    })
+        anyhow::Ok(())
+    });
+    rt.block_on(service).context("frpc service task")?
 }
 
 /// `frpc reload|status|stop`: one call to the running frpc's admin API.

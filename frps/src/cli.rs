@@ -226,11 +226,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         tracing::warn!("{w}");
     }
     let rt = tokio::runtime::Runtime::new().context("start tokio runtime")?;
-    rt.block_on(async move {
+    // On a worker thread, not in `block_on` on the main thread (see frpc's `run`).
+    let service = rt.spawn(async move {
         let server = crate::Server::bind(cfg).await?;
         let token = CancellationToken::new();
         tokio::spawn(common::signal::cancel_on_signal(token.clone()));
         server.run(token).await;
-        Ok(())
-    })
+        anyhow::Ok(())
+    });
+    rt.block_on(service).context("frps service task")?
 }

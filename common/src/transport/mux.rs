@@ -40,7 +40,7 @@ const HEADER_LEN: usize = 12;
 /// Streams wait once this much is queued for the socket (backpressure).
 const OUT_LIMIT: usize = 256 * 1024;
 /// Bytes read from the socket per syscall at most.
-const READ_CHUNK: usize = 128 * 1024;
+const READ_CHUNK: usize = 64 * 1024;
 
 const TYPE_DATA: u8 = 0;
 const TYPE_WINDOW_UPDATE: u8 = 1;
