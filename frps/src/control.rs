@@ -11,8 +11,7 @@ use crate::proxy::{self, ProxyCtx, ProxyError, ProxyHandle};
 use crate::service::Shared;
 use common::io::{secure_control, BoxStream, LimitAt, Limiter, Side, WrapOpts};
 use common::msg::{
-    v2, CloseProxy, Login, LoginResp, Message, NewProxy, NewProxyResp, Ping, Pong, ReqWorkConn,
-    Wire,
+    v2, CloseProxy, Login, LoginResp, Message, NewProxy, NewProxyResp, Ping, Pong, Wire,
 };
 use common::FRP_VERSION;
 use std::collections::HashMap;
@@ -36,7 +35,7 @@ pub(crate) struct ControlHandle {
     pub(crate) user: String,
     pub(crate) client_id: String,
     token: CancellationToken,
-    work_tx: async_channel::Sender<BoxStream>,
+    work_tx: crate::pool::PoolFeeder,
     /// Closed (sender dropped) once the control has released everything it held.
     done: watch::Receiver<()>,
 }
@@ -49,7 +48,7 @@ impl ControlHandle {
 
     /// Queues a work connection; gives it back when the pool is full or closed.
     pub(crate) fn push_work_conn(&self, conn: BoxStream) -> Result<(), BoxStream> {
-        self.work_tx.try_send(conn).map_err(|e| e.into_inner())
+        self.work_tx.push(conn)
     }
 
     /// Closes the control and waits until its proxies and ports are released.
@@ -132,6 +131,7 @@ pub(crate) async fn serve(
     let (ctl_tx, ctl_rx) = mpsc::channel::<Message>(SEND_QUEUE);
     let (pool, work_tx) = WorkConnPool::new(
         pool_count,
+        shared.cfg.transport.max_pool_count.max(0) as usize,
         Duration::from_secs(shared.cfg.user_conn_timeout.max(1) as u64),
         ctl_tx.clone(),
         shared.metrics.work_conns_handed_out.clone(),
@@ -182,9 +182,7 @@ pub(crate) async fn serve(
     shared
         .tracker
         .spawn(writer(wr, wire, ctl_rx, token.clone()).instrument(span.clone()));
-    for _ in 0..pool_count {
-        let _ = ctl_tx.send(ReqWorkConn {}.into()).await;
-    }
+    pool.prime().await;
 
     let client_key = shared.metrics.client_opened(crate::clients::Login {
         user: &login.user,

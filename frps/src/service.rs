@@ -197,6 +197,11 @@ impl ServerStats {
         self.0.registry.control_count()
     }
 
+    /// Idle work connections in every client's pool.
+    pub fn pooled_work_conns(&self) -> usize {
+        self.0.registry.pooled_work_conns()
+    }
+
     /// (bytes user -> frpc, bytes frpc -> user, open user connections) of an online proxy.
     pub fn proxy_traffic(&self, wire_name: &str) -> Option<(u64, u64, u64)> {
         use std::sync::atomic::Ordering::Relaxed;

@@ -127,6 +127,98 @@ async fn user_connection_gets_a_work_connection_with_addresses() {
     frps.stop().await;
 }
 
+/// A work connection as frpc opens one after ReqWorkConn (tcpMux off).
+async fn open_work_conn(frps: std::net::SocketAddr, run_id: &str) -> TcpStream {
+    let mut work = TcpStream::connect(frps).await.unwrap();
+    let m = NewWorkConn {
+        run_id: run_id.into(),
+        ..Default::default()
+    };
+    write_msg(&mut work, &m.into()).await.unwrap();
+    work
+}
+
+async fn start_work(work: &mut TcpStream) -> StartWorkConn {
+    match tokio::time::timeout(PATIENCE, read_msg(work)).await {
+        Ok(Ok(Message::StartWorkConn(s))) => s,
+        other => panic!("expected StartWorkConn, got {other:?}"),
+    }
+}
+
+/// Reads control messages up to a Pong, counting the ReqWorkConns before it.
+async fn req_work_conns_before_pong(ctl: &mut Ctl) -> usize {
+    write_msg(ctl, &Ping::default().into()).await.unwrap();
+    let mut n = 0;
+    loop {
+        match next(ctl).await {
+            Message::ReqWorkConn(_) => n += 1,
+            Message::Pong(_) => return n,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
+
+/// Beyond frp: a user who finds the pool empty makes frps keep one more connection ready,
+/// up to maxPoolCount, and refills count the requests still on their way.
+#[tokio::test]
+async fn pool_grows_when_users_wait_up_to_max_pool_count() {
+    init_log();
+    let frps = Frps::start(|c| {
+        c.transport.tcp_mux = false;
+        c.transport.max_pool_count = 2;
+    })
+    .await;
+    let (mut ctl, run_id) = raw_login(frps.addr, 1).await;
+    assert!(matches!(next(&mut ctl).await, Message::ReqWorkConn(_)));
+    let np = NewProxy {
+        proxy_name: "grow".into(),
+        proxy_type: "tcp".into(),
+        ..Default::default()
+    };
+    write_msg(&mut ctl, &np.into()).await.unwrap();
+    let Message::NewProxyResp(resp) = next(&mut ctl).await else {
+        panic!()
+    };
+    let port: u16 = resp.remote_addr.trim_start_matches(':').parse().unwrap();
+    let mut pooled = open_work_conn(frps.addr, &run_id).await;
+
+    // User A: served from the pool; one refill is asked for.
+    let _a = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    start_work(&mut pooled).await;
+    assert_eq!(req_work_conns_before_pong(&mut ctl).await, 1);
+    // User B arrives before that refill is answered: it asks for its own and waits; the pool
+    // target is now 2. Both requests are answered.
+    let _b = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    assert!(matches!(next(&mut ctl).await, Message::ReqWorkConn(_)));
+    let mut w1 = open_work_conn(frps.addr, &run_id).await;
+    let mut w2 = open_work_conn(frps.addr, &run_id).await;
+    // One of them carries B; the other stays pooled. One more refill makes two ready.
+    let started = tokio::select! {
+        s = start_work(&mut w1) => { drop(w1); (s, w2) }
+        s = start_work(&mut w2) => { drop(w2); (s, w1) }
+    };
+    let (_, mut idle) = started;
+    assert_eq!(req_work_conns_before_pong(&mut ctl).await, 1);
+    let mut w3 = open_work_conn(frps.addr, &run_id).await;
+    tokio::time::timeout(PATIENCE, async {
+        while frps.stats.pooled_work_conns() < 2 {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("two connections pooled");
+
+    // User C takes a pooled one; the refill brings the pool back to 2, never beyond.
+    let _c = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    tokio::select! {
+        _ = start_work(&mut idle) => {}
+        _ = start_work(&mut w3) => {}
+    }
+    assert_eq!(req_work_conns_before_pong(&mut ctl).await, 1);
+    assert_eq!(frps.stats.pooled_work_conns(), 1);
+    frps.stop().await;
+}
+
 #[tokio::test]
 async fn user_is_dropped_after_user_conn_timeout() {
     init_log();
