@@ -153,6 +153,94 @@ where
     .await
 }
 
+/// [`join`] for a work connection and the other end of a proxied connection, returning
+/// (work -> other bytes, other -> work bytes). When the work connection is a bare yamux
+/// stream (tcpMux on, no per-proxy layer), bytes move between the session's buffers and
+/// `other` without passing through a copy buffer: received payload is written into `other`
+/// from the mux's read buffers, and `other` is read straight into the mux's outgoing frames.
+pub async fn join_work<O>(work: &mut super::BoxStream, other: &mut O) -> io::Result<(u64, u64)>
+where
+    O: AsyncRead + AsyncWrite + Unpin + ?Sized,
+{
+    let Some(m) = (**work)
+        .as_any_mut()
+        .downcast_mut::<crate::transport::mux::Stream>()
+    else {
+        return join(work, other).await;
+    };
+    let (mut to_other, mut to_work) = (Direct::default(), Direct::default());
+    let (mut out_done, mut in_done) = (None, None);
+    poll_fn(|cx| {
+        while out_done.is_none() {
+            let moved = if to_other.eof {
+                Poll::Ready(None)
+            } else {
+                to_other.step(m.poll_write_into(cx, other))
+            };
+            match moved {
+                Poll::Ready(Some(Ok(()))) => continue,
+                Poll::Ready(Some(Err(e))) => return Poll::Ready(Err(e)),
+                Poll::Ready(None) => {
+                    if let Poll::Ready(r) = Pin::new(&mut *other).poll_shutdown(cx) {
+                        r?;
+                        out_done = Some(to_other.total);
+                    }
+                    break;
+                }
+                Poll::Pending => break,
+            }
+        }
+        while in_done.is_none() {
+            let moved = if to_work.eof {
+                Poll::Ready(None)
+            } else {
+                to_work.step(m.poll_read_from(cx, other))
+            };
+            match moved {
+                Poll::Ready(Some(Ok(()))) => continue,
+                Poll::Ready(Some(Err(e))) => return Poll::Ready(Err(e)),
+                Poll::Ready(None) => {
+                    if let Poll::Ready(r) = Pin::new(&mut *m).poll_shutdown(cx) {
+                        r?;
+                        in_done = Some(to_work.total);
+                    }
+                    break;
+                }
+                Poll::Pending => break,
+            }
+        }
+        match (out_done, in_done) {
+            (Some(x), Some(y)) => Poll::Ready(Ok((x, y))),
+            _ => Poll::Pending,
+        }
+    })
+    .await
+}
+
+/// One direction of [`join_work`]'s buffer-less path: counts bytes, notices EOF.
+#[derive(Default)]
+struct Direct {
+    total: u64,
+    eof: bool,
+}
+
+impl Direct {
+    /// `Ready(Some(Ok))` after bytes moved, `Ready(None)` at EOF, errors as they come.
+    fn step(&mut self, r: Poll<io::Result<usize>>) -> Poll<Option<io::Result<()>>> {
+        match ready!(r) {
+            Ok(0) => {
+                self.eof = true;
+                Poll::Ready(None)
+            }
+            Ok(n) => {
+                self.total += n as u64;
+                Poll::Ready(Some(Ok(())))
+            }
+            Err(e) => Poll::Ready(Some(Err(e))),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -202,6 +290,42 @@ mod tests {
         drop(user);
         drop(backend);
         assert_eq!(j.await.unwrap().unwrap(), (1_000_000, 10));
+    }
+
+    /// The buffer-less path for a yamux work connection: 3 MiB one way, then a reply sent
+    /// after the half-close, byte counts per direction.
+    #[tokio::test]
+    async fn join_work_over_a_mux_stream_keeps_data_and_half_close() {
+        use crate::transport::mux;
+        let (a, b) = tokio::io::duplex(1 << 16);
+        let (opener, cd) = mux::client(Box::new(a), mux::config(30));
+        let (mut incoming, sd) = mux::server(Box::new(b), mux::config(30));
+        tokio::spawn(cd);
+        tokio::spawn(sd);
+        let mut work: crate::io::BoxStream = Box::new(opener.open().unwrap());
+        work.write_all(b"x").await.unwrap(); // the peer sees the stream
+        let mut peer = incoming.accept().await.unwrap();
+        let mut one = [0u8; 1];
+        peer.read_exact(&mut one).await.unwrap();
+        let (mut local, mut backend) = tokio::io::duplex(1 << 16);
+        let j = tokio::spawn(async move { join_work(&mut work, &mut local).await });
+
+        let data: Vec<u8> = (0..3 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+        let d2 = data.clone();
+        let sender = tokio::spawn(async move {
+            peer.write_all(&d2).await.unwrap();
+            peer.shutdown().await.unwrap();
+            let mut back = Vec::new();
+            peer.read_to_end(&mut back).await.unwrap();
+            back
+        });
+        let mut got = Vec::new();
+        backend.read_to_end(&mut got).await.unwrap();
+        assert!(got == data, "3 MiB arrived intact, then EOF");
+        backend.write_all(b"reply after FIN").await.unwrap();
+        backend.shutdown().await.unwrap();
+        assert_eq!(sender.await.unwrap(), b"reply after FIN");
+        assert_eq!(j.await.unwrap().unwrap(), (3 * 1024 * 1024, 15));
     }
 
     #[test]

@@ -16,7 +16,7 @@ pub use aead::AeadStream;
 pub use compress::CompressStream;
 pub use count::{Count, Counted};
 pub use crypt::CryptStream;
-pub use join::join;
+pub use join::{join, join_work};
 pub use limit::{LimitedStream, Limiter};
 
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -25,9 +25,14 @@ use tokio::io::{AsyncRead, AsyncWrite};
 pub trait AsyncStream: AsyncRead + AsyncWrite + Send + Unpin {
     /// For finding a plain TCP socket under a [`BoxStream`] (the zero-copy path).
     fn as_any(&self) -> &dyn std::any::Any;
+    /// For driving a yamux stream under a [`BoxStream`] directly ([`join::join_work`]).
+    fn as_any_mut(&mut self) -> &mut dyn std::any::Any;
 }
 impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> AsyncStream for T {
     fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+    fn as_any_mut(&mut self) -> &mut dyn std::any::Any {
         self
     }
 }

@@ -177,7 +177,7 @@ impl Shared {
 struct Inner {
     streams: HashMap<u32, StreamState>,
     /// Frames queued for the socket.
-    out: Vec<u8>,
+    out: BytesMut,
     /// Streams waiting for `out` to drain below [`OUT_LIMIT`].
     out_waiters: Vec<Waker>,
     /// The driver, when it is waiting for work.
@@ -191,12 +191,8 @@ struct Inner {
 
 impl Inner {
     fn push_frame(&mut self, ty: u8, flags: u16, id: u32, len: u32, data: &[u8]) {
-        let mut h = [0u8; HEADER_LEN];
-        h[1] = ty;
-        h[2..4].copy_from_slice(&flags.to_be_bytes());
-        h[4..8].copy_from_slice(&id.to_be_bytes());
-        h[8..12].copy_from_slice(&len.to_be_bytes());
-        self.out.extend_from_slice(&h);
+        self.out
+            .extend_from_slice(&frame_header(ty, flags, id, len));
         self.out.extend_from_slice(data);
     }
 }
@@ -269,26 +265,10 @@ impl AsyncRead for Stream {
             return Poll::Ready(Err(closed_err(io::ErrorKind::NotConnected)));
         };
         if st.recv.is_empty() {
-            if st.reset {
-                return Poll::Ready(Err(io::Error::new(
-                    io::ErrorKind::ConnectionReset,
-                    "yamux stream reset by peer",
-                )));
-            }
-            if st.remote_fin || buf.remaining() == 0 {
+            if buf.remaining() == 0 {
                 return Poll::Ready(Ok(()));
             }
-            if let Some(kind) = closed {
-                return Poll::Ready(Err(closed_err(kind)));
-            }
-            if !st
-                .read_waker
-                .as_ref()
-                .is_some_and(|w| w.will_wake(cx.waker()))
-            {
-                st.read_waker = Some(cx.waker().clone());
-            }
-            return Poll::Pending;
+            return st.poll_empty(closed, cx);
         }
         let mut n = 0usize;
         while buf.remaining() > 0 {
@@ -303,18 +283,206 @@ impl AsyncRead for Stream {
             }
             n += k;
         }
-        st.buffered -= n as u32;
-        // hashicorp `sendWindowUpdate`: grant what was consumed once it reaches half the window.
-        let delta = inner.max_window - st.buffered - st.recv_window;
-        if delta >= inner.max_window / 2 && !st.remote_fin && !st.reset && closed.is_none() {
-            st.recv_window += delta;
-            inner.push_frame(TYPE_WINDOW_UPDATE, 0, self.id, delta, &[]);
-            if let Some(w) = inner.driver.take() {
-                w.wake();
+        inner.consumed(self.id, n);
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl StreamState {
+    /// A read with nothing buffered: EOF after the peer's FIN, an error after a reset or the
+    /// session's end, otherwise `Pending` with the reader's waker kept.
+    fn poll_empty(
+        &mut self,
+        closed: Option<io::ErrorKind>,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<()>> {
+        if self.reset {
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::ConnectionReset,
+                "yamux stream reset by peer",
+            )));
+        }
+        if self.remote_fin {
+            return Poll::Ready(Ok(()));
+        }
+        if let Some(kind) = closed {
+            return Poll::Ready(Err(closed_err(kind)));
+        }
+        if !self
+            .read_waker
+            .as_ref()
+            .is_some_and(|w| w.will_wake(cx.waker()))
+        {
+            self.read_waker = Some(cx.waker().clone());
+        }
+        Poll::Pending
+    }
+
+    /// Whether a write may proceed now: `Ready(Err)` when it never can, `Pending` (waker kept)
+    /// while the peer's window is shut.
+    fn poll_writable(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.reset {
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::ConnectionReset,
+                "yamux stream reset by peer",
+            )));
+        }
+        if self.local_fin {
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "yamux stream already shut down",
+            )));
+        }
+        if self.send_window == 0 {
+            if !self
+                .write_waker
+                .as_ref()
+                .is_some_and(|w| w.will_wake(cx.waker()))
+            {
+                self.write_waker = Some(cx.waker().clone());
             }
+            return Poll::Pending;
         }
         Poll::Ready(Ok(()))
     }
+}
+
+impl Inner {
+    /// The reader of stream `id` consumed `n` bytes: hashicorp `sendWindowUpdate` grants what
+    /// was consumed once it reaches half the window.
+    fn consumed(&mut self, id: u32, n: usize) {
+        let (max, closed) = (self.max_window, self.closed.is_some());
+        let Some(st) = self.streams.get_mut(&id) else {
+            return;
+        };
+        st.buffered -= n as u32;
+        let delta = max - st.buffered - st.recv_window;
+        if delta >= max / 2 && !st.remote_fin && !st.reset && !closed {
+            st.recv_window += delta;
+            self.push_frame(TYPE_WINDOW_UPDATE, 0, id, delta, &[]);
+            if let Some(w) = self.driver.take() {
+                w.wake();
+            }
+        }
+    }
+}
+
+/// Chunks handed to one vectored write at most.
+const WRITE_INTO_CHUNKS: usize = 8;
+
+impl Stream {
+    /// Writes received payload into `w` straight from the session's read buffers (one
+    /// vectored write of up to 8 chunks), instead of copying it into a caller's buffer first.
+    /// `Ready(Ok(0))` at the peer's FIN. While nothing is buffered, `w` is flushed.
+    pub fn poll_write_into<W: AsyncWrite + Unpin + ?Sized>(
+        &mut self,
+        cx: &mut Context<'_>,
+        w: &mut W,
+    ) -> Poll<io::Result<usize>> {
+        let mut chunks: [Bytes; WRITE_INTO_CHUNKS] = Default::default();
+        let mut k = 0;
+        {
+            let mut inner = self.shared.lock();
+            let closed = inner.closed;
+            let Some(st) = inner.streams.get_mut(&self.id) else {
+                return Poll::Ready(Err(closed_err(io::ErrorKind::NotConnected)));
+            };
+            if st.recv.is_empty() {
+                let r = st.poll_empty(closed, cx);
+                drop(inner);
+                if r.is_pending() {
+                    ready!(Pin::new(&mut *w).poll_flush(cx))?;
+                    return Poll::Pending;
+                }
+                return r.map_ok(|()| 0);
+            }
+            for (slot, c) in chunks.iter_mut().zip(st.recv.iter()) {
+                *slot = c.clone();
+                k += 1;
+            }
+        }
+        let slices: [io::IoSlice<'_>; WRITE_INTO_CHUNKS] =
+            std::array::from_fn(|i| io::IoSlice::new(&chunks[i]));
+        let n = ready!(Pin::new(&mut *w).poll_write_vectored(cx, &slices[..k]))?;
+        if n == 0 {
+            return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+        }
+        let mut inner = self.shared.lock();
+        if let Some(st) = inner.streams.get_mut(&self.id) {
+            let mut left = n;
+            while left > 0 {
+                let Some(front) = st.recv.front_mut() else {
+                    break;
+                };
+                let t = front.len().min(left);
+                front.advance(t);
+                if front.is_empty() {
+                    st.recv.pop_front();
+                }
+                left -= t;
+            }
+        }
+        inner.consumed(self.id, n);
+        Poll::Ready(Ok(n))
+    }
+
+    /// Reads from `r` straight into the session's outgoing buffer as one data frame (at most
+    /// 32 KiB, within the peer's window), instead of through a caller's buffer. `Ready(Ok(0))`
+    /// at `r`'s EOF. The session lock is held across `r`'s (non-blocking) read.
+    pub fn poll_read_from<R: AsyncRead + Unpin + ?Sized>(
+        &mut self,
+        cx: &mut Context<'_>,
+        r: &mut R,
+    ) -> Poll<io::Result<usize>> {
+        use bytes::BufMut;
+        let mut inner = self.shared.lock();
+        let inner = &mut *inner;
+        if let Some(kind) = inner.closed {
+            return Poll::Ready(Err(closed_err(kind)));
+        }
+        let out_full = inner.out.len() >= OUT_LIMIT;
+        let Some(st) = inner.streams.get_mut(&self.id) else {
+            return Poll::Ready(Err(closed_err(io::ErrorKind::NotConnected)));
+        };
+        ready!(st.poll_writable(cx))?;
+        if out_full {
+            inner.out_waiters.push(cx.waker().clone());
+            return Poll::Pending;
+        }
+        let max = (st.send_window as usize).min(READ_FROM_MAX);
+        let start = inner.out.len();
+        inner.out.extend_from_slice(&[0u8; HEADER_LEN]);
+        inner.out.reserve(max);
+        let read = tokio_util::io::poll_read_buf(Pin::new(r), cx, &mut (&mut inner.out).limit(max));
+        let n = match read {
+            Poll::Ready(Ok(n)) if n > 0 => n,
+            other => {
+                inner.out.truncate(start);
+                return other;
+            }
+        };
+        let h = frame_header(TYPE_DATA, 0, self.id, n as u32);
+        inner.out[start..start + HEADER_LEN].copy_from_slice(&h);
+        if let Some(st) = inner.streams.get_mut(&self.id) {
+            st.send_window -= n as u32;
+        }
+        if let Some(w) = inner.driver.take() {
+            w.wake();
+        }
+        Poll::Ready(Ok(n))
+    }
+}
+
+/// Most bytes one [`Stream::poll_read_from`] reads.
+const READ_FROM_MAX: usize = 32 * 1024;
+
+fn frame_header(ty: u8, flags: u16, id: u32, len: u32) -> [u8; HEADER_LEN] {
+    let mut h = [0u8; HEADER_LEN];
+    h[1] = ty;
+    h[2..4].copy_from_slice(&flags.to_be_bytes());
+    h[4..8].copy_from_slice(&id.to_be_bytes());
+    h[8..12].copy_from_slice(&len.to_be_bytes());
+    h
 }
 
 impl AsyncWrite for Stream {
@@ -332,31 +500,10 @@ impl AsyncWrite for Stream {
         let Some(st) = inner.streams.get_mut(&self.id) else {
             return Poll::Ready(Err(closed_err(io::ErrorKind::NotConnected)));
         };
-        if st.reset {
-            return Poll::Ready(Err(io::Error::new(
-                io::ErrorKind::ConnectionReset,
-                "yamux stream reset by peer",
-            )));
-        }
-        if st.local_fin {
-            return Poll::Ready(Err(io::Error::new(
-                io::ErrorKind::BrokenPipe,
-                "yamux stream already shut down",
-            )));
-        }
         if buf.is_empty() {
             return Poll::Ready(Ok(0));
         }
-        if st.send_window == 0 {
-            if !st
-                .write_waker
-                .as_ref()
-                .is_some_and(|w| w.will_wake(cx.waker()))
-            {
-                st.write_waker = Some(cx.waker().clone());
-            }
-            return Poll::Pending;
-        }
+        ready!(st.poll_writable(cx))?;
         if out_full {
             inner.out_waiters.push(cx.waker().clone());
             return Poll::Pending;
@@ -433,7 +580,7 @@ pub struct Driver {
     accept: Option<mpsc::Sender<Stream>>,
     rbuf: BytesMut,
     state: ReadState,
-    wbuf: Vec<u8>,
+    wbuf: BytesMut,
     wpos: usize,
     need_flush: bool,
     read_eof: bool,
@@ -467,7 +614,7 @@ impl Driver {
         let shared = Arc::new(Shared {
             inner: Mutex::new(Inner {
                 streams: HashMap::new(),
-                out: Vec::new(),
+                out: BytesMut::new(),
                 out_waiters: Vec::new(),
                 driver: None,
                 closed: None,
@@ -488,7 +635,7 @@ impl Driver {
             accept,
             rbuf: BytesMut::new(),
             state: ReadState::Header,
-            wbuf: Vec::new(),
+            wbuf: BytesMut::new(),
             wpos: 0,
             need_flush: false,
             read_eof: false,
@@ -777,7 +924,7 @@ impl Driver {
             wake.extend(st.read_waker.take());
             wake.extend(st.write_waker.take());
         }
-        inner.out = Vec::new();
+        inner.out = BytesMut::new();
         drop(inner);
         wake.into_iter().for_each(Waker::wake);
     }

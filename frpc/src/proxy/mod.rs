@@ -7,7 +7,7 @@ mod udp;
 use crate::metrics::{ClientMetrics, ProxyCounters};
 use common::config::{ClientConfig, ProxyConfig};
 use common::crypto::derive_key;
-use common::io::{join, wrap_work_conn, BoxStream, Counted, LimitAt, Limiter, WrapOpts};
+use common::io::{join_work, wrap_work_conn, BoxStream, Counted, LimitAt, Limiter, WrapOpts};
 use common::msg::StartWorkConn;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -146,7 +146,7 @@ impl Proxies {
                 let mut local = Counted::new(local, spec.counters.clone());
                 tokio::select! {
                     _ = token.cancelled() => {}
-                    r = join(&mut work, &mut local) => match r {
+                    r = join_work(&mut work, &mut local) => match r {
                         Ok((to_local, to_server)) => debug!(proxy = %name, user = %start.src_addr, to_local, to_server, "connection closed"),
                         Err(e) => debug!(proxy = %name, error = %e, "connection ended with error"),
                     },

@@ -10,7 +10,7 @@ use crate::pool::{PoolError, WorkConnPool};
 use crate::ports::PortError;
 use crate::registry::NameGuard;
 use crate::service::Shared;
-use common::io::{join, wrap_work_conn, BoxStream, Counted, WrapOpts};
+use common::io::{join_work, wrap_work_conn, BoxStream, Counted, WrapOpts};
 use common::msg::{NewProxy, StartWorkConn};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -164,8 +164,8 @@ pub(crate) async fn relay(
     let mut user = Counted::new(user, traffic.clone());
     tokio::select! {
         _ = ctx.token.cancelled() => {}
-        r = join(&mut user, &mut work) => match r {
-            Ok((to_client, to_user)) => debug!(proxy = %ctx.name, %peer, to_client, to_user, "user connection closed"),
+        r = join_work(&mut work, &mut user) => match r {
+            Ok((to_user, to_client)) => debug!(proxy = %ctx.name, %peer, to_client, to_user, "user connection closed"),
             Err(e) => debug!(proxy = %ctx.name, %peer, error = %e, "user connection ended with error"),
         },
     }
