@@ -44,6 +44,8 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 wait_port() { for _ in $(seq 1 200); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.05; done; echo "port $1 never opened" >&2; exit 1; }
 cpu_ticks() { local t=0; for p in "$@"; do t=$((t + $(awk '{print $14+$15}' "/proc/$p/stat"))); done; echo $t; }
 rss_kib() { local t=0; for p in "$@"; do t=$((t + $(awk '/VmRSS/{print $2}' "/proc/$p/status"))); done; echo $t; }
+# Anonymous (private) RSS: what the processes cost beyond shared executable and library pages.
+anon_kib() { local t=0; for p in "$@"; do t=$((t + $(awk '/RssAnon/{print $2}' "/proc/$p/status"))); done; echo $t; }
 
 IPERF_PORT=$(free_port); HTTP_PORT=$(free_port)
 $LOAD iperf3 -s -p "$IPERF_PORT" >/dev/null 2>&1 & PIDS+=($!)
@@ -120,7 +122,7 @@ measure() { # label iperf_port http_port pids...
   local label=$1 ip=$2 hp=$3; shift 3
   local c0 c1 g1 idle per r ka cl
   local G1=() G4=() GR=() CPU=() KA=() KA99=() CL=() CL99=() FX=()
-  idle=$( [ $# -gt 0 ] && echo $(( $(rss_kib "$@") / 1024 )) || echo "-")
+  idle=$( [ $# -gt 0 ] && python3 -c "print('%.1f (%.1f)' % ($(rss_kib "$@")/1024, $(anon_kib "$@")/1024))" || echo "-")
   for r in $(seq 1 "$RUNS"); do
     c0=$( [ $# -gt 0 ] && cpu_ticks "$@" || echo 0)
     g1=$(iperf "$ip"); G1+=("$g1")
@@ -177,7 +179,7 @@ fi
   echo
   echo "## $(date -u +%Y-%m-%d) on $(nproc) cores, $(awk -F: '/model name/{print $2; exit}' /proc/cpuinfo | xargs), ${SECS}s per figure, median of $RUNS"
   echo
-  echo "| setup | iperf3 Gbit/s | 4 streams | reverse | tunnel CPU s/GB | keep-alive req/s | p99 ms | new conn req/s | p99 ms | p99 ms at ${RATE:-2000} req/s | KiB RSS/held conn | idle RSS MiB |"
+  echo "| setup | iperf3 Gbit/s | 4 streams | reverse | tunnel CPU s/GB | keep-alive req/s | p99 ms | new conn req/s | p99 ms | p99 ms at ${RATE:-2000} req/s | KiB RSS/held conn | idle RSS MiB (anon) |"
   echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
   for r in "${ROWS[@]}"; do echo "$r"; done
 } | tee -a "$OUT"
