@@ -590,6 +590,8 @@ pub struct Driver {
     ping: Option<(u32, Pin<Box<tokio::time::Sleep>>)>,
     ping_id: u32,
     wake: Vec<Waker>,
+    /// Whether the driver has yielded once since its last write (see `poll_drive`).
+    yielded: bool,
 }
 
 impl std::fmt::Debug for Driver {
@@ -644,6 +646,7 @@ impl Driver {
             ping: None,
             ping_id: 0,
             wake: Vec::new(),
+            yielded: false,
         };
         (shared, driver)
     }
@@ -870,8 +873,22 @@ impl Driver {
                     self.read_eof = true;
                 }
             }
+            // Before writing a new batch, let the other tasks that are ready run once (a
+            // self-wake puts this task at the back of the run queue): what they queue joins
+            // this write. Otherwise the driver, woken by the first stream that writes, would
+            // run next and make one syscall per frame when many streams are busy.
+            if !self.yielded
+                && !self.read_eof
+                && self.wpos == self.wbuf.len()
+                && !self.shared.lock().out.is_empty()
+            {
+                self.yielded = true;
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
             // Reading may have queued frames (ACKs, pongs); write them now.
             ready!(self.poll_write_side(cx))?;
+            self.yielded = false;
             let mut inner = self.shared.lock();
             if !inner.out.is_empty() {
                 continue;
