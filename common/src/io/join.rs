@@ -158,15 +158,21 @@ where
 /// stream (tcpMux on, no per-proxy layer), bytes move between the session's buffers and
 /// `other` without passing through a copy buffer: received payload is written into `other`
 /// from the mux's read buffers, and `other` is read straight into the mux's outgoing frames.
+/// (That read holds the session's lock, so when `other` is itself a yamux stream, which could
+/// belong to the same session, the plain copying [`join`] is used.)
 pub async fn join_work<O>(work: &mut super::BoxStream, other: &mut O) -> io::Result<(u64, u64)>
 where
-    O: AsyncRead + AsyncWrite + Unpin + ?Sized,
+    O: AsyncRead + AsyncWrite + Unpin + 'static,
 {
-    let Some(m) = (**work)
-        .as_any_mut()
-        .downcast_mut::<crate::transport::mux::Stream>()
-    else {
-        return join(work, other).await;
+    use crate::transport::mux;
+    let other_any: &mut dyn std::any::Any = other;
+    let other_is_mux = other_any.is::<mux::Stream>()
+        || other_any
+            .downcast_mut::<super::BoxStream>()
+            .is_some_and(|b| (**b).as_any().is::<mux::Stream>());
+    let m = match (**work).as_any_mut().downcast_mut::<mux::Stream>() {
+        Some(m) if !other_is_mux => m,
+        _ => return join(work, other).await,
     };
     let (mut to_other, mut to_work) = (Direct::default(), Direct::default());
     let (mut out_done, mut in_done) = (None, None);
@@ -326,6 +332,47 @@ mod tests {
         backend.shutdown().await.unwrap();
         assert_eq!(sender.await.unwrap(), b"reply after FIN");
         assert_eq!(j.await.unwrap().unwrap(), (3 * 1024 * 1024, 15));
+    }
+
+    /// Two streams of one session joined to each other take the copying path (the buffer-less
+    /// one would take the session lock twice) and both directions get through.
+    #[tokio::test]
+    async fn join_work_between_streams_of_one_session() {
+        use crate::transport::mux;
+        let (a, b) = tokio::io::duplex(1 << 16);
+        let (opener, cd) = mux::client(Box::new(a), mux::config(30));
+        let (mut incoming, sd) = mux::server(Box::new(b), mux::config(30));
+        tokio::spawn(cd);
+        tokio::spawn(sd);
+        let mut s1: crate::io::BoxStream = Box::new(opener.open().unwrap());
+        let mut s2 = opener.open().unwrap();
+        let j = tokio::spawn(async move { join_work(&mut s1, &mut s2).await });
+        let mut p1 = incoming.accept().await.unwrap();
+        let mut p2 = incoming.accept().await.unwrap();
+        p1.write_all(b"one").await.unwrap();
+        p1.shutdown().await.unwrap();
+        p2.write_all(b"two!").await.unwrap();
+        p2.shutdown().await.unwrap();
+        let (mut got1, mut got2) = (Vec::new(), Vec::new());
+        let wait = std::time::Duration::from_secs(20);
+        tokio::time::timeout(wait, p1.read_to_end(&mut got1))
+            .await
+            .unwrap()
+            .unwrap();
+        tokio::time::timeout(wait, p2.read_to_end(&mut got2))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (got1.as_slice(), got2.as_slice()),
+            (&b"two!"[..], &b"one"[..])
+        );
+        let counts = tokio::time::timeout(wait, j)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(counts, (3, 4));
     }
 
     #[test]
