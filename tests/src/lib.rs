@@ -198,10 +198,34 @@ pub fn remote_port(s: &ProxyStatus) -> u16 {
         .unwrap_or_else(|| panic!("no port in {:?}", s.remote_addr))
 }
 
-/// A free TCP port on 127.0.0.1 (bound to port 0, then released).
+/// A port free for TCP and UDP on 127.0.0.1, for a server the test starts later.
+///
+/// Taken below the kernel's ephemeral range (32768 and up by default) rather than by binding
+/// port 0: a port handed out by bind(0) and released can be handed out again at once, to
+/// another test's listener or as the local port of any outgoing connection, before our server
+/// binds it. Ports below the range are only ever handed out here, each one once per process.
 pub async fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    l.local_addr().expect("addr").port()
+    use std::sync::atomic::{AtomicU16, Ordering};
+    const FIRST: u16 = 20000;
+    const SPAN: u16 = 12000;
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    // Start at a different place in each test process (they run one after another, but a
+    // previous one's sockets may still be in TIME_WAIT).
+    let _ = NEXT.compare_exchange(
+        0,
+        1 + (std::process::id() % u32::from(SPAN)) as u16,
+        Ordering::AcqRel,
+        Ordering::Acquire,
+    );
+    for _ in 0..SPAN {
+        let port = FIRST + NEXT.fetch_add(1, Ordering::AcqRel) % SPAN;
+        let tcp = std::net::TcpListener::bind(("127.0.0.1", port));
+        let udp = std::net::UdpSocket::bind(("127.0.0.1", port));
+        if tcp.is_ok() && udp.is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {FIRST}..{}", FIRST + SPAN)
 }
 
 /// A TCP echo server; it runs until the test's runtime ends.
