@@ -39,6 +39,8 @@ const INITIAL_WINDOW: u32 = 256 * 1024;
 const HEADER_LEN: usize = 12;
 /// Streams wait once this much is queued for the socket (backpressure).
 const OUT_LIMIT: usize = 256 * 1024;
+/// Frames queued for the socket beyond which the driver stops reading from it.
+const READ_PAUSE: usize = 4 * OUT_LIMIT;
 /// Bytes read from the socket per syscall at most.
 const READ_CHUNK: usize = 64 * 1024;
 
@@ -867,7 +869,12 @@ impl Driver {
     fn poll_drive(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         self.poll_keepalive(cx)?;
         loop {
-            if !self.read_eof {
+            // A peer that sends without reading (pings, SYNs, window updates all want an
+            // answer) is not read any further while our answers pile up: TCP backpressure
+            // instead of unbounded memory. Data frames never get here (streams stop at
+            // OUT_LIMIT), so two well-behaved peers cannot both pause.
+            let queued = self.wbuf.len() - self.wpos + self.shared.lock().out.len();
+            if !self.read_eof && queued < READ_PAUSE {
                 if let Poll::Ready(r) = self.poll_read_side(cx) {
                     r?;
                     self.read_eof = true;

@@ -390,6 +390,25 @@ async fn unanswered_keepalive_ends_the_session_and_answered_keeps_it() {
     assert!(opener.open().is_err());
 }
 
+/// A peer that floods pings and never reads: once our answers pile up, we stop reading it,
+/// so its writes block (with paused time the runtime goes idle and the timeout fires; were we
+/// still reading, the 12 MB would be written long before).
+#[tokio::test(start_paused = true)]
+async fn a_peer_that_never_reads_is_not_read_either() {
+    let (raw, b) = tokio::io::duplex(1 << 16);
+    let (_incoming, driver) = server(Box::new(b), config(0));
+    tokio::spawn(driver);
+    let (_rd, mut wr) = tokio::io::split(raw);
+    let flood: Vec<u8> = (0..1_000_000u32)
+        .flat_map(|i| header(2, FLAG_SYN, 0, i))
+        .collect();
+    let r = tokio::time::timeout(Duration::from_secs(60), wr.write_all(&flood)).await;
+    assert!(
+        r.is_err(),
+        "12 MB of pings were all read without us reading a pong"
+    );
+}
+
 #[tokio::test]
 async fn peer_going_away_closes_every_stream_and_refuses_new_ones() {
     let (raw, a) = tokio::io::duplex(1 << 16);
