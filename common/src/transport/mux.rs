@@ -64,6 +64,9 @@ pub struct Config {
     pub accept_backlog: usize,
     /// Per-stream receive window we grant (hashicorp `MaxStreamWindowSize`).
     pub max_window: u32,
+    /// Open streams per session at most; more are reset (hashicorp has no limit; the crate we
+    /// used before had this one, and it bounds what one unauthenticated peer can make us hold).
+    pub max_streams: usize,
 }
 
 /// The yamux config for one session. `keepalive_secs` is `transport.tcpMuxKeepaliveInterval`.
@@ -73,6 +76,7 @@ pub fn config(keepalive_secs: i64) -> Config {
         ping_timeout: Duration::from_secs(10),
         accept_backlog: 256,
         max_window: MAX_STREAM_WINDOW,
+        max_streams: 65535,
     }
 }
 
@@ -122,6 +126,9 @@ impl Opener {
                 io::ErrorKind::ConnectionRefused,
                 "yamux peer sent GoAway",
             ));
+        }
+        if inner.streams.len() >= inner.max_streams {
+            return Err(io::Error::other("too many open yamux streams"));
         }
         let id = inner.next_id;
         if id >= u32::MAX - 1 {
@@ -189,6 +196,7 @@ struct Inner {
     remote_go_away: bool,
     next_id: u32,
     max_window: u32,
+    max_streams: usize,
 }
 
 impl Inner {
@@ -625,6 +633,7 @@ impl Driver {
                 remote_go_away: false,
                 next_id: 1,
                 max_window: cfg.max_window.max(INITIAL_WINDOW),
+                max_streams: cfg.max_streams,
             }),
         });
         let keepalive = cfg.keepalive.map(|d| {
@@ -819,6 +828,11 @@ impl Driver {
             inner.push_frame(TYPE_WINDOW_UPDATE, FLAG_RST, id, 0, &[]);
             return Ok(());
         };
+        if inner.streams.len() >= inner.max_streams {
+            tracing::debug!(stream = id, "too many open yamux streams: stream reset");
+            inner.push_frame(TYPE_WINDOW_UPDATE, FLAG_RST, id, 0, &[]);
+            return Ok(());
+        }
         let max = inner.max_window;
         match accept.try_reserve() {
             Ok(permit) => {

@@ -357,6 +357,33 @@ async fn reset_and_unknown_streams() {
 }
 
 #[tokio::test]
+async fn streams_beyond_max_streams_are_reset() {
+    let (mut raw, b) = tokio::io::duplex(1 << 16);
+    let mut cfg = config(30);
+    cfg.max_streams = 2;
+    let (mut incoming, driver) = server(Box::new(b), cfg);
+    tokio::spawn(driver);
+    for id in [1, 3, 5] {
+        raw.write_all(&header(1, FLAG_SYN, id, 0)).await.unwrap();
+    }
+    assert_eq!(read_header(&mut raw).await.1, FLAG_ACK);
+    assert_eq!(read_header(&mut raw).await.1, FLAG_ACK);
+    assert_eq!(
+        read_header(&mut raw).await,
+        (TYPE_WINDOW_UPDATE, FLAG_RST, 5, 0)
+    );
+    // Once one closes, a new one is accepted again.
+    let first = within(incoming.accept()).await.unwrap();
+    drop(first);
+    assert_eq!(read_header(&mut raw).await.1, FLAG_FIN);
+    raw.write_all(&header(1, FLAG_SYN, 7, 0)).await.unwrap();
+    assert_eq!(
+        read_header(&mut raw).await,
+        (TYPE_WINDOW_UPDATE, FLAG_ACK, 7, GROWTH)
+    );
+}
+
+#[tokio::test]
 async fn client_resets_streams_the_server_opens() {
     let (mut raw, a) = tokio::io::duplex(1 << 16);
     let (_opener, driver) = client(Box::new(a), config(30));
