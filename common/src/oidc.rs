@@ -268,7 +268,13 @@ pub struct Verifier {
     algs: Vec<String>,
     tls: Arc<rustls::ClientConfig>,
     keys: Mutex<Vec<Jwk>>,
+    /// When the JWKS was last re-read for an unknown key id.
+    refetched: Mutex<Option<tokio::time::Instant>>,
 }
+
+/// The JWKS is re-read for an unknown key id at most this often: a token naming a made-up
+/// key id (anyone can send one in a Login) must not drive requests at the issuer.
+const JWKS_REFETCH_MIN: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl std::fmt::Debug for Verifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -309,6 +315,7 @@ impl Verifier {
             algs: d.id_token_signing_alg_values_supported,
             tls,
             keys: Mutex::new(keys),
+            refetched: Mutex::new(None),
         })
     }
 
@@ -316,10 +323,18 @@ impl Verifier {
         self.keys.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// Verifies `token`; on an unknown key id the JWKS is re-read once.
+    /// Verifies `token`; on an unknown key id the JWKS is re-read once (key rotation), unless
+    /// that was done less than [`JWKS_REFETCH_MIN`] ago.
     pub async fn verify(&self, token: &str) -> Result<Claims, OidcError> {
         match self.verify_with(token, &self.keys()) {
             Err(VerifyError::NoKey) => {
+                {
+                    let mut last = self.refetched.lock().unwrap_or_else(|p| p.into_inner());
+                    if last.is_some_and(|t| t.elapsed() < JWKS_REFETCH_MIN) {
+                        return Err(VerifyError::NoKey.into_oidc());
+                    }
+                    *last = Some(tokio::time::Instant::now());
+                }
                 let fresh = get_json::<Jwks>(&self.jwks_uri, "jwks", &self.tls)
                     .await?
                     .keys;

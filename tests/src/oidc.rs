@@ -33,9 +33,14 @@ pub fn keys() -> &'static (RsaPrivateKey, RsaPrivateKey) {
     })
 }
 
-/// An RS256 JWT with kid "k1".
+/// An RS256 JWT with kid "k1" (the key the issuer publishes).
 pub fn jwt(key: &RsaPrivateKey, claims: serde_json::Value) -> String {
-    let header = B64.encode(br#"{"alg":"RS256","kid":"k1","typ":"JWT"}"#);
+    jwt_with_kid(key, "k1", claims)
+}
+
+/// An RS256 JWT naming key id `kid`.
+pub fn jwt_with_kid(key: &RsaPrivateKey, kid: &str, claims: serde_json::Value) -> String {
+    let header = B64.encode(format!(r#"{{"alg":"RS256","kid":"{kid}","typ":"JWT"}}"#));
     let payload = B64.encode(claims.to_string());
     let signed = format!("{header}.{payload}");
     let sig = SigningKey::<rsa::sha2::Sha256>::new(key.clone()).sign(signed.as_bytes());
@@ -46,6 +51,8 @@ pub fn jwt(key: &RsaPrivateKey, claims: serde_json::Value) -> String {
 pub struct Issuer {
     pub url: String,
     pub token_requests: Arc<AtomicUsize>,
+    /// Times the JWKS was fetched.
+    pub jwks_requests: Arc<AtomicUsize>,
     stop: CancellationToken,
 }
 
@@ -71,15 +78,18 @@ impl Issuer {
         .unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let token_requests = Arc::new(AtomicUsize::new(0));
+        let jwks_requests = Arc::new(AtomicUsize::new(0));
         let stop = CancellationToken::new();
         let issuer = Issuer {
             url: url.clone(),
             token_requests: token_requests.clone(),
+            jwks_requests: jwks_requests.clone(),
             stop: stop.clone(),
         };
         let token_claims = issuer.claims("frpc-1", AUDIENCE, 600);
         let handler = Arc::new(move |req: Request<Incoming>| {
             let (url, count, claims) = (url.clone(), token_requests.clone(), token_claims.clone());
+            let jwks_count = jwks_requests.clone();
             async move {
                 match req.uri().path() {
                     "/.well-known/openid-configuration" => http::json(
@@ -92,6 +102,7 @@ impl Issuer {
                         }),
                     ),
                     "/jwks" => {
+                        jwks_count.fetch_add(1, Ordering::SeqCst);
                         let pk = keys().0.to_public_key();
                         http::json(
                             StatusCode::OK,

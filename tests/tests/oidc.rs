@@ -124,6 +124,40 @@ async fn oidc_bad_tokens_are_refused_and_frps_keeps_serving() {
     frps.stop().await;
 }
 
+/// A token naming an unknown key id makes frps re-read the JWKS (key rotation), but not
+/// again for the next such token right after: made-up key ids cannot drive requests at the
+/// issuer.
+#[tokio::test]
+async fn unknown_key_ids_reread_the_jwks_at_most_once_in_a_while() {
+    init_log();
+    let issuer = Issuer::start(3600).await;
+    let frps = Frps::start(|c| {
+        oidc_server(&issuer)(c);
+        c.detailed_errors_to_client = true;
+        c.transport.tcp_mux = false;
+    })
+    .await;
+    let at_start = issuer.jwks_requests.load(Ordering::SeqCst);
+    assert_eq!(at_start, 1, "read once at start-up");
+    let (good, _) = keys();
+    for kid in ["made-up-1", "made-up-2", "made-up-3"] {
+        let token = jwt_with_kid(good, kid, issuer.claims("a", AUDIENCE, 600));
+        let err = login_error(frps.addr, &token).await;
+        assert!(err.contains("key id"), "{kid}: {err}");
+    }
+    assert_eq!(
+        issuer.jwks_requests.load(Ordering::SeqCst),
+        2,
+        "one re-read"
+    );
+    // The published key still verifies.
+    assert_eq!(
+        login_error(frps.addr, &jwt(good, issuer.claims("a", AUDIENCE, 600))).await,
+        ""
+    );
+    frps.stop().await;
+}
+
 #[tokio::test]
 async fn oidc_skip_checks_and_discovery_failure() {
     init_log();
