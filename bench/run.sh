@@ -4,7 +4,7 @@
 # FRPC point at them). Results are appended to bench/RESULTS.md.
 #
 #   bash bench/run.sh                         # full run: medians of 3 (about 15 minutes)
-#   RUNS=1 SECS=3 HOLD=500 bash bench/run.sh  # shorter
+#   RUNS=1 SECS=3 HOLD=500 bash bench/run.sh  # shorter (HOLD: idle connections held, a list)
 #   SETUPS=on,rathole OUT=/dev/null bash bench/run.sh   # some setups, table not recorded
 #
 # SETUPS (comma-separated): direct, on (frp-rs tcpMux on), off (tcpMux off), tls (tcpMux and
@@ -16,7 +16,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=${SECS:-5}
-HOLD=${HOLD:-1000}
+HOLD=${HOLD:-1000 5000}
 RUNS=${RUNS:-3}
 SETUPS=${SETUPS:-direct,on,off,tls,go,rathole}
 OUT=${OUT:-bench/RESULTS.md}
@@ -94,11 +94,12 @@ lat.sort(); print("%.2f" % (lat[int(len(lat)*0.99)]*1000))
 PY
 }
 
-# Holds N idle connections through port $1 and prints the RSS growth (KiB) of pids $2..
+# Holds $1 idle connections through port $2 and prints the RSS growth (KiB) per connection of
+# pids $3..
 hold_rss() {
-  local port=$1; shift
+  local n=$1 port=$2; shift 2
   local before; before=$(rss_kib "$@")
-  python3 - "$port" "$HOLD" <<'PY' &
+  python3 - "$port" "$n" <<'PY' &
 import socket,sys,time
 port,n=int(sys.argv[1]),int(sys.argv[2]); conns=[]
 for i in range(n):
@@ -107,11 +108,11 @@ for s in conns: s.recv(2048)
 open("/tmp/frp-rs-bench-held","w").write("ok"); time.sleep(30)
 PY
   local hp=$!
-  for _ in $(seq 1 600); do [ -f /tmp/frp-rs-bench-held ] && break; sleep 0.05; done
+  for _ in $(seq 1 1200); do [ -f /tmp/frp-rs-bench-held ] && break; sleep 0.05; done
   sleep 0.5
   local after; after=$(rss_kib "$@")
   kill $hp 2>/dev/null || true; wait $hp 2>/dev/null || true; rm -f /tmp/frp-rs-bench-held
-  echo $(( (after - before) / HOLD ))
+  echo $(( (after - before) / n ))
 }
 
 # The median of its arguments (the lower middle one for an even count).
@@ -134,7 +135,11 @@ measure() { # label iperf_port http_port pids...
     read -r cl _ r <<<"$(httpbench "$hp" close)"; CL+=("$cl"); CL99+=("$r")
     FX+=("$(fixed_p99 "$hp")")
   done
-  per=$( [ $# -gt 0 ] && hold_rss "$hp" "$@" || echo "-")
+  per="-"
+  if [ $# -gt 0 ]; then
+    per=""
+    for n in $HOLD; do per="$per${per:+; }$(hold_rss "$n" "$hp" "$@")"; sleep 1; done
+  fi
   ROWS+=("| $label | $(median "${G1[@]}") | $(median "${G4[@]}") | $(median "${GR[@]}") | $(median "${CPU[@]}") | $(median "${KA[@]}") | $(median "${KA99[@]}") | $(median "${CL[@]}") | $(median "${CL99[@]}") | $(median "${FX[@]}") | $per | $idle |")
   echo "done: $label (iperf3 runs: ${G1[*]})" >&2
 }
@@ -179,7 +184,7 @@ fi
   echo
   echo "## $(date -u +%Y-%m-%d) on $(nproc) cores, $(awk -F: '/model name/{print $2; exit}' /proc/cpuinfo | xargs), ${SECS}s per figure, median of $RUNS"
   echo
-  echo "| setup | iperf3 Gbit/s | 4 streams | reverse | tunnel CPU s/GB | keep-alive req/s | p99 ms | new conn req/s | p99 ms | p99 ms at ${RATE:-2000} req/s | KiB RSS/held conn | idle RSS MiB (anon) |"
+  echo "| setup | iperf3 Gbit/s | 4 streams | reverse | tunnel CPU s/GB | keep-alive req/s | p99 ms | new conn req/s | p99 ms | p99 ms at ${RATE:-2000} req/s | KiB RSS/held conn ($(echo $HOLD | sed 's/ /; /g') held) | idle RSS MiB (anon) |"
   echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
   for r in "${ROWS[@]}"; do echo "$r"; done
 } | tee -a "$OUT"
