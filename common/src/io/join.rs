@@ -177,42 +177,14 @@ where
     let (mut to_other, mut to_work) = (Direct::default(), Direct::default());
     let (mut out_done, mut in_done) = (None, None);
     poll_fn(|cx| {
-        while out_done.is_none() {
-            let moved = if to_other.eof {
-                Poll::Ready(None)
-            } else {
-                to_other.step(m.poll_write_into(cx, other))
-            };
-            match moved {
-                Poll::Ready(Some(Ok(()))) => continue,
-                Poll::Ready(Some(Err(e))) => return Poll::Ready(Err(e)),
-                Poll::Ready(None) => {
-                    if let Poll::Ready(r) = Pin::new(&mut *other).poll_shutdown(cx) {
-                        r?;
-                        out_done = Some(to_other.total);
-                    }
-                    break;
-                }
-                Poll::Pending => break,
+        if out_done.is_none() {
+            if let Poll::Ready(r) = to_other.poll(cx, m, other, Towards::Other) {
+                out_done = Some(r?);
             }
         }
-        while in_done.is_none() {
-            let moved = if to_work.eof {
-                Poll::Ready(None)
-            } else {
-                to_work.step(m.poll_read_from(cx, other))
-            };
-            match moved {
-                Poll::Ready(Some(Ok(()))) => continue,
-                Poll::Ready(Some(Err(e))) => return Poll::Ready(Err(e)),
-                Poll::Ready(None) => {
-                    if let Poll::Ready(r) = Pin::new(&mut *m).poll_shutdown(cx) {
-                        r?;
-                        in_done = Some(to_work.total);
-                    }
-                    break;
-                }
-                Poll::Pending => break,
+        if in_done.is_none() {
+            if let Poll::Ready(r) = to_work.poll(cx, m, other, Towards::Work) {
+                in_done = Some(r?);
             }
         }
         match (out_done, in_done) {
@@ -223,7 +195,16 @@ where
     .await
 }
 
-/// One direction of [`join_work`]'s buffer-less path: counts bytes, notices EOF.
+/// Which way a [`Direct`] moves bytes.
+#[derive(Clone, Copy)]
+enum Towards {
+    /// Received yamux payload into the other end.
+    Other,
+    /// The other end's bytes into outgoing yamux frames.
+    Work,
+}
+
+/// One direction of [`join_work`]'s buffer-less path.
 #[derive(Default)]
 struct Direct {
     total: u64,
@@ -231,19 +212,33 @@ struct Direct {
 }
 
 impl Direct {
-    /// `Ready(Some(Ok))` after bytes moved, `Ready(None)` at EOF, errors as they come.
-    fn step(&mut self, r: Poll<io::Result<usize>>) -> Poll<Option<io::Result<()>>> {
-        match ready!(r) {
-            Ok(0) => {
+    /// Moves bytes until the source would block; at its EOF, shuts the destination down and
+    /// returns the byte count.
+    fn poll<O>(
+        &mut self,
+        cx: &mut Context<'_>,
+        m: &mut crate::transport::mux::Stream,
+        other: &mut O,
+        towards: Towards,
+    ) -> Poll<io::Result<u64>>
+    where
+        O: AsyncRead + AsyncWrite + Unpin,
+    {
+        while !self.eof {
+            let n = ready!(match towards {
+                Towards::Other => m.poll_write_into(cx, other),
+                Towards::Work => m.poll_read_from(cx, other),
+            })?;
+            if n == 0 {
                 self.eof = true;
-                Poll::Ready(None)
             }
-            Ok(n) => {
-                self.total += n as u64;
-                Poll::Ready(Some(Ok(())))
-            }
-            Err(e) => Poll::Ready(Some(Err(e))),
+            self.total += n as u64;
         }
+        ready!(match towards {
+            Towards::Other => Pin::new(&mut *other).poll_shutdown(cx),
+            Towards::Work => Pin::new(&mut *m).poll_shutdown(cx),
+        })?;
+        Poll::Ready(Ok(self.total))
     }
 }
 
@@ -302,12 +297,7 @@ mod tests {
     /// after the half-close, byte counts per direction.
     #[tokio::test]
     async fn join_work_over_a_mux_stream_keeps_data_and_half_close() {
-        use crate::transport::mux;
-        let (a, b) = tokio::io::duplex(1 << 16);
-        let (opener, cd) = mux::client(Box::new(a), mux::config(30));
-        let (mut incoming, sd) = mux::server(Box::new(b), mux::config(30));
-        tokio::spawn(cd);
-        tokio::spawn(sd);
+        let (opener, mut incoming) = crate::transport::mux::pair();
         let mut work: crate::io::BoxStream = Box::new(opener.open().unwrap());
         work.write_all(b"x").await.unwrap(); // the peer sees the stream
         let mut peer = incoming.accept().await.unwrap();
@@ -338,12 +328,7 @@ mod tests {
     /// one would take the session lock twice) and both directions get through.
     #[tokio::test]
     async fn join_work_between_streams_of_one_session() {
-        use crate::transport::mux;
-        let (a, b) = tokio::io::duplex(1 << 16);
-        let (opener, cd) = mux::client(Box::new(a), mux::config(30));
-        let (mut incoming, sd) = mux::server(Box::new(b), mux::config(30));
-        tokio::spawn(cd);
-        tokio::spawn(sd);
+        let (opener, mut incoming) = crate::transport::mux::pair();
         let mut s1: crate::io::BoxStream = Box::new(opener.open().unwrap());
         let mut s2 = opener.open().unwrap();
         let j = tokio::spawn(async move { join_work(&mut s1, &mut s2).await });

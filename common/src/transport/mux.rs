@@ -140,11 +140,8 @@ impl Opener {
             .streams
             .insert(id, StreamState::new(max, INITIAL_WINDOW));
         inner.push_frame(TYPE_WINDOW_UPDATE, FLAG_SYN, id, max - INITIAL_WINDOW, &[]);
-        let wake = inner.driver.take();
+        inner.wake_driver();
         drop(inner);
-        if let Some(w) = wake {
-            w.wake();
-        }
         Ok(Stream {
             shared: self.shared.clone(),
             id,
@@ -358,6 +355,48 @@ impl StreamState {
 }
 
 impl Inner {
+    fn wake_driver(&mut self) {
+        if let Some(w) = self.driver.take() {
+            w.wake();
+        }
+    }
+
+    /// Room to send up to `want` bytes on stream `id` now: `want` capped by the peer's window,
+    /// or `Pending` (waker kept) while that window is shut or the outgoing buffer is full;
+    /// errors once the session or the stream can no longer send. `Ready(Ok(0))` for `want == 0`.
+    fn poll_send_room(
+        &mut self,
+        id: u32,
+        want: usize,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<usize>> {
+        if let Some(kind) = self.closed {
+            return Poll::Ready(Err(closed_err(kind)));
+        }
+        let out_full = self.out.len() >= OUT_LIMIT;
+        let Some(st) = self.streams.get_mut(&id) else {
+            return Poll::Ready(Err(closed_err(io::ErrorKind::NotConnected)));
+        };
+        if want == 0 {
+            return Poll::Ready(Ok(0));
+        }
+        ready!(st.poll_writable(cx))?;
+        if out_full {
+            self.out_waiters.push(cx.waker().clone());
+            return Poll::Pending;
+        }
+        Poll::Ready(Ok(want.min(st.send_window as usize)))
+    }
+
+    /// `n` bytes of stream `id` were queued as a data frame: they use up the peer's window,
+    /// and the driver is woken to write them.
+    fn sent(&mut self, id: u32, n: usize) {
+        if let Some(st) = self.streams.get_mut(&id) {
+            st.send_window -= n as u32;
+        }
+        self.wake_driver();
+    }
+
     /// The reader of stream `id` consumed `n` bytes: hashicorp `sendWindowUpdate` grants what
     /// was consumed once it reaches half the window.
     fn consumed(&mut self, id: u32, n: usize) {
@@ -370,9 +409,7 @@ impl Inner {
         if delta >= max / 2 && !st.remote_fin && !st.reset && !closed {
             st.recv_window += delta;
             self.push_frame(TYPE_WINDOW_UPDATE, 0, id, delta, &[]);
-            if let Some(w) = self.driver.take() {
-                w.wake();
-            }
+            self.wake_driver();
         }
     }
 }
@@ -447,19 +484,7 @@ impl Stream {
         use bytes::BufMut;
         let mut inner = self.shared.lock();
         let inner = &mut *inner;
-        if let Some(kind) = inner.closed {
-            return Poll::Ready(Err(closed_err(kind)));
-        }
-        let out_full = inner.out.len() >= OUT_LIMIT;
-        let Some(st) = inner.streams.get_mut(&self.id) else {
-            return Poll::Ready(Err(closed_err(io::ErrorKind::NotConnected)));
-        };
-        ready!(st.poll_writable(cx))?;
-        if out_full {
-            inner.out_waiters.push(cx.waker().clone());
-            return Poll::Pending;
-        }
-        let max = (st.send_window as usize).min(READ_FROM_MAX);
+        let max = ready!(inner.poll_send_room(self.id, READ_FROM_MAX, cx))?;
         let start = inner.out.len();
         inner.out.extend_from_slice(&[0u8; HEADER_LEN]);
         inner.out.reserve(max);
@@ -473,12 +498,7 @@ impl Stream {
         };
         let h = frame_header(TYPE_DATA, 0, self.id, n as u32);
         inner.out[start..start + HEADER_LEN].copy_from_slice(&h);
-        if let Some(st) = inner.streams.get_mut(&self.id) {
-            st.send_window -= n as u32;
-        }
-        if let Some(w) = inner.driver.take() {
-            w.wake();
-        }
+        inner.sent(self.id, n);
         Poll::Ready(Ok(n))
     }
 }
@@ -502,27 +522,10 @@ impl AsyncWrite for Stream {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let mut inner = self.shared.lock();
-        let inner = &mut *inner;
-        if let Some(kind) = inner.closed {
-            return Poll::Ready(Err(closed_err(kind)));
-        }
-        let out_full = inner.out.len() >= OUT_LIMIT;
-        let Some(st) = inner.streams.get_mut(&self.id) else {
-            return Poll::Ready(Err(closed_err(io::ErrorKind::NotConnected)));
-        };
-        if buf.is_empty() {
-            return Poll::Ready(Ok(0));
-        }
-        ready!(st.poll_writable(cx))?;
-        if out_full {
-            inner.out_waiters.push(cx.waker().clone());
-            return Poll::Pending;
-        }
-        let n = buf.len().min(st.send_window as usize).min(OUT_LIMIT);
-        st.send_window -= n as u32;
-        inner.push_frame(TYPE_DATA, 0, self.id, n as u32, &buf[..n]);
-        if let Some(w) = inner.driver.take() {
-            w.wake();
+        let n = ready!(inner.poll_send_room(self.id, buf.len(), cx))?.min(OUT_LIMIT);
+        if n > 0 {
+            inner.push_frame(TYPE_DATA, 0, self.id, n as u32, &buf[..n]);
+            inner.sent(self.id, n);
         }
         Poll::Ready(Ok(n))
     }
@@ -547,9 +550,7 @@ impl AsyncWrite for Stream {
         }
         st.local_fin = true;
         inner.push_frame(TYPE_WINDOW_UPDATE, FLAG_FIN, self.id, 0, &[]);
-        if let Some(w) = inner.driver.take() {
-            w.wake();
-        }
+        inner.wake_driver();
         Poll::Ready(Ok(()))
     }
 }
@@ -564,9 +565,7 @@ impl Drop for Stream {
             return;
         }
         inner.push_frame(TYPE_WINDOW_UPDATE, FLAG_FIN, self.id, 0, &[]);
-        if let Some(w) = inner.driver.take() {
-            w.wake();
-        }
+        inner.wake_driver();
     }
 }
 
@@ -972,6 +971,17 @@ impl Drop for Driver {
     fn drop(&mut self) {
         self.close(io::ErrorKind::ConnectionAborted);
     }
+}
+
+/// A client and a server session joined by an in-memory pipe, both drivers running (tests).
+#[cfg(test)]
+pub(crate) fn pair() -> (Opener, Incoming) {
+    let (a, b) = tokio::io::duplex(1 << 16);
+    let (opener, cd) = client(Box::new(a), config(30));
+    let (incoming, sd) = server(Box::new(b), config(30));
+    tokio::spawn(cd);
+    tokio::spawn(sd);
+    (opener, incoming)
 }
 
 #[cfg(test)]

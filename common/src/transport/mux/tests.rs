@@ -44,7 +44,7 @@ fn tokio_yamux_config() -> tokio_yamux::Config {
     }
 }
 
-fn pair() -> (BoxStream, BoxStream) {
+fn pipe() -> (BoxStream, BoxStream) {
     let (a, b) = tokio::io::duplex(64 * 1024);
     (Box::new(a), Box::new(b))
 }
@@ -54,7 +54,7 @@ fn pair() -> (BoxStream, BoxStream) {
 /// half by half.
 #[tokio::test]
 async fn our_client_interoperates_with_tokio_yamux_server() {
-    let (a, b) = pair();
+    let (a, b) = pipe();
     let (opener, driver) = client(a, config(30));
     let drv = tokio::spawn(driver);
     let mut server = tokio_yamux::Session::new_server(b, tokio_yamux_config());
@@ -83,7 +83,7 @@ async fn our_client_interoperates_with_tokio_yamux_server() {
 /// An independent implementation as the client (a Go frpc's role), ours as the server.
 #[tokio::test]
 async fn tokio_yamux_client_interoperates_with_our_server() {
-    let (a, b) = pair();
+    let (a, b) = pipe();
     let (mut incoming, driver) = server(b, config(30));
     tokio::spawn(driver);
     tokio::spawn(async move {
@@ -113,11 +113,7 @@ async fn tokio_yamux_client_interoperates_with_our_server() {
 /// the session carrying a second stream meanwhile.
 #[tokio::test]
 async fn ours_to_ours_large_transfer_with_small_reads() {
-    let (a, b) = pair();
-    let (opener, cd) = client(a, config(30));
-    let (mut incoming, sd) = server(b, config(30));
-    tokio::spawn(cd);
-    tokio::spawn(sd);
+    let (opener, mut incoming) = pair();
     let data = pattern(20 * 1024 * 1024, 7);
     let d2 = data.clone();
     let mut s = opener.open().unwrap();
@@ -148,6 +144,31 @@ async fn ours_to_ours_large_transfer_with_small_reads() {
 
 // --- the wire, frame by frame --------------------------------------------------------------
 
+type Drive = tokio::task::JoinHandle<io::Result<()>>;
+
+/// Our server session on one end of a pipe; the test speaks raw frames on the other.
+fn raw_server(cfg: Config) -> (DuplexStream, Incoming, Drive) {
+    let (raw, b) = tokio::io::duplex(1 << 16);
+    let (incoming, driver) = server(Box::new(b), cfg);
+    (raw, incoming, tokio::spawn(driver))
+}
+
+/// Our client session on one end of a pipe; the test speaks raw frames on the other.
+fn raw_client(cfg: Config) -> (DuplexStream, Opener, Drive) {
+    let (raw, a) = tokio::io::duplex(1 << 16);
+    let (opener, driver) = client(Box::new(a), cfg);
+    (raw, opener, tokio::spawn(driver))
+}
+
+/// Opens stream 1 from the raw side as a Go frpc does and accepts it.
+async fn raw_open(raw: &mut DuplexStream, incoming: &mut Incoming) -> Stream {
+    raw.write_all(&header(1, FLAG_SYN, 1, GROWTH))
+        .await
+        .unwrap();
+    read_header(raw).await;
+    within(incoming.accept()).await.unwrap()
+}
+
 fn header(ty: u8, flags: u16, id: u32, len: u32) -> [u8; 12] {
     let mut h = [0u8; 12];
     h[1] = ty;
@@ -174,9 +195,7 @@ const GROWTH: u32 = MAX_STREAM_WINDOW - INITIAL_WINDOW;
 
 #[tokio::test]
 async fn server_acks_at_once_answers_pings_and_delivers_data_then_eof() {
-    let (mut raw, b) = tokio::io::duplex(1 << 16);
-    let (mut incoming, driver) = server(Box::new(b), config(30));
-    tokio::spawn(driver);
+    let (mut raw, mut incoming, _) = raw_server(config(30));
     raw.write_all(&header(1, FLAG_SYN, 1, GROWTH))
         .await
         .unwrap();
@@ -215,9 +234,7 @@ async fn server_acks_at_once_answers_pings_and_delivers_data_then_eof() {
 
 #[tokio::test]
 async fn client_opens_with_syn_and_growth_and_respects_the_send_window() {
-    let (mut raw, a) = tokio::io::duplex(1 << 16);
-    let (opener, driver) = client(Box::new(a), config(30));
-    tokio::spawn(driver);
+    let (mut raw, opener, _) = raw_client(config(30));
     let mut s = opener.open().unwrap();
     let data = pattern(1024 * 1024, 3);
     let d2 = data.clone();
@@ -260,14 +277,8 @@ async fn client_opens_with_syn_and_growth_and_respects_the_send_window() {
 
 #[tokio::test]
 async fn reader_grants_window_once_half_is_consumed() {
-    let (mut raw, b) = tokio::io::duplex(1 << 16);
-    let (mut incoming, driver) = server(Box::new(b), config(30));
-    tokio::spawn(driver);
-    raw.write_all(&header(1, FLAG_SYN, 1, GROWTH))
-        .await
-        .unwrap();
-    read_header(&mut raw).await;
-    let mut s = within(incoming.accept()).await.unwrap();
+    let (mut raw, mut incoming, _) = raw_server(config(30));
+    let mut s = raw_open(&mut raw, &mut incoming).await;
     let chunk = pattern(64 * 1024, 1);
     let reader = tokio::spawn(async move {
         let mut buf = vec![0u8; 4 * 1024 * 1024];
@@ -291,14 +302,8 @@ async fn reader_grants_window_once_half_is_consumed() {
 
 #[tokio::test]
 async fn exceeding_the_receive_window_ends_the_session() {
-    let (mut raw, b) = tokio::io::duplex(1 << 16);
-    let (mut incoming, driver) = server(Box::new(b), config(30));
-    let drv = tokio::spawn(driver);
-    raw.write_all(&header(1, FLAG_SYN, 1, GROWTH))
-        .await
-        .unwrap();
-    read_header(&mut raw).await;
-    let mut s = within(incoming.accept()).await.unwrap();
+    let (mut raw, mut incoming, drv) = raw_server(config(30));
+    let mut s = raw_open(&mut raw, &mut incoming).await;
     raw.write_all(&header(0, 0, 1, MAX_STREAM_WINDOW + 1))
         .await
         .unwrap();
@@ -314,9 +319,7 @@ async fn exceeding_the_receive_window_ends_the_session() {
 #[tokio::test]
 async fn bad_version_and_unknown_type_end_the_session() {
     for bad in [[1u8, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0], header(9, 0, 0, 0)] {
-        let (mut raw, b) = tokio::io::duplex(1 << 16);
-        let (_incoming, driver) = server(Box::new(b), config(30));
-        let drv = tokio::spawn(driver);
+        let (mut raw, _incoming, drv) = raw_server(config(30));
         raw.write_all(&bad).await.unwrap();
         let err = within(drv).await.unwrap().unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{err}");
@@ -325,11 +328,9 @@ async fn bad_version_and_unknown_type_end_the_session() {
 
 #[tokio::test]
 async fn reset_and_unknown_streams() {
-    let (mut raw, b) = tokio::io::duplex(1 << 16);
     let mut cfg = config(30);
     cfg.accept_backlog = 1;
-    let (mut incoming, driver) = server(Box::new(b), cfg);
-    tokio::spawn(driver);
+    let (mut raw, mut incoming, _) = raw_server(cfg);
     // Backlog of one: the second un-accepted stream is reset.
     raw.write_all(&header(1, FLAG_SYN, 1, 0)).await.unwrap();
     raw.write_all(&header(1, FLAG_SYN, 3, 0)).await.unwrap();
@@ -358,11 +359,9 @@ async fn reset_and_unknown_streams() {
 
 #[tokio::test]
 async fn streams_beyond_max_streams_are_reset() {
-    let (mut raw, b) = tokio::io::duplex(1 << 16);
     let mut cfg = config(30);
     cfg.max_streams = 2;
-    let (mut incoming, driver) = server(Box::new(b), cfg);
-    tokio::spawn(driver);
+    let (mut raw, mut incoming, _) = raw_server(cfg);
     for id in [1, 3, 5] {
         raw.write_all(&header(1, FLAG_SYN, id, 0)).await.unwrap();
     }
@@ -385,9 +384,7 @@ async fn streams_beyond_max_streams_are_reset() {
 
 #[tokio::test]
 async fn client_resets_streams_the_server_opens() {
-    let (mut raw, a) = tokio::io::duplex(1 << 16);
-    let (_opener, driver) = client(Box::new(a), config(30));
-    tokio::spawn(driver);
+    let (mut raw, _opener, _) = raw_client(config(30));
     raw.write_all(&header(1, FLAG_SYN, 2, 0)).await.unwrap();
     assert_eq!(
         read_header(&mut raw).await,
@@ -398,9 +395,7 @@ async fn client_resets_streams_the_server_opens() {
 #[tokio::test(start_paused = true)]
 async fn unanswered_keepalive_ends_the_session_and_answered_keeps_it() {
     // Answered: the peer echoes each ping; three intervals pass and the session lives.
-    let (mut raw, a) = tokio::io::duplex(1 << 16);
-    let (opener, driver) = client(Box::new(a), config(5));
-    let drv = tokio::spawn(driver);
+    let (mut raw, opener, drv) = raw_client(config(5));
     for _ in 0..3 {
         let (ty, flags, id, opaque) = read_header(&mut raw).await;
         assert_eq!((ty, flags, id), (TYPE_PING, FLAG_SYN, 0));
@@ -422,9 +417,7 @@ async fn unanswered_keepalive_ends_the_session_and_answered_keeps_it() {
 /// still reading, the 12 MB would be written long before).
 #[tokio::test(start_paused = true)]
 async fn a_peer_that_never_reads_is_not_read_either() {
-    let (raw, b) = tokio::io::duplex(1 << 16);
-    let (_incoming, driver) = server(Box::new(b), config(0));
-    tokio::spawn(driver);
+    let (raw, _incoming, _) = raw_server(config(0));
     let (_rd, mut wr) = tokio::io::split(raw);
     let flood: Vec<u8> = (0..1_000_000u32)
         .flat_map(|i| header(2, FLAG_SYN, 0, i))
@@ -438,9 +431,7 @@ async fn a_peer_that_never_reads_is_not_read_either() {
 
 #[tokio::test]
 async fn peer_going_away_closes_every_stream_and_refuses_new_ones() {
-    let (raw, a) = tokio::io::duplex(1 << 16);
-    let (opener, driver) = client(Box::new(a), config(30));
-    let drv = tokio::spawn(driver);
+    let (raw, opener, drv) = raw_client(config(30));
     let mut s = opener.open().unwrap();
     drop(raw);
     within(drv).await.unwrap().ok();
@@ -461,9 +452,7 @@ fn driver_survives_random_input() {
         .unwrap();
     proptest!(ProptestConfig::with_cases(256), |(bytes in proptest::collection::vec(any::<u8>(), 0..512), syn in any::<bool>())| {
         rt.block_on(async {
-            let (mut raw, b) = tokio::io::duplex(1 << 16);
-            let (mut incoming, driver) = server(Box::new(b), config(30));
-            let drv = tokio::spawn(driver);
+            let (mut raw, mut incoming, drv) = raw_server(config(30));
             if syn {
                 raw.write_all(&header(1, FLAG_SYN, 1, GROWTH)).await.unwrap();
             }
