@@ -140,23 +140,13 @@ mod tests {
     async fn round_trip_both_directions() {
         let (a, b) = tokio::io::duplex(1024);
         let key = derive_key(b"token");
-        let mut a = CryptStream::new(a, key);
+        let a = CryptStream::new(a, key);
         let mut b = CryptStream::new(b, key);
         let data: Vec<u8> = (0..200_000u32).map(|i| (i * 7) as u8).collect();
-        let d2 = data.clone();
-        let w = tokio::spawn(async move {
-            a.write_all(&d2).await.unwrap();
-            a.shutdown().await.unwrap();
-            let mut back = Vec::new();
-            a.read_to_end(&mut back).await.unwrap();
-            back
-        });
-        let mut got = Vec::new();
-        b.read_to_end(&mut got).await.unwrap();
+        let (got, back) =
+            crate::io::testing::half_close_exchange(a, &mut b, data.clone(), b"reply").await;
         assert_eq!(got, data);
-        b.write_all(b"reply").await.unwrap();
-        b.shutdown().await.unwrap();
-        assert_eq!(w.await.unwrap(), b"reply");
+        assert_eq!(back, b"reply");
     }
 
     #[tokio::test]

@@ -307,20 +307,15 @@ mod tests {
         let j = tokio::spawn(async move { join_work(&mut work, &mut local).await });
 
         let data: Vec<u8> = (0..3 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
-        let d2 = data.clone();
-        let sender = tokio::spawn(async move {
-            peer.write_all(&d2).await.unwrap();
-            peer.shutdown().await.unwrap();
-            let mut back = Vec::new();
-            peer.read_to_end(&mut back).await.unwrap();
-            back
-        });
-        let mut got = Vec::new();
-        backend.read_to_end(&mut got).await.unwrap();
+        let (got, back) = crate::io::testing::half_close_exchange(
+            peer,
+            &mut backend,
+            data.clone(),
+            b"reply after FIN",
+        )
+        .await;
         assert!(got == data, "3 MiB arrived intact, then EOF");
-        backend.write_all(b"reply after FIN").await.unwrap();
-        backend.shutdown().await.unwrap();
-        assert_eq!(sender.await.unwrap(), b"reply after FIN");
+        assert_eq!(back, b"reply after FIN");
         assert_eq!(j.await.unwrap().unwrap(), (3 * 1024 * 1024, 15));
     }
 

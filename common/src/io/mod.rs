@@ -11,6 +11,8 @@ pub mod limit;
 mod outbuf;
 #[cfg(target_os = "linux")]
 pub mod splice;
+#[cfg(test)]
+pub(crate) mod testing;
 
 pub use aead::AeadStream;
 pub use compress::CompressStream;
@@ -127,7 +129,6 @@ pub fn wrap_work_conn(stream: BoxStream, opts: &WrapOpts) -> BoxStream {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     /// Every combination of layers round-trips 5 MiB both ways through the one stacking function.
     #[tokio::test]
@@ -140,25 +141,15 @@ mod tests {
                 limit: None,
             };
             let (a, b) = tokio::io::duplex(1 << 16);
-            let mut a = wrap_work_conn(Box::new(a), &opts);
+            let a = wrap_work_conn(Box::new(a), &opts);
             let mut b = wrap_work_conn(Box::new(b), &opts);
             let data: Vec<u8> = (0..5 * 1024 * 1024u32)
                 .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8 & 0x3f)
                 .collect();
-            let d2 = data.clone();
-            let t = tokio::spawn(async move {
-                a.write_all(&d2).await.unwrap();
-                a.shutdown().await.unwrap();
-                let mut back = Vec::new();
-                a.read_to_end(&mut back).await.unwrap();
-                back
-            });
-            let mut got = Vec::new();
-            b.read_to_end(&mut got).await.unwrap();
+            let (got, back) =
+                testing::half_close_exchange(a, &mut b, data.clone(), &data[..1000]).await;
             assert!(got == data, "enc={enc} compress={compress}");
-            b.write_all(&data[..1000]).await.unwrap();
-            b.shutdown().await.unwrap();
-            assert_eq!(t.await.unwrap(), &data[..1000]);
+            assert_eq!(back, &data[..1000]);
         }
     }
 }

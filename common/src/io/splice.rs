@@ -131,7 +131,6 @@ pub async fn splice_join(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpListener;
 
     async fn pair() -> (TcpStream, TcpStream) {
@@ -154,32 +153,23 @@ mod tests {
 
     #[tokio::test]
     async fn relays_both_ways_with_half_close_and_counts() {
-        let (mut user, a) = pair().await;
+        let (user, a) = pair().await;
         let (b, mut backend) = pair().await;
         let c = std::sync::Arc::new(C::default());
         let c2 = c.clone();
         let j = tokio::spawn(async move { splice_join(&a, &b, Some(&*c2)).await });
         let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
-        let expect = data.clone();
-        let w = tokio::spawn(async move {
-            user.write_all(&data).await.unwrap();
-            user.shutdown().await.unwrap();
-            let mut back = Vec::new();
-            user.read_to_end(&mut back).await.unwrap();
-            back
-        });
-        let mut got = Vec::new();
-        backend.read_to_end(&mut got).await.unwrap();
+        let (got, back) = crate::io::testing::half_close_exchange(
+            user,
+            &mut backend,
+            data.clone(),
+            b"answer after FIN",
+        )
+        .await;
         assert!(
-            got == expect,
+            got == data,
             "all bytes, then EOF after the user's half-close"
         );
-        backend.write_all(b"answer after FIN").await.unwrap();
-        backend.shutdown().await.unwrap();
-        let back = tokio::time::timeout(std::time::Duration::from_secs(20), w)
-            .await
-            .unwrap()
-            .unwrap();
         assert_eq!(back, b"answer after FIN");
         assert_eq!(j.await.unwrap().unwrap(), (3_000_000, 16));
         use std::sync::atomic::Ordering::Relaxed;
