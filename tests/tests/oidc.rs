@@ -21,6 +21,16 @@ fn oidc_server(issuer: &Issuer) -> impl FnOnce(&mut ServerConfig) + '_ {
     }
 }
 
+/// frps for raw Logins against `issuer`: tcpMux off, refusals with their reasons.
+async fn raw_login_frps(issuer: &Issuer) -> Frps {
+    Frps::start(|c| {
+        oidc_server(issuer)(c);
+        c.detailed_errors_to_client = true;
+        c.transport.tcp_mux = false;
+    })
+    .await
+}
+
 /// A raw Login with `key` as privilege_key; returns LoginResp's error.
 async fn login_error(frps: SocketAddr, key: &str) -> String {
     let mut s = TcpStream::connect(frps).await.unwrap();
@@ -82,12 +92,7 @@ async fn oidc_client_credentials_login_and_scoped_messages() {
 async fn oidc_bad_tokens_are_refused_and_frps_keeps_serving() {
     init_log();
     let issuer = Issuer::start(3600).await;
-    let frps = Frps::start(|c| {
-        oidc_server(&issuer)(c);
-        c.detailed_errors_to_client = true;
-        c.transport.tcp_mux = false;
-    })
-    .await;
+    let frps = raw_login_frps(&issuer).await;
     let (good, other) = keys();
     let cases = [
         (
@@ -131,12 +136,7 @@ async fn oidc_bad_tokens_are_refused_and_frps_keeps_serving() {
 async fn unknown_key_ids_reread_the_jwks_at_most_once_in_a_while() {
     init_log();
     let issuer = Issuer::start(3600).await;
-    let frps = Frps::start(|c| {
-        oidc_server(&issuer)(c);
-        c.detailed_errors_to_client = true;
-        c.transport.tcp_mux = false;
-    })
-    .await;
+    let frps = raw_login_frps(&issuer).await;
     let at_start = issuer.jwks_requests.load(Ordering::SeqCst);
     assert_eq!(at_start, 1, "read once at start-up");
     let (good, _) = keys();

@@ -19,6 +19,39 @@ async fn next(ctl: &mut Ctl) -> Message {
         .expect("message")
 }
 
+/// Registers tcp proxy `name` on a raw control; returns the port frps listens on for it.
+async fn open_tcp_proxy(ctl: &mut Ctl, name: &str) -> u16 {
+    let np = NewProxy {
+        proxy_name: name.into(),
+        proxy_type: "tcp".into(),
+        ..Default::default()
+    };
+    write_msg(ctl, &np.into()).await.unwrap();
+    let Message::NewProxyResp(resp) = next(ctl).await else {
+        panic!("NewProxyResp expected")
+    };
+    assert_eq!((resp.proxy_name.as_str(), resp.error.as_str()), (name, ""));
+    resp.remote_addr.trim_start_matches(':').parse().unwrap()
+}
+
+/// A work connection as frpc opens one after ReqWorkConn (tcpMux off).
+async fn open_work_conn(frps: std::net::SocketAddr, run_id: &str) -> TcpStream {
+    let mut work = TcpStream::connect(frps).await.unwrap();
+    let m = NewWorkConn {
+        run_id: run_id.into(),
+        ..Default::default()
+    };
+    write_msg(&mut work, &m.into()).await.unwrap();
+    work
+}
+
+async fn start_work(work: &mut TcpStream) -> StartWorkConn {
+    match tokio::time::timeout(PATIENCE, read_msg(work)).await {
+        Ok(Ok(Message::StartWorkConn(s))) => s,
+        other => panic!("expected StartWorkConn, got {other:?}"),
+    }
+}
+
 #[tokio::test]
 async fn pool_prefill_is_capped_by_max_pool_count() {
     init_log();
@@ -50,40 +83,14 @@ async fn user_connection_gets_a_work_connection_with_addresses() {
     init_log();
     let frps = Frps::start(|c| c.transport.tcp_mux = false).await;
     let (mut ctl, run_id) = raw_login(frps.addr, 0).await;
-    let np = NewProxy {
-        proxy_name: "raw".into(),
-        proxy_type: "tcp".into(),
-        ..Default::default()
-    };
-    write_msg(&mut ctl, &np.into()).await.unwrap();
-    let Message::NewProxyResp(resp) = next(&mut ctl).await else {
-        panic!()
-    };
-    assert_eq!(resp.proxy_name, "raw");
-    let port: u16 = resp.remote_addr.trim_start_matches(':').parse().unwrap();
+    let port = open_tcp_proxy(&mut ctl, "raw").await;
 
     let mut user = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
     let user_port = user.local_addr().unwrap().port();
     // Pool empty: frps asks for one work connection for this user.
     assert!(matches!(next(&mut ctl).await, Message::ReqWorkConn(_)));
-    let mut work = TcpStream::connect(frps.addr).await.unwrap();
-    write_msg(
-        &mut work,
-        &NewWorkConn {
-            run_id: run_id.clone(),
-            ..Default::default()
-        }
-        .into(),
-    )
-    .await
-    .unwrap();
-    let Message::StartWorkConn(start) = tokio::time::timeout(PATIENCE, read_msg(&mut work))
-        .await
-        .unwrap()
-        .unwrap()
-    else {
-        panic!()
-    };
+    let mut work = open_work_conn(frps.addr, &run_id).await;
+    let start = start_work(&mut work).await;
     assert_eq!(start.proxy_name, "raw");
     assert_eq!(
         (start.src_addr.as_str(), start.src_port),
@@ -127,24 +134,6 @@ async fn user_connection_gets_a_work_connection_with_addresses() {
     frps.stop().await;
 }
 
-/// A work connection as frpc opens one after ReqWorkConn (tcpMux off).
-async fn open_work_conn(frps: std::net::SocketAddr, run_id: &str) -> TcpStream {
-    let mut work = TcpStream::connect(frps).await.unwrap();
-    let m = NewWorkConn {
-        run_id: run_id.into(),
-        ..Default::default()
-    };
-    write_msg(&mut work, &m.into()).await.unwrap();
-    work
-}
-
-async fn start_work(work: &mut TcpStream) -> StartWorkConn {
-    match tokio::time::timeout(PATIENCE, read_msg(work)).await {
-        Ok(Ok(Message::StartWorkConn(s))) => s,
-        other => panic!("expected StartWorkConn, got {other:?}"),
-    }
-}
-
 /// Reads control messages up to a Pong, counting the ReqWorkConns before it.
 async fn req_work_conns_before_pong(ctl: &mut Ctl) -> usize {
     write_msg(ctl, &Ping::default().into()).await.unwrap();
@@ -170,16 +159,7 @@ async fn pool_grows_when_users_wait_up_to_max_pool_count() {
     .await;
     let (mut ctl, run_id) = raw_login(frps.addr, 1).await;
     assert!(matches!(next(&mut ctl).await, Message::ReqWorkConn(_)));
-    let np = NewProxy {
-        proxy_name: "grow".into(),
-        proxy_type: "tcp".into(),
-        ..Default::default()
-    };
-    write_msg(&mut ctl, &np.into()).await.unwrap();
-    let Message::NewProxyResp(resp) = next(&mut ctl).await else {
-        panic!()
-    };
-    let port: u16 = resp.remote_addr.trim_start_matches(':').parse().unwrap();
+    let port = open_tcp_proxy(&mut ctl, "grow").await;
     let mut pooled = open_work_conn(frps.addr, &run_id).await;
 
     // User A: served from the pool; one refill is asked for.
@@ -228,21 +208,7 @@ async fn user_is_dropped_after_user_conn_timeout() {
     })
     .await;
     let (mut ctl, _) = raw_login(frps.addr, 0).await;
-    write_msg(
-        &mut ctl,
-        &NewProxy {
-            proxy_name: "slow".into(),
-            proxy_type: "tcp".into(),
-            ..Default::default()
-        }
-        .into(),
-    )
-    .await
-    .unwrap();
-    let Message::NewProxyResp(resp) = next(&mut ctl).await else {
-        panic!()
-    };
-    let port: u16 = resp.remote_addr.trim_start_matches(':').parse().unwrap();
+    let port = open_tcp_proxy(&mut ctl, "slow").await;
     let mut user = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
     assert!(matches!(next(&mut ctl).await, Message::ReqWorkConn(_)));
     // We never open the work connection: frps gives up and closes the user.
