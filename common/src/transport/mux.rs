@@ -255,6 +255,13 @@ impl Stream {
     }
 }
 
+/// Keeps the task's waker in `slot` (no clone when it is already there).
+fn keep_waker(slot: &mut Option<Waker>, cx: &Context<'_>) {
+    if !slot.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+        *slot = Some(cx.waker().clone());
+    }
+}
+
 fn closed_err(kind: io::ErrorKind) -> io::Error {
     io::Error::new(kind, "yamux session is closed")
 }
@@ -315,13 +322,7 @@ impl StreamState {
         if let Some(kind) = closed {
             return Poll::Ready(Err(closed_err(kind)));
         }
-        if !self
-            .read_waker
-            .as_ref()
-            .is_some_and(|w| w.will_wake(cx.waker()))
-        {
-            self.read_waker = Some(cx.waker().clone());
-        }
+        keep_waker(&mut self.read_waker, cx);
         Poll::Pending
     }
 
@@ -341,13 +342,7 @@ impl StreamState {
             )));
         }
         if self.send_window == 0 {
-            if !self
-                .write_waker
-                .as_ref()
-                .is_some_and(|w| w.will_wake(cx.waker()))
-            {
-                self.write_waker = Some(cx.waker().clone());
-            }
+            keep_waker(&mut self.write_waker, cx);
             return Poll::Pending;
         }
         Poll::Ready(Ok(()))
@@ -916,13 +911,7 @@ impl Driver {
             if self.read_eof {
                 return Poll::Ready(Ok(()));
             }
-            if !inner
-                .driver
-                .as_ref()
-                .is_some_and(|w| w.will_wake(cx.waker()))
-            {
-                inner.driver = Some(cx.waker().clone());
-            }
+            keep_waker(&mut inner.driver, cx);
             return Poll::Pending;
         }
     }
