@@ -1,5 +1,9 @@
 //! Port allocation for tcp/udp proxies (frp `server/ports/ports.go`), with frp's error texts.
 //!
+//! TCP and UDP ports are separate spaces, as frp's two managers (`TCPPortManager`,
+//! `UDPPortManager`): a tcp and a udp proxy can both have `remotePort = 6000`, and `allowPorts`
+//! and `remotePort = 0` apply to each protocol on its own.
+//!
 //! `remotePort = 0` with no `allowPorts`: the OS picks a free ephemeral port (frp draws from
 //! 1-65535 and may land on a privileged port; we do not). With `allowPorts`, random allowed ports
 //! are tried until one binds.
@@ -26,13 +30,23 @@ pub(crate) enum PortError {
     NoAvailable,
 }
 
+/// Which port space a proxy's port lives in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Net {
+    Tcp,
+    Udp,
+}
+
 /// Something we can bind on a port.
 pub(crate) trait Bindable: Sized {
+    /// The port space it binds in.
+    const NET: Net;
     async fn bind_to(addr: SocketAddr) -> std::io::Result<Self>;
     fn port(&self) -> std::io::Result<u16>;
 }
 
 impl Bindable for TcpListener {
+    const NET: Net = Net::Tcp;
     async fn bind_to(addr: SocketAddr) -> std::io::Result<Self> {
         TcpListener::bind(addr).await
     }
@@ -42,6 +56,7 @@ impl Bindable for TcpListener {
 }
 
 impl Bindable for UdpSocket {
+    const NET: Net = Net::Udp;
     async fn bind_to(addr: SocketAddr) -> std::io::Result<Self> {
         UdpSocket::bind(addr).await
     }
@@ -68,20 +83,20 @@ pub(crate) async fn bind<T: Bindable>(
         if !cfg.port_allowed(port) {
             return Err(PortError::NotAllowed);
         }
-        if reg.port_in_use(port) {
+        if reg.port_in_use(T::NET, port) {
             return Err(PortError::AlreadyUsed);
         }
         let s = T::bind_to(addr(cfg, port))
             .await
             .map_err(|_| PortError::Unavailable)?;
-        return Ok((s, reg.claim_port(port)));
+        return Ok((s, reg.claim_port(T::NET, port)));
     }
     if cfg.allow_ports.is_empty() {
         let s = T::bind_to(addr(cfg, 0))
             .await
             .map_err(|_| PortError::NoAvailable)?;
         let p = s.port().map_err(|_| PortError::NoAvailable)?;
-        return Ok((s, reg.claim_port(p)));
+        return Ok((s, reg.claim_port(T::NET, p)));
     }
     let mut candidates: Vec<u16> = cfg
         .allow_ports
@@ -92,11 +107,11 @@ pub(crate) async fn bind<T: Bindable>(
     candidates.shuffle(&mut rand::thread_rng());
     for p in candidates
         .into_iter()
-        .filter(|p| !reg.port_in_use(*p))
+        .filter(|p| !reg.port_in_use(T::NET, *p))
         .take(PICK_TRIES)
     {
         if let Ok(s) = T::bind_to(addr(cfg, p)).await {
-            return Ok((s, reg.claim_port(p)));
+            return Ok((s, reg.claim_port(T::NET, p)));
         }
     }
     Err(PortError::NoAvailable)

@@ -1,8 +1,10 @@
-//! Who is online: controls by run_id, proxy names (globally unique), ports in use.
+//! Who is online: controls by run_id, proxy names (globally unique), ports in use (per
+//! protocol: a tcp and a udp proxy may use the same number, as in frp).
 //! Short critical sections only; no lock is held across an await.
 
 use crate::control::ControlHandle;
 use crate::metrics::Metrics;
+use crate::ports::Net;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -11,7 +13,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 pub(crate) struct Registry {
     controls: Mutex<HashMap<String, ControlHandle>>,
     proxy_names: Mutex<HashSet<String>>,
-    ports: Mutex<HashSet<u16>>,
+    ports: Mutex<HashSet<(Net, u16)>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -64,15 +66,16 @@ impl Registry {
         })
     }
 
-    pub(crate) fn port_in_use(&self, port: u16) -> bool {
-        lock(&self.ports).contains(&port)
+    pub(crate) fn port_in_use(&self, net: Net, port: u16) -> bool {
+        lock(&self.ports).contains(&(net, port))
     }
 
-    /// Marks a bound port as used by a proxy until the guard drops.
-    pub(crate) fn claim_port(self: &Arc<Self>, port: u16) -> PortGuard {
-        lock(&self.ports).insert(port);
+    /// Marks a bound `net` port as used by a proxy until the guard drops.
+    pub(crate) fn claim_port(self: &Arc<Self>, net: Net, port: u16) -> PortGuard {
+        lock(&self.ports).insert((net, port));
         PortGuard {
             reg: self.clone(),
+            net,
             port,
         }
     }
@@ -106,11 +109,12 @@ impl Drop for NameGuard {
 #[derive(Debug)]
 pub(crate) struct PortGuard {
     reg: Arc<Registry>,
+    net: Net,
     pub(crate) port: u16,
 }
 
 impl Drop for PortGuard {
     fn drop(&mut self) {
-        lock(&self.reg.ports).remove(&self.port);
+        lock(&self.reg.ports).remove(&(self.net, self.port));
     }
 }

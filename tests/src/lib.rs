@@ -455,3 +455,20 @@ pub async fn raw_login(frps: SocketAddr, pool_count: i64) -> (RawControl, String
         r.run_id,
     )
 }
+
+/// Sends `msg` from `sock` to `target` until an answer arrives and returns it (the first
+/// datagrams can arrive before frps has its work connection, and UDP may drop them); each try
+/// waits at most 1 s, 20 tries in all.
+pub async fn udp_roundtrip(sock: &UdpSocket, target: SocketAddr, msg: &[u8]) -> Vec<u8> {
+    let mut buf = vec![0u8; 65536];
+    for _ in 0..20 {
+        sock.send_to(msg, target).await.expect("udp send");
+        if let Ok(Ok((n, from))) =
+            tokio::time::timeout(Duration::from_secs(1), sock.recv_from(&mut buf)).await
+        {
+            assert_eq!(from, target, "answer from the proxy's address");
+            return buf[..n].to_vec();
+        }
+    }
+    panic!("no udp answer from {target}");
+}

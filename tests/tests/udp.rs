@@ -24,28 +24,12 @@ async fn udp_echo(tcp_mux: bool, encryption: bool) {
     for (i, sock) in [&a, &b].into_iter().enumerate() {
         for n in 0..5u8 {
             let msg = pattern(1000, (i * 10 + n as usize) as u64);
-            let got = roundtrip(sock, target, &msg).await;
+            let got = udp_roundtrip(sock, target, &msg).await;
             assert_eq!(got, msg, "user {i} datagram {n}");
         }
     }
     frpc.stop().await;
     frps.stop().await;
-}
-
-/// Sends until an answer arrives (the first datagrams can arrive before frps has its work
-/// connection, and UDP may drop them); each try waits at most 1 s, 20 tries in all.
-async fn roundtrip(sock: &UdpSocket, target: std::net::SocketAddr, msg: &[u8]) -> Vec<u8> {
-    let mut buf = vec![0u8; 2048];
-    for _ in 0..20 {
-        sock.send_to(msg, target).await.unwrap();
-        if let Ok(Ok((n, from))) =
-            tokio::time::timeout(std::time::Duration::from_secs(1), sock.recv_from(&mut buf)).await
-        {
-            assert_eq!(from, target);
-            return buf[..n].to_vec();
-        }
-    }
-    panic!("no udp answer through the tunnel");
 }
 
 #[tokio::test]
