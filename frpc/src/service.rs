@@ -144,6 +144,10 @@ impl Client {
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), ClientError> {
         let dialer = Dialer::new(self.cfg.clone())?;
         let auth = crate::auth::Auth::new(&self.cfg.auth)?;
+        let wire = crate::wire(&self.cfg);
+        if let Some(w) = common::msg::udp::packet_size_warning(self.cfg.udp_packet_size, wire) {
+            warn!("{w}");
+        }
         self.start_admin(&shutdown).await?;
         let mut run_id = String::new();
         let mut first = true;

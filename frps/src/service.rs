@@ -97,6 +97,12 @@ impl Server {
         };
         let tls = tokio_rustls::TlsAcceptor::from(tls::server_config(&files)?);
         let auth = crate::auth::Auth::new(&cfg.auth).await?;
+        // frps serves v1 and v2 clients alike: say what each can carry.
+        for wire in [Wire::V1, Wire::V2] {
+            if let Some(w) = common::msg::udp::packet_size_warning(cfg.udp_packet_size, wire) {
+                warn!("{w}");
+            }
+        }
         let shared = Arc::new(Shared {
             key: derive_key(cfg.auth.token.as_bytes()),
             cfg,

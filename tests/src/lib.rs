@@ -472,3 +472,18 @@ pub async fn udp_roundtrip(sock: &UdpSocket, target: SocketAddr, msg: &[u8]) -> 
     }
     panic!("no udp answer from {target}");
 }
+
+/// A v1 UDPPacket frame carrying `content` for user `r`, as Go writes it whatever its size
+/// (golib's `WriteMsg` checks no length; only its reader refuses bodies over 10240 bytes).
+pub fn raw_udp_frame(content: &[u8], r: SocketAddr) -> Vec<u8> {
+    let pkt = common::msg::UdpPacket {
+        content: content.to_vec(),
+        local_addr: None,
+        remote_addr: Some(r.into()),
+    };
+    let body = serde_json::to_vec(&pkt).expect("UDPPacket JSON");
+    let mut frame = vec![b'u'];
+    frame.extend_from_slice(&(body.len() as i64).to_be_bytes());
+    frame.extend_from_slice(&body);
+    frame
+}

@@ -44,6 +44,39 @@ fn tempdir(tag: &str) -> std::path::PathBuf {
     d
 }
 
+/// The child's stderr, line by line (it must have been spawned with a piped stderr).
+fn stderr_lines(child: &mut Child) -> tokio::sync::mpsc::UnboundedReceiver<String> {
+    use tokio::io::AsyncBufReadExt;
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok(Some(l)) = lines.next_line().await {
+            let _ = tx.send(l);
+        }
+    });
+    rx
+}
+
+/// The first line that contains `needle`, within [`PATIENCE`].
+async fn wait_line(
+    lines: &mut tokio::sync::mpsc::UnboundedReceiver<String>,
+    needle: &str,
+) -> String {
+    let found = tokio::time::timeout(PATIENCE, async {
+        while let Some(l) = lines.recv().await {
+            if l.contains(needle) {
+                return Some(l);
+            }
+        }
+        None
+    })
+    .await;
+    match found {
+        Ok(Some(l)) => l,
+        _ => panic!("no line with {needle:?} in time"),
+    }
+}
+
 /// Starts the real frps on a free port with `extra` config lines; returns it and its port.
 async fn start_frps(dir: &Path, extra: &str) -> (Child, u16) {
     let bind = free_port().await;
@@ -324,7 +357,6 @@ async fn frpc_status_reload_and_stop_commands() {
 
 #[tokio::test]
 async fn frpc_watch_reloads_on_edit_and_ignores_a_broken_one() {
-    use tokio::io::AsyncBufReadExt;
     let dir = tempdir("watch");
     let echo = echo_tcp().await;
     let (ra, rb, rc) = (free_port().await, free_port().await, free_port().await);
@@ -345,13 +377,7 @@ async fn frpc_watch_reloads_on_edit_and_ignores_a_broken_one() {
     };
     let frpc_cfg = write(&dir, "frpc.toml", &main(proxy("a", "localPort", ra)));
     let mut frpc = spawn("frpc", &["-c", &frpc_cfg, "--watch"]);
-    let mut lines = tokio::io::BufReader::new(frpc.stderr.take().unwrap()).lines();
-    let (line_tx, mut line_rx) = tokio::sync::mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        while let Ok(Some(l)) = lines.next_line().await {
-            let _ = line_tx.send(l);
-        }
-    });
+    let mut line_rx = stderr_lines(&mut frpc);
     let at = |port: u16| std::net::SocketAddr::from(([127, 0, 0, 1], port));
     wait_tunnel(at(ra)).await;
 
@@ -361,16 +387,7 @@ async fn frpc_watch_reloads_on_edit_and_ignores_a_broken_one() {
 
     // A broken edit is reported and changes nothing.
     write(&dir, "frpc.toml", &main(proxy("a", "localPrt", rc)));
-    let reported = tokio::time::timeout(PATIENCE, async {
-        while let Some(l) = line_rx.recv().await {
-            if l.contains("not applied") {
-                return l;
-            }
-        }
-        String::new()
-    })
-    .await
-    .expect("the broken edit is reported");
+    let reported = wait_line(&mut line_rx, "not applied").await;
     assert!(reported.contains("localPrt"), "{reported}");
     for port in [ra, rb] {
         let data = pattern(4096, u64::from(port));
@@ -384,5 +401,40 @@ async fn frpc_watch_reloads_on_edit_and_ignores_a_broken_one() {
     write(&dir, "frpc.toml", &main(proxy("a", "localPort", rc)));
     wait_tunnel(at(rc)).await;
     let _ = frpc.kill().await;
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// `udpPacketSize` over what one wire v1 message carries is said at start-up by both sides,
+/// and a datagram dropped for it is warned about, not logged at debug only.
+#[tokio::test]
+async fn udp_packet_size_over_a_v1_message_is_reported_and_drops_are_warned() {
+    let dir = tempdir("udpsize");
+    let (mut frps, bind) = start_frps(&dir, "udpPacketSize = 10240\n").await;
+    let mut frps_log = stderr_lines(&mut frps);
+    let echo = echo_udp().await;
+    let remote = free_port().await;
+    let frpc_cfg = write(
+        &dir,
+        "frpc.toml",
+        &format!(
+            "serverAddr = \"127.0.0.1\"\nserverPort = {bind}\nudpPacketSize = 10240\n[[proxies]]\nname = \"u\"\ntype = \"udp\"\nlocalPort = {}\nremotePort = {remote}\n",
+            echo.port()
+        ),
+    );
+    let mut frpc = spawn("frpc", &["-c", &frpc_cfg]);
+    let mut frpc_log = stderr_lines(&mut frpc);
+    for log in [&mut frps_log, &mut frpc_log] {
+        let l = wait_line(log, "udpPacketSize = 10240").await;
+        assert!(l.contains("WARN") && l.contains("7611 bytes"), "{l}");
+    }
+    let user = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let target = std::net::SocketAddr::from(([127, 0, 0, 1], remote));
+    assert_eq!(udp_roundtrip(&user, target, b"small").await, b"small");
+    user.send_to(&pattern(9000, 1), target).await.unwrap();
+    let l = wait_line(&mut frps_log, "udp datagram dropped").await;
+    assert!(l.contains("WARN") && l.contains("len=9000"), "{l}");
+    assert_eq!(udp_roundtrip(&user, target, b"again").await, b"again");
+    let _ = frpc.kill().await;
+    let _ = frps.kill().await;
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -301,3 +301,69 @@ async fn first_bytes_with_tcp_mux_and_custom_tls_byte() {
     assert_eq!(b, [0x16]);
     frpc.stop().await;
 }
+
+/// A Go frps writes a UDPPacket of any size (frp 0.70's v1 writer has no limit): frpc skips one
+/// over the message limit with a warning, and the same work connection carries the next one
+/// to the local service and its answer back.
+#[tokio::test]
+async fn oversized_udp_packet_from_frps_is_skipped_alone() {
+    init_log();
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let echo = echo_udp().await;
+    let frpc = frpc_to(&l, |c| {
+        c.udp_packet_size = 10240;
+        c.proxies.push(proxy("dns", "udp", echo, 6000));
+    });
+    let mut ctl = accept(&l).await;
+    let _ = next(&mut ctl).await;
+    write_msg(
+        &mut ctl,
+        &LoginResp {
+            run_id: "r".into(),
+            ..Default::default()
+        }
+        .into(),
+    )
+    .await
+    .unwrap();
+    let mut ctl = CryptStream::new(ctl, derive_key(TOKEN.as_bytes()));
+    let _ = next(&mut ctl).await;
+    write_msg(
+        &mut ctl,
+        &NewProxyResp {
+            proxy_name: "dns".into(),
+            remote_addr: ":6000".into(),
+            error: String::new(),
+        }
+        .into(),
+    )
+    .await
+    .unwrap();
+    frpc.wait_running("dns").await;
+    write_msg(&mut ctl, &ReqWorkConn {}.into()).await.unwrap();
+    let mut work = accept(&l).await;
+    let _ = next(&mut work).await;
+    let start = StartWorkConn {
+        proxy_name: "dns".into(),
+        ..Default::default()
+    };
+    write_msg(&mut work, &start.into()).await.unwrap();
+
+    let user: std::net::SocketAddr = "1.2.3.4:5".parse().unwrap();
+    work.write_all(&raw_udp_frame(&pattern(9000, 1), user))
+        .await
+        .unwrap();
+    work.write_all(&raw_udp_frame(b"after", user))
+        .await
+        .unwrap();
+    let answer = loop {
+        match next(&mut work).await {
+            Message::UdpPacket(p) => break p,
+            Message::Ping(_) => continue,
+            other => panic!("UDPPacket expected, got {other:?}"),
+        }
+    };
+    assert_eq!(answer.content, b"after");
+    assert_eq!(answer.remote_addr.unwrap().to_socket_addr(), Some(user));
+    frpc.stop().await;
+}

@@ -380,3 +380,58 @@ async fn yamux_streams_are_acked_at_once_and_pings_answered() {
     assert_eq!(u32::from_be_bytes([h[8], h[9], h[10], h[11]]), 0xdead);
     frps.stop().await;
 }
+
+/// A Go frpc writes a UDPPacket of any size (frp 0.70's v1 writer has no limit): frps skips one
+/// over the message limit with a warning, and the same work connection carries the next one.
+#[tokio::test]
+async fn oversized_udp_packet_from_frpc_is_skipped_alone() {
+    init_log();
+    let frps = Frps::start(|c| {
+        c.transport.tcp_mux = false;
+        c.udp_packet_size = 10240;
+    })
+    .await;
+    let (mut ctl, run_id) = raw_login(frps.addr, 0).await;
+    let np = NewProxy {
+        proxy_name: "dns".into(),
+        proxy_type: "udp".into(),
+        ..Default::default()
+    };
+    write_msg(&mut ctl, &np.into()).await.unwrap();
+    let Message::NewProxyResp(resp) = next(&mut ctl).await else {
+        panic!("NewProxyResp expected")
+    };
+    assert!(resp.error.is_empty(), "{resp:?}");
+    let port: u16 = resp.remote_addr.trim_start_matches(':').parse().unwrap();
+    // The udp proxy asks for its work connection by itself.
+    assert!(matches!(next(&mut ctl).await, Message::ReqWorkConn(_)));
+    let mut work = open_work_conn(frps.addr, &run_id).await;
+    assert_eq!(start_work(&mut work).await.proxy_name, "dns");
+
+    let user = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let user_addr = user.local_addr().unwrap();
+    user.send_to(b"hi", ("127.0.0.1", port)).await.unwrap();
+    let Message::UdpPacket(p) = tokio::time::timeout(PATIENCE, read_msg(&mut work))
+        .await
+        .unwrap()
+        .unwrap()
+    else {
+        panic!("UDPPacket expected")
+    };
+    assert_eq!(p.content, b"hi");
+    assert_eq!(p.remote_addr.unwrap().to_socket_addr(), Some(user_addr));
+
+    let big = raw_udp_frame(&pattern(9000, 1), user_addr);
+    assert!(big.len() > 9 + MAX_MSG_LEN);
+    work.write_all(&big).await.unwrap();
+    work.write_all(&raw_udp_frame(b"after", user_addr))
+        .await
+        .unwrap();
+    let mut buf = [0u8; 64];
+    let (n, _) = tokio::time::timeout(PATIENCE, user.recv_from(&mut buf))
+        .await
+        .expect("the datagram after the oversized one arrives")
+        .unwrap();
+    assert_eq!(&buf[..n], b"after");
+    frps.stop().await;
+}

@@ -166,24 +166,42 @@ fn body_json(msg: &Message) -> serde_json::Result<Vec<u8>> {
     }
 }
 
+/// Why a message could not be encoded.
+#[derive(Debug, thiserror::Error)]
+pub enum EncodeError {
+    /// The body is over the framing's limit: a Go peer would drop the connection on reading it.
+    #[error("{name} is {len} bytes, over frp's {max}-byte message limit")]
+    TooLarge {
+        name: &'static str,
+        len: usize,
+        max: usize,
+    },
+    /// serde_json failed (not expected for our plain structs).
+    #[error("cannot encode message as JSON: {0}")]
+    Json(serde_json::Error),
+}
+
+impl From<EncodeError> for std::io::Error {
+    fn from(e: EncodeError) -> Self {
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, e)
+    }
+}
+
 /// A message's JSON body, refused when over `max` bytes (a Go peer would drop the connection).
-pub fn encode_body(msg: &Message, max: usize) -> std::io::Result<Vec<u8>> {
-    let body = body_json(msg).map_err(std::io::Error::other)?;
+pub fn encode_body(msg: &Message, max: usize) -> Result<Vec<u8>, EncodeError> {
+    let body = body_json(msg).map_err(EncodeError::Json)?;
     if body.len() > max {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            format!(
-                "{} is {} bytes, over frp's {max}-byte message limit",
-                msg.name(),
-                body.len()
-            ),
-        ));
+        return Err(EncodeError::TooLarge {
+            name: msg.name(),
+            len: body.len(),
+            max,
+        });
     }
     Ok(body)
 }
 
 /// Appends one whole frame to `out` (header and body, so it goes out in a single write as in Go).
-pub fn encode(msg: &Message, out: &mut BytesMut) -> std::io::Result<()> {
+pub fn encode(msg: &Message, out: &mut BytesMut) -> Result<(), EncodeError> {
     let body = encode_body(msg, MAX_MSG_LEN)?;
     out.reserve(HEADER_LEN + body.len());
     out.put_u8(type_byte(msg));

@@ -8,6 +8,7 @@
 //! This module holds data only; [`codec`] turns it into bytes.
 
 pub mod codec;
+pub mod udp;
 pub mod v2;
 
 pub use codec::{read_msg, write_msg, DecodeError, MAX_MSG_LEN};

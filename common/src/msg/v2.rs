@@ -3,7 +3,7 @@
 //! ClientHello/ServerHello negotiation, the crypto transcript and the control-channel keys.
 //! Message frames reuse the v1 JSON bodies; only the framing and the type ids differ.
 
-use super::codec::{decode, encode_body, type_byte, DecodeError};
+use super::codec::{decode, encode_body, type_byte, DecodeError, EncodeError};
 use super::Message;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -77,6 +77,14 @@ pub async fn read_frame<R: AsyncRead + Unpin + ?Sized>(
     Ok((ty, payload))
 }
 
+/// A frame header: type, zero flags, payload length (at most [`MAX_FRAME_PAYLOAD`]).
+fn frame_header(ty: u16, len: usize) -> [u8; FRAME_HEADER_LEN] {
+    let mut h = [0u8; FRAME_HEADER_LEN];
+    h[..2].copy_from_slice(&ty.to_be_bytes());
+    h[4..].copy_from_slice(&(len as u32).to_be_bytes());
+    h
+}
+
 /// Writes one frame as Go does: the header, then the payload (two writes), then flushes.
 pub async fn write_frame<W: AsyncWrite + Unpin + ?Sized>(
     w: &mut W,
@@ -92,10 +100,7 @@ pub async fn write_frame<W: AsyncWrite + Unpin + ?Sized>(
             ),
         ));
     }
-    let mut h = [0u8; FRAME_HEADER_LEN];
-    h[..2].copy_from_slice(&ty.to_be_bytes());
-    h[4..].copy_from_slice(&(payload.len() as u32).to_be_bytes());
-    w.write_all(&h).await?;
+    w.write_all(&frame_header(ty, payload.len())).await?;
     w.write_all(payload).await?;
     w.flush().await
 }
@@ -127,7 +132,7 @@ pub async fn read_msg<R: AsyncRead + Unpin + ?Sized>(r: &mut R) -> Result<Messag
 }
 
 /// The payload of a Message frame.
-pub fn encode_message(msg: &Message) -> std::io::Result<Vec<u8>> {
+pub fn encode_message(msg: &Message) -> Result<Vec<u8>, EncodeError> {
     let body = encode_body(msg, MAX_FRAME_PAYLOAD - 2)?;
     let mut p = Vec::with_capacity(2 + body.len());
     p.extend_from_slice(&type_id(msg).to_be_bytes());
@@ -398,6 +403,25 @@ impl Wire {
         match self {
             Wire::V1 => super::codec::read_msg(r).await,
             Wire::V2 => read_msg(r).await,
+        }
+    }
+
+    /// One whole frame of `msg` in this framing, refused when over the framing's limit (for
+    /// callers that drop what does not fit rather than fail the connection).
+    pub fn encode(self, msg: &Message) -> Result<Vec<u8>, EncodeError> {
+        match self {
+            Wire::V1 => {
+                let mut b = bytes::BytesMut::new();
+                super::codec::encode(msg, &mut b)?;
+                Ok(b.to_vec())
+            }
+            Wire::V2 => {
+                let payload = encode_message(msg)?;
+                let mut f = Vec::with_capacity(FRAME_HEADER_LEN + payload.len());
+                f.extend_from_slice(&frame_header(FRAME_MESSAGE, payload.len()));
+                f.extend_from_slice(&payload);
+                Ok(f)
+            }
         }
     }
 

@@ -3,7 +3,7 @@
 //! `r`. A socket idle for 30 s is closed. A Ping keeps the work connection alive every 30 s.
 
 use common::io::BoxStream;
-use common::msg::{Message, Ping, UdpAddr, UdpPacket, Wire};
+use common::msg::{udp, Message, Ping, UdpAddr, UdpPacket, Wire};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -37,8 +37,9 @@ pub(super) async fn relay(
     };
     let (mut rd, mut wr) = tokio::io::split(work);
     let (out_tx, mut out_rx) = mpsc::channel::<UdpPacket>(QUEUE);
+    let drops = udp::Drops::default();
 
-    let writer = async move {
+    let writer = async {
         let mut ping = tokio::time::interval(PING_EVERY);
         ping.tick().await;
         loop {
@@ -46,7 +47,7 @@ pub(super) async fn relay(
                 p = out_rx.recv() => match p { Some(p) => p.into(), None => return },
                 _ = ping.tick() => Ping::default().into(),
             };
-            if wire.write(&mut wr, &msg).await.is_err() {
+            if udp::send(wire, &mut wr, &msg, &drops).await.is_err() {
                 return;
             }
         }
@@ -55,7 +56,7 @@ pub(super) async fn relay(
     let reader = async {
         let mut socks: HashMap<UdpAddr, mpsc::Sender<Vec<u8>>> = HashMap::new();
         loop {
-            let pkt = match wire.read(&mut rd).await {
+            let pkt = match udp::recv(wire, &mut rd, &drops).await {
                 Ok(Message::UdpPacket(p)) => p,
                 Ok(_) => continue,
                 Err(_) => return,

@@ -5,7 +5,7 @@ use super::{ProxyCtx, ProxyError, Traffic};
 use crate::ports::{self, PortError};
 use common::io::wrap_work_conn;
 use common::io::Count;
-use common::msg::{Message, NewProxy, StartWorkConn, UdpPacket};
+use common::msg::{udp, Message, NewProxy, StartWorkConn, UdpPacket};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::UdpSocket;
@@ -50,6 +50,7 @@ async fn serve(ctx: &ProxyCtx, socket: &UdpSocket, traffic: &Arc<Traffic>) {
         proxy_name: ctx.name.clone(),
         ..Default::default()
     };
+    let drops = udp::Drops::default();
     loop {
         let work = match ctx.pool.get_started(&start).await {
             Ok(w) => w,
@@ -70,12 +71,12 @@ async fn serve(ctx: &ProxyCtx, socket: &UdpSocket, traffic: &Arc<Traffic>) {
                     local_addr: None,
                     remote_addr: Some(from.into()),
                 };
-                wire.write(&mut wr, &pkt.into()).await?;
+                udp::send(wire, &mut wr, &pkt.into(), &drops).await?;
             }
         };
         let to_user = async {
             loop {
-                match tokio::time::timeout(READ_TIMEOUT, wire.read(&mut rd)).await {
+                match tokio::time::timeout(READ_TIMEOUT, udp::recv(wire, &mut rd, &drops)).await {
                     Err(_) => {
                         return Err::<(), std::io::Error>(std::io::ErrorKind::TimedOut.into())
                     }
