@@ -17,14 +17,13 @@ use tracing::debug;
 /// Why a `webServer` listener could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum WebError {
-    #[error("bind {addr}: {source}")]
-    Bind {
-        addr: String,
-        source: std::io::Error,
-    },
+    #[error("bind {addr}: {error}")]
+    Bind { addr: String, error: std::io::Error },
     #[error("webServer.tls: {0}")]
-    Tls(#[from] crate::transport::tls::TlsError),
+    Tls(crate::transport::tls::TlsError),
 }
+
+crate::from_cause!(crate::transport::tls::TlsError => WebError::Tls);
 
 /// A bound `webServer` (frps dashboard, frpc admin API): TCP, plus TLS when `webServer.tls`
 /// has a certificate and key (as frp).
@@ -61,7 +60,7 @@ impl WebListener {
         };
         let tcp = TcpListener::bind(&addr)
             .await
-            .map_err(|source| WebError::Bind { addr, source })?;
+            .map_err(|error| WebError::Bind { addr, error })?;
         Ok(WebListener { tcp, tls })
     }
 

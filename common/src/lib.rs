@@ -23,5 +23,19 @@ pub mod oidc;
 pub mod signal;
 pub mod transport;
 
+/// `impl From<$from> for $to` as `$to::$variant(e)`: for error variants that show their cause in
+/// their message, where `#[from]` would also make it the `source()` and `{:#}` would print it
+/// twice (tests/tests/error_chains.rs checks this).
+#[macro_export]
+macro_rules! from_cause {
+    ($from:ty => $to:ident::$variant:ident) => {
+        impl From<$from> for $to {
+            fn from(e: $from) -> Self {
+                $to::$variant(e)
+            }
+        }
+    };
+}
+
 /// The frp version we speak and announce (`Login.version`, `LoginResp.version`).
 pub const FRP_VERSION: &str = "0.70.1";

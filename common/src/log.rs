@@ -170,6 +170,37 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for RotatingFile {
     }
 }
 
+/// Lets a repeated warning through at most once per period, counting the ones held back (a
+/// peer must not be able to flood the log by repeating what makes us warn).
+#[derive(Debug)]
+pub struct Throttle {
+    every: std::time::Duration,
+    /// When a line last went through, and how many were held back since.
+    state: Mutex<(Option<tokio::time::Instant>, u64)>,
+}
+
+impl Throttle {
+    pub const fn new(every: std::time::Duration) -> Self {
+        Throttle {
+            every,
+            state: Mutex::new((None, 0)),
+        }
+    }
+
+    /// `Some(n)` when a line may be logged now (`n` were held back since the last one).
+    pub fn ready(&self) -> Option<u64> {
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let now = tokio::time::Instant::now();
+        if s.0.is_some_and(|t| now.duration_since(t) < self.every) {
+            s.1 += 1;
+            return None;
+        }
+        let held = s.1;
+        *s = (Some(now), 0);
+        Some(held)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -206,5 +237,16 @@ mod tests {
             "older than maxDays removed"
         );
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn throttle_lets_one_line_through_per_period() {
+        let t = Throttle::new(std::time::Duration::from_secs(10));
+        assert_eq!(t.ready(), Some(0));
+        assert_eq!(t.ready(), None);
+        assert_eq!(t.ready(), None);
+        tokio::time::advance(std::time::Duration::from_secs(10)).await;
+        assert_eq!(t.ready(), Some(2), "the two held back are counted");
+        assert_eq!(t.ready(), None);
     }
 }

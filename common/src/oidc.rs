@@ -30,11 +30,8 @@ const SKEW: i64 = 300;
 /// Why an OIDC step failed. Messages never contain a token or secret.
 #[derive(Debug, thiserror::Error)]
 pub enum OidcError {
-    #[error("oidc: {what}: {source}")]
-    Http {
-        what: String,
-        source: std::io::Error,
-    },
+    #[error("oidc: {what}: {error}")]
+    Http { what: String, error: std::io::Error },
     #[error("oidc: {what}: HTTP {code}: {body}")]
     Status {
         what: String,
@@ -44,8 +41,10 @@ pub enum OidcError {
     #[error("oidc: {0}")]
     Bad(String),
     #[error("oidc: {0}")]
-    Tls(#[from] crate::transport::tls::TlsError),
+    Tls(crate::transport::tls::TlsError),
 }
+
+crate::from_cause!(crate::transport::tls::TlsError => OidcError::Tls);
 
 fn bad(m: impl Into<String>) -> OidcError {
     OidcError::Bad(m.into())
@@ -58,9 +57,9 @@ async fn get_json<T: serde::de::DeserializeOwned>(
 ) -> Result<T, OidcError> {
     let (code, body) = fetch(url, Method::GET, &[], Bytes::new(), tls, HTTP_TIMEOUT)
         .await
-        .map_err(|source| OidcError::Http {
+        .map_err(|error| OidcError::Http {
             what: what.into(),
-            source,
+            error,
         })?;
     if !code.is_success() {
         return Err(OidcError::Status {
@@ -208,9 +207,9 @@ impl TokenFetcher {
             HTTP_TIMEOUT,
         )
         .await
-        .map_err(|source| OidcError::Http {
+        .map_err(|error| OidcError::Http {
             what: "token endpoint".into(),
-            source,
+            error,
         })
     }
 }

@@ -7,7 +7,8 @@ use crate::status::{Phase, ProxyStatus, StatusBoard};
 use common::auth::unix_now;
 use common::backoff::Backoff;
 use common::config::ClientConfig;
-use common::msg::{v2, Login, Message, Wire};
+use common::msg::{v2, DecodeError, Login, Message, Wire};
+use common::transport::{cause_of, mux, tls};
 use common::FRP_VERSION;
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,7 +27,7 @@ impl ClientError {
             ClientError::Connect { .. } => "connect",
             ClientError::Refused(_) => "refused",
             ClientError::Protocol(_) => "protocol",
-            ClientError::Tls(_) => "tls",
+            ClientError::Tls(_) | ClientError::TlsHandshake(_) => "tls",
             ClientError::Admin(_) => "admin",
             ClientError::Watch(_) => "watch",
             ClientError::Auth(_) => "auth",
@@ -37,24 +38,26 @@ impl ClientError {
 /// Why frpc stopped or a login failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error("connect to server {addr}: {source}")]
-    Connect {
-        addr: String,
-        source: std::io::Error,
-    },
+    #[error("connect to server {addr}: {error}")]
+    Connect { addr: String, error: std::io::Error },
     #[error("login to server failed: {0}")]
     Refused(String),
     #[error("login to server failed: {0}")]
     Protocol(String),
     #[error(transparent)]
     Tls(#[from] common::transport::tls::TlsError),
+    /// frps refused the TLS handshake, or its certificate was not accepted.
+    #[error("login to server failed: TLS handshake with frps failed: {0}")]
+    TlsHandshake(String),
     #[error(transparent)]
     Auth(#[from] common::oidc::OidcError),
     #[error("watch config: {0}")]
     Watch(String),
     #[error("admin API: {0}")]
-    Admin(#[from] common::http::WebError),
+    Admin(common::http::WebError),
 }
+
+common::from_cause!(common::http::WebError => ClientError::Admin);
 
 /// An frpc instance.
 #[derive(Debug)]
@@ -242,21 +245,14 @@ impl Client {
         ClientError,
     > {
         let addr = format!("{}:{}", self.cfg.server_addr, self.cfg.server_port);
-        let connector = dialer
-            .open(token)
-            .await
-            .map_err(|source| ClientError::Connect {
-                addr: addr.clone(),
-                source,
-            })?;
+        let io_err = |e| login_io_error(&self.cfg, &addr, e);
+        let read_err = |e| match e {
+            DecodeError::Io(e) => io_err(e),
+            e => ClientError::Protocol(e.to_string()),
+        };
+        let connector = dialer.open(token).await.map_err(io_err)?;
         let result = async {
-            let mut stream = connector
-                .connect()
-                .await
-                .map_err(|source| ClientError::Connect {
-                    addr: addr.clone(),
-                    source,
-                })?;
+            let mut stream = connector.connect().await.map_err(io_err)?;
             let ts = unix_now();
             let privilege_key = auth.privilege_key(ts).await?;
             let login = Login {
@@ -272,10 +268,6 @@ impl Client {
                 metas: self.cfg.metadatas.clone(),
                 client_spec: Default::default(),
                 pool_count: self.cfg.transport.pool_count,
-            };
-            let io_err = |source| ClientError::Connect {
-                addr: addr.clone(),
-                source,
             };
             let wire = crate::wire(&self.cfg);
             let t = &self.cfg.transport;
@@ -293,7 +285,7 @@ impl Client {
                 let (ty, shp) = tokio::time::timeout(LOGIN_TIMEOUT, v2::read_frame(&mut stream))
                     .await
                     .map_err(|_| ClientError::Protocol("no ServerHello within 10s".into()))?
-                    .map_err(|e| ClientError::Protocol(e.to_string()))?;
+                    .map_err(read_err)?;
                 if ty != v2::FRAME_SERVER_HELLO {
                     return Err(ClientError::Protocol(format!(
                         "expected ServerHello, got frame type {ty}"
@@ -317,7 +309,7 @@ impl Client {
             let resp = tokio::time::timeout(LOGIN_TIMEOUT, wire.read(&mut stream))
                 .await
                 .map_err(|_| ClientError::Protocol("no LoginResp within 10s".into()))?
-                .map_err(|e| ClientError::Protocol(e.to_string()))?;
+                .map_err(read_err)?;
             match resp {
                 Message::LoginResp(r) if !r.error.is_empty() => Err(ClientError::Refused(r.error)),
                 Message::LoginResp(r) => Ok((stream, r.run_id, negotiated)),
@@ -444,5 +436,31 @@ impl Reloader {
     /// The config now in force.
     pub fn current(&self) -> Arc<ClientConfig> {
         self.tx.borrow().clone()
+    }
+}
+
+/// A failed login's IO error, explained: a TLS failure by name with the setting to change; a
+/// connection frps closed without answering as the likely settings mismatch (frps cannot tell
+/// us: it sees another framing than it expects and drops the connection).
+fn login_io_error(cfg: &ClientConfig, addr: &str, error: std::io::Error) -> ClientError {
+    use std::io::ErrorKind as K;
+    if let Some(why) = tls::explain_for_client(&error) {
+        return ClientError::TlsHandshake(why);
+    }
+    let closed = matches!(
+        error.kind(),
+        K::UnexpectedEof | K::ConnectionReset | K::ConnectionAborted | K::BrokenPipe
+    ) || cause_of::<mux::StreamClosed>(&error).is_some();
+    if closed {
+        return ClientError::Protocol(format!(
+            "frps closed the connection without answering the login; check that frps has the \
+             same transport.tcpMux (= {} here) and accepts this TLS setting \
+             (transport.tls.enable = {} here)",
+            cfg.transport.tcp_mux, cfg.transport.tls.enable
+        ));
+    }
+    ClientError::Connect {
+        addr: addr.to_owned(),
+        error,
     }
 }

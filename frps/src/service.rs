@@ -29,11 +29,8 @@ const GRACE: Duration = Duration::from_secs(5);
 /// Why frps could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
-    #[error("bind {addr}: {source}")]
-    Bind {
-        addr: String,
-        source: std::io::Error,
-    },
+    #[error("bind {addr}: {error}")]
+    Bind { addr: String, error: std::io::Error },
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
     #[error("metrics: {0}")]
@@ -41,8 +38,10 @@ pub enum ServerError {
     #[error(transparent)]
     Oidc(#[from] common::oidc::OidcError),
     #[error("dashboard: {0}")]
-    Dashboard(#[from] common::http::WebError),
+    Dashboard(common::http::WebError),
 }
+
+common::from_cause!(common::http::WebError => ServerError::Dashboard);
 
 /// State shared by every task of one frps. Immutable config plus registries of handles.
 pub(crate) struct Shared {
@@ -56,6 +55,8 @@ pub(crate) struct Shared {
     pub(crate) key: Key,
     tls: tokio_rustls::TlsAcceptor,
     next_id: AtomicU64,
+    /// Rate limit for "the client's tcpMux/TLS settings disagree" warnings.
+    mismatch_log: common::log::Throttle,
 }
 
 impl std::fmt::Debug for Shared {
@@ -87,7 +88,7 @@ impl Server {
         let addr = format!("{}:{}", cfg.bind_addr, cfg.bind_port);
         let listener = TcpListener::bind(&addr)
             .await
-            .map_err(|source| ServerError::Bind { addr, source })?;
+            .map_err(|error| ServerError::Bind { addr, error })?;
         let t = &cfg.transport.tls;
         let opt = |s: &str| (!s.is_empty()).then(|| s.into());
         let files = tls::TlsFiles {
@@ -115,6 +116,7 @@ impl Server {
             tracker: TaskTracker::new(),
             tls,
             next_id: AtomicU64::new(1),
+            mismatch_log: common::log::Throttle::new(Duration::from_secs(10)),
         });
         let web = &shared.cfg.web_server;
         let dashboard = if web.port > 0 {
@@ -286,7 +288,12 @@ async fn handle_conn(
                         // frpc went away without a clean TLS close: routine, not a fault.
                         debug!(error = %e, "yamux session ended by the client");
                     }
-                    Err(e) => info!(error = %e, "closing connection: yamux session error"),
+                    Err(e) => {
+                        if let Some(why) = transport::cause_of::<mux::NotYamux>(&e).and_then(|n| n.hint()) {
+                            warn_mismatch(&shared, why);
+                        }
+                        info!(error = %e, "closing connection: yamux session error")
+                    }
                 }
                 break;
             }
@@ -303,6 +310,14 @@ async fn handle_conn(
     token.cancel();
 }
 
+/// Warns that a client's `transport.tcpMux` or TLS settings disagree with ours: the one thing
+/// its user must change. At most every 10 s (any peer can send such bytes), with a count.
+fn warn_mismatch(shared: &Shared, why: &str) {
+    if let Some(held) = shared.mismatch_log.ready() {
+        warn!(similar_held_back = held, "closing connection: {why}");
+    }
+}
+
 /// Reads a logical connection's first message, in v1 or v2 (frp `acceptConnection`): 7 bytes
 /// tell them apart; a v2 ClientHello is answered before the first Message frame is read.
 async fn first_message(
@@ -311,6 +326,10 @@ async fn first_message(
     let mut head = [0u8; 7];
     stream.read_exact(&mut head).await?;
     if head != v2::MAGIC {
+        // A yamux header here (no stream carries one) means a client with tcpMux on.
+        if let Some(why) = transport::mismatch(&head, false, "client", "frps") {
+            return Err(DecodeError::Mismatch(why));
+        }
         let m = common::msg::codec::read_msg_after(&head, stream).await?;
         return Ok((Wire::V1, None, m));
     }
@@ -353,6 +372,10 @@ async fn handle_logical(
         Ok(Ok(m)) => m,
         Ok(Err(e)) if e.is_closed() => {
             debug!(error = %e, "connection closed before its first message");
+            return;
+        }
+        Ok(Err(DecodeError::Mismatch(why))) => {
+            warn_mismatch(&shared, &why);
             return;
         }
         Ok(Err(e)) => {

@@ -438,3 +438,70 @@ async fn udp_packet_size_over_a_v1_message_is_reported_and_drops_are_warned() {
     let _ = frps.kill().await;
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// frpc and frps disagree about `transport.tcpMux`: frps says which way in its log (it can tell
+/// a message from a yamux header by the first bytes), and frpc's error names the setting
+/// instead of a TLS library message.
+#[tokio::test]
+async fn tcp_mux_mismatch_is_explained_on_both_sides() {
+    for frps_mux in [true, false] {
+        let dir = tempdir("muxmismatch");
+        let (mut frps, bind) = start_frps(&dir, &format!("transport.tcpMux = {frps_mux}\n")).await;
+        let mut frps_log = stderr_lines(&mut frps);
+        let frpc_cfg = write(
+            &dir,
+            "frpc.toml",
+            &format!(
+                "serverAddr = \"127.0.0.1\"\nserverPort = {bind}\ntransport.tcpMux = {}\n",
+                !frps_mux
+            ),
+        );
+        let out = run("frpc", &["-c", &frpc_cfg]).await;
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success());
+        assert!(
+            err.contains(&format!("transport.tcpMux (= {} here)", !frps_mux)),
+            "frpc names the setting: {err}"
+        );
+        assert!(!err.contains("docs.rs"), "no library manual link: {err}");
+        let want = if frps_mux {
+            "the client sent a Login message without yamux: the client has transport.tcpMux = false but this frps has transport.tcpMux = true"
+        } else {
+            "the client speaks yamux: the client has transport.tcpMux = true but this frps has transport.tcpMux = false"
+        };
+        let l = wait_line(&mut frps_log, want).await;
+        assert!(l.contains("WARN"), "{l}");
+        let _ = frps.kill().await;
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
+/// An error's cause appears once in what the binaries print (thiserror variants that show
+/// their cause do not also chain it as `source`, which `{:#}` would print again).
+#[tokio::test]
+async fn error_causes_are_printed_once() {
+    let dir = tempdir("errtwice");
+    let closed = free_port().await;
+    let frpc_cfg = write(
+        &dir,
+        "frpc.toml",
+        &format!("serverAddr = \"127.0.0.1\"\nserverPort = {closed}\n"),
+    );
+    let out = run("frpc", &["-c", &frpc_cfg]).await;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert_eq!(err.matches("Connection refused").count(), 1, "{err}");
+
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let frps_cfg = write(
+        &dir,
+        "frps.toml",
+        &format!("bindAddr = \"127.0.0.1\"\nbindPort = {port}\n"),
+    );
+    let out = run("frps", &["-c", &frps_cfg]).await;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert_eq!(err.matches("Address already in use").count(), 1, "{err}");
+    let _ = std::fs::remove_dir_all(dir);
+}

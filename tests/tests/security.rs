@@ -333,3 +333,38 @@ async fn unreadable_certificate_is_a_clear_error() {
     assert!(err.contains("garbage.pem"), "{err}");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// frpc without a client certificate against an mTLS frps: the login error names the TLS
+/// failure and what to set, not just `yamux session is closed` (with tcpMux on and off).
+#[tokio::test]
+async fn missing_client_certificate_is_named_in_the_login_error() {
+    init_log();
+    let dir = pki_dir();
+    let ca = make_ca("frp-rs test CA");
+    let (scert, skey) = make_leaf(
+        &dir,
+        "server",
+        &ca,
+        ExtendedKeyUsagePurpose::ServerAuth,
+        false,
+    );
+    let ca_file = write_ca(&dir, "ca", &ca);
+    for tcp_mux in [true, false] {
+        let frps = Frps::start(|c| {
+            c.transport.tcp_mux = tcp_mux;
+            c.transport.tls.cert_file = scert.clone();
+            c.transport.tls.key_file = skey.clone();
+            c.transport.tls.trusted_ca_file = ca_file.clone();
+            c.transport.tls.force = true;
+        })
+        .await;
+        let err = login_error(frps.addr, |c| c.transport.tcp_mux = tcp_mux).await;
+        assert!(
+            err.contains("TLS handshake with frps failed: peer sent alert certificate required; frps requires a client certificate (transport.tls.certFile"),
+            "tcpMux {tcp_mux}: {err}"
+        );
+        assert_eq!(err.matches("certificate required").count(), 1, "{err}");
+        frps.stop().await;
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -14,10 +14,10 @@ use std::path::{Path, PathBuf};
 /// Everything that can be wrong with a config.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("read config file {path}: {source}")]
+    #[error("read config file {path}: {error}")]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("{}", join_lines(.0))]
     Invalid(Vec<Problem>),
@@ -138,9 +138,9 @@ struct Doc {
 }
 
 fn read(path: &Path) -> Result<String, ConfigError> {
-    std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+    std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
         path: path.to_owned(),
-        source,
+        error,
     })
 }
 

@@ -27,11 +27,15 @@ pub enum DecodeError {
     #[error("message length is negative: {0}")]
     NegativeLength(i64),
     /// The body is not valid JSON for the type.
-    #[error("invalid {kind} body: {source}")]
+    #[error("invalid {kind} body: {error}")]
     Json {
         kind: &'static str,
-        source: serde_json::Error,
+        error: serde_json::Error,
     },
+    /// The peer speaks another frp framing than this side expects: the two sides disagree
+    /// about `transport.tcpMux` or TLS (see `transport::mismatch`).
+    #[error("{0}")]
+    Mismatch(String),
     /// A v2 frame that breaks the framing rules.
     #[error("bad v2 frame: {0}")]
     Frame(String),
@@ -74,7 +78,7 @@ pub fn type_byte(msg: &Message) -> u8 {
 }
 
 fn json<T: serde::de::DeserializeOwned>(kind: &'static str, body: &[u8]) -> Result<T, DecodeError> {
-    serde_json::from_slice(body).map_err(|source| DecodeError::Json { kind, source })
+    serde_json::from_slice(body).map_err(|error| DecodeError::Json { kind, error })
 }
 
 /// Decodes one body given its type byte.

@@ -16,10 +16,9 @@
 use super::codec::{self, EncodeError, HEADER_LEN, MAX_MSG_LEN};
 use super::v2::MAX_FRAME_PAYLOAD;
 use super::{DecodeError, Message, Wire};
-use std::sync::Mutex;
+use crate::log::Throttle;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::time::Instant;
 use tracing::warn;
 
 /// The JSON of a UDPPacket around its base64 content, at the longest: an IPv6 address with an
@@ -65,37 +64,28 @@ pub fn packet_size_warning(udp_packet_size: i64, wire: Wire) -> Option<String> {
 
 /// Rate-limited warnings about dropped datagrams, one per proxy (or work connection).
 #[derive(Debug)]
-pub struct Drops {
-    /// When we last warned, and how many were dropped since.
-    state: Mutex<(Option<Instant>, u64)>,
-}
+pub struct Drops(Throttle);
 
 impl Default for Drops {
     fn default() -> Self {
-        Drops {
-            state: Mutex::new((None, 0)),
-        }
+        Drops(Throttle::new(WARN_EVERY))
     }
 }
 
 impl Drops {
     /// Counts one dropped datagram of `len` bytes; warns unless it did so within [`WARN_EVERY`].
     pub fn dropped(&self, wire: Wire, len: usize, why: &str) {
-        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        s.1 += 1;
-        let now = Instant::now();
-        if s.0.is_some_and(|t| now.duration_since(t) < WARN_EVERY) {
+        let Some(held) = self.0.ready() else {
             return;
-        }
+        };
         warn!(
             len,
             max = max_datagram(wire),
             wire = wire.name(),
-            dropped = s.1,
+            dropped = held + 1,
             "udp datagram dropped: {why} (further drops in the next {}s are not logged)",
             WARN_EVERY.as_secs()
         );
-        *s = (Some(now), 0);
     }
 }
 
@@ -217,7 +207,6 @@ mod tests {
         send(Wire::V1, &mut out, &worst_case(10), &drops)
             .await
             .unwrap();
-        assert_eq!(drops.state.lock().unwrap().1, 0, "the first drop warned");
 
         // A Go peer's oversized UDPPacket is skipped; the next message is read.
         let body = serde_json::to_vec(&UdpPacket {

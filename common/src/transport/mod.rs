@@ -20,3 +20,110 @@ pub fn set_keepalive(stream: &tokio::net::TcpStream, secs: i64) {
         tracing::debug!(error = %e, "set tcp keepalive");
     }
 }
+
+/// What the first bytes of a connection (or of a yamux stream) are: enough to tell the two
+/// sides' `transport.tcpMux` or TLS settings disagree, since each framing starts differently.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Speaks {
+    /// A yamux header: version 0, then a frame type 0..=3.
+    Yamux,
+    /// A wire v1 message; its Go type name.
+    Message(&'static str),
+    /// The wire v2 magic (`FRP\0`...).
+    WireV2,
+    /// A TLS handshake record, with or without frp's 0x17 first byte.
+    Tls,
+    /// Anything else.
+    Unknown,
+}
+
+/// Classifies the first bytes a peer sent.
+pub fn speaks(head: &[u8]) -> Speaks {
+    match head {
+        [0, ty, ..] if *ty <= 3 => Speaks::Yamux,
+        [b'F', b'R', b'P', 0, ..] => Speaks::WireV2,
+        [TLS_HANDSHAKE_BYTE, 3, ..] | [FRP_TLS_HEAD_BYTE, TLS_HANDSHAKE_BYTE, ..] => Speaks::Tls,
+        [ty, ..] => crate::msg::codec::decode(*ty, b"{}")
+            .map(|m| Speaks::Message(m.name()))
+            .unwrap_or(Speaks::Unknown),
+        [] => Speaks::Unknown,
+    }
+}
+
+/// Why a peer's first bytes are another frp framing than this side expects (`yamux`: this
+/// side has `transport.tcpMux = true`), in words for the user; `None` when they are what is
+/// expected, or garbage. `peer` and `this` name the two sides ("client", "frps").
+pub fn mismatch(head: &[u8], yamux: bool, peer: &str, this: &str) -> Option<String> {
+    match (speaks(head), yamux) {
+        (Speaks::Message(name), true) => Some(format!(
+            "the {peer} sent a {name} message without yamux: the {peer} has transport.tcpMux = \
+             false but this {this} has transport.tcpMux = true"
+        )),
+        (Speaks::WireV2, true) => Some(format!(
+            "the {peer} sent a wire v2 hello without yamux: the {peer} has transport.tcpMux = \
+             false but this {this} has transport.tcpMux = true"
+        )),
+        (Speaks::Yamux, false) => Some(format!(
+            "the {peer} speaks yamux: the {peer} has transport.tcpMux = true but this {this} \
+             has transport.tcpMux = false"
+        )),
+        (Speaks::Tls, _) => Some(format!(
+            "the {peer} sent a TLS handshake where frp data was expected: the two sides \
+             disagree about TLS (transport.tls)"
+        )),
+        _ => None,
+    }
+}
+
+/// The first error of type `T` behind `e`: through io::Error's payload, a yamux session's
+/// recorded cause and `source()` links.
+pub fn cause_of<T: std::error::Error + 'static>(e: &std::io::Error) -> Option<&T> {
+    fn walk<'a, T: std::error::Error + 'static>(
+        e: &'a (dyn std::error::Error + 'static),
+    ) -> Option<&'a T> {
+        if let Some(t) = e.downcast_ref::<T>() {
+            return Some(t);
+        }
+        let next: Option<&'a (dyn std::error::Error + 'static)> =
+            if let Some(io) = e.downcast_ref::<std::io::Error>() {
+                io.get_ref()
+                    .map(|i| i as &(dyn std::error::Error + 'static))
+            } else if let Some(m) = e.downcast_ref::<mux::SessionEnded>() {
+                Some(m.cause())
+            } else if let Some(m) = e.downcast_ref::<mux::StreamClosed>() {
+                m.cause().map(|c| c as &(dyn std::error::Error + 'static))
+            } else {
+                e.source()
+            };
+        next.and_then(walk::<T>)
+    }
+    walk::<T>(e)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_bytes_tell_the_framings_apart() {
+        assert_eq!(speaks(&[0, 1, 0, 1, 0, 0, 0, 1]), Speaks::Yamux);
+        assert_eq!(speaks(b"o\0\0\0\0\0\0\x01{"), Speaks::Message("Login"));
+        assert_eq!(speaks(b"w\0"), Speaks::Message("NewWorkConn"));
+        assert_eq!(speaks(&crate::msg::v2::MAGIC), Speaks::WireV2);
+        assert_eq!(speaks(&[0x16, 3, 1]), Speaks::Tls);
+        assert_eq!(speaks(&[0x17, 0x16, 3]), Speaks::Tls);
+        assert_eq!(speaks(b"GET / HTTP/1.1"), Speaks::Unknown);
+        assert_eq!(speaks(&[0, 9]), Speaks::Unknown);
+        let m = mismatch(b"o\0\0", true, "client", "frps").unwrap_or_default();
+        assert_eq!(
+            m,
+            "the client sent a Login message without yamux: the client has transport.tcpMux = \
+             false but this frps has transport.tcpMux = true"
+        );
+        let m = mismatch(&[0, 1, 0, 1], false, "client", "frps").unwrap_or_default();
+        assert!(m.contains("this frps has transport.tcpMux = false"), "{m}");
+        assert_eq!(mismatch(&[0, 1, 0, 1], true, "client", "frps"), None);
+        assert_eq!(mismatch(b"o\0", false, "client", "frps"), None);
+        assert_eq!(mismatch(b"xyz", true, "client", "frps"), None);
+    }
+}

@@ -118,8 +118,8 @@ impl Opener {
     /// at once (within the initial 256 KiB window until the peer's ACK grows it).
     pub fn open(&self) -> io::Result<Stream> {
         let mut inner = self.shared.lock();
-        if let Some(kind) = inner.closed {
-            return Err(io::Error::new(kind, "yamux session is closed"));
+        if let Some(c) = &inner.closed {
+            return Err(closed_err(c));
         }
         if inner.remote_go_away {
             return Err(io::Error::new(
@@ -188,8 +188,8 @@ struct Inner {
     out_waiters: Vec<Waker>,
     /// The driver, when it is waiting for work.
     driver: Option<Waker>,
-    /// Set once the session has ended: every stream operation fails with this kind.
-    closed: Option<io::ErrorKind>,
+    /// Set once the session has ended: every stream operation fails with this.
+    closed: Option<Closed>,
     remote_go_away: bool,
     next_id: u32,
     max_window: u32,
@@ -262,9 +262,98 @@ fn keep_waker(slot: &mut Option<Waker>, cx: &Context<'_>) {
     }
 }
 
-fn closed_err(kind: io::ErrorKind) -> io::Error {
-    io::Error::new(kind, "yamux session is closed")
+/// Why a session ended; every stream's errors carry it.
+#[derive(Clone)]
+struct Closed {
+    kind: io::ErrorKind,
+    /// The connection's error, if it failed (a TLS alert, a reset, a protocol error).
+    cause: Option<Arc<io::Error>>,
 }
+
+fn closed_err(c: &Closed) -> io::Error {
+    io::Error::new(
+        c.kind,
+        StreamClosed {
+            cause: c.cause.clone(),
+        },
+    )
+}
+
+/// A stream that is no longer in the session.
+fn gone_err() -> io::Error {
+    io::Error::new(io::ErrorKind::NotConnected, StreamClosed { cause: None })
+}
+
+/// A stream operation after its session ended: `yamux session is closed`, with what ended it.
+#[derive(Debug)]
+pub struct StreamClosed {
+    cause: Option<Arc<io::Error>>,
+}
+
+impl StreamClosed {
+    /// The connection's error that ended the session, if it failed.
+    pub fn cause(&self) -> Option<&io::Error> {
+        self.cause.as_deref()
+    }
+}
+
+impl std::fmt::Display for StreamClosed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("yamux session is closed")?;
+        match &self.cause {
+            Some(c) => write!(f, ": {c}"),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The cause is part of the text, so it is not also a `source()` (each cause printed once).
+impl std::error::Error for StreamClosed {}
+
+/// The driver's error: the connection's own error, shared with the streams' [`StreamClosed`].
+#[derive(Debug)]
+pub struct SessionEnded(Arc<io::Error>);
+
+impl SessionEnded {
+    pub fn cause(&self) -> &io::Error {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for SessionEnded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for SessionEnded {}
+
+/// The session's first frame header is not yamux: the peer speaks another framing, as when
+/// the two sides' `transport.tcpMux` disagree (see [`super::mismatch`]).
+#[derive(Debug)]
+pub struct NotYamux {
+    version: u8,
+    hint: Option<String>,
+}
+
+impl NotYamux {
+    /// What the peer's bytes were instead, when they are another frp framing.
+    pub fn hint(&self) -> Option<&str> {
+        self.hint.as_deref()
+    }
+}
+
+impl std::fmt::Display for NotYamux {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "yamux: unsupported version {}", self.version)?;
+        match &self.hint {
+            Some(h) => write!(f, " ({h})"),
+            None => Ok(()),
+        }
+    }
+}
+
+impl std::error::Error for NotYamux {}
 
 impl AsyncRead for Stream {
     fn poll_read(
@@ -274,9 +363,9 @@ impl AsyncRead for Stream {
     ) -> Poll<io::Result<()>> {
         let mut inner = self.shared.lock();
         let inner = &mut *inner;
-        let closed = inner.closed;
+        let closed = inner.closed.as_ref();
         let Some(st) = inner.streams.get_mut(&self.id) else {
-            return Poll::Ready(Err(closed_err(io::ErrorKind::NotConnected)));
+            return Poll::Ready(Err(gone_err()));
         };
         if st.recv.is_empty() {
             if buf.remaining() == 0 {
@@ -307,7 +396,7 @@ impl StreamState {
     /// session's end, otherwise `Pending` with the reader's waker kept.
     fn poll_empty(
         &mut self,
-        closed: Option<io::ErrorKind>,
+        closed: Option<&Closed>,
         cx: &mut Context<'_>,
     ) -> Poll<io::Result<()>> {
         if self.reset {
@@ -319,8 +408,8 @@ impl StreamState {
         if self.remote_fin {
             return Poll::Ready(Ok(()));
         }
-        if let Some(kind) = closed {
-            return Poll::Ready(Err(closed_err(kind)));
+        if let Some(c) = closed {
+            return Poll::Ready(Err(closed_err(c)));
         }
         keep_waker(&mut self.read_waker, cx);
         Poll::Pending
@@ -365,12 +454,12 @@ impl Inner {
         want: usize,
         cx: &mut Context<'_>,
     ) -> Poll<io::Result<usize>> {
-        if let Some(kind) = self.closed {
-            return Poll::Ready(Err(closed_err(kind)));
+        if let Some(c) = &self.closed {
+            return Poll::Ready(Err(closed_err(c)));
         }
         let out_full = self.out.len() >= OUT_LIMIT;
         let Some(st) = self.streams.get_mut(&id) else {
-            return Poll::Ready(Err(closed_err(io::ErrorKind::NotConnected)));
+            return Poll::Ready(Err(gone_err()));
         };
         if want == 0 {
             return Poll::Ready(Ok(0));
@@ -424,14 +513,15 @@ impl Stream {
         let mut chunks: [Bytes; WRITE_INTO_CHUNKS] = Default::default();
         let mut k = 0;
         {
-            let mut inner = self.shared.lock();
-            let closed = inner.closed;
+            let mut guard = self.shared.lock();
+            let inner = &mut *guard;
+            let closed = inner.closed.as_ref();
             let Some(st) = inner.streams.get_mut(&self.id) else {
-                return Poll::Ready(Err(closed_err(io::ErrorKind::NotConnected)));
+                return Poll::Ready(Err(gone_err()));
             };
             if st.recv.is_empty() {
                 let r = st.poll_empty(closed, cx);
-                drop(inner);
+                drop(guard);
                 if r.is_pending() {
                     ready!(Pin::new(&mut *w).poll_flush(cx))?;
                     return Poll::Pending;
@@ -534,8 +624,8 @@ impl AsyncWrite for Stream {
     fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let mut inner = self.shared.lock();
         let inner = &mut *inner;
-        if let Some(kind) = inner.closed {
-            return Poll::Ready(Err(closed_err(kind)));
+        if let Some(c) = &inner.closed {
+            return Poll::Ready(Err(closed_err(c)));
         }
         let Some(st) = inner.streams.get_mut(&self.id) else {
             return Poll::Ready(Ok(()));
@@ -596,6 +686,8 @@ pub struct Driver {
     wake: Vec<Waker>,
     /// Whether the driver has yielded once since its last write (see `poll_drive`).
     yielded: bool,
+    /// Whether a valid frame header has been read (the first one tells a framing mismatch).
+    got_header: bool,
 }
 
 impl std::fmt::Debug for Driver {
@@ -652,6 +744,7 @@ impl Driver {
             ping_id: 0,
             wake: Vec::new(),
             yielded: false,
+            got_header: false,
         };
         (shared, driver)
     }
@@ -755,8 +848,20 @@ impl Driver {
         let id = u32::from_be_bytes([h[4], h[5], h[6], h[7]]);
         let len = u32::from_be_bytes([h[8], h[9], h[10], h[11]]);
         if version != 0 {
+            if !self.got_header {
+                let (peer, this) = match self.role {
+                    Role::Server => ("client", "frps"),
+                    Role::Client => ("frps", "frpc"),
+                };
+                let hint = super::mismatch(h, true, peer, this);
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    NotYamux { version, hint },
+                ));
+            }
             return Err(protocol_error(format!("unsupported version {version}")));
         }
+        self.got_header = true;
         match ty {
             TYPE_DATA | TYPE_WINDOW_UPDATE => {
                 if id == 0 {
@@ -922,28 +1027,35 @@ impl Future for Driver {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
-        let r = ready!(this.poll_drive(cx));
-        this.close(match &r {
-            Ok(()) => io::ErrorKind::UnexpectedEof,
-            Err(e) => e.kind(),
-        });
-        Poll::Ready(r)
+        Poll::Ready(match ready!(this.poll_drive(cx)) {
+            Ok(()) => {
+                this.close(io::ErrorKind::UnexpectedEof, None);
+                Ok(())
+            }
+            Err(e) => {
+                let kind = e.kind();
+                let cause = Arc::new(e);
+                this.close(kind, Some(cause.clone()));
+                Err(io::Error::new(kind, SessionEnded(cause)))
+            }
+        })
     }
 }
 
 impl Driver {
     /// Ends the session: every stream's pending and future operations fail.
-    fn close(&mut self, kind: io::ErrorKind) {
+    fn close(&mut self, kind: io::ErrorKind, cause: Option<Arc<io::Error>>) {
         self.accept = None;
         let mut inner = self.shared.lock();
         if inner.closed.is_some() {
             return;
         }
-        inner.closed = Some(if kind == io::ErrorKind::UnexpectedEof {
+        let kind = if kind == io::ErrorKind::UnexpectedEof {
             io::ErrorKind::ConnectionReset
         } else {
             kind
-        });
+        };
+        inner.closed = Some(Closed { kind, cause });
         let mut wake = std::mem::take(&mut inner.out_waiters);
         wake.extend(inner.driver.take());
         for st in inner.streams.values_mut() {
@@ -958,7 +1070,7 @@ impl Driver {
 
 impl Drop for Driver {
     fn drop(&mut self) {
-        self.close(io::ErrorKind::ConnectionAborted);
+        self.close(io::ErrorKind::ConnectionAborted, None);
     }
 }
 

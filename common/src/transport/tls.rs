@@ -15,21 +15,25 @@ use std::sync::Arc;
 /// A TLS set-up failure that names the file at fault.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
-    #[error("read {kind} file {path}: {source}")]
+    #[error("read {kind} file {path}: {error}")]
     Read {
         kind: &'static str,
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("{kind} file {path} holds no usable PEM {kind}")]
     Empty { kind: &'static str, path: PathBuf },
     #[error("tls config: {0}")]
-    Rustls(#[from] rustls::Error),
+    Rustls(rustls::Error),
     #[error("client certificate verifier: {0}")]
-    Verifier(#[from] rustls::server::VerifierBuilderError),
+    Verifier(rustls::server::VerifierBuilderError),
     #[error("generate self-signed certificate: {0}")]
-    Generate(#[from] rcgen::Error),
+    Generate(rcgen::Error),
 }
+
+crate::from_cause!(rustls::Error => TlsError::Rustls);
+crate::from_cause!(rustls::server::VerifierBuilderError => TlsError::Verifier);
+crate::from_cause!(rcgen::Error => TlsError::Generate);
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
@@ -38,10 +42,10 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 fn open(kind: &'static str, path: &Path) -> Result<std::io::BufReader<std::fs::File>, TlsError> {
     std::fs::File::open(path)
         .map(std::io::BufReader::new)
-        .map_err(|source| TlsError::Read {
+        .map_err(|error| TlsError::Read {
             kind,
             path: path.to_owned(),
-            source,
+            error,
         })
 }
 
@@ -49,10 +53,10 @@ fn open(kind: &'static str, path: &Path) -> Result<std::io::BufReader<std::fs::F
 pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let certs = rustls_pemfile::certs(&mut open("certificate", path)?)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|source| TlsError::Read {
+        .map_err(|error| TlsError::Read {
             kind: "certificate",
             path: path.to_owned(),
-            source,
+            error,
         })?;
     if certs.is_empty() {
         return Err(TlsError::Empty {
@@ -66,10 +70,10 @@ pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError>
 /// Loads a private key in PKCS#8, PKCS#1 (RSA) or SEC1 (EC) PEM form.
 pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
     rustls_pemfile::private_key(&mut open("key", path)?)
-        .map_err(|source| TlsError::Read {
+        .map_err(|error| TlsError::Read {
             kind: "key",
             path: path.to_owned(),
-            source,
+            error,
         })?
         .ok_or_else(|| TlsError::Empty {
             kind: "key",
@@ -213,5 +217,88 @@ impl ServerCertVerifier for AnyServerCert {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// A TLS failure behind a failed login, said from frpc's side with what to change; `None`
+/// when `e` is not a TLS failure. (A TLS 1.3 client finishes its handshake before frps has
+/// checked the client certificate, so frps's refusal arrives as an alert on the first read,
+/// possibly through the yamux session: [`super::cause_of`] looks through it.)
+pub fn explain_for_client(e: &std::io::Error) -> Option<String> {
+    use rustls::AlertDescription as A;
+    let tls = super::cause_of::<rustls::Error>(e)?;
+    Some(match tls {
+        rustls::Error::AlertReceived(A::CertificateRequired) => format!(
+            "peer sent alert {}; frps requires a client certificate (transport.tls.certFile \
+             and transport.tls.keyFile)",
+            alert_words(A::CertificateRequired)
+        ),
+        rustls::Error::AlertReceived(
+            a @ (A::BadCertificate
+            | A::UnknownCA
+            | A::CertificateUnknown
+            | A::UnsupportedCertificate
+            | A::CertificateExpired
+            | A::CertificateRevoked
+            | A::DecryptError),
+        ) => format!(
+            "peer sent alert {}; frps did not accept this client certificate \
+             (transport.tls.certFile must be signed by the CA in frps's \
+             transport.tls.trustedCaFile)",
+            alert_words(*a)
+        ),
+        rustls::Error::AlertReceived(a) => format!("peer sent alert {}", alert_words(*a)),
+        rustls::Error::InvalidCertificate(_) => format!(
+            "{tls}; frps's certificate was not accepted (transport.tls.trustedCaFile, \
+             transport.tls.serverName)"
+        ),
+        other => other.to_string(),
+    })
+}
+
+/// `CertificateRequired` -> `certificate required`.
+fn alert_words(a: rustls::AlertDescription) -> String {
+    let name = format!("{a:?}");
+    let mut out = String::new();
+    let mut prev_lower = false;
+    for c in name.chars() {
+        if c.is_ascii_uppercase() && prev_lower {
+            out.push(' ');
+        }
+        prev_lower = c.is_ascii_lowercase();
+        out.push(c.to_ascii_lowercase());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn alerts_are_explained_with_the_setting_to_change() {
+        let alert = |a| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                rustls::Error::AlertReceived(a),
+            )
+        };
+        let e = explain_for_client(&alert(rustls::AlertDescription::CertificateRequired));
+        assert_eq!(
+            e.as_deref(),
+            Some(
+                "peer sent alert certificate required; frps requires a client certificate \
+                 (transport.tls.certFile and transport.tls.keyFile)"
+            )
+        );
+        let e = explain_for_client(&alert(rustls::AlertDescription::UnknownCA)).unwrap_or_default();
+        assert!(
+            e.starts_with("peer sent alert unknown ca; frps did not accept"),
+            "{e}"
+        );
+        assert_eq!(
+            explain_for_client(&std::io::Error::other("plain failure")),
+            None
+        );
     }
 }
