@@ -1,6 +1,7 @@
 //! What the dashboard knows about clients (frp `server/registry`): one record per
-//! `{user}.{clientID}` (run_id when the client sent no client_id), kept after the client goes
-//! offline until `POST /api/v2/system/prune` (type clients) clears it.
+//! `{user}.{clientID}` (run_id when the client sent no client_id). A client with an explicit
+//! client_id stays as offline history until `POST /api/v2/system/prune?type=offline_clients`
+//! (ours) clears it; one keyed by its run_id is forgotten when it goes offline, as in frp.
 
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
@@ -35,6 +36,9 @@ pub(crate) struct ClientRecord {
     /// Which control owns the record now (a newer session with the same run_id wins).
     #[serde(skip)]
     control_id: u64,
+    /// The client sent a client_id (frp `RawClientID`); otherwise the key is its run_id.
+    #[serde(skip)]
+    explicit_id: bool,
 }
 
 /// The facts a login gives about a client.
@@ -87,15 +91,12 @@ impl ClientBook {
         let mut inner = self.lock();
         if let Some(prev) = inner.by_run_id.remove(l.run_id) {
             if prev != key {
-                let drop_prev = l.client_id.is_empty()
-                    || inner
-                        .clients
-                        .get(&prev)
-                        .is_some_and(|r| r.client_id == r.run_id);
+                let drop_prev = inner.clients.get(&prev).is_some_and(|r| !r.explicit_id);
                 if drop_prev {
                     inner.clients.remove(&prev);
                 } else if let Some(r) = inner.clients.get_mut(&prev) {
                     r.online = false;
+                    r.run_id.clear();
                     r.disconnected_at = now;
                 }
             }
@@ -119,6 +120,7 @@ impl ClientBook {
         r.disconnected_at = 0;
         r.online = true;
         r.control_id = l.control_id;
+        r.explicit_id = !l.client_id.is_empty();
         inner.by_run_id.insert(l.run_id.to_owned(), key.clone());
         key
     }
@@ -129,14 +131,20 @@ impl ClientBook {
         let Some(key) = inner.by_run_id.get(run_id).cloned() else {
             return;
         };
-        if let Some(r) = inner.clients.get_mut(&key) {
-            if r.control_id == control_id {
-                r.online = false;
-                r.run_id.clear();
-                r.disconnected_at = unix_now();
-                inner.by_run_id.remove(run_id);
-            }
+        let Some(r) = inner.clients.get_mut(&key) else {
+            return;
+        };
+        if r.control_id != control_id {
+            return;
         }
+        if r.explicit_id {
+            r.online = false;
+            r.run_id.clear();
+            r.disconnected_at = unix_now();
+        } else {
+            inner.clients.remove(&key);
+        }
+        inner.by_run_id.remove(run_id);
     }
 
     /// All records, sorted by user, client id, key (as frp).
@@ -193,9 +201,12 @@ mod tests {
         b.online(login("", "", "r2", 5));
         b.offline("r2", 2);
         assert!(b.get("r2").unwrap().online);
+        // Without a client_id, the record goes with the client (frp keeps no history of it).
         b.offline("r3", 3);
-        assert_eq!(b.clear_offline(), (1, 3));
+        assert!(b.get("bob.r3").is_none());
+        b.offline("r9", 4);
+        assert_eq!(b.clear_offline(), (1, 2));
         let keys: Vec<String> = b.list().into_iter().map(|r| r.key).collect();
-        assert_eq!(keys, ["r2", "alice.laptop"]);
+        assert_eq!(keys, ["r2"]);
     }
 }

@@ -9,7 +9,7 @@
 //! day for 7 days.
 
 use crate::clients::ClientRecord;
-use crate::metrics::{short_time, today, ProxyRecord};
+use crate::metrics::{short_time, today, ProxyConf, ProxyRecord};
 use crate::service::Shared;
 use common::http::{self, reply, BasicAuth, Resp};
 use hyper::body::Incoming;
@@ -77,11 +77,79 @@ fn status(r: &ProxyRecord) -> &'static str {
     }
 }
 
+/// frp's v1 `conf` of a tcp or udp proxy (`model.TCPOutConf`/`UDPOutConf`: the
+/// `ProxyBaseConfig` frps built from NewProxy, plus `remotePort`), with Go's omitempty rules.
+/// `loadBalancer.groupKey` is left out on purpose: it is a secret.
+fn v1_conf(c: &ProxyConf) -> serde_json::Value {
+    let mut transport = serde_json::json!({
+        "bandwidthLimit": c.bandwidth_limit,
+        "bandwidthLimitMode": c.bandwidth_limit_mode,
+    });
+    if c.use_encryption {
+        transport["useEncryption"] = true.into();
+    }
+    if c.use_compression {
+        transport["useCompression"] = true.into();
+    }
+    let mut v = serde_json::json!({
+        "name": c.name,
+        "type": c.kind,
+        "transport": transport,
+        "loadBalancer": {"group": c.group},
+        // Not in NewProxy: frp shows its zero values (and Complete's localIP default).
+        "healthCheck": {"type": "", "intervalSeconds": 0},
+        "localIP": "127.0.0.1",
+        "plugin": null,
+    });
+    if !c.annotations.is_empty() {
+        v["annotations"] = serde_json::json!(c.annotations);
+    }
+    if !c.metadatas.is_empty() {
+        v["metadatas"] = serde_json::json!(c.metadatas);
+    }
+    if let Some(p) = c.remote_port {
+        v["remotePort"] = p.into();
+    }
+    v
+}
+
+/// frp's v2 `spec` (`model.V2ProxySpec`): the type, and a block under the type's name that is
+/// empty while the proxy is offline (`buildV2ProxySpec` with no configurer).
+fn v2_spec(kind: &str, conf: Option<&ProxyConf>) -> serde_json::Value {
+    let block = match conf {
+        None => serde_json::json!({}),
+        Some(c) => {
+            let mut b = serde_json::json!({
+                "transport": {
+                    "useEncryption": c.use_encryption,
+                    "useCompression": c.use_compression,
+                    "bandwidthLimit": c.bandwidth_limit,
+                    "bandwidthLimitMode": c.bandwidth_limit_mode,
+                },
+                "loadBalancer": {"group": c.group},
+            });
+            if !c.annotations.is_empty() {
+                b["annotations"] = serde_json::json!(c.annotations);
+            }
+            if !c.metadatas.is_empty() {
+                b["metadatas"] = serde_json::json!(c.metadatas);
+            }
+            if let Some(p) = c.remote_port {
+                b["remotePort"] = p.into();
+            }
+            b
+        }
+    };
+    let mut spec = serde_json::json!({ "type": kind });
+    spec[kind] = block;
+    spec
+}
+
 fn stats(name: &str, r: &ProxyRecord) -> ProxyStats {
     let (tin, tout) = r.daily(today());
     ProxyStats {
         name: name.to_owned(),
-        conf: r.online.then(|| r.conf.clone()),
+        conf: r.online.then(|| v1_conf(&r.conf)),
         user: r.user.clone(),
         client_id: r.client_id.clone(),
         today_traffic_in: tin[0],
@@ -97,13 +165,18 @@ fn stats(name: &str, r: &ProxyRecord) -> ProxyStats {
 #[derive(Serialize)]
 struct V2Proxy {
     name: String,
-    #[serde(rename = "type")]
-    kind: String,
     user: String,
     #[serde(rename = "clientID")]
     client_id: String,
-    spec: Option<serde_json::Value>,
+    spec: serde_json::Value,
     status: V2ProxyStatus,
+    /// The spec's type (for sorting).
+    #[serde(skip)]
+    kind: String,
+    /// What `q` searches besides the names (frp `matchV2ProxyQuery`: the remote port of tcp
+    /// and udp proxies).
+    #[serde(skip)]
+    words: Vec<String>,
 }
 
 #[derive(Serialize)]
@@ -121,12 +194,18 @@ struct V2ProxyStatus {
 
 fn v2_proxy(name: &str, r: &ProxyRecord) -> V2Proxy {
     let s = stats(name, r);
+    let conf = r.online.then_some(&r.conf);
     V2Proxy {
         name: name.to_owned(),
         kind: r.kind.clone(),
         user: r.user.clone(),
         client_id: r.client_id.clone(),
-        spec: s.conf,
+        spec: v2_spec(&r.kind, conf),
+        words: conf
+            .and_then(|c| c.remote_port)
+            .map(|p| p.to_string())
+            .into_iter()
+            .collect(),
         status: V2ProxyStatus {
             phase: s.status,
             today_traffic_in: s.today_traffic_in,
@@ -201,7 +280,7 @@ fn handle(shared: &Shared, req: Request<Incoming>) -> Resp {
                 tracing::warn!(%path, error = %msg, "dashboard api error");
                 http::json(
                     code,
-                    &serde_json::json!({"code": code.as_u16(), "msg": msg}),
+                    &serde_json::json!({"code": code.as_u16(), "msg": msg, "data": null}),
                 )
             }
             None => reply(StatusCode::NOT_FOUND, "404 page not found\n"),
@@ -227,10 +306,7 @@ fn handle(shared: &Shared, req: Request<Incoming>) -> Resp {
 fn server_info(shared: &Shared) -> (serde_json::Value, serde_json::Value) {
     let m = &shared.metrics;
     let (tin, tout, conns, clients) = m.totals();
-    let mut types = BTreeMap::new();
-    for (_, r) in m.proxies().iter().filter(|(_, r)| r.online) {
-        *types.entry(r.kind.clone()).or_insert(0i64) += 1;
-    }
+    let types = m.type_counts();
     let c = &shared.cfg;
     let config = serde_json::json!({
         "bindPort": c.bind_port,
@@ -275,8 +351,6 @@ fn v1(shared: &Shared, method: &Method, parts: &[&str], q: &Query) -> Option<Api
             if info.get("tlsForce").is_some_and(|v| v == false) {
                 info.remove("tlsForce");
             }
-            info.insert("transportProtocol".into(), "tcp".into());
-            info.insert("autoTransportEnabled".into(), false.into());
             Ok(info.into())
         }
         ["api", "proxy", kind] if get => {
@@ -338,6 +412,27 @@ fn client(shared: &Shared, key: &str) -> ApiResult {
     }
 }
 
+/// frp `V2ClientDetailResp`: the client plus its proxies' state (`buildV2ClientStatus`).
+fn v2_client(shared: &Shared, key: &str) -> ApiResult {
+    let Some(c) = shared.metrics.clients.get(key) else {
+        return Err(not_found(format!("client {key} not found")));
+    };
+    let (mut conns, mut count) = (0i64, 0usize);
+    for (_, r) in shared.metrics.proxies() {
+        if r.user == c.user
+            && r.client_id == c.client_id
+            && V2_PROXY_TYPES.contains(&r.kind.as_str())
+        {
+            conns += r.traffic.conns.load(Relaxed).max(0);
+            count += 1;
+        }
+    }
+    let phase = if c.online { "online" } else { "offline" };
+    let mut v = to_value(c)?;
+    v["status"] = serde_json::json!({"phase": phase, "curConns": conns, "proxyCount": count});
+    Ok(v)
+}
+
 fn match_status(online: bool, filter: &str) -> bool {
     match filter {
         "online" => online,
@@ -367,6 +462,10 @@ fn page<T: Serialize>(items: Vec<T>, q: &Query) -> ApiResult {
     let size = positive(q, "pageSize", 50)?;
     if size > 200 {
         return Err(bad("pageSize must be between 1 and 200"));
+    }
+    // Go's int is 64 bits: frp refuses a page whose offset would overflow it.
+    if page > i64::MAX as usize / size {
+        return Err(bad("page is too large"));
     }
     let total = items.len();
     let start = (page - 1).saturating_mul(size);
@@ -402,13 +501,18 @@ fn v2(shared: &Shared, method: &Method, parts: &[&str], q: &Query) -> Option<Api
             }))
         }
         ["system", "prune"] if method == Method::POST => {
-            let kind = q.str("type");
-            let (cleared, total) = match kind {
-                "" | "proxies" => m.clear_offline(),
-                "clients" => m.clients.clear_offline(),
-                _ => return Some(Err(bad("type must be one of proxies, clients"))),
+            let kind = q.str("type").to_ascii_lowercase();
+            let (cleared, total) = match kind.as_str() {
+                "" => return Some(Err(bad("type is required"))),
+                "offline_proxies" => m.clear_offline(),
+                // Ours: frp has no way to forget offline clients.
+                "offline_clients" => m.clients.clear_offline(),
+                _ => {
+                    return Some(Err(bad(
+                        "type must be one of offline_proxies, offline_clients",
+                    )))
+                }
             };
-            let kind = if kind.is_empty() { "proxies" } else { kind };
             to_value(serde_json::json!({"type": kind, "cleared": cleared, "total": total}))
         }
         ["users"] if get => {
@@ -460,7 +564,7 @@ fn v2(shared: &Shared, method: &Method, parts: &[&str], q: &Query) -> Option<Api
                 .collect();
             page(items, q)
         }
-        ["clients", key] if get => client(shared, key),
+        ["clients", key] if get => v2_client(shared, key),
         ["proxies"] if get => {
             let status = match v2_status(q) {
                 Ok(s) => s,
@@ -481,21 +585,9 @@ fn v2(shared: &Shared, method: &Method, parts: &[&str], q: &Query) -> Option<Api
                 })
                 .map(|(n, r)| v2_proxy(n, r))
                 .filter(|p| {
-                    let spec_words: Vec<String> = p
-                        .spec
-                        .as_ref()
-                        .map(|s| {
-                            let mut w =
-                                vec![s["remotePort"].to_string(), s["subdomain"].to_string()];
-                            if let Some(d) = s["customDomains"].as_array() {
-                                w.extend(d.iter().map(|d| d.as_str().unwrap_or("").to_owned()));
-                            }
-                            w
-                        })
-                        .unwrap_or_default();
                     let mut words: Vec<&str> =
                         vec![&p.name, &p.kind, &p.user, &p.client_id, p.status.phase];
-                    words.extend(spec_words.iter().map(String::as_str));
+                    words.extend(p.words.iter().map(String::as_str));
                     user.is_none_or(|u| p.user == u)
                         && (q.str("clientID").is_empty() || p.client_id == q.str("clientID"))
                         && match_status(p.status.phase == "online", &status)
@@ -512,7 +604,9 @@ fn v2(shared: &Shared, method: &Method, parts: &[&str], q: &Query) -> Option<Api
         ["proxies", name, "traffic"] if get => match m.proxy(name) {
             Some(r) => {
                 let (tin, tout) = r.daily(today());
+                // Oldest first, today last (frp `buildV2ProxyTrafficResp`).
                 let history: Vec<serde_json::Value> = (0..tin.len())
+                    .rev()
                     .map(|age| {
                         let (y, mo, d) = crate::metrics::civil(today() - age as i64);
                         serde_json::json!({

@@ -70,11 +70,52 @@ impl Drop for ConnGuard {
     }
 }
 
+/// A proxy's settings as frps knows them from its NewProxy (frp builds a `ProxyConfigurer` from
+/// the message, `pkg/config/v1/proxy.go` `UnmarshalFromMsg` + `Complete`); the dashboard
+/// renders it in frp's v1 `conf` and v2 `spec` shapes.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct ProxyConf {
+    pub(crate) name: String,
+    pub(crate) kind: String,
+    pub(crate) annotations: BTreeMap<String, String>,
+    pub(crate) metadatas: BTreeMap<String, String>,
+    pub(crate) use_encryption: bool,
+    pub(crate) use_compression: bool,
+    /// As sent (`1MB`), trimmed; "" for none.
+    pub(crate) bandwidth_limit: String,
+    /// `client` unless the message says otherwise (frp's `Complete`).
+    pub(crate) bandwidth_limit_mode: String,
+    pub(crate) group: String,
+    /// tcp and udp: the port listened on (the real one once bound).
+    pub(crate) remote_port: Option<i64>,
+}
+
+impl ProxyConf {
+    fn from_msg(np: &NewProxy) -> Self {
+        ProxyConf {
+            name: np.proxy_name.clone(),
+            kind: np.proxy_type.clone(),
+            annotations: np.annotations.clone(),
+            metadatas: np.metas.clone(),
+            use_encryption: np.use_encryption,
+            use_compression: np.use_compression,
+            bandwidth_limit: np.bandwidth_limit.trim().to_owned(),
+            bandwidth_limit_mode: if np.bandwidth_limit_mode.is_empty() {
+                "client".into()
+            } else {
+                np.bandwidth_limit_mode.clone()
+            },
+            group: np.group.clone(),
+            remote_port: matches!(np.proxy_type.as_str(), "tcp" | "udp").then_some(np.remote_port),
+        }
+    }
+}
+
 /// What the dashboard shows of a proxy, online or not.
 #[derive(Debug, Clone)]
 pub(crate) struct ProxyRecord {
     pub(crate) kind: String,
-    pub(crate) conf: serde_json::Value,
+    pub(crate) conf: ProxyConf,
     pub(crate) user: String,
     pub(crate) client_id: String,
     pub(crate) online: bool,
@@ -151,6 +192,10 @@ pub(crate) struct Metrics {
     /// frp_rs: refused logins, proxies and work connections, by reason.
     pub(crate) refusals: IntCounterVec,
     totals: Arc<Totals>,
+    /// Totals at the start of the current day: (day, in, out); frp reports today's traffic.
+    totals_day: Mutex<(i64, u64, u64)>,
+    /// Registered proxies by type; a type once seen stays, at 0 (frp's `ProxyTypeCounts`).
+    type_counts: Mutex<BTreeMap<String, i64>>,
     proxies: Mutex<BTreeMap<String, ProxyRecord>>,
     /// Client records for the dashboard.
     pub(crate) clients: crate::clients::ClientBook,
@@ -244,6 +289,8 @@ impl Metrics {
             spliced,
             refusals,
             totals: Arc::new(Totals::default()),
+            totals_day: Mutex::new((today(), 0, 0)),
+            type_counts: Mutex::new(BTreeMap::new()),
             proxies: Mutex::new(BTreeMap::new()),
             clients: Default::default(),
         })
@@ -268,6 +315,7 @@ impl Metrics {
     pub(crate) fn proxy_opened(&self, np: &NewProxy, owner: Owner<'_>) -> Arc<Traffic> {
         let (name, kind) = (np.proxy_name.as_str(), np.proxy_type.as_str());
         self.proxy_counts.with_label_values(&[kind]).inc();
+        *lock(&self.type_counts).entry(kind.to_owned()).or_default() += 1;
         self.proxy_counts_detailed
             .with_label_values(&[kind, name])
             .set(1);
@@ -293,7 +341,7 @@ impl Metrics {
             name.to_owned(),
             ProxyRecord {
                 kind: kind.to_owned(),
-                conf: conf_json(np),
+                conf: ProxyConf::from_msg(np),
                 user: owner.user.to_owned(),
                 client_id: owner.client_id.to_owned(),
                 online: true,
@@ -316,14 +364,17 @@ impl Metrics {
             .next()
             .and_then(|p| p.parse::<u16>().ok());
         if let (Some(r), Some(port)) = (lock(&self.proxies).get_mut(name), port) {
-            if r.conf.get("remotePort").is_some() {
-                r.conf["remotePort"] = serde_json::json!(port);
+            if r.conf.remote_port.is_some() {
+                r.conf.remote_port = Some(i64::from(port));
             }
         }
     }
 
     pub(crate) fn proxy_closed(&self, name: &str, kind: &str) {
         self.proxy_counts.with_label_values(&[kind]).dec();
+        if let Some(n) = lock(&self.type_counts).get_mut(kind) {
+            *n -= 1;
+        }
         let _ = self
             .proxy_counts_detailed
             .remove_label_values(&[kind, name]);
@@ -347,6 +398,16 @@ impl Metrics {
     /// Starts a new day's traffic figures when the date changed (called every minute).
     pub(crate) fn roll_days(&self) {
         let day = today();
+        {
+            let mut d = lock(&self.totals_day);
+            if d.0 < day {
+                *d = (
+                    day,
+                    self.totals.bytes_in.load(Relaxed),
+                    self.totals.bytes_out.load(Relaxed),
+                );
+            }
+        }
         for r in lock(&self.proxies).values_mut() {
             r.mark_day(day);
         }
@@ -360,14 +421,21 @@ impl Metrics {
         (total - p.len(), total)
     }
 
-    /// (traffic in, traffic out, current connections, clients).
+    /// (today's traffic in, today's traffic out, current connections, clients), as frp's
+    /// `GetServer`.
     pub(crate) fn totals(&self) -> (u64, u64, i64, i64) {
+        let (_, day_in, day_out) = *lock(&self.totals_day);
         (
-            self.totals.bytes_in.load(Relaxed),
-            self.totals.bytes_out.load(Relaxed),
+            self.totals.bytes_in.load(Relaxed).saturating_sub(day_in),
+            self.totals.bytes_out.load(Relaxed).saturating_sub(day_out),
             self.totals.conns.load(Relaxed),
             self.client_counts.get(),
         )
+    }
+
+    /// Registered proxies per type, with 0 for types seen before.
+    pub(crate) fn type_counts(&self) -> BTreeMap<String, i64> {
+        lock(&self.type_counts).clone()
     }
 
     /// Prometheus text format.
@@ -392,27 +460,6 @@ pub(crate) fn short_time(secs: i64) -> String {
         rem % 3600 / 60,
         rem % 60
     )
-}
-
-/// The proxy's config as the dashboard shows it (frp v1 key names).
-fn conf_json(np: &NewProxy) -> serde_json::Value {
-    let mut c = serde_json::json!({
-        "name": np.proxy_name,
-        "type": np.proxy_type,
-        "transport": {
-            "useEncryption": np.use_encryption,
-            "useCompression": np.use_compression,
-            "bandwidthLimit": np.bandwidth_limit,
-            "bandwidthLimitMode": if np.bandwidth_limit_mode.is_empty() { "client" } else { np.bandwidth_limit_mode.as_str() },
-        },
-        "loadBalancer": { "group": np.group },
-        "metadatas": np.metas,
-        "annotations": np.annotations,
-    });
-    if matches!(np.proxy_type.as_str(), "tcp" | "udp") {
-        c["remotePort"] = serde_json::json!(np.remote_port);
-    }
-    c
 }
 
 #[cfg(test)]

@@ -270,7 +270,7 @@ async fn prometheus_series_move_with_traffic_and_dashboard_answers() {
     assert_eq!(code, StatusCode::BAD_REQUEST);
     assert_eq!(
         json(&body),
-        serde_json::json!({"code": 400, "msg": "pageSize must be between 1 and 200"})
+        serde_json::json!({"code": 400, "msg": "pageSize must be between 1 and 200", "data": null})
     );
     let (_, body) = get(dash, "/api/v2/proxies?type=tcp&q=we").await;
     let v = json(&body);
@@ -280,10 +280,10 @@ async fn prometheus_series_move_with_traffic_and_dashboard_answers() {
         (&"web".into(), &"online".into())
     );
     assert_eq!(p["status"]["todayTrafficIn"], 1000);
-    assert_eq!(p["spec"]["remotePort"], i64::from(port));
+    assert_eq!(p["spec"]["tcp"]["remotePort"], i64::from(port));
     let (_, body) = get(dash, "/api/v2/proxies/web/traffic").await;
     let v = json(&body);
-    assert_eq!(v["data"]["history"][0]["trafficOut"], 1000);
+    assert_eq!(v["data"]["history"][6]["trafficOut"], 1000, "today is last");
     assert_eq!(v["data"]["history"].as_array().unwrap().len(), 7);
     let (_, body) = get(dash, "/api/v2/system/info").await;
     let v = json(&body);
@@ -324,17 +324,7 @@ async fn prometheus_series_move_with_traffic_and_dashboard_answers() {
         get(dash, "/api/proxy/tcp/web").await.0,
         StatusCode::NOT_FOUND
     );
-    let (_, body) = get(dash, &format!("/api/clients/{key}")).await;
-    let c = json(&body);
-    assert_eq!(c["online"], false, "{c}");
-    assert!(c["disconnectedAt"].as_i64().unwrap() > 0);
-    let (code, body) = call(dash, Method::POST, "/api/v2/system/prune?type=clients").await;
-    assert_eq!(code, StatusCode::OK);
-    let v = json(&body);
-    assert_eq!(
-        v["data"],
-        serde_json::json!({"type": "clients", "cleared": 1, "total": 1})
-    );
+    // Keyed by its run id (no clientID): the record goes with the client, as in frp.
     assert_eq!(
         get(dash, &format!("/api/clients/{key}")).await.0,
         StatusCode::NOT_FOUND
@@ -428,4 +418,294 @@ async fn dashboard_over_https_with_webserver_tls() {
     assert!(resp.contains("\"bindPort\""), "{resp}");
     frps.stop().await;
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Replaces what changes from run to run (times, run ids, host names, dates) with markers.
+fn normalize(v: &mut serde_json::Value) {
+    use serde_json::Value;
+    match v {
+        Value::Object(m) => {
+            for (k, x) in m.iter_mut() {
+                let marker = match k.as_str() {
+                    "firstConnectedAt" | "lastConnectedAt" | "disconnectedAt" | "lastStartAt"
+                    | "lastCloseAt" => x.as_i64().filter(|t| *t > 0).map(|_| "<time>"),
+                    "lastStartTime" | "lastCloseTime" => {
+                        x.as_str().filter(|s| !s.is_empty()).map(|_| "<time>")
+                    }
+                    "runID" => x.as_str().filter(|s| !s.is_empty()).map(|_| "<run>"),
+                    "hostname" => Some("<host>"),
+                    "date" => Some("<date>"),
+                    _ => None,
+                };
+                match marker {
+                    Some(s) => *x = Value::from(s),
+                    None => normalize(x),
+                }
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(normalize),
+        _ => {}
+    }
+}
+
+/// Checks each endpoint's status and whole JSON body against the expected one.
+async fn check_table(dash: SocketAddr, table: &[(Method, &str, StatusCode, serde_json::Value)]) {
+    for (method, path, code, want) in table {
+        let (got_code, body) = call(dash, method.clone(), path).await;
+        let mut got = json(&body);
+        normalize(&mut got);
+        assert_eq!(
+            (got_code, &got),
+            (*code, want),
+            "{method} {path}:\n got  {got}\n want {want}"
+        );
+    }
+}
+
+/// Every dashboard endpoint answers with frp 0.70's shapes (`server/http/model`, the
+/// controllers in `server/http/*.go`), field by field, online and offline.
+#[tokio::test]
+async fn dashboard_answers_match_frps_models_field_by_field() {
+    use serde_json::json;
+    init_log();
+    let dash_port = free_port().await;
+    let frps = Frps::start(|c| {
+        c.web_server.addr = "127.0.0.1".into();
+        c.web_server.port = dash_port;
+        c.web_server.user = "admin".into();
+        c.web_server.password = "s3cret".into();
+    })
+    .await;
+    let dash = frps.dashboard.unwrap();
+    let (tcp_port, udp_port) = (free_port().await, free_port().await);
+    let (tcp_echo, udp_echo) = (echo_tcp().await, echo_udp().await);
+    let frpc = Frpc::start(frps.addr, |c| {
+        c.user = "alice".into();
+        c.client_id = "laptop".into();
+        let mut web = proxy("web", "tcp", tcp_echo, tcp_port);
+        web.transport.use_encryption = true;
+        web.annotations.insert("a".into(), "1".into());
+        web.metadatas.insert("m".into(), "2".into());
+        c.proxies.push(web);
+        c.proxies.push(proxy("dns", "udp", udp_echo, udp_port));
+    });
+    frpc.wait_running("web").await;
+    frpc.wait_running("dns").await;
+
+    let client = json!({
+        "key": "alice.laptop", "user": "alice", "clientID": "laptop", "runID": "<run>",
+        "version": "0.70.1", "wireProtocol": "v1", "hostname": "<host>",
+        "clientIP": "127.0.0.1", "firstConnectedAt": "<time>", "lastConnectedAt": "<time>",
+        "online": true,
+    });
+    let web_conf = json!({
+        "name": "alice.web", "type": "tcp", "annotations": {"a": "1"},
+        "transport": {"useEncryption": true, "bandwidthLimit": "", "bandwidthLimitMode": "client"},
+        "metadatas": {"m": "2"}, "loadBalancer": {"group": ""},
+        "healthCheck": {"type": "", "intervalSeconds": 0}, "localIP": "127.0.0.1",
+        "plugin": null, "remotePort": tcp_port,
+    });
+    let stats = |name: &str, conf: serde_json::Value| {
+        json!({
+            "name": name, "conf": conf, "user": "alice", "clientID": "laptop",
+            "todayTrafficIn": 0, "todayTrafficOut": 0, "curConns": 0,
+            "lastStartTime": "<time>", "lastCloseTime": "", "status": "online",
+        })
+    };
+    let web_stats = stats("alice.web", web_conf);
+    let v2_transport = |enc: bool| json!({"useEncryption": enc, "useCompression": false, "bandwidthLimit": "", "bandwidthLimitMode": "client"});
+    let v2_web = json!({
+        "name": "alice.web", "user": "alice", "clientID": "laptop",
+        "spec": {"type": "tcp", "tcp": {
+            "annotations": {"a": "1"}, "metadatas": {"m": "2"}, "transport": v2_transport(true),
+            "loadBalancer": {"group": ""}, "remotePort": tcp_port,
+        }},
+        "status": {"phase": "online", "todayTrafficIn": 0, "todayTrafficOut": 0, "curConns": 0, "lastStartAt": "<time>"},
+    });
+    let v2_dns = json!({
+        "name": "alice.dns", "user": "alice", "clientID": "laptop",
+        "spec": {"type": "udp", "udp": {
+            "transport": v2_transport(false), "loadBalancer": {"group": ""}, "remotePort": udp_port,
+        }},
+        "status": {"phase": "online", "todayTrafficIn": 0, "todayTrafficOut": 0, "curConns": 0, "lastStartAt": "<time>"},
+    });
+    let ok = |data: serde_json::Value| json!({"code": 200, "msg": "success", "data": data});
+    let v2_err = |code: u16, msg: &str| json!({"code": code, "msg": msg, "data": null});
+    let page = |items: serde_json::Value, total: usize| json!({"total": total, "page": 1, "pageSize": 50, "items": items});
+    let zeros = json!([0, 0, 0, 0, 0, 0, 0]);
+    let history: Vec<serde_json::Value> = (0..7)
+        .map(|_| json!({"date": "<date>", "trafficIn": 0, "trafficOut": 0}))
+        .collect();
+    let server_config = json!({
+        "bindPort": 0, "vhostHTTPPort": 0, "vhostHTTPSPort": 0, "tcpmuxHTTPConnectPort": 0,
+        "kcpBindPort": 0, "quicBindPort": 0, "subdomainHost": "", "maxPoolCount": 5,
+        "maxPortsPerClient": 0, "heartbeatTimeout": -1, "allowPortsStr": "", "tlsForce": false,
+    });
+    let server_status = json!({
+        "totalTrafficIn": 0, "totalTrafficOut": 0, "curConns": 0, "clientCounts": 1,
+        "proxyTypeCount": {"tcp": 1, "udp": 1},
+    });
+    let mut server_info = json!({"version": "0.70.1"});
+    for (k, v) in server_config
+        .as_object()
+        .unwrap()
+        .iter()
+        .chain(server_status.as_object().unwrap())
+    {
+        // omitempty in frp's ServerInfoResp
+        if !(k == "allowPortsStr" || k == "tlsForce") {
+            server_info[k] = v.clone();
+        }
+    }
+    let (g, d, p) = (Method::GET, Method::DELETE, Method::POST);
+    let c200 = StatusCode::OK;
+    check_table(
+        dash,
+        &[
+            (g.clone(), "/api/serverinfo", c200, server_info),
+            (g.clone(), "/api/proxy/tcp", c200, json!({"proxies": [web_stats.clone()]})),
+            (g.clone(), "/api/proxy/tcp/alice.web", c200, web_stats.clone()),
+            (g.clone(), "/api/proxies/alice.web", c200, web_stats.clone()),
+            (g.clone(), "/api/proxy/tcp/alice.dns", StatusCode::NOT_FOUND, json!({"Code": 404, "Msg": "no proxy info found"})),
+            (g.clone(), "/api/traffic/alice.web", c200, json!({"name": "alice.web", "trafficIn": zeros, "trafficOut": zeros})),
+            (g.clone(), "/api/clients", c200, json!([client.clone()])),
+            (g.clone(), "/api/clients/alice.laptop", c200, client.clone()),
+            (g.clone(), "/api/clients/nobody", StatusCode::NOT_FOUND, json!({"Code": 404, "Msg": "client nobody not found"})),
+            (d.clone(), "/api/proxies", StatusCode::BAD_REQUEST, json!({"Code": 400, "Msg": "status only support offline"})),
+            (g.clone(), "/api/v2/system/info", c200, ok(json!({"version": "0.70.1", "config": server_config, "status": server_status}))),
+            (g.clone(), "/api/v2/users", c200, ok(page(json!([{"user": "alice", "clientCount": 1, "proxyCount": 2}]), 1))),
+            (g.clone(), "/api/v2/clients", c200, ok(page(json!([client.clone()]), 1))),
+            (g.clone(), "/api/v2/clients/alice.laptop", c200, ok({
+                let mut c = client.clone();
+                c["status"] = json!({"phase": "online", "curConns": 0, "proxyCount": 2});
+                c
+            })),
+            (g.clone(), "/api/v2/clients?pageSize=500", StatusCode::BAD_REQUEST, v2_err(400, "pageSize must be between 1 and 200")),
+            (g.clone(), "/api/v2/proxies", c200, ok(page(json!([v2_web.clone(), v2_dns.clone()]), 2))),
+            (g.clone(), "/api/v2/proxies?q=53", c200, ok(page(json!([]), 0))),
+            (g.clone(), &format!("/api/v2/proxies?q={udp_port}"), c200, ok(page(json!([v2_dns.clone()]), 1))),
+            (g.clone(), "/api/v2/proxies/alice.web", c200, ok(v2_web.clone())),
+            (g.clone(), "/api/v2/proxies/nope", StatusCode::NOT_FOUND, v2_err(404, "no proxy info found")),
+            (g.clone(), "/api/v2/proxies/alice.web/traffic", c200, ok(json!({"name": "alice.web", "unit": "bytes", "granularity": "day", "history": history}))),
+            (p.clone(), "/api/v2/system/prune", StatusCode::BAD_REQUEST, v2_err(400, "type is required")),
+            (p.clone(), "/api/v2/system/prune?type=offline_proxies", c200, ok(json!({"type": "offline_proxies", "cleared": 0, "total": 2}))),
+        ],
+    )
+    .await;
+
+    // Offline: the proxies keep their statistics with an empty spec, the client (explicit
+    // clientID) stays as history.
+    frpc.stop().await;
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while json(&get(dash, "/api/clients/alice.laptop").await.1)["online"] != false {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "client never went offline"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let mut offline = client.clone();
+    offline["online"] = false.into();
+    offline["runID"] = "".into();
+    offline["disconnectedAt"] = "<time>".into();
+    let mut web_offline = web_stats.clone();
+    web_offline["conf"] = serde_json::Value::Null;
+    web_offline["status"] = "offline".into();
+    web_offline["lastCloseTime"] = "<time>".into();
+    let v2_web_offline = json!({
+        "name": "alice.web", "user": "alice", "clientID": "laptop",
+        "spec": {"type": "tcp", "tcp": {}},
+        "status": {"phase": "offline", "todayTrafficIn": 0, "todayTrafficOut": 0, "curConns": 0, "lastStartAt": "<time>", "lastCloseAt": "<time>"},
+    });
+    check_table(
+        dash,
+        &[
+            (
+                g.clone(),
+                "/api/clients/alice.laptop",
+                c200,
+                offline.clone(),
+            ),
+            (
+                g.clone(),
+                "/api/v2/clients/alice.laptop",
+                c200,
+                ok({
+                    let mut c = offline.clone();
+                    c["status"] = json!({"phase": "offline", "curConns": 0, "proxyCount": 2});
+                    c
+                }),
+            ),
+            (g.clone(), "/api/proxy/tcp/alice.web", c200, web_offline),
+            (
+                g.clone(),
+                "/api/v2/proxies/alice.web",
+                c200,
+                ok(v2_web_offline),
+            ),
+            (g.clone(), "/api/serverinfo", c200, {
+                let (_, body) = get(dash, "/api/serverinfo").await;
+                let mut v = json(&body);
+                assert_eq!(
+                    v["proxyTypeCount"],
+                    json!({"tcp": 0, "udp": 0}),
+                    "frp keeps types seen, at 0"
+                );
+                normalize(&mut v);
+                v
+            }),
+            (
+                d.clone(),
+                "/api/proxies?status=offline",
+                c200,
+                json!({"Code": 200, "Msg": "success"}),
+            ),
+            (g.clone(), "/api/v2/proxies", c200, ok(page(json!([]), 0))),
+            // Ours: frp has no way to forget offline clients.
+            (
+                p.clone(),
+                "/api/v2/system/prune?type=offline_clients",
+                c200,
+                ok(json!({"type": "offline_clients", "cleared": 1, "total": 1})),
+            ),
+            (
+                g.clone(),
+                "/api/clients/alice.laptop",
+                StatusCode::NOT_FOUND,
+                json!({"Code": 404, "Msg": "client alice.laptop not found"}),
+            ),
+            (
+                p.clone(),
+                "/api/v2/system/prune?type=clients",
+                StatusCode::BAD_REQUEST,
+                v2_err(400, "type must be one of offline_proxies, offline_clients"),
+            ),
+        ],
+    )
+    .await;
+
+    // A client without clientID is keyed by its run id, and forgotten when it leaves.
+    let anon = Frpc::start(frps.addr, |_| {});
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    let key = loop {
+        let list = json(&get(dash, "/api/clients?status=online").await.1);
+        if let Some(k) = list[0]["key"].as_str() {
+            break k.to_owned();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "anonymous client never listed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    anon.stop().await;
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while get(dash, &format!("/api/clients/{key}")).await.0 != StatusCode::NOT_FOUND {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "run-id client record kept offline"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    frps.stop().await;
 }
