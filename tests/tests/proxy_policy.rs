@@ -173,9 +173,10 @@ async fn tcp_and_udp_proxies_share_a_remote_port() {
         c.proxies.push(proxy("u2", "udp", udp_echo, port));
         c.proxies.push(proxy("t2", "tcp", tcp_echo, port));
     });
+    // frp's udp proxy wraps the port error (`server/proxy/udp.go`); tcp's does not.
     assert_eq!(
         other.wait_phase("u2", Phase::StartError).await.error,
-        "port already used"
+        format!("acquire port {port} error: port already used")
     );
     assert_eq!(
         other.wait_phase("t2", Phase::StartError).await.error,

@@ -28,6 +28,9 @@ pub(crate) enum ProxyError {
     ExceedMaxPorts,
     #[error(transparent)]
     Port(#[from] PortError),
+    /// A udp proxy's port error, worded as frp's (`server/proxy/udp.go`).
+    #[error("acquire port {0} error: {1}")]
+    UdpPort(u16, PortError),
     #[error("proxy type [{0}] is not supported by this frps yet")]
     UnsupportedType(String),
     #[error("{0}")]
@@ -42,7 +45,7 @@ impl ProxyError {
         match self {
             ProxyError::AlreadyExists(_) => "name_in_use",
             ProxyError::ExceedMaxPorts => "max_ports",
-            ProxyError::Port(_) => "port",
+            ProxyError::Port(_) | ProxyError::UdpPort(..) => "port",
             ProxyError::UnsupportedType(_) => "unsupported_type",
             ProxyError::BadBandwidth(_) => "bad_bandwidth",
             ProxyError::Group(_) => "group",

@@ -24,8 +24,9 @@ pub(super) async fn start(
     traffic: Arc<Traffic>,
 ) -> Result<(JoinHandle<()>, String), ProxyError> {
     let port = u16::try_from(np.remote_port).map_err(|_| PortError::NotAllowed)?;
-    let (socket, guard) =
-        ports::bind::<UdpSocket>(&ctx.shared.cfg, &ctx.shared.registry, port).await?;
+    let (socket, guard) = ports::bind::<UdpSocket>(&ctx.shared.cfg, &ctx.shared.registry, port)
+        .await
+        .map_err(|e| ProxyError::UdpPort(port, e))?;
     let remote_addr = format!(":{}", guard.port);
     let span = tracing::info_span!("proxy", name = %ctx.name, kind = "udp");
     let tracker = ctx.shared.tracker.clone();
