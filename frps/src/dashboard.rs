@@ -101,6 +101,13 @@ fn v1_conf(c: &ProxyConf) -> serde_json::Value {
         "localIP": "127.0.0.1",
         "plugin": null,
     });
+    put_maps_and_port(&mut v, c);
+    v
+}
+
+/// The keys v1 `conf` and the v2 spec block share: `annotations` and `metadatas` (omitted when
+/// empty) and `remotePort`.
+fn put_maps_and_port(v: &mut serde_json::Value, c: &ProxyConf) {
     if !c.annotations.is_empty() {
         v["annotations"] = serde_json::json!(c.annotations);
     }
@@ -110,7 +117,6 @@ fn v1_conf(c: &ProxyConf) -> serde_json::Value {
     if let Some(p) = c.remote_port {
         v["remotePort"] = p.into();
     }
-    v
 }
 
 /// frp's v2 `spec` (`model.V2ProxySpec`): the type, and a block under the type's name that is
@@ -128,15 +134,7 @@ fn v2_spec(kind: &str, conf: Option<&ProxyConf>) -> serde_json::Value {
                 },
                 "loadBalancer": {"group": c.group},
             });
-            if !c.annotations.is_empty() {
-                b["annotations"] = serde_json::json!(c.annotations);
-            }
-            if !c.metadatas.is_empty() {
-                b["metadatas"] = serde_json::json!(c.metadatas);
-            }
-            if let Some(p) = c.remote_port {
-                b["remotePort"] = p.into();
-            }
+            put_maps_and_port(&mut b, c);
             b
         }
     };

@@ -73,18 +73,23 @@ fn value(samples: &[Sample], metric: &str, labels: &[(&str, &str)]) -> Option<f6
         .map(|(_, _, v)| *v)
 }
 
-#[tokio::test]
-async fn prometheus_series_move_with_traffic_and_dashboard_answers() {
-    init_log();
+/// frps with its dashboard on 127.0.0.1 behind [`auth`].
+async fn frps_with_dashboard(prometheus: bool) -> Frps {
     let dash_port = free_port().await;
-    let frps = Frps::start(|c| {
+    Frps::start(|c| {
         c.web_server.addr = "127.0.0.1".into();
         c.web_server.port = dash_port;
         c.web_server.user = "admin".into();
         c.web_server.password = "s3cret".into();
-        c.enable_prometheus = true;
+        c.enable_prometheus = prometheus;
     })
-    .await;
+    .await
+}
+
+#[tokio::test]
+async fn prometheus_series_move_with_traffic_and_dashboard_answers() {
+    init_log();
+    let frps = frps_with_dashboard(true).await;
     let dash = frps.dashboard.unwrap();
     let echo = echo_tcp().await;
     let frpc = Frpc::start(frps.addr, |c| c.proxies.push(proxy("web", "tcp", echo, 0)));
@@ -468,14 +473,7 @@ async fn check_table(dash: SocketAddr, table: &[(Method, &str, StatusCode, serde
 async fn dashboard_answers_match_frps_models_field_by_field() {
     use serde_json::json;
     init_log();
-    let dash_port = free_port().await;
-    let frps = Frps::start(|c| {
-        c.web_server.addr = "127.0.0.1".into();
-        c.web_server.port = dash_port;
-        c.web_server.user = "admin".into();
-        c.web_server.password = "s3cret".into();
-    })
-    .await;
+    let frps = frps_with_dashboard(false).await;
     let dash = frps.dashboard.unwrap();
     let (tcp_port, udp_port) = (free_port().await, free_port().await);
     let (tcp_echo, udp_echo) = (echo_tcp().await, echo_udp().await);

@@ -39,6 +39,21 @@ async fn raw_frame(s: &mut TcpStream) -> (u8, String) {
     (ty, String::from_utf8(body).unwrap())
 }
 
+/// Accepts frpc's control connection, answers its Login (run id `r`) and reads its first
+/// NewProxy; returns the encrypted control stream.
+async fn logged_in(l: &TcpListener) -> CryptStream<TcpStream> {
+    let mut ctl = accept(l).await;
+    let _ = next(&mut ctl).await;
+    let resp = LoginResp {
+        run_id: "r".into(),
+        ..Default::default()
+    };
+    write_msg(&mut ctl, &resp.into()).await.unwrap();
+    let mut ctl = CryptStream::new(ctl, derive_key(TOKEN.as_bytes()));
+    let _ = next(&mut ctl).await;
+    ctl
+}
+
 fn frpc_to(l: &TcpListener, f: impl FnOnce(&mut common::config::ClientConfig)) -> Frpc {
     let addr = l.local_addr().unwrap();
     Frpc::start(addr, |c| {
@@ -156,20 +171,7 @@ async fn start_error_on_refused_proxy_and_refused_work_conn() {
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let echo = echo_tcp().await;
     let frpc = frpc_to(&l, |c| c.proxies.push(proxy("p", "tcp", echo, 1)));
-    let mut ctl = accept(&l).await;
-    let _ = next(&mut ctl).await;
-    write_msg(
-        &mut ctl,
-        &LoginResp {
-            run_id: "r".into(),
-            ..Default::default()
-        }
-        .into(),
-    )
-    .await
-    .unwrap();
-    let mut ctl = CryptStream::new(ctl, derive_key(TOKEN.as_bytes()));
-    let _ = next(&mut ctl).await;
+    let mut ctl = logged_in(&l).await;
     write_msg(
         &mut ctl,
         &NewProxyResp {
@@ -314,20 +316,7 @@ async fn oversized_udp_packet_from_frps_is_skipped_alone() {
         c.udp_packet_size = 10240;
         c.proxies.push(proxy("dns", "udp", echo, 6000));
     });
-    let mut ctl = accept(&l).await;
-    let _ = next(&mut ctl).await;
-    write_msg(
-        &mut ctl,
-        &LoginResp {
-            run_id: "r".into(),
-            ..Default::default()
-        }
-        .into(),
-    )
-    .await
-    .unwrap();
-    let mut ctl = CryptStream::new(ctl, derive_key(TOKEN.as_bytes()));
-    let _ = next(&mut ctl).await;
+    let mut ctl = logged_in(&l).await;
     write_msg(
         &mut ctl,
         &NewProxyResp {
