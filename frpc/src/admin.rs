@@ -207,6 +207,7 @@ fn reload(a: &Admin, strict: bool) -> Result<(), String> {
         .as_ref()
         .ok_or("frpc was started without a config file")?
         .reload(&a.reloader, strict)
+        .map(drop)
 }
 
 /// One row of `/api/status` (frp `ProxyStatusResp`).

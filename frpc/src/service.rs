@@ -382,7 +382,7 @@ impl Layers {
 }
 
 impl Reloader {
-    fn new(file: ClientConfig) -> Self {
+    pub(crate) fn new(file: ClientConfig) -> Self {
         let store = if file.store.path.is_empty() {
             Err("the store is not enabled (set store.path)".to_owned())
         } else {
@@ -401,6 +401,11 @@ impl Reloader {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Layers> {
         self.layers.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether `cfg` is the config file now in force (before the store is laid over it).
+    pub fn file_is(&self, cfg: &ClientConfig) -> bool {
+        self.lock().file == *cfg
     }
 
     /// Applies a newly loaded config file.

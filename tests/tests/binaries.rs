@@ -386,3 +386,76 @@ async fn frpc_watch_reloads_on_edit_and_ignores_a_broken_one() {
     let _ = frpc.kill().await;
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// Waits until the text of `file` satisfies `done`; returns that text.
+async fn wait_file(file: &Path, what: &str, done: impl Fn(&str) -> bool) -> String {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let text = std::fs::read_to_string(file).unwrap_or_default();
+        if done(&text) {
+            return text;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: not in {} within {PATIENCE:?}:\n{text}",
+            file.display()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// `frpc --watch` with `log.to` in the config's own directory: its log writes, and files that
+/// are neither the config nor matched by its includes, never trigger a reload. A proxy whose
+/// health check keeps failing writes a log line every second, a steady stream of writes in the
+/// watched directory; after the one real edit, several of them pass with no reload.
+#[tokio::test]
+async fn frpc_watch_ignores_its_own_log_and_unrelated_files() {
+    let dir = tempdir("watchlog");
+    let echo = echo_tcp().await;
+    let (ra, rb) = (free_port().await, free_port().await);
+    let closed = free_port().await;
+    let (_frps, bind) = start_frps(&dir, "").await;
+    let log = dir.join("frpc.log");
+    let proxy = |name: &str, port: u16, remote: u16| {
+        format!("[[proxies]]\nname = \"{name}\"\ntype = \"tcp\"\nlocalPort = {port}\nremotePort = {remote}\n")
+    };
+    let sick = format!(
+        "{}healthCheck.type = \"tcp\"\nhealthCheck.intervalSeconds = 1\n",
+        proxy("sick", closed, 0)
+    );
+    let main = |extra: &str| {
+        format!(
+            "serverAddr = \"127.0.0.1\"\nserverPort = {bind}\nlog.to = \"{}\"\n{sick}{}{extra}",
+            log.display(),
+            proxy("a", echo.port(), ra)
+        )
+    };
+    let frpc_cfg = write(&dir, "frpc.toml", &main(""));
+    let mut frpc = spawn("frpc", &["-c", &frpc_cfg, "--watch"]);
+    let at = |port: u16| std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    wait_file(&log, "watch started", |t| t.contains("watching config")).await;
+    wait_tunnel(at(ra)).await;
+
+    // Neither an unrelated file nor the log is a reason to reload; the real edit is.
+    write(&dir, "notes.txt", "not a config\n");
+    write(&dir, "frpc.toml", &main(&proxy("b", echo.port(), rb)));
+    wait_tunnel(at(rb)).await;
+    let reloads = |t: &str| t.lines().filter(|l| l.contains("reloading config")).count();
+    let failed_after_reload = |t: &str| {
+        t.lines()
+            .skip_while(|l| !l.contains("reloading config"))
+            .filter(|l| l.contains("health check failed"))
+            .count()
+    };
+    let text = wait_file(&log, "3 health-check lines after the reload", |t| {
+        failed_after_reload(t) >= 3
+    })
+    .await;
+    assert_eq!(
+        reloads(&text),
+        1,
+        "exactly one reload, for the edit:\n{text}"
+    );
+    let _ = frpc.kill().await;
+    let _ = std::fs::remove_dir_all(dir);
+}
