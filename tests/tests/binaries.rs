@@ -3,59 +3,8 @@
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 use std::path::Path;
-use std::process::Stdio;
+use tests::procs::*;
 use tests::*;
-use tokio::process::{Child, Command};
-
-fn spawn(name: &str, args: &[&str]) -> Child {
-    Command::new(bin(name))
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn")
-}
-
-async fn run(name: &str, args: &[&str]) -> std::process::Output {
-    let out = Command::new(bin(name))
-        .args(args)
-        .kill_on_drop(true)
-        .output();
-    tokio::time::timeout(PATIENCE, out)
-        .await
-        .expect("exits in time")
-        .expect("run")
-}
-
-fn write(dir: &Path, name: &str, text: &str) -> String {
-    let p = dir.join(name);
-    std::fs::write(&p, text).unwrap();
-    p.display().to_string()
-}
-
-fn tempdir(tag: &str) -> std::path::PathBuf {
-    let d = std::env::temp_dir().join(format!(
-        "frp-rs-{tag}-{}-{}",
-        std::process::id(),
-        rand::random::<u32>()
-    ));
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-/// Starts the real frps on a free port with `extra` config lines; returns it and its port.
-async fn start_frps(dir: &Path, extra: &str) -> (Child, u16) {
-    let bind = free_port().await;
-    let cfg = write(
-        dir,
-        "frps.toml",
-        &format!("bindAddr = \"127.0.0.1\"\nbindPort = {bind}\n{extra}"),
-    );
-    let frps = spawn("frps", &["-c", &cfg]);
-    wait_listening(([127, 0, 0, 1], bind).into()).await;
-    (frps, bind)
-}
 
 #[tokio::test]
 async fn tunnel_through_real_binaries() {
@@ -385,23 +334,6 @@ async fn frpc_watch_reloads_on_edit_and_ignores_a_broken_one() {
     wait_tunnel(at(rc)).await;
     let _ = frpc.kill().await;
     let _ = std::fs::remove_dir_all(dir);
-}
-
-/// Waits until the text of `file` satisfies `done`; returns that text.
-async fn wait_file(file: &Path, what: &str, done: impl Fn(&str) -> bool) -> String {
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    loop {
-        let text = std::fs::read_to_string(file).unwrap_or_default();
-        if done(&text) {
-            return text;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{what}: not in {} within {PATIENCE:?}:\n{text}",
-            file.display()
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
 }
 
 /// `frpc --watch` with `log.to` in the config's own directory: its log writes, and files that
