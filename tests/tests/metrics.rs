@@ -429,3 +429,45 @@ async fn dashboard_over_https_with_webserver_tls() {
     frps.stop().await;
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// A proxy frps refused never started: the v2 list shows no `lastStartAt` for it.
+#[tokio::test]
+async fn refused_proxy_has_no_start_time_in_the_v2_list() {
+    init_log();
+    let dash_port = free_port().await;
+    let allowed = free_port().await;
+    let frps = Frps::start(|c| {
+        c.web_server.addr = "127.0.0.1".into();
+        c.web_server.port = dash_port;
+        c.web_server.user = "admin".into();
+        c.web_server.password = "s3cret".into();
+        c.allow_ports = vec![common::config::PortsRange {
+            single: allowed,
+            ..Default::default()
+        }];
+    })
+    .await;
+    let dash = frps.dashboard.unwrap();
+    let echo = echo_tcp().await;
+    let refused_port = free_port().await;
+    let frpc = Frpc::start(frps.addr, |c| {
+        c.proxies.push(proxy("ok", "tcp", echo, allowed));
+        c.proxies.push(proxy("refused", "tcp", echo, refused_port));
+    });
+    frpc.wait_running("ok").await;
+    frpc.wait_phase("refused", frpc::status::Phase::StartError)
+        .await;
+    let (_, body) = get(dash, "/api/v2/proxies").await;
+    let v = json(&body);
+    let items = v["data"]["items"].as_array().unwrap();
+    let find = |name: &str| items.iter().find(|p| p["name"] == name);
+    assert!(
+        find("ok").unwrap()["status"]["lastStartAt"].as_i64() > Some(0),
+        "{body}"
+    );
+    if let Some(p) = find("refused") {
+        assert!(p["status"].get("lastStartAt").is_none(), "{body}");
+    }
+    frpc.stop().await;
+    frps.stop().await;
+}
