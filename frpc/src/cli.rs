@@ -257,6 +257,7 @@ fn serve(
             }
             let mut client = crate::Client::new(loaded.config);
             if let Some(p) = path {
+                tracing::info!("start frpc service for config file [{}]", p.display());
                 client = client.with_config_path(p, load_opts.clone());
                 if watch {
                     client.watch_config(&token)?;
@@ -302,11 +303,12 @@ fn admin_command(
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
+    let addr = crate::admin::api_addr(web);
     let (code, body) = rt.block_on(async {
         tokio::time::timeout(timeout, crate::admin::request(web, method, path))
             .await
-            .map_err(|_| anyhow::anyhow!("admin API did not answer within {timeout:?}"))?
-            .context("call the admin API")
+            .map_err(|_| anyhow::anyhow!("frpc's admin API at {addr} did not answer within {timeout:?}"))?
+            .with_context(|| format!("cannot reach frpc's admin API at {addr} (frpc may not be running, or webServer may be off in the running frpc's config)"))
     })?;
     if !code.is_success() {
         let msg = serde_json::from_str::<Value>(&body)

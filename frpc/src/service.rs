@@ -46,7 +46,7 @@ pub enum ClientError {
     Refused(String),
     #[error("login to server failed: {0}")]
     Protocol(String),
-    #[error(transparent)]
+    #[error("transport.tls: {0}")]
     Tls(#[from] common::transport::tls::TlsError),
     #[error(transparent)]
     Auth(#[from] common::oidc::OidcError),

@@ -218,6 +218,10 @@ fn run(mut cli: Cli) -> anyhow::Result<()> {
         return Ok(());
     }
     common::log::init(&cfg.log).context("set up logging")?;
+    match &cli.config {
+        Some(path) => tracing::info!("frps uses config file: {}", path.display()),
+        None => tracing::info!("frps uses command line arguments for config"),
+    }
     for w in warnings {
         tracing::warn!("{w}");
     }

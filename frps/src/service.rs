@@ -34,7 +34,7 @@ pub enum ServerError {
         addr: String,
         source: std::io::Error,
     },
-    #[error(transparent)]
+    #[error("transport.tls: {0}")]
     Tls(#[from] tls::TlsError),
     #[error("metrics: {0}")]
     Metrics(String),
