@@ -253,8 +253,15 @@ async fn handle_conn(
     transport::set_keepalive(&tcp, shared.cfg.transport.tcp_keepalive);
     let stream = match tokio::time::timeout(FIRST_MSG_TIMEOUT, accept_tls(&shared, tcp)).await {
         Ok(Ok(s)) => s,
-        Ok(Err(e)) => {
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            // Refused by the operator's policy (`transport.tls.force`).
             info!(error = %e, "closing connection: transport setup failed");
+            return;
+        }
+        Ok(Err(e)) => {
+            // A port probe (closed before sending anything) or a failed TLS handshake: the
+            // peer's business, not an event for the operator.
+            debug!(error = %e, "closing connection: transport setup failed");
             return;
         }
         Err(_) => {

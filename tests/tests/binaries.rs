@@ -133,20 +133,6 @@ async fn verify_subcommands() {
 }
 
 #[tokio::test]
-async fn shipped_conf_files_verify() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    for (b, f) in [("frps", "conf/frps.toml"), ("frpc", "conf/frpc.toml")] {
-        let p = root.join(f).display().to_string();
-        let out = run(b, &["verify", "-c", &p]).await;
-        assert!(
-            out.status.success(),
-            "{f}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-}
-
-#[tokio::test]
 async fn frps_own_configs_verify_like_frp() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../common/tests/fixtures/frp-conf");
     for (b, f) in [
