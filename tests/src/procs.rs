@@ -76,3 +76,18 @@ pub async fn wait_file(file: &Path, what: &str, done: impl Fn(&str) -> bool) -> 
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
+
+/// The repository's root (README, conf/, examples/).
+pub fn repo_root() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// A finished command's standard output, as text.
+pub fn stdout(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// A finished command's standard error, as text.
+pub fn stderr(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}

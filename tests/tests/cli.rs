@@ -8,14 +8,6 @@ use std::collections::BTreeSet;
 use tests::procs::*;
 use tests::*;
 
-fn stdout(o: &std::process::Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &std::process::Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
 /// One flag's entry in `--help`: its long name and the text after its spelling.
 fn help_entries(help: &str) -> Vec<(String, String)> {
     let mut out: Vec<(String, String)> = Vec::new();

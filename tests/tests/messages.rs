@@ -6,10 +6,6 @@
 use tests::procs::*;
 use tests::*;
 
-fn stderr(o: &std::process::Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
 /// `frpc status` with no frpc running: which address, and the two likely reasons.
 #[tokio::test]
 async fn status_without_a_running_frpc_names_the_address() {

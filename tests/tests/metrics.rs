@@ -20,6 +20,14 @@ fn auth() -> BasicAuth {
     }
 }
 
+/// The dashboard on 127.0.0.1:`port`, with [`auth`]'s credentials.
+fn dashboard_on(c: &mut common::config::ServerConfig, port: u16) {
+    c.web_server.addr = "127.0.0.1".into();
+    c.web_server.port = port;
+    c.web_server.user = "admin".into();
+    c.web_server.password = "s3cret".into();
+}
+
 async fn call(dash: SocketAddr, method: Method, path: &str) -> (StatusCode, String) {
     request(&dash.to_string(), &auth(), method, path, Bytes::new())
         .await
@@ -78,10 +86,7 @@ async fn prometheus_series_move_with_traffic_and_dashboard_answers() {
     init_log();
     let dash_port = free_port().await;
     let frps = Frps::start(|c| {
-        c.web_server.addr = "127.0.0.1".into();
-        c.web_server.port = dash_port;
-        c.web_server.user = "admin".into();
-        c.web_server.password = "s3cret".into();
+        dashboard_on(c, dash_port);
         c.enable_prometheus = true;
     })
     .await;
@@ -437,10 +442,7 @@ async fn refused_proxy_has_no_start_time_in_the_v2_list() {
     let dash_port = free_port().await;
     let allowed = free_port().await;
     let frps = Frps::start(|c| {
-        c.web_server.addr = "127.0.0.1".into();
-        c.web_server.port = dash_port;
-        c.web_server.user = "admin".into();
-        c.web_server.password = "s3cret".into();
+        dashboard_on(c, dash_port);
         c.allow_ports = vec![common::config::PortsRange {
             single: allowed,
             ..Default::default()

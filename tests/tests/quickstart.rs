@@ -5,7 +5,6 @@
 
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
-use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use tests::procs::*;
@@ -13,15 +12,11 @@ use tests::*;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 use tokio::process::Command;
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
 /// The quickstart script with the harness's ports and binaries.
 fn quickstart(ports: [u16; 3]) -> Command {
     let bin_dir = bin("frps").parent().unwrap().to_owned();
     let mut c = Command::new("bash");
-    c.arg(root().join("examples/quickstart.sh"))
+    c.arg(repo_root().join("examples/quickstart.sh"))
         .env("FRP_SERVER_PORT", ports[0].to_string())
         .env("FRP_REMOTE_PORT", ports[1].to_string())
         .env("FRP_DEMO_PORT", ports[2].to_string())
@@ -178,7 +173,7 @@ async fn quickstart_says_which_port_is_busy() {
 #[tokio::test]
 async fn shipped_conf_files_verify() {
     for (b, f) in [("frps", "conf/frps.toml"), ("frpc", "conf/frpc.toml")] {
-        let p = root().join(f);
+        let p = repo_root().join(f);
         let out = Command::new(bin(b))
             .args(["verify", "-c", &p.display().to_string()])
             .env("FRP_TOKEN", "t")

@@ -5,14 +5,9 @@
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 use common::http::{request, BasicAuth};
-use std::path::{Path, PathBuf};
 use tests::procs::*;
 use tests::*;
 use tokio::process::{Child, Command};
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
 
 const ENVS: [(&str, &str); 2] = [
     ("FRP_TOKEN", "0123456789abcdef"),
@@ -58,7 +53,7 @@ fn start(bin_name: &str, cfg: &str) -> Child {
 /// The README shows the example configs exactly as they are in `examples/typical/`.
 #[test]
 fn readme_shows_the_example_configs() {
-    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
     let section = readme
         .split("## Typical set-up")
         .nth(1)
@@ -78,7 +73,7 @@ fn readme_shows_the_example_configs() {
         })
         .collect();
     for f in ["frps.toml", "frpc.toml"] {
-        let file = std::fs::read_to_string(root().join("examples/typical").join(f)).unwrap();
+        let file = std::fs::read_to_string(repo_root().join("examples/typical").join(f)).unwrap();
         assert!(
             blocks.iter().any(|b| *b == file.trim_end()),
             "README does not show examples/typical/{f} as it is"
@@ -91,7 +86,7 @@ async fn typical_set_up_runs_as_written() {
     let dir = tempdir("typical");
     let etc = format!("{}/", dir.display());
     let out = Command::new("bash")
-        .arg(root().join("examples/typical/make-certs.sh"))
+        .arg(repo_root().join("examples/typical/make-certs.sh"))
         .args(["frps.example.com", &dir.display().to_string()])
         .output()
         .await
@@ -109,7 +104,8 @@ async fn typical_set_up_runs_as_written() {
         free_port().await,
     );
     let ssh = echo_tcp().await; // stands in for the SSH server
-    let read = |f: &str| std::fs::read_to_string(root().join("examples/typical").join(f)).unwrap();
+    let read =
+        |f: &str| std::fs::read_to_string(repo_root().join("examples/typical").join(f)).unwrap();
     let frps_text = adapt(
         &read("frps.toml"),
         &[
