@@ -276,12 +276,25 @@ fn serve(
     rt.block_on(service).context("frpc service task")?
 }
 
-/// `frpc nathole discover`: not available yet (frp-rs has no xtcp); says so instead of
-/// pretending.
+/// `frpc nathole discover`: the STUN server from the flag, else from the config file (which may
+/// be absent: frp then uses the defaults).
 fn nathole(n: &Nathole, file: &Path, opts: &LoadOptions) -> anyhow::Result<()> {
     let NatholeCmd::Discover = n.command;
-    let _ = (file, opts);
-    anyhow::bail!("frpc nathole discover is not supported by frp-rs yet (xtcp is not implemented)")
+    let server = if n.nat_hole_stun_server.is_empty() {
+        config::load_client(file, opts)
+            .map(|l| l.config.nat_hole_stun_server)
+            .unwrap_or_else(|_| config::default_client().nat_hole_stun_server)
+    } else {
+        n.nat_hole_stun_server.clone()
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let report = rt
+        .block_on(crate::nathole::report(&server, &n.nat_hole_local_addr))
+        .map_err(anyhow::Error::msg)?;
+    print!("{report}");
+    Ok(())
 }
 
 /// `frpc reload|status|stop`: one call to the running frpc's admin API.
