@@ -12,6 +12,7 @@
 
 pub mod auth;
 pub mod backoff;
+pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod crypto;

@@ -21,7 +21,8 @@ pub fn init(cfg: &crate::config::LogConfig) -> io::Result<()> {
         let ansi = !cfg.disable_print_color && io::stderr().is_terminal();
         builder.with_ansi(ansi).with_writer(io::stderr).try_init()
     } else {
-        let file = RotatingFile::open(to.into(), cfg.max_days, crate::clock::utc_day)?;
+        let file = RotatingFile::open(to.into(), cfg.max_days, crate::clock::utc_day)
+            .map_err(|e| io::Error::new(e.kind(), format!("log.to {to}: {e}")))?;
         builder.with_ansi(false).with_writer(file).try_init()
     };
     res.map_err(|e| io::Error::other(e.to_string()))

@@ -20,7 +20,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
-use tracing::info;
+use tracing::{info, warn};
 
 /// What the handlers need.
 #[derive(Debug)]
@@ -56,7 +56,11 @@ async fn handle(a: Arc<Admin>, req: Request<Incoming>) -> Resp {
     match (req.method().clone(), path.as_str()) {
         (Method::GET, "/api/reload") => match reload(&a, strict) {
             Ok(()) => reply(StatusCode::OK, ""),
-            Err(e) => error(StatusCode::BAD_REQUEST, &e),
+            Err(e) => {
+                // Logged here too, as frp: whoever runs frpc sees why its config did not change.
+                warn!(error = %e, "reload failed; the running config stays");
+                error(StatusCode::BAD_REQUEST, &e)
+            }
         },
         (Method::POST, "/api/stop") => {
             info!("stop requested through the admin API");
@@ -207,6 +211,7 @@ fn reload(a: &Admin, strict: bool) -> Result<(), String> {
         .as_ref()
         .ok_or("frpc was started without a config file")?
         .reload(&a.reloader, strict)
+        .map(drop)
 }
 
 /// One row of `/api/status` (frp `ProxyStatusResp`).
@@ -267,27 +272,26 @@ fn status(a: &Admin) -> BTreeMap<String, Vec<ProxyStatusResp>> {
     out
 }
 
+/// Where `frpc reload|status|stop` reach the admin API of `web` (its address, or 127.0.0.1
+/// when it listens on every interface).
+pub fn api_addr(web: &WebServerConfig) -> String {
+    let host = if web.addr.is_empty() || web.addr == "0.0.0.0" {
+        "127.0.0.1"
+    } else {
+        &web.addr
+    };
+    format!("{host}:{}", web.port)
+}
+
 /// The client side of `frpc reload|status|stop`: one request to the admin API.
 pub async fn request(
     web: &WebServerConfig,
     method: Method,
     path: &str,
 ) -> std::io::Result<(StatusCode, String)> {
-    let host = if web.addr.is_empty() || web.addr == "0.0.0.0" {
-        "127.0.0.1"
-    } else {
-        &web.addr
-    };
     let auth = BasicAuth {
         user: web.user.clone(),
         password: web.password.0.clone(),
     };
-    http::request(
-        &format!("{host}:{}", web.port),
-        &auth,
-        method,
-        path,
-        Bytes::new(),
-    )
-    .await
+    http::request(&api_addr(web), &auth, method, path, Bytes::new()).await
 }

@@ -1,37 +1,48 @@
 //! frpc's command line, as frp's (`cmd/frpc/sub`): `frpc -c FILE`, `frpc verify -c FILE`, and
 //! the quick-start subcommands (`frpc tcp -s ADDR -P PORT -t TOKEN -l 22 -r 6000 ...`, and
-//! `frpc stcp visitor ...`). Quick-start flags become a v1 config that goes through the same
-//! loader and validation as a file. Flag names accept `_` or `-`, as frp's.
+//! `frpc stcp visitor ...`, in `quick`), `reload|status|stop` on the admin API, `--config_dir`
+//! and `nathole discover`. Every flag and subcommand is frp's (plus `--watch`); flags parse as
+//! pflag's (`common::cli`).
+
+mod quick;
 
 use anyhow::Context;
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use common::config::{self, ClientConfig, LoadOptions};
-use serde_json::{json, Map, Value};
+use quick::Quick;
+use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, Parser)]
-#[command(name = "frpc", version = common::FRP_VERSION, about = "frpc is the client of frp (https://github.com/fatedier/frp)")]
+#[command(
+    name = "frpc",
+    about = "frpc is the client of frp (https://github.com/fatedier/frp)",
+    disable_version_flag = true
+)]
 struct Cli {
     /// config file of frpc
     #[arg(
         short = 'c',
         long = "config",
         default_value = "./frpc.ini",
-        global = true
+        global = true,
+        value_parser = common::cli::path
     )]
     config: PathBuf,
-    /// strict config parsing mode, unknown fields will cause errors
-    #[arg(long = "strict_config", alias = "strict-config", default_value_t = true, action = clap::ArgAction::Set, global = true)]
+    /// config directory, run one frpc service for each file in config directory
+    #[arg(long = "config-dir", default_value = "", global = true)]
+    config_dir: String,
+    /// version of frpc
+    #[arg(short = 'v', long = "version", global = true)]
+    version: bool,
+    /// strict config parsing mode, unknown fields will cause an errors
+    #[arg(long = "strict-config", default_value_t = true, global = true)]
     strict_config: bool,
-    /// unsafe features to allow, e.g. TokenSourceExec
-    #[arg(
-        long = "allow-unsafe",
-        alias = "allow_unsafe",
-        value_delimiter = ',',
-        global = true
-    )]
+    /// allowed unsafe features, one or more of: TokenSourceExec
+    #[arg(long = "allow-unsafe", value_delimiter = ',', global = true)]
     allow_unsafe: Vec<String>,
     /// reload when the config file or its includes change (frp-rs; not in frp)
     #[arg(long = "watch")]
@@ -45,275 +56,86 @@ enum Command {
     /// Verify that the configures is valid
     Verify,
     /// Hot-Reload frpc configuration
-    Reload,
+    Reload(AdminFlags),
     /// Overview of all proxies status
-    Status,
+    Status(AdminFlags),
     /// Stop the running frpc
-    Stop,
+    Stop(AdminFlags),
     /// Run frpc with a single tcp proxy
-    Tcp(Quick),
+    Tcp(quick::PortCmd),
     /// Run frpc with a single udp proxy
-    Udp(Quick),
+    Udp(quick::PortCmd),
     /// Run frpc with a single http proxy
-    Http(Quick),
+    Http(quick::HttpCmd),
     /// Run frpc with a single https proxy
-    Https(Quick),
+    Https(quick::HttpsCmd),
     /// Run frpc with a single tcpmux proxy
-    Tcpmux(Quick),
-    /// Run frpc with a single stcp proxy (or `stcp visitor`)
-    Stcp(Quick),
-    /// Run frpc with a single sudp proxy (or `sudp visitor`)
-    Sudp(Quick),
-    /// Run frpc with a single xtcp proxy (or `xtcp visitor`)
-    Xtcp(Quick),
+    Tcpmux(quick::TcpmuxCmd),
+    /// Run frpc with a single stcp proxy
+    Stcp(quick::SecretCmd),
+    /// Run frpc with a single sudp proxy
+    Sudp(quick::SecretCmd),
+    /// Run frpc with a single xtcp proxy
+    Xtcp(quick::SecretCmd),
+    /// Actions about nathole
+    Nathole(Nathole),
 }
 
-/// frp `RegisterClientCommonConfigFlags`.
+/// `frpc reload|status|stop`.
 #[derive(Debug, Args)]
-struct CommonFlags {
-    #[arg(
-        short = 's',
-        long = "server_addr",
-        alias = "server-addr",
-        default_value = "127.0.0.1",
-        global = true
-    )]
-    server_addr: String,
-    #[arg(
-        short = 'P',
-        long = "server_port",
-        alias = "server-port",
-        default_value_t = 7000,
-        global = true
-    )]
-    server_port: u16,
-    #[arg(short = 'p', long = "protocol", default_value = "tcp", global = true)]
-    protocol: String,
-    #[arg(
-        long = "log_level",
-        alias = "log-level",
-        default_value = "info",
-        global = true
-    )]
-    log_level: String,
-    #[arg(
-        long = "log_file",
-        alias = "log-file",
-        default_value = "console",
-        global = true
-    )]
-    log_file: String,
-    #[arg(
-        long = "log_max_days",
-        alias = "log-max-days",
-        default_value_t = 3,
-        global = true
-    )]
-    log_max_days: i64,
-    #[arg(long = "disable_log_color", alias = "disable-log-color", global = true)]
-    disable_log_color: bool,
-    #[arg(
-        long = "tls_server_name",
-        alias = "tls-server-name",
-        default_value = "",
-        global = true
-    )]
-    tls_server_name: String,
-    #[arg(
-        long = "dns_server",
-        alias = "dns-server",
-        default_value = "",
-        global = true
-    )]
-    dns_server: String,
-    #[arg(long = "tls_enable", alias = "tls-enable", default_value_t = true, action = clap::ArgAction::Set, global = true)]
-    tls_enable: bool,
-    #[arg(short = 'u', long = "user", default_value = "", global = true)]
-    user: String,
-    #[arg(short = 't', long = "token", default_value = "", global = true)]
-    token: String,
+struct AdminFlags {
+    /// Timeout for admin API calls
+    #[arg(long = "api-timeout", default_value = "30s", value_parser = common::cli::go_duration)]
+    api_timeout: Duration,
 }
 
-/// One quick-start proxy (frp `RegisterProxyFlags`), or a visitor with the `visitor` subcommand.
+/// `frpc nathole` (frp `cmd/frpc/sub/nathole.go`).
 #[derive(Debug, Args)]
-struct Quick {
-    #[command(flatten)]
-    common: CommonFlags,
-    #[arg(
-        short = 'n',
-        long = "proxy_name",
-        alias = "proxy-name",
-        default_value = ""
-    )]
-    proxy_name: String,
-    #[arg(
-        short = 'i',
-        long = "local_ip",
-        alias = "local-ip",
-        default_value = "127.0.0.1"
-    )]
-    local_ip: String,
+struct Nathole {
+    /// STUN server address for nathole
+    #[arg(long = "nat-hole-stun-server", default_value = "", global = true)]
+    nat_hole_stun_server: String,
+    /// local address to connect STUN server
     #[arg(
         short = 'l',
-        long = "local_port",
-        alias = "local-port",
-        default_value_t = 0
+        long = "nat-hole-local-addr",
+        default_value = "",
+        global = true
     )]
-    local_port: u16,
-    #[arg(
-        short = 'r',
-        long = "remote_port",
-        alias = "remote-port",
-        default_value_t = 0
-    )]
-    remote_port: u16,
-    #[arg(long = "ue")]
-    ue: bool,
-    #[arg(long = "uc")]
-    uc: bool,
-    #[arg(
-        long = "bandwidth_limit",
-        alias = "bandwidth-limit",
-        default_value = ""
-    )]
-    bandwidth_limit: String,
-    #[arg(
-        long = "bandwidth_limit_mode",
-        alias = "bandwidth-limit-mode",
-        default_value = "client"
-    )]
-    bandwidth_limit_mode: String,
-    #[arg(
-        short = 'd',
-        long = "custom_domain",
-        alias = "custom-domain",
-        value_delimiter = ','
-    )]
-    custom_domain: Vec<String>,
-    #[arg(long = "sd", default_value = "")]
-    sd: String,
-    #[arg(long = "locations", value_delimiter = ',')]
-    locations: Vec<String>,
-    #[arg(long = "http_user", alias = "http-user", default_value = "")]
-    http_user: String,
-    #[arg(long = "http_pwd", alias = "http-pwd", default_value = "")]
-    http_pwd: String,
-    #[arg(
-        long = "host_header_rewrite",
-        alias = "host-header-rewrite",
-        default_value = ""
-    )]
-    host_header_rewrite: String,
-    #[arg(long = "mux", default_value = "")]
-    mux: String,
-    #[arg(long = "sk", default_value = "")]
-    sk: String,
-    #[arg(long = "allow_users", alias = "allow-users", value_delimiter = ',')]
-    allow_users: Vec<String>,
+    nat_hole_local_addr: String,
     #[command(subcommand)]
-    visitor: Option<VisitorCmd>,
+    command: NatholeCmd,
 }
 
 #[derive(Debug, Subcommand)]
-enum VisitorCmd {
-    /// Run frpc with a single visitor of this type
-    Visitor(VisitorFlags),
+enum NatholeCmd {
+    /// Discover nathole information from stun server
+    Discover,
 }
 
-/// frp `registerVisitorBaseConfigFlags`.
-#[derive(Debug, Args)]
-struct VisitorFlags {
-    #[arg(
-        short = 'n',
-        long = "visitor_name",
-        alias = "visitor-name",
-        default_value = ""
-    )]
-    visitor_name: String,
-    #[arg(long = "ue")]
-    ue: bool,
-    #[arg(long = "uc")]
-    uc: bool,
-    #[arg(long = "sk", default_value = "")]
-    sk: String,
-    #[arg(long = "server_name", alias = "server-name", default_value = "")]
-    server_name: String,
-    #[arg(long = "server-user", alias = "server_user", default_value = "")]
-    server_user: String,
-    #[arg(long = "bind_addr", alias = "bind-addr", default_value = "")]
-    bind_addr: String,
-    #[arg(
-        long = "bind_port",
-        alias = "bind-port",
-        default_value_t = 0,
-        allow_negative_numbers = true
-    )]
-    bind_port: i32,
-}
-
-impl Quick {
-    /// The v1 config these flags describe.
-    fn to_v1(&self, kind: &str) -> Value {
-        let c = &self.common;
-        let mut root = json!({
-            "serverAddr": c.server_addr, "serverPort": c.server_port, "user": c.user, "dnsServer": c.dns_server,
-            "auth": { "token": c.token },
-            "log": { "level": c.log_level, "to": c.log_file, "maxDays": c.log_max_days, "disablePrintColor": c.disable_log_color },
-            "transport": { "protocol": c.protocol, "tls": { "enable": c.tls_enable, "serverName": c.tls_server_name } },
-        });
-        if let Some(VisitorCmd::Visitor(v)) = &self.visitor {
-            let mut vis = json!({
-                "name": v.visitor_name, "type": kind, "secretKey": v.sk, "serverName": v.server_name, "serverUser": v.server_user,
-                "bindAddr": v.bind_addr, "bindPort": v.bind_port, "transport": { "useEncryption": v.ue, "useCompression": v.uc },
-            });
-            if let Value::Object(m) = &mut vis {
-                m.retain(|_, v| v != &json!(""));
-            }
-            root["visitors"] = json!([vis]);
-            return root;
-        }
-        let mut p = Map::new();
-        let mut put = |k: &str, v: Value| {
-            p.insert(k.into(), v);
-        };
-        put("name", json!(self.proxy_name));
-        put("type", json!(kind));
-        put("localIP", json!(self.local_ip));
-        put("localPort", json!(self.local_port));
-        put(
-            "transport",
-            json!({ "useEncryption": self.ue, "useCompression": self.uc, "bandwidthLimit": self.bandwidth_limit, "bandwidthLimitMode": self.bandwidth_limit_mode }),
-        );
-        match kind {
-            "tcp" | "udp" => put("remotePort", json!(self.remote_port)),
-            "http" | "https" | "tcpmux" => {
-                put("customDomains", json!(self.custom_domain));
-                put("subdomain", json!(self.sd));
-                if kind == "http" {
-                    put("locations", json!(self.locations));
-                    put("hostHeaderRewrite", json!(self.host_header_rewrite));
-                }
-                if kind != "https" {
-                    put("httpUser", json!(self.http_user));
-                    put("httpPassword", json!(self.http_pwd));
-                }
-                if kind == "tcpmux" {
-                    put("multiplexer", json!(self.mux));
-                }
-            }
-            _ => {
-                put("secretKey", json!(self.sk));
-                put("allowUsers", json!(self.allow_users));
-            }
-        }
-        root["proxies"] = json!([Value::Object(p)]);
-        root
+impl Command {
+    /// The quick-start proxy or visitor this subcommand runs, if it is one.
+    fn quick(&self) -> Option<Quick<'_>> {
+        Some(match self {
+            Command::Tcp(c) => Quick::Port("tcp", c),
+            Command::Udp(c) => Quick::Port("udp", c),
+            Command::Http(c) => Quick::Http(c),
+            Command::Https(c) => Quick::Https(c),
+            Command::Tcpmux(c) => Quick::Tcpmux(c),
+            Command::Stcp(c) => Quick::Secret("stcp", c),
+            Command::Sudp(c) => Quick::Secret("sudp", c),
+            Command::Xtcp(c) => Quick::Secret("xtcp", c),
+            _ => return None,
+        })
     }
 }
 
 /// Entry point of the `frpc` binary.
 pub fn main() -> ExitCode {
-    match run(Cli::parse()) {
+    let matches =
+        common::cli::pflag_style(common::cli::global_heading(Cli::command())).get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("{e:#}");
@@ -322,72 +144,105 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn quick(
-    kind: &str,
-    q: &Quick,
-    strict: bool,
-    allow_unsafe: &[String],
-) -> anyhow::Result<config::Loaded<ClientConfig>> {
-    let text = serde_json::to_string(&q.to_v1(kind))?;
+/// The config a quick-start subcommand describes, loaded as a file would be.
+fn quick_config(q: &Quick<'_>, opts: &LoadOptions) -> anyhow::Result<config::Loaded<ClientConfig>> {
+    let text = serde_json::to_string(&q.to_v1())?;
     Ok(config::load_client_text(
         &text,
         Path::new("<command line>"),
-        &LoadOptions {
-            strict,
-            allow_unsafe: allow_unsafe.to_vec(),
-            ..Default::default()
-        },
+        opts,
     )?)
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
-    let strict = cli.strict_config;
-    let allow_unsafe = &cli.allow_unsafe;
-    let loaded = match &cli.command {
-        Some(Command::Tcp(q)) => quick("tcp", q, strict, allow_unsafe)?,
-        Some(Command::Udp(q)) => quick("udp", q, strict, allow_unsafe)?,
-        Some(Command::Http(q)) => quick("http", q, strict, allow_unsafe)?,
-        Some(Command::Https(q)) => quick("https", q, strict, allow_unsafe)?,
-        Some(Command::Tcpmux(q)) => quick("tcpmux", q, strict, allow_unsafe)?,
-        Some(Command::Stcp(q)) => quick("stcp", q, strict, allow_unsafe)?,
-        Some(Command::Sudp(q)) => quick("sudp", q, strict, allow_unsafe)?,
-        Some(Command::Xtcp(q)) => quick("xtcp", q, strict, allow_unsafe)?,
-        Some(Command::Verify | Command::Reload | Command::Status | Command::Stop) | None => {
-            config::load_client(
-                &cli.config,
-                &LoadOptions {
-                    strict,
-                    allow_unsafe: allow_unsafe.to_vec(),
-                    ..Default::default()
-                },
-            )?
-        }
-    };
-    if let Some(Command::Verify) = cli.command {
-        for w in &loaded.warnings {
-            eprintln!("warning: {w}");
-        }
-        println!(
-            "frpc: the configuration file {} syntax is ok",
-            cli.config.display()
-        );
-        return Ok(());
-    }
-    if let Some(cmd @ (Command::Reload | Command::Status | Command::Stop)) = &cli.command {
-        return admin_command(cmd, &loaded.config.web_server);
-    }
-    let load_opts = LoadOptions {
-        strict,
-        allow_unsafe: allow_unsafe.to_vec(),
+    let opts = LoadOptions {
+        strict: cli.strict_config,
+        allow_unsafe: cli.allow_unsafe.clone(),
         ..Default::default()
     };
-    let config_path = cli.command.is_none().then(|| cli.config.clone());
-    let watch = cli.watch;
-    let cfg = loaded.config;
-    common::log::init(&cfg.log).context("set up logging")?;
-    for w in loaded.warnings {
-        tracing::warn!("{w}");
+    let file = &cli.config;
+    match &cli.command {
+        None if cli.version => {
+            println!("{}", common::FRP_VERSION);
+            Ok(())
+        }
+        None if !cli.config_dir.is_empty() => {
+            serve(config_dir(Path::new(&cli.config_dir), &opts)?, false, opts)
+        }
+        None => {
+            let loaded = config::load_client(file, &opts)?;
+            serve(vec![(loaded, Some(file.clone()))], cli.watch, opts)
+        }
+        Some(Command::Verify) if file.as_os_str().is_empty() => {
+            println!("frpc: the configuration file is not specified");
+            Ok(())
+        }
+        Some(Command::Verify) => {
+            for w in &config::load_client(file, &opts)?.warnings {
+                eprintln!("warning: {w}");
+            }
+            println!(
+                "frpc: the configuration file {} syntax is ok",
+                file.display()
+            );
+            Ok(())
+        }
+        Some(cmd @ (Command::Reload(a) | Command::Status(a) | Command::Stop(a))) => {
+            let loaded = config::load_client(file, &opts)?;
+            admin_command(cmd, &loaded.config.web_server, a.api_timeout, opts.strict)
+        }
+        Some(Command::Nathole(n)) => nathole(n, file, &opts),
+        Some(cmd) => match cmd.quick() {
+            Some(q) => serve(vec![(quick_config(&q, &opts)?, None)], false, opts),
+            None => anyhow::bail!("unknown command"),
+        },
     }
+}
+
+/// `--config_dir`: every file under `dir` (frp walks it recursively) loaded as a config; one
+/// that fails to load is reported and skipped, as frp does ("only designed for testing").
+fn config_dir(
+    dir: &Path,
+    opts: &LoadOptions,
+) -> anyhow::Result<Vec<(config::Loaded<ClientConfig>, Option<PathBuf>)>> {
+    let mut files = Vec::new();
+    let mut dirs = vec![dir.to_owned()];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d)
+            .with_context(|| format!("read config directory {}", d.display()))?
+        {
+            let p = e?.path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else {
+                files.push(p);
+            }
+        }
+    }
+    files.sort();
+    Ok(files
+        .into_iter()
+        .filter_map(|p| match config::load_client(&p, opts) {
+            Ok(l) => Some((l, Some(p))),
+            Err(e) => {
+                eprintln!("frpc service error for config file [{}]: {e}", p.display());
+                None
+            }
+        })
+        .collect())
+}
+
+/// Runs one frpc service per config (each with the file it came from, for reload), until a
+/// signal or every service has ended. Logging is set up from the first config.
+fn serve(
+    configs: Vec<(config::Loaded<ClientConfig>, Option<PathBuf>)>,
+    watch: bool,
+    load_opts: LoadOptions,
+) -> anyhow::Result<()> {
+    let Some((first, _)) = configs.first() else {
+        return Ok(());
+    };
+    common::log::init(&first.config.log).context("set up logging")?;
     let rt = tokio::runtime::Runtime::new().context("start tokio runtime")?;
     // The service runs as a task on the worker threads, not inside `block_on` on the main
     // thread: there, every message between it and the tasks it drives crossed threads (a
@@ -395,40 +250,78 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let service = rt.spawn(async move {
         let token = CancellationToken::new();
         tokio::spawn(common::signal::cancel_on_signal(token.clone()));
-        let mut client = crate::Client::new(cfg);
-        if let Some(p) = config_path {
-            client = client.with_config_path(p, load_opts);
-            if watch {
-                client.watch_config(&token)?;
+        let mut services = tokio::task::JoinSet::new();
+        for (loaded, path) in configs {
+            for w in loaded.warnings {
+                tracing::warn!("{w}");
+            }
+            let mut client = crate::Client::new(loaded.config);
+            if let Some(p) = path {
+                tracing::info!("start frpc service for config file [{}]", p.display());
+                client = client.with_config_path(p, load_opts.clone());
+                if watch {
+                    client.watch_config(&token)?;
+                }
+            }
+            services.spawn(client.run(token.clone()));
+        }
+        let mut result = Ok(());
+        while let Some(r) = services.join_next().await {
+            if let Err(e) = r.context("frpc service task").and_then(|r| Ok(r?)) {
+                result = Err(e);
             }
         }
-        client.run(token).await?;
-        anyhow::Ok(())
+        result
     });
     rt.block_on(service).context("frpc service task")?
 }
 
+/// `frpc nathole discover`: the STUN server from the flag, else from the config file (which may
+/// be absent: frp then uses the defaults).
+fn nathole(n: &Nathole, file: &Path, opts: &LoadOptions) -> anyhow::Result<()> {
+    let NatholeCmd::Discover = n.command;
+    let server = if n.nat_hole_stun_server.is_empty() {
+        config::load_client(file, opts)
+            .map(|l| l.config.nat_hole_stun_server)
+            .unwrap_or_else(|_| config::default_client().nat_hole_stun_server)
+    } else {
+        n.nat_hole_stun_server.clone()
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let report = rt
+        .block_on(crate::nathole::report(&server, &n.nat_hole_local_addr))
+        .map_err(anyhow::Error::msg)?;
+    print!("{report}");
+    Ok(())
+}
+
 /// `frpc reload|status|stop`: one call to the running frpc's admin API.
-fn admin_command(cmd: &Command, web: &common::config::WebServerConfig) -> anyhow::Result<()> {
+fn admin_command(
+    cmd: &Command,
+    web: &common::config::WebServerConfig,
+    timeout: Duration,
+    strict: bool,
+) -> anyhow::Result<()> {
     if web.port == 0 {
         anyhow::bail!("the admin API is off: set webServer.port in the config");
     }
     let (method, path) = match cmd {
-        Command::Reload => (hyper::Method::GET, "/api/reload?strictConfig=true"),
-        Command::Status => (hyper::Method::GET, "/api/status"),
+        Command::Reload(_) if strict => (hyper::Method::GET, "/api/reload?strictConfig=true"),
+        Command::Reload(_) => (hyper::Method::GET, "/api/reload?strictConfig=false"),
+        Command::Status(_) => (hyper::Method::GET, "/api/status"),
         _ => (hyper::Method::POST, "/api/stop"),
     };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
+    let addr = crate::admin::api_addr(web);
     let (code, body) = rt.block_on(async {
-        tokio::time::timeout(
-            std::time::Duration::from_secs(30),
-            crate::admin::request(web, method, path),
-        )
-        .await
-        .map_err(|_| anyhow::anyhow!("admin API did not answer within 30s"))?
-        .context("call the admin API")
+        tokio::time::timeout(timeout, crate::admin::request(web, method, path))
+            .await
+            .map_err(|_| anyhow::anyhow!("frpc's admin API at {addr} did not answer within {timeout:?}"))?
+            .with_context(|| format!("cannot reach frpc's admin API at {addr} (frpc may not be running, or webServer may be off in the running frpc's config)"))
     })?;
     if !code.is_success() {
         let msg = serde_json::from_str::<Value>(&body)
@@ -438,8 +331,8 @@ fn admin_command(cmd: &Command, web: &common::config::WebServerConfig) -> anyhow
         anyhow::bail!("{msg}");
     }
     match cmd {
-        Command::Reload => println!("reload success"),
-        Command::Stop => println!("stop success"),
+        Command::Reload(_) => println!("reload success"),
+        Command::Stop(_) => println!("stop success"),
         _ => print_status(&serde_json::from_str(&body).context("parse status")?),
     }
     Ok(())

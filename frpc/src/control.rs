@@ -371,6 +371,7 @@ impl Session {
         let Some(entry) = phases.get_mut(&ev.name) else {
             return;
         };
+        let failed = format!("health check failed: {}", ev.reason);
         match (ev.healthy, entry.0) {
             (true, Phase::New | Phase::CheckFailed) => {
                 info!(proxy = %ev.name, "health check success, starting proxy");
@@ -379,7 +380,7 @@ impl Session {
                 self.set_status(&ev.name, Phase::WaitStart, "", "");
             }
             (false, Phase::Running | Phase::WaitStart | Phase::StartError) => {
-                warn!(proxy = %ev.name, "health check failed, closing proxy");
+                warn!(proxy = %ev.name, reason = %ev.reason, "health check failed, closing proxy");
                 *entry = (Phase::CheckFailed, Instant::now());
                 let _ = out
                     .send(
@@ -389,11 +390,11 @@ impl Session {
                         .into(),
                     )
                     .await;
-                self.set_status(&ev.name, Phase::CheckFailed, "", "health check failed");
+                self.set_status(&ev.name, Phase::CheckFailed, "", &failed);
             }
             (false, Phase::New) => {
                 *entry = (Phase::CheckFailed, Instant::now());
-                self.set_status(&ev.name, Phase::CheckFailed, "", "health check failed");
+                self.set_status(&ev.name, Phase::CheckFailed, "", &failed);
             }
             _ => {}
         }

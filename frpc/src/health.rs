@@ -1,9 +1,10 @@
 //! Health checks of local services (frp `client/health/health.go`; frp-protocol.md §11).
 //!
 //! One monitor task per checked proxy reports state changes: healthy after a good check,
-//! unhealthy after `maxFailed` failures in a row. Unlike frp, whose failure counter never resets,
-//! a success resets it, so a service that blips once a day is not taken out by a single later
-//! failure (README, compatibility notes).
+//! unhealthy after `maxFailed` failures in a row. Every failed check is logged with its reason
+//! (as frp's "do one health check failed"), and the reason goes into the proxy's status. Unlike
+//! frp, whose failure counter never resets, a success resets it, so a service that blips once a
+//! day is not taken out by a single later failure (README, compatibility notes).
 
 use common::config::HealthCheck;
 use http_body_util::Empty;
@@ -12,7 +13,7 @@ use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tracing::debug;
+use tracing::{debug, warn};
 
 /// What one check needs.
 #[derive(Debug, Clone)]
@@ -28,6 +29,9 @@ pub(crate) struct HealthSpec {
 pub(crate) struct HealthEvent {
     pub(crate) name: String,
     pub(crate) healthy: bool,
+    /// Why the last check failed (`connect to 127.0.0.1:80: Connection refused`, `no answer
+    /// within 3s`, `HTTP status 503 Service Unavailable`); empty when healthy.
+    pub(crate) reason: String,
 }
 
 /// Runs checks every `intervalSeconds` until `token` is cancelled; sends only changes (the first
@@ -43,16 +47,21 @@ pub(crate) async fn monitor(
     let mut failed = 0i64;
     let mut state: Option<bool> = None;
     loop {
-        let ok = tokio::select! {
+        let result = tokio::select! {
             _ = token.cancelled() => return,
-            r = tokio::time::timeout(timeout, check(&spec)) => matches!(r, Ok(Ok(true))),
+            r = tokio::time::timeout(timeout, check(&spec)) => r.unwrap_or_else(|_| Err(format!("no answer within {}s", timeout.as_secs()))),
         };
-        let change = if ok {
-            failed = 0;
-            (state != Some(true)).then_some(true)
-        } else {
-            failed += 1;
-            (failed >= max_failed && state != Some(false)).then_some(false)
+        let change = match &result {
+            Ok(()) => {
+                failed = 0;
+                (state != Some(true)).then_some(true)
+            }
+            Err(reason) => {
+                // Every failed check, as frp ("do one health check failed: ...").
+                warn!(proxy = %spec.name, reason = %reason, "health check failed");
+                failed += 1;
+                (failed >= max_failed && state != Some(false)).then_some(false)
+            }
         };
         if let Some(healthy) = change {
             state = Some(healthy);
@@ -61,6 +70,7 @@ pub(crate) async fn monitor(
                 .send(HealthEvent {
                     name: spec.name.clone(),
                     healthy,
+                    reason: result.err().unwrap_or_default(),
                 })
                 .await
                 .is_err()
@@ -75,17 +85,20 @@ pub(crate) async fn monitor(
     }
 }
 
-/// One check: TCP connect, or `GET http://host:port/path` answered with 2xx.
-async fn check(spec: &HealthSpec) -> std::io::Result<bool> {
-    let stream = TcpStream::connect((spec.host.as_str(), spec.port)).await?;
+/// One check: TCP connect, or `GET http://host:port/path` answered with 2xx. The error says
+/// why the check failed, for the log and the proxy's status.
+async fn check(spec: &HealthSpec) -> Result<(), String> {
+    let stream = TcpStream::connect((spec.host.as_str(), spec.port))
+        .await
+        .map_err(|e| format!("connect to {}:{}: {e}", spec.host, spec.port))?;
     if spec.check.kind != "http" {
-        return Ok(true);
+        return Ok(());
     }
-    let io_err = |e: hyper::Error| std::io::Error::other(e.to_string());
+    let http_err = |e: hyper::Error| format!("HTTP request: {e}");
     let (mut sender, conn) =
         hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
             .await
-            .map_err(io_err)?;
+            .map_err(http_err)?;
     let conn_task = tokio::spawn(conn);
     let path = if spec.check.path.starts_with('/') {
         spec.check.path.clone()
@@ -108,8 +121,13 @@ async fn check(spec: &HealthSpec) -> std::io::Result<bool> {
     }
     let req = req
         .body(Empty::<Bytes>::new())
-        .map_err(std::io::Error::other)?;
-    let resp = sender.send_request(req).await.map_err(io_err);
+        .map_err(|e| format!("HTTP request: {e}"))?;
+    let resp = sender.send_request(req).await.map_err(http_err);
     conn_task.abort();
-    Ok(resp?.status().is_success())
+    let status = resp?.status();
+    if status.is_success() {
+        Ok(())
+    } else {
+        Err(format!("HTTP status {status} (want 2xx)"))
+    }
 }

@@ -9,6 +9,7 @@
 //! - [`status`]: the proxies' phases as frp reports them (`wait start`, `running`, ...).
 //! - `admin`: the admin API (`webServer`): reload, stop, status, config.
 //! - [`reload`]: the pure proxy diff behind hot reload.
+//! - [`nathole`]: `frpc nathole discover` (a STUN Binding client and frp's NAT classification).
 //! - [`cli`]: the command line.
 
 pub mod admin;
@@ -18,6 +19,7 @@ mod connector;
 mod control;
 mod health;
 pub mod metrics;
+pub mod nathole;
 mod proxy;
 pub mod reload;
 mod service;

@@ -7,7 +7,7 @@ use crate::Reloader;
 use common::config::{ClientConfig, LoadOptions, ProxyConfig};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 /// The config file a running frpc was started from, and how to re-read it: the one place the
 /// admin API's `/api/reload` and `--watch` reload from.
@@ -18,20 +18,25 @@ pub struct ConfigSource {
 }
 
 impl ConfigSource {
-    /// Re-reads the file (and its includes) and applies it; on any error nothing changes and
-    /// the error is returned.
-    pub fn reload(&self, reloader: &Reloader, strict: bool) -> Result<(), String> {
+    /// Re-reads the file (and its includes) and applies it; says whether anything changed. A
+    /// result equal to the running config does nothing and logs nothing above debug; on any
+    /// error nothing changes and the error is returned.
+    pub fn reload(&self, reloader: &Reloader, strict: bool) -> Result<bool, String> {
         let opts = LoadOptions {
             strict,
             ..self.opts.clone()
         };
         let loaded = common::config::load_client(&self.path, &opts).map_err(|e| e.to_string())?;
+        if reloader.file_is(&loaded.config) {
+            debug!(file = %self.path.display(), "config unchanged, nothing to reload");
+            return Ok(false);
+        }
         for w in &loaded.warnings {
             warn!("{w}");
         }
         info!(file = %self.path.display(), "reloading config");
         reloader.apply(loaded.config);
-        Ok(())
+        Ok(true)
     }
 }
 
@@ -119,6 +124,30 @@ mod tests {
             diff(&old, &new),
             vec![Change::Remove("b".into()), Change::Add("a".into())]
         );
+    }
+
+    #[test]
+    fn reloading_an_unchanged_file_does_nothing() {
+        #![allow(clippy::unwrap_used)]
+        let dir = std::env::temp_dir().join(format!("frpc-reload-same-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("frpc.toml");
+        let text =
+            |port: u16| format!("[[proxies]]\nname = \"a\"\ntype = \"tcp\"\nlocalPort = {port}\n");
+        std::fs::write(&path, text(1)).unwrap();
+        let opts = LoadOptions::default();
+        let loaded = common::config::load_client(&path, &opts).unwrap().config;
+        let reloader = Reloader::new(loaded);
+        let source = ConfigSource {
+            path: path.clone(),
+            opts,
+        };
+        assert_eq!(source.reload(&reloader, true), Ok(false), "same file");
+        std::fs::write(&path, text(2)).unwrap();
+        assert_eq!(source.reload(&reloader, true), Ok(true), "edited");
+        assert_eq!(reloader.current().proxies[0].local_port, 2);
+        assert_eq!(source.reload(&reloader, true), Ok(false), "same again");
+        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]

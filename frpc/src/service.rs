@@ -44,8 +44,8 @@ pub enum ClientError {
     Refused(String),
     #[error("login to server failed: {0}")]
     Protocol(String),
-    #[error(transparent)]
-    Tls(#[from] common::transport::tls::TlsError),
+    #[error("transport.tls: {0}")]
+    Tls(common::transport::tls::TlsError),
     /// frps refused the TLS handshake, or its certificate was not accepted.
     #[error("login to server failed: TLS handshake with frps failed: {0}")]
     TlsHandshake(String),
@@ -58,6 +58,7 @@ pub enum ClientError {
 }
 
 common::from_cause!(common::http::WebError => ClientError::Admin);
+common::from_cause!(common::transport::tls::TlsError => ClientError::Tls);
 
 /// An frpc instance.
 #[derive(Debug)]
@@ -378,7 +379,7 @@ impl Layers {
 }
 
 impl Reloader {
-    fn new(file: ClientConfig) -> Self {
+    pub(crate) fn new(file: ClientConfig) -> Self {
         let store = if file.store.path.is_empty() {
             Err("the store is not enabled (set store.path)".to_owned())
         } else {
@@ -397,6 +398,11 @@ impl Reloader {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Layers> {
         self.layers.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether `cfg` is the config file now in force (before the store is laid over it).
+    pub fn file_is(&self, cfg: &ClientConfig) -> bool {
+        self.lock().file == *cfg
     }
 
     /// Applies a newly loaded config file.

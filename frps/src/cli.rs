@@ -2,30 +2,32 @@
 //! `frps verify -c FILE`, or flags alone (`--bind_port`, `-t`, ...). Flag names accept `_` or `-`.
 
 use anyhow::Context;
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use common::config::{self, LoadOptions, PortsRange, ServerConfig, TlsFilesConfig};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, Parser)]
-#[command(name = "frps", version = common::FRP_VERSION, about = "frps is the server of frp (https://github.com/fatedier/frp)")]
+#[command(
+    name = "frps",
+    about = "frps is the server of frp (https://github.com/fatedier/frp)",
+    disable_version_flag = true
+)]
 struct Cli {
     /// config file of frps
-    #[arg(short = 'c', long = "config", global = true)]
+    #[arg(short = 'c', long = "config", global = true, value_parser = common::cli::path)]
     config: Option<PathBuf>,
-    /// strict config parsing mode, unknown fields will cause an errors
-    #[arg(long = "strict_config", alias = "strict-config", default_value_t = true, action = clap::ArgAction::Set, global = true)]
+    /// version of frps
+    #[arg(short = 'v', long = "version", global = true)]
+    version: bool,
+    /// strict config parsing mode, unknown fields will cause errors
+    #[arg(long = "strict-config", default_value_t = true, global = true)]
     strict_config: bool,
     #[command(flatten)]
     flags: ServerFlags,
-    /// unsafe features to allow, e.g. TokenSourceExec
-    #[arg(
-        long = "allow-unsafe",
-        alias = "allow_unsafe",
-        value_delimiter = ',',
-        global = true
-    )]
+    /// allowed unsafe features, one or more of: TokenSourceExec
+    #[arg(long = "allow-unsafe", value_delimiter = ',', global = true)]
     allow_unsafe: Vec<String>,
     #[command(subcommand)]
     command: Option<Command>,
@@ -37,105 +39,83 @@ enum Command {
     Verify,
 }
 
-/// frp `RegisterServerConfigFlags`; used only without `-c`.
+/// frp `RegisterServerConfigFlags`: persistent, used only without `-c`.
 #[derive(Debug, Args)]
 struct ServerFlags {
-    #[arg(long = "bind_addr", alias = "bind-addr", default_value = "0.0.0.0")]
+    /// bind address
+    #[arg(long = "bind-addr", default_value = "0.0.0.0", global = true)]
     bind_addr: String,
-    #[arg(
-        short = 'p',
-        long = "bind_port",
-        alias = "bind-port",
-        default_value_t = 7000
-    )]
+    /// bind port
+    #[arg(short = 'p', long = "bind-port", default_value_t = 7000, global = true)]
     bind_port: u16,
-    #[arg(long = "kcp_bind_port", alias = "kcp-bind-port", default_value_t = 0)]
+    /// kcp bind udp port
+    #[arg(long = "kcp-bind-port", default_value_t = 0, global = true)]
     kcp_bind_port: u16,
-    #[arg(long = "quic_bind_port", alias = "quic-bind-port", default_value_t = 0)]
+    /// quic bind udp port
+    #[arg(long = "quic-bind-port", default_value_t = 0, global = true)]
     quic_bind_port: u16,
-    #[arg(
-        long = "proxy_bind_addr",
-        alias = "proxy-bind-addr",
-        default_value = "0.0.0.0"
-    )]
+    /// proxy bind address
+    #[arg(long = "proxy-bind-addr", default_value = "0.0.0.0", global = true)]
     proxy_bind_addr: String,
-    #[arg(
-        long = "vhost_http_port",
-        alias = "vhost-http-port",
-        default_value_t = 0
-    )]
+    /// vhost http port
+    #[arg(long = "vhost-http-port", default_value_t = 0, global = true)]
     vhost_http_port: u16,
-    #[arg(
-        long = "vhost_https_port",
-        alias = "vhost-https-port",
-        default_value_t = 0
-    )]
+    /// vhost https port
+    #[arg(long = "vhost-https-port", default_value_t = 0, global = true)]
     vhost_https_port: u16,
-    #[arg(
-        long = "vhost_http_timeout",
-        alias = "vhost-http-timeout",
-        default_value_t = 60
-    )]
+    /// vhost http response header timeout
+    #[arg(long = "vhost-http-timeout", default_value_t = 60, global = true)]
     vhost_http_timeout: i64,
-    #[arg(
-        long = "dashboard_addr",
-        alias = "dashboard-addr",
-        default_value = "0.0.0.0"
-    )]
+    /// dashboard address
+    #[arg(long = "dashboard-addr", default_value = "0.0.0.0", global = true)]
     dashboard_addr: String,
-    #[arg(long = "dashboard_port", alias = "dashboard-port", default_value_t = 0)]
+    /// dashboard port
+    #[arg(long = "dashboard-port", default_value_t = 0, global = true)]
     dashboard_port: u16,
-    #[arg(
-        long = "dashboard_user",
-        alias = "dashboard-user",
-        default_value = "admin"
-    )]
+    /// dashboard user
+    #[arg(long = "dashboard-user", default_value = "admin", global = true)]
     dashboard_user: String,
-    #[arg(
-        long = "dashboard_pwd",
-        alias = "dashboard-pwd",
-        default_value = "admin"
-    )]
+    /// dashboard password
+    #[arg(long = "dashboard-pwd", default_value = "admin", global = true)]
     dashboard_pwd: String,
-    #[arg(long = "enable_prometheus", alias = "enable-prometheus")]
+    /// enable prometheus dashboard
+    #[arg(long = "enable-prometheus", global = true)]
     enable_prometheus: bool,
-    #[arg(long = "log_file", alias = "log-file", default_value = "console")]
+    /// log file
+    #[arg(long = "log-file", default_value = "console", global = true)]
     log_file: String,
-    #[arg(long = "log_level", alias = "log-level", default_value = "info")]
+    /// log level
+    #[arg(long = "log-level", default_value = "info", global = true)]
     log_level: String,
-    #[arg(long = "log_max_days", alias = "log-max-days", default_value_t = 3)]
+    /// log max days
+    #[arg(long = "log-max-days", default_value_t = 3, global = true)]
     log_max_days: i64,
-    #[arg(long = "disable_log_color", alias = "disable-log-color")]
+    /// disable log color in console
+    #[arg(long = "disable-log-color", global = true)]
     disable_log_color: bool,
     /// auth token
-    #[arg(short = 't', long = "token", default_value = "")]
+    #[arg(short = 't', long = "token", default_value = "", global = true)]
     token: String,
-    #[arg(long = "subdomain_host", alias = "subdomain-host", default_value = "")]
+    /// subdomain host
+    #[arg(long = "subdomain-host", default_value = "", global = true)]
     subdomain_host: String,
-    /// e.g. 2000-3000,3001
-    #[arg(long = "allow_ports", alias = "allow-ports", default_value = "")]
+    /// allow ports, e.g. 2000-3000,3001
+    #[arg(long = "allow-ports", default_value = "", global = true)]
     allow_ports: String,
-    #[arg(
-        long = "max_ports_per_client",
-        alias = "max-ports-per-client",
-        default_value_t = 0
-    )]
+    /// max ports per client
+    #[arg(long = "max-ports-per-client", default_value_t = 0, global = true)]
     max_ports_per_client: i64,
-    #[arg(long = "tls_only", alias = "tls-only")]
+    /// frps tls only
+    #[arg(long = "tls-only", global = true)]
     tls_only: bool,
-    #[arg(long = "dashboard_tls_mode", alias = "dashboard-tls-mode")]
+    /// if enable dashboard tls mode
+    #[arg(long = "dashboard-tls-mode", global = true)]
     dashboard_tls_mode: bool,
-    #[arg(
-        long = "dashboard_tls_cert_file",
-        alias = "dashboard-tls-cert-file",
-        default_value = ""
-    )]
+    /// dashboard tls cert file
+    #[arg(long = "dashboard-tls-cert-file", default_value = "", global = true)]
     dashboard_tls_cert_file: String,
-    #[arg(
-        long = "dashboard_tls_key_file",
-        alias = "dashboard-tls-key-file",
-        default_value = ""
-    )]
+    /// dashboard tls key file
+    #[arg(long = "dashboard-tls-key-file", default_value = "", global = true)]
     dashboard_tls_key_file: String,
 }
 
@@ -185,7 +165,13 @@ impl ServerFlags {
 
 /// Entry point of the `frps` binary.
 pub fn main() -> ExitCode {
-    match run(Cli::parse()) {
+    let matches =
+        common::cli::pflag_style(common::cli::global_heading(Cli::command())).get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("{e:#}");
@@ -194,7 +180,17 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> anyhow::Result<()> {
+fn run(mut cli: Cli) -> anyhow::Result<()> {
+    // frp: an empty `-c` is no file.
+    cli.config = cli.config.filter(|p| !p.as_os_str().is_empty());
+    if cli.version {
+        println!("{}", common::FRP_VERSION);
+        return Ok(());
+    }
+    if matches!(cli.command, Some(Command::Verify)) && cli.config.is_none() {
+        println!("frps: the configuration file is not specified");
+        return Ok(());
+    }
     let (cfg, warnings) = match &cli.config {
         Some(path) => {
             let l = config::load_server(
@@ -222,6 +218,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         return Ok(());
     }
     common::log::init(&cfg.log).context("set up logging")?;
+    match &cli.config {
+        Some(path) => tracing::info!("frps uses config file: {}", path.display()),
+        None => tracing::info!("frps uses command line arguments for config"),
+    }
     for w in warnings {
         tracing::warn!("{w}");
     }

@@ -332,10 +332,12 @@ impl Metrics {
                 totals: self.totals.clone(),
             }),
         };
-        let (last_close, day_marks) = proxies
+        // The start time is set once the proxy is listening (`proxy_started`): one frps
+        // refused never started.
+        let (last_start, last_close, day_marks) = proxies
             .get(name)
             .filter(|r| r.kind == kind)
-            .map(|r| (r.last_close, r.day_marks.clone()))
+            .map(|r| (r.last_start, r.last_close, r.day_marks.clone()))
             .unwrap_or_default();
         proxies.insert(
             name.to_owned(),
@@ -345,7 +347,7 @@ impl Metrics {
                 user: owner.user.to_owned(),
                 client_id: owner.client_id.to_owned(),
                 online: true,
-                last_start: unix_now(),
+                last_start,
                 last_close,
                 traffic: traffic.clone(),
                 day_marks,
@@ -357,16 +359,19 @@ impl Metrics {
         traffic
     }
 
-    /// Records where the proxy listens (frps may have picked the port).
+    /// Records that the proxy started, and where it listens (frps may have picked the port).
     pub(crate) fn proxy_started(&self, name: &str, remote_addr: &str) {
         let port = remote_addr
             .rsplit(':')
             .next()
             .and_then(|p| p.parse::<u16>().ok());
-        if let (Some(r), Some(port)) = (lock(&self.proxies).get_mut(name), port) {
-            if r.conf.remote_port.is_some() {
-                r.conf.remote_port = Some(i64::from(port));
-            }
+        let mut proxies = lock(&self.proxies);
+        let Some(r) = proxies.get_mut(name) else {
+            return;
+        };
+        r.last_start = unix_now();
+        if let (Some(port), Some(_)) = (port, r.conf.remote_port) {
+            r.conf.remote_port = Some(i64::from(port));
         }
     }
 

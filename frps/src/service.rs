@@ -31,8 +31,8 @@ const GRACE: Duration = Duration::from_secs(5);
 pub enum ServerError {
     #[error("bind {addr}: {error}")]
     Bind { addr: String, error: std::io::Error },
-    #[error(transparent)]
-    Tls(#[from] tls::TlsError),
+    #[error("transport.tls: {0}")]
+    Tls(tls::TlsError),
     #[error("metrics: {0}")]
     Metrics(String),
     #[error(transparent)]
@@ -40,6 +40,7 @@ pub enum ServerError {
     #[error("dashboard: {0}")]
     Dashboard(common::http::WebError),
 }
+common::from_cause!(tls::TlsError => ServerError::Tls);
 
 common::from_cause!(common::http::WebError => ServerError::Dashboard);
 
@@ -261,8 +262,15 @@ async fn handle_conn(
     transport::set_keepalive(&tcp, shared.cfg.transport.tcp_keepalive);
     let stream = match tokio::time::timeout(FIRST_MSG_TIMEOUT, accept_tls(&shared, tcp)).await {
         Ok(Ok(s)) => s,
-        Ok(Err(e)) => {
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            // Refused by the operator's policy (`transport.tls.force`).
             info!(error = %e, "closing connection: transport setup failed");
+            return;
+        }
+        Ok(Err(e)) => {
+            // A port probe (closed before sending anything) or a failed TLS handshake: the
+            // peer's business, not an event for the operator.
+            debug!(error = %e, "closing connection: transport setup failed");
             return;
         }
         Err(_) => {

@@ -2,6 +2,7 @@
 //! binaries, and bounded waits. Every listener binds 127.0.0.1 port 0; every wait has a limit.
 
 pub mod oidc;
+pub mod procs;
 
 use common::config::{self, ClientConfig, ProxyConfig, ServerConfig};
 use frpc::status::{Phase, ProxyStatus, StatusBoard};

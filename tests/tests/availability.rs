@@ -243,3 +243,59 @@ async fn http_health_check_honours_path_and_headers() {
     f.stop().await;
     frps.stop().await;
 }
+
+/// A failed check says why, in the proxy's status (and so in `frpc status`): refused, no answer
+/// in time, or the HTTP status the service gave.
+#[tokio::test]
+async fn failed_health_check_says_why() {
+    init_log();
+    let frps = Frps::start(|_| {}).await;
+    let closed = {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        l.local_addr().unwrap()
+    };
+    // Accepts and never answers.
+    let silent = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_addr = silent.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = silent.accept().await {
+            held.push(s);
+        }
+    });
+    let sick = Arc::new(Mutex::new(false));
+    let backend = http_backend(sick, Arc::new(Mutex::new(Vec::new()))).await;
+    let check = |kind: &str| HealthCheck {
+        kind: kind.into(),
+        path: "/healthz".into(),
+        timeout_seconds: 1,
+        max_failed: 1,
+        interval_seconds: 1,
+        ..Default::default()
+    };
+    let f = Frpc::start(frps.addr, |c| {
+        for (name, kind, addr) in [
+            ("refused", "tcp", closed),
+            ("silent", "http", silent_addr),
+            ("status", "http", backend),
+        ] {
+            let mut p = proxy(name, "tcp", addr, 0);
+            p.health_check = check(kind);
+            c.proxies.push(p);
+        }
+    });
+    for (name, want) in [
+        ("refused", "refused"),
+        ("silent", "no answer within 1s"),
+        ("status", "HTTP status 500"),
+    ] {
+        let s = f.wait_phase(name, Phase::CheckFailed).await;
+        assert!(
+            s.error.starts_with("health check failed: ") && s.error.contains(want),
+            "{name}: {:?}",
+            s.error
+        );
+    }
+    f.stop().await;
+    frps.stop().await;
+}

@@ -3,92 +3,8 @@
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 use std::path::Path;
-use std::process::Stdio;
+use tests::procs::*;
 use tests::*;
-use tokio::process::{Child, Command};
-
-fn spawn(name: &str, args: &[&str]) -> Child {
-    Command::new(bin(name))
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn")
-}
-
-async fn run(name: &str, args: &[&str]) -> std::process::Output {
-    let out = Command::new(bin(name))
-        .args(args)
-        .kill_on_drop(true)
-        .output();
-    tokio::time::timeout(PATIENCE, out)
-        .await
-        .expect("exits in time")
-        .expect("run")
-}
-
-fn write(dir: &Path, name: &str, text: &str) -> String {
-    let p = dir.join(name);
-    std::fs::write(&p, text).unwrap();
-    p.display().to_string()
-}
-
-fn tempdir(tag: &str) -> std::path::PathBuf {
-    let d = std::env::temp_dir().join(format!(
-        "frp-rs-{tag}-{}-{}",
-        std::process::id(),
-        rand::random::<u32>()
-    ));
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-/// The child's stderr, line by line (it must have been spawned with a piped stderr).
-fn stderr_lines(child: &mut Child) -> tokio::sync::mpsc::UnboundedReceiver<String> {
-    use tokio::io::AsyncBufReadExt;
-    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        while let Ok(Some(l)) = lines.next_line().await {
-            let _ = tx.send(l);
-        }
-    });
-    rx
-}
-
-/// The first line that contains `needle`, within [`PATIENCE`].
-async fn wait_line(
-    lines: &mut tokio::sync::mpsc::UnboundedReceiver<String>,
-    needle: &str,
-) -> String {
-    let found = tokio::time::timeout(PATIENCE, async {
-        while let Some(l) = lines.recv().await {
-            if l.contains(needle) {
-                return Some(l);
-            }
-        }
-        None
-    })
-    .await;
-    match found {
-        Ok(Some(l)) => l,
-        _ => panic!("no line with {needle:?} in time"),
-    }
-}
-
-/// Starts the real frps on a free port with `extra` config lines; returns it and its port.
-async fn start_frps(dir: &Path, extra: &str) -> (Child, u16) {
-    let bind = free_port().await;
-    let cfg = write(
-        dir,
-        "frps.toml",
-        &format!("bindAddr = \"127.0.0.1\"\nbindPort = {bind}\n{extra}"),
-    );
-    let frps = spawn("frps", &["-c", &cfg]);
-    wait_listening(([127, 0, 0, 1], bind).into()).await;
-    (frps, bind)
-}
 
 #[tokio::test]
 async fn tunnel_through_real_binaries() {
@@ -214,20 +130,6 @@ async fn verify_subcommands() {
         format!("frps: the configuration file {s} syntax is ok")
     );
     let _ = std::fs::remove_dir_all(dir);
-}
-
-#[tokio::test]
-async fn shipped_conf_files_verify() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    for (b, f) in [("frps", "conf/frps.toml"), ("frpc", "conf/frpc.toml")] {
-        let p = root.join(f).display().to_string();
-        let out = run(b, &["verify", "-c", &p]).await;
-        assert!(
-            out.status.success(),
-            "{f}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
 }
 
 #[tokio::test]
@@ -503,5 +405,61 @@ async fn error_causes_are_printed_once() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert_eq!(err.matches("Address already in use").count(), 1, "{err}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// `frpc --watch` with `log.to` in the config's own directory: its log writes, and files that
+/// are neither the config nor matched by its includes, never trigger a reload. A proxy whose
+/// health check keeps failing writes a log line every second, a steady stream of writes in the
+/// watched directory; after the one real edit, several of them pass with no reload.
+#[tokio::test]
+async fn frpc_watch_ignores_its_own_log_and_unrelated_files() {
+    let dir = tempdir("watchlog");
+    let echo = echo_tcp().await;
+    let (ra, rb) = (free_port().await, free_port().await);
+    let closed = free_port().await;
+    let (_frps, bind) = start_frps(&dir, "").await;
+    let log = dir.join("frpc.log");
+    let proxy = |name: &str, port: u16, remote: u16| {
+        format!("[[proxies]]\nname = \"{name}\"\ntype = \"tcp\"\nlocalPort = {port}\nremotePort = {remote}\n")
+    };
+    let sick = format!(
+        "{}healthCheck.type = \"tcp\"\nhealthCheck.intervalSeconds = 1\n",
+        proxy("sick", closed, 0)
+    );
+    let main = |extra: &str| {
+        format!(
+            "serverAddr = \"127.0.0.1\"\nserverPort = {bind}\nlog.to = \"{}\"\n{sick}{}{extra}",
+            log.display(),
+            proxy("a", echo.port(), ra)
+        )
+    };
+    let frpc_cfg = write(&dir, "frpc.toml", &main(""));
+    let mut frpc = spawn("frpc", &["-c", &frpc_cfg, "--watch"]);
+    let at = |port: u16| std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    wait_file(&log, "watch started", |t| t.contains("watching config")).await;
+    wait_tunnel(at(ra)).await;
+
+    // Neither an unrelated file nor the log is a reason to reload; the real edit is.
+    write(&dir, "notes.txt", "not a config\n");
+    write(&dir, "frpc.toml", &main(&proxy("b", echo.port(), rb)));
+    wait_tunnel(at(rb)).await;
+    let reloads = |t: &str| t.lines().filter(|l| l.contains("reloading config")).count();
+    let failed_after_reload = |t: &str| {
+        t.lines()
+            .skip_while(|l| !l.contains("reloading config"))
+            .filter(|l| l.contains("health check failed"))
+            .count()
+    };
+    let text = wait_file(&log, "3 health-check lines after the reload", |t| {
+        failed_after_reload(t) >= 3
+    })
+    .await;
+    assert_eq!(
+        reloads(&text),
+        1,
+        "exactly one reload, for the edit:\n{text}"
+    );
+    let _ = frpc.kill().await;
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -20,6 +20,14 @@ fn auth() -> BasicAuth {
     }
 }
 
+/// The dashboard on 127.0.0.1:`port`, with [`auth`]'s credentials.
+fn dashboard_on(c: &mut common::config::ServerConfig, port: u16) {
+    c.web_server.addr = "127.0.0.1".into();
+    c.web_server.port = port;
+    c.web_server.user = "admin".into();
+    c.web_server.password = "s3cret".into();
+}
+
 async fn call(dash: SocketAddr, method: Method, path: &str) -> (StatusCode, String) {
     request(&dash.to_string(), &auth(), method, path, Bytes::new())
         .await
@@ -77,10 +85,7 @@ fn value(samples: &[Sample], metric: &str, labels: &[(&str, &str)]) -> Option<f6
 async fn frps_with_dashboard(prometheus: bool) -> Frps {
     let dash_port = free_port().await;
     Frps::start(|c| {
-        c.web_server.addr = "127.0.0.1".into();
-        c.web_server.port = dash_port;
-        c.web_server.user = "admin".into();
-        c.web_server.password = "s3cret".into();
+        dashboard_on(c, dash_port);
         c.enable_prometheus = prometheus;
     })
     .await
@@ -580,7 +585,7 @@ async fn dashboard_answers_match_frps_models_field_by_field() {
             })),
             (g.clone(), "/api/v2/clients?pageSize=500", StatusCode::BAD_REQUEST, v2_err(400, "pageSize must be between 1 and 200")),
             (g.clone(), "/api/v2/proxies", c200, ok(page(json!([v2_web.clone(), v2_dns.clone()]), 2))),
-            (g.clone(), "/api/v2/proxies?q=53", c200, ok(page(json!([]), 0))),
+            (g.clone(), "/api/v2/proxies?q=no-such-proxy", c200, ok(page(json!([]), 0))),
             (g.clone(), &format!("/api/v2/proxies?q={udp_port}"), c200, ok(page(json!([v2_dns.clone()]), 1))),
             (g.clone(), "/api/v2/proxies/alice.web", c200, ok(v2_web.clone())),
             (g.clone(), "/api/v2/proxies/nope", StatusCode::NOT_FOUND, v2_err(404, "no proxy info found")),
@@ -705,5 +710,44 @@ async fn dashboard_answers_match_frps_models_field_by_field() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
+    frps.stop().await;
+}
+
+/// A proxy frps refused never started: the v2 list shows no `lastStartAt` for it.
+#[tokio::test]
+async fn refused_proxy_has_no_start_time_in_the_v2_list() {
+    init_log();
+    let dash_port = free_port().await;
+    let allowed = free_port().await;
+    let frps = Frps::start(|c| {
+        dashboard_on(c, dash_port);
+        c.allow_ports = vec![common::config::PortsRange {
+            single: allowed,
+            ..Default::default()
+        }];
+    })
+    .await;
+    let dash = frps.dashboard.unwrap();
+    let echo = echo_tcp().await;
+    let refused_port = free_port().await;
+    let frpc = Frpc::start(frps.addr, |c| {
+        c.proxies.push(proxy("ok", "tcp", echo, allowed));
+        c.proxies.push(proxy("refused", "tcp", echo, refused_port));
+    });
+    frpc.wait_running("ok").await;
+    frpc.wait_phase("refused", frpc::status::Phase::StartError)
+        .await;
+    let (_, body) = get(dash, "/api/v2/proxies").await;
+    let v = json(&body);
+    let items = v["data"]["items"].as_array().unwrap();
+    let find = |name: &str| items.iter().find(|p| p["name"] == name);
+    assert!(
+        find("ok").unwrap()["status"]["lastStartAt"].as_i64() > Some(0),
+        "{body}"
+    );
+    if let Some(p) = find("refused") {
+        assert!(p["status"].get("lastStartAt").is_none(), "{body}");
+    }
+    frpc.stop().await;
     frps.stop().await;
 }

@@ -431,7 +431,7 @@ pub fn load_client_text(
     let mut problems = Vec::new();
     let mut cfg: Option<ClientConfig> = decode(&doc, opts.strict, &mut problems);
     if let Some(c) = cfg.as_mut() {
-        load_includes(c, opts, &mut warnings, &mut problems);
+        load_includes(c, file, opts, &mut warnings, &mut problems);
         c.complete();
         problems.extend(validate::client(c, file));
         if problems.is_empty() {
@@ -563,6 +563,7 @@ pub fn default_server() -> ServerConfig {
 /// directory, its last component may be a glob; only proxies and visitors are taken.
 fn load_includes(
     c: &mut ClientConfig,
+    file: &Path,
     opts: &LoadOptions,
     warnings: &mut Vec<String>,
     problems: &mut Vec<Problem>,
@@ -574,19 +575,15 @@ fn load_includes(
         .unwrap_or_default();
     for (i, entry) in c.includes.clone().iter().enumerate() {
         let key = format!("includes[{i}]");
-        let p = Path::new(entry);
-        let p = if p.is_absolute() {
-            p.to_owned()
-        } else {
-            cwd.join(p)
-        };
+        // Without `.` components, so messages show the directory as a user would write it.
+        let p: PathBuf = cwd.join(entry).components().collect();
         let (dir, pattern) = match (p.parent(), p.file_name().and_then(|f| f.to_str())) {
             (Some(d), Some(f)) => (d.to_owned(), f.to_owned()),
             _ => {
                 problems.push(Problem::new(
-                    Path::new(entry),
+                    file,
                     key,
-                    "include path has no file name",
+                    format!("include path {entry:?} has no file name"),
                 ));
                 continue;
             }
@@ -595,7 +592,7 @@ fn load_includes(
             Ok(r) => r,
             Err(e) => {
                 problems.push(Problem::new(
-                    &dir,
+                    file,
                     key,
                     format!("include directory {}: {e}", dir.display()),
                 ));
@@ -606,9 +603,9 @@ fn load_includes(
             Ok(p) => p,
             Err(e) => {
                 problems.push(Problem::new(
-                    Path::new(entry),
+                    file,
                     key,
-                    format!("bad include pattern: {e}"),
+                    format!("bad include pattern {pattern:?}: {e}"),
                 ));
                 continue;
             }
