@@ -288,11 +288,13 @@ pub async fn fetch(
     tls: &std::sync::Arc<rustls::ClientConfig>,
     timeout: Duration,
 ) -> std::io::Result<(StatusCode, Bytes)> {
-    tokio::time::timeout(timeout, send(url, method, headers, body, Some(tls)))
-        .await
-        .map_err(|_| {
-            std::io::Error::new(std::io::ErrorKind::TimedOut, format!("{url}: timed out"))
-        })?
+    let (code, _, body) =
+        tokio::time::timeout(timeout, send(url, method, headers, body, Some(tls)))
+            .await
+            .map_err(|_| {
+                std::io::Error::new(std::io::ErrorKind::TimedOut, format!("{url}: timed out"))
+            })??;
+    Ok((code, body))
 }
 
 /// The request behind [`fetch`] and [`request`], on a fresh connection whose driver runs in
@@ -303,7 +305,7 @@ async fn send(
     headers: &[(&str, String)],
     body: Bytes,
     tls: Option<&std::sync::Arc<rustls::ClientConfig>>,
-) -> std::io::Result<(StatusCode, Bytes)> {
+) -> std::io::Result<(StatusCode, hyper::HeaderMap, Bytes)> {
     use http_body_util::BodyExt;
     let bad = |m: String| std::io::Error::new(std::io::ErrorKind::InvalidInput, m);
     let uri: hyper::Uri = url
@@ -360,10 +362,10 @@ async fn send(
     let req = req.body(Full::new(body)).map_err(std::io::Error::other)?;
     let exchange = async move {
         let resp = sender.send_request(req).await.map_err(io)?;
-        let code = resp.status();
-        let bytes = resp.into_body().collect().await.map_err(io)?.to_bytes();
+        let (parts, body) = resp.into_parts();
+        let bytes = body.collect().await.map_err(io)?.to_bytes();
         // `sender` drops here, which lets the connection driver below finish.
-        Ok::<_, std::io::Error>((code, bytes))
+        Ok::<_, std::io::Error>((parts.status, parts.headers, bytes))
     };
     let (result, _) = tokio::join!(exchange, conn);
     result
@@ -402,7 +404,28 @@ pub async fn request(
     path: &str,
     body: Bytes,
 ) -> std::io::Result<(StatusCode, String)> {
-    let mut headers = Vec::new();
+    let a = request_with(addr, auth, method, path, &[], body).await?;
+    Ok((a.code, a.body))
+}
+
+/// An answer to [`request_with`].
+#[derive(Debug)]
+pub struct Answer {
+    pub code: StatusCode,
+    pub headers: hyper::HeaderMap,
+    pub body: String,
+}
+
+/// [`request`] with extra request headers, returning the response headers too.
+pub async fn request_with(
+    addr: &str,
+    auth: &BasicAuth,
+    method: hyper::Method,
+    path: &str,
+    extra: &[(&str, String)],
+    body: Bytes,
+) -> std::io::Result<Answer> {
+    let mut headers = extra.to_vec();
     if auth.required() {
         let cred = base64::Engine::encode(
             &base64::engine::general_purpose::STANDARD,
@@ -410,7 +433,7 @@ pub async fn request(
         );
         headers.push(("authorization", format!("Basic {cred}")));
     }
-    let (code, bytes) = send(
+    let (code, resp_headers, bytes) = send(
         &format!("http://{addr}{path}"),
         method,
         &headers,
@@ -418,7 +441,11 @@ pub async fn request(
         None,
     )
     .await?;
-    Ok((code, String::from_utf8_lossy(&bytes).into_owned()))
+    Ok(Answer {
+        code,
+        headers: resp_headers,
+        body: String::from_utf8_lossy(&bytes).into_owned(),
+    })
 }
 
 #[cfg(test)]

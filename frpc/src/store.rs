@@ -82,7 +82,9 @@ impl Store {
         })
     }
 
-    /// Writes the store atomically (temp file + rename), mode 0600.
+    /// Writes the store atomically: a new temporary file (mode 0600, created exclusively, so
+    /// a file or symlink planted at its path is never followed), synced, renamed over the
+    /// store, and the directory synced.
     fn save(&self) -> Result<(), StoreError> {
         let io = |e: std::io::Error| StoreError::Io {
             path: self.path.clone(),
@@ -98,13 +100,20 @@ impl Store {
         })?;
         let mut tmp = self.path.clone().into_os_string();
         tmp.push(".tmp");
-        std::fs::write(&tmp, body).map_err(io)?;
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
+        let tmp = PathBuf::from(tmp);
+        write_new(&tmp, &body).map_err(io)?;
+        if let Err(e) = std::fs::rename(&tmp, &self.path) {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(io(e));
         }
-        std::fs::rename(&tmp, &self.path).map_err(io)
+        // The rename is durable once the directory is.
+        let dir = match self.path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io)
     }
 
     /// `cfg` with the store applied: store entries replace same-named ones, others are added.
@@ -203,6 +212,32 @@ impl Store {
     }
 }
 
+/// Creates `path` exclusively (mode 0600), writes `body` and syncs it. Whatever is already at
+/// `path` (a stale temporary, or a symlink someone planted) is removed, not followed; if
+/// something appears there again before the create, the save fails.
+fn write_new(path: &Path, body: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let open = || {
+        let mut o = std::fs::OpenOptions::new();
+        o.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+        o.open(path)
+    };
+    let mut f = match open() {
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            std::fs::remove_file(path)?;
+            open()?
+        }
+        r => r?,
+    };
+    let written = f.write_all(body).and_then(|()| f.sync_all());
+    if written.is_err() {
+        let _ = std::fs::remove_file(path);
+    }
+    written
+}
+
 enum Entry {
     Proxy(Box<ProxyConfig>),
     Visitor(Box<VisitorConfig>),
@@ -245,7 +280,7 @@ fn parse_definition(kind: Kind, body: &[u8], opts: &LoadOptions) -> Result<Entry
         strict: true,
         ..opts.clone()
     };
-    let mut loaded = common::config::load_client_text(&doc, Path::new("store.json"), &opts)
+    let mut loaded = common::config::load_client_data(&doc, Path::new("store.json"), &opts)
         .map_err(|e| bad(e.to_string()))?;
     Ok(match kind {
         Kind::Proxy => Entry::Proxy(Box::new(loaded.config.proxies.remove(0))),

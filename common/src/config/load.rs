@@ -428,8 +428,43 @@ pub fn load_client_text(
 ) -> Result<Loaded<ClientConfig>, ConfigError> {
     let mut warnings = Vec::new();
     let doc = parse_doc(text, file, opts, &mut warnings, legacy::Side::Client)?;
+    client_from_doc(&doc, file, opts, warnings)
+}
+
+/// Loads frpc entries sent as data (the admin API's store bodies): plain JSON, never rendered
+/// as a template, so `{{ .Envs.X }}` stays as written (frp parses store bodies as plain JSON).
+pub fn load_client_data(
+    text: &str,
+    file: &Path,
+    opts: &LoadOptions,
+) -> Result<Loaded<ClientConfig>, ConfigError> {
+    let value = serde_json::from_str::<Value>(text).map_err(|e| {
+        ConfigError::Invalid(vec![Problem {
+            file: file.to_owned(),
+            line: Some(e.line()),
+            col: Some(e.column()),
+            key: String::new(),
+            msg: format!("JSON: {e}"),
+        }])
+    })?;
+    let doc = Doc {
+        file: file.to_owned(),
+        text: text.to_owned(),
+        format: Format::Json,
+        value,
+    };
+    client_from_doc(&doc, file, opts, Vec::new())
+}
+
+/// Decode, includes, defaults, validation and token sources of a parsed frpc document.
+fn client_from_doc(
+    doc: &Doc,
+    file: &Path,
+    opts: &LoadOptions,
+    mut warnings: Vec<String>,
+) -> Result<Loaded<ClientConfig>, ConfigError> {
     let mut problems = Vec::new();
-    let mut cfg: Option<ClientConfig> = decode(&doc, opts.strict, &mut problems);
+    let mut cfg: Option<ClientConfig> = decode(doc, opts.strict, &mut problems);
     if let Some(c) = cfg.as_mut() {
         load_includes(c, opts, &mut warnings, &mut problems);
         c.complete();

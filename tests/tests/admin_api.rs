@@ -1,0 +1,165 @@
+//! frpc's admin API played by an attacker (issue 22) and compared with frp's (issue 12): what
+//! arrives over the API is data (no command runs, no template renders, no file outside the
+//! config and store is touched), the store file is written safely, a reload keeps the global
+//! settings, and every endpoint answers as frp's `client/http` controller does.
+
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
+use common::http::{request_with, Answer, BasicAuth};
+use hyper::{Method, StatusCode};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use tests::*;
+
+/// An frpc config: globals (`extra` first, so dotted keys stay at the top level), then tcp
+/// proxies to `local`.
+fn frpc_text(frps: SocketAddr, admin: u16, extra: &str, proxies: &[(&str, SocketAddr)]) -> String {
+    let mut s = format!(
+        "serverAddr = \"127.0.0.1\"\nserverPort = {}\nauth.token = \"{TOKEN}\"\nwebServer.addr = \"127.0.0.1\"\nwebServer.port = {admin}\n{extra}\n",
+        frps.port()
+    );
+    for (name, local) in proxies {
+        s.push_str(&format!(
+            "[[proxies]]\nname = \"{name}\"\ntype = \"tcp\"\nlocalIP = \"127.0.0.1\"\nlocalPort = {}\n\n",
+            local.port()
+        ));
+    }
+    s
+}
+
+/// An frps, an echo backend and an in-process frpc run from a file, with its admin API.
+struct Setup {
+    frps: Frps,
+    frpc: Frpc,
+    echo: SocketAddr,
+    admin: u16,
+    dir: PathBuf,
+    file: PathBuf,
+    store: PathBuf,
+}
+
+impl Setup {
+    /// `extra` global lines; the store is on at `dir/store.json`; proxy `f` is in the file.
+    async fn start(extra: &str) -> Setup {
+        Setup::start_with(extra, |c| c).await
+    }
+
+    async fn start_with(extra: &str, f: impl FnOnce(frpc::Client) -> frpc::Client) -> Setup {
+        init_log();
+        let frps = Frps::start(|_| {}).await;
+        let echo = echo_tcp().await;
+        let admin = free_port().await;
+        let dir = temp_dir("admin");
+        let store = dir.join("store.json");
+        let file = dir.join("frpc.toml");
+        let extra = format!("store.path = {:?}\n{extra}", store.display().to_string());
+        std::fs::write(&file, frpc_text(frps.addr, admin, &extra, &[("f", echo)])).unwrap();
+        let frpc = Frpc::run(f(client_from_file(&file)));
+        frpc.wait_running("f").await;
+        Setup {
+            frps,
+            frpc,
+            echo,
+            admin,
+            dir,
+            file,
+            store,
+        }
+    }
+
+    fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.admin)
+    }
+
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> Answer {
+        let headers: Vec<(&str, String)> =
+            headers.iter().map(|(k, v)| (*k, v.to_string())).collect();
+        let (addr, auth) = (self.addr(), BasicAuth::default());
+        let call = request_with(&addr, &auth, method, path, &headers, body.to_owned().into());
+        tokio::time::timeout(PATIENCE, call).await.unwrap().unwrap()
+    }
+
+    /// A JSON call, as frp's web UI makes them.
+    async fn json(&self, method: Method, path: &str, body: &str) -> Answer {
+        self.call(method, path, &[("content-type", "application/json")], body)
+            .await
+    }
+
+    async fn stop(self) {
+        self.frpc.stop().await;
+        self.frps.stop().await;
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn tcp_def(name: &str, local: SocketAddr, extra: serde_json::Value) -> String {
+    let mut block = serde_json::json!({"localIP": "127.0.0.1", "localPort": local.port()});
+    if let (Some(b), Some(e)) = (block.as_object_mut(), extra.as_object()) {
+        b.extend(e.clone());
+    }
+    serde_json::json!({"name": name, "type": "tcp", "tcp": block}).to_string()
+}
+
+// --- issue 22 item 2: store bodies are data -------------------------------------------------
+
+#[tokio::test]
+async fn store_bodies_are_data_never_templates() {
+    let s = Setup::start("").await;
+    let literal = "{{ .Envs.HOME }} {{ parseNumberRange \"1-100000000000000\" }}";
+    let def = tcp_def(
+        "t",
+        s.echo,
+        serde_json::json!({"metadatas": {"secret": literal}}),
+    );
+    let a = s.json(Method::POST, "/api/store/proxies", &def).await;
+    assert_eq!(a.code, StatusCode::OK, "{}", a.body);
+    let v: serde_json::Value = serde_json::from_str(&a.body).unwrap();
+    assert_eq!(v["tcp"]["metadatas"]["secret"], literal, "{v}");
+    let a = s.call(Method::GET, "/api/store/proxies/t", &[], "").await;
+    let v: serde_json::Value = serde_json::from_str(&a.body).unwrap();
+    assert_eq!(v["tcp"]["metadatas"]["secret"], literal, "{v}");
+    let saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&s.store).unwrap()).unwrap();
+    assert_eq!(
+        saved["proxies"][0]["metadatas"]["secret"], literal,
+        "stored literally: {saved}"
+    );
+    s.frpc.wait_running("t").await;
+    s.stop().await;
+}
+
+// --- issue 22 item 10: the store file's temporary ---------------------------------------------
+
+#[cfg(unix)]
+#[tokio::test]
+async fn store_temp_file_does_not_follow_a_planted_symlink() {
+    use std::os::unix::fs::PermissionsExt;
+    let s = Setup::start("").await;
+    let victim = s.dir.join("victim");
+    std::fs::write(&victim, "precious").unwrap();
+    let mut tmp = s.store.clone().into_os_string();
+    tmp.push(".tmp");
+    std::os::unix::fs::symlink(&victim, &tmp).unwrap();
+
+    let a = s
+        .json(
+            Method::POST,
+            "/api/store/proxies",
+            &tcp_def("t", s.echo, serde_json::json!({})),
+        )
+        .await;
+    assert_eq!(a.code, StatusCode::OK, "{}", a.body);
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+    let meta = std::fs::symlink_metadata(&s.store).unwrap();
+    assert!(meta.file_type().is_file(), "the store is a plain file");
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    assert!(std::fs::read_to_string(&s.store).unwrap().contains("\"t\""));
+    assert!(!Path::new(&tmp).exists(), "no temporary left behind");
+    s.stop().await;
+}
