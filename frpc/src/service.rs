@@ -403,11 +403,30 @@ impl Reloader {
         self.layers.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Applies a newly loaded config file.
-    pub fn apply(&self, cfg: ClientConfig) {
+    /// Applies a newly loaded config file: its proxies, visitors and `start` list. Global
+    /// settings keep their running values (as frp documents; work connections must go on
+    /// using the token and wire protocol of the session); a change to one is logged by name
+    /// and returned.
+    pub fn apply(&self, cfg: ClientConfig) -> Vec<String> {
         let mut l = self.lock();
-        l.file = cfg;
+        let ignored = crate::reload::globals_changed(&l.file, &cfg);
+        if !ignored.is_empty() {
+            warn!(
+                keys = %ignored.join(", "),
+                "changes to {} need a restart; the running values stay",
+                ignored.join(", ")
+            );
+        }
+        l.file.proxies = cfg.proxies;
+        l.file.visitors = cfg.visitors;
+        l.file.start = cfg.start;
         self.tx.send_replace(Arc::new(l.effective()));
+        ignored
+    }
+
+    /// The `includes` the client started with (a reload reads these, not the file's).
+    pub fn running_includes(&self) -> Vec<String> {
+        self.lock().file.includes.clone()
     }
 
     /// Runs `f` on the store; when it succeeds the result is applied like a reload.

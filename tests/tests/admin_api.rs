@@ -163,3 +163,152 @@ async fn store_temp_file_does_not_follow_a_planted_symlink() {
     assert!(!Path::new(&tmp).exists(), "no temporary left behind");
     s.stop().await;
 }
+
+// --- issue 22 item 1: nothing from the admin API runs a command or reads outside files --------
+
+/// An `auth.tokenSource` running `sh -c script`.
+fn exec_token(script: &str) -> String {
+    format!(
+        "auth.tokenSource.type = \"exec\"\nauth.tokenSource.exec.command = \"sh\"\nauth.tokenSource.exec.args = [\"-c\", {script:?}]\n"
+    )
+}
+
+/// Waits until `/api/status` lists proxy `name`.
+async fn wait_listed(admin: &str, name: &str) -> String {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    let auth = BasicAuth::default();
+    loop {
+        let call =
+            common::http::request(admin, &auth, Method::GET, "/api/status", Default::default());
+        if let Ok(Ok((StatusCode::OK, body))) = tokio::time::timeout(PATIENCE, call).await {
+            if body.contains(&format!("\"name\":\"{name}\"")) {
+                return body;
+            }
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{name} never listed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn admin_api_cannot_run_commands_or_read_outside_files() {
+    init_log();
+    let frps = Frps::start(|_| {}).await;
+    let echo = echo_tcp().await;
+    let admin = free_port().await;
+    let dir = temp_dir("exec");
+    let count = dir.join("count");
+    let marker = dir.join("marker");
+    // A directory the attacker wants read through `includes`.
+    let outside = dir.join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    std::fs::write(
+        outside.join("p.toml"),
+        format!(
+            "[[proxies]]\nname = \"included\"\ntype = \"tcp\"\nlocalPort = {}\n",
+            echo.port()
+        ),
+    )
+    .unwrap();
+
+    let start = exec_token(&format!("echo run >> {}; printf {TOKEN}", count.display()));
+    let file = dir.join("frpc.toml");
+    let no_token = |t: String| t.replace(&format!("auth.token = \"{TOKEN}\"\n"), "");
+    std::fs::write(
+        &file,
+        no_token(frpc_text(frps.addr, admin, &start, &[("a", echo)])),
+    )
+    .unwrap();
+    let mut frpc = tokio::process::Command::new(bin("frpc"))
+        .args([
+            "-c",
+            &file.display().to_string(),
+            "--allow-unsafe",
+            "TokenSourceExec",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let addr = format!("127.0.0.1:{admin}");
+    wait_listed(&addr, "a").await;
+
+    let attack = format!(
+        "{}includes = [{:?}]\n",
+        exec_token(&format!("touch {}; printf {TOKEN}", marker.display())),
+        format!("{}/*.toml", outside.display())
+    );
+    let text = no_token(frpc_text(
+        frps.addr,
+        admin,
+        &attack,
+        &[("a", echo), ("b", echo)],
+    ));
+    let auth = BasicAuth::default();
+    let (code, body) = common::http::request(&addr, &auth, Method::PUT, "/api/config", text.into())
+        .await
+        .unwrap();
+    assert_eq!(code, StatusCode::OK, "{body}");
+    for _ in 0..2 {
+        let (code, body) =
+            common::http::request(&addr, &auth, Method::GET, "/api/reload", Default::default())
+                .await
+                .unwrap();
+        assert_eq!(code, StatusCode::OK, "{body}");
+    }
+    // The reload took the new proxy list (so the file was read and applied)...
+    let status = wait_listed(&addr, "b").await;
+    // ...but ran no command, and read no include it was not started with.
+    assert!(!marker.exists(), "the admin API ran a command");
+    assert!(!status.contains("included"), "the admin API read {status}");
+    assert_eq!(
+        std::fs::read_to_string(&count).unwrap().lines().count(),
+        1,
+        "the start-up token command runs once, not on every reload"
+    );
+    let _ = frpc.kill().await;
+    frps.stop().await;
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+// --- issue 22 item 12: a reload keeps the global settings -----------------------------------
+
+#[tokio::test]
+async fn reload_keeps_global_settings_for_new_work_connections() {
+    let s = Setup::start("").await;
+    // The same file with another token and wire protocol, and a new encrypted proxy.
+    let remote = free_port().await;
+    let mut text = frpc_text(
+        s.frps.addr,
+        s.admin,
+        &format!(
+            "store.path = {:?}\ntransport.wireProtocol = \"v2\"\n",
+            s.store.display().to_string()
+        ),
+        &[("f", s.echo)],
+    )
+    .replace(
+        &format!("auth.token = \"{TOKEN}\""),
+        "auth.token = \"changed\"",
+    );
+    text.push_str(&format!(
+        "[[proxies]]\nname = \"enc\"\ntype = \"tcp\"\nlocalIP = \"127.0.0.1\"\nlocalPort = {}\nremotePort = {remote}\ntransport.useEncryption = true\n",
+        s.echo.port()
+    ));
+    std::fs::write(&s.file, text).unwrap();
+    let a = s.call(Method::GET, "/api/reload", &[], "").await;
+    assert_eq!(a.code, StatusCode::OK, "{}", a.body);
+    s.frpc.wait_running("enc").await;
+    // The new proxy's work connections use the running token and wire protocol.
+    let data = pattern(4096, 12);
+    let entry = SocketAddr::from(([127, 0, 0, 1], remote));
+    assert!(
+        echo_through(entry, &data).await == data,
+        "a reload changed auth.token or wireProtocol for new work connections"
+    );
+    s.stop().await;
+}
