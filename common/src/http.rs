@@ -97,9 +97,11 @@ pub fn metrics(registry: &prometheus::Registry) -> Resp {
     r
 }
 
-/// A JSON response.
+/// A JSON response, ending with a newline as Go's `json.Encoder` writes it (frp's handlers).
 pub fn json<T: serde::Serialize>(code: StatusCode, v: &T) -> Resp {
-    let mut r = reply(code, serde_json::to_vec(v).unwrap_or_default());
+    let mut body = serde_json::to_vec(v).unwrap_or_default();
+    body.push(b'\n');
+    let mut r = reply(code, body);
     r.headers_mut().insert(
         hyper::header::CONTENT_TYPE,
         hyper::header::HeaderValue::from_static("application/json"),

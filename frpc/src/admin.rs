@@ -48,17 +48,38 @@ pub(crate) async fn serve(
     http::serve(listener, auth, handler, token).await;
 }
 
+/// frp's routes (`client/api_router.go`, gorilla/mux): a known path with another method is 405
+/// with an empty body; an unknown path is net/http's 404 page; the store routes exist only
+/// with a store.
 async fn handle(a: Arc<Admin>, req: Request<Incoming>) -> Resp {
     let path = req.uri().path().to_owned();
-    let strict = http::query(&req)
-        .iter()
-        .any(|(k, v)| k == "strictConfig" && v == "true");
-    match (req.method().clone(), path.as_str()) {
-        (Method::GET, "/api/reload") => match reload(&a, strict) {
-            Ok(()) => reply(StatusCode::OK, ""),
-            Err(e) => error(StatusCode::BAD_REQUEST, &e),
-        },
-        (Method::POST, "/api/stop") => {
+    let method = req.method().clone();
+    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let allowed: &[Method] = match parts.as_slice() {
+        ["api", "reload" | "status"] | ["metrics"] => &[Method::GET],
+        ["api", "stop"] => &[Method::POST],
+        ["api", "config"] => &[Method::GET, Method::PUT],
+        ["api", "proxy" | "visitor", n, "config"] if !n.is_empty() => &[Method::GET],
+        ["api", "store", "proxies" | "visitors"] if store_on(&a) => &[Method::GET, Method::POST],
+        ["api", "store", "proxies" | "visitors", n] if store_on(&a) && !n.is_empty() => {
+            &[Method::GET, Method::PUT, Method::DELETE]
+        }
+        _ => return not_found(),
+    };
+    if !allowed.contains(&method) {
+        return reply(StatusCode::METHOD_NOT_ALLOWED, "");
+    }
+    match parts.as_slice() {
+        ["api", "reload"] => {
+            let strict = http::query(&req)
+                .iter()
+                .any(|(k, v)| k == "strictConfig" && v == "true");
+            match reload(&a, strict) {
+                Ok(()) => reply(StatusCode::OK, ""),
+                Err(e) => error(StatusCode::BAD_REQUEST, &e),
+            }
+        }
+        ["api", "stop"] => {
             info!("stop requested through the admin API");
             let t = a.shutdown.clone();
             tokio::spawn(async move {
@@ -67,36 +88,42 @@ async fn handle(a: Arc<Admin>, req: Request<Incoming>) -> Resp {
             });
             reply(StatusCode::OK, "")
         }
-        (Method::GET, "/api/status") => http::json(StatusCode::OK, &status(&a)),
-        (Method::GET, "/metrics") => a.metrics.reply(),
-        (_, p) if p.starts_with("/api/store/") => store_api(&a, req).await,
-        (Method::GET, p) if p.starts_with("/api/proxy/") || p.starts_with("/api/visitor/") => {
-            definition(&a.reloader.current(), p)
+        ["api", "status"] => http::json(StatusCode::OK, &status(&a)),
+        ["metrics"] => a.metrics.reply(),
+        ["api", "store", ..] => store_api(&a, req).await,
+        ["api", ..] if method == Method::GET && parts[1] != "config" => {
+            definition(&a.reloader.current(), &path)
         }
-        (Method::GET, "/api/config") => match a.source.as_ref().map(|s| &s.path) {
+        _ if method == Method::GET => match a.source.as_ref().map(|s| &s.path) {
             Some(p) => match std::fs::read(p) {
-                Ok(text) => reply(StatusCode::OK, text),
+                Ok(text) => {
+                    let mut r = reply(StatusCode::OK, text);
+                    r.headers_mut().insert(
+                        hyper::header::CONTENT_TYPE,
+                        hyper::header::HeaderValue::from_static("text/plain; charset=utf-8"),
+                    );
+                    r
+                }
                 Err(e) => error(
                     StatusCode::BAD_REQUEST,
-                    &format!("read config file {}: {e}", p.display()),
+                    &format!("invalid argument: read config file {}: {e}", p.display()),
                 ),
             },
-            None => error(
-                StatusCode::BAD_REQUEST,
-                "frpc was started without a config file",
-            ),
+            None => error(StatusCode::BAD_REQUEST, NO_FILE),
         },
-        (Method::PUT, "/api/config") => {
+        _ => {
             let body = match req.into_body().collect().await {
                 Ok(b) => b.to_bytes(),
-                Err(e) => return error(StatusCode::BAD_REQUEST, &e.to_string()),
+                Err(e) => {
+                    return error(
+                        StatusCode::BAD_REQUEST,
+                        &format!("read request body error: {e}"),
+                    )
+                }
             };
             match (a.source.as_ref().map(|s| &s.path), body.is_empty()) {
                 (_, true) => error(StatusCode::BAD_REQUEST, "body can't be empty"),
-                (None, _) => error(
-                    StatusCode::BAD_REQUEST,
-                    "frpc was started without a config file",
-                ),
+                (None, _) => error(StatusCode::INTERNAL_SERVER_ERROR, NO_FILE),
                 (Some(p), false) => match write_private(p, &body) {
                     Ok(()) => reply(StatusCode::OK, ""),
                     Err(e) => error(
@@ -106,8 +133,25 @@ async fn handle(a: Arc<Admin>, req: Request<Incoming>) -> Resp {
                 },
             }
         }
-        _ => reply(StatusCode::NOT_FOUND, "404 page not found\n"),
     }
+}
+
+/// frp's answer when frpc runs without a config file.
+const NO_FILE: &str = "invalid argument: frpc has no config file path";
+
+/// net/http's `NotFound`.
+fn not_found() -> Resp {
+    let mut r = reply(StatusCode::NOT_FOUND, "404 page not found\n");
+    r.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+/// Whether the store (and so its routes) exists.
+fn store_on(a: &Admin) -> bool {
+    a.reloader.read_store(|_| ()).is_ok()
 }
 
 /// `GET /api/proxy/{name}/config` and `/api/visitor/{name}/config`: frp's typed definition
@@ -127,7 +171,7 @@ fn definition(cfg: &ClientConfig, path: &str) -> Resp {
             .find(|v| v.name == *name)
             .map(store::visitor_definition)
             .ok_or(("visitor", name)),
-        _ => return reply(StatusCode::NOT_FOUND, "404 page not found\n"),
+        _ => return not_found(),
     };
     match found {
         Ok(d) => http::json(StatusCode::OK, &d),
@@ -135,22 +179,17 @@ fn definition(cfg: &ClientConfig, path: &str) -> Resp {
     }
 }
 
-/// `/api/store/proxies[/{name}]` and `/api/store/visitors[/{name}]` (frp's store API).
+/// `/api/store/proxies[/{name}]` and `/api/store/visitors[/{name}]` (frp's store API); the
+/// route and method are already checked.
 async fn store_api(a: &Admin, req: Request<Incoming>) -> Resp {
     let path = req.uri().path().to_owned();
     let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
-    let (kind, list_key, name) = match parts.as_slice() {
-        ["api", "store", "proxies", rest @ ..] => {
-            (store::Kind::Proxy, "proxies", rest.first().copied())
-        }
-        ["api", "store", "visitors", rest @ ..] => {
-            (store::Kind::Visitor, "visitors", rest.first().copied())
-        }
-        _ => return reply(StatusCode::NOT_FOUND, "404 page not found\n"),
+    let (kind, list_key) = if parts[2] == "proxies" {
+        (store::Kind::Proxy, "proxies")
+    } else {
+        (store::Kind::Visitor, "visitors")
     };
-    if parts.len() > 4 {
-        return reply(StatusCode::NOT_FOUND, "404 page not found\n");
-    }
+    let name = parts.get(3).copied();
     let method = req.method().clone();
     let body = match req.into_body().collect().await {
         Ok(b) => b.to_bytes(),
@@ -171,15 +210,17 @@ async fn store_api(a: &Admin, req: Request<Incoming>) -> Resp {
         (Method::PUT, Some(n)) => r
             .with_store(|s| s.put(kind, Some(n), &body, &opts))
             .map(Some),
-        (Method::DELETE, Some(n)) => r.with_store(|s| s.delete(kind, n)).map(|()| None),
-        _ => return error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
+        (_, Some(n)) => r.with_store(|s| s.delete(kind, n)).map(|()| None),
+        (_, None) => return reply(StatusCode::METHOD_NOT_ALLOWED, ""),
     };
     match result {
         Ok(Some(v)) => http::json(StatusCode::OK, &v),
-        Ok(None) => reply(StatusCode::NO_CONTENT, ""),
+        // frp answers a delete with 200 and no body.
+        Ok(None) => reply(StatusCode::OK, ""),
+        Err(store::StoreError::Disabled(_)) => not_found(),
         Err(e) => {
             let code = match e {
-                store::StoreError::Disabled(_) | store::StoreError::NotFound(_) => {
+                store::StoreError::NotFound(_) | store::StoreError::Disabled(_) => {
                     StatusCode::NOT_FOUND
                 }
                 store::StoreError::Exists(_) => StatusCode::CONFLICT,
@@ -205,8 +246,9 @@ fn write_private(p: &std::path::Path, body: &[u8]) -> std::io::Result<()> {
 fn reload(a: &Admin, strict: bool) -> Result<(), String> {
     a.source
         .as_ref()
-        .ok_or("frpc was started without a config file")?
+        .ok_or(NO_FILE)?
         .reload(&a.reloader, strict)
+        .map_err(|e| format!("invalid argument: {e}"))
 }
 
 /// One row of `/api/status` (frp `ProxyStatusResp`).

@@ -312,3 +312,313 @@ async fn reload_keeps_global_settings_for_new_work_connections() {
     );
     s.stop().await;
 }
+
+// --- issue 12 item 9: every endpoint answers as frp's client/http controller ------------------
+
+/// What an answer must be: status, and the body exactly, as JSON, or as frp's error's prefix.
+enum Want {
+    Exact(&'static str),
+    Json(serde_json::Value),
+    /// `{"Code": status, "Msg": m}` with `m` starting with this.
+    ErrPrefix(&'static str),
+    /// Any JSON object with these fields.
+    Fields(serde_json::Value),
+}
+
+#[tokio::test]
+async fn store_and_admin_endpoints_answer_as_frp() {
+    use serde_json::json;
+    let s = Setup::start("").await;
+    let p = |name: &str, extra: serde_json::Value| tcp_def(name, s.echo, extra);
+    let status_of = |code: u16| StatusCode::from_u16(code).unwrap();
+    let cases: Vec<(Method, &str, String, u16, Want)> = vec![
+        (
+            Method::GET,
+            "/api/reload",
+            String::new(),
+            200,
+            Want::Exact(""),
+        ),
+        (
+            Method::GET,
+            "/api/proxy/nope/config",
+            String::new(),
+            404,
+            Want::Json(json!({"Code": 404, "Msg": "proxy \"nope\" not found"})),
+        ),
+        (
+            Method::GET,
+            "/api/visitor/nope/config",
+            String::new(),
+            404,
+            Want::Json(json!({"Code": 404, "Msg": "visitor \"nope\" not found"})),
+        ),
+        (
+            Method::GET,
+            "/api/proxy/f/config",
+            String::new(),
+            200,
+            Want::Fields(json!({"name": "f", "type": "tcp"})),
+        ),
+        (
+            Method::PUT,
+            "/api/config",
+            String::new(),
+            400,
+            Want::Json(json!({"Code": 400, "Msg": "body can't be empty"})),
+        ),
+        (
+            Method::GET,
+            "/api/store/proxies",
+            String::new(),
+            200,
+            Want::Json(json!({"proxies": []})),
+        ),
+        (
+            Method::GET,
+            "/api/store/visitors",
+            String::new(),
+            200,
+            Want::Json(json!({"visitors": []})),
+        ),
+        // frp's ProxyDefinition.Validate.
+        (
+            Method::POST,
+            "/api/store/proxies",
+            json!({"name": "u", "type": "tcp", "udp": {"localPort": 1}}).to_string(),
+            400,
+            Want::Json(
+                json!({"Code": 400, "Msg": "proxy type block \"udp\" does not match type \"tcp\""}),
+            ),
+        ),
+        (
+            Method::POST,
+            "/api/store/proxies",
+            json!({"name": "u", "type": "tcp", "tcp": {"localPort": 1}, "udp": {"localPort": 1}})
+                .to_string(),
+            400,
+            Want::Json(json!({"Code": 400, "Msg": "exactly one proxy type block is required"})),
+        ),
+        (
+            Method::POST,
+            "/api/store/proxies",
+            json!({"name": "u", "type": "tcp"}).to_string(),
+            400,
+            Want::Json(json!({"Code": 400, "Msg": "exactly one proxy type block is required"})),
+        ),
+        (
+            Method::POST,
+            "/api/store/proxies",
+            json!({"name": "u", "type": "ftp", "tcp": {}}).to_string(),
+            400,
+            Want::Json(json!({"Code": 400, "Msg": "invalid proxy type: ftp"})),
+        ),
+        (
+            Method::POST,
+            "/api/store/proxies",
+            json!({"name": " ", "type": "tcp", "tcp": {}}).to_string(),
+            400,
+            Want::Json(json!({"Code": 400, "Msg": "proxy name is required"})),
+        ),
+        (
+            Method::POST,
+            "/api/store/proxies",
+            "{not json".into(),
+            400,
+            Want::ErrPrefix("parse JSON error: "),
+        ),
+        (
+            Method::POST,
+            "/api/store/proxies",
+            p("v", json!({"localPort": 70000})),
+            400,
+            Want::ErrPrefix("invalid argument: validation error: "),
+        ),
+        (
+            Method::POST,
+            "/api/store/visitors",
+            json!({"name": "v", "type": "tcp", "tcp": {}}).to_string(),
+            400,
+            Want::Json(json!({"Code": 400, "Msg": "invalid visitor type: tcp"})),
+        ),
+        (
+            Method::POST,
+            "/api/store/visitors",
+            json!({"name": "v", "type": "stcp", "xtcp": {"serverName": "x"}}).to_string(),
+            400,
+            Want::Json(
+                json!({"Code": 400, "Msg": "visitor type block \"xtcp\" does not match type \"stcp\""}),
+            ),
+        ),
+        // Create, conflict, read, update, delete.
+        (
+            Method::POST,
+            "/api/store/proxies",
+            p("s", json!({})),
+            200,
+            Want::Fields(json!({"name": "s", "type": "tcp"})),
+        ),
+        (
+            Method::POST,
+            "/api/store/proxies",
+            p("s", json!({})),
+            409,
+            Want::Json(json!({"Code": 409, "Msg": "conflict: already exists: proxy \"s\""})),
+        ),
+        (
+            Method::GET,
+            "/api/store/proxies/s",
+            String::new(),
+            200,
+            Want::Fields(json!({"name": "s", "type": "tcp"})),
+        ),
+        (
+            Method::GET,
+            "/api/store/proxies/nope",
+            String::new(),
+            404,
+            Want::Json(json!({"Code": 404, "Msg": "not found: proxy \"nope\""})),
+        ),
+        (
+            Method::PUT,
+            "/api/store/proxies/s",
+            p("t", json!({})),
+            400,
+            Want::Json(json!({"Code": 400, "Msg": "proxy name in URL must match name in body"})),
+        ),
+        (
+            Method::PUT,
+            "/api/store/proxies/nope",
+            p("nope", json!({})),
+            404,
+            Want::Json(json!({"Code": 404, "Msg": "not found: not found: proxy \"nope\""})),
+        ),
+        (
+            Method::PUT,
+            "/api/store/proxies/s",
+            p("s", json!({"remotePort": 0})),
+            200,
+            Want::Fields(json!({"name": "s"})),
+        ),
+        (
+            Method::DELETE,
+            "/api/store/proxies/s",
+            String::new(),
+            200,
+            Want::Exact(""),
+        ),
+        (
+            Method::DELETE,
+            "/api/store/proxies/s",
+            String::new(),
+            404,
+            Want::Json(json!({"Code": 404, "Msg": "not found: not found: proxy \"s\""})),
+        ),
+        (
+            Method::GET,
+            "/api/store/visitors/nope",
+            String::new(),
+            404,
+            Want::Json(json!({"Code": 404, "Msg": "not found: visitor \"nope\""})),
+        ),
+        // Routing: gorilla/mux's 405 (empty body) and net/http's 404.
+        (
+            Method::PATCH,
+            "/api/store/proxies/s",
+            String::new(),
+            405,
+            Want::Exact(""),
+        ),
+        (
+            Method::POST,
+            "/api/status",
+            String::new(),
+            405,
+            Want::Exact(""),
+        ),
+        (
+            Method::GET,
+            "/api/nothing",
+            String::new(),
+            404,
+            Want::Exact("404 page not found\n"),
+        ),
+    ];
+    for (i, (method, path, body, code, want)) in cases.into_iter().enumerate() {
+        let a = s.json(method.clone(), path, &body).await;
+        let what = format!(
+            "case {i}: {method} {path} {body}: got {} {:?}",
+            a.code, a.body
+        );
+        assert_eq!(a.code, status_of(code), "{what}");
+        match want {
+            Want::Exact(b) => assert_eq!(a.body, b, "{what}"),
+            Want::Json(v) => {
+                assert!(
+                    a.body.ends_with('\n'),
+                    "frp's JSON ends with a newline: {what}"
+                );
+                assert_eq!(
+                    serde_json::from_str::<serde_json::Value>(&a.body).unwrap(),
+                    v,
+                    "{what}"
+                );
+            }
+            Want::ErrPrefix(m) => {
+                let v: serde_json::Value = serde_json::from_str(&a.body).unwrap();
+                assert_eq!(v["Code"], code, "{what}");
+                assert!(v["Msg"].as_str().unwrap().starts_with(m), "{what}");
+            }
+            Want::Fields(f) => {
+                let v: serde_json::Value = serde_json::from_str(&a.body).unwrap();
+                for (k, x) in f.as_object().unwrap() {
+                    assert_eq!(&v[k], x, "{what}");
+                }
+            }
+        }
+    }
+    // GET /api/config is the file as text; /api/status is JSON grouped by type.
+    let a = s.call(Method::GET, "/api/config", &[], "").await;
+    assert_eq!(
+        (a.code, a.body),
+        (StatusCode::OK, std::fs::read_to_string(&s.file).unwrap())
+    );
+    let a = s.call(Method::GET, "/api/status", &[], "").await;
+    assert_eq!(a.code, StatusCode::OK);
+    assert_eq!(a.headers["content-type"], "application/json");
+    let st: serde_json::Value = serde_json::from_str(&a.body).unwrap();
+    assert_eq!(st["tcp"][0]["name"], "f", "{st}");
+    let a = s.call(Method::POST, "/api/stop", &[], "").await;
+    assert_eq!((a.code, a.body.as_str()), (StatusCode::OK, ""));
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn store_routes_do_not_exist_without_a_store() {
+    init_log();
+    let frps = Frps::start(|_| {}).await;
+    let admin = free_port().await;
+    let frpc = Frpc::start(frps.addr, |c| {
+        c.web_server.addr = "127.0.0.1".into();
+        c.web_server.port = admin;
+    });
+    wait_listening(([127, 0, 0, 1], admin).into()).await;
+    let addr = format!("127.0.0.1:{admin}");
+    for (m, path) in [
+        (Method::GET, "/api/store/proxies"),
+        (Method::POST, "/api/store/visitors"),
+        (Method::DELETE, "/api/store/proxies/x"),
+    ] {
+        let (code, body) =
+            common::http::request(&addr, &BasicAuth::default(), m, path, Default::default())
+                .await
+                .unwrap();
+        assert_eq!(
+            (code, body.as_str()),
+            (StatusCode::NOT_FOUND, "404 page not found\n"),
+            "{path}"
+        );
+    }
+    frpc.stop().await;
+    frps.stop().await;
+}
