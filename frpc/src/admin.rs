@@ -12,8 +12,7 @@ use crate::store;
 use crate::Reloader;
 use common::config::{ClientConfig, WebServerConfig};
 use common::http::{self, error, reply, BasicAuth, Resp};
-use http_body_util::BodyExt;
-use hyper::body::{Bytes, Incoming};
+use hyper::body::Bytes;
 use hyper::{Method, Request, StatusCode};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -44,14 +43,14 @@ pub(crate) async fn serve(
         user: admin.web.user.clone(),
         password: admin.web.password.0.clone(),
     };
-    let handler = Arc::new(move |req: Request<Incoming>| handle(admin.clone(), req));
+    let handler = Arc::new(move |req: Request<Bytes>| handle(admin.clone(), req));
     http::serve(listener, auth, handler, token).await;
 }
 
 /// frp's routes (`client/api_router.go`, gorilla/mux): a known path with another method is 405
 /// with an empty body; an unknown path is net/http's 404 page; the store routes exist only
 /// with a store.
-async fn handle(a: Arc<Admin>, req: Request<Incoming>) -> Resp {
+async fn handle(a: Arc<Admin>, req: Request<Bytes>) -> Resp {
     let path = req.uri().path().to_owned();
     let method = req.method().clone();
     let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
@@ -68,6 +67,11 @@ async fn handle(a: Arc<Admin>, req: Request<Incoming>) -> Resp {
     };
     if !allowed.contains(&method) {
         return reply(StatusCode::METHOD_NOT_ALLOWED, "");
+    }
+    if method != Method::GET || parts == ["api", "reload"] {
+        if let Some(refused) = http::refuse_cross_site(&req).or_else(|| media_type(&req, &parts)) {
+            return refused;
+        }
     }
     match parts.as_slice() {
         ["api", "reload"] => {
@@ -112,15 +116,7 @@ async fn handle(a: Arc<Admin>, req: Request<Incoming>) -> Resp {
             None => error(StatusCode::BAD_REQUEST, NO_FILE),
         },
         _ => {
-            let body = match req.into_body().collect().await {
-                Ok(b) => b.to_bytes(),
-                Err(e) => {
-                    return error(
-                        StatusCode::BAD_REQUEST,
-                        &format!("read request body error: {e}"),
-                    )
-                }
-            };
+            let body = req.into_body();
             match (a.source.as_ref().map(|s| &s.path), body.is_empty()) {
                 (_, true) => error(StatusCode::BAD_REQUEST, "body can't be empty"),
                 (None, _) => error(StatusCode::INTERNAL_SERVER_ERROR, NO_FILE),
@@ -134,6 +130,44 @@ async fn handle(a: Arc<Admin>, req: Request<Incoming>) -> Resp {
             }
         }
     }
+}
+
+/// A body of another type than the endpoint takes is refused (415): store entries are JSON
+/// (`application/json`, as frp's web UI sends them); a config may come as any text, TOML, YAML
+/// or JSON, or without a type (frp's `frpc` SDK sends none), but never as a form, which any web
+/// page can post without asking.
+fn media_type(req: &Request<Bytes>, parts: &[&str]) -> Option<Resp> {
+    let ct = req
+        .headers()
+        .get(hyper::header::CONTENT_TYPE)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).to_ascii_lowercase());
+    let essence = ct
+        .as_deref()
+        .map(|c| c.split(';').next().unwrap_or("").trim().to_owned());
+    let ok = match (parts, req.method(), essence.as_deref()) {
+        (["api", "store", ..], &Method::POST | &Method::PUT, Some(e)) => {
+            e == "application/json" || e.ends_with("+json")
+        }
+        (["api", "store", ..], &Method::POST | &Method::PUT, None) => false,
+        (["api", "config"], _, Some(e)) => {
+            e != "application/x-www-form-urlencoded" && !e.starts_with("multipart/")
+        }
+        _ => true,
+    };
+    (!ok).then(|| {
+        let want = if parts.get(1) == Some(&"store") {
+            "application/json"
+        } else {
+            "text/plain, application/toml, application/yaml or application/json"
+        };
+        error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            &format!(
+                "Content-Type {} is not accepted here; send {want}",
+                ct.as_deref().unwrap_or("(none)")
+            ),
+        )
+    })
 }
 
 /// frp's answer when frpc runs without a config file.
@@ -181,7 +215,7 @@ fn definition(cfg: &ClientConfig, path: &str) -> Resp {
 
 /// `/api/store/proxies[/{name}]` and `/api/store/visitors[/{name}]` (frp's store API); the
 /// route and method are already checked.
-async fn store_api(a: &Admin, req: Request<Incoming>) -> Resp {
+async fn store_api(a: &Admin, req: Request<Bytes>) -> Resp {
     let path = req.uri().path().to_owned();
     let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
     let (kind, list_key) = if parts[2] == "proxies" {
@@ -191,10 +225,7 @@ async fn store_api(a: &Admin, req: Request<Incoming>) -> Resp {
     };
     let name = parts.get(3).copied();
     let method = req.method().clone();
-    let body = match req.into_body().collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(e) => return error(StatusCode::BAD_REQUEST, &format!("read body error: {e}")),
-    };
+    let body = req.into_body();
     let opts = a
         .source
         .as_ref()

@@ -66,6 +66,8 @@ pub struct Client {
     /// The file `/api/reload` re-reads, and how.
     config_path: Option<(std::path::PathBuf, common::config::LoadOptions)>,
     metrics: Arc<crate::metrics::ClientMetrics>,
+    /// What the admin API's clients may hold.
+    web_limits: common::http::WebLimits,
 }
 
 impl Client {
@@ -89,6 +91,7 @@ impl Client {
             status,
             reloader,
             config_path: None,
+            web_limits: Default::default(),
             #[allow(clippy::expect_used)] // fixed, distinct metric names
             metrics: Arc::new(
                 crate::metrics::ClientMetrics::new().expect("metric names are distinct"),
@@ -113,6 +116,12 @@ impl Client {
                 path: path.clone(),
                 opts: opts.clone(),
             })
+    }
+
+    /// Other bounds for the admin API than [`common::http::WebLimits::default`].
+    pub fn with_web_limits(mut self, limits: common::http::WebLimits) -> Self {
+        self.web_limits = limits;
+        self
     }
 
     /// Reloads on changes to the config file or its includes (`--watch`), until `shutdown`.
@@ -203,7 +212,9 @@ impl Client {
         if web.port == 0 {
             return Ok(());
         }
-        let listener = common::http::WebListener::bind(web).await?;
+        let listener = common::http::WebListener::bind(web)
+            .await?
+            .with_limits(self.web_limits);
         info!(addr = %format!("{}:{}", web.addr, web.port), "admin API listening");
         let admin = crate::admin::Admin {
             source: self.config_source(),

@@ -622,3 +622,297 @@ async fn store_routes_do_not_exist_without_a_store() {
     frpc.stop().await;
     frps.stop().await;
 }
+
+// --- issue 22 item 4: web server limits -------------------------------------------------------
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Reads until the server closes the connection (or `PATIENCE` runs out: a failure); returns
+/// what it sent.
+async fn read_until_closed(s: &mut TcpStream) -> String {
+    let mut got = Vec::new();
+    let r = tokio::time::timeout(PATIENCE, s.read_to_end(&mut got)).await;
+    assert!(
+        r.is_ok(),
+        "the server kept the connection open: {:?}",
+        String::from_utf8_lossy(&got)
+    );
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+/// A connection that sent the start of a request head and stopped.
+async fn partial_head(admin: u16) -> TcpStream {
+    let mut s = TcpStream::connect(("127.0.0.1", admin)).await.unwrap();
+    s.write_all(b"GET /api/status HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    s
+}
+
+fn limits(
+    f: impl FnOnce(&mut common::http::WebLimits),
+) -> impl FnOnce(frpc::Client) -> frpc::Client {
+    let mut l = common::http::WebLimits::default();
+    f(&mut l);
+    move |c| c.with_web_limits(l)
+}
+
+#[tokio::test]
+async fn slow_request_heads_are_closed_after_the_header_timeout() {
+    let s = Setup::start_with(
+        "",
+        limits(|l| l.header_timeout = std::time::Duration::from_millis(300)),
+    )
+    .await;
+    let mut conns = Vec::new();
+    for _ in 0..20 {
+        conns.push(partial_head(s.admin).await);
+    }
+    for c in &mut conns {
+        read_until_closed(c).await;
+    }
+    // An idle keep-alive connection is closed too.
+    let mut idle = TcpStream::connect(("127.0.0.1", s.admin)).await.unwrap();
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    assert!(read_until_closed(&mut idle)
+        .await
+        .starts_with("HTTP/1.1 200"));
+    let a = s.call(Method::GET, "/api/status", &[], "").await;
+    assert_eq!(a.code, StatusCode::OK);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn connections_over_the_cap_are_turned_away() {
+    let s = Setup::start_with("", limits(|l| l.max_connections = 4)).await;
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        held.push(partial_head(s.admin).await);
+    }
+    // The fifth is accepted after the four (the backlog is FIFO) and turned away.
+    let mut over = TcpStream::connect(("127.0.0.1", s.admin)).await.unwrap();
+    let _ = over
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await;
+    let answer = read_until_closed(&mut over).await;
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer:?}");
+    // The four were kept: each completes its request.
+    for c in &mut held {
+        c.write_all(b"Connection: close\r\n\r\n").await.unwrap();
+        let answer = read_until_closed(c).await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer:?}");
+    }
+    // Their slots are free again.
+    let a = s.call(Method::GET, "/api/status", &[], "").await;
+    assert_eq!(a.code, StatusCode::OK);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn bodies_over_the_cap_get_413_and_nothing_is_written() {
+    let s = Setup::start("").await;
+    let before = std::fs::read_to_string(&s.file).unwrap();
+    let mut c = TcpStream::connect(("127.0.0.1", s.admin)).await.unwrap();
+    let head = format!(
+        "PUT /api/config HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n",
+        11 << 20
+    );
+    c.write_all(head.as_bytes()).await.unwrap();
+    let answer = read_until_closed(&mut c).await;
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer:?}");
+    // (A body without a declared length is cut off at the cap: common::http's unit test.)
+    assert_eq!(
+        std::fs::read_to_string(&s.file).unwrap(),
+        before,
+        "nothing written"
+    );
+    s.stop().await;
+}
+
+// --- issue 22 item 7: cross-site requests -----------------------------------------------------
+
+#[tokio::test]
+async fn cross_site_requests_are_refused() {
+    let s = Setup::start("").await;
+    let def = tcp_def("x", s.echo, serde_json::json!({}));
+    let json = ("content-type", "application/json");
+    let own = format!("http://127.0.0.1:{}", s.admin);
+    let before = std::fs::read_to_string(&s.file).unwrap();
+    let refused: Vec<(Method, &str, Vec<(&str, &str)>, &str, u16)> = vec![
+        // A page elsewhere posting JSON, or a form (text/plain needs no preflight).
+        (
+            Method::POST,
+            "/api/store/proxies",
+            vec![json, ("origin", "http://evil.example")],
+            &def,
+            403,
+        ),
+        (
+            Method::POST,
+            "/api/store/proxies",
+            vec![("content-type", "text/plain")],
+            &def,
+            415,
+        ),
+        (Method::POST, "/api/store/proxies", vec![], &def, 415),
+        (
+            Method::POST,
+            "/api/store/proxies",
+            vec![json, ("sec-fetch-site", "cross-site")],
+            &def,
+            403,
+        ),
+        (
+            Method::PUT,
+            "/api/store/proxies/f",
+            vec![json, ("sec-fetch-site", "same-site")],
+            &def,
+            403,
+        ),
+        (
+            Method::DELETE,
+            "/api/store/proxies/f",
+            vec![("origin", "null")],
+            "",
+            403,
+        ),
+        (
+            Method::GET,
+            "/api/reload",
+            vec![("sec-fetch-site", "cross-site")],
+            "",
+            403,
+        ),
+        (
+            Method::GET,
+            "/api/reload",
+            vec![("origin", "http://localhost:1")],
+            "",
+            403,
+        ),
+        (
+            Method::POST,
+            "/api/stop",
+            vec![("origin", "http://evil.example")],
+            "",
+            403,
+        ),
+        (
+            Method::POST,
+            "/api/stop",
+            vec![("sec-fetch-site", "same-site")],
+            "",
+            403,
+        ),
+        (
+            Method::PUT,
+            "/api/config",
+            vec![("content-type", "application/x-www-form-urlencoded")],
+            "x = 1",
+            415,
+        ),
+        (
+            Method::PUT,
+            "/api/config",
+            vec![("content-type", "multipart/form-data; boundary=x")],
+            "x = 1",
+            415,
+        ),
+        (
+            Method::PUT,
+            "/api/config",
+            vec![
+                ("content-type", "text/plain"),
+                ("origin", "http://evil.example"),
+            ],
+            "x = 1",
+            403,
+        ),
+    ];
+    for (method, path, headers, body, code) in refused {
+        let a = s.call(method.clone(), path, &headers, body).await;
+        assert_eq!(
+            a.code.as_u16(),
+            code,
+            "{method} {path} {headers:?}: {}",
+            a.body
+        );
+        let v: serde_json::Value = serde_json::from_str(&a.body).unwrap();
+        assert!(
+            !v["Msg"].as_str().unwrap().is_empty(),
+            "a clear message: {}",
+            a.body
+        );
+    }
+    assert_eq!(
+        std::fs::read_to_string(&s.file).unwrap(),
+        before,
+        "nothing written"
+    );
+    let a = s.call(Method::GET, "/api/store/proxies", &[], "").await;
+    assert_eq!(a.body, "{\"proxies\":[]}\n", "nothing created");
+
+    // The admin's own origin, same-origin fetches, and clients that send neither (frpc's and
+    // frp's CLI, curl) are served; reads are not state changes.
+    let allowed: Vec<(Method, &str, Vec<(&str, &str)>, &str)> = vec![
+        (
+            Method::POST,
+            "/api/store/proxies",
+            vec![json, ("origin", own.as_str())],
+            &def,
+        ),
+        (
+            Method::DELETE,
+            "/api/store/proxies/x",
+            vec![("sec-fetch-site", "same-origin")],
+            "",
+        ),
+        (
+            Method::POST,
+            "/api/store/proxies",
+            vec![("content-type", "application/json; charset=utf-8")],
+            &def,
+        ),
+        (
+            Method::PUT,
+            "/api/config",
+            vec![
+                ("content-type", "text/plain;charset=UTF-8"),
+                ("origin", own.as_str()),
+            ],
+            &before,
+        ),
+        (
+            Method::PUT,
+            "/api/config",
+            vec![("content-type", "application/toml")],
+            &before,
+        ),
+        (Method::PUT, "/api/config", vec![], &before),
+        (
+            Method::GET,
+            "/api/reload",
+            vec![("sec-fetch-site", "none")],
+            "",
+        ),
+        (
+            Method::GET,
+            "/api/status",
+            vec![("sec-fetch-site", "cross-site")],
+            "",
+        ),
+    ];
+    for (method, path, headers, body) in allowed {
+        let a = s.call(method.clone(), path, &headers, body).await;
+        assert_eq!(
+            a.code,
+            StatusCode::OK,
+            "{method} {path} {headers:?}: {}",
+            a.body
+        );
+    }
+    s.stop().await;
+}
