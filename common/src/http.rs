@@ -191,7 +191,7 @@ pub fn query<B>(req: &Request<B>) -> Vec<(String, String)> {
 }
 
 /// `application/x-www-form-urlencoded` decoding (`+` is a space; bad escapes kept as is).
-fn percent_decode(s: &str) -> String {
+pub fn percent_decode(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;

@@ -16,6 +16,7 @@ use hyper::body::Bytes;
 use hyper::{Method, Request, StatusCode};
 use serde::Serialize;
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -75,13 +76,30 @@ async fn handle(a: Arc<Admin>, req: Request<Bytes>) -> Resp {
     }
     match parts.as_slice() {
         ["api", "reload"] => {
-            let strict = http::query(&req)
-                .iter()
-                .any(|(k, v)| k == "strictConfig" && v == "true");
-            match reload(&a, strict) {
-                Ok(()) => reply(StatusCode::OK, ""),
-                Err(e) => error(StatusCode::BAD_REQUEST, &e),
+            let query = http::query(&req);
+            let param = |name: &str| query.iter().find(|(k, _)| k == name).map(|(_, v)| v);
+            let strict = param("strictConfig").is_some_and(|v| v == "true");
+            let running = a.source.as_ref().map(|s| canonical(&s.path));
+            let mut r = match (param("configFile"), &running) {
+                (Some(asked), Some(running)) if canonical(Path::new(asked)) != *running => error(
+                    StatusCode::BAD_REQUEST,
+                    &format!(
+                        "this frpc runs with config file {}, not {asked}; nothing was reloaded",
+                        running.display()
+                    ),
+                ),
+                _ => match reload(&a, strict) {
+                    Ok(()) => reply(StatusCode::OK, ""),
+                    Err(e) => error(StatusCode::BAD_REQUEST, &e),
+                },
+            };
+            if let Some(v) = running.and_then(|p| {
+                hyper::header::HeaderValue::from_str(&http::query_escape(&p.display().to_string()))
+                    .ok()
+            }) {
+                r.headers_mut().insert(CONFIG_FILE_HEADER, v);
             }
+            r
         }
         ["api", "stop"] => {
             info!("stop requested through the admin API");
@@ -168,6 +186,21 @@ fn media_type(req: &Request<Bytes>, parts: &[&str]) -> Option<Resp> {
             ),
         )
     })
+}
+
+/// The header in which `/api/reload` names the config file this frpc runs with (absolute,
+/// percent-encoded), so `frpc reload` can say which file was reloaded (beyond frp).
+pub const CONFIG_FILE_HEADER: &str = "x-frp-rs-config-file";
+
+/// The config file a `/api/reload` answer names, if the frpc that answered names one.
+pub fn reported_config_file(headers: &hyper::HeaderMap) -> Option<String> {
+    let v = headers.get(CONFIG_FILE_HEADER)?.to_str().ok()?;
+    Some(http::percent_decode(v))
+}
+
+/// A path as the running frpc and `frpc reload` both see it: absolute, links resolved.
+fn canonical(p: &Path) -> std::path::PathBuf {
+    std::fs::canonicalize(p).unwrap_or_else(|_| p.to_owned())
 }
 
 /// frp's answer when frpc runs without a config file.
@@ -346,6 +379,16 @@ pub async fn request(
     method: Method,
     path: &str,
 ) -> std::io::Result<(StatusCode, String)> {
+    let a = call(web, method, path).await?;
+    Ok((a.code, a.body))
+}
+
+/// [`request`] with the answer's headers.
+pub async fn call(
+    web: &WebServerConfig,
+    method: Method,
+    path: &str,
+) -> std::io::Result<http::Answer> {
     let host = if web.addr.is_empty() || web.addr == "0.0.0.0" {
         "127.0.0.1"
     } else {
@@ -355,11 +398,12 @@ pub async fn request(
         user: web.user.clone(),
         password: web.password.0.clone(),
     };
-    http::request(
+    http::request_with(
         &format!("{host}:{}", web.port),
         &auth,
         method,
         path,
+        &[],
         Bytes::new(),
     )
     .await

@@ -316,7 +316,7 @@ pub fn main() -> ExitCode {
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("{e:#}");
+            common::errln!("{e:#}");
             ExitCode::FAILURE
         }
     }
@@ -365,16 +365,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     };
     if let Some(Command::Verify) = cli.command {
         for w in &loaded.warnings {
-            eprintln!("warning: {w}");
+            common::errln!("warning: {w}");
         }
-        println!(
+        common::outln!(
             "frpc: the configuration file {} syntax is ok",
             cli.config.display()
         );
         return Ok(());
     }
     if let Some(cmd @ (Command::Reload | Command::Status | Command::Stop)) = &cli.command {
-        return admin_command(cmd, &loaded.config.web_server);
+        return admin_command(cmd, &loaded.config.web_server, &cli.config, strict);
     }
     let load_opts = LoadOptions {
         strict,
@@ -388,6 +388,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     for w in loaded.warnings {
         tracing::warn!("{w}");
     }
+    common::rlimit::raise_open_files_and_log();
     let rt = tokio::runtime::Runtime::new().context("start tokio runtime")?;
     // The service runs as a task on the worker threads, not inside `block_on` on the main
     // thread: there, every message between it and the tasks it drives crossed threads (a
@@ -408,53 +409,77 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     rt.block_on(service).context("frpc service task")?
 }
 
-/// `frpc reload|status|stop`: one call to the running frpc's admin API.
-fn admin_command(cmd: &Command, web: &common::config::WebServerConfig) -> anyhow::Result<()> {
+/// `frpc reload|status|stop`: one call to the running frpc's admin API. `reload` names the file
+/// it asks for (`configFile`, absolute); our frpc refuses when it runs another one and answers
+/// which it reloaded ([`crate::admin::CONFIG_FILE_HEADER`]). A Go frpc ignores the parameter and
+/// says nothing, so then only the file asked for is named.
+fn admin_command(
+    cmd: &Command,
+    web: &common::config::WebServerConfig,
+    config: &Path,
+    strict: bool,
+) -> anyhow::Result<()> {
     if web.port == 0 {
         anyhow::bail!("the admin API is off: set webServer.port in the config");
     }
+    let asked = std::fs::canonicalize(config).unwrap_or_else(|_| config.to_owned());
+    let reload = format!(
+        "/api/reload?{}",
+        common::http::form_encode(&[
+            ("strictConfig", if strict { "true" } else { "false" }),
+            ("configFile", &asked.display().to_string()),
+        ])
+    );
     let (method, path) = match cmd {
-        Command::Reload => (hyper::Method::GET, "/api/reload?strictConfig=true"),
+        Command::Reload => (hyper::Method::GET, reload.as_str()),
         Command::Status => (hyper::Method::GET, "/api/status"),
         _ => (hyper::Method::POST, "/api/stop"),
     };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let (code, body) = rt.block_on(async {
+    let answer = rt.block_on(async {
         tokio::time::timeout(
             std::time::Duration::from_secs(30),
-            crate::admin::request(web, method, path),
+            crate::admin::call(web, method, path),
         )
         .await
         .map_err(|_| anyhow::anyhow!("admin API did not answer within 30s"))?
         .context("call the admin API")
     })?;
-    if !code.is_success() {
-        let msg = serde_json::from_str::<Value>(&body)
+    if !answer.code.is_success() {
+        let msg = serde_json::from_str::<Value>(&answer.body)
             .ok()
             .and_then(|v| v["Msg"].as_str().map(str::to_owned))
-            .unwrap_or(body);
+            .unwrap_or(answer.body);
         anyhow::bail!("{msg}");
     }
     match cmd {
-        Command::Reload => println!("reload success"),
-        Command::Stop => println!("stop success"),
-        _ => print_status(&serde_json::from_str(&body).context("parse status")?),
+        Command::Reload => match crate::admin::reported_config_file(&answer.headers) {
+            Some(f) => common::outln!("reload success: {f}"),
+            None => common::outln!(
+                "reload success (asked to reload {}; the running frpc does not say which config file it reloaded)",
+                asked.display()
+            ),
+        },
+        Command::Stop => common::outln!("stop success"),
+        _ => print_status(&serde_json::from_str(&answer.body).context("parse status")?),
     }
     Ok(())
 }
 
 /// Prints `/api/status` as frp's `frpc status` does: one table per proxy type.
 fn print_status(res: &std::collections::BTreeMap<String, Vec<crate::ProxyStatusResp>>) {
-    println!("Proxy Status...\n");
+    let mut out = String::from("Proxy Status...\n");
     for kind in [
         "tcp", "udp", "tcpmux", "http", "https", "stcp", "sudp", "xtcp",
     ] {
         let Some(rows) = res.get(kind).filter(|r| !r.is_empty()) else {
             continue;
         };
-        println!("{}", kind.to_uppercase());
+        out.push('\n');
+        out.push_str(&kind.to_uppercase());
+        out.push('\n');
         let mut table = vec![[
             "Name",
             "Status",
@@ -483,8 +508,9 @@ fn print_status(res: &std::collections::BTreeMap<String, Vec<crate::ProxyStatusR
                 .zip(&widths)
                 .map(|(c, w)| format!("{c:<w$}"))
                 .collect();
-            println!("{}", line.join("  ").trim_end());
+            out.push_str(line.join("  ").trim_end());
+            out.push('\n');
         }
-        println!();
     }
+    common::outln!("{out}");
 }

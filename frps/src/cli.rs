@@ -188,7 +188,7 @@ pub fn main() -> ExitCode {
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("{e:#}");
+            common::errln!("{e:#}");
             ExitCode::FAILURE
         }
     }
@@ -211,20 +211,21 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     };
     if let Some(Command::Verify) = cli.command {
         for w in &warnings {
-            eprintln!("warning: {w}");
+            common::errln!("warning: {w}");
         }
         let path = cli
             .config
             .as_ref()
             .map(|p| p.display().to_string())
             .unwrap_or_default();
-        println!("frps: the configuration file {path} syntax is ok");
+        common::outln!("frps: the configuration file {path} syntax is ok");
         return Ok(());
     }
     common::log::init(&cfg.log).context("set up logging")?;
     for w in warnings {
         tracing::warn!("{w}");
     }
+    common::rlimit::raise_open_files_and_log();
     let rt = tokio::runtime::Runtime::new().context("start tokio runtime")?;
     // On a worker thread, not in `block_on` on the main thread (see frpc's `run`).
     let service = rt.spawn(async move {
