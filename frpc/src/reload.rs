@@ -192,7 +192,7 @@ mod tests {
         let mut running = old.clone();
         running.auth.token = "from-exec".into();
         running.auth.token_source = Some(Default::default());
-        let mut reread = old.clone();
+        let mut reread = old;
         reread.auth.token_source = Some(Default::default());
         assert!(globals_changed(&running, &reread).is_empty());
         reread.auth.token_source = Some(common::config::ValueSource {

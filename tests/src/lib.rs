@@ -362,6 +362,19 @@ pub async fn wait_listening(addr: SocketAddr) {
     }
 }
 
+/// Reads an HTTP request head (up to the blank line) from `s`; `None` if it closes first.
+pub async fn read_head(s: &mut TcpStream) -> Option<Vec<u8>> {
+    let mut head = Vec::new();
+    let mut b = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        match s.read(&mut b).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => head.extend_from_slice(&b[..n]),
+        }
+    }
+    Some(head)
+}
+
 /// Path of a workspace binary built by `cargo build` (frps, frpc).
 pub fn bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");

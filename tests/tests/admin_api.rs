@@ -734,6 +734,8 @@ async fn bodies_over_the_cap_get_413_and_nothing_is_written() {
 
 // --- issue 22 item 7: cross-site requests -----------------------------------------------------
 
+type Headers<'a> = Vec<(&'a str, &'a str)>;
+
 #[tokio::test]
 async fn cross_site_requests_are_refused() {
     let s = Setup::start("").await;
@@ -741,7 +743,7 @@ async fn cross_site_requests_are_refused() {
     let json = ("content-type", "application/json");
     let own = format!("http://127.0.0.1:{}", s.admin);
     let before = std::fs::read_to_string(&s.file).unwrap();
-    let refused: Vec<(Method, &str, Vec<(&str, &str)>, &str, u16)> = vec![
+    let refused: Vec<(Method, &str, Headers<'_>, &str, u16)> = vec![
         // A page elsewhere posting JSON, or a form (text/plain needs no preflight).
         (
             Method::POST,
@@ -857,7 +859,7 @@ async fn cross_site_requests_are_refused() {
 
     // The admin's own origin, same-origin fetches, and clients that send neither (frpc's and
     // frp's CLI, curl) are served; reads are not state changes.
-    let allowed: Vec<(Method, &str, Vec<(&str, &str)>, &str)> = vec![
+    let allowed: Vec<(Method, &str, Headers<'_>, &str)> = vec![
         (
             Method::POST,
             "/api/store/proxies",

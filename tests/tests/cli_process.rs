@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Output, Stdio};
 use tests::*;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 use tokio::process::Command;
 
@@ -106,6 +106,16 @@ async fn a_closed_stdout_ends_every_command_quietly() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// Runs `frpc reload -c cfg`, which must succeed; returns its stdout.
+async fn reload_ok(cfg: &Path) -> String {
+    let args = ["reload", "-c", &cfg.display().to_string()];
+    let out = run_with("frpc", &args, Stdio::piped(), Stdio::piped()).await;
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout} {stderr}");
+    stdout
+}
+
 // --- issue 12 item 6: which file `frpc reload` reloaded ------------------------------------------
 
 #[tokio::test]
@@ -141,19 +151,7 @@ async fn frpc_reload_names_the_file_and_refuses_another() {
         "{text}"
     );
 
-    let out = run_with(
-        "frpc",
-        &["reload", "-c", &running.display().to_string()],
-        Stdio::piped(),
-        Stdio::piped(),
-    )
-    .await;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout} {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = reload_ok(&running).await;
     assert!(
         stdout.contains("reload success") && stdout.contains(&canonical(&running)),
         "{stdout}"
@@ -172,13 +170,8 @@ async fn frpc_reload_against_an_frpc_that_does_not_say_which_file() {
     tokio::spawn(async move {
         while let Ok((mut s, _)) = l.accept().await {
             tokio::spawn(async move {
-                let mut head = Vec::new();
-                let mut b = [0u8; 1024];
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match s.read(&mut b).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => head.extend_from_slice(&b[..n]),
-                    }
+                if read_head(&mut s).await.is_none() {
+                    return;
                 }
                 let _ = s
                     .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
@@ -188,19 +181,7 @@ async fn frpc_reload_against_an_frpc_that_does_not_say_which_file() {
     });
     let dir = temp_dir("gofrpc");
     let cfg = frpc_cfg(&dir, "frpc.toml", ([127, 0, 0, 1], 1).into(), admin);
-    let out = run_with(
-        "frpc",
-        &["reload", "-c", &cfg.display().to_string()],
-        Stdio::piped(),
-        Stdio::piped(),
-    )
-    .await;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout} {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = reload_ok(&cfg).await;
     let asked = std::fs::canonicalize(&cfg).unwrap().display().to_string();
     assert!(
         stdout.contains("reload success") && stdout.contains(&asked),
