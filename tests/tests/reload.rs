@@ -317,7 +317,7 @@ async fn admin_api_basic_auth_config_and_stop() {
 
 #[tokio::test]
 async fn store_api_adds_updates_and_deletes_persistent_proxies() {
-    use common::http::{request, BasicAuth};
+    use common::http::{request_with, BasicAuth};
     init_log();
     let frps = Frps::start(|_| {}).await;
     let echo = echo_tcp().await;
@@ -348,9 +348,12 @@ async fn store_api_adds_updates_and_deletes_persistent_proxies() {
     let call = |method: Method, path: &'static str, body: String| {
         let (addr, auth) = (addr.clone(), auth.clone());
         async move {
-            request(&addr, &auth, method, path, body.into())
+            // Store bodies are JSON (the admin API refuses other types).
+            let json = [("content-type", "application/json".to_owned())];
+            let a = request_with(&addr, &auth, method, path, &json, body.into())
                 .await
-                .unwrap()
+                .unwrap();
+            (a.code, a.body)
         }
     };
     let def = |remote: u16| {
