@@ -2,6 +2,12 @@
 //! metrics, frpc admin API): hyper http1, one task per connection under a cancellation token,
 //! and frp's Basic auth (checked in constant time; a failure waits 200 ms and answers 401 with
 //! `WWW-Authenticate: Basic realm="Restricted"`).
+//!
+//! What a client may hold is bounded ([`WebLimits`], issue 22): a request head must arrive in
+//! time (this is also the keep-alive idle limit: hyper starts the clock when it waits for the
+//! next request), a connection with no bytes moving either way is closed, a body must arrive in
+//! time and within a size, and connections over the cap get a 503 and are closed. Handlers get
+//! the request with its body already read.
 
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
@@ -25,11 +31,44 @@ pub enum WebError {
 
 crate::from_cause!(crate::transport::tls::TlsError => WebError::Tls);
 
+/// Bounds on what one web server keeps for its clients. Go's `http.Server` in frp has a 60 s
+/// read and write timeout and no connection or body cap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WebLimits {
+    /// From accepting a connection, or from the end of the previous response, to a complete
+    /// request head; so also how long an idle keep-alive connection stays.
+    pub header_timeout: Duration,
+    /// How long a connection may move no byte either way (a client that stops reading its
+    /// response, or sending its body).
+    pub idle_timeout: Duration,
+    /// How long a request body may take to arrive in full.
+    pub body_timeout: Duration,
+    /// Connections served at once; more are answered 503 and closed.
+    pub max_connections: usize,
+    /// The largest request body (413 beyond).
+    pub max_body: usize,
+}
+
+impl Default for WebLimits {
+    fn default() -> Self {
+        WebLimits {
+            header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            body_timeout: Duration::from_secs(30),
+            // The admin API and dashboard serve a few people and scripts, not crowds.
+            max_connections: 256,
+            // A config file or a store entry; frp's largest example config is a few KiB.
+            max_body: 10 << 20,
+        }
+    }
+}
+
 /// A bound `webServer` (frps dashboard, frpc admin API): TCP, plus TLS when `webServer.tls`
 /// has a certificate and key (as frp).
 pub struct WebListener {
     tcp: TcpListener,
     tls: Option<tokio_rustls::TlsAcceptor>,
+    limits: WebLimits,
 }
 
 impl std::fmt::Debug for WebListener {
@@ -61,11 +100,21 @@ impl WebListener {
         let tcp = TcpListener::bind(&addr)
             .await
             .map_err(|error| WebError::Bind { addr, error })?;
-        Ok(WebListener { tcp, tls })
+        Ok(WebListener {
+            tcp,
+            tls,
+            limits: WebLimits::default(),
+        })
     }
 
     pub fn local_addr(&self) -> std::io::Result<std::net::SocketAddr> {
         self.tcp.local_addr()
+    }
+
+    /// Other bounds than [`WebLimits::default`] (tests shorten them).
+    pub fn with_limits(mut self, limits: WebLimits) -> Self {
+        self.limits = limits;
+        self
     }
 }
 
@@ -96,9 +145,11 @@ pub fn metrics(registry: &prometheus::Registry) -> Resp {
     r
 }
 
-/// A JSON response.
+/// A JSON response, ending with a newline as Go's `json.Encoder` writes it (frp's handlers).
 pub fn json<T: serde::Serialize>(code: StatusCode, v: &T) -> Resp {
-    let mut r = reply(code, serde_json::to_vec(v).unwrap_or_default());
+    let mut body = serde_json::to_vec(v).unwrap_or_default();
+    body.push(b'\n');
+    let mut r = reply(code, body);
     r.headers_mut().insert(
         hyper::header::CONTENT_TYPE,
         hyper::header::HeaderValue::from_static("application/json"),
@@ -139,7 +190,7 @@ pub fn query<B>(req: &Request<B>) -> Vec<(String, String)> {
 }
 
 /// `application/x-www-form-urlencoded` decoding (`+` is a space; bad escapes kept as is).
-fn percent_decode(s: &str) -> String {
+pub fn percent_decode(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
@@ -185,7 +236,7 @@ impl BasicAuth {
     }
 
     /// Whether the request carries these credentials (constant-time comparison).
-    pub fn allows(&self, req: &Request<Incoming>) -> bool {
+    pub fn allows<B>(&self, req: &Request<B>) -> bool {
         if !self.required() {
             return true;
         }
@@ -214,18 +265,27 @@ pub async fn unauthorized() -> Resp {
     r
 }
 
+/// The address a request arrived on (a request extension set by [`serve`]).
+#[derive(Debug, Clone, Copy)]
+pub struct LocalAddr(pub std::net::SocketAddr);
+
 /// Serves `handler` on `listener` until `token` is cancelled. `/healthz` answers 200 without
-/// auth; every other path needs `auth`.
+/// auth; every other path needs `auth`. The handler gets the request with its body read
+/// (bounded by the listener's [`WebLimits`]) and a [`LocalAddr`] extension.
 pub async fn serve<H, F>(
     listener: WebListener,
     auth: BasicAuth,
     handler: Arc<H>,
     token: CancellationToken,
 ) where
-    H: Fn(Request<Incoming>) -> F + Send + Sync + 'static,
+    H: Fn(Request<Bytes>) -> F + Send + Sync + 'static,
     F: Future<Output = Resp> + Send + 'static,
 {
     let auth = Arc::new(auth);
+    let limits = listener.limits;
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
+    // Turning a connection away costs a short task; bound those too.
+    let refusals = Arc::new(tokio::sync::Semaphore::new(64));
     loop {
         let (stream, _) = tokio::select! {
             _ = token.cancelled() => return,
@@ -237,14 +297,28 @@ pub async fn serve<H, F>(
                 }
             },
         };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            debug!("web server at its connection cap; turning a connection away");
+            if let (Ok(r), None) = (refusals.clone().try_acquire_owned(), &listener.tls) {
+                tokio::spawn(async move {
+                    turn_away(stream).await;
+                    drop(r);
+                });
+            }
+            continue;
+        };
+        let local = match stream.local_addr() {
+            Ok(a) => a,
+            Err(_) => continue,
+        };
         let (handler, auth, conn_token) = (handler.clone(), auth.clone(), token.clone());
         let tls = listener.tls.clone();
         tokio::spawn(async move {
+            let _slot = slot;
             let stream: crate::io::BoxStream = match tls {
                 None => Box::new(stream),
                 Some(acceptor) => {
-                    match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream))
-                        .await
+                    match tokio::time::timeout(limits.header_timeout, acceptor.accept(stream)).await
                     {
                         Ok(Ok(s)) => Box::new(s),
                         Ok(Err(e)) => {
@@ -264,17 +338,225 @@ pub async fn serve<H, F>(
                     if !auth.allows(&req) {
                         return Ok(unauthorized().await);
                     }
-                    Ok(handler(req).await)
+                    let (mut parts, body) = req.into_parts();
+                    let body = match read_body(&parts.headers, body, &limits).await {
+                        Ok(b) => b,
+                        Err(resp) => return Ok(resp),
+                    };
+                    parts.extensions.insert(LocalAddr(local));
+                    Ok(handler(Request::from_parts(parts, body)).await)
                 }
             });
             let conn = hyper::server::conn::http1::Builder::new()
-                .serve_connection(hyper_util::rt::TokioIo::new(stream), svc);
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(limits.header_timeout)
+                .serve_connection(
+                    hyper_util::rt::TokioIo::new(Idle::new(stream, limits.idle_timeout)),
+                    svc,
+                );
             tokio::select! {
                 _ = conn_token.cancelled() => {}
                 r = conn => if let Err(e) = r { debug!(error = %e, "http connection") },
             }
         });
     }
+}
+
+/// Answers a connection over the cap with a 503 and closes it, reading what the client sent
+/// meanwhile (for at most a second) so the close does not reset the connection under the
+/// answer.
+async fn turn_away(mut stream: tokio::net::TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let answer = b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 20\r\nConnection: close\r\n\r\ntoo many connections";
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        stream.write_all(answer).await?;
+        stream.shutdown().await?;
+        let mut sink = [0u8; 1024];
+        while stream.read(&mut sink).await? > 0 {}
+        Ok::<_, std::io::Error>(())
+    })
+    .await;
+}
+
+/// Reads a request body within `limits`: 413 when it is (or says it will be) larger than
+/// `max_body`, 408 when it does not arrive within `body_timeout`.
+pub async fn read_body<B>(
+    headers: &hyper::HeaderMap,
+    body: B,
+    limits: &WebLimits,
+) -> Result<Bytes, Resp>
+where
+    B: hyper::body::Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    use http_body_util::BodyExt;
+    let too_large = || {
+        error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &format!("request body is larger than {} bytes", limits.max_body),
+        )
+    };
+    let declared = headers
+        .get(hyper::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limits.max_body as u64) {
+        return Err(too_large());
+    }
+    let limited = http_body_util::Limited::new(body, limits.max_body);
+    match tokio::time::timeout(limits.body_timeout, limited.collect()).await {
+        Ok(Ok(b)) => Ok(b.to_bytes()),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
+        Ok(Err(e)) => Err(error(
+            StatusCode::BAD_REQUEST,
+            &format!("read request body error: {e}"),
+        )),
+        Err(_) => Err(error(
+            StatusCode::REQUEST_TIMEOUT,
+            &format!(
+                "request body not received within {}s",
+                limits.body_timeout.as_secs()
+            ),
+        )),
+    }
+}
+
+/// A stream closed (with a `TimedOut` error) once no byte has moved either way for `limit`.
+struct Idle<S> {
+    inner: S,
+    limit: Duration,
+    deadline: std::pin::Pin<Box<tokio::time::Sleep>>,
+}
+
+impl<S> Idle<S> {
+    fn new(inner: S, limit: Duration) -> Self {
+        Idle {
+            inner,
+            limit,
+            deadline: Box::pin(tokio::time::sleep(limit)),
+        }
+    }
+
+    fn moved(&mut self) {
+        let next = tokio::time::Instant::now() + self.limit;
+        self.deadline.as_mut().reset(next);
+    }
+
+    /// On `Pending`, whether the limit has passed.
+    fn expired(&mut self, cx: &mut std::task::Context<'_>) -> bool {
+        self.deadline.as_mut().poll(cx).is_ready()
+    }
+}
+
+fn idle_error() -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::TimedOut, "no traffic on the connection")
+}
+
+impl<S: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Idle<S> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        use std::task::Poll;
+        let before = buf.filled().len();
+        match std::pin::Pin::new(&mut self.inner).poll_read(cx, buf) {
+            Poll::Ready(r) => {
+                if buf.filled().len() > before {
+                    self.moved();
+                }
+                Poll::Ready(r)
+            }
+            Poll::Pending if self.expired(cx) => Poll::Ready(Err(idle_error())),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Idle<S> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        use std::task::Poll;
+        match std::pin::Pin::new(&mut self.inner).poll_write(cx, buf) {
+            Poll::Ready(Ok(n)) => {
+                if n > 0 {
+                    self.moved();
+                }
+                Poll::Ready(Ok(n))
+            }
+            Poll::Ready(e) => Poll::Ready(e),
+            Poll::Pending if self.expired(cx) => Poll::Ready(Err(idle_error())),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// Refuses a state-changing request sent by a browser page of another site (issue 22: a page
+/// could POST a `text/plain` store entry, or stop frpc): `403` when its `Sec-Fetch-Site` is
+/// `cross-site` or `same-site`, or its `Origin` is not this server's own (`http(s)://` the
+/// address the request arrived on, or a loopback name for a loopback address, and its
+/// port). Clients that send neither header (frpc's and frp's CLI, curl, scripts) pass.
+pub fn refuse_cross_site<B>(req: &Request<B>) -> Option<Resp> {
+    let header = |name: &str| {
+        req.headers()
+            .get(name)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+    };
+    if let Some(site) = header("sec-fetch-site") {
+        if site.eq_ignore_ascii_case("cross-site") || site.eq_ignore_ascii_case("same-site") {
+            return Some(error(
+                StatusCode::FORBIDDEN,
+                &format!("cross-site request refused (Sec-Fetch-Site: {site})"),
+            ));
+        }
+    }
+    let origin = header("origin")?;
+    let local = req.extensions().get::<LocalAddr>().map(|l| l.0);
+    if local.is_some_and(|l| same_origin(&origin, l)) {
+        return None;
+    }
+    Some(error(
+        StatusCode::FORBIDDEN,
+        &format!("cross-site request refused (Origin {origin} is not this server)"),
+    ))
+}
+
+/// Whether `origin` (`scheme://host[:port]`) names `local`.
+fn same_origin(origin: &str, local: std::net::SocketAddr) -> bool {
+    let Ok(uri) = origin.parse::<hyper::Uri>() else {
+        return false;
+    };
+    let default_port = match uri.scheme_str() {
+        Some("http") => 80,
+        Some("https") => 443,
+        _ => return false,
+    };
+    let Some(host) = uri.host() else {
+        return false;
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let host_ok = match host.parse::<std::net::IpAddr>() {
+        Ok(ip) => ip == local.ip() || (ip.is_loopback() && local.ip().is_loopback()),
+        Err(_) => host.eq_ignore_ascii_case("localhost") && local.ip().is_loopback(),
+    };
+    host_ok && uri.port_u16().unwrap_or(default_port) == local.port()
 }
 
 /// One HTTP/1.1 request to `url` (`http://`, or `https://` with `tls`); returns status and
@@ -287,11 +569,13 @@ pub async fn fetch(
     tls: &std::sync::Arc<rustls::ClientConfig>,
     timeout: Duration,
 ) -> std::io::Result<(StatusCode, Bytes)> {
-    tokio::time::timeout(timeout, send(url, method, headers, body, Some(tls)))
-        .await
-        .map_err(|_| {
-            std::io::Error::new(std::io::ErrorKind::TimedOut, format!("{url}: timed out"))
-        })?
+    let (code, _, body) =
+        tokio::time::timeout(timeout, send(url, method, headers, body, Some(tls)))
+            .await
+            .map_err(|_| {
+                std::io::Error::new(std::io::ErrorKind::TimedOut, format!("{url}: timed out"))
+            })??;
+    Ok((code, body))
 }
 
 /// The request behind [`fetch`] and [`request`], on a fresh connection whose driver runs in
@@ -302,7 +586,7 @@ async fn send(
     headers: &[(&str, String)],
     body: Bytes,
     tls: Option<&std::sync::Arc<rustls::ClientConfig>>,
-) -> std::io::Result<(StatusCode, Bytes)> {
+) -> std::io::Result<(StatusCode, hyper::HeaderMap, Bytes)> {
     use http_body_util::BodyExt;
     let bad = |m: String| std::io::Error::new(std::io::ErrorKind::InvalidInput, m);
     let uri: hyper::Uri = url
@@ -359,10 +643,10 @@ async fn send(
     let req = req.body(Full::new(body)).map_err(std::io::Error::other)?;
     let exchange = async move {
         let resp = sender.send_request(req).await.map_err(io)?;
-        let code = resp.status();
-        let bytes = resp.into_body().collect().await.map_err(io)?.to_bytes();
+        let (parts, body) = resp.into_parts();
+        let bytes = body.collect().await.map_err(io)?.to_bytes();
         // `sender` drops here, which lets the connection driver below finish.
-        Ok::<_, std::io::Error>((code, bytes))
+        Ok::<_, std::io::Error>((parts.status, parts.headers, bytes))
     };
     let (result, _) = tokio::join!(exchange, conn);
     result
@@ -401,7 +685,28 @@ pub async fn request(
     path: &str,
     body: Bytes,
 ) -> std::io::Result<(StatusCode, String)> {
-    let mut headers = Vec::new();
+    let a = request_with(addr, auth, method, path, &[], body).await?;
+    Ok((a.code, a.body))
+}
+
+/// An answer to [`request_with`].
+#[derive(Debug)]
+pub struct Answer {
+    pub code: StatusCode,
+    pub headers: hyper::HeaderMap,
+    pub body: String,
+}
+
+/// [`request`] with extra request headers, returning the response headers too.
+pub async fn request_with(
+    addr: &str,
+    auth: &BasicAuth,
+    method: hyper::Method,
+    path: &str,
+    extra: &[(&str, String)],
+    body: Bytes,
+) -> std::io::Result<Answer> {
+    let mut headers = extra.to_vec();
     if auth.required() {
         let cred = base64::Engine::encode(
             &base64::engine::general_purpose::STANDARD,
@@ -409,7 +714,7 @@ pub async fn request(
         );
         headers.push(("authorization", format!("Basic {cred}")));
     }
-    let (code, bytes) = send(
+    let (code, resp_headers, bytes) = send(
         &format!("http://{addr}{path}"),
         method,
         &headers,
@@ -417,12 +722,71 @@ pub async fn request(
         None,
     )
     .await?;
-    Ok((code, String::from_utf8_lossy(&bytes).into_owned()))
+    Ok(Answer {
+        code,
+        headers: resp_headers,
+        body: String::from_utf8_lossy(&bytes).into_owned(),
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn bodies_are_read_within_the_limits() {
+        use futures::stream;
+        use http_body_util::StreamBody;
+        use hyper::body::Frame;
+        let limits = WebLimits {
+            max_body: 1000,
+            body_timeout: Duration::from_millis(200),
+            ..Default::default()
+        };
+        let chunks = |n: usize| {
+            StreamBody::new(stream::iter((0..n).map(|_| {
+                Ok::<_, std::io::Error>(Frame::data(Bytes::from(vec![b'x'; 100])))
+            })))
+        };
+        let none = hyper::HeaderMap::new();
+        assert_eq!(
+            read_body(&none, chunks(10), &limits).await.unwrap().len(),
+            1000
+        );
+        // Without a declared length, the body is cut off one byte past the cap.
+        let r = read_body(&none, chunks(11), &limits).await.unwrap_err();
+        assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        // A declared length over the cap is refused before reading.
+        let mut declared = hyper::HeaderMap::new();
+        declared.insert(hyper::header::CONTENT_LENGTH, "1001".parse().unwrap());
+        let r = read_body(&declared, chunks(0), &limits).await.unwrap_err();
+        assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        // A body that stops arriving times out.
+        let stalled = StreamBody::new(stream::pending::<Result<Frame<Bytes>, std::io::Error>>());
+        let r = read_body(&none, stalled, &limits).await.unwrap_err();
+        assert_eq!(r.status(), StatusCode::REQUEST_TIMEOUT);
+    }
+
+    #[test]
+    fn own_origins() {
+        let lo: std::net::SocketAddr = "127.0.0.1:7400".parse().unwrap();
+        let lan: std::net::SocketAddr = "192.168.1.5:7400".parse().unwrap();
+        for (origin, local, ok) in [
+            ("http://127.0.0.1:7400", lo, true),
+            ("http://localhost:7400", lo, true),
+            ("http://[::1]:7400", lo, true),
+            ("https://127.0.0.1:7400", lo, true),
+            ("http://127.0.0.1:7401", lo, false),
+            ("http://127.0.0.1", lo, false),
+            ("http://evil.example:7400", lo, false),
+            ("null", lo, false),
+            ("http://192.168.1.5:7400", lan, true),
+            ("http://localhost:7400", lan, false),
+            ("ftp://192.168.1.5:7400", lan, false),
+        ] {
+            assert_eq!(same_origin(origin, local), ok, "{origin} on {local}");
+        }
+    }
 
     #[test]
     fn query_is_decoded() {

@@ -8,7 +8,7 @@
 //! - [`transport`]: TLS and yamux set-up with frp's parameters.
 //! - [`config`]: frp v1 TOML config for both binaries.
 //! - [`http`]: the small HTTP server (and client) behind the dashboard and the admin API.
-//! - [`backoff`], [`log`], [`signal`]: small helpers used by both binaries.
+//! - [`backoff`], [`log`], [`signal`], [`stdio`], [`rlimit`]: small helpers used by both binaries.
 
 pub mod auth;
 pub mod backoff;
@@ -21,7 +21,9 @@ pub mod io;
 pub mod log;
 pub mod msg;
 pub mod oidc;
+pub mod rlimit;
 pub mod signal;
+pub mod stdio;
 pub mod transport;
 
 /// `impl From<$from> for $to` as `$to::$variant(e)`: for error variants that show their cause in

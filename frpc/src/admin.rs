@@ -12,11 +12,11 @@ use crate::store;
 use crate::Reloader;
 use common::config::{ClientConfig, WebServerConfig};
 use common::http::{self, error, reply, BasicAuth, Resp};
-use http_body_util::BodyExt;
-use hyper::body::{Bytes, Incoming};
+use hyper::body::Bytes;
 use hyper::{Method, Request, StatusCode};
 use serde::Serialize;
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -44,25 +44,69 @@ pub(crate) async fn serve(
         user: admin.web.user.clone(),
         password: admin.web.password.0.clone(),
     };
-    let handler = Arc::new(move |req: Request<Incoming>| handle(admin.clone(), req));
+    let handler = Arc::new(move |req: Request<Bytes>| handle(admin.clone(), req));
     http::serve(listener, auth, handler, token).await;
 }
 
-async fn handle(a: Arc<Admin>, req: Request<Incoming>) -> Resp {
+/// frp's routes (`client/api_router.go`, gorilla/mux): a known path with another method is 405
+/// with an empty body; an unknown path is net/http's 404 page; the store routes exist only
+/// with a store.
+async fn handle(a: Arc<Admin>, req: Request<Bytes>) -> Resp {
     let path = req.uri().path().to_owned();
-    let strict = http::query(&req)
-        .iter()
-        .any(|(k, v)| k == "strictConfig" && v == "true");
-    match (req.method().clone(), path.as_str()) {
-        (Method::GET, "/api/reload") => match reload(&a, strict) {
-            Ok(()) => reply(StatusCode::OK, ""),
-            Err(e) => {
-                // Logged here too, as frp: whoever runs frpc sees why its config did not change.
-                warn!(error = %e, "reload failed; the running config stays");
-                error(StatusCode::BAD_REQUEST, &e)
+    let method = req.method().clone();
+    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let allowed: &[Method] = match parts.as_slice() {
+        ["api", "reload" | "status"] | ["metrics"] => &[Method::GET],
+        ["api", "stop"] => &[Method::POST],
+        ["api", "config"] => &[Method::GET, Method::PUT],
+        ["api", "proxy" | "visitor", n, "config"] if !n.is_empty() => &[Method::GET],
+        ["api", "store", "proxies" | "visitors"] if store_on(&a) => &[Method::GET, Method::POST],
+        ["api", "store", "proxies" | "visitors", n] if store_on(&a) && !n.is_empty() => {
+            &[Method::GET, Method::PUT, Method::DELETE]
+        }
+        _ => return not_found(),
+    };
+    if !allowed.contains(&method) {
+        return reply(StatusCode::METHOD_NOT_ALLOWED, "");
+    }
+    if method != Method::GET || parts == ["api", "reload"] {
+        if let Some(refused) = http::refuse_cross_site(&req).or_else(|| media_type(&req, &parts)) {
+            return refused;
+        }
+    }
+    match parts.as_slice() {
+        ["api", "reload"] => {
+            let query = http::query(&req);
+            let param = |name: &str| query.iter().find(|(k, _)| k == name).map(|(_, v)| v);
+            let strict = param("strictConfig").is_some_and(|v| v == "true");
+            let running = a.source.as_ref().map(|s| canonical(&s.path));
+            let mut r = match (param("configFile"), &running) {
+                (Some(asked), Some(running)) if canonical(Path::new(asked)) != *running => error(
+                    StatusCode::BAD_REQUEST,
+                    &format!(
+                        "this frpc runs with config file {}, not {asked}; nothing was reloaded",
+                        running.display()
+                    ),
+                ),
+                _ => match reload(&a, strict) {
+                    Ok(()) => reply(StatusCode::OK, ""),
+                    Err(e) => {
+                        // Logged here too, as frp: whoever runs frpc sees why its config did
+                        // not change.
+                        warn!(error = %e, "reload failed; the running config stays");
+                        error(StatusCode::BAD_REQUEST, &e)
+                    }
+                },
+            };
+            if let Some(v) = running.and_then(|p| {
+                hyper::header::HeaderValue::from_str(&http::query_escape(&p.display().to_string()))
+                    .ok()
+            }) {
+                r.headers_mut().insert(CONFIG_FILE_HEADER, v);
             }
-        },
-        (Method::POST, "/api/stop") => {
+            r
+        }
+        ["api", "stop"] => {
             info!("stop requested through the admin API");
             let t = a.shutdown.clone();
             tokio::spawn(async move {
@@ -71,36 +115,34 @@ async fn handle(a: Arc<Admin>, req: Request<Incoming>) -> Resp {
             });
             reply(StatusCode::OK, "")
         }
-        (Method::GET, "/api/status") => http::json(StatusCode::OK, &status(&a)),
-        (Method::GET, "/metrics") => a.metrics.reply(),
-        (_, p) if p.starts_with("/api/store/") => store_api(&a, req).await,
-        (Method::GET, p) if p.starts_with("/api/proxy/") || p.starts_with("/api/visitor/") => {
-            definition(&a.reloader.current(), p)
+        ["api", "status"] => http::json(StatusCode::OK, &status(&a)),
+        ["metrics"] => a.metrics.reply(),
+        ["api", "store", ..] => store_api(&a, req).await,
+        ["api", ..] if method == Method::GET && parts[1] != "config" => {
+            definition(&a.reloader.current(), &path)
         }
-        (Method::GET, "/api/config") => match a.source.as_ref().map(|s| &s.path) {
+        _ if method == Method::GET => match a.source.as_ref().map(|s| &s.path) {
             Some(p) => match std::fs::read(p) {
-                Ok(text) => reply(StatusCode::OK, text),
+                Ok(text) => {
+                    let mut r = reply(StatusCode::OK, text);
+                    r.headers_mut().insert(
+                        hyper::header::CONTENT_TYPE,
+                        hyper::header::HeaderValue::from_static("text/plain; charset=utf-8"),
+                    );
+                    r
+                }
                 Err(e) => error(
                     StatusCode::BAD_REQUEST,
-                    &format!("read config file {}: {e}", p.display()),
+                    &format!("invalid argument: read config file {}: {e}", p.display()),
                 ),
             },
-            None => error(
-                StatusCode::BAD_REQUEST,
-                "frpc was started without a config file",
-            ),
+            None => error(StatusCode::BAD_REQUEST, NO_FILE),
         },
-        (Method::PUT, "/api/config") => {
-            let body = match req.into_body().collect().await {
-                Ok(b) => b.to_bytes(),
-                Err(e) => return error(StatusCode::BAD_REQUEST, &e.to_string()),
-            };
+        _ => {
+            let body = req.into_body();
             match (a.source.as_ref().map(|s| &s.path), body.is_empty()) {
                 (_, true) => error(StatusCode::BAD_REQUEST, "body can't be empty"),
-                (None, _) => error(
-                    StatusCode::BAD_REQUEST,
-                    "frpc was started without a config file",
-                ),
+                (None, _) => error(StatusCode::INTERNAL_SERVER_ERROR, NO_FILE),
                 (Some(p), false) => match write_private(p, &body) {
                     Ok(()) => reply(StatusCode::OK, ""),
                     Err(e) => error(
@@ -110,8 +152,78 @@ async fn handle(a: Arc<Admin>, req: Request<Incoming>) -> Resp {
                 },
             }
         }
-        _ => reply(StatusCode::NOT_FOUND, "404 page not found\n"),
     }
+}
+
+/// A body of another type than the endpoint takes is refused (415): store entries are JSON
+/// (`application/json`, as frp's web UI sends them); a config may come as any text, TOML, YAML
+/// or JSON, or without a type (frp's `frpc` SDK sends none), but never as a form, which any web
+/// page can post without asking.
+fn media_type(req: &Request<Bytes>, parts: &[&str]) -> Option<Resp> {
+    let ct = req
+        .headers()
+        .get(hyper::header::CONTENT_TYPE)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).to_ascii_lowercase());
+    let essence = ct
+        .as_deref()
+        .map(|c| c.split(';').next().unwrap_or("").trim().to_owned());
+    let ok = match (parts, req.method(), essence.as_deref()) {
+        (["api", "store", ..], &Method::POST | &Method::PUT, Some(e)) => {
+            e == "application/json" || e.ends_with("+json")
+        }
+        (["api", "store", ..], &Method::POST | &Method::PUT, None) => false,
+        (["api", "config"], _, Some(e)) => {
+            e != "application/x-www-form-urlencoded" && !e.starts_with("multipart/")
+        }
+        _ => true,
+    };
+    (!ok).then(|| {
+        let want = if parts.get(1) == Some(&"store") {
+            "application/json"
+        } else {
+            "text/plain, application/toml, application/yaml or application/json"
+        };
+        error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            &format!(
+                "Content-Type {} is not accepted here; send {want}",
+                ct.as_deref().unwrap_or("(none)")
+            ),
+        )
+    })
+}
+
+/// The header in which `/api/reload` names the config file this frpc runs with (absolute,
+/// percent-encoded), so `frpc reload` can say which file was reloaded (beyond frp).
+pub const CONFIG_FILE_HEADER: &str = "x-frp-rs-config-file";
+
+/// The config file a `/api/reload` answer names, if the frpc that answered names one.
+pub fn reported_config_file(headers: &hyper::HeaderMap) -> Option<String> {
+    let v = headers.get(CONFIG_FILE_HEADER)?.to_str().ok()?;
+    Some(http::percent_decode(v))
+}
+
+/// A path as the running frpc and `frpc reload` both see it: absolute, links resolved.
+fn canonical(p: &Path) -> std::path::PathBuf {
+    std::fs::canonicalize(p).unwrap_or_else(|_| p.to_owned())
+}
+
+/// frp's answer when frpc runs without a config file.
+const NO_FILE: &str = "invalid argument: frpc has no config file path";
+
+/// net/http's `NotFound`.
+fn not_found() -> Resp {
+    let mut r = reply(StatusCode::NOT_FOUND, "404 page not found\n");
+    r.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+/// Whether the store (and so its routes) exists.
+fn store_on(a: &Admin) -> bool {
+    a.reloader.read_store(|_| ()).is_ok()
 }
 
 /// `GET /api/proxy/{name}/config` and `/api/visitor/{name}/config`: frp's typed definition
@@ -131,7 +243,7 @@ fn definition(cfg: &ClientConfig, path: &str) -> Resp {
             .find(|v| v.name == *name)
             .map(store::visitor_definition)
             .ok_or(("visitor", name)),
-        _ => return reply(StatusCode::NOT_FOUND, "404 page not found\n"),
+        _ => return not_found(),
     };
     match found {
         Ok(d) => http::json(StatusCode::OK, &d),
@@ -139,27 +251,19 @@ fn definition(cfg: &ClientConfig, path: &str) -> Resp {
     }
 }
 
-/// `/api/store/proxies[/{name}]` and `/api/store/visitors[/{name}]` (frp's store API).
-async fn store_api(a: &Admin, req: Request<Incoming>) -> Resp {
+/// `/api/store/proxies[/{name}]` and `/api/store/visitors[/{name}]` (frp's store API); the
+/// route and method are already checked.
+async fn store_api(a: &Admin, req: Request<Bytes>) -> Resp {
     let path = req.uri().path().to_owned();
     let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
-    let (kind, list_key, name) = match parts.as_slice() {
-        ["api", "store", "proxies", rest @ ..] => {
-            (store::Kind::Proxy, "proxies", rest.first().copied())
-        }
-        ["api", "store", "visitors", rest @ ..] => {
-            (store::Kind::Visitor, "visitors", rest.first().copied())
-        }
-        _ => return reply(StatusCode::NOT_FOUND, "404 page not found\n"),
+    let (kind, list_key) = if parts[2] == "proxies" {
+        (store::Kind::Proxy, "proxies")
+    } else {
+        (store::Kind::Visitor, "visitors")
     };
-    if parts.len() > 4 {
-        return reply(StatusCode::NOT_FOUND, "404 page not found\n");
-    }
+    let name = parts.get(3).copied();
     let method = req.method().clone();
-    let body = match req.into_body().collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(e) => return error(StatusCode::BAD_REQUEST, &format!("read body error: {e}")),
-    };
+    let body = req.into_body();
     let opts = a
         .source
         .as_ref()
@@ -175,15 +279,17 @@ async fn store_api(a: &Admin, req: Request<Incoming>) -> Resp {
         (Method::PUT, Some(n)) => r
             .with_store(|s| s.put(kind, Some(n), &body, &opts))
             .map(Some),
-        (Method::DELETE, Some(n)) => r.with_store(|s| s.delete(kind, n)).map(|()| None),
-        _ => return error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
+        (_, Some(n)) => r.with_store(|s| s.delete(kind, n)).map(|()| None),
+        (_, None) => return reply(StatusCode::METHOD_NOT_ALLOWED, ""),
     };
     match result {
         Ok(Some(v)) => http::json(StatusCode::OK, &v),
-        Ok(None) => reply(StatusCode::NO_CONTENT, ""),
+        // frp answers a delete with 200 and no body.
+        Ok(None) => reply(StatusCode::OK, ""),
+        Err(store::StoreError::Disabled(_)) => not_found(),
         Err(e) => {
             let code = match e {
-                store::StoreError::Disabled(_) | store::StoreError::NotFound(_) => {
+                store::StoreError::NotFound(_) | store::StoreError::Disabled(_) => {
                     StatusCode::NOT_FOUND
                 }
                 store::StoreError::Exists(_) => StatusCode::CONFLICT,
@@ -209,9 +315,10 @@ fn write_private(p: &std::path::Path, body: &[u8]) -> std::io::Result<()> {
 fn reload(a: &Admin, strict: bool) -> Result<(), String> {
     a.source
         .as_ref()
-        .ok_or("frpc was started without a config file")?
+        .ok_or(NO_FILE)?
         .reload(&a.reloader, strict)
         .map(drop)
+        .map_err(|e| format!("invalid argument: {e}"))
 }
 
 /// One row of `/api/status` (frp `ProxyStatusResp`).
@@ -289,9 +396,19 @@ pub async fn request(
     method: Method,
     path: &str,
 ) -> std::io::Result<(StatusCode, String)> {
+    let a = call(web, method, path).await?;
+    Ok((a.code, a.body))
+}
+
+/// [`request`] with the answer's headers.
+pub async fn call(
+    web: &WebServerConfig,
+    method: Method,
+    path: &str,
+) -> std::io::Result<http::Answer> {
     let auth = BasicAuth {
         user: web.user.clone(),
         password: web.password.0.clone(),
     };
-    http::request(&api_addr(web), &auth, method, path, Bytes::new()).await
+    http::request_with(&api_addr(web), &auth, method, path, &[], Bytes::new()).await
 }

@@ -138,7 +138,7 @@ pub fn main() -> ExitCode {
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("{e:#}");
+            common::errln!("{e:#}");
             ExitCode::FAILURE
         }
     }
@@ -163,7 +163,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let file = &cli.config;
     match &cli.command {
         None if cli.version => {
-            println!("{}", common::FRP_VERSION);
+            common::outln!("{}", common::FRP_VERSION);
             Ok(())
         }
         None if !cli.config_dir.is_empty() => {
@@ -174,14 +174,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             serve(vec![(loaded, Some(file.clone()))], cli.watch, opts)
         }
         Some(Command::Verify) if file.as_os_str().is_empty() => {
-            println!("frpc: the configuration file is not specified");
+            common::outln!("frpc: the configuration file is not specified");
             Ok(())
         }
         Some(Command::Verify) => {
             for w in &config::load_client(file, &opts)?.warnings {
-                eprintln!("warning: {w}");
+                common::errln!("warning: {w}");
             }
-            println!(
+            common::outln!(
                 "frpc: the configuration file {} syntax is ok",
                 file.display()
             );
@@ -189,7 +189,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Some(cmd @ (Command::Reload(a) | Command::Status(a) | Command::Stop(a))) => {
             let loaded = config::load_client(file, &opts)?;
-            admin_command(cmd, &loaded.config.web_server, a.api_timeout, opts.strict)
+            admin_command(
+                cmd,
+                &loaded.config.web_server,
+                file,
+                a.api_timeout,
+                opts.strict,
+            )
         }
         Some(Command::Nathole(n)) => nathole(n, file, &opts),
         Some(cmd) => match cmd.quick() {
@@ -225,7 +231,7 @@ fn config_dir(
         .filter_map(|p| match config::load_client(&p, opts) {
             Ok(l) => Some((l, Some(p))),
             Err(e) => {
-                eprintln!("frpc service error for config file [{}]: {e}", p.display());
+                common::errln!("frpc service error for config file [{}]: {e}", p.display());
                 None
             }
         })
@@ -243,6 +249,7 @@ fn serve(
         return Ok(());
     };
     common::log::init(&first.config.log).context("set up logging")?;
+    common::rlimit::raise_open_files_and_log();
     let rt = tokio::runtime::Runtime::new().context("start tokio runtime")?;
     // The service runs as a task on the worker threads, not inside `block_on` on the main
     // thread: there, every message between it and the tasks it drives crossed threads (a
@@ -293,23 +300,34 @@ fn nathole(n: &Nathole, file: &Path, opts: &LoadOptions) -> anyhow::Result<()> {
     let report = rt
         .block_on(crate::nathole::report(&server, &n.nat_hole_local_addr))
         .map_err(anyhow::Error::msg)?;
-    print!("{report}");
+    common::outln!("{}", report.trim_end_matches('\n'));
     Ok(())
 }
 
-/// `frpc reload|status|stop`: one call to the running frpc's admin API.
+/// `frpc reload|status|stop`: one call to the running frpc's admin API. `reload` names the file
+/// it asks for (`configFile`, absolute); our frpc refuses when it runs another one and answers
+/// which it reloaded ([`crate::admin::CONFIG_FILE_HEADER`]). A Go frpc ignores the parameter and
+/// says nothing, so then only the file asked for is named.
 fn admin_command(
     cmd: &Command,
     web: &common::config::WebServerConfig,
+    config: &Path,
     timeout: Duration,
     strict: bool,
 ) -> anyhow::Result<()> {
     if web.port == 0 {
         anyhow::bail!("the admin API is off: set webServer.port in the config");
     }
+    let asked = std::fs::canonicalize(config).unwrap_or_else(|_| config.to_owned());
+    let reload = format!(
+        "/api/reload?{}",
+        common::http::form_encode(&[
+            ("strictConfig", if strict { "true" } else { "false" }),
+            ("configFile", &asked.display().to_string()),
+        ])
+    );
     let (method, path) = match cmd {
-        Command::Reload(_) if strict => (hyper::Method::GET, "/api/reload?strictConfig=true"),
-        Command::Reload(_) => (hyper::Method::GET, "/api/reload?strictConfig=false"),
+        Command::Reload(_) => (hyper::Method::GET, reload.as_str()),
         Command::Status(_) => (hyper::Method::GET, "/api/status"),
         _ => (hyper::Method::POST, "/api/stop"),
     };
@@ -317,37 +335,43 @@ fn admin_command(
         .enable_all()
         .build()?;
     let addr = crate::admin::api_addr(web);
-    let (code, body) = rt.block_on(async {
-        tokio::time::timeout(timeout, crate::admin::request(web, method, path))
+    let answer = rt.block_on(async {
+        tokio::time::timeout(timeout, crate::admin::call(web, method, path))
             .await
             .map_err(|_| anyhow::anyhow!("frpc's admin API at {addr} did not answer within {timeout:?}"))?
             .with_context(|| format!("cannot reach frpc's admin API at {addr} (frpc may not be running, or webServer may be off in the running frpc's config)"))
     })?;
-    if !code.is_success() {
-        let msg = serde_json::from_str::<Value>(&body)
+    if !answer.code.is_success() {
+        let msg = serde_json::from_str::<Value>(&answer.body)
             .ok()
             .and_then(|v| v["Msg"].as_str().map(str::to_owned))
-            .unwrap_or(body);
+            .unwrap_or(answer.body);
         anyhow::bail!("{msg}");
     }
     match cmd {
-        Command::Reload(_) => println!("reload success"),
-        Command::Stop(_) => println!("stop success"),
-        _ => print_status(&serde_json::from_str(&body).context("parse status")?),
+        Command::Reload(_) => match crate::admin::reported_config_file(&answer.headers) {
+            Some(f) => common::outln!("reload success: {f}"),
+            None => common::outln!(
+                "reload success (asked to reload {}; the running frpc does not say which config file it reloaded)",
+                asked.display()
+            ),
+        },
+        Command::Stop(_) => common::outln!("stop success"),
+        _ => print_status(&serde_json::from_str(&answer.body).context("parse status")?),
     }
     Ok(())
 }
 
 /// Prints `/api/status` as frp's `frpc status` does: one table per proxy type.
 fn print_status(res: &std::collections::BTreeMap<String, Vec<crate::ProxyStatusResp>>) {
-    println!("Proxy Status...\n");
+    common::outln!("Proxy Status...\n");
     for kind in [
         "tcp", "udp", "tcpmux", "http", "https", "stcp", "sudp", "xtcp",
     ] {
         let Some(rows) = res.get(kind).filter(|r| !r.is_empty()) else {
             continue;
         };
-        println!("{}", kind.to_uppercase());
+        common::outln!("{}", kind.to_uppercase());
         let mut table = vec![[
             "Name",
             "Status",
@@ -376,8 +400,8 @@ fn print_status(res: &std::collections::BTreeMap<String, Vec<crate::ProxyStatusR
                 .zip(&widths)
                 .map(|(c, w)| format!("{c:<w$}"))
                 .collect();
-            println!("{}", line.join("  ").trim_end());
+            common::outln!("{}", line.join("  ").trim_end());
         }
-        println!();
+        common::outln!("");
     }
 }

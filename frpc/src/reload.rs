@@ -1,10 +1,14 @@
 //! Hot reload (frp `client/config_manager.go`; frp-protocol.md §15): a pure [`diff`] of the
 //! active proxies, applied by the session. Unchanged proxies are not touched, so their live
 //! connections keep flowing; changed ones are closed and started again; removed ones closed;
-//! added ones started. Global settings stay as they are (frp reads only the new `start` list).
+//! added ones started. Global settings keep their running values (frp reads only the new proxy,
+//! visitor and `start` lists); a reload that changes one says which ([`globals_changed`]).
+//! Token sources are not run again and `includes` are the running ones
+//! ([`common::config::Reload`]).
 
 use crate::Reloader;
-use common::config::{ClientConfig, LoadOptions, ProxyConfig};
+use common::config::{ClientConfig, LoadOptions, ProxyConfig, Reload};
+use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use tracing::{debug, info, warn};
@@ -18,12 +22,15 @@ pub struct ConfigSource {
 }
 
 impl ConfigSource {
-    /// Re-reads the file (and its includes) and applies it; says whether anything changed. A
-    /// result equal to the running config does nothing and logs nothing above debug; on any
-    /// error nothing changes and the error is returned.
+    /// Re-reads the file (and the running includes) and applies its proxies and visitors;
+    /// says whether anything changed. A result equal to the running config does nothing and
+    /// logs nothing above debug; on any error nothing changes and the error is returned.
     pub fn reload(&self, reloader: &Reloader, strict: bool) -> Result<bool, String> {
         let opts = LoadOptions {
             strict,
+            reload: Some(Reload {
+                includes: reloader.running_includes(),
+            }),
             ..self.opts.clone()
         };
         let loaded = common::config::load_client(&self.path, &opts).map_err(|e| e.to_string())?;
@@ -37,6 +44,53 @@ impl ConfigSource {
         info!(file = %self.path.display(), "reloading config");
         reloader.apply(loaded.config);
         Ok(true)
+    }
+}
+
+/// The global (non-proxy) keys whose value differs between the running config and a reloaded
+/// one, by their config names (`auth.token`, `transport.wireProtocol`). A reloaded file's token
+/// source is not resolved, so with one `auth.token` is compared through `auth.tokenSource`.
+pub fn globals_changed(running: &ClientConfig, new: &ClientConfig) -> Vec<String> {
+    let globals = |c: &ClientConfig| {
+        let mut v = serde_json::to_value(c).unwrap_or_default();
+        if let Some(m) = v.as_object_mut() {
+            for k in ["proxies", "visitors", "start"] {
+                m.remove(k);
+            }
+            if new.auth.token_source.is_some() {
+                if let Some(a) = m.get_mut("auth").and_then(|a| a.as_object_mut()) {
+                    a.remove("token");
+                }
+            }
+        }
+        v
+    };
+    let mut out = Vec::new();
+    changed_keys(&globals(running), &globals(new), "", &mut out);
+    out
+}
+
+fn changed_keys(a: &Value, b: &Value, prefix: &str, out: &mut Vec<String>) {
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            let keys: std::collections::BTreeSet<&String> = x.keys().chain(y.keys()).collect();
+            for k in keys {
+                let path = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                let null = Value::Null;
+                changed_keys(
+                    x.get(k).unwrap_or(&null),
+                    y.get(k).unwrap_or(&null),
+                    &path,
+                    out,
+                );
+            }
+        }
+        _ if a != b => out.push(prefix.to_owned()),
+        _ => {}
     }
 }
 
@@ -148,6 +202,36 @@ mod tests {
         assert_eq!(reloader.current().proxies[0].local_port, 2);
         assert_eq!(source.reload(&reloader, true), Ok(false), "same again");
         let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn changed_globals_are_named_proxies_are_not() {
+        let old = cfg(&[("a", 1)]);
+        let mut new = cfg(&[("b", 2)]);
+        new.start = vec!["b".into()];
+        assert!(globals_changed(&old, &new).is_empty());
+        new.auth.token = "other".into();
+        new.transport.wire_protocol = "v2".into();
+        new.includes = vec!["x/*.toml".into()];
+        assert_eq!(
+            globals_changed(&old, &new),
+            ["auth.token", "includes", "transport.wireProtocol"]
+        );
+        // An unresolved token source is compared as a source, not through the token.
+        let mut running = old.clone();
+        running.auth.token = "from-exec".into();
+        running.auth.token_source = Some(Default::default());
+        let mut reread = old;
+        reread.auth.token_source = Some(Default::default());
+        assert!(globals_changed(&running, &reread).is_empty());
+        reread.auth.token_source = Some(common::config::ValueSource {
+            kind: "exec".into(),
+            ..Default::default()
+        });
+        assert_eq!(
+            globals_changed(&running, &reread),
+            ["auth.tokenSource.type"]
+        );
     }
 
     #[test]

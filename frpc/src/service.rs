@@ -70,6 +70,8 @@ pub struct Client {
     /// The file `/api/reload` re-reads, and how.
     config_path: Option<(std::path::PathBuf, common::config::LoadOptions)>,
     metrics: Arc<crate::metrics::ClientMetrics>,
+    /// What the admin API's clients may hold.
+    web_limits: common::http::WebLimits,
 }
 
 impl Client {
@@ -93,6 +95,7 @@ impl Client {
             status,
             reloader,
             config_path: None,
+            web_limits: Default::default(),
             #[allow(clippy::expect_used)] // fixed, distinct metric names
             metrics: Arc::new(
                 crate::metrics::ClientMetrics::new().expect("metric names are distinct"),
@@ -117,6 +120,12 @@ impl Client {
                 path: path.clone(),
                 opts: opts.clone(),
             })
+    }
+
+    /// Other bounds for the admin API than [`common::http::WebLimits::default`].
+    pub fn with_web_limits(mut self, limits: common::http::WebLimits) -> Self {
+        self.web_limits = limits;
+        self
     }
 
     /// Reloads on changes to the config file or its includes (`--watch`), until `shutdown`.
@@ -211,7 +220,9 @@ impl Client {
         if web.port == 0 {
             return Ok(());
         }
-        let listener = common::http::WebListener::bind(web).await?;
+        let listener = common::http::WebListener::bind(web)
+            .await?
+            .with_limits(self.web_limits);
         info!(addr = %format!("{}:{}", web.addr, web.port), "admin API listening");
         let admin = crate::admin::Admin {
             source: self.config_source(),
@@ -400,16 +411,40 @@ impl Reloader {
         self.layers.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Whether `cfg` is the config file now in force (before the store is laid over it).
+    /// Whether `cfg` is the config file now in force (before the store is laid over it): the
+    /// same proxies, visitors and `start`, and no global setting asked to change.
     pub fn file_is(&self, cfg: &ClientConfig) -> bool {
-        self.lock().file == *cfg
+        let l = self.lock();
+        l.file.proxies == cfg.proxies
+            && l.file.visitors == cfg.visitors
+            && l.file.start == cfg.start
+            && crate::reload::globals_changed(&l.file, cfg).is_empty()
     }
 
-    /// Applies a newly loaded config file.
-    pub fn apply(&self, cfg: ClientConfig) {
+    /// Applies a newly loaded config file: its proxies, visitors and `start` list. Global
+    /// settings keep their running values (as frp documents; work connections must go on
+    /// using the token and wire protocol of the session); a change to one is logged by name
+    /// and returned.
+    pub fn apply(&self, cfg: ClientConfig) -> Vec<String> {
         let mut l = self.lock();
-        l.file = cfg;
+        let ignored = crate::reload::globals_changed(&l.file, &cfg);
+        if !ignored.is_empty() {
+            warn!(
+                keys = %ignored.join(", "),
+                "changes to {} need a restart; the running values stay",
+                ignored.join(", ")
+            );
+        }
+        l.file.proxies = cfg.proxies;
+        l.file.visitors = cfg.visitors;
+        l.file.start = cfg.start;
         self.tx.send_replace(Arc::new(l.effective()));
+        ignored
+    }
+
+    /// The `includes` the client started with (a reload reads these, not the file's).
+    pub fn running_includes(&self) -> Vec<String> {
+        self.lock().file.includes.clone()
     }
 
     /// Runs `f` on the store; when it succeeds the result is applied like a reload.

@@ -7,17 +7,23 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-/// A store failure, with the HTTP status the admin API answers.
+/// A store failure; each variant is one HTTP status of the admin API, and its text is frp's
+/// (`client/config_manager.go`, `client/http/controller.go`).
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// No store (`store.path` unset or unreadable): the store routes do not exist (404).
     #[error("{0}")]
     Disabled(String),
+    /// 404.
     #[error("{0}")]
     NotFound(String),
+    /// 409.
     #[error("{0}")]
     Exists(String),
+    /// 400.
     #[error("{0}")]
     Invalid(String),
+    /// 500.
     #[error("store {path}: {msg}")]
     Io { path: PathBuf, msg: String },
 }
@@ -82,7 +88,9 @@ impl Store {
         })
     }
 
-    /// Writes the store atomically (temp file + rename), mode 0600.
+    /// Writes the store atomically: a new temporary file (mode 0600, created exclusively, so
+    /// a file or symlink planted at its path is never followed), synced, renamed over the
+    /// store, and the directory synced.
     fn save(&self) -> Result<(), StoreError> {
         let io = |e: std::io::Error| StoreError::Io {
             path: self.path.clone(),
@@ -98,13 +106,20 @@ impl Store {
         })?;
         let mut tmp = self.path.clone().into_os_string();
         tmp.push(".tmp");
-        std::fs::write(&tmp, body).map_err(io)?;
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
+        let tmp = PathBuf::from(tmp);
+        write_new(&tmp, &body).map_err(io)?;
+        if let Err(e) = std::fs::rename(&tmp, &self.path) {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(io(e));
         }
-        std::fs::rename(&tmp, &self.path).map_err(io)
+        // The rename is durable once the directory is.
+        let dir = match self.path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io)
     }
 
     /// `cfg` with the store applied: store entries replace same-named ones, others are added.
@@ -134,10 +149,11 @@ impl Store {
             Kind::Proxy => self.proxies.get(name).map(proxy_definition),
             Kind::Visitor => self.visitors.get(name).map(visitor_definition),
         };
-        found.ok_or_else(|| StoreError::NotFound(format!("{} {name:?} not found", kind.word())))
+        found.ok_or_else(|| StoreError::NotFound(format!("not found: {} {name:?}", kind.word())))
     }
 
-    /// Creates (`name` None) or updates an entry from a definition; returns the stored one.
+    /// Creates (`name` None: `POST`) or replaces (`PUT .../{name}`) an entry from a definition;
+    /// returns the stored one.
     pub fn put(
         &mut self,
         kind: Kind,
@@ -145,29 +161,22 @@ impl Store {
         body: &[u8],
         opts: &LoadOptions,
     ) -> Result<serde_json::Value, StoreError> {
-        let entry = parse_definition(kind, body, opts)?;
+        let entry = parse_definition(kind, body, name, opts)?;
         let new_name = entry_name(&entry);
         let exists = match kind {
             Kind::Proxy => self.proxies.contains_key(&new_name),
             Kind::Visitor => self.visitors.contains_key(&new_name),
         };
+        let word = kind.word();
         match name {
             None if exists => {
                 return Err(StoreError::Exists(format!(
-                    "{} {new_name:?} already exists",
-                    kind.word()
-                )))
-            }
-            Some(n) if n != new_name => {
-                return Err(StoreError::Invalid(format!(
-                    "{} name in body {new_name:?} does not match {n:?}",
-                    kind.word()
+                    "conflict: already exists: {word} {new_name:?}"
                 )))
             }
             Some(n) if !exists => {
                 return Err(StoreError::NotFound(format!(
-                    "{} {n:?} not found",
-                    kind.word()
+                    "not found: not found: {word} {n:?}"
                 )))
             }
             _ => {}
@@ -195,12 +204,38 @@ impl Store {
         };
         if !removed {
             return Err(StoreError::NotFound(format!(
-                "{} {name:?} not found",
+                "not found: not found: {} {name:?}",
                 kind.word()
             )));
         }
         self.save()
     }
+}
+
+/// Creates `path` exclusively (mode 0600), writes `body` and syncs it. Whatever is already at
+/// `path` (a stale temporary, or a symlink someone planted) is removed, not followed; if
+/// something appears there again before the create, the save fails.
+fn write_new(path: &Path, body: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let open = || {
+        let mut o = std::fs::OpenOptions::new();
+        o.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+        o.open(path)
+    };
+    let mut f = match open() {
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            std::fs::remove_file(path)?;
+            open()?
+        }
+        r => r?,
+    };
+    let written = f.write_all(body).and_then(|()| f.sync_all());
+    if written.is_err() {
+        let _ = std::fs::remove_file(path);
+    }
+    written
 }
 
 enum Entry {
@@ -215,25 +250,72 @@ fn entry_name(e: &Entry) -> String {
     }
 }
 
-/// `{name, type, <type>: {...}}` -> a checked entry, through the config loader (strict keys,
-/// frp's defaults, validation), as if it were the only entry of a config file.
-fn parse_definition(kind: Kind, body: &[u8], opts: &LoadOptions) -> Result<Entry, StoreError> {
+/// A key of a JSON object as Go's `encoding/json` finds it: the exact name, else any case.
+fn field<'a>(
+    m: &'a serde_json::Map<String, serde_json::Value>,
+    key: &str,
+) -> Option<&'a serde_json::Value> {
+    m.get(key)
+        .or_else(|| {
+            m.iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(key))
+                .map(|(_, v)| v)
+        })
+        .filter(|v| !v.is_null())
+}
+
+/// `{name, type, <type>: {...}}` -> a checked entry. First frp's `ProxyDefinition.Validate`
+/// (`client/http/model`: a name, a known type, the URL's name, exactly one type block and
+/// that of `type`), then the config loader as if it were the only entry of a config file
+/// (strict keys, frp's defaults, validation). The body is data: never rendered as a template.
+fn parse_definition(
+    kind: Kind,
+    body: &[u8],
+    url_name: Option<&str>,
+    opts: &LoadOptions,
+) -> Result<Entry, StoreError> {
     let bad = |m: String| StoreError::Invalid(m);
+    let word = kind.word();
     let v: serde_json::Value =
         serde_json::from_slice(body).map_err(|e| bad(format!("parse JSON error: {e}")))?;
-    let name = v["name"].as_str().unwrap_or_default().to_owned();
-    let ty = v["type"].as_str().unwrap_or_default().to_owned();
-    if name.is_empty() {
-        return Err(bad(format!("{} name is required", kind.word())));
-    }
-    if ty.is_empty() {
-        return Err(bad(format!("{} type is required", kind.word())));
-    }
-    let mut inner = match v.get(&ty) {
-        Some(serde_json::Value::Object(m)) => m.clone(),
-        None => serde_json::Map::new(),
-        Some(_) => return Err(bad(format!("{ty} must be an object"))),
+    let obj = v
+        .as_object()
+        .ok_or_else(|| bad("parse JSON error: the body is not a JSON object".into()))?;
+    let text = |key: &str| match field(obj, key) {
+        None => Ok(String::new()),
+        Some(serde_json::Value::String(s)) => Ok(s.clone()),
+        Some(_) => Err(bad(format!("parse JSON error: {key} must be a string"))),
     };
+    let (name, ty) = (text("name")?, text("type")?);
+    let types = match kind {
+        Kind::Proxy => common::config::PROXY_TYPES,
+        Kind::Visitor => common::config::VISITOR_TYPES,
+    };
+    if name.trim().is_empty() {
+        return Err(bad(format!("{word} name is required")));
+    }
+    if !types.contains(&ty.as_str()) {
+        return Err(bad(format!("invalid {word} type: {ty}")));
+    }
+    if url_name.is_some_and(|n| n != name) {
+        return Err(bad(format!("{word} name in URL must match name in body")));
+    }
+    let blocks: Vec<(&str, &serde_json::Value)> = types
+        .iter()
+        .filter_map(|t| field(obj, t).map(|b| (*t, b)))
+        .collect();
+    let [(block_type, block)] = blocks.as_slice() else {
+        return Err(bad(format!("exactly one {word} type block is required")));
+    };
+    if *block_type != ty {
+        return Err(bad(format!(
+            "{word} type block {block_type:?} does not match type {ty:?}"
+        )));
+    }
+    let mut inner = block
+        .as_object()
+        .cloned()
+        .ok_or_else(|| bad(format!("parse JSON error: {ty} must be an object")))?;
     inner.insert("name".into(), name.into());
     inner.insert("type".into(), ty.into());
     let list = match kind {
@@ -245,8 +327,8 @@ fn parse_definition(kind: Kind, body: &[u8], opts: &LoadOptions) -> Result<Entry
         strict: true,
         ..opts.clone()
     };
-    let mut loaded = common::config::load_client_text(&doc, Path::new("store.json"), &opts)
-        .map_err(|e| bad(e.to_string()))?;
+    let mut loaded = common::config::load_client_data(&doc, Path::new("store.json"), &opts)
+        .map_err(|e| bad(format!("invalid argument: validation error: {e}")))?;
     Ok(match kind {
         Kind::Proxy => Entry::Proxy(Box::new(loaded.config.proxies.remove(0))),
         Kind::Visitor => Entry::Visitor(Box::new(loaded.config.visitors.remove(0))),

@@ -174,7 +174,7 @@ pub fn main() -> ExitCode {
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("{e:#}");
+            common::errln!("{e:#}");
             ExitCode::FAILURE
         }
     }
@@ -184,11 +184,11 @@ fn run(mut cli: Cli) -> anyhow::Result<()> {
     // frp: an empty `-c` is no file.
     cli.config = cli.config.filter(|p| !p.as_os_str().is_empty());
     if cli.version {
-        println!("{}", common::FRP_VERSION);
+        common::outln!("{}", common::FRP_VERSION);
         return Ok(());
     }
     if matches!(cli.command, Some(Command::Verify)) && cli.config.is_none() {
-        println!("frps: the configuration file is not specified");
+        common::outln!("frps: the configuration file is not specified");
         return Ok(());
     }
     let (cfg, warnings) = match &cli.config {
@@ -207,14 +207,14 @@ fn run(mut cli: Cli) -> anyhow::Result<()> {
     };
     if let Some(Command::Verify) = cli.command {
         for w in &warnings {
-            eprintln!("warning: {w}");
+            common::errln!("warning: {w}");
         }
         let path = cli
             .config
             .as_ref()
             .map(|p| p.display().to_string())
             .unwrap_or_default();
-        println!("frps: the configuration file {path} syntax is ok");
+        common::outln!("frps: the configuration file {path} syntax is ok");
         return Ok(());
     }
     common::log::init(&cfg.log).context("set up logging")?;
@@ -225,6 +225,7 @@ fn run(mut cli: Cli) -> anyhow::Result<()> {
     for w in warnings {
         tracing::warn!("{w}");
     }
+    common::rlimit::raise_open_files_and_log();
     let rt = tokio::runtime::Runtime::new().context("start tokio runtime")?;
     // On a worker thread, not in `block_on` on the main thread (see frpc's `run`).
     let service = rt.spawn(async move {

@@ -12,7 +12,7 @@ use crate::clients::ClientRecord;
 use crate::metrics::{short_time, today, ProxyConf, ProxyRecord};
 use crate::service::Shared;
 use common::http::{self, reply, BasicAuth, Resp};
-use hyper::body::Incoming;
+use hyper::body::Bytes;
 use hyper::{Method, Request, StatusCode};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -44,7 +44,7 @@ pub(crate) async fn serve(
             }
         }
     };
-    let handler = Arc::new(move |req: Request<Incoming>| {
+    let handler = Arc::new(move |req: Request<Bytes>| {
         let shared = shared.clone();
         async move { handle(&shared, req) }
     });
@@ -263,7 +263,7 @@ impl Query {
     }
 }
 
-fn handle(shared: &Shared, req: Request<Incoming>) -> Resp {
+fn handle(shared: &Shared, req: Request<Bytes>) -> Resp {
     let path = req.uri().path().to_owned();
     let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
     let q = Query(http::query(&req));

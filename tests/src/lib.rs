@@ -113,26 +113,16 @@ impl Frpc {
     pub fn start(server: SocketAddr, f: impl FnOnce(&mut ClientConfig)) -> Frpc {
         let mut cfg = client_config(server);
         f(&mut cfg);
-        let client = frpc::Client::new(cfg);
-        let status = client.status();
-        let metrics = client.metrics();
-        let token = CancellationToken::new();
-        let task = tokio::spawn(client.run(token.clone()));
-        Frpc {
-            status,
-            metrics,
-            token,
-            task,
-        }
+        Frpc::run(frpc::Client::new(cfg))
     }
 
     /// Starts frpc from a config file, as the binary does (so `/api/reload` re-reads it).
     pub fn start_from_file(path: &std::path::Path) -> Frpc {
-        let opts = config::LoadOptions::default();
-        let cfg = config::load_client(path, &opts)
-            .expect("load frpc config")
-            .config;
-        let client = frpc::Client::new(cfg).with_config_path(path.to_owned(), opts);
+        Frpc::run(client_from_file(path))
+    }
+
+    /// Runs a client built by the test.
+    pub fn run(client: frpc::Client) -> Frpc {
         let status = client.status();
         let metrics = client.metrics();
         let token = CancellationToken::new();
@@ -188,6 +178,26 @@ impl Frpc {
             .await
             .expect("frpc stops in time");
     }
+}
+
+/// A client loaded from a config file as the binary loads it, not yet started.
+pub fn client_from_file(path: &std::path::Path) -> frpc::Client {
+    let opts = config::LoadOptions::default();
+    let cfg = config::load_client(path, &opts)
+        .expect("load frpc config")
+        .config;
+    frpc::Client::new(cfg).with_config_path(path.to_owned(), opts)
+}
+
+/// A fresh directory under the system temp dir, unique to this call.
+pub fn temp_dir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!(
+        "frp-rs-{tag}-{}-{}",
+        std::process::id(),
+        rand::random::<u32>()
+    ));
+    std::fs::create_dir_all(&d).expect("create temp dir");
+    d
 }
 
 /// The port in a NewProxyResp `remote_addr` such as `:6000`.
@@ -351,6 +361,19 @@ pub async fn wait_listening(addr: SocketAddr) {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// Reads an HTTP request head (up to the blank line) from `s`; `None` if it closes first.
+pub async fn read_head(s: &mut TcpStream) -> Option<Vec<u8>> {
+    let mut head = Vec::new();
+    let mut b = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        match s.read(&mut b).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => head.extend_from_slice(&b[..n]),
+        }
+    }
+    Some(head)
 }
 
 /// Path of a workspace binary built by `cargo build` (frps, frpc).

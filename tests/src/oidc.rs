@@ -7,7 +7,7 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD as B64};
 use base64::Engine;
 use common::config::WebServerConfig;
 use common::http::{self, reply, BasicAuth, WebListener};
-use hyper::body::Incoming;
+use hyper::body::Bytes;
 use hyper::{Request, StatusCode};
 use rsa::pkcs1v15::SigningKey;
 use rsa::signature::{SignatureEncoding, Signer};
@@ -87,7 +87,7 @@ impl Issuer {
             stop: stop.clone(),
         };
         let token_claims = issuer.claims("frpc-1", AUDIENCE, 600);
-        let handler = Arc::new(move |req: Request<Incoming>| {
+        let handler = Arc::new(move |req: Request<Bytes>| {
             let (url, count, claims) = (url.clone(), token_requests.clone(), token_claims.clone());
             let jwks_count = jwks_requests.clone();
             async move {

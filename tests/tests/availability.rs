@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use tests::*;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 
 fn member(name: &str, backend: SocketAddr, port: u16, key: &str) -> common::config::ProxyConfig {
@@ -164,14 +164,9 @@ async fn http_backend(healthy: Arc<Mutex<bool>>, hosts: Arc<Mutex<Vec<String>>>)
         while let Ok((mut s, _)) = l.accept().await {
             let (healthy, hosts) = (healthy.clone(), hosts.clone());
             tokio::spawn(async move {
-                let mut head = Vec::new();
-                let mut b = [0u8; 1024];
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match s.read(&mut b).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => head.extend_from_slice(&b[..n]),
-                    }
-                }
+                let Some(head) = read_head(&mut s).await else {
+                    return;
+                };
                 let head = String::from_utf8_lossy(&head).to_string();
                 let lower = head.to_ascii_lowercase();
                 if let Some(h) = lower.lines().find_map(|l| l.strip_prefix("host: ")) {

@@ -241,9 +241,10 @@ async fn frpc_status_reload_and_stop_commands() {
 
     write(&dir, "frpc.toml", &frpc_text(r2));
     let out = run("frpc", &["reload", "-c", &frpc_cfg]).await;
+    let reloaded = std::fs::canonicalize(&frpc_cfg).unwrap();
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
-        "reload success"
+        format!("reload success: {}", reloaded.display())
     );
     wait_tunnel(([127, 0, 0, 1], r2).into()).await;
 

@@ -268,7 +268,7 @@ async fn prometheus_series_move_with_traffic_and_dashboard_answers() {
     );
     let (code, body) = get(dash, &format!("/api/clients/{key}")).await;
     assert_eq!(code, StatusCode::OK, "{body}");
-    assert_eq!(get(dash, "/api/clients?status=offline").await.1, "[]");
+    assert_eq!(get(dash, "/api/clients?status=offline").await.1, "[]\n");
     let (code, body) = get(dash, "/api/v2/clients?status=online&pageSize=10").await;
     assert_eq!(code, StatusCode::OK);
     let v = json(&body);

@@ -99,6 +99,21 @@ pub struct LoadOptions {
     pub envs: std::collections::BTreeMap<String, String>,
     /// Directory `includes` are resolved against (frp: the process working directory).
     pub cwd: Option<PathBuf>,
+    /// Set when a running frpc re-reads its config (admin API reload, `--watch`): see
+    /// [`Reload`]. `None` at start-up.
+    pub reload: Option<Reload>,
+}
+
+/// What a reload may not take from the file (issue 22): a reload never runs a token source's
+/// command nor reads its file (they are resolved once, at start-up, as in frp; the running
+/// token stays), and reads the start-up `includes`, not the file's (a global setting, which a
+/// reload does not change). So nothing written through the admin API makes frpc run a command
+/// or read a file outside its config and includes. The file's own values stay in the loaded
+/// config, for the caller to compare with the running ones.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Reload {
+    /// The running config's `includes`.
+    pub includes: Vec<String>,
 }
 
 impl Default for LoadOptions {
@@ -108,6 +123,7 @@ impl Default for LoadOptions {
             allow_unsafe: Vec::new(),
             envs: template::process_envs(),
             cwd: None,
+            reload: None,
         }
     }
 }
@@ -428,14 +444,50 @@ pub fn load_client_text(
 ) -> Result<Loaded<ClientConfig>, ConfigError> {
     let mut warnings = Vec::new();
     let doc = parse_doc(text, file, opts, &mut warnings, legacy::Side::Client)?;
+    client_from_doc(&doc, file, opts, warnings)
+}
+
+/// Loads frpc entries sent as data (the admin API's store bodies): plain JSON, never rendered
+/// as a template, so `{{ .Envs.X }}` stays as written (frp parses store bodies as plain JSON).
+pub fn load_client_data(
+    text: &str,
+    file: &Path,
+    opts: &LoadOptions,
+) -> Result<Loaded<ClientConfig>, ConfigError> {
+    let value = serde_json::from_str::<Value>(text).map_err(|e| {
+        ConfigError::Invalid(vec![Problem {
+            file: file.to_owned(),
+            line: Some(e.line()),
+            col: Some(e.column()),
+            key: String::new(),
+            msg: format!("JSON: {e}"),
+        }])
+    })?;
+    let doc = Doc {
+        file: file.to_owned(),
+        text: text.to_owned(),
+        format: Format::Json,
+        value,
+    };
+    client_from_doc(&doc, file, opts, Vec::new())
+}
+
+/// Decode, includes, defaults, validation and token sources of a parsed frpc document.
+fn client_from_doc(
+    doc: &Doc,
+    file: &Path,
+    opts: &LoadOptions,
+    mut warnings: Vec<String>,
+) -> Result<Loaded<ClientConfig>, ConfigError> {
     let mut problems = Vec::new();
-    let mut cfg: Option<ClientConfig> = decode(&doc, opts.strict, &mut problems);
+    let mut cfg: Option<ClientConfig> = decode(doc, opts.strict, &mut problems);
     if let Some(c) = cfg.as_mut() {
         load_includes(c, file, opts, &mut warnings, &mut problems);
         c.complete();
         problems.extend(validate::client(c, file));
-        if problems.is_empty() {
-            if let Some(src) = c.auth.token_source.take() {
+        // The sources stay in the config (a reload compares them with the running ones).
+        if problems.is_empty() && opts.reload.is_none() {
+            if let Some(src) = c.auth.token_source.clone() {
                 resolve_token(
                     &src,
                     "auth.tokenSource",
@@ -445,7 +497,7 @@ pub fn load_client_text(
                     &mut problems,
                 );
             }
-            if let Some(src) = c.auth.oidc.token_source.take() {
+            if let Some(src) = c.auth.oidc.token_source.clone() {
                 let mut t = super::Secret::default();
                 resolve_token(
                     &src,
@@ -573,7 +625,11 @@ fn load_includes(
         .clone()
         .or_else(|| std::env::current_dir().ok())
         .unwrap_or_default();
-    for (i, entry) in c.includes.clone().iter().enumerate() {
+    let includes = match &opts.reload {
+        Some(r) => r.includes.clone(),
+        None => c.includes.clone(),
+    };
+    for (i, entry) in includes.iter().enumerate() {
         let key = format!("includes[{i}]");
         // Without `.` components, so messages show the directory as a user would write it.
         let p: PathBuf = cwd.join(entry).components().collect();

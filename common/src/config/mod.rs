@@ -22,8 +22,8 @@ mod visitor;
 
 pub use client::*;
 pub use load::{
-    default_client, default_server, load_client, load_client_text, load_server, load_server_text,
-    ConfigError, LoadOptions, Loaded, Problem,
+    default_client, default_server, load_client, load_client_data, load_client_text, load_server,
+    load_server_text, ConfigError, LoadOptions, Loaded, Problem, Reload,
 };
 pub use plugin::*;
 pub use proxy::*;

@@ -55,17 +55,56 @@ pub fn render(src: &str, envs: &BTreeMap<String, String>) -> Result<Rendered, Te
     register_functions(&mut env);
     let root = minijinja::context! { Envs => envs };
     let ctx = minijinja::context! { frp_root => root };
-    let text = env.render_str(&jinja, ctx).map_err(|e| TemplateError {
+    env.set_fuel(Some(MAX_FUEL));
+    let fail = |e: JinjaError| TemplateError {
         line: e.line().unwrap_or(0),
         msg: render_msg(&e),
-    })?;
+    };
+    let mut out = Capped(Vec::new());
+    let tmpl = env.template_from_str(&jinja).map_err(fail)?;
+    if let Err(e) = tmpl.render_captured_to(ctx, &mut out) {
+        if out.0.len() > MAX_OUTPUT {
+            return Err(TemplateError {
+                line: e.line().unwrap_or(0),
+                msg: format!("template output is larger than {MAX_OUTPUT} bytes"),
+            });
+        }
+        return Err(fail(e));
+    }
     Ok(Rendered {
-        text,
+        text: String::from_utf8_lossy(&out.0).into_owned(),
         missing_envs: missing,
     })
 }
 
+/// The most a template may produce (a config of 65536 proxies is a few MB).
+const MAX_OUTPUT: usize = 32 << 20;
+/// The most instructions a template may run (minijinja's fuel): generous for 65536 loop
+/// iterations with a body of dozens of steps; it stops nested loops that print nothing.
+const MAX_FUEL: u64 = 50_000_000;
+
+/// A writer that fails once more than [`MAX_OUTPUT`] bytes were written.
+struct Capped(Vec<u8>);
+
+impl std::io::Write for Capped {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.0.len() + buf.len() > MAX_OUTPUT {
+            self.0.resize(MAX_OUTPUT + 1, 0);
+            return Err(std::io::Error::other("template output too large"));
+        }
+        self.0.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 fn render_msg(e: &JinjaError) -> String {
+    if e.kind() == ErrorKind::OutOfFuel {
+        return format!("template runs more than {MAX_FUEL} steps");
+    }
     match e.detail() {
         Some(d) => d.to_owned(),
         None => e.kind().to_string(),
@@ -224,12 +263,16 @@ fn jinja_var(v: &str) -> String {
     }
 }
 
-/// Translates one operand at `toks[*i]`.
+/// How deep parentheses may nest in one action (the translator recurses on each).
+const MAX_NESTING: usize = 64;
+
+/// Translates one operand at `toks[*i]`; `depth` counts the parentheses around it.
 fn operand(
     toks: &[Tok],
     i: &mut usize,
     refs: &mut Vec<String>,
     line: usize,
+    depth: usize,
 ) -> Result<String, TemplateError> {
     let t = toks.get(*i).ok_or(TemplateError {
         line,
@@ -255,8 +298,14 @@ fn operand(
         Tok::Ident(name) if name == "true" || name == "false" => name.clone(),
         Tok::Ident(name) if name == "nil" => "none".into(),
         Tok::Ident(name) => name.clone(),
+        Tok::LParen if depth >= MAX_NESTING => {
+            return Err(TemplateError {
+                line,
+                msg: format!("parentheses nested more than {MAX_NESTING} deep"),
+            })
+        }
         Tok::LParen => {
-            let inner = pipeline(toks, i, refs, line)?;
+            let inner = pipeline(toks, i, refs, line, depth + 1)?;
             if toks.get(*i) != Some(&Tok::RParen) {
                 return Err(TemplateError {
                     line,
@@ -282,11 +331,12 @@ fn command(
     refs: &mut Vec<String>,
     line: usize,
     prev: Option<String>,
+    depth: usize,
 ) -> Result<String, TemplateError> {
     let is_fn =
         matches!(toks.get(*i), Some(Tok::Ident(n)) if n != "true" && n != "false" && n != "nil");
     if !is_fn {
-        let op = operand(toks, i, refs, line)?;
+        let op = operand(toks, i, refs, line, depth)?;
         return match prev {
             None => Ok(op),
             Some(_) => Err(TemplateError {
@@ -304,7 +354,7 @@ fn command(
     *i += 1;
     let mut args = Vec::new();
     while *i < toks.len() && !matches!(toks[*i], Tok::Pipe | Tok::RParen) {
-        args.push(operand(toks, i, refs, line)?);
+        args.push(operand(toks, i, refs, line, depth)?);
     }
     // Go passes the piped value as the last argument.
     args.extend(prev);
@@ -323,18 +373,19 @@ fn pipeline(
     i: &mut usize,
     refs: &mut Vec<String>,
     line: usize,
+    depth: usize,
 ) -> Result<String, TemplateError> {
-    let mut cur = command(toks, i, refs, line, None)?;
+    let mut cur = command(toks, i, refs, line, None, depth)?;
     while toks.get(*i) == Some(&Tok::Pipe) {
         *i += 1;
-        cur = command(toks, i, refs, line, Some(cur))?;
+        cur = command(toks, i, refs, line, Some(cur), depth)?;
     }
     Ok(cur)
 }
 
 fn expr(toks: &[Tok], refs: &mut Vec<String>, line: usize) -> Result<String, TemplateError> {
     let mut i = 0;
-    let out = pipeline(toks, &mut i, refs, line)?;
+    let out = pipeline(toks, &mut i, refs, line, 0)?;
     if i != toks.len() {
         return Err(TemplateError {
             line,
@@ -487,34 +538,40 @@ fn push_text(out: &mut String, text: &str) {
 
 // === functions ===
 
-/// frp `util.ParseRangeNumbers`: "1000-2000,3000" -> [1000..=2000, 3000].
+/// The most entries one `parseNumberRange` (or each side of `parseNumberRangePair`) may yield:
+/// one per port. A config that needs more is almost certainly a mistake, and an unbounded
+/// range would allocate whatever it asks for.
+pub const MAX_RANGE_ENTRIES: usize = 65536;
+
+/// frp `util.ParseRangeNumbers`: "1000-2000,3000" -> [1000..=2000, 3000]. At most
+/// [`MAX_RANGE_ENTRIES`] entries in all; more is an error before anything is allocated.
 pub fn parse_number_range(s: &str) -> Result<Vec<i64>, String> {
     let mut out = Vec::new();
+    let too_many = || format!("{s:?} has more than {MAX_RANGE_ENTRIES} entries");
     for part in s.split(',') {
         let p = part.trim();
         if p.is_empty() {
             continue;
         }
-        match p.split_once('-') {
-            Some((a, b)) => {
-                let a: i64 = a
-                    .trim()
-                    .parse()
-                    .map_err(|_| format!("range number is invalid: {p:?}"))?;
-                let b: i64 = b
-                    .trim()
-                    .parse()
-                    .map_err(|_| format!("range number is invalid: {p:?}"))?;
-                if b < a {
-                    return Err(format!("range number is invalid: {p:?}"));
-                }
-                out.extend(a..=b);
-            }
-            None => out.push(
-                p.parse()
-                    .map_err(|_| format!("range number is invalid: {p:?}"))?,
+        let invalid = || format!("range number is invalid: {p:?}");
+        let (a, b) = match p.split_once('-') {
+            Some((a, b)) => (
+                a.trim().parse::<i64>().map_err(|_| invalid())?,
+                b.trim().parse::<i64>().map_err(|_| invalid())?,
             ),
+            None => {
+                let n = p.parse::<i64>().map_err(|_| invalid())?;
+                (n, n)
+            }
+        };
+        if b < a {
+            return Err(invalid());
         }
+        let len = i128::from(b) - i128::from(a) + 1;
+        if len > (MAX_RANGE_ENTRIES - out.len()) as i128 {
+            return Err(too_many());
+        }
+        out.extend(a..=b);
     }
     Ok(out)
 }
@@ -525,13 +582,13 @@ fn fn_err(msg: String) -> JinjaError {
 
 fn register_functions(env: &mut Environment<'_>) {
     env.add_function("parseNumberRange", |s: String| {
-        parse_number_range(&s).map_err(fn_err)
+        parse_number_range(&s).map_err(|e| fn_err(format!("parseNumberRange: {e}")))
     });
     env.add_function("parseNumberRangePair", |a: String, b: String| {
-        let (x, y) = (
-            parse_number_range(&a).map_err(fn_err)?,
-            parse_number_range(&b).map_err(fn_err)?,
-        );
+        let range = |s: &str| {
+            parse_number_range(s).map_err(|e| fn_err(format!("parseNumberRangePair: {e}")))
+        };
+        let (x, y) = (range(&a)?, range(&b)?);
         if x.len() != y.len() {
             return Err(fn_err(format!(
                 "first and second range numbers are not in pairs: {} vs {}",
@@ -578,6 +635,9 @@ fn register_functions(env: &mut Environment<'_>) {
     });
 }
 
+/// Go's `fmt` limit on a width (`tooLarge`).
+const MAX_PRINTF_WIDTH: usize = 1_000_000;
+
 /// Go's `fmt.Sprintf` for the verbs configs use: %s %d %v %q %%.
 fn go_printf(fmt: &str, args: &[Value]) -> String {
     let mut out = String::new();
@@ -604,9 +664,16 @@ fn go_printf(fmt: &str, args: &[Value]) -> String {
                 &it.next().map(|v| v.to_string()).unwrap_or_default(),
             )),
             Some('d') if spec.starts_with('0') => {
-                let w: usize = spec.trim_start_matches('0').parse().unwrap_or(0);
                 let v = it.next().map(|v| v.to_string()).unwrap_or_default();
-                out.push_str(&format!("{v:0>w$}"));
+                // Go's fmt refuses widths over 1e6 the same way.
+                match spec.trim_start_matches('0').parse::<usize>() {
+                    Ok(w) if w > MAX_PRINTF_WIDTH => out.push_str("%!(BADWIDTH)"),
+                    w => {
+                        let pad = w.unwrap_or(0).saturating_sub(v.chars().count());
+                        out.push_str(&"0".repeat(pad));
+                        out.push_str(&v);
+                    }
+                }
             }
             Some(_) => out.push_str(
                 &it.next()
@@ -693,6 +760,125 @@ mod tests {
         assert!(e.msg.contains("missing {{ end }}"), "{e}");
         let e = render("x\n{{ parseNumberRange \"5-1\" }}", &BTreeMap::new()).unwrap_err();
         assert_eq!(e.line, 2, "{e}");
+    }
+
+    #[test]
+    fn number_ranges_are_bounded_and_name_the_helper() {
+        // One entry per port is the most a config needs; beyond the bound is an error, never
+        // an allocation of the whole range.
+        assert_eq!(
+            parse_number_range("1-65536").unwrap().len(),
+            MAX_RANGE_ENTRIES
+        );
+        for huge in [
+            "1-65537",
+            "0-100000000000000",
+            "0-9223372036854775807",
+            "1-40000,1-40000",
+        ] {
+            let e = parse_number_range(huge).unwrap_err();
+            assert!(e.contains("more than 65536"), "{huge}: {e}");
+        }
+        let e = render("{{ parseNumberRange \"1-100000000\" }}", &BTreeMap::new()).unwrap_err();
+        assert!(e.msg.contains("parseNumberRange"), "{e}");
+        let e = render(
+            "{{ parseNumberRangePair \"1-100000000\" \"1-100000000\" }}",
+            &BTreeMap::new(),
+        )
+        .unwrap_err();
+        assert!(e.msg.contains("parseNumberRangePair"), "{e}");
+    }
+
+    #[test]
+    fn output_width_and_depth_are_bounded() {
+        // Go's fmt refuses widths over 1e6 (%!(BADWIDTH)); a huge width must not allocate.
+        let r = render("{{ printf \"%0999999999999d\" 1 }}", &BTreeMap::new()).unwrap();
+        assert!(r.text.len() < 100, "{}", r.text.len());
+        // Deep nesting is an error, not a stack overflow.
+        let deep = format!("{{{{ {}1{} }}}}", "(".repeat(100_000), ")".repeat(100_000));
+        assert!(render(&deep, &BTreeMap::new()).is_err());
+        // Nested loops that would print gigabytes stop at the output bound.
+        let nested = "{{ range $a := parseNumberRange \"1-65536\" }}{{ range $b := parseNumberRange \"1-65536\" }}xxxxxxxxxxxxxxxx{{ end }}{{ end }}";
+        let e = render(nested, &BTreeMap::new()).unwrap_err();
+        assert!(e.msg.contains("larger than"), "{e}");
+        // Nested loops that print nothing stop at the step bound.
+        let silent = "{{ range $a := parseNumberRange \"1-65536\" }}{{ range $b := parseNumberRange \"1-65536\" }}{{ end }}{{ end }}";
+        let e = render(silent, &BTreeMap::new()).unwrap_err();
+        assert!(e.msg.contains("steps"), "{e}");
+    }
+
+    /// Pieces of Go template syntax, glued at random: whatever comes out, render returns.
+    fn template_piece() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        prop_oneof![
+            Just("{{".to_owned()),
+            Just("}}".to_owned()),
+            Just("{{- ".to_owned()),
+            Just(" -}}".to_owned()),
+            Just(" range ".to_owned()),
+            Just(" $i, $v := ".to_owned()),
+            Just(" $v ".to_owned()),
+            Just(" $ ".to_owned()),
+            Just(" end ".to_owned()),
+            Just(" if ".to_owned()),
+            Just(" else ".to_owned()),
+            Just(" else if ".to_owned()),
+            Just(" parseNumberRange ".to_owned()),
+            Just(" parseNumberRangePair ".to_owned()),
+            Just(" printf ".to_owned()),
+            Just(" index ".to_owned()),
+            Just(" len ".to_owned()),
+            Just(" eq ".to_owned()),
+            Just(" and ".to_owned()),
+            Just(" not ".to_owned()),
+            Just(" .Envs.A ".to_owned()),
+            Just(" .Envs ".to_owned()),
+            Just(" $v.First ".to_owned()),
+            Just("\"1-3,7\"".to_owned()),
+            Just("\"5-1\"".to_owned()),
+            Just("\"%05d %s %q %v %\"".to_owned()),
+            Just("\"%99999999999d\"".to_owned()),
+            Just("\"%0100000d\"".to_owned()),
+            Just("`raw`".to_owned()),
+            Just("\"".to_owned()),
+            Just("`".to_owned()),
+            Just("(".to_owned()),
+            Just(")".to_owned()),
+            Just("|".to_owned()),
+            Just(",".to_owned()),
+            Just(":=".to_owned()),
+            Just("=".to_owned()),
+            Just("-".to_owned()),
+            Just("-1".to_owned()),
+            Just("42".to_owned()),
+            Just("1.5e3".to_owned()),
+            Just("nil".to_owned()),
+            Just("true".to_owned()),
+            Just("/* c */".to_owned()),
+            Just("{%".to_owned()),
+            Just("%}".to_owned()),
+            Just("{#".to_owned()),
+            Just("\n".to_owned()),
+            Just("é".to_owned()),
+            "[a-z ]{0,3}",
+            any::<char>().prop_map(|c| c.to_string()),
+        ]
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+        #[test]
+        fn random_templates_never_panic(pieces in proptest::collection::vec(template_piece(), 0..40)) {
+            let src: String = pieces.concat();
+            let envs = envs(&[("A", "x")]);
+            let _ = render(&src, &envs);
+        }
+
+        #[test]
+        fn random_bytes_never_panic(src in "\\PC{0,200}") {
+            let _ = render(&format!("{{{{{src}}}}}"), &BTreeMap::new());
+            let _ = render(&src, &BTreeMap::new());
+        }
     }
 
     #[test]

@@ -10,6 +10,7 @@ fn opts() -> LoadOptions {
         allow_unsafe: Vec::new(),
         envs: BTreeMap::new(),
         cwd: None,
+        reload: None,
     }
 }
 
