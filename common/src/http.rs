@@ -59,7 +59,7 @@ impl WebListener {
             }
             _ => None,
         };
-        let tcp = TcpListener::bind(&addr)
+        let tcp = crate::transport::listen_tcp(&addr)
             .await
             .map_err(|source| WebError::Bind { addr, source })?;
         Ok(WebListener { tcp, tls })

@@ -85,7 +85,7 @@ impl Server {
     /// Binds `bindAddr:bindPort` and prepares TLS (a self-signed certificate unless configured).
     pub async fn bind(cfg: ServerConfig) -> Result<Server, ServerError> {
         let addr = format!("{}:{}", cfg.bind_addr, cfg.bind_port);
-        let listener = TcpListener::bind(&addr)
+        let listener = transport::listen_tcp(&addr)
             .await
             .map_err(|source| ServerError::Bind { addr, source })?;
         let t = &cfg.transport.tls;
