@@ -387,7 +387,7 @@ impl Inner {
     /// and the driver is woken to write them.
     fn sent(&mut self, id: u32, n: usize) {
         if let Some(st) = self.streams.get_mut(&id) {
-            st.send_window -= n as u32;
+            st.send_window = st.send_window.saturating_sub(n as u32);
         }
         self.wake_driver();
     }
@@ -399,10 +399,12 @@ impl Inner {
         let Some(st) = self.streams.get_mut(&id) else {
             return;
         };
-        st.buffered -= n as u32;
-        let delta = max - st.buffered - st.recv_window;
+        st.buffered = st.buffered.saturating_sub(n as u32);
+        let delta = max
+            .saturating_sub(st.buffered)
+            .saturating_sub(st.recv_window);
         if delta >= max / 2 && !st.remote_fin && !st.reset && !closed {
-            st.recv_window += delta;
+            st.recv_window = st.recv_window.saturating_add(delta);
             self.push_frame(TYPE_WINDOW_UPDATE, 0, id, delta, &[]);
             self.wake_driver();
         }
@@ -567,10 +569,12 @@ impl Drop for Stream {
 /// Where the reader is in the inbound byte stream.
 enum ReadState {
     Header,
-    /// Inside a data frame's payload for stream `id`, `left` bytes to go.
+    /// Inside a data frame's payload for stream `id`, `left` bytes to go; `deliver` when the
+    /// stream was open at the frame's header (else the payload is dropped).
     Body {
         id: u32,
         left: u32,
+        deliver: bool,
     },
 }
 
@@ -712,25 +716,22 @@ impl Driver {
         let mut inner = shared.lock();
         let result = loop {
             match self.state {
-                ReadState::Body { id, left } => {
+                ReadState::Body { id, left, deliver } => {
                     if self.rbuf.is_empty() {
                         break Ok(());
                     }
                     let n = (left as usize).min(self.rbuf.len());
                     let chunk = self.rbuf.split_to(n);
-                    if let Some(st) = inner.streams.get_mut(&id) {
-                        st.recv_window -= n as u32;
-                        st.buffered += n as u32;
-                        st.recv.push_back(chunk.freeze());
-                        if let Some(w) = st.read_waker.take() {
-                            self.wake.push(w);
+                    if deliver {
+                        if let Err(e) = self.deliver(&mut inner, id, chunk) {
+                            break Err(e);
                         }
                     }
                     let left = left - n as u32;
                     self.state = if left == 0 {
                         ReadState::Header
                     } else {
-                        ReadState::Body { id, left }
+                        ReadState::Body { id, left, deliver }
                     };
                 }
                 ReadState::Header => {
@@ -765,6 +766,7 @@ impl Driver {
                 if flags & FLAG_SYN != 0 {
                     self.on_syn(inner, id)?;
                 }
+                let known = inner.streams.contains_key(&id);
                 if let Some(st) = inner.streams.get_mut(&id) {
                     if ty == TYPE_DATA {
                         if len > st.recv_window {
@@ -792,8 +794,14 @@ impl Driver {
                     }
                 }
                 if ty == TYPE_DATA && len > 0 {
-                    // Payload for an unknown (closed) stream is read and dropped, as in Go.
-                    self.state = ReadState::Body { id, left: len };
+                    // Payload for an unknown (closed, or not yet opened) stream is read and
+                    // dropped, as in Go; decided here, so a stream opened meanwhile never
+                    // receives it.
+                    self.state = ReadState::Body {
+                        id,
+                        left: len,
+                        deliver: known,
+                    };
                 }
             }
             TYPE_PING => {
@@ -808,6 +816,31 @@ impl Driver {
                 tracing::debug!(code = len, "yamux peer sent GoAway");
             }
             other => return Err(protocol_error(format!("unknown frame type {other}"))),
+        }
+        Ok(())
+    }
+
+    /// Queues `chunk` of a data frame for stream `id`, within the window checked at the frame's
+    /// header (checked again here: every count the peer controls is).
+    fn deliver(&mut self, inner: &mut Inner, id: u32, chunk: BytesMut) -> io::Result<()> {
+        let Some(st) = inner.streams.get_mut(&id) else {
+            return Ok(()); // closed by us meanwhile: dropped
+        };
+        let n = u32::try_from(chunk.len()).unwrap_or(u32::MAX);
+        match (st.recv_window.checked_sub(n), st.buffered.checked_add(n)) {
+            (Some(window), Some(buffered)) => {
+                st.recv_window = window;
+                st.buffered = buffered;
+            }
+            _ => {
+                return Err(protocol_error(format!(
+                    "stream {id} exceeded its receive window"
+                )))
+            }
+        }
+        st.recv.push_back(chunk.freeze());
+        if let Some(w) = st.read_waker.take() {
+            self.wake.push(w);
         }
         Ok(())
     }

@@ -463,3 +463,99 @@ fn driver_survives_random_input() {
         });
     });
 }
+
+/// A data frame for a stream id we have not opened yet is dropped whole, even when we open
+/// that id while its payload is still arriving: the payload must not reach the new stream,
+/// past its window (it used to, and the window arithmetic wrapped).
+#[tokio::test]
+async fn data_for_a_stream_not_yet_opened_is_never_delivered() {
+    let (mut raw, opener, drv) = raw_client(config(30));
+    let big = MAX_STREAM_WINDOW + 1024 * 1024;
+    // A ping first: its answer proves the driver has read everything written with it.
+    let mut first = header(TYPE_PING, FLAG_SYN, 0, 7).to_vec();
+    first.extend_from_slice(&header(TYPE_DATA, 0, 1, big));
+    first.extend_from_slice(&[0xAA; 1000]);
+    raw.write_all(&first).await.unwrap();
+    assert_eq!(read_header(&mut raw).await, (TYPE_PING, FLAG_ACK, 0, 7));
+    let mut s = opener.open().unwrap();
+    assert_eq!(s.id(), 1);
+    let (mut rd, mut wr) = tokio::io::split(raw);
+    // Our SYN and anything else the client sends are drained, so it never blocks on us.
+    tokio::spawn(async move { while rd.read(&mut [0u8; 4096]).await.is_ok_and(|n| n > 0) {} });
+    let rest = vec![0xBB; big as usize - 1000];
+    within(wr.write_all(&rest)).await.unwrap();
+    wr.write_all(&header(TYPE_DATA, FLAG_FIN, 1, 2))
+        .await
+        .unwrap();
+    wr.write_all(b"ok").await.unwrap();
+    let mut got = Vec::new();
+    within(s.read_to_end(&mut got)).await.unwrap();
+    assert_eq!(
+        got, b"ok",
+        "only the frame sent after the stream was opened arrives"
+    );
+    assert!(!drv.is_finished(), "the session goes on");
+}
+
+/// Every count the peer controls is checked: window updates that would overflow our send
+/// window saturate, and the session survives them.
+#[tokio::test]
+async fn window_updates_cannot_wrap_the_send_window() {
+    let (mut raw, mut incoming, drv) = raw_server(config(30));
+    let mut s = raw_open(&mut raw, &mut incoming).await;
+    for _ in 0..3 {
+        raw.write_all(&header(TYPE_WINDOW_UPDATE, 0, 1, u32::MAX))
+            .await
+            .unwrap();
+    }
+    s.write_all(b"still").await.unwrap();
+    assert_eq!(read_header(&mut raw).await, (TYPE_DATA, 0, 1, 5));
+    assert!(!drv.is_finished());
+}
+
+/// Random well-formed frames (any flags, small stream ids, lengths that may exceed the window
+/// or the payload that follows), interleaved with streams we open: no arithmetic wraps (a
+/// debug build panics on overflow) and no stream ever holds more than its window.
+#[test]
+fn random_frames_never_wrap_the_window_arithmetic() {
+    use proptest::prelude::*;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let frame = (
+        0u8..4,
+        0u16..16,
+        0u32..8,
+        prop_oneof![0u32..70_000, any::<u32>()],
+        0usize..3000,
+    );
+    let op = prop_oneof![1 => Just(None), 4 => frame.prop_map(Some)];
+    proptest!(ProptestConfig::with_cases(128), |(ops in proptest::collection::vec(op, 1..40))| {
+        rt.block_on(async {
+            let (raw, opener, drv) = raw_client(config(30));
+            let (mut rd, mut wr) = tokio::io::split(raw);
+            tokio::spawn(async move { while rd.read(&mut [0u8; 4096]).await.is_ok_and(|n| n > 0) {} });
+            let mut streams = Vec::new();
+            for op in ops {
+                match op {
+                    None => streams.extend(opener.open().ok()),
+                    Some((ty, flags, id, len, payload)) => {
+                        let mut f = header(ty, flags, id, len).to_vec();
+                        f.extend(std::iter::repeat(0x5A).take(payload));
+                        if wr.write_all(&f).await.is_err() {
+                            break;
+                        }
+                    }
+                }
+                tokio::task::yield_now().await;
+                let inner = opener.shared.lock();
+                for st in inner.streams.values() {
+                    assert!(st.buffered as u64 + st.recv_window as u64 <= MAX_STREAM_WINDOW as u64);
+                }
+            }
+            let _ = wr.shutdown().await;
+            let _ = within(drv).await.unwrap();
+        });
+    });
+}
