@@ -59,6 +59,27 @@ impl ControlHandle {
     }
 }
 
+#[cfg(test)]
+impl ControlHandle {
+    /// A handle with no session behind it (registry tests).
+    pub(crate) fn for_test(id: u64, run_id: &str, user: &str, client_id: &str) -> ControlHandle {
+        let (ctl_tx, _) = mpsc::channel(1);
+        let handed_out =
+            prometheus::IntCounterVec::new(prometheus::Opts::new("t", "t"), &["source"])
+                .expect("metric");
+        let (_, work_tx) = WorkConnPool::new(0, 0, Duration::ZERO, ctl_tx, handed_out, Wire::V1);
+        ControlHandle {
+            id,
+            run_id: run_id.into(),
+            user: user.into(),
+            client_id: client_id.into(),
+            token: CancellationToken::new(),
+            work_tx,
+            done: watch::channel(()).1,
+        }
+    }
+}
+
 fn random_run_id() -> String {
     hex::encode(rand::random::<[u8; 8]>())
 }
@@ -106,25 +127,6 @@ pub(crate) async fn serve(
     } else {
         login.run_id.clone()
     };
-    if !login.client_id.is_empty()
-        && shared
-            .registry
-            .client_id_online(&login.user, &login.client_id, &run_id)
-    {
-        let e = format!(
-            "client_id [{}] for user [{}] is already online",
-            login.client_id, login.user
-        );
-        warn!(error = %e, "login refused");
-        let _ = wire.write(&mut stream, &refuse(e).into()).await;
-        return;
-    }
-    // A re-login with a known run_id replaces the old session once it has let go of its proxies.
-    if let Some(old) = shared.registry.control(&run_id) {
-        info!(%run_id, "replacing previous session of this client");
-        old.close_and_wait().await;
-    }
-
     let pool_count = login
         .pool_count
         .clamp(0, shared.cfg.transport.max_pool_count.max(0)) as usize;
@@ -148,8 +150,19 @@ pub(crate) async fn serve(
         work_tx,
         done: done_rx,
     };
-    if let Some(prev) = shared.registry.add_control(handle.clone()) {
-        prev.close_and_wait().await;
+    match shared.registry.add_control(handle.clone()) {
+        Ok(None) => {}
+        // A re-login with a known run_id replaces the old session once it has let go of its
+        // proxies (before LoginResp, so the new one cannot ask for them yet).
+        Ok(Some(prev)) => {
+            info!(%run_id, "replacing previous session of this client");
+            prev.close_and_wait().await;
+        }
+        Err(e) => {
+            warn!(error = %e, "login refused");
+            let _ = wire.write(&mut stream, &refuse(e.to_string()).into()).await;
+            return;
+        }
     }
 
     let ok = LoginResp {
