@@ -417,20 +417,18 @@ impl Control {
             token: self.token.child_token(),
             shared: self.shared.clone(),
         };
-        let mut name_guard = name_guard;
-        let traffic = self.shared.metrics.proxy_opened(
-            &np,
-            Owner {
-                user: &self.user,
-                client_id: &self.client_id,
-            },
-        );
-        name_guard.opened(self.shared.metrics.clone(), &np.proxy_type);
-        let started = proxy::start(&np, ctx, name_guard, traffic).await?;
-        self.shared
-            .metrics
-            .proxy_started(&np.proxy_name, &started.1);
-        Ok(started)
+        // Only a proxy that started is recorded (dashboard, series): a refused one leaves
+        // nothing, and cannot overwrite the record another client left under its name.
+        let metrics = &self.shared.metrics;
+        let traffic = metrics.traffic_for(&np.proxy_name, &np.proxy_type);
+        let (mut handle, remote_addr) = proxy::start(&np, ctx, name_guard, traffic.clone()).await?;
+        let owner = Owner {
+            user: &self.user,
+            client_id: &self.client_id,
+        };
+        metrics.proxy_started(&np, owner, &traffic, &remote_addr);
+        handle.record_close(metrics.clone());
+        Ok((handle, remote_addr))
     }
 }
 

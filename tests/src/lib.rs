@@ -430,16 +430,24 @@ pub type RawControl = common::io::CryptStream<TcpStream>;
 /// Logs in to an frps running with `tcpMux = false` by speaking raw frames, as a Go frpc would;
 /// returns the encrypted control stream and the run_id.
 pub async fn raw_login(frps: SocketAddr, pool_count: i64) -> (RawControl, String) {
-    use common::msg::{read_msg, write_msg, Login, Message};
+    raw_login_as(
+        frps,
+        common::msg::Login {
+            pool_count,
+            ..Default::default()
+        },
+    )
+    .await
+}
+
+/// [`raw_login`] with the Login's other fields (user, client_id, run_id...) taken from `m`.
+pub async fn raw_login_as(frps: SocketAddr, mut m: common::msg::Login) -> (RawControl, String) {
+    use common::msg::{read_msg, write_msg, Message};
     let mut s = TcpStream::connect(frps).await.expect("connect frps");
     let ts = common::auth::unix_now();
-    let m = Login {
-        version: "0.70.1".into(),
-        privilege_key: common::auth::auth_key(TOKEN, ts),
-        timestamp: ts,
-        pool_count,
-        ..Default::default()
-    };
+    m.version = "0.70.1".into();
+    m.privilege_key = common::auth::auth_key(TOKEN, ts);
+    m.timestamp = ts;
     write_msg(&mut s, &m.into()).await.expect("send Login");
     let resp = tokio::time::timeout(PATIENCE, read_msg(&mut s))
         .await

@@ -65,3 +65,125 @@ async fn every_listener_uses_the_system_backlog() {
     frpc.stop().await;
     frps.stop().await;
 }
+
+// --- dashboard records (issue 22, item 8) ---------------------------------------------------
+
+use common::http::{request, BasicAuth};
+use common::msg::{read_msg, write_msg, Login, Message, NewProxy};
+
+async fn dash_get(dash: std::net::SocketAddr, path: &str) -> serde_json::Value {
+    let (code, body) = request(
+        &dash.to_string(),
+        &BasicAuth::default(),
+        hyper::Method::GET,
+        path,
+        Default::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(code, hyper::StatusCode::OK, "{path}: {body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+async fn new_proxy(ctl: &mut RawControl, name: &str, remote_port: u16) -> String {
+    let np = NewProxy {
+        proxy_name: name.into(),
+        proxy_type: "tcp".into(),
+        remote_port: remote_port.into(),
+        ..Default::default()
+    };
+    write_msg(ctl, &np.into()).await.unwrap();
+    match tokio::time::timeout(PATIENCE, read_msg(ctl)).await {
+        Ok(Ok(Message::NewProxyResp(r))) => r.error,
+        other => panic!("NewProxyResp expected, got {other:?}"),
+    }
+}
+
+/// Refused NewProxy requests leave nothing behind: no dashboard record, no Prometheus series,
+/// and another client's offline record under the same name stays as it was. A client without
+/// a clientID is forgotten when it goes offline (as frp); one with a clientID is kept.
+#[tokio::test]
+async fn refused_proxies_leave_no_records() {
+    init_log();
+    let allowed = free_port().await;
+    let dash = free_port().await;
+    let frps = Frps::start(|c| {
+        c.transport.tcp_mux = false;
+        c.web_server.addr = "127.0.0.1".into();
+        c.web_server.port = dash;
+        c.enable_prometheus = true;
+        c.allow_ports = vec![common::config::PortsRange {
+            single: allowed,
+            ..Default::default()
+        }];
+    })
+    .await;
+    let dash = frps.dashboard.unwrap();
+    // Client A registers "shared" and goes away: an offline record owned by A.
+    let login = |user: &str, client_id: &str| Login {
+        user: user.into(),
+        client_id: client_id.into(),
+        ..Default::default()
+    };
+    let (mut a, _) = raw_login_as(frps.addr, login("alice", "laptop")).await;
+    assert_eq!(new_proxy(&mut a, "alice.shared", allowed).await, "");
+    drop(a);
+    let gone = tokio::time::timeout(PATIENCE, async {
+        while frps.stats.client_count() > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    });
+    gone.await.expect("alice's session ends");
+    // Client B (no clientID) is refused 30 times, once under A's proxy name.
+    let (mut b, _) = raw_login_as(frps.addr, login("alice", "")).await;
+    assert_ne!(new_proxy(&mut b, "alice.shared", allowed + 1).await, "");
+    for i in 0..30 {
+        let err = new_proxy(&mut b, &format!("alice.refused-{i}"), allowed + 1).await;
+        assert!(
+            err.contains("error") || err.contains("not allowed"),
+            "{err}"
+        );
+    }
+    let proxies = dash_get(dash, "/api/proxy/tcp").await;
+    let names: Vec<&str> = proxies["proxies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["alice.shared"],
+        "only the proxy that started has a record"
+    );
+    let shared = &proxies["proxies"][0];
+    assert_eq!(
+        shared["clientID"], "laptop",
+        "A's record is still A's: {shared}"
+    );
+    assert_eq!(shared["status"], "offline");
+    let metrics = frps.stats.metrics_text();
+    assert!(
+        !metrics.contains("refused-"),
+        "series of refused proxies:\n{metrics}"
+    );
+    let v2 = dash_get(dash, "/api/v2/proxies").await;
+    assert_eq!(v2["data"]["total"], 1, "{v2}");
+    // B leaves: without a clientID its record goes; A's (with one) stays.
+    drop(b);
+    let gone = tokio::time::timeout(PATIENCE, async {
+        while frps.stats.client_count() > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    });
+    gone.await.expect("the second session ends");
+    let clients = dash_get(dash, "/api/clients").await;
+    let keys: Vec<&str> = clients
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(keys, ["alice.laptop"], "{clients}");
+    frps.stop().await;
+}

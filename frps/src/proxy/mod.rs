@@ -68,7 +68,7 @@ pub(crate) struct ProxyHandle {
     token: CancellationToken,
     task: JoinHandle<()>,
     kind: String,
-    _name: NameGuard,
+    name: NameGuard,
 }
 
 impl ProxyHandle {
@@ -76,6 +76,11 @@ impl ProxyHandle {
     pub(crate) async fn close(self) {
         self.token.cancel();
         let _ = self.task.await;
+    }
+
+    /// From now on, closing the proxy records it as closed in `metrics`.
+    pub(crate) fn record_close(&mut self, metrics: Arc<crate::metrics::Metrics>) {
+        self.name.opened(metrics, &self.kind);
     }
 
     pub(crate) fn uses_port(&self) -> bool {
@@ -101,7 +106,7 @@ pub(crate) async fn start(
             token,
             task,
             kind: np.proxy_type.clone(),
-            _name: name,
+            name,
         },
         remote_addr,
     ))
