@@ -25,6 +25,11 @@ use tracing::{debug, info, warn, Instrument};
 
 /// frp's control send queue depth.
 const SEND_QUEUE: usize = 100;
+/// How long the control waits for room in its send queue: a client that takes none of 100
+/// queued messages for this long is not reading, and its session is closed.
+const SEND_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a re-login waits for the session it replaces to let go of its proxies.
+const REPLACE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What the registry keeps of a control.
 #[derive(Debug, Clone)]
@@ -156,7 +161,12 @@ pub(crate) async fn serve(
         // proxies (before LoginResp, so the new one cannot ask for them yet).
         Ok(Some(prev)) => {
             info!(%run_id, "replacing previous session of this client");
-            prev.close_and_wait().await;
+            if tokio::time::timeout(REPLACE_TIMEOUT, prev.close_and_wait())
+                .await
+                .is_err()
+            {
+                warn!(%run_id, "previous session did not close in {REPLACE_TIMEOUT:?}, going on");
+            }
         }
         Err(e) => {
             warn!(error = %e, "login refused");
@@ -248,8 +258,10 @@ async fn reader<R: tokio::io::AsyncRead + Unpin>(
         };
         match r {
             Ok(m) => {
-                if tx.send(m).await.is_err() {
-                    return;
+                // The control loop's own waits are bounded, so this one is too.
+                tokio::select! {
+                    _ = token.cancelled() => return,
+                    r = tx.send(m) => if r.is_err() { return },
                 }
             }
             Err(e) if e.is_closed() => {
@@ -275,7 +287,12 @@ async fn writer<W: tokio::io::AsyncWrite + Unpin>(
             _ = token.cancelled() => return,
             m = rx.recv() => match m { Some(m) => m, None => return },
         };
-        if let Err(e) = wire.write(&mut wr, &m).await {
+        // A client that does not read blocks this write; cancelling the session still wins.
+        let r = tokio::select! {
+            _ = token.cancelled() => return,
+            r = wire.write(&mut wr, &m) => r,
+        };
+        if let Err(e) = r {
             debug!(error = %e, "control write failed");
             token.cancel();
             return;
@@ -322,8 +339,18 @@ impl Control {
         }
     }
 
+    /// Queues a message for the client. The wait for room is bounded and cancellation wins,
+    /// so a client that stops reading cannot stall this loop (heartbeat checks, closing).
     async fn send(&self, m: impl Into<Message>) {
-        let _ = self.ctl_tx.send(m.into()).await;
+        tokio::select! {
+            _ = self.token.cancelled() => {}
+            r = tokio::time::timeout(SEND_TIMEOUT, self.ctl_tx.send(m.into())) => {
+                if r.is_err() {
+                    warn!("client has not read its control channel for {SEND_TIMEOUT:?}, closing session");
+                    self.token.cancel();
+                }
+            }
+        }
     }
 
     async fn handle(&mut self, m: Message) {

@@ -187,3 +187,65 @@ async fn refused_proxies_leave_no_records() {
     assert_eq!(keys, ["alice.laptop"], "{clients}");
     frps.stop().await;
 }
+
+// --- a client that stops reading (issue 22, item 9) ----------------------------------------
+
+/// A client logs in, stops reading its control channel and floods requests whose answers
+/// pile up (frps's send queue and the socket fill). Its session must stay killable: a
+/// re-login with its run_id replaces it in time.
+#[tokio::test]
+async fn a_client_that_stops_reading_cannot_block_its_relogin() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+    init_log();
+    let frps = Frps::start(|c| c.transport.tcp_mux = false).await;
+    let (ctl, run_id) = raw_login(frps.addr, 0).await;
+    let (_unread, mut wr) = tokio::io::split(ctl);
+    let written = Arc::new(AtomicU64::new(0));
+    let progress = written.clone();
+    let flood = tokio::spawn(async move {
+        // Each refused request is answered with its ~8 KB name: answers outgrow requests.
+        for i in 0.. {
+            let np = NewProxy {
+                proxy_name: format!("{i}-{}", "x".repeat(8000)),
+                proxy_type: "no-such-type".into(),
+                ..Default::default()
+            };
+            if write_msg(&mut wr, &np.into()).await.is_err() {
+                return;
+            }
+            progress.fetch_add(1, Ordering::Relaxed);
+        }
+    });
+    // Wait until frps has stopped reading us (our writes make no progress for a while).
+    let mut last = (0, 0);
+    let stalled = tokio::time::timeout(PATIENCE, async {
+        loop {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            let now = written.load(Ordering::Relaxed);
+            last = if now == last.0 {
+                (now, last.1 + 1)
+            } else {
+                (now, 0)
+            };
+            if last.1 >= 10 || flood.is_finished() {
+                return;
+            }
+        }
+    });
+    stalled.await.expect("the flood fills every buffer");
+    let relogin = raw_login_as(
+        frps.addr,
+        Login {
+            run_id: run_id.clone(),
+            ..Default::default()
+        },
+    );
+    let (_ctl, again) = tokio::time::timeout(PATIENCE, relogin)
+        .await
+        .expect("re-login with the run_id of a stuck session completes");
+    assert_eq!(again, run_id);
+    assert_eq!(frps.stats.client_count(), 1);
+    flood.abort();
+    frps.stop().await;
+}
