@@ -8,14 +8,13 @@
 use crate::metrics::Owner;
 use crate::pool::WorkConnPool;
 use crate::proxy::{self, ProxyCtx, ProxyError, ProxyHandle};
-use crate::service::Shared;
+use crate::service::{Origin, Shared};
 use common::io::{secure_control, BoxStream, LimitAt, Limiter, Side, WrapOpts};
 use common::msg::{
     v2, CloseProxy, Login, LoginResp, Message, NewProxy, NewProxyResp, Ping, Pong, Wire,
 };
 use common::FRP_VERSION;
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
@@ -39,6 +38,8 @@ pub(crate) struct ControlHandle {
     pub(crate) run_id: String,
     pub(crate) user: String,
     pub(crate) client_id: String,
+    /// Where the control came from: its work connections must come from there too.
+    pub(crate) origin: Origin,
     token: CancellationToken,
     work_tx: crate::pool::PoolFeeder,
     /// Closed (sender dropped) once the control has released everything it held.
@@ -78,6 +79,11 @@ impl ControlHandle {
             run_id: run_id.into(),
             user: user.into(),
             client_id: client_id.into(),
+            origin: Origin {
+                conn_id: id,
+                peer: ([127, 0, 0, 1], 0).into(),
+                muxed: false,
+            },
             token: CancellationToken::new(),
             work_tx,
             done: watch::channel(()).1,
@@ -103,9 +109,10 @@ pub(crate) async fn serve(
     mut stream: BoxStream,
     login: Login,
     (wire, hello): (Wire, Option<v2::Negotiated>),
-    peer: SocketAddr,
+    origin: Origin,
     parent: CancellationToken,
 ) {
+    let peer = origin.peer;
     let refuse = |err: String| LoginResp {
         version: FRP_VERSION.into(),
         error: err,
@@ -151,6 +158,7 @@ pub(crate) async fn serve(
         run_id: run_id.clone(),
         user: login.user.clone(),
         client_id: login.client_id.clone(),
+        origin,
         token: token.clone(),
         work_tx,
         done: done_rx,

@@ -72,6 +72,29 @@ impl Shared {
     }
 }
 
+/// Where a logical connection came from.
+#[derive(Debug, Clone)]
+pub(crate) struct Origin {
+    /// The TCP connection it arrived on (with tcpMux: one yamux session).
+    pub(crate) conn_id: u64,
+    pub(crate) peer: SocketAddr,
+    /// It is a yamux stream (tcpMux on).
+    pub(crate) muxed: bool,
+}
+
+impl Origin {
+    /// Whether a work connection from `work` may join the control that came from `self`.
+    /// frp accepts any connection that names the run_id, so anyone who learned it received
+    /// that client's users. Go frpc opens its work connections on its control's yamux session
+    /// (tcpMux), or from the same host (without): that much is required here.
+    pub(crate) fn may_attach(&self, work: &Origin) -> bool {
+        if work.muxed || self.muxed {
+            return work.muxed && self.muxed && work.conn_id == self.conn_id;
+        }
+        work.peer.ip().to_canonical() == self.peer.ip().to_canonical()
+    }
+}
+
 /// A bound frps, ready to [`run`](Server::run).
 #[derive(Debug)]
 pub struct Server {
@@ -262,8 +285,13 @@ async fn handle_conn(
             return;
         }
     };
-    if !shared.cfg.transport.tcp_mux {
-        handle_logical(shared, stream, peer, token).await;
+    let origin = Origin {
+        conn_id: shared.next_id(),
+        peer,
+        muxed: shared.cfg.transport.tcp_mux,
+    };
+    if !origin.muxed {
+        handle_logical(shared, stream, origin, token).await;
         return;
     }
     let (mut incoming, mut driver) = mux::server(
@@ -287,7 +315,7 @@ async fn handle_conn(
             s = incoming.accept() => match s {
                 Some(stream) => {
                     shared.tracker.spawn(
-                        handle_logical(shared.clone(), Box::new(stream), peer, token.clone()).in_current_span(),
+                        handle_logical(shared.clone(), Box::new(stream), origin.clone(), token.clone()).in_current_span(),
                     );
                 }
                 None => break,
@@ -340,7 +368,7 @@ async fn first_message(
 async fn handle_logical(
     shared: Arc<Shared>,
     mut stream: BoxStream,
-    peer: SocketAddr,
+    origin: Origin,
     token: CancellationToken,
 ) {
     let first = match tokio::time::timeout(FIRST_MSG_TIMEOUT, first_message(&mut stream)).await {
@@ -361,9 +389,9 @@ async fn handle_logical(
     let (wire, hello, first) = first;
     match first {
         Message::Login(login) => {
-            control::serve(shared, stream, login, (wire, hello), peer, token).await
+            control::serve(shared, stream, login, (wire, hello), origin, token).await
         }
-        Message::NewWorkConn(m) => attach_work_conn(&shared, stream, m, wire).await,
+        Message::NewWorkConn(m) => attach_work_conn(&shared, stream, m, wire, &origin).await,
         Message::NewVisitorConn(m) => {
             info!(proxy = %m.proxy_name, "visitor connections are not supported yet");
             let resp = NewVisitorConnResp {
@@ -379,8 +407,15 @@ async fn handle_logical(
     }
 }
 
-/// Puts a new work connection into its control's pool (frp `RegisterWorkConn`).
-async fn attach_work_conn(shared: &Shared, mut stream: BoxStream, m: NewWorkConn, wire: Wire) {
+/// Puts a new work connection into its control's pool (frp `RegisterWorkConn`), if it comes
+/// from where its control came from ([`Origin::may_attach`]).
+async fn attach_work_conn(
+    shared: &Shared,
+    mut stream: BoxStream,
+    m: NewWorkConn,
+    wire: Wire,
+    origin: &Origin,
+) {
     let refuse = |err: String| StartWorkConn {
         error: err,
         ..Default::default()
@@ -398,6 +433,17 @@ async fn attach_work_conn(shared: &Shared, mut stream: BoxStream, m: NewWorkConn
             return;
         }
     };
+    if !handle.origin.may_attach(origin) {
+        info!(run_id = %m.run_id, peer = %origin.peer, "work connection not from its client's control connection, closing");
+        shared.metrics.refused("work_conn", "foreign_connection");
+        let msg = if origin.muxed {
+            "work connection must use its client's control session"
+        } else {
+            "work connection must come from its client's address"
+        };
+        let _ = wire.write(&mut stream, &refuse(msg.into()).into()).await;
+        return;
+    }
     if shared.cfg.auth.has_scope("NewWorkConns") {
         if let Err(e) = shared.auth.scoped(m.timestamp, &m.privilege_key).await {
             info!(run_id = %m.run_id, error = %e, "work connection failed authentication, closing");

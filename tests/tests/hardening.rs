@@ -249,3 +249,129 @@ async fn a_client_that_stops_reading_cannot_block_its_relogin() {
     flood.abort();
     frps.stop().await;
 }
+
+// --- work connections by run_id alone (issue 22, item 6) ------------------------------------
+
+use common::msg::{NewWorkConn, StartWorkConn};
+use common::transport::mux;
+use tokio::net::{TcpSocket, TcpStream};
+
+/// A TCP connection to frps from `src` (another loopback address than frpc's 127.0.0.1).
+async fn connect_from(src: [u8; 4], frps: std::net::SocketAddr) -> TcpStream {
+    let sock = TcpSocket::new_v4().unwrap();
+    sock.bind((src, 0).into()).unwrap();
+    sock.connect(frps).await.unwrap()
+}
+
+/// What an attacker's work connection gets first: a user (StartWorkConn without error) is the
+/// failure; a refusal or a close is what frps must do.
+async fn first_on_stolen_work_conn<S: tokio::io::AsyncRead + Unpin>(
+    s: &mut S,
+) -> Option<StartWorkConn> {
+    match tokio::time::timeout(PATIENCE, read_msg(s)).await {
+        Ok(Ok(Message::StartWorkConn(m))) if m.error.is_empty() => Some(m),
+        Ok(_) => None,
+        Err(_) => panic!("frps neither refused nor used the stolen work connection"),
+    }
+}
+
+/// Someone who learned a client's run_id (logs, a dashboard) attaches work connections with
+/// it, without the token: they must not receive that client's users. With tcpMux a work
+/// connection must come on its control's yamux session; without, from its control's address.
+#[tokio::test]
+async fn a_stolen_run_id_does_not_attract_user_connections() {
+    init_log();
+    for tcp_mux in [true, false] {
+        let dash = free_port().await;
+        let frps = Frps::start(|c| {
+            c.transport.tcp_mux = tcp_mux;
+            c.web_server.addr = "127.0.0.1".into();
+            c.web_server.port = dash;
+            c.web_server.user = "admin".into();
+            c.web_server.password = "pw".into();
+        })
+        .await;
+        let dash = frps.dashboard.unwrap();
+        let echo = echo_tcp().await;
+        let frpc = Frpc::start(frps.addr, |c| {
+            c.transport.tcp_mux = tcp_mux;
+            c.proxies.push(proxy("victim", "tcp", echo, 0));
+        });
+        let entry: std::net::SocketAddr = (
+            [127, 0, 0, 1],
+            remote_port(&frpc.wait_running("victim").await),
+        )
+            .into();
+        // Without the dashboard's credentials no run_id shows.
+        let (code, _) = request(
+            &dash.to_string(),
+            &BasicAuth::default(),
+            hyper::Method::GET,
+            "/api/clients",
+            Default::default(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(code, hyper::StatusCode::UNAUTHORIZED);
+        // The attacker learned it anyway (say, from a log).
+        let admin = BasicAuth {
+            user: "admin".into(),
+            password: "pw".into(),
+        };
+        let (_, body) = request(
+            &dash.to_string(),
+            &admin,
+            hyper::Method::GET,
+            "/api/clients",
+            Default::default(),
+        )
+        .await
+        .unwrap();
+        let clients: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let run_id = clients[0]["runID"].as_str().unwrap().to_owned();
+        let stolen = NewWorkConn {
+            run_id: run_id.clone(),
+            ..Default::default()
+        };
+        let mut attacker: Vec<common::io::BoxStream> = Vec::new();
+        if tcp_mux {
+            // Its own yamux session (from frpc's own address), streams with the run_id.
+            let tcp = TcpStream::connect(frps.addr).await.unwrap();
+            let (opener, driver) = mux::client(Box::new(tcp), mux::config(30));
+            tokio::spawn(driver);
+            for _ in 0..3 {
+                attacker.push(Box::new(opener.open().unwrap()));
+            }
+        } else {
+            for _ in 0..3 {
+                attacker.push(Box::new(connect_from([127, 0, 0, 2], frps.addr).await));
+            }
+        }
+        for s in &mut attacker {
+            write_msg(s, &stolen.clone().into()).await.unwrap();
+        }
+        // Users arrive; each must reach the real client.
+        let users: Vec<_> = (0..6u64)
+            .map(|i| {
+                tokio::spawn(async move {
+                    echo_through(entry, &pattern(100, i)).await == pattern(100, i)
+                })
+            })
+            .collect();
+        for s in &mut attacker {
+            let got = first_on_stolen_work_conn(s).await;
+            assert!(
+                got.is_none(),
+                "tcpMux {tcp_mux}: the attacker received a user: {got:?}"
+            );
+        }
+        for u in users {
+            assert!(
+                u.await.unwrap(),
+                "tcpMux {tcp_mux}: a user was not served by the client"
+            );
+        }
+        frpc.stop().await;
+        frps.stop().await;
+    }
+}
