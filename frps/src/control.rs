@@ -83,6 +83,7 @@ impl ControlHandle {
                 conn_id: id,
                 peer: ([127, 0, 0, 1], 0).into(),
                 muxed: false,
+                admission: crate::admission::Gate::test_admission(),
             },
             token: CancellationToken::new(),
             work_tx,
@@ -123,6 +124,9 @@ pub(crate) async fn serve(
         (Wire::V2, None) => Err("missing v2 crypto negotiation".to_owned()),
         _ => check_login(&shared, &login).await,
     };
+    if checked.is_ok() {
+        origin.admission.admit();
+    }
     if let Err(e) = checked {
         warn!(user = %login.user, version = %login.version, error = %e, "login refused");
         shared.metrics.refused("login", "auth");

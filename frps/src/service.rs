@@ -4,6 +4,7 @@
 //! anything else plain unless `transport.tls.force`), then run a yamux server session when
 //! `transport.tcpMux` is on, and route every logical connection by its first message.
 
+use crate::admission::{Admission, Gate, Limits};
 use crate::control::{self, ControlHandle};
 use crate::registry::Registry;
 use common::config::ServerConfig;
@@ -21,8 +22,6 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn, Instrument};
 
-/// frp's deadline for a new connection to show what it is (TLS sniff, first message).
-pub(crate) const FIRST_MSG_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long `run` waits for connection tasks after shutdown before giving up on them.
 const GRACE: Duration = Duration::from_secs(5);
 
@@ -52,6 +51,8 @@ pub(crate) struct Shared {
     pub(crate) groups: crate::group::Groups,
     pub(crate) auth: crate::auth::Auth,
     pub(crate) tracker: TaskTracker,
+    /// What connections that have not logged in may cost.
+    pub(crate) gate: Arc<Gate>,
     /// Control-channel and work-connection key, from `auth.token`.
     pub(crate) key: Key,
     tls: tokio_rustls::TlsAcceptor,
@@ -80,6 +81,8 @@ pub(crate) struct Origin {
     pub(crate) peer: SocketAddr,
     /// It is a yamux stream (tcpMux on).
     pub(crate) muxed: bool,
+    /// Its TCP connection's standing until a Login succeeds on it.
+    pub(crate) admission: Arc<Admission>,
 }
 
 impl Origin {
@@ -107,6 +110,11 @@ pub struct Server {
 impl Server {
     /// Binds `bindAddr:bindPort` and prepares TLS (a self-signed certificate unless configured).
     pub async fn bind(cfg: ServerConfig) -> Result<Server, ServerError> {
+        Server::bind_with(cfg, Limits::default()).await
+    }
+
+    /// [`bind`](Server::bind) with other [`Limits`] on connections that have not logged in.
+    pub async fn bind_with(cfg: ServerConfig, limits: Limits) -> Result<Server, ServerError> {
         let addr = format!("{}:{}", cfg.bind_addr, cfg.bind_port);
         let listener = transport::listen_tcp(&addr)
             .await
@@ -130,6 +138,7 @@ impl Server {
             groups: crate::group::Groups::default(),
             auth,
             tracker: TaskTracker::new(),
+            gate: Arc::new(Gate::new(limits)),
             tls,
             next_id: AtomicU64::new(1),
         });
@@ -185,12 +194,22 @@ impl Server {
             ));
         }
         loop {
+            // Connections that have not logged in are bounded: at the limit, frps stops
+            // accepting and the kernel's backlog holds the rest.
+            let permit = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                p = shared.gate.permit() => match p {
+                    Some(p) => p,
+                    None => break,
+                },
+            };
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 r = self.listener.accept() => match r {
                     Ok((tcp, peer)) => {
                         let span = tracing::info_span!("conn", %peer);
-                        shared.tracker.spawn(handle_conn(shared.clone(), tcp, peer, shutdown.child_token()).instrument(span));
+                        let admission = shared.gate.admission(permit);
+                        shared.tracker.spawn(handle_conn(shared.clone(), tcp, peer, admission, shutdown.child_token()).instrument(span));
                     }
                     Err(e) => {
                         warn!(error = %e, "accept failed");
@@ -218,6 +237,17 @@ pub struct ServerStats(Arc<Shared>);
 impl ServerStats {
     pub fn client_count(&self) -> usize {
         self.0.registry.control_count()
+    }
+
+    /// TCP connections accepted that have not logged in (yet).
+    pub fn unauthenticated_connections(&self) -> usize {
+        self.0.gate.unauthenticated()
+    }
+
+    /// Logical connections (yamux streams, or connections without tcpMux) waiting for their
+    /// first message.
+    pub fn awaiting_first_message(&self) -> usize {
+        self.0.gate.awaiting_first()
     }
 
     /// Idle work connections in every client's pool.
@@ -270,18 +300,20 @@ async fn handle_conn(
     shared: Arc<Shared>,
     tcp: TcpStream,
     peer: SocketAddr,
+    admission: Arc<Admission>,
     token: CancellationToken,
 ) {
     let _ = tcp.set_nodelay(true);
     transport::set_keepalive(&tcp, shared.cfg.transport.tcp_keepalive);
-    let stream = match tokio::time::timeout(FIRST_MSG_TIMEOUT, accept_tls(&shared, tcp)).await {
+    let deadline = shared.gate.limits.first_msg_timeout;
+    let stream = match tokio::time::timeout(deadline, accept_tls(&shared, tcp)).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
             info!(error = %e, "closing connection: transport setup failed");
             return;
         }
         Err(_) => {
-            info!("closing connection: no TLS or frp data within {FIRST_MSG_TIMEOUT:?}");
+            info!("closing connection: no TLS or frp data within {deadline:?}");
             return;
         }
     };
@@ -289,6 +321,7 @@ async fn handle_conn(
         conn_id: shared.next_id(),
         peer,
         muxed: shared.cfg.transport.tcp_mux,
+        admission,
     };
     if !origin.muxed {
         handle_logical(shared, stream, origin, token).await;
@@ -296,8 +329,11 @@ async fn handle_conn(
     }
     let (mut incoming, mut driver) = mux::server(
         stream,
-        mux::config(shared.cfg.transport.tcp_mux_keepalive_interval),
+        shared
+            .gate
+            .mux_config(shared.cfg.transport.tcp_mux_keepalive_interval),
     );
+    origin.admission.set_session(incoming.limits());
     loop {
         tokio::select! {
             _ = token.cancelled() => break,
@@ -371,7 +407,9 @@ async fn handle_logical(
     origin: Origin,
     token: CancellationToken,
 ) {
-    let first = match tokio::time::timeout(FIRST_MSG_TIMEOUT, first_message(&mut stream)).await {
+    let awaiting = shared.gate.awaiting();
+    let deadline = shared.gate.limits.first_msg_timeout;
+    let first = match tokio::time::timeout(deadline, first_message(&mut stream)).await {
         Ok(Ok(m)) => m,
         Ok(Err(e)) if e.is_closed() => {
             debug!(error = %e, "connection closed before its first message");
@@ -382,14 +420,24 @@ async fn handle_logical(
             return;
         }
         Err(_) => {
-            info!("closing connection: no first message within {FIRST_MSG_TIMEOUT:?}");
+            info!("closing connection: no first message within {deadline:?}");
             return;
         }
     };
+    drop(awaiting);
     let (wire, hello, first) = first;
     match first {
         Message::Login(login) => {
-            control::serve(shared, stream, login, (wire, hello), origin, token).await
+            // Boxed: a stream waiting for its first message stays a small task.
+            Box::pin(control::serve(
+                shared,
+                stream,
+                login,
+                (wire, hello),
+                origin,
+                token,
+            ))
+            .await
         }
         Message::NewWorkConn(m) => attach_work_conn(&shared, stream, m, wire, &origin).await,
         Message::NewVisitorConn(m) => {

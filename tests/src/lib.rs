@@ -71,9 +71,16 @@ pub struct Frps {
 impl Frps {
     /// Starts frps with [`server_config`] changed by `f`.
     pub async fn start(f: impl FnOnce(&mut ServerConfig)) -> Frps {
+        Frps::start_with(frps::Limits::default(), f).await
+    }
+
+    /// [`Frps::start`] with other limits on connections that have not logged in.
+    pub async fn start_with(limits: frps::Limits, f: impl FnOnce(&mut ServerConfig)) -> Frps {
         let mut cfg = server_config();
         f(&mut cfg);
-        let server = frps::Server::bind(cfg).await.expect("frps bind");
+        let server = frps::Server::bind_with(cfg, limits)
+            .await
+            .expect("frps bind");
         let addr = server.local_addr().expect("frps addr");
         let dashboard = server.dashboard_addr();
         let stats = server.stats();

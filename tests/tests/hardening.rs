@@ -375,3 +375,101 @@ async fn a_stolen_run_id_does_not_attract_user_connections() {
         frps.stop().await;
     }
 }
+
+// --- connections that have not logged in (issue 22 item 3, issue 12 items 12 and 13) --------
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// A raw yamux frame header: (type, flags, stream id, length).
+fn yamux_header(ty: u8, flags: u16, id: u32, len: u32) -> [u8; 12] {
+    let mut h = [0u8; 12];
+    h[1] = ty;
+    h[2..4].copy_from_slice(&flags.to_be_bytes());
+    h[4..8].copy_from_slice(&id.to_be_bytes());
+    h[8..12].copy_from_slice(&len.to_be_bytes());
+    h
+}
+
+/// Waits until `f` holds (checked every 20 ms, at most [`PATIENCE`]).
+async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while !f() {
+        assert!(tokio::time::Instant::now() < deadline, "never: {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// One TCP connection opens 100 yamux streams with one byte each and never logs in: frps
+/// accepts only a handful (the rest are reset) and keeps only that many waiting for a first
+/// message.
+#[tokio::test]
+async fn unauthenticated_yamux_streams_are_bounded() {
+    init_log();
+    let frps = Frps::start(|_| {}).await;
+    let mut s = TcpStream::connect(frps.addr).await.unwrap();
+    let mut flood = Vec::new();
+    for i in 0..100u32 {
+        flood.extend_from_slice(&yamux_header(0, 1, 2 * i + 1, 1));
+        flood.push(b'o');
+    }
+    s.write_all(&flood).await.unwrap();
+    let (mut acked, mut reset) = (0, 0);
+    while acked + reset < 100 {
+        let mut h = [0u8; 12];
+        tokio::time::timeout(PATIENCE, s.read_exact(&mut h))
+            .await
+            .expect("an answer for every stream")
+            .unwrap();
+        let flags = u16::from_be_bytes([h[2], h[3]]);
+        match (h[1], flags) {
+            (1, f) if f & 8 != 0 => reset += 1,
+            (1, f) if f & 2 != 0 => acked += 1,
+            _ => {} // pings, window updates
+        }
+    }
+    assert!(acked <= 4, "{acked} streams accepted before login");
+    eventually("the accepted streams wait for a first message", || {
+        frps.stats.awaiting_first_message() == acked
+    })
+    .await;
+    assert_eq!(frps.stats.unauthenticated_connections(), 1);
+    frps.stop().await;
+}
+
+/// Many connections that never finish a first message: frps holds no more than its limit at
+/// once, and serves a real client again once they are gone.
+#[tokio::test]
+async fn connections_that_have_not_logged_in_are_bounded() {
+    init_log();
+    let limits = frps::Limits {
+        pending_connections: 8,
+        ..Default::default()
+    };
+    for tcp_mux in [true, false] {
+        let frps = Frps::start_with(limits.clone(), |c| c.transport.tcp_mux = tcp_mux).await;
+        let mut idle = Vec::new();
+        for _ in 0..20 {
+            let mut s = TcpStream::connect(frps.addr).await.unwrap();
+            s.write_all(b"o").await.unwrap(); // not TLS: plain, and then nothing more
+            idle.push(s);
+        }
+        eventually("the limit is reached", || {
+            frps.stats.unauthenticated_connections() == 8
+        })
+        .await;
+        for _ in 0..25 {
+            assert!(frps.stats.unauthenticated_connections() <= 8);
+            assert!(frps.stats.awaiting_first_message() <= 8);
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        drop(idle);
+        let echo = echo_tcp().await;
+        let frpc = Frpc::start(frps.addr, |c| {
+            c.transport.tcp_mux = tcp_mux;
+            c.proxies.push(proxy("after", "tcp", echo, 0));
+        });
+        frpc.wait_running("after").await;
+        frpc.stop().await;
+        frps.stop().await;
+    }
+}

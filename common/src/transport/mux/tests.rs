@@ -559,3 +559,70 @@ fn random_frames_never_wrap_the_window_arithmetic() {
         });
     });
 }
+
+/// A restricted session (frps before a Login): few streams, no window growth, a small unread
+/// buffer per stream (a stream over it is reset), until the restriction is lifted.
+#[tokio::test]
+async fn restricted_session_until_lifted() {
+    let mut cfg = config(30);
+    cfg.restricted = Some(Restriction {
+        max_streams: 2,
+        max_buffered: 1000,
+    });
+    let (mut raw, mut incoming, drv) = raw_server(cfg);
+    let limits = incoming.limits();
+    for id in [1, 3, 5] {
+        raw.write_all(&header(TYPE_WINDOW_UPDATE, FLAG_SYN, id, GROWTH))
+            .await
+            .unwrap();
+    }
+    // ACKed without growth: the window stays yamux's initial 256 KiB.
+    assert_eq!(
+        read_header(&mut raw).await,
+        (TYPE_WINDOW_UPDATE, FLAG_ACK, 1, 0)
+    );
+    assert_eq!(
+        read_header(&mut raw).await,
+        (TYPE_WINDOW_UPDATE, FLAG_ACK, 3, 0)
+    );
+    assert_eq!(
+        read_header(&mut raw).await,
+        (TYPE_WINDOW_UPDATE, FLAG_RST, 5, 0)
+    );
+    let mut s1 = within(incoming.accept()).await.unwrap();
+    let s3 = within(incoming.accept()).await.unwrap();
+    // Stream 1 sends more than it may hold unread: reset.
+    raw.write_all(&header(TYPE_DATA, 0, 1, 1100)).await.unwrap();
+    raw.write_all(&[1u8; 1100]).await.unwrap();
+    assert_eq!(
+        read_header(&mut raw).await,
+        (TYPE_WINDOW_UPDATE, FLAG_RST, 1, 0)
+    );
+    let err = within(s1.read(&mut [0u8; 16])).await.unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::ConnectionReset);
+    // Many tiny frames cost their overhead too.
+    for _ in 0..40 {
+        raw.write_all(&header(TYPE_DATA, 0, 3, 1)).await.unwrap();
+        raw.write_all(b"x").await.unwrap();
+    }
+    assert_eq!(
+        read_header(&mut raw).await,
+        (TYPE_WINDOW_UPDATE, FLAG_RST, 3, 0)
+    );
+    drop((s1, s3)); // reset streams close without a FIN
+                    // Lifted: full growth, and a stream may hold what its window allows.
+    limits.lift();
+    raw.write_all(&header(TYPE_WINDOW_UPDATE, FLAG_SYN, 7, GROWTH))
+        .await
+        .unwrap();
+    assert_eq!(
+        read_header(&mut raw).await,
+        (TYPE_WINDOW_UPDATE, FLAG_ACK, 7, GROWTH)
+    );
+    let mut s7 = within(incoming.accept()).await.unwrap();
+    raw.write_all(&header(TYPE_DATA, 0, 7, 5000)).await.unwrap();
+    raw.write_all(&[7u8; 5000]).await.unwrap();
+    let mut got = vec![0u8; 5000];
+    within(s7.read_exact(&mut got)).await.unwrap();
+    assert!(!drv.is_finished());
+}
