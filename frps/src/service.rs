@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn, Instrument};
@@ -305,15 +306,18 @@ async fn handle_conn(
 ) {
     let _ = tcp.set_nodelay(true);
     transport::set_keepalive(&tcp, shared.cfg.transport.tcp_keepalive);
-    let deadline = shared.gate.limits.first_msg_timeout;
-    let stream = match tokio::time::timeout(deadline, accept_tls(&shared, tcp)).await {
+    // One deadline for everything before login: TLS, yamux, the first message (frp gives each
+    // step its own 10 s, and none to a yamux session that never logs in).
+    let timeout = shared.gate.limits.first_msg_timeout;
+    let deadline = Instant::now() + timeout;
+    let stream = match tokio::time::timeout_at(deadline, accept_tls(&shared, tcp)).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
             info!(error = %e, "closing connection: transport setup failed");
             return;
         }
         Err(_) => {
-            info!("closing connection: no TLS or frp data within {deadline:?}");
+            info!("closing connection: no TLS or frp data within {timeout:?}");
             return;
         }
     };
@@ -324,7 +328,7 @@ async fn handle_conn(
         admission,
     };
     if !origin.muxed {
-        handle_logical(shared, stream, origin, token).await;
+        handle_logical(shared, stream, origin, deadline, token).await;
         return;
     }
     let (mut incoming, mut driver) = mux::server(
@@ -334,9 +338,20 @@ async fn handle_conn(
             .mux_config(shared.cfg.transport.tcp_mux_keepalive_interval),
     );
     origin.admission.set_session(incoming.limits());
+    let login_by = tokio::time::sleep_until(deadline);
+    tokio::pin!(login_by);
+    let mut awaiting_login = true;
     loop {
         tokio::select! {
             _ = token.cancelled() => break,
+            _ = &mut login_by, if awaiting_login => {
+                if origin.admission.is_admitted() {
+                    awaiting_login = false;
+                    continue;
+                }
+                info!("closing connection: no login within {timeout:?}");
+                break;
+            }
             r = &mut driver => {
                 match r {
                     Ok(()) => debug!("yamux session closed"),
@@ -351,7 +366,7 @@ async fn handle_conn(
             s = incoming.accept() => match s {
                 Some(stream) => {
                     shared.tracker.spawn(
-                        handle_logical(shared.clone(), Box::new(stream), origin.clone(), token.clone()).in_current_span(),
+                        handle_logical(shared.clone(), Box::new(stream), origin.clone(), Instant::now() + timeout, token.clone()).in_current_span(),
                     );
                 }
                 None => break,
@@ -405,11 +420,11 @@ async fn handle_logical(
     shared: Arc<Shared>,
     mut stream: BoxStream,
     origin: Origin,
+    deadline: Instant,
     token: CancellationToken,
 ) {
     let awaiting = shared.gate.awaiting();
-    let deadline = shared.gate.limits.first_msg_timeout;
-    let first = match tokio::time::timeout(deadline, first_message(&mut stream)).await {
+    let first = match tokio::time::timeout_at(deadline, first_message(&mut stream)).await {
         Ok(Ok(m)) => m,
         Ok(Err(e)) if e.is_closed() => {
             debug!(error = %e, "connection closed before its first message");
@@ -420,7 +435,10 @@ async fn handle_logical(
             return;
         }
         Err(_) => {
-            info!("closing connection: no first message within {deadline:?}");
+            info!(
+                "closing connection: no first message within {:?}",
+                shared.gate.limits.first_msg_timeout
+            );
             return;
         }
     };

@@ -473,3 +473,118 @@ async fn connections_that_have_not_logged_in_are_bounded() {
         frps.stop().await;
     }
 }
+
+/// Keeps `s` alive the way an attacker would (`keep_alive()` bytes every 100 ms, answers read
+/// and dropped) and returns once frps has closed it; panics if frps never does.
+async fn closed_despite_keepalive(
+    mut s: impl tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    mut keep_alive: impl FnMut() -> Vec<u8>,
+    what: &str,
+) {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    let mut buf = [0u8; 1024];
+    loop {
+        assert!(tokio::time::Instant::now() < deadline, "{what}: still open");
+        if s.write_all(&keep_alive()).await.is_err() {
+            return;
+        }
+        match tokio::time::timeout(std::time::Duration::from_millis(100), s.read(&mut buf)).await {
+            Ok(Ok(0) | Err(_)) => return,
+            Ok(Ok(_)) | Err(_) => {}
+        }
+    }
+}
+
+/// Nothing that has not logged in outlives the first-message deadline, however it keeps
+/// itself alive: yamux pings on a session with no stream, a Login trickled byte by byte on a
+/// stream, a failed Login followed by pings, a trickle without tcpMux. A session that logged
+/// in is not affected.
+#[tokio::test]
+async fn nothing_outlives_the_first_message_deadline_without_a_login() {
+    init_log();
+    let limits = frps::Limits {
+        first_msg_timeout: std::time::Duration::from_secs(1),
+        ..Default::default()
+    };
+    let frps = Frps::start_with(limits.clone(), |_| {}).await;
+    let ping = |n: u32| yamux_header(2, 1, 0, n).to_vec();
+    // Valid yamux, no stream at all: pings only.
+    let s = TcpStream::connect(frps.addr).await.unwrap();
+    let mut n = 0;
+    closed_despite_keepalive(
+        s,
+        || {
+            n += 1;
+            ping(n)
+        },
+        "yamux with pings only",
+    )
+    .await;
+    // A stream whose Login arrives one byte at a time (and pings between).
+    let s = TcpStream::connect(frps.addr).await.unwrap();
+    let login = common::msg::codec::encode_to_vec(&Login::default().into()).unwrap();
+    let mut i = 0;
+    closed_despite_keepalive(
+        s,
+        || {
+            i += 1;
+            let mut b = if i == 1 {
+                yamux_header(1, 1, 1, 0).to_vec()
+            } else {
+                ping(i as u32)
+            };
+            if i <= login.len() {
+                b.extend_from_slice(&yamux_header(0, 0, 1, 1));
+                b.push(login[i - 1]);
+            }
+            b
+        },
+        "a trickled Login",
+    )
+    .await;
+    // A refused Login, then pings.
+    let s = TcpStream::connect(frps.addr).await.unwrap();
+    let mut i = 0;
+    closed_despite_keepalive(
+        s,
+        || {
+            i += 1;
+            if i == 1 {
+                let mut b = yamux_header(0, 1, 1, login.len() as u32).to_vec();
+                b.extend_from_slice(&login); // no privilege key: refused
+                b
+            } else {
+                ping(i)
+            }
+        },
+        "pings after a refused Login",
+    )
+    .await;
+    // A logged-in client outlives the deadline.
+    let echo = echo_tcp().await;
+    let frpc = Frpc::start(frps.addr, |c| c.proxies.push(proxy("kept", "tcp", echo, 0)));
+    let entry = (
+        [127, 0, 0, 1],
+        remote_port(&frpc.wait_running("kept").await),
+    )
+        .into();
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert_eq!(echo_through(entry, b"still").await, b"still");
+    assert_eq!(frps.stats.client_count(), 1);
+    frpc.stop().await;
+    frps.stop().await;
+    // Without tcpMux: a Login trickled byte by byte.
+    let frps = Frps::start_with(limits, |c| c.transport.tcp_mux = false).await;
+    let s = TcpStream::connect(frps.addr).await.unwrap();
+    let mut i = 0;
+    closed_despite_keepalive(
+        s,
+        || {
+            i += 1;
+            login.get(i - 1).map(|b| vec![*b]).unwrap_or_default()
+        },
+        "a trickled Login without tcpMux",
+    )
+    .await;
+    frps.stop().await;
+}
