@@ -5,10 +5,13 @@
 //!   streams per session before login. Defaults in one place; tests shrink them.
 //! - [`Gate`]: the server-wide counters behind those limits.
 //! - [`Admission`]: one TCP connection's standing until it logs in; its `Drop` gives back what
-//!   it held.
+//!   it held and, if it never logged in, counts it as rejected ([`Reject`]).
+//! - Rejected connections are logged at debug one by one and summed up at INFO once per
+//!   [`Limits::reject_summary_interval`] ([`Gate::summary`]), and counted in
+//!   `frp_rs_server_rejected_connections_total{reason}`.
 
 use common::transport::mux;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -27,6 +30,9 @@ pub struct Limits {
     pub pending_connections: usize,
     /// yamux streams a session may have open before a Login succeeds on it; more are reset.
     pub pre_login_streams: usize,
+    /// Rejected connections are logged at debug one by one, and at INFO as one summary per
+    /// period (when there were any).
+    pub reject_summary_interval: Duration,
 }
 
 impl Default for Limits {
@@ -35,6 +41,7 @@ impl Default for Limits {
             first_msg_timeout: FIRST_MSG_TIMEOUT,
             pending_connections: PENDING_CONNECTIONS,
             pre_login_streams: PRE_LOGIN_STREAMS,
+            reject_summary_interval: REJECT_SUMMARY_INTERVAL,
         }
     }
 }
@@ -43,11 +50,58 @@ impl Default for Limits {
 /// under a flood; each pending connection costs a task, TLS state and (with tcpMux) a yamux
 /// session of at most [`PRE_LOGIN_STREAMS`] small streams.
 pub const PENDING_CONNECTIONS: usize = 1024;
+/// Default for [`Limits::reject_summary_interval`].
+pub const REJECT_SUMMARY_INTERVAL: Duration = Duration::from_secs(60);
 /// Streams a yamux session may have open before a Login succeeds on it (Go frpc needs one).
 pub const PRE_LOGIN_STREAMS: usize = 4;
 /// What a yamux stream may hold unread before login: a v2 frame (64 KiB) and a ClientHello,
 /// with room to spare (Go frpc waits for each answer before it sends more).
 pub const PRE_LOGIN_BUFFER: usize = 80 * 1024;
+
+/// Why a connection was closed before it logged in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Reject {
+    /// Went away before its first message (port probes, health checks).
+    Closed,
+    /// Not TLS, yamux or frp: undecodable bytes, an unexpected first message.
+    Garbage,
+    /// Nothing (or too little) within the first-message deadline.
+    Timeout,
+    /// The TLS handshake failed.
+    Tls,
+    /// Plain TCP while `transport.tls.force` is on.
+    Plain,
+    /// Its first message was refused: a failed Login, a work connection for no client of
+    /// its own, a visitor connection.
+    Refused,
+}
+
+impl Reject {
+    const ALL: [Reject; 6] = [
+        Reject::Garbage,
+        Reject::Timeout,
+        Reject::Closed,
+        Reject::Tls,
+        Reject::Plain,
+        Reject::Refused,
+    ];
+
+    /// The metric label and the word in the summary.
+    fn label(self) -> &'static str {
+        match self {
+            Reject::Closed => "closed",
+            Reject::Garbage => "garbage",
+            Reject::Timeout => "timeout",
+            Reject::Tls => "tls",
+            Reject::Plain => "plain",
+            Reject::Refused => "refused",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
 
 /// Server-wide counts of connections that have not logged in.
 #[derive(Debug)]
@@ -60,16 +114,50 @@ pub(crate) struct Gate {
     /// Logical connections (yamux streams, or connections without tcpMux) still waiting for
     /// their first message.
     awaiting_first: AtomicUsize,
+    /// Rejections since the last summary, by [`Reject::index`].
+    window: [AtomicU64; 6],
+    /// `frp_rs_server_rejected_connections_total{reason}`.
+    rejected: prometheus::IntCounterVec,
 }
 
 impl Gate {
-    pub(crate) fn new(limits: Limits) -> Gate {
+    pub(crate) fn new(limits: Limits, rejected: prometheus::IntCounterVec) -> Gate {
         Gate {
             permits: Arc::new(Semaphore::new(limits.pending_connections.max(1))),
             limits,
             unauthenticated: AtomicUsize::new(0),
             awaiting_first: AtomicUsize::new(0),
+            window: Default::default(),
+            rejected,
         }
+    }
+
+    fn count_rejected(&self, r: Reject) {
+        self.window[r.index()].fetch_add(1, Ordering::Relaxed);
+        self.rejected.with_label_values(&[r.label()]).inc();
+    }
+
+    /// The INFO line for the rejections since the last call, if there were any, e.g.
+    /// `rejected 1445 connections in the last 60s: 1200 garbage, 245 timeout`.
+    pub(crate) fn summary(&self) -> Option<String> {
+        let counts: Vec<(Reject, u64)> = Reject::ALL
+            .iter()
+            .map(|r| (*r, self.window[r.index()].swap(0, Ordering::Relaxed)))
+            .filter(|(_, n)| *n > 0)
+            .collect();
+        let total: u64 = counts.iter().map(|(_, n)| n).sum();
+        if total == 0 {
+            return None;
+        }
+        let parts: Vec<String> = counts
+            .iter()
+            .map(|(r, n)| format!("{n} {}", r.label()))
+            .collect();
+        Some(format!(
+            "rejected {total} connections in the last {:?}: {}",
+            self.limits.reject_summary_interval,
+            parts.join(", ")
+        ))
     }
 
     /// TCP connections accepted and not yet logged in.
@@ -96,6 +184,7 @@ impl Gate {
             pending: Mutex::new(Some(Pending {
                 _permit: permit,
                 session: None,
+                reason: None,
             })),
         })
     }
@@ -141,6 +230,8 @@ struct Pending {
     _permit: OwnedSemaphorePermit,
     /// Its yamux session's restriction (tcpMux), lifted at login.
     session: Option<mux::SessionLimits>,
+    /// The first reason it was found wanting; [`Reject::Closed`] if none when it goes.
+    reason: Option<Reject>,
 }
 
 impl Admission {
@@ -171,12 +262,26 @@ impl Admission {
     pub(crate) fn is_admitted(&self) -> bool {
         self.pending().is_none()
     }
+
+    /// Notes why the connection (or one of its streams) is being closed; the first reason
+    /// counts when the connection goes. False once the connection has logged in (then it is
+    /// no rejection).
+    pub(crate) fn reject(&self, r: Reject) -> bool {
+        match self.pending().as_mut() {
+            Some(p) => {
+                p.reason.get_or_insert(r);
+                true
+            }
+            None => false,
+        }
+    }
 }
 
 impl Drop for Admission {
     fn drop(&mut self) {
-        if self.pending().take().is_some() {
+        if let Some(p) = self.pending().take() {
             self.gate.unauthenticated.fetch_sub(1, Ordering::Relaxed);
+            self.gate.count_rejected(p.reason.unwrap_or(Reject::Closed));
         }
     }
 }
@@ -185,12 +290,37 @@ impl Drop for Admission {
 impl Gate {
     /// An admission with a permit taken at once (tests of other modules).
     pub(crate) fn test_admission() -> Arc<Admission> {
-        let gate = Arc::new(Gate::new(Limits::default()));
+        let rejected = prometheus::IntCounterVec::new(prometheus::Opts::new("t", "t"), &["reason"])
+            .expect("metric");
+        let gate = Arc::new(Gate::new(Limits::default(), rejected));
         let permit = gate
             .permits
             .clone()
             .try_acquire_owned()
             .expect("a fresh gate has permits");
         gate.admission(permit)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summary_counts_by_reason_once() {
+        let rejected = prometheus::IntCounterVec::new(prometheus::Opts::new("t", "t"), &["reason"])
+            .expect("metric");
+        let gate = Gate::new(Limits::default(), rejected.clone());
+        assert_eq!(gate.summary(), None);
+        for _ in 0..3 {
+            gate.count_rejected(Reject::Garbage);
+        }
+        gate.count_rejected(Reject::Timeout);
+        assert_eq!(
+            gate.summary().as_deref(),
+            Some("rejected 4 connections in the last 60s: 3 garbage, 1 timeout")
+        );
+        assert_eq!(gate.summary(), None, "each rejection is summed up once");
+        assert_eq!(rejected.with_label_values(&["garbage"]).get(), 3);
     }
 }

@@ -5,6 +5,7 @@
 //! queue) and the control loop that owns all state. Cancelling the control's token ends all
 //! three and, through child tokens, every proxy and user connection under it.
 
+use crate::admission::Reject;
 use crate::metrics::Owner;
 use crate::pool::WorkConnPool;
 use crate::proxy::{self, ProxyCtx, ProxyError, ProxyHandle};
@@ -128,6 +129,7 @@ pub(crate) async fn serve(
         origin.admission.admit();
     }
     if let Err(e) = checked {
+        origin.admission.reject(Reject::Refused);
         warn!(user = %login.user, version = %login.version, error = %e, "login refused");
         shared.metrics.refused("login", "auth");
         let msg = if shared.cfg.detailed_errors_to_client {
@@ -181,6 +183,7 @@ pub(crate) async fn serve(
             }
         }
         Err(e) => {
+            handle.origin.admission.reject(Reject::Refused);
             warn!(error = %e, "login refused");
             let _ = wire.write(&mut stream, &refuse(e.to_string()).into()).await;
             return;

@@ -165,6 +165,8 @@ pub(crate) struct Metrics {
     pub(crate) pooled_work_conns: IntGauge,
     /// frp_rs: refused logins, proxies and work connections, by reason.
     pub(crate) refusals: IntCounterVec,
+    /// frp_rs: connections closed before they logged in, by reason (`admission::Reject`).
+    pub(crate) rejected_connections: IntCounterVec,
     totals: Arc<Totals>,
     proxies: Mutex<BTreeMap<String, ProxyRecord>>,
     /// Offline proxy records kept at most ([`MAX_OFFLINE_PROXIES`]; smaller in tests).
@@ -248,6 +250,14 @@ impl Metrics {
         registry.register(Box::new(work_conns_handed_out.clone()))?;
         registry.register(Box::new(pooled_work_conns.clone()))?;
         registry.register(Box::new(refusals.clone()))?;
+        let rejected_connections = IntCounterVec::new(
+            Opts::new(
+                "frp_rs_server_rejected_connections_total",
+                "Connections closed before they logged in: probes, garbage, timeouts, TLS failures, refused first messages",
+            ),
+            &["reason"],
+        )?;
+        registry.register(Box::new(rejected_connections.clone()))?;
         registry.register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
         ))?;
@@ -264,6 +274,7 @@ impl Metrics {
             pooled_work_conns,
             spliced,
             refusals,
+            rejected_connections,
             totals: Arc::new(Totals::default()),
             proxies: Mutex::new(BTreeMap::new()),
             max_offline_proxies: MAX_OFFLINE_PROXIES,

@@ -4,7 +4,7 @@
 //! anything else plain unless `transport.tls.force`), then run a yamux server session when
 //! `transport.tcpMux` is on, and route every logical connection by its first message.
 
-use crate::admission::{Admission, Gate, Limits};
+use crate::admission::{Admission, Gate, Limits, Reject};
 use crate::control::{self, ControlHandle};
 use crate::registry::Registry;
 use common::config::ServerConfig;
@@ -129,17 +129,19 @@ impl Server {
         };
         let tls = tokio_rustls::TlsAcceptor::from(tls::server_config(&files)?);
         let auth = crate::auth::Auth::new(&cfg.auth).await?;
+        let metrics = Arc::new(
+            crate::metrics::Metrics::new().map_err(|e| ServerError::Metrics(e.to_string()))?,
+        );
+        let gate = Arc::new(Gate::new(limits, metrics.rejected_connections.clone()));
         let shared = Arc::new(Shared {
             key: derive_key(cfg.auth.token.as_bytes()),
             cfg,
             registry: Arc::new(Registry::default()),
-            metrics: Arc::new(
-                crate::metrics::Metrics::new().map_err(|e| ServerError::Metrics(e.to_string()))?,
-            ),
+            metrics,
             groups: crate::group::Groups::default(),
             auth,
             tracker: TaskTracker::new(),
-            gate: Arc::new(Gate::new(limits)),
+            gate,
             tls,
             next_id: AtomicU64::new(1),
         });
@@ -194,6 +196,9 @@ impl Server {
                 shutdown.child_token(),
             ));
         }
+        shared
+            .tracker
+            .spawn(summarise_rejections(shared.gate.clone(), shutdown.clone()));
         loop {
             // Connections that have not logged in are bounded: at the limit, frps stops
             // accepting and the kernel's backlog holds the rest.
@@ -228,6 +233,47 @@ impl Server {
             warn!("some connections did not close within {GRACE:?}");
         }
         info!("frps stopped");
+    }
+}
+
+/// Logs the rejected connections of each period as one INFO line (one line per connection
+/// would let anyone flood the log).
+async fn summarise_rejections(gate: Arc<Gate>, shutdown: CancellationToken) {
+    let period = gate.limits.reject_summary_interval;
+    let mut tick = tokio::time::interval_at(Instant::now() + period, period);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = tick.tick() => {}
+        }
+        if let Some(line) = gate.summary() {
+            info!("{line}");
+        }
+    }
+    if let Some(line) = gate.summary() {
+        info!("{line}");
+    }
+}
+
+/// Logs why a connection (or stream) is closed and notes it in its admission: at debug while
+/// the connection has not logged in (the summary counts it), at info once it has.
+fn closing(admission: &Admission, reason: Reject, why: std::fmt::Arguments<'_>) {
+    if admission.reject(reason) {
+        debug!("closing connection: {why}");
+    } else {
+        info!("closing connection: {why}");
+    }
+}
+
+/// Why a failed TLS sniff or handshake closes a connection.
+fn tls_reject(e: &std::io::Error) -> Reject {
+    use std::io::ErrorKind as K;
+    match e.kind() {
+        K::UnexpectedEof | K::ConnectionReset | K::BrokenPipe | K::ConnectionAborted => {
+            Reject::Closed
+        }
+        K::PermissionDenied => Reject::Plain,
+        _ => Reject::Tls,
     }
 }
 
@@ -313,11 +359,19 @@ async fn handle_conn(
     let stream = match tokio::time::timeout_at(deadline, accept_tls(&shared, tcp)).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
-            info!(error = %e, "closing connection: transport setup failed");
+            closing(
+                &admission,
+                tls_reject(&e),
+                format_args!("transport setup failed: {e}"),
+            );
             return;
         }
         Err(_) => {
-            info!("closing connection: no TLS or frp data within {timeout:?}");
+            closing(
+                &admission,
+                Reject::Timeout,
+                format_args!("no TLS or frp data within {timeout:?}"),
+            );
             return;
         }
     };
@@ -349,7 +403,7 @@ async fn handle_conn(
                     awaiting_login = false;
                     continue;
                 }
-                info!("closing connection: no login within {timeout:?}");
+                closing(&origin.admission, Reject::Timeout, format_args!("no login within {timeout:?}"));
                 break;
             }
             r = &mut driver => {
@@ -359,7 +413,14 @@ async fn handle_conn(
                         // frpc went away without a clean TLS close: routine, not a fault.
                         debug!(error = %e, "yamux session ended by the client");
                     }
-                    Err(e) => info!(error = %e, "closing connection: yamux session error"),
+                    Err(e) => {
+                        let reason = if e.kind() == std::io::ErrorKind::InvalidData {
+                            Reject::Garbage
+                        } else {
+                            Reject::Closed
+                        };
+                        closing(&origin.admission, reason, format_args!("yamux session error: {e}"));
+                    }
                 }
                 break;
             }
@@ -427,17 +488,24 @@ async fn handle_logical(
     let first = match tokio::time::timeout_at(deadline, first_message(&mut stream)).await {
         Ok(Ok(m)) => m,
         Ok(Err(e)) if e.is_closed() => {
+            origin.admission.reject(Reject::Closed);
             debug!(error = %e, "connection closed before its first message");
             return;
         }
         Ok(Err(e)) => {
-            info!(error = %e, "closing connection: bad first message");
+            closing(
+                &origin.admission,
+                Reject::Garbage,
+                format_args!("bad first message: {e}"),
+            );
             return;
         }
         Err(_) => {
-            info!(
-                "closing connection: no first message within {:?}",
-                shared.gate.limits.first_msg_timeout
+            let t = shared.gate.limits.first_msg_timeout;
+            closing(
+                &origin.admission,
+                Reject::Timeout,
+                format_args!("no first message within {t:?}"),
             );
             return;
         }
@@ -459,17 +527,28 @@ async fn handle_logical(
         }
         Message::NewWorkConn(m) => attach_work_conn(&shared, stream, m, wire, &origin).await,
         Message::NewVisitorConn(m) => {
-            info!(proxy = %m.proxy_name, "visitor connections are not supported yet");
+            closing(
+                &origin.admission,
+                Reject::Refused,
+                format_args!(
+                    "visitor connections are not supported yet ({})",
+                    m.proxy_name
+                ),
+            );
             let resp = NewVisitorConnResp {
                 proxy_name: m.proxy_name,
                 error: "visitor connections are not supported by this frps yet".into(),
             };
             let _ = wire.write(&mut stream, &resp.into()).await;
         }
-        other => info!(
-            msg = other.name(),
-            "closing connection: unexpected first message"
-        ),
+        other => {
+            let name = other.name();
+            closing(
+                &origin.admission,
+                Reject::Garbage,
+                format_args!("unexpected first message {name}"),
+            )
+        }
     }
 }
 
@@ -489,7 +568,11 @@ async fn attach_work_conn(
     let handle: ControlHandle = match shared.registry.control(&m.run_id) {
         Some(h) => h,
         None => {
-            info!(run_id = %m.run_id, "work connection for unknown client, closing");
+            closing(
+                &origin.admission,
+                Reject::Refused,
+                format_args!("work connection for unknown client {}", m.run_id),
+            );
             let _ = wire
                 .write(
                     &mut stream,
@@ -500,7 +583,14 @@ async fn attach_work_conn(
         }
     };
     if !handle.origin.may_attach(origin) {
-        info!(run_id = %m.run_id, peer = %origin.peer, "work connection not from its client's control connection, closing");
+        closing(
+            &origin.admission,
+            Reject::Refused,
+            format_args!(
+                "work connection for {} not from its client's control connection",
+                m.run_id
+            ),
+        );
         shared.metrics.refused("work_conn", "foreign_connection");
         let msg = if origin.muxed {
             "work connection must use its client's control session"
@@ -512,11 +602,20 @@ async fn attach_work_conn(
     }
     if shared.cfg.auth.has_scope("NewWorkConns") {
         if let Err(e) = shared.auth.scoped(m.timestamp, &m.privilege_key).await {
-            info!(run_id = %m.run_id, error = %e, "work connection failed authentication, closing");
+            closing(
+                &origin.admission,
+                Reject::Refused,
+                format_args!(
+                    "work connection for {} failed authentication: {e}",
+                    m.run_id
+                ),
+            );
             let _ = wire.write(&mut stream, &refuse(e).into()).await;
             return;
         }
     }
+    // A work connection of its own client: not a rejection, and no longer pending.
+    origin.admission.admit();
     if handle.push_work_conn(stream).is_err() {
         debug!(run_id = %m.run_id, "work connection pool is full or closed, discarding");
     }

@@ -588,3 +588,97 @@ async fn nothing_outlives_the_first_message_deadline_without_a_login() {
     .await;
     frps.stop().await;
 }
+
+/// Log lines of one test, captured (a thread-local subscriber: `#[tokio::test]` runs frps's
+/// tasks on the test's thread).
+#[derive(Clone, Default)]
+struct Capture(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Capture {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Capture {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+/// The value of `frp_rs_server_rejected_connections_total{reason}`.
+fn rejected(frps: &Frps, reason: &str) -> u64 {
+    let want = format!("frp_rs_server_rejected_connections_total{{reason=\"{reason}\"}} ");
+    frps.stats
+        .metrics_text()
+        .lines()
+        .find_map(|l| l.strip_prefix(&want).map(|v| v.trim().parse().unwrap()))
+        .unwrap_or(0)
+}
+
+/// Port probes, garbage and idle connections are counted by reason and summed up in one INFO
+/// line per period, never logged one INFO line each (a cheap way to flood a disk).
+#[tokio::test]
+async fn rejected_connections_are_summarised_not_logged_one_by_one() {
+    let cap = Capture::default();
+    let writer = cap.clone();
+    let sub = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::INFO)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _log = tracing::subscriber::set_default(sub);
+    let limits = frps::Limits {
+        first_msg_timeout: std::time::Duration::from_millis(500),
+        reject_summary_interval: std::time::Duration::from_millis(300),
+        ..Default::default()
+    };
+    for tcp_mux in [true, false] {
+        let frps = Frps::start_with(limits.clone(), |c| c.transport.tcp_mux = tcp_mux).await;
+        let from = cap.text().len();
+        let mut idle = Vec::new();
+        for i in 0..20u64 {
+            let mut s = TcpStream::connect(frps.addr).await.unwrap();
+            let junk: Vec<u8> = pattern(64, i).iter().map(|b| b | 0x80).collect();
+            s.write_all(&junk).await.unwrap(); // garbage
+            idle.push(s);
+        }
+        for _ in 0..5 {
+            drop(TcpStream::connect(frps.addr).await.unwrap()); // port probe
+        }
+        for _ in 0..3 {
+            idle.push(TcpStream::connect(frps.addr).await.unwrap()); // says nothing
+        }
+        eventually("every rejection is counted", || {
+            (
+                rejected(&frps, "garbage"),
+                rejected(&frps, "closed"),
+                rejected(&frps, "timeout"),
+            ) == (20, 5, 3)
+        })
+        .await;
+        let summarised = || {
+            cap.text()[from..]
+                .lines()
+                .filter_map(|l| l.split("rejected ").nth(1))
+                .filter_map(|l| l.split(' ').next()?.parse::<u64>().ok())
+                .sum::<u64>()
+        };
+        eventually("the summary lines add up", || summarised() == 28).await;
+        let text = cap.text()[from..].to_owned();
+        let per_connection = text
+            .lines()
+            .filter(|l| l.contains("closing connection"))
+            .count();
+        assert_eq!(
+            per_connection, 0,
+            "tcpMux {tcp_mux}: one INFO line per rejection:\n{text}"
+        );
+        assert!(text.contains(" garbage"), "{text}");
+        frps.stop().await;
+    }
+}
