@@ -15,6 +15,9 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info};
 
 /// frp's deadline for a new connection to show what it is (`connReadTimeout`, 10 s).
 pub const FIRST_MSG_TIMEOUT: Duration = Duration::from_secs(10);
@@ -283,6 +286,47 @@ impl Drop for Admission {
             self.gate.unauthenticated.fetch_sub(1, Ordering::Relaxed);
             self.gate.count_rejected(p.reason.unwrap_or(Reject::Closed));
         }
+    }
+}
+
+/// Logs the rejected connections of each period as one INFO line (one line per connection
+/// would let anyone flood the log).
+pub(crate) async fn summarise_rejections(gate: Arc<Gate>, shutdown: CancellationToken) {
+    let period = gate.limits.reject_summary_interval;
+    let mut tick = tokio::time::interval_at(Instant::now() + period, period);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = tick.tick() => {}
+        }
+        if let Some(line) = gate.summary() {
+            info!("{line}");
+        }
+    }
+    if let Some(line) = gate.summary() {
+        info!("{line}");
+    }
+}
+
+/// Logs why a connection (or stream) is closed and notes it in its admission: at debug while
+/// the connection has not logged in (the summary counts it), at info once it has.
+pub(crate) fn closing(admission: &Admission, reason: Reject, why: std::fmt::Arguments<'_>) {
+    if admission.reject(reason) {
+        debug!("closing connection: {why}");
+    } else {
+        info!("closing connection: {why}");
+    }
+}
+
+/// Why a failed TLS sniff or handshake closes a connection.
+pub(crate) fn tls_reject(e: &std::io::Error) -> Reject {
+    use std::io::ErrorKind as K;
+    match e.kind() {
+        K::UnexpectedEof | K::ConnectionReset | K::BrokenPipe | K::ConnectionAborted => {
+            Reject::Closed
+        }
+        K::PermissionDenied => Reject::Plain,
+        _ => Reject::Tls,
     }
 }
 

@@ -4,7 +4,9 @@
 //! anything else plain unless `transport.tls.force`), then run a yamux server session when
 //! `transport.tcpMux` is on, and route every logical connection by its first message.
 
-use crate::admission::{Admission, Gate, Limits, Reject};
+use crate::admission::{
+    closing, summarise_rejections, tls_reject, Admission, Gate, Limits, Reject,
+};
 use crate::control::{self, ControlHandle};
 use crate::registry::Registry;
 use common::config::ServerConfig;
@@ -233,47 +235,6 @@ impl Server {
             warn!("some connections did not close within {GRACE:?}");
         }
         info!("frps stopped");
-    }
-}
-
-/// Logs the rejected connections of each period as one INFO line (one line per connection
-/// would let anyone flood the log).
-async fn summarise_rejections(gate: Arc<Gate>, shutdown: CancellationToken) {
-    let period = gate.limits.reject_summary_interval;
-    let mut tick = tokio::time::interval_at(Instant::now() + period, period);
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => break,
-            _ = tick.tick() => {}
-        }
-        if let Some(line) = gate.summary() {
-            info!("{line}");
-        }
-    }
-    if let Some(line) = gate.summary() {
-        info!("{line}");
-    }
-}
-
-/// Logs why a connection (or stream) is closed and notes it in its admission: at debug while
-/// the connection has not logged in (the summary counts it), at info once it has.
-fn closing(admission: &Admission, reason: Reject, why: std::fmt::Arguments<'_>) {
-    if admission.reject(reason) {
-        debug!("closing connection: {why}");
-    } else {
-        info!("closing connection: {why}");
-    }
-}
-
-/// Why a failed TLS sniff or handshake closes a connection.
-fn tls_reject(e: &std::io::Error) -> Reject {
-    use std::io::ErrorKind as K;
-    match e.kind() {
-        K::UnexpectedEof | K::ConnectionReset | K::BrokenPipe | K::ConnectionAborted => {
-            Reject::Closed
-        }
-        K::PermissionDenied => Reject::Plain,
-        _ => Reject::Tls,
     }
 }
 

@@ -488,9 +488,9 @@ async fn closed_despite_keepalive(
         if s.write_all(&keep_alive()).await.is_err() {
             return;
         }
-        match tokio::time::timeout(std::time::Duration::from_millis(100), s.read(&mut buf)).await {
-            Ok(Ok(0) | Err(_)) => return,
-            Ok(Ok(_)) | Err(_) => {}
+        let read = tokio::time::timeout(std::time::Duration::from_millis(100), s.read(&mut buf));
+        if let Ok(Ok(0) | Err(_)) = read.await {
+            return;
         }
     }
 }

@@ -542,7 +542,7 @@ fn random_frames_never_wrap_the_window_arithmetic() {
                     None => streams.extend(opener.open().ok()),
                     Some((ty, flags, id, len, payload)) => {
                         let mut f = header(ty, flags, id, len).to_vec();
-                        f.extend(std::iter::repeat(0x5A).take(payload));
+                        f.extend(std::iter::repeat_n(0x5A, payload));
                         if wr.write_all(&f).await.is_err() {
                             break;
                         }
