@@ -359,6 +359,25 @@ pub async fn wait_listening(addr: SocketAddr) {
     }
 }
 
+/// A raw yamux frame header: (type, flags, stream id, length).
+pub fn yamux_header(ty: u8, flags: u16, id: u32, len: u32) -> [u8; 12] {
+    let mut h = [0u8; 12];
+    h[1] = ty;
+    h[2..4].copy_from_slice(&flags.to_be_bytes());
+    h[4..8].copy_from_slice(&id.to_be_bytes());
+    h[8..12].copy_from_slice(&len.to_be_bytes());
+    h
+}
+
+/// Waits until `f` holds (checked every 20 ms, at most [`PATIENCE`]).
+pub async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while !f() {
+        assert!(tokio::time::Instant::now() < deadline, "never: {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 /// Path of a workspace binary built by `cargo build` (frps, frpc).
 pub fn bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");

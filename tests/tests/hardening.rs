@@ -128,12 +128,7 @@ async fn refused_proxies_leave_no_records() {
     let (mut a, _) = raw_login_as(frps.addr, login("alice", "laptop")).await;
     assert_eq!(new_proxy(&mut a, "alice.shared", allowed).await, "");
     drop(a);
-    let gone = tokio::time::timeout(PATIENCE, async {
-        while frps.stats.client_count() > 0 {
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
-    });
-    gone.await.expect("alice's session ends");
+    eventually("alice's session ends", || frps.stats.client_count() == 0).await;
     // Client B (no clientID) is refused 30 times, once under A's proxy name.
     let (mut b, _) = raw_login_as(frps.addr, login("alice", "")).await;
     assert_ne!(new_proxy(&mut b, "alice.shared", allowed + 1).await, "");
@@ -171,12 +166,7 @@ async fn refused_proxies_leave_no_records() {
     assert_eq!(v2["data"]["total"], 1, "{v2}");
     // B leaves: without a clientID its record goes; A's (with one) stays.
     drop(b);
-    let gone = tokio::time::timeout(PATIENCE, async {
-        while frps.stats.client_count() > 0 {
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
-    });
-    gone.await.expect("the second session ends");
+    eventually("the second session ends", || frps.stats.client_count() == 0).await;
     let clients = dash_get(dash, "/api/clients").await;
     let keys: Vec<&str> = clients
         .as_array()
@@ -379,25 +369,6 @@ async fn a_stolen_run_id_does_not_attract_user_connections() {
 // --- connections that have not logged in (issue 22 item 3, issue 12 items 12 and 13) --------
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-/// A raw yamux frame header: (type, flags, stream id, length).
-fn yamux_header(ty: u8, flags: u16, id: u32, len: u32) -> [u8; 12] {
-    let mut h = [0u8; 12];
-    h[1] = ty;
-    h[2..4].copy_from_slice(&flags.to_be_bytes());
-    h[4..8].copy_from_slice(&id.to_be_bytes());
-    h[8..12].copy_from_slice(&len.to_be_bytes());
-    h
-}
-
-/// Waits until `f` holds (checked every 20 ms, at most [`PATIENCE`]).
-async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    while !f() {
-        assert!(tokio::time::Instant::now() < deadline, "never: {what}");
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-}
 
 /// One TCP connection opens 100 yamux streams with one byte each and never logs in: frps
 /// accepts only a handful (the rest are reset) and keeps only that many waiting for a first

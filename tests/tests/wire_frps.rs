@@ -334,15 +334,6 @@ async fn client_id_must_be_unique_while_online() {
 
 // --- yamux as a Go frpc drives it ------------------------------------------------------
 
-fn yamux_header(ty: u8, flags: u16, stream: u32, len: u32) -> [u8; 12] {
-    let mut h = [0u8; 12];
-    h[1] = ty;
-    h[2..4].copy_from_slice(&flags.to_be_bytes());
-    h[4..8].copy_from_slice(&stream.to_be_bytes());
-    h[8..12].copy_from_slice(&len.to_be_bytes());
-    h
-}
-
 async fn read_header(s: &mut TcpStream) -> [u8; 12] {
     let mut h = [0u8; 12];
     tokio::time::timeout(PATIENCE, s.read_exact(&mut h))
