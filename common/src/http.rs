@@ -97,7 +97,7 @@ impl WebListener {
             }
             _ => None,
         };
-        let tcp = TcpListener::bind(&addr)
+        let tcp = crate::transport::listen_tcp(&addr)
             .await
             .map_err(|error| WebError::Bind { addr, error })?;
         Ok(WebListener {

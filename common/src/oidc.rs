@@ -40,11 +40,23 @@ pub enum OidcError {
     },
     #[error("oidc: {0}")]
     Bad(String),
+    /// The token itself is not valid (signature, claims, key id): the one kind of failure
+    /// whose text may go back to the peer that presented the token.
+    #[error("oidc: {0}")]
+    Token(String),
     #[error("oidc: {0}")]
     Tls(crate::transport::tls::TlsError),
 }
 
 crate::from_cause!(crate::transport::tls::TlsError => OidcError::Tls);
+
+impl OidcError {
+    /// Whether the presented token was at fault, rather than the provider or our side of the
+    /// exchange with it (whose details, such as an error page, are for the operator's log).
+    pub fn is_token_fault(&self) -> bool {
+        matches!(self, OidcError::Token(_))
+    }
+}
 
 fn bad(m: impl Into<String>) -> OidcError {
     OidcError::Bad(m.into())
@@ -435,8 +447,8 @@ enum VerifyError {
 impl VerifyError {
     fn into_oidc(self) -> OidcError {
         match self {
-            VerifyError::NoKey => bad("no JWKS key matches the token's key id"),
-            VerifyError::Bad(m) => OidcError::Bad(format!("invalid OIDC token in login: {m}")),
+            VerifyError::NoKey => OidcError::Token("no JWKS key matches the token's key id".into()),
+            VerifyError::Bad(m) => OidcError::Token(format!("invalid OIDC token in login: {m}")),
         }
     }
 }

@@ -50,7 +50,7 @@ impl Auth {
                 .then_some(())
                 .ok_or_else(|| TOKEN_MISMATCH.to_owned()),
             Auth::Oidc { verifier, subjects } => {
-                let claims = verifier.verify(key).await.map_err(|e| e.to_string())?;
+                let claims = verify(verifier, key).await?;
                 subjects
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
@@ -65,7 +65,7 @@ impl Auth {
         match self {
             Auth::Token(_) => self.login(ts, key).await,
             Auth::Oidc { verifier, subjects } => {
-                let claims = verifier.verify(key).await.map_err(|e| e.to_string())?;
+                let claims = verify(verifier, key).await?;
                 if subjects
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
@@ -81,4 +81,21 @@ impl Auth {
             }
         }
     }
+}
+
+/// What the peer is told when frps could not check its token because of the provider.
+pub(crate) const PROVIDER_UNAVAILABLE: &str =
+    "oidc: the token could not be verified now (identity provider error; see the frps log)";
+
+/// Verifies an OIDC token. Only a fault of the token itself is described to the peer; what the
+/// provider answered (an error page, an address) goes to the log.
+async fn verify(verifier: &Verifier, key: &str) -> Result<common::oidc::Claims, String> {
+    verifier.verify(key).await.map_err(|e| {
+        if e.is_token_fault() {
+            e.to_string()
+        } else {
+            tracing::warn!(error = %e, "cannot verify an OIDC token: identity provider error");
+            PROVIDER_UNAVAILABLE.to_owned()
+        }
+    })
 }

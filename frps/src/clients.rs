@@ -1,7 +1,9 @@
 //! What the dashboard knows about clients (frp `server/registry`): one record per
-//! `{user}.{clientID}` (run_id when the client sent no client_id). A client with an explicit
-//! client_id stays as offline history until `POST /api/v2/system/prune?type=offline_clients`
-//! (ours) clears it; one keyed by its run_id is forgotten when it goes offline, as in frp.
+//! `{user}.{clientID}` (run_id when the client sent no client_id). A client with a clientID is
+//! kept after it goes offline until `POST /api/v2/system/prune?type=offline_clients` (ours)
+//! clears it, or
+//! until it is the oldest of more than [`MAX_OFFLINE_CLIENTS`]; one without is forgotten when
+//! it goes offline (as frp: its key, a run_id, would never come back).
 
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
@@ -36,10 +38,13 @@ pub(crate) struct ClientRecord {
     /// Which control owns the record now (a newer session with the same run_id wins).
     #[serde(skip)]
     control_id: u64,
-    /// The client sent a client_id (frp `RawClientID`); otherwise the key is its run_id.
+    /// The clientID the client sent (empty: `client_id` is its run_id).
     #[serde(skip)]
-    explicit_id: bool,
+    raw_client_id: String,
 }
+
+/// Offline client records kept at most; the oldest go first.
+pub(crate) const MAX_OFFLINE_CLIENTS: usize = 10_000;
 
 /// The facts a login gives about a client.
 #[derive(Debug)]
@@ -54,15 +59,26 @@ pub(crate) struct Login<'a> {
     pub(crate) control_id: u64,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Inner {
     clients: BTreeMap<String, ClientRecord>,
     by_run_id: HashMap<String, String>,
+    max_offline: usize,
 }
 
 /// Client records, online and offline.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct ClientBook(Mutex<Inner>);
+
+impl Default for ClientBook {
+    fn default() -> Self {
+        ClientBook(Mutex::new(Inner {
+            clients: BTreeMap::new(),
+            by_run_id: HashMap::new(),
+            max_offline: MAX_OFFLINE_CLIENTS,
+        }))
+    }
+}
 
 use common::clock::unix_now;
 
@@ -91,12 +107,14 @@ impl ClientBook {
         let mut inner = self.lock();
         if let Some(prev) = inner.by_run_id.remove(l.run_id) {
             if prev != key {
-                let drop_prev = inner.clients.get(&prev).is_some_and(|r| !r.explicit_id);
+                let drop_prev = inner
+                    .clients
+                    .get(&prev)
+                    .is_some_and(|r| r.raw_client_id.is_empty());
                 if drop_prev {
                     inner.clients.remove(&prev);
                 } else if let Some(r) = inner.clients.get_mut(&prev) {
                     r.online = false;
-                    r.run_id.clear();
                     r.disconnected_at = now;
                 }
             }
@@ -111,6 +129,7 @@ impl ClientBook {
                 ..Default::default()
             });
         r.client_id = id.to_owned();
+        r.raw_client_id = l.client_id.to_owned();
         r.run_id = l.run_id.to_owned();
         r.hostname = l.hostname.to_owned();
         r.version = l.version.to_owned();
@@ -120,14 +139,14 @@ impl ClientBook {
         r.disconnected_at = 0;
         r.online = true;
         r.control_id = l.control_id;
-        r.explicit_id = !l.client_id.is_empty();
         inner.by_run_id.insert(l.run_id.to_owned(), key.clone());
         key
     }
 
     /// Marks the client offline, unless a newer control has taken the record over.
     pub(crate) fn offline(&self, run_id: &str, control_id: u64) {
-        let mut inner = self.lock();
+        let mut guard = self.lock();
+        let inner = &mut *guard;
         let Some(key) = inner.by_run_id.get(run_id).cloned() else {
             return;
         };
@@ -137,14 +156,26 @@ impl ClientBook {
         if r.control_id != control_id {
             return;
         }
-        if r.explicit_id {
-            r.online = false;
-            r.run_id.clear();
-            r.disconnected_at = unix_now();
-        } else {
-            inner.clients.remove(&key);
-        }
         inner.by_run_id.remove(run_id);
+        if r.raw_client_id.is_empty() {
+            inner.clients.remove(&key);
+            return;
+        }
+        r.online = false;
+        r.run_id.clear();
+        r.disconnected_at = unix_now();
+        let offline = inner.clients.values().filter(|r| !r.online).count();
+        for _ in inner.max_offline..offline {
+            let oldest = inner
+                .clients
+                .iter()
+                .filter(|(_, r)| !r.online)
+                .min_by_key(|(_, r)| r.disconnected_at)
+                .map(|(k, _)| k.clone());
+            if let Some(k) = oldest {
+                inner.clients.remove(&k);
+            }
+        }
     }
 
     /// All records, sorted by user, client id, key (as frp).
@@ -201,12 +232,32 @@ mod tests {
         b.online(login("", "", "r2", 5));
         b.offline("r2", 2);
         assert!(b.get("r2").unwrap().online);
-        // Without a client_id, the record goes with the client (frp keeps no history of it).
+        // Without a clientID, going offline forgets the client (as frp).
         b.offline("r3", 3);
         assert!(b.get("bob.r3").is_none());
-        b.offline("r9", 4);
-        assert_eq!(b.clear_offline(), (1, 2));
+        b.online(login("carol", "pc", "r4", 6));
+        b.offline("r4", 6);
+        assert_eq!(b.clear_offline(), (1, 3));
         let keys: Vec<String> = b.list().into_iter().map(|r| r.key).collect();
-        assert_eq!(keys, ["r2"]);
+        assert_eq!(keys, ["r2", "alice.laptop"]);
+    }
+
+    #[test]
+    fn offline_records_are_bounded() {
+        let b = ClientBook::default();
+        b.lock().max_offline = 2;
+        for i in 0..5u64 {
+            let (id, run) = (format!("c{i}"), format!("r{i}"));
+            b.online(login("u", &id, &run, i));
+            b.offline(&run, i);
+            b.lock()
+                .clients
+                .get_mut(&format!("u.c{i}"))
+                .unwrap()
+                .disconnected_at = i as i64;
+        }
+        b.online(login("u", "live", "r9", 9));
+        let keys: Vec<String> = b.list().into_iter().map(|r| r.key).collect();
+        assert_eq!(keys, ["u.c3", "u.c4", "u.live"]);
     }
 }

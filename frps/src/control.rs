@@ -5,17 +5,17 @@
 //! queue) and the control loop that owns all state. Cancelling the control's token ends all
 //! three and, through child tokens, every proxy and user connection under it.
 
+use crate::admission::Reject;
 use crate::metrics::Owner;
 use crate::pool::WorkConnPool;
 use crate::proxy::{self, ProxyCtx, ProxyError, ProxyHandle};
-use crate::service::Shared;
+use crate::service::{Origin, Shared};
 use common::io::{secure_control, BoxStream, LimitAt, Limiter, Side, WrapOpts};
 use common::msg::{
     v2, CloseProxy, Login, LoginResp, Message, NewProxy, NewProxyResp, Ping, Pong, Wire,
 };
 use common::FRP_VERSION;
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
@@ -25,6 +25,11 @@ use tracing::{debug, info, warn, Instrument};
 
 /// frp's control send queue depth.
 const SEND_QUEUE: usize = 100;
+/// How long the control waits for room in its send queue: a client that takes none of 100
+/// queued messages for this long is not reading, and its session is closed.
+const SEND_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a re-login waits for the session it replaces to let go of its proxies.
+const REPLACE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What the registry keeps of a control.
 #[derive(Debug, Clone)]
@@ -34,6 +39,8 @@ pub(crate) struct ControlHandle {
     pub(crate) run_id: String,
     pub(crate) user: String,
     pub(crate) client_id: String,
+    /// Where the control came from: its work connections must come from there too.
+    pub(crate) origin: Origin,
     token: CancellationToken,
     work_tx: crate::pool::PoolFeeder,
     /// Closed (sender dropped) once the control has released everything it held.
@@ -59,6 +66,33 @@ impl ControlHandle {
     }
 }
 
+#[cfg(test)]
+impl ControlHandle {
+    /// A handle with no session behind it (registry tests).
+    pub(crate) fn for_test(id: u64, run_id: &str, user: &str, client_id: &str) -> ControlHandle {
+        let (ctl_tx, _) = mpsc::channel(1);
+        let handed_out =
+            prometheus::IntCounterVec::new(prometheus::Opts::new("t", "t"), &["source"])
+                .expect("metric");
+        let (_, work_tx) = WorkConnPool::new(0, 0, Duration::ZERO, ctl_tx, handed_out, Wire::V1);
+        ControlHandle {
+            id,
+            run_id: run_id.into(),
+            user: user.into(),
+            client_id: client_id.into(),
+            origin: Origin {
+                conn_id: id,
+                peer: ([127, 0, 0, 1], 0).into(),
+                muxed: false,
+                admission: crate::admission::Gate::test_admission(),
+            },
+            token: CancellationToken::new(),
+            work_tx,
+            done: watch::channel(()).1,
+        }
+    }
+}
+
 fn random_run_id() -> String {
     hex::encode(rand::random::<[u8; 8]>())
 }
@@ -77,9 +111,10 @@ pub(crate) async fn serve(
     mut stream: BoxStream,
     login: Login,
     (wire, hello): (Wire, Option<v2::Negotiated>),
-    peer: SocketAddr,
+    origin: Origin,
     parent: CancellationToken,
 ) {
+    let peer = origin.peer;
     let refuse = |err: String| LoginResp {
         version: FRP_VERSION.into(),
         error: err,
@@ -90,7 +125,11 @@ pub(crate) async fn serve(
         (Wire::V2, None) => Err("missing v2 crypto negotiation".to_owned()),
         _ => check_login(&shared, &login).await,
     };
+    if checked.is_ok() {
+        origin.admission.admit();
+    }
     if let Err(e) = checked {
+        origin.admission.reject(Reject::Refused);
         warn!(user = %login.user, version = %login.version, error = %e, "login refused");
         shared.metrics.refused("login", "auth");
         let msg = if shared.cfg.detailed_errors_to_client {
@@ -106,25 +145,6 @@ pub(crate) async fn serve(
     } else {
         login.run_id.clone()
     };
-    if !login.client_id.is_empty()
-        && shared
-            .registry
-            .client_id_online(&login.user, &login.client_id, &run_id)
-    {
-        let e = format!(
-            "client_id [{}] for user [{}] is already online",
-            login.client_id, login.user
-        );
-        warn!(error = %e, "login refused");
-        let _ = wire.write(&mut stream, &refuse(e).into()).await;
-        return;
-    }
-    // A re-login with a known run_id replaces the old session once it has let go of its proxies.
-    if let Some(old) = shared.registry.control(&run_id) {
-        info!(%run_id, "replacing previous session of this client");
-        old.close_and_wait().await;
-    }
-
     let pool_count = login
         .pool_count
         .clamp(0, shared.cfg.transport.max_pool_count.max(0)) as usize;
@@ -144,12 +164,30 @@ pub(crate) async fn serve(
         run_id: run_id.clone(),
         user: login.user.clone(),
         client_id: login.client_id.clone(),
+        origin,
         token: token.clone(),
         work_tx,
         done: done_rx,
     };
-    if let Some(prev) = shared.registry.add_control(handle.clone()) {
-        prev.close_and_wait().await;
+    match shared.registry.add_control(handle.clone()) {
+        Ok(None) => {}
+        // A re-login with a known run_id replaces the old session once it has let go of its
+        // proxies (before LoginResp, so the new one cannot ask for them yet).
+        Ok(Some(prev)) => {
+            info!(%run_id, "replacing previous session of this client");
+            if tokio::time::timeout(REPLACE_TIMEOUT, prev.close_and_wait())
+                .await
+                .is_err()
+            {
+                warn!(%run_id, "previous session did not close in {REPLACE_TIMEOUT:?}, going on");
+            }
+        }
+        Err(e) => {
+            handle.origin.admission.reject(Reject::Refused);
+            warn!(error = %e, "login refused");
+            let _ = wire.write(&mut stream, &refuse(e.to_string()).into()).await;
+            return;
+        }
     }
 
     let ok = LoginResp {
@@ -235,8 +273,10 @@ async fn reader<R: tokio::io::AsyncRead + Unpin>(
         };
         match r {
             Ok(m) => {
-                if tx.send(m).await.is_err() {
-                    return;
+                // The control loop's own waits are bounded, so this one is too.
+                tokio::select! {
+                    _ = token.cancelled() => return,
+                    r = tx.send(m) => if r.is_err() { return },
                 }
             }
             Err(e) if e.is_closed() => {
@@ -262,7 +302,12 @@ async fn writer<W: tokio::io::AsyncWrite + Unpin>(
             _ = token.cancelled() => return,
             m = rx.recv() => match m { Some(m) => m, None => return },
         };
-        if let Err(e) = wire.write(&mut wr, &m).await {
+        // A client that does not read blocks this write; cancelling the session still wins.
+        let r = tokio::select! {
+            _ = token.cancelled() => return,
+            r = wire.write(&mut wr, &m) => r,
+        };
+        if let Err(e) = r {
             debug!(error = %e, "control write failed");
             token.cancel();
             return;
@@ -309,8 +354,18 @@ impl Control {
         }
     }
 
+    /// Queues a message for the client. The wait for room is bounded and cancellation wins,
+    /// so a client that stops reading cannot stall this loop (heartbeat checks, closing).
     async fn send(&self, m: impl Into<Message>) {
-        let _ = self.ctl_tx.send(m.into()).await;
+        tokio::select! {
+            _ = self.token.cancelled() => {}
+            r = tokio::time::timeout(SEND_TIMEOUT, self.ctl_tx.send(m.into())) => {
+                if r.is_err() {
+                    warn!("client has not read its control channel for {SEND_TIMEOUT:?}, closing session");
+                    self.token.cancel();
+                }
+            }
+        }
     }
 
     async fn handle(&mut self, m: Message) {
@@ -404,20 +459,18 @@ impl Control {
             token: self.token.child_token(),
             shared: self.shared.clone(),
         };
-        let mut name_guard = name_guard;
-        let traffic = self.shared.metrics.proxy_opened(
-            &np,
-            Owner {
-                user: &self.user,
-                client_id: &self.client_id,
-            },
-        );
-        name_guard.opened(self.shared.metrics.clone(), &np.proxy_type);
-        let started = proxy::start(&np, ctx, name_guard, traffic).await?;
-        self.shared
-            .metrics
-            .proxy_started(&np.proxy_name, &started.1);
-        Ok(started)
+        // Only a proxy that started is recorded (dashboard, series): a refused one leaves
+        // nothing, and cannot overwrite the record another client left under its name.
+        let metrics = &self.shared.metrics;
+        let traffic = metrics.traffic_for(&np.proxy_name, &np.proxy_type);
+        let (mut handle, remote_addr) = proxy::start(&np, ctx, name_guard, traffic.clone()).await?;
+        let owner = Owner {
+            user: &self.user,
+            client_id: &self.client_id,
+        };
+        metrics.proxy_started(&np, owner, &traffic, &remote_addr);
+        handle.record_close(metrics.clone());
+        Ok((handle, remote_addr))
     }
 }
 

@@ -1,6 +1,7 @@
 //! frps: the public side of the tunnel, wire-compatible with frp 0.70's frps.
 //!
 //! # Layout
+//! - [`admission`]: what a connection may cost before it logs in ([`admission::Limits`]).
 //! - [`service`]: [`Server`] binds `bindPort`, sniffs TLS, runs yamux, and routes each logical
 //!   connection by its first message (Login, NewWorkConn, NewVisitorConn).
 //! - `control`: one task per logged-in frpc: control messages, heartbeat, its proxies.
@@ -12,6 +13,7 @@
 //! - `ports`: `allowPorts`, port allocation.
 //! - [`cli`]: the command line (the binary's `main` only calls it).
 
+pub mod admission;
 mod auth;
 pub mod cli;
 mod clients;
@@ -25,4 +27,5 @@ mod proxy;
 mod registry;
 mod service;
 
+pub use admission::Limits;
 pub use service::{Server, ServerError, ServerStats};

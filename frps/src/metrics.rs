@@ -12,7 +12,7 @@ use prometheus::{
 };
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 /// Live counters of one proxy, shared by its connections.
 #[derive(Debug)]
@@ -22,10 +22,17 @@ pub(crate) struct Traffic {
     /// frpc -> frps -> user.
     pub(crate) bytes_out: AtomicU64,
     pub(crate) conns: AtomicI64,
-    prom_in: IntCounter,
-    prom_out: IntCounter,
-    prom_conns: IntGauge,
+    /// The proxy's Prometheus series, attached once it has started (a refused proxy has none).
+    prom: OnceLock<PromTraffic>,
     totals: Arc<Totals>,
+}
+
+/// A proxy's series: `traffic_in`, `traffic_out`, `connection_counts`.
+#[derive(Debug)]
+struct PromTraffic {
+    bytes_in: IntCounter,
+    bytes_out: IntCounter,
+    conns: IntGauge,
 }
 
 #[derive(Debug, Default)]
@@ -39,12 +46,16 @@ impl Count for Traffic {
     fn read(&self, n: u64) {
         self.bytes_in.fetch_add(n, Relaxed);
         self.totals.bytes_in.fetch_add(n, Relaxed);
-        self.prom_in.inc_by(n);
+        if let Some(p) = self.prom.get() {
+            p.bytes_in.inc_by(n);
+        }
     }
     fn written(&self, n: u64) {
         self.bytes_out.fetch_add(n, Relaxed);
         self.totals.bytes_out.fetch_add(n, Relaxed);
-        self.prom_out.inc_by(n);
+        if let Some(p) = self.prom.get() {
+            p.bytes_out.inc_by(n);
+        }
     }
 }
 
@@ -53,7 +64,9 @@ impl Traffic {
     pub(crate) fn conn_opened(self: &Arc<Self>) -> ConnGuard {
         self.conns.fetch_add(1, Relaxed);
         self.totals.conns.fetch_add(1, Relaxed);
-        self.prom_conns.inc();
+        if let Some(p) = self.prom.get() {
+            p.conns.inc();
+        }
         ConnGuard(self.clone())
     }
 }
@@ -66,7 +79,9 @@ impl Drop for ConnGuard {
     fn drop(&mut self) {
         self.0.conns.fetch_sub(1, Relaxed);
         self.0.totals.conns.fetch_sub(1, Relaxed);
-        self.0.prom_conns.dec();
+        if let Some(p) = self.0.prom.get() {
+            p.conns.dec();
+        }
     }
 }
 
@@ -191,15 +206,23 @@ pub(crate) struct Metrics {
     pub(crate) pooled_work_conns: IntGauge,
     /// frp_rs: refused logins, proxies and work connections, by reason.
     pub(crate) refusals: IntCounterVec,
+    /// frp_rs: connections closed before they logged in, by reason (`admission::Reject`).
+    pub(crate) rejected_connections: IntCounterVec,
     totals: Arc<Totals>,
     /// Totals at the start of the current day: (day, in, out); frp reports today's traffic.
     totals_day: Mutex<(i64, u64, u64)>,
     /// Registered proxies by type; a type once seen stays, at 0 (frp's `ProxyTypeCounts`).
     type_counts: Mutex<BTreeMap<String, i64>>,
     proxies: Mutex<BTreeMap<String, ProxyRecord>>,
+    /// Offline proxy records kept at most ([`MAX_OFFLINE_PROXIES`]; smaller in tests).
+    max_offline_proxies: usize,
     /// Client records for the dashboard.
     pub(crate) clients: crate::clients::ClientBook,
 }
+
+/// Offline proxy records kept for the dashboard at most; the oldest go first. frp keeps them
+/// all until cleared; a client registering and closing new names would grow them without end.
+pub(crate) const MAX_OFFLINE_PROXIES: usize = 10_000;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -272,6 +295,14 @@ impl Metrics {
         registry.register(Box::new(work_conns_handed_out.clone()))?;
         registry.register(Box::new(pooled_work_conns.clone()))?;
         registry.register(Box::new(refusals.clone()))?;
+        let rejected_connections = IntCounterVec::new(
+            Opts::new(
+                "frp_rs_server_rejected_connections_total",
+                "Connections closed before they logged in: probes, garbage, timeouts, TLS failures, refused first messages",
+            ),
+            &["reason"],
+        )?;
+        registry.register(Box::new(rejected_connections.clone()))?;
         registry.register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
         ))?;
@@ -288,10 +319,12 @@ impl Metrics {
             pooled_work_conns,
             spliced,
             refusals,
+            rejected_connections,
             totals: Arc::new(Totals::default()),
             totals_day: Mutex::new((today(), 0, 0)),
             type_counts: Mutex::new(BTreeMap::new()),
             proxies: Mutex::new(BTreeMap::new()),
+            max_offline_proxies: MAX_OFFLINE_PROXIES,
             clients: Default::default(),
         })
     }
@@ -311,70 +344,79 @@ impl Metrics {
         self.refusals.with_label_values(&[what, reason]).inc();
     }
 
-    /// A proxy registered: its counters (continuing any it had before under this name).
-    pub(crate) fn proxy_opened(&self, np: &NewProxy, owner: Owner<'_>) -> Arc<Traffic> {
-        let (name, kind) = (np.proxy_name.as_str(), np.proxy_type.as_str());
-        self.proxy_counts.with_label_values(&[kind]).inc();
-        *lock(&self.type_counts).entry(kind.to_owned()).or_default() += 1;
-        self.proxy_counts_detailed
-            .with_label_values(&[kind, name])
-            .set(1);
-        let mut proxies = lock(&self.proxies);
-        let traffic = match proxies.get(name) {
+    /// The counters a proxy about to start will use: those its name had before with the same
+    /// type (frp continues them), else fresh ones. Nothing is recorded until it has started.
+    pub(crate) fn traffic_for(&self, name: &str, kind: &str) -> Arc<Traffic> {
+        match lock(&self.proxies).get(name) {
             Some(r) if r.kind == kind => r.traffic.clone(),
             _ => Arc::new(Traffic {
                 bytes_in: AtomicU64::new(0),
                 bytes_out: AtomicU64::new(0),
                 conns: AtomicI64::new(0),
-                prom_in: self.traffic_in.with_label_values(&[name, kind]),
-                prom_out: self.traffic_out.with_label_values(&[name, kind]),
-                prom_conns: self.connection_counts.with_label_values(&[name, kind]),
+                prom: OnceLock::new(),
                 totals: self.totals.clone(),
             }),
-        };
-        // The start time is set once the proxy is listening (`proxy_started`): one frps
-        // refused never started.
-        let (last_start, last_close, day_marks) = proxies
-            .get(name)
-            .filter(|r| r.kind == kind)
-            .map(|r| (r.last_start, r.last_close, r.day_marks.clone()))
-            .unwrap_or_default();
-        proxies.insert(
-            name.to_owned(),
-            ProxyRecord {
-                kind: kind.to_owned(),
-                conf: ProxyConf::from_msg(np),
-                user: owner.user.to_owned(),
-                client_id: owner.client_id.to_owned(),
-                online: true,
-                last_start,
-                last_close,
-                traffic: traffic.clone(),
-                day_marks,
-            },
-        );
-        if let Some(r) = proxies.get_mut(name) {
-            r.mark_day(today());
         }
-        traffic
     }
 
-    /// Records that the proxy started, and where it listens (frps may have picked the port).
-    pub(crate) fn proxy_started(&self, name: &str, remote_addr: &str) {
+    /// A proxy started: its dashboard record (replacing any under its name) and its series.
+    /// `remote_addr` is where it listens (frps may have picked the port).
+    pub(crate) fn proxy_started(
+        &self,
+        np: &NewProxy,
+        owner: Owner<'_>,
+        traffic: &Arc<Traffic>,
+        remote_addr: &str,
+    ) {
+        let (name, kind) = (np.proxy_name.as_str(), np.proxy_type.as_str());
+        self.proxy_counts.with_label_values(&[kind]).inc();
+        self.proxy_counts_detailed
+            .with_label_values(&[kind, name])
+            .set(1);
+        let _ = traffic.prom.get_or_init(|| PromTraffic {
+            bytes_in: self.traffic_in.with_label_values(&[name, kind]),
+            bytes_out: self.traffic_out.with_label_values(&[name, kind]),
+            conns: self.connection_counts.with_label_values(&[name, kind]),
+        });
+        *lock(&self.type_counts).entry(kind.to_owned()).or_default() += 1;
+        let mut conf = ProxyConf::from_msg(np);
         let port = remote_addr
             .rsplit(':')
             .next()
             .and_then(|p| p.parse::<u16>().ok());
-        let mut proxies = lock(&self.proxies);
-        let Some(r) = proxies.get_mut(name) else {
-            return;
-        };
-        r.last_start = unix_now();
-        if let (Some(port), Some(_)) = (port, r.conf.remote_port) {
-            r.conf.remote_port = Some(i64::from(port));
+        if let (Some(port), Some(_)) = (port, conf.remote_port) {
+            conf.remote_port = Some(i64::from(port));
         }
+        let mut proxies = lock(&self.proxies);
+        let (last_close, day_marks) = proxies
+            .get(name)
+            .filter(|r| Arc::ptr_eq(&r.traffic, traffic))
+            .map(|r| (r.last_close, r.day_marks.clone()))
+            .unwrap_or_default();
+        if let Some(old) = proxies
+            .get(name)
+            .filter(|r| !Arc::ptr_eq(&r.traffic, traffic))
+        {
+            // Another type under this name before: its series go with its record.
+            self.remove_series(name, &old.kind);
+        }
+        let mut r = ProxyRecord {
+            kind: kind.to_owned(),
+            conf,
+            user: owner.user.to_owned(),
+            client_id: owner.client_id.to_owned(),
+            online: true,
+            last_start: unix_now(),
+            last_close,
+            traffic: traffic.clone(),
+            day_marks,
+        };
+        r.mark_day(today());
+        proxies.insert(name.to_owned(), r);
     }
 
+    /// A started proxy closed: its record stays (offline) for the dashboard, the oldest
+    /// offline ones beyond [`MAX_OFFLINE_PROXIES`] go.
     pub(crate) fn proxy_closed(&self, name: &str, kind: &str) {
         self.proxy_counts.with_label_values(&[kind]).dec();
         if let Some(n) = lock(&self.type_counts).get_mut(kind) {
@@ -383,10 +425,30 @@ impl Metrics {
         let _ = self
             .proxy_counts_detailed
             .remove_label_values(&[kind, name]);
-        if let Some(r) = lock(&self.proxies).get_mut(name) {
+        let mut proxies = lock(&self.proxies);
+        if let Some(r) = proxies.get_mut(name) {
             r.online = false;
             r.last_close = unix_now();
         }
+        let offline = proxies.values().filter(|r| !r.online).count();
+        for _ in self.max_offline_proxies..offline {
+            let oldest = proxies
+                .iter()
+                .filter(|(_, r)| !r.online)
+                .min_by_key(|(_, r)| r.last_close)
+                .map(|(n, r)| (n.clone(), r.kind.clone()));
+            if let Some((n, k)) = oldest {
+                proxies.remove(&n);
+                self.remove_series(&n, &k);
+            }
+        }
+    }
+
+    /// Drops the traffic series of a proxy whose record is gone.
+    fn remove_series(&self, name: &str, kind: &str) {
+        let _ = self.traffic_in.remove_label_values(&[name, kind]);
+        let _ = self.traffic_out.remove_label_values(&[name, kind]);
+        let _ = self.connection_counts.remove_label_values(&[name, kind]);
     }
 
     pub(crate) fn proxy(&self, name: &str) -> Option<ProxyRecord> {
@@ -422,7 +484,12 @@ impl Metrics {
     pub(crate) fn clear_offline(&self) -> (usize, usize) {
         let mut p = lock(&self.proxies);
         let total = p.len();
-        p.retain(|_, r| r.online);
+        p.retain(|name, r| {
+            if !r.online {
+                self.remove_series(name, &r.kind);
+            }
+            r.online
+        });
         (total - p.len(), total)
     }
 
@@ -484,7 +551,8 @@ mod tests {
             user: "",
             client_id: "",
         };
-        let t = m.proxy_opened(&np, owner);
+        let t = m.traffic_for("p", "tcp");
+        m.proxy_started(&np, owner, &t, ":1");
         let today = super::today();
         {
             let mut proxies = lock(&m.proxies);
@@ -502,5 +570,38 @@ mod tests {
         let (tin, tout) = m.proxy("p").unwrap().daily(today);
         assert_eq!(tin, [7, 30, 100, 0, 0, 0, 0]);
         assert_eq!(tout, [0, 5, 0, 0, 0, 0, 0]);
+    }
+
+    /// Offline records are bounded: the oldest go, with their series; online ones never.
+    #[test]
+    fn offline_proxy_records_are_bounded() {
+        let mut m = Metrics::new().unwrap();
+        m.max_offline_proxies = 3;
+        let owner = Owner {
+            user: "",
+            client_id: "",
+        };
+        for i in 0..6 {
+            let np = NewProxy {
+                proxy_name: format!("p{i}"),
+                proxy_type: "tcp".into(),
+                ..Default::default()
+            };
+            let t = m.traffic_for(&np.proxy_name, "tcp");
+            m.proxy_started(&np, owner, &t, ":1");
+            if i > 0 {
+                m.proxy_closed(&np.proxy_name, "tcp");
+                // Make closing order visible to the eviction (same-second closes tie).
+                lock(&m.proxies).get_mut(&np.proxy_name).unwrap().last_close = i;
+            }
+        }
+        let names: Vec<String> = m.proxies().into_iter().map(|(n, _)| n).collect();
+        assert_eq!(names, ["p0", "p3", "p4", "p5"]);
+        let text = m.render();
+        assert!(
+            !text.contains("\"p1\"") && !text.contains("\"p2\""),
+            "{text}"
+        );
+        assert!(text.contains("\"p5\""), "{text}");
     }
 }

@@ -115,13 +115,25 @@ impl WorkConnPool {
         )
     }
 
+    /// Queues a ReqWorkConn for frpc, waiting for room at most the user connection timeout
+    /// (a client that does not read its control channel must not hold anyone forever).
+    async fn request(&self) -> Result<(), PoolError> {
+        match tokio::time::timeout(self.timeout, self.ctl_tx.send(ReqWorkConn {}.into())).await {
+            Ok(Ok(())) => {
+                self.supply.requested.fetch_add(1, Ordering::AcqRel);
+                Ok(())
+            }
+            Ok(Err(_)) => Err(PoolError::Closed),
+            Err(_) => Err(PoolError::Timeout),
+        }
+    }
+
     /// Asks for the first `poolCount` connections (frp does this right after login).
     pub(crate) async fn prime(&self) {
         for _ in 0..self.pool_count {
-            if self.ctl_tx.send(ReqWorkConn {}.into()).await.is_err() {
+            if self.request().await.is_err() {
                 return;
             }
-            self.supply.requested.fetch_add(1, Ordering::AcqRel);
         }
     }
 
@@ -152,11 +164,7 @@ impl WorkConnPool {
                     .fetch_update(Ordering::AcqRel, Ordering::Acquire, |t| {
                         (t < s.cap).then_some(t + 1)
                     });
-                self.ctl_tx
-                    .send(ReqWorkConn {}.into())
-                    .await
-                    .map_err(|_| PoolError::Closed)?;
-                s.requested.fetch_add(1, Ordering::AcqRel);
+                self.request().await?;
                 match tokio::time::timeout(self.timeout, self.rx.recv()).await {
                     Ok(Ok(c)) => {
                         self.handed_out.with_label_values(&["requested"]).inc();

@@ -48,7 +48,7 @@ pub(crate) trait Bindable: Sized {
 impl Bindable for TcpListener {
     const NET: Net = Net::Tcp;
     async fn bind_to(addr: SocketAddr) -> std::io::Result<Self> {
-        TcpListener::bind(addr).await
+        common::transport::listen_tcp(addr).await
     }
     fn port(&self) -> std::io::Result<u16> {
         Ok(self.local_addr()?.port())

@@ -8,6 +8,14 @@ use crate::ports::Net;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+/// A login's clientID is online under another run_id (frp's text).
+#[derive(Debug, thiserror::Error)]
+#[error("client_id [{client_id}] for user [{user}] is already online")]
+pub(crate) struct ClientIdInUse {
+    user: String,
+    client_id: String,
+}
+
 /// Shared registries of one frps.
 #[derive(Debug, Default)]
 pub(crate) struct Registry {
@@ -21,9 +29,25 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Registry {
-    /// Registers a control; returns the one it replaces (same run_id), if any.
-    pub(crate) fn add_control(&self, h: ControlHandle) -> Option<ControlHandle> {
-        lock(&self.controls).insert(h.run_id.clone(), h)
+    /// Registers a control; returns the one it replaces (same run_id), if any. Refused when
+    /// its clientID is online for its user under another run_id: checked and registered under
+    /// one lock, so two logins of one clientID cannot both pass (frp `RegisterWithControlID`).
+    pub(crate) fn add_control(
+        &self,
+        h: ControlHandle,
+    ) -> Result<Option<ControlHandle>, ClientIdInUse> {
+        let mut controls = lock(&self.controls);
+        if !h.client_id.is_empty()
+            && controls
+                .values()
+                .any(|o| o.user == h.user && o.client_id == h.client_id && o.run_id != h.run_id)
+        {
+            return Err(ClientIdInUse {
+                user: h.user,
+                client_id: h.client_id,
+            });
+        }
+        Ok(controls.insert(h.run_id.clone(), h))
     }
 
     /// Removes a control only if it is still the registered one for its run_id.
@@ -36,13 +60,6 @@ impl Registry {
 
     pub(crate) fn control(&self, run_id: &str) -> Option<ControlHandle> {
         lock(&self.controls).get(run_id).cloned()
-    }
-
-    /// An online client with this user and client_id under another run_id.
-    pub(crate) fn client_id_online(&self, user: &str, client_id: &str, run_id: &str) -> bool {
-        lock(&self.controls)
-            .values()
-            .any(|h| h.user == user && h.client_id == client_id && h.run_id != run_id)
     }
 
     /// Idle work connections in all pools.
@@ -116,5 +133,32 @@ pub(crate) struct PortGuard {
 impl Drop for PortGuard {
     fn drop(&mut self) {
         lock(&self.reg.ports).remove(&(self.net, self.port));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The clientID check and the registration are one step: of two sessions of one clientID
+    /// under different run_ids, only the first is registered, whatever happens in between.
+    #[test]
+    fn client_id_conflict_is_checked_when_registering() {
+        let reg = Registry::default();
+        let a = ControlHandle::for_test(1, "run-a", "alice", "laptop");
+        let b = ControlHandle::for_test(2, "run-b", "alice", "laptop");
+        assert!(matches!(reg.add_control(a), Ok(None)));
+        assert!(reg.add_control(b).is_err(), "laptop is online under run-a");
+        assert_eq!(reg.control_count(), 1);
+        // The same run_id replaces its session; another user or no clientID never conflicts.
+        let a2 = ControlHandle::for_test(3, "run-a", "alice", "laptop");
+        assert!(matches!(reg.add_control(a2), Ok(Some(prev)) if prev.id == 1));
+        let c = ControlHandle::for_test(4, "run-c", "bob", "laptop");
+        let d = ControlHandle::for_test(5, "run-d", "alice", "");
+        let e = ControlHandle::for_test(6, "run-e", "alice", "");
+        for h in [c, d, e] {
+            assert!(matches!(reg.add_control(h), Ok(None)));
+        }
+        assert_eq!(reg.control_count(), 4);
     }
 }

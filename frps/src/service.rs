@@ -4,6 +4,9 @@
 //! anything else plain unless `transport.tls.force`), then run a yamux server session when
 //! `transport.tcpMux` is on, and route every logical connection by its first message.
 
+use crate::admission::{
+    closing, summarise_rejections, tls_reject, Admission, Gate, Limits, Reject,
+};
 use crate::control::{self, ControlHandle};
 use crate::registry::Registry;
 use common::config::ServerConfig;
@@ -17,12 +20,11 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn, Instrument};
 
-/// frp's deadline for a new connection to show what it is (TLS sniff, first message).
-pub(crate) const FIRST_MSG_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long `run` waits for connection tasks after shutdown before giving up on them.
 const GRACE: Duration = Duration::from_secs(5);
 
@@ -52,6 +54,8 @@ pub(crate) struct Shared {
     pub(crate) groups: crate::group::Groups,
     pub(crate) auth: crate::auth::Auth,
     pub(crate) tracker: TaskTracker,
+    /// What connections that have not logged in may cost.
+    pub(crate) gate: Arc<Gate>,
     /// Control-channel and work-connection key, from `auth.token`.
     pub(crate) key: Key,
     tls: tokio_rustls::TlsAcceptor,
@@ -74,6 +78,31 @@ impl Shared {
     }
 }
 
+/// Where a logical connection came from.
+#[derive(Debug, Clone)]
+pub(crate) struct Origin {
+    /// The TCP connection it arrived on (with tcpMux: one yamux session).
+    pub(crate) conn_id: u64,
+    pub(crate) peer: SocketAddr,
+    /// It is a yamux stream (tcpMux on).
+    pub(crate) muxed: bool,
+    /// Its TCP connection's standing until a Login succeeds on it.
+    pub(crate) admission: Arc<Admission>,
+}
+
+impl Origin {
+    /// Whether a work connection from `work` may join the control that came from `self`.
+    /// frp accepts any connection that names the run_id, so anyone who learned it received
+    /// that client's users. Go frpc opens its work connections on its control's yamux session
+    /// (tcpMux), or from the same host (without): that much is required here.
+    pub(crate) fn may_attach(&self, work: &Origin) -> bool {
+        if work.muxed || self.muxed {
+            return work.muxed && self.muxed && work.conn_id == self.conn_id;
+        }
+        work.peer.ip().to_canonical() == self.peer.ip().to_canonical()
+    }
+}
+
 /// A bound frps, ready to [`run`](Server::run).
 #[derive(Debug)]
 pub struct Server {
@@ -86,8 +115,13 @@ pub struct Server {
 impl Server {
     /// Binds `bindAddr:bindPort` and prepares TLS (a self-signed certificate unless configured).
     pub async fn bind(cfg: ServerConfig) -> Result<Server, ServerError> {
+        Server::bind_with(cfg, Limits::default()).await
+    }
+
+    /// [`bind`](Server::bind) with other [`Limits`] on connections that have not logged in.
+    pub async fn bind_with(cfg: ServerConfig, limits: Limits) -> Result<Server, ServerError> {
         let addr = format!("{}:{}", cfg.bind_addr, cfg.bind_port);
-        let listener = TcpListener::bind(&addr)
+        let listener = transport::listen_tcp(&addr)
             .await
             .map_err(|error| ServerError::Bind { addr, error })?;
         let t = &cfg.transport.tls;
@@ -105,16 +139,19 @@ impl Server {
                 warn!("{w}");
             }
         }
+        let metrics = Arc::new(
+            crate::metrics::Metrics::new().map_err(|e| ServerError::Metrics(e.to_string()))?,
+        );
+        let gate = Arc::new(Gate::new(limits, metrics.rejected_connections.clone()));
         let shared = Arc::new(Shared {
             key: derive_key(cfg.auth.token.as_bytes()),
             cfg,
             registry: Arc::new(Registry::default()),
-            metrics: Arc::new(
-                crate::metrics::Metrics::new().map_err(|e| ServerError::Metrics(e.to_string()))?,
-            ),
+            metrics,
             groups: crate::group::Groups::default(),
             auth,
             tracker: TaskTracker::new(),
+            gate,
             tls,
             next_id: AtomicU64::new(1),
             mismatch_log: common::log::Throttle::new(Duration::from_secs(10)),
@@ -170,13 +207,26 @@ impl Server {
                 shutdown.child_token(),
             ));
         }
+        shared
+            .tracker
+            .spawn(summarise_rejections(shared.gate.clone(), shutdown.clone()));
         loop {
+            // Connections that have not logged in are bounded: at the limit, frps stops
+            // accepting and the kernel's backlog holds the rest.
+            let permit = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                p = shared.gate.permit() => match p {
+                    Some(p) => p,
+                    None => break,
+                },
+            };
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 r = self.listener.accept() => match r {
                     Ok((tcp, peer)) => {
                         let span = tracing::info_span!("conn", %peer);
-                        shared.tracker.spawn(handle_conn(shared.clone(), tcp, peer, shutdown.child_token()).instrument(span));
+                        let admission = shared.gate.admission(permit);
+                        shared.tracker.spawn(handle_conn(shared.clone(), tcp, peer, admission, shutdown.child_token()).instrument(span));
                     }
                     Err(e) => {
                         warn!(error = %e, "accept failed");
@@ -204,6 +254,17 @@ pub struct ServerStats(Arc<Shared>);
 impl ServerStats {
     pub fn client_count(&self) -> usize {
         self.0.registry.control_count()
+    }
+
+    /// TCP connections accepted that have not logged in (yet).
+    pub fn unauthenticated_connections(&self) -> usize {
+        self.0.gate.unauthenticated()
+    }
+
+    /// Logical connections (yamux streams, or connections without tcpMux) waiting for their
+    /// first message.
+    pub fn awaiting_first_message(&self) -> usize {
+        self.0.gate.awaiting_first()
     }
 
     /// Idle work connections in every client's pool.
@@ -256,39 +317,65 @@ async fn handle_conn(
     shared: Arc<Shared>,
     tcp: TcpStream,
     peer: SocketAddr,
+    admission: Arc<Admission>,
     token: CancellationToken,
 ) {
     let _ = tcp.set_nodelay(true);
     transport::set_keepalive(&tcp, shared.cfg.transport.tcp_keepalive);
-    let stream = match tokio::time::timeout(FIRST_MSG_TIMEOUT, accept_tls(&shared, tcp)).await {
+    // One deadline for everything before login: TLS, yamux, the first message (frp gives each
+    // step its own 10 s, and none to a yamux session that never logs in).
+    let timeout = shared.gate.limits.first_msg_timeout;
+    let deadline = Instant::now() + timeout;
+    let stream = match tokio::time::timeout_at(deadline, accept_tls(&shared, tcp)).await {
         Ok(Ok(s)) => s,
-        Ok(Err(e)) if e.kind() == std::io::ErrorKind::PermissionDenied => {
-            // Refused by the operator's policy (`transport.tls.force`).
-            info!(error = %e, "closing connection: transport setup failed");
-            return;
-        }
         Ok(Err(e)) => {
-            // A port probe (closed before sending anything) or a failed TLS handshake: the
-            // peer's business, not an event for the operator.
-            debug!(error = %e, "closing connection: transport setup failed");
+            closing(
+                &admission,
+                tls_reject(&e),
+                format_args!("transport setup failed: {e}"),
+            );
             return;
         }
         Err(_) => {
-            info!("closing connection: no TLS or frp data within {FIRST_MSG_TIMEOUT:?}");
+            closing(
+                &admission,
+                Reject::Timeout,
+                format_args!("no TLS or frp data within {timeout:?}"),
+            );
             return;
         }
     };
-    if !shared.cfg.transport.tcp_mux {
-        handle_logical(shared, stream, peer, token).await;
+    let origin = Origin {
+        conn_id: shared.next_id(),
+        peer,
+        muxed: shared.cfg.transport.tcp_mux,
+        admission,
+    };
+    if !origin.muxed {
+        handle_logical(shared, stream, origin, deadline, token).await;
         return;
     }
     let (mut incoming, mut driver) = mux::server(
         stream,
-        mux::config(shared.cfg.transport.tcp_mux_keepalive_interval),
+        shared
+            .gate
+            .mux_config(shared.cfg.transport.tcp_mux_keepalive_interval),
     );
+    origin.admission.set_session(incoming.limits());
+    let login_by = tokio::time::sleep_until(deadline);
+    tokio::pin!(login_by);
+    let mut awaiting_login = true;
     loop {
         tokio::select! {
             _ = token.cancelled() => break,
+            _ = &mut login_by, if awaiting_login => {
+                if origin.admission.is_admitted() {
+                    awaiting_login = false;
+                    continue;
+                }
+                closing(&origin.admission, Reject::Timeout, format_args!("no login within {timeout:?}"));
+                break;
+            }
             r = &mut driver => {
                 match r {
                     Ok(()) => debug!("yamux session closed"),
@@ -300,7 +387,12 @@ async fn handle_conn(
                         if let Some(why) = transport::cause_of::<mux::NotYamux>(&e).and_then(|n| n.hint()) {
                             warn_mismatch(&shared, why);
                         }
-                        info!(error = %e, "closing connection: yamux session error")
+                        let reason = if e.kind() == std::io::ErrorKind::InvalidData {
+                            Reject::Garbage
+                        } else {
+                            Reject::Closed
+                        };
+                        closing(&origin.admission, reason, format_args!("yamux session error: {e}"));
                     }
                 }
                 break;
@@ -308,7 +400,7 @@ async fn handle_conn(
             s = incoming.accept() => match s {
                 Some(stream) => {
                     shared.tracker.spawn(
-                        handle_logical(shared.clone(), Box::new(stream), peer, token.clone()).in_current_span(),
+                        handle_logical(shared.clone(), Box::new(stream), origin.clone(), Instant::now() + timeout, token.clone()).in_current_span(),
                     );
                 }
                 None => break,
@@ -373,12 +465,15 @@ async fn first_message(
 async fn handle_logical(
     shared: Arc<Shared>,
     mut stream: BoxStream,
-    peer: SocketAddr,
+    origin: Origin,
+    deadline: Instant,
     token: CancellationToken,
 ) {
-    let first = match tokio::time::timeout(FIRST_MSG_TIMEOUT, first_message(&mut stream)).await {
+    let awaiting = shared.gate.awaiting();
+    let first = match tokio::time::timeout_at(deadline, first_message(&mut stream)).await {
         Ok(Ok(m)) => m,
         Ok(Err(e)) if e.is_closed() => {
+            origin.admission.reject(Reject::Closed);
             debug!(error = %e, "connection closed before its first message");
             return;
         }
@@ -387,37 +482,74 @@ async fn handle_logical(
             return;
         }
         Ok(Err(e)) => {
-            info!(error = %e, "closing connection: bad first message");
+            closing(
+                &origin.admission,
+                Reject::Garbage,
+                format_args!("bad first message: {e}"),
+            );
             return;
         }
         Err(_) => {
-            info!("closing connection: no first message within {FIRST_MSG_TIMEOUT:?}");
+            let t = shared.gate.limits.first_msg_timeout;
+            closing(
+                &origin.admission,
+                Reject::Timeout,
+                format_args!("no first message within {t:?}"),
+            );
             return;
         }
     };
+    drop(awaiting);
     let (wire, hello, first) = first;
     match first {
         Message::Login(login) => {
-            control::serve(shared, stream, login, (wire, hello), peer, token).await
+            // Boxed: a stream waiting for its first message stays a small task.
+            Box::pin(control::serve(
+                shared,
+                stream,
+                login,
+                (wire, hello),
+                origin,
+                token,
+            ))
+            .await
         }
-        Message::NewWorkConn(m) => attach_work_conn(&shared, stream, m, wire).await,
+        Message::NewWorkConn(m) => attach_work_conn(&shared, stream, m, wire, &origin).await,
         Message::NewVisitorConn(m) => {
-            info!(proxy = %m.proxy_name, "visitor connections are not supported yet");
+            closing(
+                &origin.admission,
+                Reject::Refused,
+                format_args!(
+                    "visitor connections are not supported yet ({})",
+                    m.proxy_name
+                ),
+            );
             let resp = NewVisitorConnResp {
                 proxy_name: m.proxy_name,
                 error: "visitor connections are not supported by this frps yet".into(),
             };
             let _ = wire.write(&mut stream, &resp.into()).await;
         }
-        other => info!(
-            msg = other.name(),
-            "closing connection: unexpected first message"
-        ),
+        other => {
+            let name = other.name();
+            closing(
+                &origin.admission,
+                Reject::Garbage,
+                format_args!("unexpected first message {name}"),
+            )
+        }
     }
 }
 
-/// Puts a new work connection into its control's pool (frp `RegisterWorkConn`).
-async fn attach_work_conn(shared: &Shared, mut stream: BoxStream, m: NewWorkConn, wire: Wire) {
+/// Puts a new work connection into its control's pool (frp `RegisterWorkConn`), if it comes
+/// from where its control came from ([`Origin::may_attach`]).
+async fn attach_work_conn(
+    shared: &Shared,
+    mut stream: BoxStream,
+    m: NewWorkConn,
+    wire: Wire,
+    origin: &Origin,
+) {
     let refuse = |err: String| StartWorkConn {
         error: err,
         ..Default::default()
@@ -425,7 +557,11 @@ async fn attach_work_conn(shared: &Shared, mut stream: BoxStream, m: NewWorkConn
     let handle: ControlHandle = match shared.registry.control(&m.run_id) {
         Some(h) => h,
         None => {
-            info!(run_id = %m.run_id, "work connection for unknown client, closing");
+            closing(
+                &origin.admission,
+                Reject::Refused,
+                format_args!("work connection for unknown client {}", m.run_id),
+            );
             let _ = wire
                 .write(
                     &mut stream,
@@ -435,13 +571,40 @@ async fn attach_work_conn(shared: &Shared, mut stream: BoxStream, m: NewWorkConn
             return;
         }
     };
+    if !handle.origin.may_attach(origin) {
+        closing(
+            &origin.admission,
+            Reject::Refused,
+            format_args!(
+                "work connection for {} not from its client's control connection",
+                m.run_id
+            ),
+        );
+        shared.metrics.refused("work_conn", "foreign_connection");
+        let msg = if origin.muxed {
+            "work connection must use its client's control session"
+        } else {
+            "work connection must come from its client's address"
+        };
+        let _ = wire.write(&mut stream, &refuse(msg.into()).into()).await;
+        return;
+    }
     if shared.cfg.auth.has_scope("NewWorkConns") {
         if let Err(e) = shared.auth.scoped(m.timestamp, &m.privilege_key).await {
-            info!(run_id = %m.run_id, error = %e, "work connection failed authentication, closing");
+            closing(
+                &origin.admission,
+                Reject::Refused,
+                format_args!(
+                    "work connection for {} failed authentication: {e}",
+                    m.run_id
+                ),
+            );
             let _ = wire.write(&mut stream, &refuse(e).into()).await;
             return;
         }
     }
+    // A work connection of its own client: not a rejection, and no longer pending.
+    origin.admission.admit();
     if handle.push_work_conn(stream).is_err() {
         debug!(run_id = %m.run_id, "work connection pool is full or closed, discarding");
     }

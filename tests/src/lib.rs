@@ -72,9 +72,16 @@ pub struct Frps {
 impl Frps {
     /// Starts frps with [`server_config`] changed by `f`.
     pub async fn start(f: impl FnOnce(&mut ServerConfig)) -> Frps {
+        Frps::start_with(frps::Limits::default(), f).await
+    }
+
+    /// [`Frps::start`] with other limits on connections that have not logged in.
+    pub async fn start_with(limits: frps::Limits, f: impl FnOnce(&mut ServerConfig)) -> Frps {
         let mut cfg = server_config();
         f(&mut cfg);
-        let server = frps::Server::bind(cfg).await.expect("frps bind");
+        let server = frps::Server::bind_with(cfg, limits)
+            .await
+            .expect("frps bind");
         let addr = server.local_addr().expect("frps addr");
         let dashboard = server.dashboard_addr();
         let stats = server.stats();
@@ -376,6 +383,25 @@ pub async fn read_head(s: &mut TcpStream) -> Option<Vec<u8>> {
     Some(head)
 }
 
+/// A raw yamux frame header: (type, flags, stream id, length).
+pub fn yamux_header(ty: u8, flags: u16, id: u32, len: u32) -> [u8; 12] {
+    let mut h = [0u8; 12];
+    h[1] = ty;
+    h[2..4].copy_from_slice(&flags.to_be_bytes());
+    h[4..8].copy_from_slice(&id.to_be_bytes());
+    h[8..12].copy_from_slice(&len.to_be_bytes());
+    h
+}
+
+/// Waits until `f` holds (checked every 20 ms, at most [`PATIENCE`]).
+pub async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while !f() {
+        assert!(tokio::time::Instant::now() < deadline, "never: {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 /// Path of a workspace binary built by `cargo build` (frps, frpc).
 pub fn bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");
@@ -454,16 +480,24 @@ pub type RawControl = common::io::CryptStream<TcpStream>;
 /// Logs in to an frps running with `tcpMux = false` by speaking raw frames, as a Go frpc would;
 /// returns the encrypted control stream and the run_id.
 pub async fn raw_login(frps: SocketAddr, pool_count: i64) -> (RawControl, String) {
-    use common::msg::{read_msg, write_msg, Login, Message};
+    raw_login_as(
+        frps,
+        common::msg::Login {
+            pool_count,
+            ..Default::default()
+        },
+    )
+    .await
+}
+
+/// [`raw_login`] with the Login's other fields (user, client_id, run_id...) taken from `m`.
+pub async fn raw_login_as(frps: SocketAddr, mut m: common::msg::Login) -> (RawControl, String) {
+    use common::msg::{read_msg, write_msg, Message};
     let mut s = TcpStream::connect(frps).await.expect("connect frps");
     let ts = common::auth::unix_now();
-    let m = Login {
-        version: "0.70.1".into(),
-        privilege_key: common::auth::auth_key(TOKEN, ts),
-        timestamp: ts,
-        pool_count,
-        ..Default::default()
-    };
+    m.version = "0.70.1".into();
+    m.privilege_key = common::auth::auth_key(TOKEN, ts);
+    m.timestamp = ts;
     write_msg(&mut s, &m.into()).await.expect("send Login");
     let resp = tokio::time::timeout(PATIENCE, read_msg(&mut s))
         .await

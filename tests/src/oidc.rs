@@ -13,13 +13,15 @@ use rsa::pkcs1v15::SigningKey;
 use rsa::signature::{SignatureEncoding, Signer};
 use rsa::traits::PublicKeyParts;
 use rsa::RsaPrivateKey;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use tokio_util::sync::CancellationToken;
 
 pub const CLIENT_ID: &str = "frpc-app";
 pub const CLIENT_SECRET: &str = "client-s3cret";
 pub const AUDIENCE: &str = "frps";
+/// What a broken issuer answers (internal details no frpc should see).
+pub const PROVIDER_ERROR_BODY: &str = "internal error: db host 10.9.8.7 user oidc_admin";
 
 /// Two RSA keys per test binary (generation is the slow part).
 pub fn keys() -> &'static (RsaPrivateKey, RsaPrivateKey) {
@@ -53,6 +55,8 @@ pub struct Issuer {
     pub token_requests: Arc<AtomicUsize>,
     /// Times the JWKS was fetched.
     pub jwks_requests: Arc<AtomicUsize>,
+    /// When set, the JWKS endpoint fails with [`PROVIDER_ERROR_BODY`].
+    pub jwks_broken: Arc<AtomicBool>,
     stop: CancellationToken,
 }
 
@@ -79,17 +83,20 @@ impl Issuer {
         let url = format!("http://{}", listener.local_addr().unwrap());
         let token_requests = Arc::new(AtomicUsize::new(0));
         let jwks_requests = Arc::new(AtomicUsize::new(0));
+        let jwks_broken = Arc::new(AtomicBool::new(false));
         let stop = CancellationToken::new();
         let issuer = Issuer {
             url: url.clone(),
             token_requests: token_requests.clone(),
             jwks_requests: jwks_requests.clone(),
+            jwks_broken: jwks_broken.clone(),
             stop: stop.clone(),
         };
         let token_claims = issuer.claims("frpc-1", AUDIENCE, 600);
         let handler = Arc::new(move |req: Request<Bytes>| {
             let (url, count, claims) = (url.clone(), token_requests.clone(), token_claims.clone());
             let jwks_count = jwks_requests.clone();
+            let broken = jwks_broken.load(Ordering::SeqCst);
             async move {
                 match req.uri().path() {
                     "/.well-known/openid-configuration" => http::json(
@@ -101,6 +108,9 @@ impl Issuer {
                             "id_token_signing_alg_values_supported": ["RS256"],
                         }),
                     ),
+                    "/jwks" if broken => {
+                        reply(StatusCode::INTERNAL_SERVER_ERROR, PROVIDER_ERROR_BODY)
+                    }
                     "/jwks" => {
                         jwks_count.fetch_add(1, Ordering::SeqCst);
                         let pk = keys().0.to_public_key();

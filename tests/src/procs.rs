@@ -95,7 +95,9 @@ pub fn stderr(o: &std::process::Output) -> String {
 /// The child's stderr, line by line (it must have been spawned with a piped stderr).
 pub fn stderr_lines(child: &mut Child) -> tokio::sync::mpsc::UnboundedReceiver<String> {
     use tokio::io::AsyncBufReadExt;
-    let mut lines = tokio::io::BufReader::new(child.stderr.take().expect("spawned with a piped stderr")).lines();
+    let mut lines =
+        tokio::io::BufReader::new(child.stderr.take().expect("spawned with a piped stderr"))
+            .lines();
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     tokio::spawn(async move {
         while let Ok(Some(l)) = lines.next_line().await {

@@ -158,6 +158,24 @@ async fn unknown_key_ids_reread_the_jwks_at_most_once_in_a_while() {
     frps.stop().await;
 }
 
+/// What the issuer answers when it fails stays in frps's log: the unauthenticated peer whose
+/// token made frps ask gets a generic reason.
+#[tokio::test]
+async fn provider_error_bodies_do_not_reach_the_peer() {
+    init_log();
+    let issuer = Issuer::start(3600).await;
+    let frps = raw_login_frps(&issuer).await;
+    issuer.jwks_broken.store(true, Ordering::SeqCst);
+    let (good, _) = keys();
+    let token = jwt_with_kid(good, "rotated", issuer.claims("a", AUDIENCE, 600));
+    let err = login_error(frps.addr, &token).await;
+    assert!(!err.is_empty(), "refused");
+    for leak in [PROVIDER_ERROR_BODY, "10.9.8.7", "500", "jwks"] {
+        assert!(!err.contains(leak), "{leak:?} reached the peer: {err}");
+    }
+    frps.stop().await;
+}
+
 #[tokio::test]
 async fn oidc_skip_checks_and_discovery_failure() {
     init_log();

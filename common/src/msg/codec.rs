@@ -226,8 +226,7 @@ pub async fn read_msg<R: AsyncRead + Unpin + ?Sized>(r: &mut R) -> Result<Messag
     let mut h = [0u8; HEADER_LEN];
     r.read_exact(&mut h).await?;
     let (ty, len) = decode_header(&h)?;
-    let mut body = vec![0u8; len];
-    r.read_exact(&mut body).await?;
+    let body = read_body(r, len).await?;
     decode(ty, &body)
 }
 
@@ -242,9 +241,22 @@ pub async fn read_msg_after<R: AsyncRead + Unpin + ?Sized>(
     h[..n].copy_from_slice(&prefix[..n]);
     r.read_exact(&mut h[n..]).await?;
     let (ty, len) = decode_header(&h)?;
-    let mut body = vec![0u8; len];
-    r.read_exact(&mut body).await?;
+    let body = read_body(r, len).await?;
     decode(ty, &body)
+}
+
+/// Reads a body of `len` bytes into a buffer that grows as they arrive: a peer that announces
+/// a large body and sends a byte makes us hold a byte, not the announced length.
+pub(crate) async fn read_body<R: AsyncRead + Unpin + ?Sized>(
+    r: &mut R,
+    len: usize,
+) -> std::io::Result<Vec<u8>> {
+    let mut body = Vec::with_capacity(len.min(512));
+    (&mut *r).take(len as u64).read_to_end(&mut body).await?;
+    if body.len() < len {
+        return Err(std::io::ErrorKind::UnexpectedEof.into());
+    }
+    Ok(body)
 }
 
 /// Writes one frame with a single `write_all` and flushes.

@@ -22,11 +22,29 @@ pub fn is_zero<T: Default + PartialEq>(v: &T) -> bool {
     *v == T::default()
 }
 
-/// Emits a `#[derive]`d message struct whose fields are all `omitempty`.
+/// Fields that carry a credential: the token-derived privilege key, a proxy's secret key
+/// (stcp/xtcp/sudp), HTTP password and group key, a visitor's signature. `Debug` shows them as
+/// `"***"` (or `""` when unset), so logging a message never logs a secret.
+const SECRET_FIELDS: [&str; 5] = ["privilege_key", "sk", "http_pwd", "group_key", "sign_key"];
+
+/// What `Debug` shows of field `name`: the value, or a mask for a set secret.
+fn debug_field<'a, T: std::fmt::Debug + Default + PartialEq>(
+    name: &str,
+    v: &'a T,
+) -> &'a dyn std::fmt::Debug {
+    if SECRET_FIELDS.contains(&name) && !is_zero(v) {
+        &"***"
+    } else {
+        v
+    }
+}
+
+/// Emits a message struct whose fields are all `omitempty`, with a `Debug` that masks
+/// [`SECRET_FIELDS`].
 macro_rules! message {
     ($(#[$m:meta])* $name:ident { $($(#[$fm:meta])* $field:ident : $ty:ty => $json:literal),* $(,)? }) => {
         $(#[$m])*
-        #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+        #[derive(Clone, Default, PartialEq, Serialize, Deserialize)]
         #[serde(default)]
         pub struct $name {
             $(
@@ -34,6 +52,14 @@ macro_rules! message {
                 #[serde(rename = $json, skip_serializing_if = "is_zero")]
                 pub $field: $ty,
             )*
+        }
+
+        impl std::fmt::Debug for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct(stringify!($name))
+                    $(.field(stringify!($field), debug_field(stringify!($field), &self.$field)))*
+                    .finish()
+            }
         }
     };
 }
@@ -49,7 +75,7 @@ pub struct ClientSpec {
 }
 
 /// frpc's first message on the control connection.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Login {
     #[serde(skip_serializing_if = "is_zero")]
@@ -76,6 +102,28 @@ pub struct Login {
     pub client_spec: ClientSpec,
     #[serde(skip_serializing_if = "is_zero")]
     pub pool_count: i64,
+}
+
+impl std::fmt::Debug for Login {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Login")
+            .field("version", &self.version)
+            .field("hostname", &self.hostname)
+            .field("os", &self.os)
+            .field("arch", &self.arch)
+            .field("user", &self.user)
+            .field(
+                "privilege_key",
+                debug_field("privilege_key", &self.privilege_key),
+            )
+            .field("timestamp", &self.timestamp)
+            .field("run_id", &self.run_id)
+            .field("client_id", &self.client_id)
+            .field("metas", &self.metas)
+            .field("client_spec", &self.client_spec)
+            .field("pool_count", &self.pool_count)
+            .finish()
+    }
 }
 
 message!(
@@ -394,3 +442,68 @@ from_variant!(
     NatHoleSid,
     NatHoleReport
 );
+
+#[cfg(test)]
+mod debug_tests {
+    use super::*;
+
+    /// `{:?}` of any message never shows a credential: the token-derived privilege key, a
+    /// proxy's secret key, HTTP password or group key, a visitor's signature.
+    #[test]
+    fn debug_output_redacts_secrets() {
+        const S: &str = "SECRET-VALUE";
+        let msgs: Vec<Message> = vec![
+            Login {
+                user: "u".into(),
+                privilege_key: S.into(),
+                ..Default::default()
+            }
+            .into(),
+            NewProxy {
+                proxy_name: "p".into(),
+                sk: S.into(),
+                http_pwd: format!("{S}2"),
+                group_key: format!("{S}3"),
+                ..Default::default()
+            }
+            .into(),
+            NewWorkConn {
+                run_id: "r".into(),
+                privilege_key: S.into(),
+                ..Default::default()
+            }
+            .into(),
+            NewVisitorConn {
+                sign_key: S.into(),
+                ..Default::default()
+            }
+            .into(),
+            Ping {
+                privilege_key: S.into(),
+                ..Default::default()
+            }
+            .into(),
+            NatHoleVisitor {
+                sign_key: S.into(),
+                ..Default::default()
+            }
+            .into(),
+        ];
+        for m in msgs {
+            let text = format!("{m:?} {m:#?}");
+            assert!(!text.contains(S), "{text}");
+            assert!(text.contains("***"), "a set secret shows as set: {text}");
+        }
+        // Names and other fields still show; an empty secret shows as empty.
+        let text = format!("{:?}", Login::default());
+        assert!(text.contains("privilege_key: \"\""), "{text}");
+        let text = format!(
+            "{:?}",
+            NewWorkConn {
+                run_id: "r1".into(),
+                ..Default::default()
+            }
+        );
+        assert!(text.contains("\"r1\""), "{text}");
+    }
+}

@@ -72,8 +72,7 @@ pub async fn read_frame<R: AsyncRead + Unpin + ?Sized>(
             "frame payload {len} exceeds {MAX_FRAME_PAYLOAD}"
         )));
     }
-    let mut payload = vec![0u8; len];
-    r.read_exact(&mut payload).await?;
+    let payload = super::codec::read_body(r, len).await?;
     Ok((ty, payload))
 }
 

@@ -67,6 +67,45 @@ pub struct Config {
     /// Open streams per session at most; more are reset (hashicorp has no limit; the crate we
     /// used before had this one, and it bounds what one unauthenticated peer can make us hold).
     pub max_streams: usize,
+    /// Tighter limits until [`SessionLimits::lift`] (frps: until a Login succeeds on the
+    /// session); `None` = none.
+    pub restricted: Option<Restriction>,
+}
+
+/// What a session not trusted yet may make us hold. While it applies, inbound streams are
+/// ACKed without window growth (yamux's initial 256 KiB stays their window), and their
+/// payload is copied out of the read buffer (a slice would keep a whole 64 KiB read alive).
+#[derive(Debug, Clone, Copy)]
+pub struct Restriction {
+    /// Open streams at most; more are reset.
+    pub max_streams: usize,
+    /// Bytes a stream may hold unread, each queued chunk counted [`CHUNK_COST`] more; a stream
+    /// over it is reset.
+    pub max_buffered: usize,
+}
+
+/// What one queued chunk of received payload costs beyond its bytes (its `Bytes` handle, its
+/// slot in the queue and its allocation), for [`Restriction::max_buffered`].
+pub const CHUNK_COST: usize = 64;
+
+/// Lifts a session's [`Restriction`]; cheap to clone.
+#[derive(Clone)]
+pub struct SessionLimits {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for SessionLimits {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionLimits").finish_non_exhaustive()
+    }
+}
+
+impl SessionLimits {
+    /// From now on only the session's [`Config`] limits apply; streams already open grow their
+    /// window at their next read.
+    pub fn lift(&self) {
+        self.shared.lock().restricted = None;
+    }
 }
 
 /// The yamux config for one session. `keepalive_secs` is `transport.tcpMuxKeepaliveInterval`.
@@ -77,6 +116,7 @@ pub fn config(keepalive_secs: i64) -> Config {
         accept_backlog: 256,
         max_window: MAX_STREAM_WINDOW,
         max_streams: 65535,
+        restricted: None,
     }
 }
 
@@ -97,8 +137,8 @@ pub fn client(io: BoxStream, cfg: Config) -> (Opener, Driver) {
 /// Starts a server session on `io`: streams the peer opens arrive on [`Incoming`].
 pub fn server(io: BoxStream, cfg: Config) -> (Incoming, Driver) {
     let (tx, rx) = mpsc::channel(cfg.accept_backlog.max(1));
-    let (_, driver) = Driver::new(io, cfg, Role::Server, Some(tx));
-    (Incoming { rx }, driver)
+    let (shared, driver) = Driver::new(io, cfg, Role::Server, Some(tx));
+    (Incoming { rx, shared }, driver)
 }
 
 /// Opens streams on a client session; cheap to clone.
@@ -127,7 +167,7 @@ impl Opener {
                 "yamux peer sent GoAway",
             ));
         }
-        if inner.streams.len() >= inner.max_streams {
+        if inner.streams.len() >= inner.stream_cap() {
             return Err(io::Error::other("too many open yamux streams"));
         }
         let id = inner.next_id;
@@ -155,15 +195,28 @@ impl Opener {
 }
 
 /// Streams the peer opened, in order.
-#[derive(Debug)]
 pub struct Incoming {
     rx: mpsc::Receiver<Stream>,
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Incoming {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Incoming").finish_non_exhaustive()
+    }
 }
 
 impl Incoming {
     /// The next inbound stream; `None` once the session has ended.
     pub async fn accept(&mut self) -> Option<Stream> {
         self.rx.recv().await
+    }
+
+    /// The handle that lifts this session's [`Restriction`].
+    pub fn limits(&self) -> SessionLimits {
+        SessionLimits {
+            shared: self.shared.clone(),
+        }
     }
 }
 
@@ -194,9 +247,25 @@ struct Inner {
     next_id: u32,
     max_window: u32,
     max_streams: usize,
+    restricted: Option<Restriction>,
 }
 
 impl Inner {
+    /// Open streams allowed now.
+    fn stream_cap(&self) -> usize {
+        self.restricted
+            .map_or(self.max_streams, |r| r.max_streams.min(self.max_streams))
+    }
+
+    /// The window inbound streams are granted now (see [`Restriction`]).
+    fn window(&self) -> u32 {
+        if self.restricted.is_some() {
+            INITIAL_WINDOW
+        } else {
+            self.max_window
+        }
+    }
+
     fn push_frame(&mut self, ty: u8, flags: u16, id: u32, len: u32, data: &[u8]) {
         self.out
             .extend_from_slice(&frame_header(ty, flags, id, len));
@@ -476,7 +545,7 @@ impl Inner {
     /// and the driver is woken to write them.
     fn sent(&mut self, id: u32, n: usize) {
         if let Some(st) = self.streams.get_mut(&id) {
-            st.send_window -= n as u32;
+            st.send_window = st.send_window.saturating_sub(n as u32);
         }
         self.wake_driver();
     }
@@ -484,14 +553,16 @@ impl Inner {
     /// The reader of stream `id` consumed `n` bytes: hashicorp `sendWindowUpdate` grants what
     /// was consumed once it reaches half the window.
     fn consumed(&mut self, id: u32, n: usize) {
-        let (max, closed) = (self.max_window, self.closed.is_some());
+        let (max, closed) = (self.window(), self.closed.is_some());
         let Some(st) = self.streams.get_mut(&id) else {
             return;
         };
-        st.buffered -= n as u32;
-        let delta = max - st.buffered - st.recv_window;
+        st.buffered = st.buffered.saturating_sub(n as u32);
+        let delta = max
+            .saturating_sub(st.buffered)
+            .saturating_sub(st.recv_window);
         if delta >= max / 2 && !st.remote_fin && !st.reset && !closed {
-            st.recv_window += delta;
+            st.recv_window = st.recv_window.saturating_add(delta);
             self.push_frame(TYPE_WINDOW_UPDATE, 0, id, delta, &[]);
             self.wake_driver();
         }
@@ -657,10 +728,12 @@ impl Drop for Stream {
 /// Where the reader is in the inbound byte stream.
 enum ReadState {
     Header,
-    /// Inside a data frame's payload for stream `id`, `left` bytes to go.
+    /// Inside a data frame's payload for stream `id`, `left` bytes to go; `deliver` when the
+    /// stream was open at the frame's header (else the payload is dropped).
     Body {
         id: u32,
         left: u32,
+        deliver: bool,
     },
 }
 
@@ -720,6 +793,7 @@ impl Driver {
                 next_id: 1,
                 max_window: cfg.max_window.max(INITIAL_WINDOW),
                 max_streams: cfg.max_streams,
+                restricted: cfg.restricted,
             }),
         });
         let keepalive = cfg.keepalive.map(|d| {
@@ -805,25 +879,22 @@ impl Driver {
         let mut inner = shared.lock();
         let result = loop {
             match self.state {
-                ReadState::Body { id, left } => {
+                ReadState::Body { id, left, deliver } => {
                     if self.rbuf.is_empty() {
                         break Ok(());
                     }
                     let n = (left as usize).min(self.rbuf.len());
                     let chunk = self.rbuf.split_to(n);
-                    if let Some(st) = inner.streams.get_mut(&id) {
-                        st.recv_window -= n as u32;
-                        st.buffered += n as u32;
-                        st.recv.push_back(chunk.freeze());
-                        if let Some(w) = st.read_waker.take() {
-                            self.wake.push(w);
+                    if deliver {
+                        if let Err(e) = self.deliver(&mut inner, id, chunk) {
+                            break Err(e);
                         }
                     }
                     let left = left - n as u32;
                     self.state = if left == 0 {
                         ReadState::Header
                     } else {
-                        ReadState::Body { id, left }
+                        ReadState::Body { id, left, deliver }
                     };
                 }
                 ReadState::Header => {
@@ -870,6 +941,7 @@ impl Driver {
                 if flags & FLAG_SYN != 0 {
                     self.on_syn(inner, id)?;
                 }
+                let known = inner.streams.contains_key(&id);
                 if let Some(st) = inner.streams.get_mut(&id) {
                     if ty == TYPE_DATA {
                         if len > st.recv_window {
@@ -897,8 +969,14 @@ impl Driver {
                     }
                 }
                 if ty == TYPE_DATA && len > 0 {
-                    // Payload for an unknown (closed) stream is read and dropped, as in Go.
-                    self.state = ReadState::Body { id, left: len };
+                    // Payload for an unknown (closed, or not yet opened) stream is read and
+                    // dropped, as in Go; decided here, so a stream opened meanwhile never
+                    // receives it.
+                    self.state = ReadState::Body {
+                        id,
+                        left: len,
+                        deliver: known,
+                    };
                 }
             }
             TYPE_PING => {
@@ -917,6 +995,51 @@ impl Driver {
         Ok(())
     }
 
+    /// Queues `chunk` of a data frame for stream `id`, within the window checked at the frame's
+    /// header (checked again here: every count the peer controls is).
+    fn deliver(&mut self, inner: &mut Inner, id: u32, chunk: BytesMut) -> io::Result<()> {
+        let restricted = inner.restricted;
+        let Some(st) = inner.streams.get_mut(&id) else {
+            return Ok(()); // closed by us meanwhile: dropped
+        };
+        if st.reset {
+            return Ok(());
+        }
+        let n = u32::try_from(chunk.len()).unwrap_or(u32::MAX);
+        match (st.recv_window.checked_sub(n), st.buffered.checked_add(n)) {
+            (Some(window), Some(buffered)) => {
+                st.recv_window = window;
+                st.buffered = buffered;
+            }
+            _ => {
+                return Err(protocol_error(format!(
+                    "stream {id} exceeded its receive window"
+                )))
+            }
+        }
+        let Some(r) = restricted else {
+            st.recv.push_back(chunk.freeze());
+            self.wake.extend(st.read_waker.take());
+            return Ok(());
+        };
+        st.recv.push_back(Bytes::copy_from_slice(&chunk));
+        self.wake.extend(st.read_waker.take());
+        let cost = st.buffered as usize + st.recv.len() * CHUNK_COST;
+        if cost > r.max_buffered {
+            tracing::debug!(
+                stream = id,
+                cost,
+                "restricted yamux stream holds too much: reset"
+            );
+            st.reset = true;
+            st.recv.clear();
+            st.buffered = 0;
+            self.wake.extend(st.write_waker.take());
+            inner.push_frame(TYPE_WINDOW_UPDATE, FLAG_RST, id, 0, &[]);
+        }
+        Ok(())
+    }
+
     /// A stream the peer opens: registered and ACKed at once with our window growth.
     fn on_syn(&mut self, inner: &mut Inner, id: u32) -> io::Result<()> {
         if inner.streams.contains_key(&id) {
@@ -927,12 +1050,12 @@ impl Driver {
             inner.push_frame(TYPE_WINDOW_UPDATE, FLAG_RST, id, 0, &[]);
             return Ok(());
         };
-        if inner.streams.len() >= inner.max_streams {
+        if inner.streams.len() >= inner.stream_cap() {
             tracing::debug!(stream = id, "too many open yamux streams: stream reset");
             inner.push_frame(TYPE_WINDOW_UPDATE, FLAG_RST, id, 0, &[]);
             return Ok(());
         }
-        let max = inner.max_window;
+        let max = inner.window();
         match accept.try_reserve() {
             Ok(permit) => {
                 inner

@@ -71,7 +71,7 @@ pub(crate) struct ProxyHandle {
     token: CancellationToken,
     task: JoinHandle<()>,
     kind: String,
-    _name: NameGuard,
+    name: NameGuard,
 }
 
 impl ProxyHandle {
@@ -79,6 +79,11 @@ impl ProxyHandle {
     pub(crate) async fn close(self) {
         self.token.cancel();
         let _ = self.task.await;
+    }
+
+    /// From now on, closing the proxy records it as closed in `metrics`.
+    pub(crate) fn record_close(&mut self, metrics: Arc<crate::metrics::Metrics>) {
+        self.name.opened(metrics, &self.kind);
     }
 
     pub(crate) fn uses_port(&self) -> bool {
@@ -104,7 +109,7 @@ pub(crate) async fn start(
             token,
             task,
             kind: np.proxy_type.clone(),
-            _name: name,
+            name,
         },
         remote_addr,
     ))

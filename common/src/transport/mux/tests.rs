@@ -463,3 +463,166 @@ fn driver_survives_random_input() {
         });
     });
 }
+
+/// A data frame for a stream id we have not opened yet is dropped whole, even when we open
+/// that id while its payload is still arriving: the payload must not reach the new stream,
+/// past its window (it used to, and the window arithmetic wrapped).
+#[tokio::test]
+async fn data_for_a_stream_not_yet_opened_is_never_delivered() {
+    let (mut raw, opener, drv) = raw_client(config(30));
+    let big = MAX_STREAM_WINDOW + 1024 * 1024;
+    // A ping first: its answer proves the driver has read everything written with it.
+    let mut first = header(TYPE_PING, FLAG_SYN, 0, 7).to_vec();
+    first.extend_from_slice(&header(TYPE_DATA, 0, 1, big));
+    first.extend_from_slice(&[0xAA; 1000]);
+    raw.write_all(&first).await.unwrap();
+    assert_eq!(read_header(&mut raw).await, (TYPE_PING, FLAG_ACK, 0, 7));
+    let mut s = opener.open().unwrap();
+    assert_eq!(s.id(), 1);
+    let (mut rd, mut wr) = tokio::io::split(raw);
+    // Our SYN and anything else the client sends are drained, so it never blocks on us.
+    tokio::spawn(async move { while rd.read(&mut [0u8; 4096]).await.is_ok_and(|n| n > 0) {} });
+    let rest = vec![0xBB; big as usize - 1000];
+    within(wr.write_all(&rest)).await.unwrap();
+    wr.write_all(&header(TYPE_DATA, FLAG_FIN, 1, 2))
+        .await
+        .unwrap();
+    wr.write_all(b"ok").await.unwrap();
+    let mut got = Vec::new();
+    within(s.read_to_end(&mut got)).await.unwrap();
+    assert_eq!(
+        got, b"ok",
+        "only the frame sent after the stream was opened arrives"
+    );
+    assert!(!drv.is_finished(), "the session goes on");
+}
+
+/// Every count the peer controls is checked: window updates that would overflow our send
+/// window saturate, and the session survives them.
+#[tokio::test]
+async fn window_updates_cannot_wrap_the_send_window() {
+    let (mut raw, mut incoming, drv) = raw_server(config(30));
+    let mut s = raw_open(&mut raw, &mut incoming).await;
+    for _ in 0..3 {
+        raw.write_all(&header(TYPE_WINDOW_UPDATE, 0, 1, u32::MAX))
+            .await
+            .unwrap();
+    }
+    s.write_all(b"still").await.unwrap();
+    assert_eq!(read_header(&mut raw).await, (TYPE_DATA, 0, 1, 5));
+    assert!(!drv.is_finished());
+}
+
+/// Random well-formed frames (any flags, small stream ids, lengths that may exceed the window
+/// or the payload that follows), interleaved with streams we open: no arithmetic wraps (a
+/// debug build panics on overflow) and no stream ever holds more than its window.
+#[test]
+fn random_frames_never_wrap_the_window_arithmetic() {
+    use proptest::prelude::*;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let frame = (
+        0u8..4,
+        0u16..16,
+        0u32..8,
+        prop_oneof![0u32..70_000, any::<u32>()],
+        0usize..3000,
+    );
+    let op = prop_oneof![1 => Just(None), 4 => frame.prop_map(Some)];
+    proptest!(ProptestConfig::with_cases(128), |(ops in proptest::collection::vec(op, 1..40))| {
+        rt.block_on(async {
+            let (raw, opener, drv) = raw_client(config(30));
+            let (mut rd, mut wr) = tokio::io::split(raw);
+            tokio::spawn(async move { while rd.read(&mut [0u8; 4096]).await.is_ok_and(|n| n > 0) {} });
+            let mut streams = Vec::new();
+            for op in ops {
+                match op {
+                    None => streams.extend(opener.open().ok()),
+                    Some((ty, flags, id, len, payload)) => {
+                        let mut f = header(ty, flags, id, len).to_vec();
+                        f.extend(std::iter::repeat_n(0x5A, payload));
+                        if wr.write_all(&f).await.is_err() {
+                            break;
+                        }
+                    }
+                }
+                tokio::task::yield_now().await;
+                let inner = opener.shared.lock();
+                for st in inner.streams.values() {
+                    assert!(st.buffered as u64 + st.recv_window as u64 <= MAX_STREAM_WINDOW as u64);
+                }
+            }
+            let _ = wr.shutdown().await;
+            let _ = within(drv).await.unwrap();
+        });
+    });
+}
+
+/// A restricted session (frps before a Login): few streams, no window growth, a small unread
+/// buffer per stream (a stream over it is reset), until the restriction is lifted.
+#[tokio::test]
+async fn restricted_session_until_lifted() {
+    let mut cfg = config(30);
+    cfg.restricted = Some(Restriction {
+        max_streams: 2,
+        max_buffered: 1000,
+    });
+    let (mut raw, mut incoming, drv) = raw_server(cfg);
+    let limits = incoming.limits();
+    for id in [1, 3, 5] {
+        raw.write_all(&header(TYPE_WINDOW_UPDATE, FLAG_SYN, id, GROWTH))
+            .await
+            .unwrap();
+    }
+    // ACKed without growth: the window stays yamux's initial 256 KiB.
+    assert_eq!(
+        read_header(&mut raw).await,
+        (TYPE_WINDOW_UPDATE, FLAG_ACK, 1, 0)
+    );
+    assert_eq!(
+        read_header(&mut raw).await,
+        (TYPE_WINDOW_UPDATE, FLAG_ACK, 3, 0)
+    );
+    assert_eq!(
+        read_header(&mut raw).await,
+        (TYPE_WINDOW_UPDATE, FLAG_RST, 5, 0)
+    );
+    let mut s1 = within(incoming.accept()).await.unwrap();
+    let s3 = within(incoming.accept()).await.unwrap();
+    // Stream 1 sends more than it may hold unread: reset.
+    raw.write_all(&header(TYPE_DATA, 0, 1, 1100)).await.unwrap();
+    raw.write_all(&[1u8; 1100]).await.unwrap();
+    assert_eq!(
+        read_header(&mut raw).await,
+        (TYPE_WINDOW_UPDATE, FLAG_RST, 1, 0)
+    );
+    let err = within(s1.read(&mut [0u8; 16])).await.unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::ConnectionReset);
+    // Many tiny frames cost their overhead too.
+    for _ in 0..40 {
+        raw.write_all(&header(TYPE_DATA, 0, 3, 1)).await.unwrap();
+        raw.write_all(b"x").await.unwrap();
+    }
+    assert_eq!(
+        read_header(&mut raw).await,
+        (TYPE_WINDOW_UPDATE, FLAG_RST, 3, 0)
+    );
+    drop((s1, s3)); // reset streams close without a FIN
+                    // Lifted: full growth, and a stream may hold what its window allows.
+    limits.lift();
+    raw.write_all(&header(TYPE_WINDOW_UPDATE, FLAG_SYN, 7, GROWTH))
+        .await
+        .unwrap();
+    assert_eq!(
+        read_header(&mut raw).await,
+        (TYPE_WINDOW_UPDATE, FLAG_ACK, 7, GROWTH)
+    );
+    let mut s7 = within(incoming.accept()).await.unwrap();
+    raw.write_all(&header(TYPE_DATA, 0, 7, 5000)).await.unwrap();
+    raw.write_all(&[7u8; 5000]).await.unwrap();
+    let mut got = vec![0u8; 5000];
+    within(s7.read_exact(&mut got)).await.unwrap();
+    assert!(!drv.is_finished());
+}

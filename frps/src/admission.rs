@@ -1,0 +1,370 @@
+//! What a connection may cost frps before it has logged in (not a frp file: frp bounds none of
+//! this beyond its 10 s first-message deadline).
+//!
+//! - [`Limits`]: the first-message deadline, connections not yet logged in (at most), yamux
+//!   streams per session before login. Defaults in one place; tests shrink them.
+//! - [`Gate`]: the server-wide counters behind those limits.
+//! - [`Admission`]: one TCP connection's standing until it logs in; its `Drop` gives back what
+//!   it held and, if it never logged in, counts it as rejected ([`Reject`]).
+//! - Rejected connections are logged at debug one by one and summed up at INFO once per
+//!   [`Limits::reject_summary_interval`] ([`Gate::summary`]), and counted in
+//!   `frp_rs_server_rejected_connections_total{reason}`.
+
+use common::transport::mux;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info};
+
+/// frp's deadline for a new connection to show what it is (`connReadTimeout`, 10 s).
+pub const FIRST_MSG_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Limits on connections that have not logged in yet.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// From accept to a completed Login (or a work connection's first message): TLS, yamux and
+    /// the first message all fit in it, however the peer keeps itself alive.
+    pub first_msg_timeout: Duration,
+    /// TCP connections at most that have not logged in (or, without tcpMux, sent their first
+    /// message); beyond it frps stops accepting (the kernel's backlog holds the rest).
+    pub pending_connections: usize,
+    /// yamux streams a session may have open before a Login succeeds on it; more are reset.
+    pub pre_login_streams: usize,
+    /// Rejected connections are logged at debug one by one, and at INFO as one summary per
+    /// period (when there were any).
+    pub reject_summary_interval: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            first_msg_timeout: FIRST_MSG_TIMEOUT,
+            pending_connections: PENDING_CONNECTIONS,
+            pre_login_streams: PRE_LOGIN_STREAMS,
+            reject_summary_interval: REJECT_SUMMARY_INTERVAL,
+        }
+    }
+}
+
+/// Default for [`Limits::pending_connections`]: logins take milliseconds, so this only binds
+/// under a flood; each pending connection costs a task, TLS state and (with tcpMux) a yamux
+/// session of at most [`PRE_LOGIN_STREAMS`] small streams.
+pub const PENDING_CONNECTIONS: usize = 1024;
+/// Default for [`Limits::reject_summary_interval`].
+pub const REJECT_SUMMARY_INTERVAL: Duration = Duration::from_secs(60);
+/// Streams a yamux session may have open before a Login succeeds on it (Go frpc needs one).
+pub const PRE_LOGIN_STREAMS: usize = 4;
+/// What a yamux stream may hold unread before login: a v2 frame (64 KiB) and a ClientHello,
+/// with room to spare (Go frpc waits for each answer before it sends more).
+pub const PRE_LOGIN_BUFFER: usize = 80 * 1024;
+
+/// Why a connection was closed before it logged in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Reject {
+    /// Went away before its first message (port probes, health checks).
+    Closed,
+    /// Not TLS, yamux or frp: undecodable bytes, an unexpected first message.
+    Garbage,
+    /// Nothing (or too little) within the first-message deadline.
+    Timeout,
+    /// The TLS handshake failed.
+    Tls,
+    /// Plain TCP while `transport.tls.force` is on.
+    Plain,
+    /// Its first message was refused: a failed Login, a work connection for no client of
+    /// its own, a visitor connection.
+    Refused,
+}
+
+impl Reject {
+    const ALL: [Reject; 6] = [
+        Reject::Garbage,
+        Reject::Timeout,
+        Reject::Closed,
+        Reject::Tls,
+        Reject::Plain,
+        Reject::Refused,
+    ];
+
+    /// The metric label and the word in the summary.
+    fn label(self) -> &'static str {
+        match self {
+            Reject::Closed => "closed",
+            Reject::Garbage => "garbage",
+            Reject::Timeout => "timeout",
+            Reject::Tls => "tls",
+            Reject::Plain => "plain",
+            Reject::Refused => "refused",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Server-wide counts of connections that have not logged in.
+#[derive(Debug)]
+pub(crate) struct Gate {
+    pub(crate) limits: Limits,
+    /// One permit per connection not logged in: [`Limits::pending_connections`].
+    permits: Arc<Semaphore>,
+    /// TCP connections accepted and not yet logged in.
+    unauthenticated: AtomicUsize,
+    /// Logical connections (yamux streams, or connections without tcpMux) still waiting for
+    /// their first message.
+    awaiting_first: AtomicUsize,
+    /// Rejections since the last summary, by [`Reject::index`].
+    window: [AtomicU64; 6],
+    /// `frp_rs_server_rejected_connections_total{reason}`.
+    rejected: prometheus::IntCounterVec,
+}
+
+impl Gate {
+    pub(crate) fn new(limits: Limits, rejected: prometheus::IntCounterVec) -> Gate {
+        Gate {
+            permits: Arc::new(Semaphore::new(limits.pending_connections.max(1))),
+            limits,
+            unauthenticated: AtomicUsize::new(0),
+            awaiting_first: AtomicUsize::new(0),
+            window: Default::default(),
+            rejected,
+        }
+    }
+
+    fn count_rejected(&self, r: Reject) {
+        self.window[r.index()].fetch_add(1, Ordering::Relaxed);
+        self.rejected.with_label_values(&[r.label()]).inc();
+    }
+
+    /// The INFO line for the rejections since the last call, if there were any, e.g.
+    /// `rejected 1445 connections in the last 60s: 1200 garbage, 245 timeout`.
+    pub(crate) fn summary(&self) -> Option<String> {
+        let counts: Vec<(Reject, u64)> = Reject::ALL
+            .iter()
+            .map(|r| (*r, self.window[r.index()].swap(0, Ordering::Relaxed)))
+            .filter(|(_, n)| *n > 0)
+            .collect();
+        let total: u64 = counts.iter().map(|(_, n)| n).sum();
+        if total == 0 {
+            return None;
+        }
+        let parts: Vec<String> = counts
+            .iter()
+            .map(|(r, n)| format!("{n} {}", r.label()))
+            .collect();
+        Some(format!(
+            "rejected {total} connections in the last {:?}: {}",
+            self.limits.reject_summary_interval,
+            parts.join(", ")
+        ))
+    }
+
+    /// TCP connections accepted and not yet logged in.
+    pub(crate) fn unauthenticated(&self) -> usize {
+        self.unauthenticated.load(Ordering::Relaxed)
+    }
+
+    /// Logical connections waiting for their first message.
+    pub(crate) fn awaiting_first(&self) -> usize {
+        self.awaiting_first.load(Ordering::Relaxed)
+    }
+
+    /// Room for one more connection that has not logged in; waits while there is none.
+    pub(crate) async fn permit(&self) -> Option<OwnedSemaphorePermit> {
+        self.permits.clone().acquire_owned().await.ok()
+    }
+
+    /// A new TCP connection holding `permit`: counted as unauthenticated until it logs in or
+    /// closes.
+    pub(crate) fn admission(self: &Arc<Self>, permit: OwnedSemaphorePermit) -> Arc<Admission> {
+        self.unauthenticated.fetch_add(1, Ordering::Relaxed);
+        Arc::new(Admission {
+            gate: self.clone(),
+            pending: Mutex::new(Some(Pending {
+                _permit: permit,
+                session: None,
+                reason: None,
+            })),
+        })
+    }
+
+    /// The yamux config of a session that has not logged in (lifted by [`Admission::admit`]).
+    pub(crate) fn mux_config(&self, keepalive_secs: i64) -> mux::Config {
+        mux::Config {
+            restricted: Some(mux::Restriction {
+                max_streams: self.limits.pre_login_streams.max(1),
+                max_buffered: PRE_LOGIN_BUFFER,
+            }),
+            ..mux::config(keepalive_secs)
+        }
+    }
+
+    /// A logical connection waits for its first message until the guard drops.
+    pub(crate) fn awaiting(self: &Arc<Self>) -> AwaitingFirst {
+        self.awaiting_first.fetch_add(1, Ordering::Relaxed);
+        AwaitingFirst(self.clone())
+    }
+}
+
+/// Counts one logical connection waiting for its first message.
+#[derive(Debug)]
+pub(crate) struct AwaitingFirst(Arc<Gate>);
+
+impl Drop for AwaitingFirst {
+    fn drop(&mut self) {
+        self.0.awaiting_first.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// One TCP connection's standing before login; shared by its logical connections.
+#[derive(Debug)]
+pub(crate) struct Admission {
+    gate: Arc<Gate>,
+    /// What it holds until it logs in; `None` once it has.
+    pending: Mutex<Option<Pending>>,
+}
+
+#[derive(Debug)]
+struct Pending {
+    _permit: OwnedSemaphorePermit,
+    /// Its yamux session's restriction (tcpMux), lifted at login.
+    session: Option<mux::SessionLimits>,
+    /// The first reason it was found wanting; [`Reject::Closed`] if none when it goes.
+    reason: Option<Reject>,
+}
+
+impl Admission {
+    fn pending(&self) -> std::sync::MutexGuard<'_, Option<Pending>> {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The connection's yamux session, to lift its restriction at login.
+    pub(crate) fn set_session(&self, limits: mux::SessionLimits) {
+        match self.pending().as_mut() {
+            Some(p) => p.session = Some(limits),
+            None => limits.lift(),
+        }
+    }
+
+    /// A Login succeeded on this connection: it gives back its permit, its yamux session's
+    /// restriction is lifted, and it no longer counts as unauthenticated.
+    pub(crate) fn admit(&self) {
+        let Some(p) = self.pending().take() else {
+            return;
+        };
+        self.gate.unauthenticated.fetch_sub(1, Ordering::Relaxed);
+        if let Some(s) = p.session {
+            s.lift();
+        }
+    }
+
+    pub(crate) fn is_admitted(&self) -> bool {
+        self.pending().is_none()
+    }
+
+    /// Notes why the connection (or one of its streams) is being closed; the first reason
+    /// counts when the connection goes. False once the connection has logged in (then it is
+    /// no rejection).
+    pub(crate) fn reject(&self, r: Reject) -> bool {
+        match self.pending().as_mut() {
+            Some(p) => {
+                p.reason.get_or_insert(r);
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        if let Some(p) = self.pending().take() {
+            self.gate.unauthenticated.fetch_sub(1, Ordering::Relaxed);
+            self.gate.count_rejected(p.reason.unwrap_or(Reject::Closed));
+        }
+    }
+}
+
+/// Logs the rejected connections of each period as one INFO line (one line per connection
+/// would let anyone flood the log).
+pub(crate) async fn summarise_rejections(gate: Arc<Gate>, shutdown: CancellationToken) {
+    let period = gate.limits.reject_summary_interval;
+    let mut tick = tokio::time::interval_at(Instant::now() + period, period);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = tick.tick() => {}
+        }
+        if let Some(line) = gate.summary() {
+            info!("{line}");
+        }
+    }
+    if let Some(line) = gate.summary() {
+        info!("{line}");
+    }
+}
+
+/// Logs why a connection (or stream) is closed and notes it in its admission: at debug while
+/// the connection has not logged in (the summary counts it), at info once it has.
+pub(crate) fn closing(admission: &Admission, reason: Reject, why: std::fmt::Arguments<'_>) {
+    if admission.reject(reason) {
+        debug!("closing connection: {why}");
+    } else {
+        info!("closing connection: {why}");
+    }
+}
+
+/// Why a failed TLS sniff or handshake closes a connection.
+pub(crate) fn tls_reject(e: &std::io::Error) -> Reject {
+    use std::io::ErrorKind as K;
+    match e.kind() {
+        K::UnexpectedEof | K::ConnectionReset | K::BrokenPipe | K::ConnectionAborted => {
+            Reject::Closed
+        }
+        K::PermissionDenied => Reject::Plain,
+        _ => Reject::Tls,
+    }
+}
+
+#[cfg(test)]
+impl Gate {
+    /// An admission with a permit taken at once (tests of other modules).
+    pub(crate) fn test_admission() -> Arc<Admission> {
+        let rejected = prometheus::IntCounterVec::new(prometheus::Opts::new("t", "t"), &["reason"])
+            .expect("metric");
+        let gate = Arc::new(Gate::new(Limits::default(), rejected));
+        let permit = gate
+            .permits
+            .clone()
+            .try_acquire_owned()
+            .expect("a fresh gate has permits");
+        gate.admission(permit)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summary_counts_by_reason_once() {
+        let rejected = prometheus::IntCounterVec::new(prometheus::Opts::new("t", "t"), &["reason"])
+            .expect("metric");
+        let gate = Gate::new(Limits::default(), rejected.clone());
+        assert_eq!(gate.summary(), None);
+        for _ in 0..3 {
+            gate.count_rejected(Reject::Garbage);
+        }
+        gate.count_rejected(Reject::Timeout);
+        assert_eq!(
+            gate.summary().as_deref(),
+            Some("rejected 4 connections in the last 60s: 3 garbage, 1 timeout")
+        );
+        assert_eq!(gate.summary(), None, "each rejection is summed up once");
+        assert_eq!(rejected.with_label_values(&["garbage"]).get(), 3);
+    }
+}
