@@ -65,12 +65,10 @@ fn parse_ini(text: &str) -> Option<Vec<Section>> {
     Some(out)
 }
 
-/// True when the text is INI with a `[common]` section (and not valid TOML).
+/// True when the text is INI with a `[common]` section (frp `DetectLegacyINIFormat`), even when
+/// it happens to be valid TOML too (`[common]\nbind_port = 7000`): frp reads that as INI.
 pub(crate) fn is_legacy_ini(text: &str) -> bool {
-    if !text.lines().any(|l| l.trim() == "[common]") {
-        return false;
-    }
-    toml::from_str::<toml::Table>(text).is_err() && parse_ini(text).is_some()
+    text.lines().any(|l| l.trim() == "[common]") && parse_ini(text).is_some()
 }
 
 /// Sets `a.b.c` in a JSON object.

@@ -168,6 +168,9 @@ fn parse_doc(
             msg,
         }])
     };
+    // Windows editors start files with a byte-order mark; no parser should see it (an INI file
+    // with one was read as TOML), and positions count from the first real character.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let rendered = template::render(text, &opts.envs).map_err(|e| {
         bad(
             (e.line > 0).then_some(e.line),
@@ -643,5 +646,7 @@ fn load_includes(
     }
 }
 
+#[cfg(test)]
+mod encoding_tests;
 #[cfg(test)]
 mod tests;
