@@ -14,10 +14,12 @@ use std::path::{Path, PathBuf};
 /// Everything that can be wrong with a config.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("read config file {path}: {source}")]
+    /// The file could not be read. The I/O error is part of the message and not a `source()`,
+    /// so an error chain printer (`{:#}`) shows it once.
+    #[error("read config file {}: {error}", path.display())]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("{}", join_lines(.0))]
     Invalid(Vec<Problem>),
@@ -137,10 +139,28 @@ struct Doc {
     value: Value,
 }
 
+/// Reads a config file as UTF-8 text; invalid UTF-8 is a problem at its line and column.
 fn read(path: &Path) -> Result<String, ConfigError> {
-    std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+    let bytes = std::fs::read(path).map_err(|error| ConfigError::Read {
         path: path.to_owned(),
-        source,
+        error,
+    })?;
+    String::from_utf8(bytes).map_err(|e| {
+        let bytes = e.as_bytes();
+        let at = e.utf8_error().valid_up_to();
+        // Everything before `at` is valid UTF-8.
+        let before = String::from_utf8_lossy(&bytes[..at]);
+        let (line, col) = line_col(&before, before.len());
+        ConfigError::Invalid(vec![Problem {
+            file: path.to_owned(),
+            line: Some(line),
+            col: Some(col),
+            key: String::new(),
+            msg: format!(
+                "the file is not valid UTF-8 (byte {:#04x}); config files must be UTF-8 text",
+                bytes.get(at).copied().unwrap_or_default()
+            ),
+        }])
     })
 }
 
@@ -626,6 +646,10 @@ fn load_includes(
         for f in files {
             let text = match read(&f) {
                 Ok(t) => t,
+                Err(ConfigError::Invalid(p)) => {
+                    problems.extend(p);
+                    continue;
+                }
                 Err(e) => {
                     problems.push(Problem::new(&f, key.clone(), e.to_string()));
                     continue;

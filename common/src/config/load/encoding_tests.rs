@@ -100,3 +100,72 @@ fn positions_after_a_byte_order_mark_count_from_the_first_character() {
         "{err}"
     );
 }
+
+/// The error as `{:#}` prints it (anyhow): the message, then each cause.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+#[test]
+fn invalid_utf8_names_file_line_and_column_once() {
+    let dir = tempdir("utf8");
+    let f = dir.join("frpc.toml");
+    std::fs::write(&f, b"serverPort = 7000\nuser = \"ab\xffc\"\n").unwrap();
+    let err = load_client(&f, &opts()).unwrap_err();
+    let want = format!(
+        "{}:2:11: the file is not valid UTF-8 (byte 0xff); config files must be UTF-8 text",
+        f.display()
+    );
+    assert_eq!(chain(&err), want);
+    // After a multi-byte character the column still counts characters.
+    std::fs::write(
+        &f,
+        "user = \"é\u{2603}"
+            .bytes()
+            .chain(*b"\xc3(\"\n")
+            .collect::<Vec<u8>>(),
+    )
+    .unwrap();
+    let err = load_client(&f, &opts()).unwrap_err();
+    assert!(
+        chain(&err).contains("frpc.toml:1:11: the file is not valid UTF-8 (byte 0xc3)"),
+        "{}",
+        chain(&err)
+    );
+    // Also in an included file.
+    std::fs::create_dir_all(dir.join("confd")).unwrap();
+    std::fs::write(dir.join("confd/bad.toml"), b"\n\n\xfe").unwrap();
+    let mut o = opts();
+    o.cwd = Some(dir.clone());
+    let err = load_client_text(
+        "includes = [\"confd/*.toml\"]\n",
+        Path::new("frpc.toml"),
+        &o,
+    )
+    .unwrap_err();
+    let s = chain(&err);
+    assert!(
+        s.contains("bad.toml:3:1: the file is not valid UTF-8 (byte 0xfe)"),
+        "{s}"
+    );
+    assert_eq!(s.matches("bad.toml").count(), 1, "{s}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn a_read_error_prints_its_cause_once() {
+    let err = load_client(Path::new("/nonexistent/frpc.toml"), &opts()).unwrap_err();
+    let s = chain(&err);
+    assert_eq!(s.matches("No such file or directory").count(), 1, "{s}");
+    assert!(
+        s.starts_with("read config file /nonexistent/frpc.toml"),
+        "{s}"
+    );
+}
