@@ -403,33 +403,71 @@ fn unknown_problem(doc: &Doc, u: &Unknown) -> Problem {
     }
 }
 
-/// Decodes a parsed document; unknown keys become problems in strict mode.
+/// A file with more bad values than this is reported up to here.
+const MAX_DECODE_ERRORS: usize = 100;
+
+/// Decodes a parsed document, reporting every bad value (each is replaced by a stand-in of
+/// the right kind and decoding goes on; its key is added to `bad`) and, in strict mode, every
+/// unknown key. `None` when nothing usable could be decoded.
 fn decode<T: serde::de::DeserializeOwned>(
     doc: &Doc,
     strict: bool,
     problems: &mut Vec<Problem>,
+    bad_keys: &mut Vec<String>,
 ) -> Option<T> {
-    match de::from_value::<T>(doc.value.clone()) {
-        Ok((t, unknown)) => {
-            if strict {
-                problems.extend(unknown.iter().map(|u| unknown_problem(doc, u)));
+    let mut value = doc.value.clone();
+    let mut bad: Vec<de::KeyPath> = Vec::new();
+    while bad.len() <= MAX_DECODE_ERRORS {
+        let e = match de::from_value::<T>(value.clone()) {
+            Ok((t, unknown)) => {
+                if strict {
+                    problems.extend(unknown.iter().map(|u| unknown_problem(doc, u)));
+                }
+                return Some(t);
             }
-            Some(t)
-        }
-        Err(e) => {
-            let (line, col) = locate(doc, &e.path)
+            Err(e) => e,
+        };
+        // A stand-in that failed again (or an error with none) is taken out instead.
+        let again = bad.contains(&e.path);
+        let with = e.expected.filter(|_| !again).map(de::Expected::stand_in);
+        if !again {
+            let key = e.path.to_string();
+            let (line, col) = locate(doc, &key)
                 .map(|(l, c)| (Some(l), Some(c)))
                 .unwrap_or((None, None));
+            bad_keys.push(key.clone());
             problems.push(Problem {
                 file: doc.file.clone(),
                 line,
                 col,
-                key: e.path,
+                key,
                 msg: e.msg,
             });
-            None
         }
+        if !de::replace(&mut value, &e.path, with)
+            || bad.iter().filter(|p| **p == e.path).count() > 1
+        {
+            return None;
+        }
+        bad.push(e.path);
     }
+    None
+}
+
+/// Validation problems at, inside or around a bad value already reported would only repeat
+/// it: the stand-in put there fails validation too ("bindPort is required").
+fn add_validation(problems: &mut Vec<Problem>, bad_keys: &[String], found: Vec<Problem>) {
+    let under = |key: &str, at: &str| {
+        !at.is_empty()
+            && key
+                .strip_prefix(at)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with(['.', '[']))
+    };
+    problems.extend(found.into_iter().filter(|p| {
+        !bad_keys
+            .iter()
+            .any(|b| under(&p.key, b) || under(b, &p.key))
+    }));
 }
 
 fn finish<T>(
@@ -452,11 +490,12 @@ pub fn load_client_text(
     let mut warnings = Vec::new();
     let doc = parse_doc(text, file, opts, &mut warnings, legacy::Side::Client)?;
     let mut problems = Vec::new();
-    let mut cfg: Option<ClientConfig> = decode(&doc, opts.strict, &mut problems);
+    let mut bad_keys = Vec::new();
+    let mut cfg: Option<ClientConfig> = decode(&doc, opts.strict, &mut problems, &mut bad_keys);
     if let Some(c) = cfg.as_mut() {
         load_includes(c, opts, &mut warnings, &mut problems);
         c.complete();
-        problems.extend(validate::client(c, file));
+        add_validation(&mut problems, &bad_keys, validate::client(c, file));
         if problems.is_empty() {
             if let Some(src) = c.auth.token_source.take() {
                 resolve_token(
@@ -494,10 +533,11 @@ pub fn load_server_text(
     let mut warnings = Vec::new();
     let doc = parse_doc(text, file, opts, &mut warnings, legacy::Side::Server)?;
     let mut problems = Vec::new();
-    let mut cfg: Option<ServerConfig> = decode(&doc, opts.strict, &mut problems);
+    let mut bad_keys = Vec::new();
+    let mut cfg: Option<ServerConfig> = decode(&doc, opts.strict, &mut problems, &mut bad_keys);
     if let Some(c) = cfg.as_mut() {
         c.complete();
-        problems.extend(validate::server(c, file));
+        add_validation(&mut problems, &bad_keys, validate::server(c, file));
         if problems.is_empty() {
             if let Some(src) = c.auth.token_source.take() {
                 resolve_token(
@@ -662,7 +702,8 @@ fn load_includes(
                     continue;
                 }
             };
-            if let Some(inc) = decode::<ClientConfig>(&doc, opts.strict, problems) {
+            if let Some(inc) = decode::<ClientConfig>(&doc, opts.strict, problems, &mut Vec::new())
+            {
                 c.proxies.extend(inc.proxies);
                 c.visitors.extend(inc.visitors);
             }
@@ -670,6 +711,8 @@ fn load_includes(
     }
 }
 
+#[cfg(test)]
+mod decode_tests;
 #[cfg(test)]
 mod encoding_tests;
 #[cfg(test)]

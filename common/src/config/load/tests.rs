@@ -520,7 +520,9 @@ fn type_errors_name_key_and_line() {
     let err = client("user = \"u\"\nserverPort = \"x\"\n").unwrap_err();
     let s = err.to_string();
     assert!(
-        s.starts_with("frpc.toml:2:1: serverPort: invalid type: string \"x\""),
+        s.starts_with(
+            "frpc.toml:2:1: serverPort: expected a port number (0-65535), found the string \"x\""
+        ),
         "{s}"
     );
     let err =
