@@ -716,4 +716,6 @@ mod decode_tests;
 #[cfg(test)]
 mod encoding_tests;
 #[cfg(test)]
+mod files_tests;
+#[cfg(test)]
 mod tests;

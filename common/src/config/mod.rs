@@ -10,6 +10,7 @@
 
 mod client;
 mod de;
+mod files;
 mod legacy;
 mod load;
 mod plugin;

@@ -1,6 +1,7 @@
 //! Validation after defaults are filled in (frp `pkg/config/v1/validation/*`). Pure functions
 //! that return every problem found, not just the first.
 
+use super::files;
 use super::load::Problem;
 use super::plugin::{plugin_fields, PLUGIN_TYPES};
 use super::proxy::{proxy_fields, PROXY_TYPES};
@@ -44,6 +45,42 @@ impl Out<'_> {
     fn file_exists(&mut self, key: &str, path: &str) {
         if !path.is_empty() && !Path::new(path).exists() {
             self.bad(key, format!("file {path} does not exist"));
+        }
+    }
+
+    /// `<prefix>.certFile`, `keyFile` and `trustedCaFile` (`ca`: where the table has one): set
+    /// together, each file holding what its key says, the key being the certificate's.
+    fn tls_files(&mut self, prefix: &str, cert: &str, key: &str, ca: Option<&str>) {
+        if cert.is_empty() != key.is_empty() {
+            self.bad(prefix, "certFile and keyFile must be set together");
+        }
+        let check = |o: &mut Self, field: &str, r: Result<(), String>| {
+            if let Err(e) = r {
+                o.bad(format!("{prefix}.{field}"), e);
+            }
+        };
+        let certs = (!cert.is_empty()).then(|| files::certificates(cert));
+        let pkey = (!key.is_empty()).then(|| files::private_key(key));
+        match (certs, pkey) {
+            (Some(Ok(c)), Some(Ok(k))) => check(self, "keyFile", files::pair(c, k, cert, key)),
+            (c, k) => {
+                if let Some(Err(e)) = c {
+                    check(self, "certFile", Err(e));
+                }
+                if let Some(Err(e)) = k {
+                    check(self, "keyFile", Err(e));
+                }
+            }
+        }
+        if let Some(ca) = ca.filter(|c| !c.is_empty()) {
+            check(self, "trustedCaFile", files::certificates(ca).map(drop));
+        }
+    }
+
+    /// `webServer.tls`: as frp, a present table needs both files (half of it served plain HTTP).
+    fn web_server(&mut self, w: &super::WebServerConfig) {
+        if let Some(tls) = &w.tls {
+            self.tls_files("webServer.tls", &tls.cert_file, &tls.key_file, None);
         }
     }
 
@@ -107,7 +144,11 @@ pub fn client(c: &ClientConfig, file: &Path) -> Vec<Problem> {
             );
         }
     }
-    o.file_exists("auth.oidc.trustedCaFile", &c.auth.oidc.trusted_ca_file);
+    if !c.auth.oidc.trusted_ca_file.is_empty() {
+        if let Err(e) = files::certificates(&c.auth.oidc.trusted_ca_file) {
+            o.bad("auth.oidc.trustedCaFile", e);
+        }
+    }
     o.one_of("log.level", &c.log.level, LOG_LEVELS);
     let t = &c.transport;
     o.one_of(
@@ -125,13 +166,13 @@ pub fn client(c: &ClientConfig, file: &Path) -> Vec<Problem> {
             "invalid heartbeatTimeout, heartbeatTimeout is less than heartbeatInterval",
         );
     }
-    o.file_exists("transport.tls.certFile", &t.tls.cert_file);
-    o.file_exists("transport.tls.keyFile", &t.tls.key_file);
-    o.file_exists("transport.tls.trustedCaFile", &t.tls.trusted_ca_file);
-    if let Some(tls) = &c.web_server.tls {
-        o.file_exists("webServer.tls.certFile", &tls.cert_file);
-        o.file_exists("webServer.tls.keyFile", &tls.key_file);
-    }
+    o.tls_files(
+        "transport.tls",
+        &t.tls.cert_file,
+        &t.tls.key_file,
+        Some(&t.tls.trusted_ca_file),
+    );
+    o.web_server(&c.web_server);
     for gate in c.feature_gates.keys() {
         o.one_of(&format!("featureGates.{gate}"), gate, &["VirtualNet"]);
     }
@@ -287,16 +328,13 @@ pub fn server(c: &ServerConfig, file: &Path) -> Vec<Problem> {
     }
     o.one_of("log.level", &c.log.level, LOG_LEVELS);
     let t = &c.transport.tls;
-    o.file_exists("transport.tls.certFile", &t.cert_file);
-    o.file_exists("transport.tls.keyFile", &t.key_file);
-    o.file_exists("transport.tls.trustedCaFile", &t.trusted_ca_file);
-    if t.cert_file.is_empty() != t.key_file.is_empty() {
-        o.bad("transport.tls", "certFile and keyFile must be set together");
-    }
-    if let Some(tls) = &c.web_server.tls {
-        o.file_exists("webServer.tls.certFile", &tls.cert_file);
-        o.file_exists("webServer.tls.keyFile", &tls.key_file);
-    }
+    o.tls_files(
+        "transport.tls",
+        &t.cert_file,
+        &t.key_file,
+        Some(&t.trusted_ca_file),
+    );
+    o.web_server(&c.web_server);
     for (i, r) in c.allow_ports.iter().enumerate() {
         if r.single == 0 && (r.start == 0 || r.end < r.start) {
             o.bad(

@@ -264,14 +264,22 @@ fn every_default_matches_frp() {
             .heartbeat_timeout,
         90
     );
+    let dir = tempdir("ca");
+    let ca = dir.join("ca.crt");
+    let ck = rcgen::generate_simple_self_signed(vec!["ca".to_string()]).unwrap();
+    std::fs::write(&ca, ck.cert.pem()).unwrap();
     assert!(
-        server("transport.tls.trustedCaFile = \"Cargo.toml\"")
-            .unwrap()
-            .transport
-            .tls
-            .force,
+        server(&format!(
+            "transport.tls.trustedCaFile = \"{}\"",
+            ca.display()
+        ))
+        .unwrap()
+        .transport
+        .tls
+        .force,
         "a CA forces TLS"
     );
+    let _ = std::fs::remove_dir_all(dir);
 
     let p = &client("[[proxies]]\nname = \"a\"\ntype = \"tcp\"\nhealthCheck.type = \"tcp\"\n")
         .unwrap()
