@@ -24,6 +24,9 @@ pub enum WebError {
     },
     #[error("webServer.tls: {0}")]
     Tls(#[from] crate::transport::tls::TlsError),
+    /// `webServer.addr` is neither an IP address nor a host name that resolves.
+    #[error("webServer.addr: {0}")]
+    Addr(String),
 }
 
 /// A bound `webServer` (frps dashboard, frpc admin API): TCP, plus TLS when `webServer.tls`
@@ -59,7 +62,11 @@ impl WebListener {
             }
             _ => None,
         };
-        let tcp = TcpListener::bind(&addr)
+        // A host name binds the one address frp's Listen picks (see `config::addr`).
+        let ip = crate::config::resolve_listen_ip(&cfg.addr)
+            .await
+            .map_err(WebError::Addr)?;
+        let tcp = TcpListener::bind(std::net::SocketAddr::new(ip, cfg.port))
             .await
             .map_err(|source| WebError::Bind { addr, source })?;
         Ok(WebListener { tcp, tls })

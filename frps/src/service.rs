@@ -34,6 +34,9 @@ pub enum ServerError {
         addr: String,
         source: std::io::Error,
     },
+    /// A listen address that is neither an IP address nor a host name that resolves.
+    #[error("{key}: {msg}")]
+    Addr { key: &'static str, msg: String },
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
     #[error("metrics: {0}")]
@@ -83,11 +86,28 @@ pub struct Server {
 
 impl Server {
     /// Binds `bindAddr:bindPort` and prepares TLS (a self-signed certificate unless configured).
-    pub async fn bind(cfg: ServerConfig) -> Result<Server, ServerError> {
-        let addr = format!("{}:{}", cfg.bind_addr, cfg.bind_port);
-        let listener = TcpListener::bind(&addr)
+    pub async fn bind(mut cfg: ServerConfig) -> Result<Server, ServerError> {
+        let resolve = |key: &'static str, host: String| async move {
+            common::config::resolve_listen_ip(&host)
+                .await
+                .map_err(|msg| ServerError::Addr { key, msg })
+        };
+        let ip = resolve("bindAddr", cfg.bind_addr.clone()).await?;
+        // Proxies bind the one address proxyBindAddr names (empty: bindAddr's), resolved once
+        // here as frp's Listen does; `ports` binds exactly this and never falls back.
+        cfg.proxy_bind_addr = if cfg.proxy_bind_addr.is_empty() {
+            ip
+        } else {
+            resolve("proxyBindAddr", cfg.proxy_bind_addr.clone()).await?
+        }
+        .to_string();
+        let addr = SocketAddr::new(ip, cfg.bind_port);
+        let listener = TcpListener::bind(addr)
             .await
-            .map_err(|source| ServerError::Bind { addr, source })?;
+            .map_err(|source| ServerError::Bind {
+                addr: addr.to_string(),
+                source,
+            })?;
         let t = &cfg.transport.tls;
         let opt = |s: &str| (!s.is_empty()).then(|| s.into());
         let files = tls::TlsFiles {

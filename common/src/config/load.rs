@@ -456,17 +456,31 @@ fn decode<T: serde::de::DeserializeOwned>(
 
 /// Validation problems at, inside or around a bad value already reported would only repeat
 /// it: the stand-in put there fails validation too ("bindPort is required").
-fn add_validation(problems: &mut Vec<Problem>, bad_keys: &[String], found: Vec<Problem>) {
+/// The rest get the position of their key, where the file has it.
+fn add_validation(
+    doc: &Doc,
+    problems: &mut Vec<Problem>,
+    bad_keys: &[String],
+    found: Vec<Problem>,
+) {
     let under = |key: &str, at: &str| {
         !at.is_empty()
             && key
                 .strip_prefix(at)
                 .is_some_and(|rest| rest.is_empty() || rest.starts_with(['.', '[']))
     };
-    problems.extend(found.into_iter().filter(|p| {
+    let found = found.into_iter().filter(|p| {
         !bad_keys
             .iter()
             .any(|b| under(&p.key, b) || under(b, &p.key))
+    });
+    problems.extend(found.map(|mut p| {
+        if p.line.is_none() && p.file == doc.file && !p.key.is_empty() {
+            if let Some((l, c)) = locate(doc, &p.key) {
+                (p.line, p.col) = (Some(l), Some(c));
+            }
+        }
+        p
     }));
 }
 
@@ -495,7 +509,7 @@ pub fn load_client_text(
     if let Some(c) = cfg.as_mut() {
         load_includes(c, opts, &mut warnings, &mut problems);
         c.complete();
-        add_validation(&mut problems, &bad_keys, validate::client(c, file));
+        add_validation(&doc, &mut problems, &bad_keys, validate::client(c, file));
         if problems.is_empty() {
             if let Some(src) = c.auth.token_source.take() {
                 resolve_token(
@@ -537,7 +551,7 @@ pub fn load_server_text(
     let mut cfg: Option<ServerConfig> = decode(&doc, opts.strict, &mut problems, &mut bad_keys);
     if let Some(c) = cfg.as_mut() {
         c.complete();
-        add_validation(&mut problems, &bad_keys, validate::server(c, file));
+        add_validation(&doc, &mut problems, &bad_keys, validate::server(c, file));
         if problems.is_empty() {
             if let Some(src) = c.auth.token_source.take() {
                 resolve_token(
@@ -711,6 +725,8 @@ fn load_includes(
     }
 }
 
+#[cfg(test)]
+mod addr_tests;
 #[cfg(test)]
 mod decode_tests;
 #[cfg(test)]

@@ -8,6 +8,7 @@
 //! Proxies, visitors and plugins are one union struct each, with the keys each `type` accepts
 //! listed next to it ([`proxy_fields`], ...); the decoder rejects keys a type does not have.
 
+mod addr;
 mod client;
 mod de;
 mod files;
@@ -21,6 +22,7 @@ mod types;
 mod validate;
 mod visitor;
 
+pub use addr::{check_dial_host, listen_ip, resolve_listen_ip};
 pub use client::*;
 pub use load::{
     default_client, default_server, load_client, load_client_text, load_server, load_server_text,

@@ -1,6 +1,7 @@
 //! Validation after defaults are filled in (frp `pkg/config/v1/validation/*`). Pure functions
 //! that return every problem found, not just the first.
 
+use super::addr::{check_dial_host, listen_ip};
 use super::files;
 use super::load::Problem;
 use super::plugin::{plugin_fields, PLUGIN_TYPES};
@@ -84,6 +85,20 @@ impl Out<'_> {
         }
     }
 
+    /// A listen address: an IP address or a host name that resolves (see `addr`).
+    fn listen(&mut self, key: &str, host: &str) {
+        if let Err(e) = listen_ip(host) {
+            self.bad(key, e);
+        }
+    }
+
+    /// A dial address: an IP address or a host name, without a port.
+    fn dial(&mut self, key: &str, host: &str, port_key: &str) {
+        if let Err(e) = check_dial_host(host, port_key) {
+            self.bad(key, e);
+        }
+    }
+
     fn value_source(&mut self, key: &str, s: &ValueSource) {
         match s.kind.as_str() {
             "file" => {
@@ -150,6 +165,14 @@ pub fn client(c: &ClientConfig, file: &Path) -> Vec<Problem> {
         }
     }
     o.one_of("log.level", &c.log.level, LOG_LEVELS);
+    o.dial("serverAddr", &c.server_addr, "serverPort");
+    o.listen("webServer.addr", &c.web_server.addr);
+    if !c.transport.connect_server_local_ip.is_empty() {
+        o.listen(
+            "transport.connectServerLocalIP",
+            &c.transport.connect_server_local_ip,
+        );
+    }
     let t = &c.transport;
     o.one_of(
         "transport.protocol",
@@ -203,6 +226,7 @@ pub fn client(c: &ClientConfig, file: &Path) -> Vec<Problem> {
                 ),
             );
         }
+        o.dial(&k("localIP"), &p.local_ip, "localPort");
         o.one_of(
             &k("transport.bandwidthLimitMode"),
             &p.transport.bandwidth_limit_mode,
@@ -288,6 +312,7 @@ pub fn client(c: &ClientConfig, file: &Path) -> Vec<Problem> {
                 ),
             );
         }
+        o.listen(&k("bindAddr"), &v.bind_addr);
         if v.server_name.is_empty() {
             o.bad(k("serverName"), "serverName is required");
         }
@@ -327,6 +352,9 @@ pub fn server(c: &ServerConfig, file: &Path) -> Vec<Problem> {
         o.value_source("auth.tokenSource", ts);
     }
     o.one_of("log.level", &c.log.level, LOG_LEVELS);
+    o.listen("bindAddr", &c.bind_addr);
+    o.listen("proxyBindAddr", &c.proxy_bind_addr);
+    o.listen("webServer.addr", &c.web_server.addr);
     let t = &c.transport.tls;
     o.tls_files(
         "transport.tls",

@@ -41,8 +41,8 @@ type = \"tcp\"
         "frpc.toml:9:1: proxies[0].localPort: 70000 is not a port number (0-65535)",
         "frpc.toml:2:1: bogus: unknown field \"bogus\"",
         "frpc.toml:8:1: proxies[0].localPrt: unknown field \"localPrt\", did you mean \"localPort\"?",
-        "frpc.toml: log.level: \"loud\" is not one of trace, debug, info, warn, error",
-        "frpc.toml: proxies[1].name: proxy name [a] is duplicated",
+        "frpc.toml:3:5: log.level: \"loud\" is not one of trace, debug, info, warn, error",
+        "frpc.toml:11:1: proxies[1].name: proxy name [a] is duplicated",
     ];
     for w in want {
         assert!(got.iter().any(|g| g == w), "missing {w:?} in {got:#?}");
