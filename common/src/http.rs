@@ -24,6 +24,8 @@ pub enum WebError {
     },
     #[error("webServer.tls: {0}")]
     Tls(#[from] crate::transport::tls::TlsError),
+    #[error("webServer.tls: certFile and keyFile are both required")]
+    TlsFiles,
     /// `webServer.addr` is neither an IP address nor a host name that resolves.
     #[error("webServer.addr: {0}")]
     Addr(String),
@@ -50,7 +52,11 @@ impl WebListener {
     pub async fn bind(cfg: &crate::config::WebServerConfig) -> Result<WebListener, WebError> {
         let addr = format!("{}:{}", cfg.addr, cfg.port);
         let tls = match &cfg.tls {
-            Some(t) if !t.cert_file.is_empty() && !t.key_file.is_empty() => {
+            // As frp: a `tls` table needs both files; it never means plain HTTP.
+            Some(t) if t.cert_file.is_empty() || t.key_file.is_empty() => {
+                return Err(WebError::TlsFiles)
+            }
+            Some(t) => {
                 let files = crate::transport::tls::TlsFiles {
                     cert_file: Some(t.cert_file.clone().into()),
                     key_file: Some(t.key_file.clone().into()),

@@ -34,6 +34,10 @@ pub enum ServerError {
         addr: String,
         source: std::io::Error,
     },
+    /// The config uses a key whose feature frp-rs does not have yet and cannot run without
+    /// (`httpPlugins`; `config::support`).
+    #[error("{0}")]
+    Unsupported(String),
     /// A listen address that is neither an IP address nor a host name that resolves.
     #[error("{key}: {msg}")]
     Addr { key: &'static str, msg: String },
@@ -87,6 +91,9 @@ pub struct Server {
 impl Server {
     /// Binds `bindAddr:bindPort` and prepares TLS (a self-signed certificate unless configured).
     pub async fn bind(mut cfg: ServerConfig) -> Result<Server, ServerError> {
+        if let Some(why) = common::config::refusal(&common::config::server_unsupported(&cfg)) {
+            return Err(ServerError::Unsupported(why));
+        }
         let resolve = |key: &'static str, host: String| async move {
             common::config::resolve_listen_ip(&host)
                 .await

@@ -14,7 +14,7 @@ use rsa::signature::{SignatureEncoding, Signer};
 use rsa::traits::PublicKeyParts;
 use rsa::RsaPrivateKey;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use tokio_util::sync::CancellationToken;
 
 pub const CLIENT_ID: &str = "frpc-app";
@@ -51,6 +51,8 @@ pub fn jwt_with_kid(key: &RsaPrivateKey, kid: &str, claims: serde_json::Value) -
 pub struct Issuer {
     pub url: String,
     pub token_requests: Arc<AtomicUsize>,
+    /// The form body of each token request, in order.
+    pub token_forms: Arc<Mutex<Vec<String>>>,
     /// Times the JWKS was fetched.
     pub jwks_requests: Arc<AtomicUsize>,
     stop: CancellationToken,
@@ -79,10 +81,12 @@ impl Issuer {
         let url = format!("http://{}", listener.local_addr().unwrap());
         let token_requests = Arc::new(AtomicUsize::new(0));
         let jwks_requests = Arc::new(AtomicUsize::new(0));
+        let token_forms = Arc::new(Mutex::new(Vec::new()));
         let stop = CancellationToken::new();
         let issuer = Issuer {
             url: url.clone(),
             token_requests: token_requests.clone(),
+            token_forms: token_forms.clone(),
             jwks_requests: jwks_requests.clone(),
             stop: stop.clone(),
         };
@@ -90,6 +94,7 @@ impl Issuer {
         let handler = Arc::new(move |req: Request<Incoming>| {
             let (url, count, claims) = (url.clone(), token_requests.clone(), token_claims.clone());
             let jwks_count = jwks_requests.clone();
+            let forms = token_forms.clone();
             async move {
                 match req.uri().path() {
                     "/.well-known/openid-configuration" => http::json(
@@ -115,14 +120,15 @@ impl Issuer {
                     }
                     "/token" => {
                         count.fetch_add(1, Ordering::SeqCst);
+                        let authorization = req.headers().get("authorization").cloned();
+                        let form = body_text(req.into_body()).await;
+                        forms.lock().unwrap().push(form);
                         let want = format!(
                             "Basic {}",
                             STANDARD.encode(format!("{CLIENT_ID}:{CLIENT_SECRET}"))
                         );
-                        let authorized = req
-                            .headers()
-                            .get("authorization")
-                            .is_some_and(|v| v.as_bytes() == want.as_bytes());
+                        let authorized =
+                            authorization.is_some_and(|v| v.as_bytes() == want.as_bytes());
                         if !authorized {
                             return reply(
                                 StatusCode::UNAUTHORIZED,
@@ -145,4 +151,18 @@ impl Issuer {
         tokio::spawn(http::serve(listener, BasicAuth::default(), handler, stop));
         issuer
     }
+}
+
+/// A request body as text (the token request's form).
+async fn body_text(mut body: Incoming) -> String {
+    use hyper::body::Body;
+    let mut out = Vec::new();
+    while let Some(Ok(frame)) =
+        futures::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx)).await
+    {
+        if let Ok(data) = frame.into_data() {
+            out.extend_from_slice(&data);
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }

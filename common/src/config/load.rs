@@ -484,6 +484,17 @@ fn add_validation(
     }));
 }
 
+/// Warnings for the unsupported keys a config uses, with their positions.
+fn unsupported_warnings(doc: &Doc, found: Vec<super::Unsupported>, warnings: &mut Vec<String>) {
+    for u in found {
+        let at = match locate(doc, &u.key) {
+            Some((l, c)) => format!("{}:{l}:{c}", doc.file.display()),
+            None => doc.file.display().to_string(),
+        };
+        warnings.push(format!("{at}: {u}"));
+    }
+}
+
 fn finish<T>(
     config: Option<T>,
     problems: Vec<Problem>,
@@ -510,6 +521,14 @@ pub fn load_client_text(
         load_includes(c, opts, &mut warnings, &mut problems);
         c.complete();
         add_validation(&doc, &mut problems, &bad_keys, validate::client(c, file));
+        unsupported_warnings(&doc, super::client_unsupported(c), &mut warnings);
+        if let Some(p) = opts.envs.get("http_proxy").filter(|p| !p.is_empty()) {
+            if c.transport.proxy_url.is_empty() {
+                warnings.push(format!(
+                    "the http_proxy environment variable is set ({p}): frp would connect to frps through it, frp-rs connects directly (transport.proxyURL is not supported yet)"
+                ));
+            }
+        }
         if problems.is_empty() {
             if let Some(src) = c.auth.token_source.take() {
                 resolve_token(
@@ -552,6 +571,7 @@ pub fn load_server_text(
     if let Some(c) = cfg.as_mut() {
         c.complete();
         add_validation(&doc, &mut problems, &bad_keys, validate::server(c, file));
+        unsupported_warnings(&doc, super::server_unsupported(c), &mut warnings);
         if problems.is_empty() {
             if let Some(src) = c.auth.token_source.take() {
                 resolve_token(
@@ -733,5 +753,7 @@ mod decode_tests;
 mod encoding_tests;
 #[cfg(test)]
 mod files_tests;
+#[cfg(test)]
+mod keys_tests;
 #[cfg(test)]
 mod tests;

@@ -17,6 +17,7 @@ mod load;
 mod plugin;
 mod proxy;
 mod server;
+mod support;
 pub mod template;
 mod types;
 mod validate;
@@ -31,5 +32,9 @@ pub use load::{
 pub use plugin::*;
 pub use proxy::*;
 pub use server::*;
+pub use support::{
+    client_global_unsupported, client_unsupported, proxy_unsupported, refusal, server_unsupported,
+    visitor_unsupported, Effect, Unsupported,
+};
 pub use types::*;
 pub use visitor::*;

@@ -81,6 +81,12 @@ impl Out<'_> {
     /// `webServer.tls`: as frp, a present table needs both files (half of it served plain HTTP).
     fn web_server(&mut self, w: &super::WebServerConfig) {
         if let Some(tls) = &w.tls {
+            if tls.cert_file.is_empty() && tls.key_file.is_empty() {
+                self.bad(
+                    "webServer.tls",
+                    "certFile and keyFile are required when webServer.tls is set",
+                );
+            }
             self.tls_files("webServer.tls", &tls.cert_file, &tls.key_file, None);
         }
     }
