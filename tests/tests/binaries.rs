@@ -18,14 +18,7 @@ fn spawn(name: &str, args: &[&str]) -> Child {
 }
 
 async fn run(name: &str, args: &[&str]) -> std::process::Output {
-    let out = Command::new(bin(name))
-        .args(args)
-        .kill_on_drop(true)
-        .output();
-    tokio::time::timeout(PATIENCE, out)
-        .await
-        .expect("exits in time")
-        .expect("run")
+    run_bin(name, args).await
 }
 
 fn write(dir: &Path, name: &str, text: &str) -> String {

@@ -10,17 +10,6 @@ use tests::*;
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::process::Command;
 
-async fn run(name: &str, args: &[&str]) -> std::process::Output {
-    let out = Command::new(bin(name))
-        .args(args)
-        .kill_on_drop(true)
-        .output();
-    tokio::time::timeout(PATIENCE, out)
-        .await
-        .expect("exits in time")
-        .expect("run")
-}
-
 fn write_temp(tag: &str, name: &str, text: &str) -> (std::path::PathBuf, String) {
     let d = std::env::temp_dir().join(format!(
         "frp-rs-{tag}-{}-{}",
@@ -116,7 +105,7 @@ async fn verify_and_run_fail_on_a_proxy_bind_addr_that_does_not_resolve() {
         "bindAddr = \"127.0.0.1\"\nbindPort = 0\nproxyBindAddr = \"no.such.host.invalid\"\n",
     );
     for args in [vec!["verify", "-c", &f], vec!["-c", &f]] {
-        let out = run("frps", &args).await;
+        let out = run_bin("frps", &args).await;
         assert!(!out.status.success(), "{args:?}");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(
@@ -225,7 +214,7 @@ async fn verify_warns_about_unsupported_keys_and_frps_refuses_to_run() {
         "frps.toml",
         "bindAddr = \"127.0.0.1\"\nbindPort = 0\nvhostHTTPPort = 8080\n[[httpPlugins]]\nname = \"m\"\naddr = \"127.0.0.1:9000\"\npath = \"/h\"\nops = [\"Login\"]\n",
     );
-    let out = run("frps", &["verify", "-c", &f]).await;
+    let out = run_bin("frps", &["verify", "-c", &f]).await;
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
     assert!(
@@ -238,7 +227,7 @@ async fn verify_warns_about_unsupported_keys_and_frps_refuses_to_run() {
         err.contains(&format!("{f}:3:1: vhostHTTPPort: http, https and tcpmux proxies are not supported by this frps yet")),
         "{err}"
     );
-    let out = run("frps", &["-c", &f]).await;
+    let out = run_bin("frps", &["-c", &f]).await;
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -256,7 +245,7 @@ async fn frpc_says_a_visitor_is_not_started() {
         "frpc.toml",
         &format!("serverAddr = \"127.0.0.1\"\nserverPort = {closed}\n[[visitors]]\nname = \"v\"\ntype = \"stcp\"\nserverName = \"s\"\nsecretKey = \"k\"\nbindPort = {}\n", free_port().await),
     );
-    let out = run("frpc", &["verify", "-c", &f]).await;
+    let out = run_bin("frpc", &["verify", "-c", &f]).await;
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
     assert!(
@@ -266,7 +255,7 @@ async fn frpc_says_a_visitor_is_not_started() {
         "{err}"
     );
     // Run (the login fails: nothing listens there): the visitor is named as not started.
-    let out = run("frpc", &["-c", &f]).await;
+    let out = run_bin("frpc", &["-c", &f]).await;
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("visitor not started")

@@ -14,6 +14,7 @@ mod de;
 mod files;
 mod legacy;
 mod load;
+mod locate;
 mod plugin;
 mod proxy;
 mod server;

@@ -12,7 +12,7 @@
 //! Every other key has its effect; `load/keys_tests.rs` checks that each key is in one list or
 //! the other, and names the test that shows each effect.
 
-use super::{ClientConfig, ProxyConfig, QuicConfig, ServerConfig, VisitorConfig};
+use super::{ClientConfig, ProxyConfig, QuicConfig, ServerConfig, VisitorConfig, WebServerConfig};
 use std::fmt;
 
 /// What using the key does.
@@ -71,12 +71,6 @@ pub(crate) const CLIENT_RULES: &[Rule<ClientConfig>] = &[
         used: |c| !c.transport.proxy_url.is_empty(),
     },
     Rule {
-        key: "transport.quic",
-        why: "QUIC is not supported yet; these settings are not used",
-        effect: Effect::Warn,
-        used: |c| c.transport.quic != QuicConfig::default(),
-    },
-    Rule {
         key: "dnsServer",
         why: "a DNS server of frpc's own is not supported yet; frpc will not start",
         effect: Effect::Refuse,
@@ -107,33 +101,40 @@ pub(crate) const CLIENT_RULES: &[Rule<ClientConfig>] = &[
         used: |c| c.nat_hole_stun_server != ClientConfig::default().nat_hole_stun_server,
     },
     Rule {
-        key: "webServer.assetsDir",
-        why: "the admin web UI is not supported yet; nothing is served from this directory",
-        effect: Effect::Warn,
-        used: |c| !c.web_server.assets_dir.is_empty(),
-    },
-    Rule {
-        key: "webServer.pprofEnable",
-        why: "pprof (Go's profiler) is not supported; frp-rs has no such endpoint",
-        effect: Effect::Warn,
-        used: |c| c.web_server.pprof_enable,
-    },
-    Rule {
-        key: "webServer.tls.trustedCaFile",
-        why: "client certificates on the web server are not supported (frp ignores this key too)",
-        effect: Effect::Warn,
-        used: |c| {
-            c.web_server
-                .tls
-                .as_ref()
-                .is_some_and(|t| !t.trusted_ca_file.is_empty())
-        },
-    },
-    Rule {
         key: "version",
         why: "ignored (frp keeps it as API metadata and does nothing with it either)",
         effect: Effect::Warn,
         used: |c| !c.version.is_empty(),
+    },
+];
+
+/// `transport.quic`, the same on both sides.
+pub(crate) const QUIC_RULES: &[Rule<QuicConfig>] = &[Rule {
+    key: "",
+    why: "QUIC is not supported yet; these settings are not used",
+    effect: Effect::Warn,
+    used: |q| *q != QuicConfig::default(),
+}];
+
+/// `webServer.*`, the same on both sides (relative to `webServer`).
+pub(crate) const WEB_RULES: &[Rule<WebServerConfig>] = &[
+    Rule {
+        key: "assetsDir",
+        why: "the web UI is not supported yet (the JSON API is); nothing is served from this directory",
+        effect: Effect::Warn,
+        used: |w| !w.assets_dir.is_empty(),
+    },
+    Rule {
+        key: "pprofEnable",
+        why: "pprof (Go's profiler) is not supported; frp-rs has no such endpoint",
+        effect: Effect::Warn,
+        used: |w| w.pprof_enable,
+    },
+    Rule {
+        key: "tls.trustedCaFile",
+        why: "client certificates on the web server are not supported (frp ignores this key too)",
+        effect: Effect::Warn,
+        used: |w| w.tls.as_ref().is_some_and(|t| !t.trusted_ca_file.is_empty()),
     },
 ];
 
@@ -189,12 +190,6 @@ pub(crate) const SERVER_RULES: &[Rule<ServerConfig>] = &[
         why: "QUIC is not supported yet; nothing listens on this UDP port",
         effect: Effect::Warn,
         used: |c| c.quic_bind_port != 0,
-    },
-    Rule {
-        key: "transport.quic",
-        why: "QUIC is not supported yet; these settings are not used",
-        effect: Effect::Warn,
-        used: |c| c.transport.quic != QuicConfig::default(),
     },
     Rule {
         key: "vhostHTTPPort",
@@ -258,24 +253,6 @@ pub(crate) const SERVER_RULES: &[Rule<ServerConfig>] = &[
         },
     },
     Rule {
-        key: "webServer.assetsDir",
-        why: "the dashboard web UI is not supported yet (its JSON API is); nothing is served from this directory",
-        effect: Effect::Warn,
-        used: |c| !c.web_server.assets_dir.is_empty(),
-    },
-    Rule {
-        key: "webServer.pprofEnable",
-        why: "pprof (Go's profiler) is not supported; frp-rs has no such endpoint",
-        effect: Effect::Warn,
-        used: |c| c.web_server.pprof_enable,
-    },
-    Rule {
-        key: "webServer.tls.trustedCaFile",
-        why: "client certificates on the web server are not supported (frp ignores this key too)",
-        effect: Effect::Warn,
-        used: |c| c.web_server.tls.as_ref().is_some_and(|t| !t.trusted_ca_file.is_empty()),
-    },
-    Rule {
         key: "version",
         why: "ignored (frp keeps it as API metadata and does nothing with it either)",
         effect: Effect::Warn,
@@ -315,6 +292,19 @@ pub fn refusal(found: &[Unsupported]) -> Option<String> {
     (!refused.is_empty()).then(|| refused.join("\n"))
 }
 
+/// The tables both sides have: `webServer` and `transport.quic`.
+fn shared<'a>(
+    web: &'a WebServerConfig,
+    quic: &'a QuicConfig,
+) -> impl Iterator<Item = Unsupported> + 'a {
+    uses(WEB_RULES, web, "webServer".into(), "").chain(uses(
+        QUIC_RULES,
+        quic,
+        "transport.quic".into(),
+        "",
+    ))
+}
+
 /// The unsupported keys a proxy uses (relative to the proxy); any keeps it from starting.
 pub fn proxy_unsupported(p: &ProxyConfig) -> Vec<Unsupported> {
     uses(PROXY_RULES, p, String::new(), "").collect()
@@ -335,7 +325,9 @@ pub fn client_unsupported(c: &ClientConfig) -> Vec<Unsupported> {
 
 /// The unsupported global keys an frpc config uses (no proxy's or visitor's).
 pub fn client_global_unsupported(c: &ClientConfig) -> Vec<Unsupported> {
-    uses(CLIENT_RULES, c, String::new(), "").collect()
+    uses(CLIENT_RULES, c, String::new(), "")
+        .chain(shared(&c.web_server, &c.transport.quic))
+        .collect()
 }
 
 /// Why a visitor does not start (all of them, until frp-rs has visitors).
@@ -345,5 +337,7 @@ pub fn visitor_unsupported(v: &VisitorConfig) -> Vec<Unsupported> {
 
 /// Every unsupported key an frps config uses.
 pub fn server_unsupported(c: &ServerConfig) -> Vec<Unsupported> {
-    uses(SERVER_RULES, c, String::new(), "").collect()
+    uses(SERVER_RULES, c, String::new(), "")
+        .chain(shared(&c.web_server, &c.transport.quic))
+        .collect()
 }

@@ -1,32 +1,9 @@
 //! Address keys (issue 12, item 2): a listen address resolves as frp's does (a host name to
 //! one address, IPv4 first) or is an error at load naming the key; never all interfaces.
 
+use super::test_util::*;
 use super::*;
 use crate::config::listen_ip;
-use std::collections::BTreeMap;
-
-fn opts() -> LoadOptions {
-    LoadOptions {
-        strict: true,
-        allow_unsafe: Vec::new(),
-        envs: BTreeMap::new(),
-        cwd: None,
-    }
-}
-
-fn server_err(text: &str) -> String {
-    match load_server_text(text, Path::new("frps.toml"), &opts()) {
-        Ok(_) => panic!("loaded: {text}"),
-        Err(e) => e.to_string(),
-    }
-}
-
-fn client_err(text: &str) -> String {
-    match load_client_text(text, Path::new("frpc.toml"), &opts()) {
-        Ok(_) => panic!("loaded: {text}"),
-        Err(e) => e.to_string(),
-    }
-}
 
 #[test]
 fn listen_addresses_that_cannot_be_used_fail_at_load_naming_the_key() {

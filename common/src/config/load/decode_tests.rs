@@ -1,16 +1,7 @@
 //! Decode errors are reported with everything else, worded for users (issue 13, item 3).
 
+use super::test_util::*;
 use super::*;
-use std::collections::BTreeMap;
-
-fn opts() -> LoadOptions {
-    LoadOptions {
-        strict: true,
-        allow_unsafe: Vec::new(),
-        envs: BTreeMap::new(),
-        cwd: None,
-    }
-}
 
 fn client_problems(text: &str, file: &str) -> Vec<String> {
     match load_client_text(text, Path::new(file), &opts()) {

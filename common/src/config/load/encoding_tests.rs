@@ -1,26 +1,7 @@
 //! How config files are read: byte-order marks, invalid UTF-8 (issue 12, items 4 and 15).
 
+use super::test_util::*;
 use super::*;
-use std::collections::BTreeMap;
-
-fn opts() -> LoadOptions {
-    LoadOptions {
-        strict: true,
-        allow_unsafe: Vec::new(),
-        envs: BTreeMap::new(),
-        cwd: None,
-    }
-}
-
-fn tempdir(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!(
-        "frp-rs-enc-{tag}-{}-{}",
-        std::process::id(),
-        rand::random::<u32>()
-    ));
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
 
 const BOM: &str = "\u{feff}";
 

@@ -1,17 +1,8 @@
 //! Load-time checks of the files a config points at (issue 12, item 8): each must exist and
 //! hold what its key says, so `verify` catches a private key given as a CA.
 
+use super::test_util::*;
 use super::*;
-use std::collections::BTreeMap;
-
-fn opts() -> LoadOptions {
-    LoadOptions {
-        strict: true,
-        allow_unsafe: Vec::new(),
-        envs: BTreeMap::new(),
-        cwd: None,
-    }
-}
 
 struct Files {
     dir: PathBuf,
@@ -49,20 +40,6 @@ impl Files {
 impl Drop for Files {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn client_err(text: &str) -> String {
-    match load_client_text(text, Path::new("frpc.toml"), &opts()) {
-        Ok(_) => panic!("loaded: {text}"),
-        Err(e) => e.to_string(),
-    }
-}
-
-fn server_err(text: &str) -> String {
-    match load_server_text(text, Path::new("frps.toml"), &opts()) {
-        Ok(_) => panic!("loaded: {text}"),
-        Err(e) => e.to_string(),
     }
 }
 

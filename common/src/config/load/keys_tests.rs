@@ -3,415 +3,281 @@
 //! structs, so a key added to them fails [`every_key_has_an_effect_or_is_reported`] until it
 //! is put in one of the lists.
 
+use super::test_util::*;
 use super::*;
-use crate::config::support::{CLIENT_RULES, PROXY_RULES, SERVER_RULES, VISITOR_RULES};
+use crate::config::support::{
+    CLIENT_RULES, PROXY_RULES, QUIC_RULES, SERVER_RULES, VISITOR_RULES, WEB_RULES,
+};
 use crate::config::*;
 use serde_json::Value;
-use std::collections::BTreeMap;
 
-/// Keys with an effect, and the test that shows it (`path from the workspace root::function`).
+/// Keys with an effect, by the test that shows it (`path from the workspace root::function`).
 /// A table's entry covers every key in it.
-const CLIENT_EFFECT: &[(&str, &str)] = &[
+const CLIENT_EFFECT: &[(&str, &[&str])] = &[
     (
-        "auth.additionalScopes",
         "tests/tests/oidc.rs::oidc_client_credentials_login_and_scoped_messages",
+        &[
+            "auth.additionalScopes",
+            "auth.method",
+            "auth.oidc.clientID",
+            "auth.oidc.clientSecret",
+            "auth.oidc.tokenEndpointURL",
+        ],
     ),
     (
-        "auth.method",
-        "tests/tests/oidc.rs::oidc_client_credentials_login_and_scoped_messages",
-    ),
-    (
-        "auth.oidc.clientID",
-        "tests/tests/oidc.rs::oidc_client_credentials_login_and_scoped_messages",
-    ),
-    (
-        "auth.oidc.clientSecret",
-        "tests/tests/oidc.rs::oidc_client_credentials_login_and_scoped_messages",
-    ),
-    (
-        "auth.oidc.tokenEndpointURL",
-        "tests/tests/oidc.rs::oidc_client_credentials_login_and_scoped_messages",
-    ),
-    (
-        "auth.oidc.audience",
         "tests/tests/config_checks.rs::oidc_token_request_carries_scope_audience_and_extra_params",
+        &[
+            "auth.oidc.audience",
+            "auth.oidc.scope",
+            "auth.oidc.additionalEndpointParams",
+        ],
     ),
     (
-        "auth.oidc.scope",
-        "tests/tests/config_checks.rs::oidc_token_request_carries_scope_audience_and_extra_params",
-    ),
-    (
-        "auth.oidc.additionalEndpointParams",
-        "tests/tests/config_checks.rs::oidc_token_request_carries_scope_audience_and_extra_params",
-    ),
-    (
-        "auth.token",
         "tests/tests/login.rs::wrong_token_is_refused_and_frpc_exits",
+        &["auth.token"],
     ),
     (
-        "auth.tokenSource",
         "common/src/config/load/tests.rs::token_sources_file_and_exec",
+        &["auth.tokenSource"],
     ),
     (
-        "clientID",
         "tests/tests/wire_frpc.rs::new_proxy_carries_every_key_of_each_type",
+        &[
+            "clientID",
+            "proxies[].annotations",
+            "proxies[].metadatas",
+            "proxies[].customDomains",
+            "proxies[].subdomain",
+            "proxies[].locations",
+            "proxies[].hostHeaderRewrite",
+            "proxies[].httpUser",
+            "proxies[].httpPassword",
+            "proxies[].requestHeaders",
+            "proxies[].responseHeaders",
+            "proxies[].routeByHTTPUser",
+            "proxies[].multiplexer",
+            "proxies[].secretKey",
+            "proxies[].allowUsers",
+        ],
     ),
     (
-        "includes",
         "common/src/config/load/tests.rs::includes_with_globs_relative_to_the_working_directory",
+        &["includes"],
     ),
     (
-        "log.level",
         "tests/tests/config_checks.rs::log_to_a_file_at_the_configured_level",
+        &["log.level", "log.to"],
     ),
     (
-        "log.to",
-        "tests/tests/config_checks.rs::log_to_a_file_at_the_configured_level",
-    ),
-    (
-        "log.maxDays",
         "common/src/log.rs::rotates_daily_and_keeps_max_days",
+        &["log.maxDays"],
     ),
     (
-        "loginFailExit",
         "tests/tests/login.rs::login_fail_exit_false_retries_until_server_appears",
+        &["loginFailExit"],
     ),
     (
-        "metadatas",
         "tests/tests/wire_frpc.rs::login_bytes_and_proxy_registration",
+        &["metadatas", "transport.poolCount"],
     ),
     (
-        "serverAddr",
         "tests/tests/binaries.rs::tunnel_through_real_binaries",
+        &["serverAddr", "serverPort"],
     ),
     (
-        "serverPort",
-        "tests/tests/binaries.rs::tunnel_through_real_binaries",
-    ),
-    (
-        "start",
         "common/src/config/load/tests.rs::start_and_enabled_filter_proxies",
+        &["start", "proxies[].enabled"],
     ),
     (
-        "store.path",
         "tests/tests/reload.rs::store_api_adds_updates_and_deletes_persistent_proxies",
+        &["store.path"],
     ),
     (
-        "transport.connectServerLocalIP",
         "tests/tests/wire_frpc.rs::connect_server_local_ip_is_the_source_address",
+        &["transport.connectServerLocalIP"],
     ),
     (
-        "transport.heartbeatInterval",
         "tests/tests/wire_frpc.rs::heartbeat_ping_and_pong_error_relogin_with_same_run_id",
+        &["transport.heartbeatInterval", "transport.heartbeatTimeout"],
     ),
     (
-        "transport.heartbeatTimeout",
-        "tests/tests/wire_frpc.rs::heartbeat_ping_and_pong_error_relogin_with_same_run_id",
-    ),
-    (
-        "transport.poolCount",
-        "tests/tests/wire_frpc.rs::login_bytes_and_proxy_registration",
-    ),
-    (
-        "transport.tcpMux",
         "tests/tests/tcp.rs::echo_10mib_tcp_mux_off",
+        &["transport.tcpMux"],
     ),
     (
-        "transport.tls.enable",
         "tests/tests/tcp.rs::echo_10mib_plain_transport",
+        &["transport.tls.enable"],
     ),
     (
-        "transport.tls.disableCustomTLSFirstByte",
         "tests/tests/tcp.rs::custom_tls_first_byte_is_detected",
+        &["transport.tls.disableCustomTLSFirstByte"],
     ),
     (
-        "transport.tls.trustedCaFile",
         "tests/tests/security.rs::tls_verifies_frps_against_a_trusted_ca",
+        &["transport.tls.trustedCaFile", "transport.tls.serverName"],
     ),
     (
-        "transport.tls.serverName",
-        "tests/tests/security.rs::tls_verifies_frps_against_a_trusted_ca",
-    ),
-    (
-        "transport.tls.certFile",
         "tests/tests/security.rs::mutual_tls_requires_a_client_certificate_from_the_ca",
+        &["transport.tls.certFile", "transport.tls.keyFile"],
     ),
     (
-        "transport.tls.keyFile",
-        "tests/tests/security.rs::mutual_tls_requires_a_client_certificate_from_the_ca",
-    ),
-    (
-        "transport.wireProtocol",
         "tests/tests/wire_v2.rs::v2_frpc_to_frps_tcp_and_udp_with_and_without_mux",
+        &["transport.wireProtocol"],
     ),
     (
-        "udpPacketSize",
         "tests/tests/config_checks.rs::udp_packet_size_carries_bigger_datagrams",
+        &["udpPacketSize"],
     ),
     (
-        "user",
         "tests/tests/tcp.rs::fixed_remote_port_and_user_prefix",
+        &["user", "proxies[].remotePort"],
     ),
     (
-        "webServer.addr",
         "tests/tests/reload.rs::admin_api_basic_auth_config_and_stop",
+        &[
+            "webServer.addr",
+            "webServer.port",
+            "webServer.user",
+            "webServer.password",
+        ],
     ),
     (
-        "webServer.port",
-        "tests/tests/reload.rs::admin_api_basic_auth_config_and_stop",
-    ),
-    (
-        "webServer.user",
-        "tests/tests/reload.rs::admin_api_basic_auth_config_and_stop",
-    ),
-    (
-        "webServer.password",
-        "tests/tests/reload.rs::admin_api_basic_auth_config_and_stop",
-    ),
-    // frpc's admin API and frps's dashboard are bound by the same `WebListener::bind`.
-    (
-        "webServer.tls.certFile",
         "tests/tests/metrics.rs::dashboard_over_https_with_webserver_tls",
+        &["webServer.tls.certFile", "webServer.tls.keyFile"],
     ),
     (
-        "webServer.tls.keyFile",
-        "tests/tests/metrics.rs::dashboard_over_https_with_webserver_tls",
-    ),
-    (
-        "proxies[].name",
         "tests/tests/tcp.rs::echo_10mib_tcp_mux_on",
-    ),
-    ("proxies[].type", "tests/tests/udp.rs::udp_echo_tcp_mux_on"),
-    (
-        "proxies[].localIP",
-        "tests/tests/tcp.rs::echo_10mib_tcp_mux_on",
+        &["proxies[].name", "proxies[].localIP", "proxies[].localPort"],
     ),
     (
-        "proxies[].localPort",
-        "tests/tests/tcp.rs::echo_10mib_tcp_mux_on",
+        "tests/tests/udp.rs::udp_echo_tcp_mux_on",
+        &["proxies[].type"],
     ),
     (
-        "proxies[].remotePort",
-        "tests/tests/tcp.rs::fixed_remote_port_and_user_prefix",
-    ),
-    (
-        "proxies[].enabled",
-        "common/src/config/load/tests.rs::start_and_enabled_filter_proxies",
-    ),
-    (
-        "proxies[].annotations",
-        "tests/tests/wire_frpc.rs::new_proxy_carries_every_key_of_each_type",
-    ),
-    (
-        "proxies[].metadatas",
-        "tests/tests/wire_frpc.rs::new_proxy_carries_every_key_of_each_type",
-    ),
-    (
-        "proxies[].customDomains",
-        "tests/tests/wire_frpc.rs::new_proxy_carries_every_key_of_each_type",
-    ),
-    (
-        "proxies[].subdomain",
-        "tests/tests/wire_frpc.rs::new_proxy_carries_every_key_of_each_type",
-    ),
-    (
-        "proxies[].locations",
-        "tests/tests/wire_frpc.rs::new_proxy_carries_every_key_of_each_type",
-    ),
-    (
-        "proxies[].hostHeaderRewrite",
-        "tests/tests/wire_frpc.rs::new_proxy_carries_every_key_of_each_type",
-    ),
-    (
-        "proxies[].httpUser",
-        "tests/tests/wire_frpc.rs::new_proxy_carries_every_key_of_each_type",
-    ),
-    (
-        "proxies[].httpPassword",
-        "tests/tests/wire_frpc.rs::new_proxy_carries_every_key_of_each_type",
-    ),
-    (
-        "proxies[].requestHeaders",
-        "tests/tests/wire_frpc.rs::new_proxy_carries_every_key_of_each_type",
-    ),
-    (
-        "proxies[].responseHeaders",
-        "tests/tests/wire_frpc.rs::new_proxy_carries_every_key_of_each_type",
-    ),
-    (
-        "proxies[].routeByHTTPUser",
-        "tests/tests/wire_frpc.rs::new_proxy_carries_every_key_of_each_type",
-    ),
-    (
-        "proxies[].multiplexer",
-        "tests/tests/wire_frpc.rs::new_proxy_carries_every_key_of_each_type",
-    ),
-    (
-        "proxies[].secretKey",
-        "tests/tests/wire_frpc.rs::new_proxy_carries_every_key_of_each_type",
-    ),
-    (
-        "proxies[].allowUsers",
-        "tests/tests/wire_frpc.rs::new_proxy_carries_every_key_of_each_type",
-    ),
-    (
-        "proxies[].loadBalancer.group",
         "tests/tests/availability.rs::group_spreads_users_fails_over_and_recovers",
+        &["proxies[].loadBalancer.group"],
     ),
     (
-        "proxies[].loadBalancer.groupKey",
         "tests/tests/availability.rs::group_refuses_wrong_key_and_other_port",
+        &["proxies[].loadBalancer.groupKey"],
     ),
     (
-        "proxies[].healthCheck",
         "tests/tests/availability.rs::http_health_check_honours_path_and_headers",
+        &["proxies[].healthCheck"],
     ),
     (
-        "proxies[].transport.bandwidthLimit",
         "tests/tests/security.rs::bandwidth_limit_in_client_and_server_mode",
+        &[
+            "proxies[].transport.bandwidthLimit",
+            "proxies[].transport.bandwidthLimitMode",
+        ],
     ),
     (
-        "proxies[].transport.bandwidthLimitMode",
-        "tests/tests/security.rs::bandwidth_limit_in_client_and_server_mode",
-    ),
-    (
-        "proxies[].transport.useEncryption",
         "tests/tests/tcp.rs::echo_10mib_encrypted_work_conns",
+        &["proxies[].transport.useEncryption"],
     ),
     (
-        "proxies[].transport.useCompression",
         "tests/tests/tcp.rs::echo_10mib_compressed_and_encrypted",
+        &["proxies[].transport.useCompression"],
     ),
 ];
 
-const SERVER_EFFECT: &[(&str, &str)] = &[
+const SERVER_EFFECT: &[(&str, &[&str])] = &[
     (
-        "allowPorts",
         "tests/tests/proxy_policy.rs::allow_ports_refuses_other_ports",
+        &["allowPorts"],
     ),
     (
-        "auth.additionalScopes",
         "tests/tests/oidc.rs::oidc_client_credentials_login_and_scoped_messages",
+        &["auth.additionalScopes", "auth.method"],
     ),
     (
-        "auth.method",
-        "tests/tests/oidc.rs::oidc_client_credentials_login_and_scoped_messages",
-    ),
-    (
-        "auth.oidc.issuer",
         "tests/tests/oidc.rs::oidc_bad_tokens_are_refused_and_frps_keeps_serving",
+        &["auth.oidc.issuer"],
     ),
     (
-        "auth.oidc.audience",
         "tests/tests/oidc.rs::oidc_skip_checks_and_discovery_failure",
+        &["auth.oidc.audience", "auth.oidc.skipExpiryCheck"],
     ),
     (
-        "auth.oidc.skipExpiryCheck",
-        "tests/tests/oidc.rs::oidc_skip_checks_and_discovery_failure",
-    ),
-    (
-        "auth.token",
         "tests/tests/login.rs::wrong_token_is_refused_and_frpc_exits",
+        &["auth.token"],
     ),
     (
-        "auth.tokenSource",
         "common/src/config/load/tests.rs::token_sources_file_and_exec",
+        &["auth.tokenSource"],
     ),
     (
-        "bindAddr",
         "tests/tests/config_checks.rs::host_names_in_listen_addresses_bind_their_ipv4_address",
+        &["bindAddr", "webServer.addr"],
     ),
     (
-        "bindPort",
         "tests/tests/binaries.rs::tunnel_through_real_binaries",
+        &["bindPort"],
     ),
     (
-        "detailedErrorsToClient",
         "tests/tests/login.rs::refusal_summary_when_errors_not_detailed",
+        &["detailedErrorsToClient"],
     ),
     (
-        "enablePrometheus",
         "tests/tests/metrics.rs::no_metrics_endpoint_without_enable_prometheus",
+        &["enablePrometheus"],
     ),
     (
-        "log.level",
         "tests/tests/config_checks.rs::log_to_a_file_at_the_configured_level",
+        &["log.level", "log.to"],
     ),
     (
-        "log.to",
-        "tests/tests/config_checks.rs::log_to_a_file_at_the_configured_level",
-    ),
-    (
-        "log.maxDays",
         "common/src/log.rs::rotates_daily_and_keeps_max_days",
+        &["log.maxDays"],
     ),
     (
-        "maxPortsPerClient",
         "tests/tests/proxy_policy.rs::max_ports_per_client",
+        &["maxPortsPerClient"],
     ),
     (
-        "proxyBindAddr",
         "tests/tests/config_checks.rs::proxy_bind_addr_localhost_binds_loopback_only",
+        &["proxyBindAddr"],
     ),
     (
-        "transport.heartbeatTimeout",
         "tests/tests/wire_frps.rs::heartbeat_timeout_closes_a_silent_client",
+        &["transport.heartbeatTimeout"],
     ),
     (
-        "transport.maxPoolCount",
         "tests/tests/wire_frps.rs::pool_prefill_is_capped_by_max_pool_count",
+        &["transport.maxPoolCount"],
     ),
     (
-        "transport.tcpMux",
         "tests/tests/tcp.rs::echo_10mib_tcp_mux_off",
+        &["transport.tcpMux"],
     ),
     (
-        "transport.tls.certFile",
         "tests/tests/security.rs::tls_verifies_frps_against_a_trusted_ca",
+        &["transport.tls.certFile", "transport.tls.keyFile"],
     ),
     (
-        "transport.tls.keyFile",
-        "tests/tests/security.rs::tls_verifies_frps_against_a_trusted_ca",
-    ),
-    (
-        "transport.tls.trustedCaFile",
         "tests/tests/security.rs::mutual_tls_requires_a_client_certificate_from_the_ca",
+        &["transport.tls.trustedCaFile"],
     ),
     (
-        "transport.tls.force",
         "tests/tests/bad_input.rs::plain_client_refused_when_tls_is_forced",
+        &["transport.tls.force"],
     ),
     (
-        "udpPacketSize",
         "tests/tests/config_checks.rs::udp_packet_size_carries_bigger_datagrams",
+        &["udpPacketSize"],
     ),
     (
-        "userConnTimeout",
         "tests/tests/wire_frps.rs::user_is_dropped_after_user_conn_timeout",
+        &["userConnTimeout"],
     ),
     (
-        "webServer.addr",
-        "tests/tests/config_checks.rs::host_names_in_listen_addresses_bind_their_ipv4_address",
-    ),
-    (
-        "webServer.port",
         "tests/tests/metrics.rs::prometheus_series_move_with_traffic_and_dashboard_answers",
+        &["webServer.port", "webServer.user", "webServer.password"],
     ),
     (
-        "webServer.user",
-        "tests/tests/metrics.rs::prometheus_series_move_with_traffic_and_dashboard_answers",
-    ),
-    (
-        "webServer.password",
-        "tests/tests/metrics.rs::prometheus_series_move_with_traffic_and_dashboard_answers",
-    ),
-    (
-        "webServer.tls.certFile",
         "tests/tests/metrics.rs::dashboard_over_https_with_webserver_tls",
-    ),
-    (
-        "webServer.tls.keyFile",
-        "tests/tests/metrics.rs::dashboard_over_https_with_webserver_tls",
+        &["webServer.tls.certFile", "webServer.tls.keyFile"],
     ),
 ];
 
@@ -488,22 +354,26 @@ fn key_paths(v: &Value, prefix: &str, out: &mut Vec<String>) {
     }
 }
 
-/// A config with every optional table present and one of each list of tables, so serializing
-/// it shows every key.
-fn full_client() -> ClientConfig {
-    let source = ValueSource {
+/// A token source with one of each list of tables.
+fn full_source() -> Option<ValueSource> {
+    Some(ValueSource {
         exec: ExecSource {
             env: vec![NameValue::default()],
             ..Default::default()
         },
         ..Default::default()
-    };
+    })
+}
+
+/// A config with every optional table present and one of each list of tables, so serializing
+/// it shows every key.
+fn full_client() -> ClientConfig {
     let mut c = ClientConfig {
         version: "v1".into(),
         ..Default::default()
     };
-    c.auth.token_source = Some(source.clone());
-    c.auth.oidc.token_source = Some(source);
+    c.auth.token_source = full_source();
+    c.auth.oidc.token_source = full_source();
     c.web_server.tls = Some(TlsFilesConfig::default());
     let mut p = ProxyConfig {
         plugin: Some(PluginConfig {
@@ -528,13 +398,7 @@ fn full_server() -> ServerConfig {
         version: "v1".into(),
         ..Default::default()
     };
-    c.auth.token_source = Some(ValueSource {
-        exec: ExecSource {
-            env: vec![NameValue::default()],
-            ..Default::default()
-        },
-        ..Default::default()
-    });
+    c.auth.token_source = full_source();
     c.web_server.tls = Some(TlsFilesConfig::default());
     c.allow_ports.push(PortsRange::default());
     c.http_plugins.push(HttpPluginOptions::default());
@@ -551,14 +415,21 @@ fn keys_of<T: serde::Serialize>(t: &T) -> Vec<String> {
     out
 }
 
-/// The unsupported keys, as patterns (`proxies[].plugin`, `visitors[]`).
-fn unsupported_client_keys() -> Vec<String> {
-    let mut v: Vec<String> = CLIENT_RULES.iter().map(|r| r.key.to_owned()).collect();
-    v.extend(PROXY_RULES.iter().map(|r| format!("proxies[].{}", r.key)));
-    v.extend(VISITOR_RULES.iter().map(|r| match r.key {
-        "" => "visitors[]".to_owned(),
-        k => format!("visitors[].{k}"),
-    }));
+/// The unsupported keys of one side, as patterns (`proxies[].plugin`, `visitors[]`).
+fn unsupported_keys(side: &str) -> Vec<String> {
+    let mut v: Vec<String> = match side {
+        "frpc" => CLIENT_RULES.iter().map(|r| r.key.to_owned()).collect(),
+        _ => SERVER_RULES.iter().map(|r| r.key.to_owned()).collect(),
+    };
+    v.extend(WEB_RULES.iter().map(|r| format!("webServer.{}", r.key)));
+    v.extend(QUIC_RULES.iter().map(|_| "transport.quic".to_owned()));
+    if side == "frpc" {
+        v.extend(PROXY_RULES.iter().map(|r| format!("proxies[].{}", r.key)));
+        v.extend(VISITOR_RULES.iter().map(|r| match r.key {
+            "" => "visitors[]".to_owned(),
+            k => format!("visitors[].{k}"),
+        }));
+    }
     v
 }
 
@@ -571,24 +442,25 @@ fn covers(pattern: &str, key: &str) -> bool {
     inside(key, pattern) || inside(pattern, key)
 }
 
-fn check_side(side: &str, keys: &[String], lists: &[&[(&str, &str)]], unsupported: &[String]) {
-    let mut missing = Vec::new();
-    for k in keys {
-        let listed = lists
-            .iter()
-            .flat_map(|l| l.iter())
-            .any(|(p, _)| covers(p, k))
-            || unsupported.iter().any(|p| covers(p, k));
-        if !listed {
-            missing.push(k.clone());
-        }
-    }
+fn check_side(side: &str, keys: &[String], effect: &[(&str, &[&str])], untested: &[(&str, &str)]) {
+    let listed: Vec<&str> = effect
+        .iter()
+        .flat_map(|(_, keys)| keys.iter().copied())
+        .chain(untested.iter().map(|(k, _)| *k))
+        .collect();
+    let unsupported = unsupported_keys(side);
+    let missing: Vec<&String> = keys
+        .iter()
+        .filter(|k| {
+            !listed.iter().any(|p| covers(p, k)) && !unsupported.iter().any(|p| covers(p, k))
+        })
+        .collect();
     assert!(
         missing.is_empty(),
         "{side}: keys with no effect test and not reported as unsupported: {missing:#?}"
     );
     // No stale entries: each names a key the config has.
-    for (p, _) in lists.iter().flat_map(|l| l.iter()) {
+    for p in listed {
         assert!(keys.iter().any(|k| covers(p, k)), "{side}: {p} is no key");
     }
 }
@@ -601,42 +473,22 @@ fn every_key_has_an_effect_or_is_reported() {
         client.len() > 100 && server.len() > 50,
         "the walk finds every key"
     );
-    check_side(
-        "frpc",
-        &client,
-        &[CLIENT_EFFECT, CLIENT_EFFECT_WITHOUT_TEST],
-        &unsupported_client_keys(),
-    );
-    let server_unsupported: Vec<String> = SERVER_RULES.iter().map(|r| r.key.to_owned()).collect();
-    check_side(
-        "frps",
-        &server,
-        &[SERVER_EFFECT, SERVER_EFFECT_WITHOUT_TEST],
-        &server_unsupported,
-    );
+    check_side("frpc", &client, CLIENT_EFFECT, CLIENT_EFFECT_WITHOUT_TEST);
+    check_side("frps", &server, SERVER_EFFECT, SERVER_EFFECT_WITHOUT_TEST);
 }
 
 /// Each entry names a test that exists.
 #[test]
 fn every_named_test_exists() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    for (key, test) in CLIENT_EFFECT.iter().chain(SERVER_EFFECT) {
+    for (test, keys) in CLIENT_EFFECT.iter().chain(SERVER_EFFECT) {
         let (file, func) = test.split_once("::").unwrap();
         let src = std::fs::read_to_string(root.join(file))
-            .unwrap_or_else(|e| panic!("{key}: {file}: {e}"));
+            .unwrap_or_else(|e| panic!("{keys:?}: {file}: {e}"));
         assert!(
             src.contains(&format!("fn {func}(")),
-            "{key}: no test {func} in {file}"
+            "{keys:?}: no test {func} in {file}"
         );
-    }
-}
-
-fn opts() -> LoadOptions {
-    LoadOptions {
-        strict: true,
-        allow_unsafe: Vec::new(),
-        envs: BTreeMap::new(),
-        cwd: None,
     }
 }
 
@@ -690,10 +542,9 @@ fn sample(key: &str, dir: &Path) -> Option<String> {
 /// Using an unsupported key warns at load, naming the key; the sample lines above use them.
 #[test]
 fn every_unsupported_key_is_reported_when_used() {
-    let cases = unsupported_client_keys()
+    let cases = ["frpc", "frps"]
         .into_iter()
-        .map(|k| ("frpc", k))
-        .chain(SERVER_RULES.iter().map(|r| ("frps", r.key.to_owned())));
+        .flat_map(|side| unsupported_keys(side).into_iter().map(move |k| (side, k)));
     let dir = std::env::temp_dir().join(format!(
         "frp-rs-keys-{}-{}",
         std::process::id(),

@@ -1,17 +1,8 @@
 //! Loader table tests: frp's own configs, defaults, templates, includes, formats, case, errors.
 
+use super::test_util::*;
 use super::*;
 use crate::config::*;
-use std::collections::BTreeMap;
-
-fn opts() -> LoadOptions {
-    LoadOptions {
-        strict: true,
-        allow_unsafe: Vec::new(),
-        envs: BTreeMap::new(),
-        cwd: None,
-    }
-}
 
 fn client(text: &str) -> Result<ClientConfig, ConfigError> {
     load_client_text(text, Path::new("frpc.toml"), &opts()).map(|l| l.config)
@@ -411,16 +402,6 @@ remotePort = {{ $v.Second }}
         (c.proxies[5].local_port, c.proxies[5].remote_port),
         (7001, 8001)
     );
-}
-
-fn tempdir(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!(
-        "frp-rs-cfg-{tag}-{}-{}",
-        std::process::id(),
-        rand::random::<u32>()
-    ));
-    std::fs::create_dir_all(&d).unwrap();
-    d
 }
 
 #[test]
