@@ -205,6 +205,12 @@ fn parse_doc(
             file.display()
         ));
         let value = legacy::to_v1(&text, kind).map_err(|e| bad(Some(e.line), None, e.msg))?;
+        for (line, key) in legacy::unread_keys(&text, kind) {
+            warnings.push(format!(
+                "{}:{line}: {key}: not an INI key frp-rs reads; ignored",
+                file.display()
+            ));
+        }
         return Ok(Doc {
             file: file.to_owned(),
             text,

@@ -150,3 +150,31 @@ fn a_read_error_prints_its_cause_once() {
         "{s}"
     );
 }
+
+/// A legacy INI key the conversion does not read is named, not silently dropped; frp's own
+/// legacy examples use none.
+#[test]
+fn unread_ini_keys_are_reported() {
+    let l = load_client_text(
+        "[common]\nserver_port = 7001\nserver_prot = 7002\n[ssh]\ntype = tcp\nlocal_prot = 22\n",
+        Path::new("frpc.ini"),
+        &opts(),
+    )
+    .unwrap();
+    for want in [
+        "frpc.ini:3: [common] server_prot: not an INI key frp-rs reads; ignored",
+        "frpc.ini:6: [ssh] local_prot: not an INI key frp-rs reads; ignored",
+    ] {
+        assert!(
+            l.warnings.iter().any(|w| w == want),
+            "{want}: {:?}",
+            l.warnings
+        );
+    }
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/frp-conf");
+    let c = load_client(&fixtures.join("frpc_legacy_full.ini"), &opts()).unwrap();
+    let s = load_server(&fixtures.join("frps_legacy_full.ini"), &opts()).unwrap();
+    for w in c.warnings.iter().chain(&s.warnings) {
+        assert!(!w.contains("not an INI key"), "{w}");
+    }
+}
