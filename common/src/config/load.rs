@@ -300,12 +300,14 @@ fn unknown_problem(doc: &Doc, u: &Unknown) -> Problem {
 const MAX_DECODE_ERRORS: usize = 100;
 
 /// Decodes a parsed document, reporting every bad value (each is replaced by a stand-in of
-/// the right kind and decoding goes on; its key is added to `bad`) and, in strict mode, every
-/// unknown key. `None` when nothing usable could be decoded.
+/// the right kind and decoding goes on; its key is added to `bad_keys`) and every unknown key:
+/// a problem in strict mode, else a warning (frp's `--strict_config=false` accepts them; they
+/// are still named). `None` when nothing usable could be decoded.
 fn decode<T: serde::de::DeserializeOwned>(
     doc: &Doc,
     strict: bool,
     problems: &mut Vec<Problem>,
+    warnings: &mut Vec<String>,
     bad_keys: &mut Vec<String>,
 ) -> Option<T> {
     let mut value = doc.value.clone();
@@ -313,8 +315,11 @@ fn decode<T: serde::de::DeserializeOwned>(
     while bad.len() <= MAX_DECODE_ERRORS {
         let e = match de::from_value::<T>(value.clone()) {
             Ok((t, unknown)) => {
+                let unknown = unknown.iter().map(|u| unknown_problem(doc, u));
                 if strict {
-                    problems.extend(unknown.iter().map(|u| unknown_problem(doc, u)));
+                    problems.extend(unknown);
+                } else {
+                    warnings.extend(unknown.map(|p| format!("{p}; ignored (not strict)")));
                 }
                 return Some(t);
             }
@@ -409,7 +414,13 @@ pub fn load_client_text(
     let doc = parse_doc(text, file, opts, &mut warnings, legacy::Side::Client)?;
     let mut problems = Vec::new();
     let mut bad_keys = Vec::new();
-    let mut cfg: Option<ClientConfig> = decode(&doc, opts.strict, &mut problems, &mut bad_keys);
+    let mut cfg: Option<ClientConfig> = decode(
+        &doc,
+        opts.strict,
+        &mut problems,
+        &mut warnings,
+        &mut bad_keys,
+    );
     if let Some(c) = cfg.as_mut() {
         load_includes(c, opts, &mut warnings, &mut problems);
         c.complete();
@@ -460,7 +471,13 @@ pub fn load_server_text(
     let doc = parse_doc(text, file, opts, &mut warnings, legacy::Side::Server)?;
     let mut problems = Vec::new();
     let mut bad_keys = Vec::new();
-    let mut cfg: Option<ServerConfig> = decode(&doc, opts.strict, &mut problems, &mut bad_keys);
+    let mut cfg: Option<ServerConfig> = decode(
+        &doc,
+        opts.strict,
+        &mut problems,
+        &mut warnings,
+        &mut bad_keys,
+    );
     if let Some(c) = cfg.as_mut() {
         c.complete();
         add_validation(&doc, &mut problems, &bad_keys, validate::server(c, file));
@@ -629,8 +646,9 @@ fn load_includes(
                     continue;
                 }
             };
-            if let Some(inc) = decode::<ClientConfig>(&doc, opts.strict, problems, &mut Vec::new())
-            {
+            let inc =
+                decode::<ClientConfig>(&doc, opts.strict, problems, warnings, &mut Vec::new());
+            if let Some(inc) = inc {
                 c.proxies.extend(inc.proxies);
                 c.visitors.extend(inc.visitors);
             }

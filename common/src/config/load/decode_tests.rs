@@ -170,3 +170,23 @@ fn server_type_errors_too() {
         "{got:#?}"
     );
 }
+
+/// `--strict_config=false` accepts unknown keys, as frp does, but names each one.
+#[test]
+fn unknown_keys_are_named_when_not_strict() {
+    let mut o = opts();
+    o.strict = false;
+    let l = load_client_text(
+        "bogus = 1\n[[proxies]]\nname = \"a\"\ntype = \"tcp\"\nlocalPrt = 1\n",
+        Path::new("frpc.toml"),
+        &o,
+    )
+    .unwrap();
+    assert_eq!(
+        l.warnings,
+        [
+            "frpc.toml:1:1: bogus: unknown field \"bogus\"; ignored (not strict)",
+            "frpc.toml:5:1: proxies[0].localPrt: unknown field \"localPrt\", did you mean \"localPort\"?; ignored (not strict)",
+        ]
+    );
+}
