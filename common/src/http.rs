@@ -27,6 +27,11 @@ pub enum WebError {
     Bind { addr: String, error: std::io::Error },
     #[error("webServer.tls: {0}")]
     Tls(crate::transport::tls::TlsError),
+    #[error("webServer.tls: certFile and keyFile are both required")]
+    TlsFiles,
+    /// `webServer.addr` is neither an IP address nor a host name that resolves.
+    #[error("webServer.addr: {0}")]
+    Addr(String),
 }
 
 crate::from_cause!(crate::transport::tls::TlsError => WebError::Tls);
@@ -85,7 +90,11 @@ impl WebListener {
     pub async fn bind(cfg: &crate::config::WebServerConfig) -> Result<WebListener, WebError> {
         let addr = format!("{}:{}", cfg.addr, cfg.port);
         let tls = match &cfg.tls {
-            Some(t) if !t.cert_file.is_empty() && !t.key_file.is_empty() => {
+            // As frp: a `tls` table needs both files; it never means plain HTTP.
+            Some(t) if t.cert_file.is_empty() || t.key_file.is_empty() => {
+                return Err(WebError::TlsFiles)
+            }
+            Some(t) => {
                 let files = crate::transport::tls::TlsFiles {
                     cert_file: Some(t.cert_file.clone().into()),
                     key_file: Some(t.key_file.clone().into()),
@@ -97,7 +106,11 @@ impl WebListener {
             }
             _ => None,
         };
-        let tcp = crate::transport::listen_tcp(&addr)
+        // A host name binds the one address frp's Listen picks (see `config::addr`).
+        let ip = crate::config::resolve_listen_ip(&cfg.addr)
+            .await
+            .map_err(WebError::Addr)?;
+        let tcp = crate::transport::listen_tcp(std::net::SocketAddr::new(ip, cfg.port))
             .await
             .map_err(|error| WebError::Bind { addr, error })?;
         Ok(WebListener {

@@ -56,12 +56,14 @@ impl Dialer {
             if t.connect_server_local_ip.is_empty() {
                 return TcpStream::connect(target).await;
             }
-            let local: std::net::IpAddr = t.connect_server_local_ip.parse().map_err(|_| {
-                io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    "invalid transport.connectServerLocalIP",
-                )
-            })?;
+            let local = common::config::resolve_listen_ip(&t.connect_server_local_ip)
+                .await
+                .map_err(|e| {
+                    io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        format!("transport.connectServerLocalIP: {e}"),
+                    )
+                })?;
             let mut last =
                 io::Error::new(io::ErrorKind::NotFound, "server address did not resolve");
             for addr in tokio::net::lookup_host(target)

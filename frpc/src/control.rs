@@ -188,8 +188,14 @@ impl Session {
         }
     }
 
-    /// Starts one proxy: registers it now, or after its first good health check.
+    /// Starts one proxy: registers it now, or after its first good health check; not at all
+    /// when it uses a key frp-rs cannot act on yet (its status names the key).
     async fn start_proxy(&self, st: &mut State, p: &common::config::ProxyConfig) {
+        if let Some(error) = refused(p) {
+            warn!(proxy = %p.name, %error, "proxy not started");
+            self.set_status(&p.name, Phase::StartError, "", &error);
+            return;
+        }
         st.proxies.set(p, &self.cfg);
         // frp: a monitor exists only with a check type and a local port; until its first good
         // check the proxy is not registered.
@@ -424,6 +430,11 @@ impl Session {
             }
         }
     }
+}
+
+/// Why a proxy must not start: the unsupported keys it uses (`config::support`), if any.
+pub(crate) fn refused(p: &common::config::ProxyConfig) -> Option<String> {
+    common::config::refusal(&common::config::proxy_unsupported(p))
 }
 
 /// frpc strips exactly one `user.` prefix from names frps sends back.

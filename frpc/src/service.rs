@@ -15,7 +15,7 @@ use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 /// frp reads LoginResp with this deadline.
 const LOGIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -31,6 +31,7 @@ impl ClientError {
             ClientError::Admin(_) => "admin",
             ClientError::Watch(_) => "watch",
             ClientError::Auth(_) => "auth",
+            ClientError::Unsupported(_) => "unsupported",
         }
     }
 }
@@ -55,6 +56,9 @@ pub enum ClientError {
     Watch(String),
     #[error("admin API: {0}")]
     Admin(common::http::WebError),
+    /// The config uses a key whose feature frp-rs does not have yet (`config::support`).
+    #[error("{0}")]
+    Unsupported(String),
 }
 
 common::from_cause!(common::http::WebError => ClientError::Admin);
@@ -82,12 +86,17 @@ impl Client {
         let cfg = reloader.current();
         let status = StatusBoard::default();
         for p in cfg.active_proxies() {
+            let refused = crate::control::refused(p);
             status.set(ProxyStatus {
                 name: p.name.clone(),
                 kind: p.kind.clone(),
-                phase: Phase::New,
+                phase: if refused.is_some() {
+                    Phase::StartError
+                } else {
+                    Phase::New
+                },
                 remote_addr: String::new(),
-                error: String::new(),
+                error: refused.unwrap_or_default(),
             });
         }
         Client {
@@ -155,6 +164,16 @@ impl Client {
     /// Runs until `shutdown` is cancelled. Returns an error only when the first login fails
     /// and `loginFailExit` is on (frp's default).
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), ClientError> {
+        // Keys frp-rs cannot act on yet stop frpc rather than be run as if absent.
+        let global = common::config::client_global_unsupported(&self.cfg);
+        if let Some(why) = common::config::refusal(&global) {
+            return Err(ClientError::Unsupported(why));
+        }
+        for v in self.cfg.active_visitors() {
+            for u in common::config::visitor_unsupported(v) {
+                error!(visitor = %v.name, "visitor not started: {}", u.why);
+            }
+        }
         let dialer = Dialer::new(self.cfg.clone())?;
         let auth = crate::auth::Auth::new(&self.cfg.auth)?;
         let wire = crate::wire(&self.cfg);

@@ -203,7 +203,15 @@ fn run(mut cli: Cli) -> anyhow::Result<()> {
             )?;
             (l.config, l.warnings)
         }
-        None => (cli.flags.to_config()?, Vec::new()),
+        None => {
+            let c = cli.flags.to_config()?;
+            // Flags can set keys frp-rs does not act on yet (--vhost_http_port, ...): say so.
+            let w = config::server_unsupported(&c)
+                .iter()
+                .map(|u| format!("command line: {u}"))
+                .collect();
+            (c, w)
+        }
     };
     if let Some(Command::Verify) = cli.command {
         for w in &warnings {

@@ -28,6 +28,8 @@ pub(crate) enum PortError {
     Unavailable,
     #[error("no available port")]
     NoAvailable,
+    #[error("proxyBindAddr {0:?} is not an IP address")]
+    BindAddr(String),
 }
 
 /// Which port space a proxy's port lives in.
@@ -65,12 +67,13 @@ impl Bindable for UdpSocket {
     }
 }
 
-fn addr(cfg: &ServerConfig, port: u16) -> SocketAddr {
-    let ip = cfg
-        .proxy_bind_addr
+/// `proxyBindAddr:port`. `Server::bind` resolved `proxyBindAddr` to an IP address; anything
+/// else is refused, never replaced by all interfaces.
+fn addr(cfg: &ServerConfig, port: u16) -> Result<SocketAddr, PortError> {
+    cfg.proxy_bind_addr
         .parse()
-        .unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
-    SocketAddr::new(ip, port)
+        .map(|ip| SocketAddr::new(ip, port))
+        .map_err(|_| PortError::BindAddr(cfg.proxy_bind_addr.clone()))
 }
 
 /// Binds `port` (0 = pick one) for a proxy and claims it in the registry.
@@ -86,13 +89,13 @@ pub(crate) async fn bind<T: Bindable>(
         if reg.port_in_use(T::NET, port) {
             return Err(PortError::AlreadyUsed);
         }
-        let s = T::bind_to(addr(cfg, port))
+        let s = T::bind_to(addr(cfg, port)?)
             .await
             .map_err(|_| PortError::Unavailable)?;
         return Ok((s, reg.claim_port(T::NET, port)));
     }
     if cfg.allow_ports.is_empty() {
-        let s = T::bind_to(addr(cfg, 0))
+        let s = T::bind_to(addr(cfg, 0)?)
             .await
             .map_err(|_| PortError::NoAvailable)?;
         let p = s.port().map_err(|_| PortError::NoAvailable)?;
@@ -110,7 +113,7 @@ pub(crate) async fn bind<T: Bindable>(
         .filter(|p| !reg.port_in_use(T::NET, *p))
         .take(PICK_TRIES)
     {
-        if let Ok(s) = T::bind_to(addr(cfg, p)).await {
+        if let Ok(s) = T::bind_to(addr(cfg, p)?).await {
             return Ok((s, reg.claim_port(T::NET, p)));
         }
     }

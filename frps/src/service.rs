@@ -33,6 +33,13 @@ const GRACE: Duration = Duration::from_secs(5);
 pub enum ServerError {
     #[error("bind {addr}: {error}")]
     Bind { addr: String, error: std::io::Error },
+    /// The config uses a key whose feature frp-rs does not have yet and cannot run without
+    /// (`httpPlugins`; `config::support`).
+    #[error("{0}")]
+    Unsupported(String),
+    /// A listen address that is neither an IP address nor a host name that resolves.
+    #[error("{key}: {msg}")]
+    Addr { key: &'static str, msg: String },
     #[error("transport.tls: {0}")]
     Tls(tls::TlsError),
     #[error("metrics: {0}")]
@@ -119,11 +126,31 @@ impl Server {
     }
 
     /// [`bind`](Server::bind) with other [`Limits`] on connections that have not logged in.
-    pub async fn bind_with(cfg: ServerConfig, limits: Limits) -> Result<Server, ServerError> {
-        let addr = format!("{}:{}", cfg.bind_addr, cfg.bind_port);
-        let listener = transport::listen_tcp(&addr)
+    pub async fn bind_with(mut cfg: ServerConfig, limits: Limits) -> Result<Server, ServerError> {
+        if let Some(why) = common::config::refusal(&common::config::server_unsupported(&cfg)) {
+            return Err(ServerError::Unsupported(why));
+        }
+        let resolve = |key: &'static str, host: String| async move {
+            common::config::resolve_listen_ip(&host)
+                .await
+                .map_err(|msg| ServerError::Addr { key, msg })
+        };
+        let ip = resolve("bindAddr", cfg.bind_addr.clone()).await?;
+        // Proxies bind the one address proxyBindAddr names (empty: bindAddr's), resolved once
+        // here as frp's Listen does; `ports` binds exactly this and never falls back.
+        cfg.proxy_bind_addr = if cfg.proxy_bind_addr.is_empty() {
+            ip
+        } else {
+            resolve("proxyBindAddr", cfg.proxy_bind_addr.clone()).await?
+        }
+        .to_string();
+        let addr = SocketAddr::new(ip, cfg.bind_port);
+        let listener = transport::listen_tcp(addr)
             .await
-            .map_err(|error| ServerError::Bind { addr, error })?;
+            .map_err(|error| ServerError::Bind {
+                addr: addr.to_string(),
+                error,
+            })?;
         let t = &cfg.transport.tls;
         let opt = |s: &str| (!s.is_empty()).then(|| s.into());
         let files = tls::TlsFiles {

@@ -402,6 +402,18 @@ pub async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
     }
 }
 
+/// Runs a workspace binary to its end (bounded by [`PATIENCE`]) and returns what it printed.
+pub async fn run_bin(name: &str, args: &[&str]) -> std::process::Output {
+    let out = tokio::process::Command::new(bin(name))
+        .args(args)
+        .kill_on_drop(true)
+        .output();
+    tokio::time::timeout(PATIENCE, out)
+        .await
+        .expect("exits in time")
+        .expect("run")
+}
+
 /// Path of a workspace binary built by `cargo build` (frps, frpc).
 pub fn bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");

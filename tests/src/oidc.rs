@@ -14,7 +14,7 @@ use rsa::signature::{SignatureEncoding, Signer};
 use rsa::traits::PublicKeyParts;
 use rsa::RsaPrivateKey;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use tokio_util::sync::CancellationToken;
 
 pub const CLIENT_ID: &str = "frpc-app";
@@ -53,6 +53,8 @@ pub fn jwt_with_kid(key: &RsaPrivateKey, kid: &str, claims: serde_json::Value) -
 pub struct Issuer {
     pub url: String,
     pub token_requests: Arc<AtomicUsize>,
+    /// The form body of each token request, in order.
+    pub token_forms: Arc<Mutex<Vec<String>>>,
     /// Times the JWKS was fetched.
     pub jwks_requests: Arc<AtomicUsize>,
     /// When set, the JWKS endpoint fails with [`PROVIDER_ERROR_BODY`].
@@ -84,10 +86,12 @@ impl Issuer {
         let token_requests = Arc::new(AtomicUsize::new(0));
         let jwks_requests = Arc::new(AtomicUsize::new(0));
         let jwks_broken = Arc::new(AtomicBool::new(false));
+        let token_forms = Arc::new(Mutex::new(Vec::new()));
         let stop = CancellationToken::new();
         let issuer = Issuer {
             url: url.clone(),
             token_requests: token_requests.clone(),
+            token_forms: token_forms.clone(),
             jwks_requests: jwks_requests.clone(),
             jwks_broken: jwks_broken.clone(),
             stop: stop.clone(),
@@ -97,6 +101,7 @@ impl Issuer {
             let (url, count, claims) = (url.clone(), token_requests.clone(), token_claims.clone());
             let jwks_count = jwks_requests.clone();
             let broken = jwks_broken.load(Ordering::SeqCst);
+            let forms = token_forms.clone();
             async move {
                 match req.uri().path() {
                     "/.well-known/openid-configuration" => http::json(
@@ -125,14 +130,15 @@ impl Issuer {
                     }
                     "/token" => {
                         count.fetch_add(1, Ordering::SeqCst);
+                        let authorization = req.headers().get("authorization").cloned();
+                        let form = String::from_utf8_lossy(req.body()).into_owned();
+                        forms.lock().unwrap().push(form);
                         let want = format!(
                             "Basic {}",
                             STANDARD.encode(format!("{CLIENT_ID}:{CLIENT_SECRET}"))
                         );
-                        let authorized = req
-                            .headers()
-                            .get("authorization")
-                            .is_some_and(|v| v.as_bytes() == want.as_bytes());
+                        let authorized =
+                            authorization.is_some_and(|v| v.as_bytes() == want.as_bytes());
                         if !authorized {
                             return reply(
                                 StatusCode::UNAUTHORIZED,

@@ -356,3 +356,125 @@ async fn oversized_udp_packet_from_frps_is_skipped_alone() {
     assert_eq!(answer.remote_addr.unwrap().to_socket_addr(), Some(user));
     frpc.stop().await;
 }
+
+/// Config keys frpc only passes on (issue 12 item 10): each type's keys reach NewProxy as frp
+/// sends them, and `clientID` reaches Login.
+#[tokio::test]
+async fn new_proxy_carries_every_key_of_each_type() {
+    init_log();
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let echo = echo_tcp().await;
+    let frpc = frpc_to(&l, |c| {
+        c.client_id = "cid-1".into();
+        let mut h = proxy("h", "http", echo, 0);
+        h.custom_domains = vec!["a.example".into()];
+        h.subdomain = "sub".into();
+        h.locations = vec!["/api".into()];
+        h.host_header_rewrite = "inner".into();
+        h.http_user = "hu".into();
+        h.http_password = "hp".into();
+        h.request_headers.set.insert("X-Req".into(), "1".into());
+        h.response_headers.set.insert("X-Resp".into(), "2".into());
+        h.route_by_http_user = "ru".into();
+        h.annotations.insert("an".into(), "nv".into());
+        h.metadatas.insert("mk".into(), "mv".into());
+        c.proxies.push(h);
+        let mut s = proxy("s", "https", echo, 0);
+        s.custom_domains = vec!["s.example".into()];
+        c.proxies.push(s);
+        let mut m = proxy("m", "tcpmux", echo, 0);
+        m.custom_domains = vec!["m.example".into()];
+        m.multiplexer = "httpconnect".into();
+        m.http_user = "mu".into();
+        c.proxies.push(m);
+        let mut st = proxy("st", "stcp", echo, 0);
+        st.secret_key = "sk".into();
+        st.allow_users = vec!["alice".into()];
+        c.proxies.push(st);
+    });
+    let mut ctl = accept(&l).await;
+    let Message::Login(login) = next(&mut ctl).await else {
+        panic!("Login first")
+    };
+    assert_eq!(login.client_id, "cid-1");
+    write_msg(
+        &mut ctl,
+        &LoginResp {
+            version: "0.70.1".into(),
+            run_id: "r".into(),
+            error: String::new(),
+        }
+        .into(),
+    )
+    .await
+    .unwrap();
+    let mut ctl = CryptStream::new(ctl, derive_key(TOKEN.as_bytes()));
+    let mut got = std::collections::BTreeMap::new();
+    while got.len() < 4 {
+        if let Message::NewProxy(np) = next(&mut ctl).await {
+            got.insert(np.proxy_name.clone(), np);
+        }
+    }
+    let h = &got["h"];
+    assert_eq!(h.proxy_type, "http");
+    assert_eq!(
+        (
+            h.custom_domains.clone(),
+            h.subdomain.as_str(),
+            h.locations.clone()
+        ),
+        (
+            vec!["a.example".to_string()],
+            "sub",
+            vec!["/api".to_string()]
+        )
+    );
+    assert_eq!(
+        (
+            h.host_header_rewrite.as_str(),
+            h.http_user.as_str(),
+            h.http_pwd.as_str(),
+            h.route_by_http_user.as_str()
+        ),
+        ("inner", "hu", "hp", "ru")
+    );
+    assert_eq!(h.headers.get("X-Req").map(String::as_str), Some("1"));
+    assert_eq!(
+        h.response_headers.get("X-Resp").map(String::as_str),
+        Some("2")
+    );
+    assert_eq!(h.annotations.get("an").map(String::as_str), Some("nv"));
+    assert_eq!(h.metas.get("mk").map(String::as_str), Some("mv"));
+    assert_eq!(got["s"].custom_domains, vec!["s.example".to_string()]);
+    let m = &got["m"];
+    assert_eq!(
+        (
+            m.multiplexer.as_str(),
+            m.http_user.as_str(),
+            m.custom_domains.clone()
+        ),
+        ("httpconnect", "mu", vec!["m.example".to_string()])
+    );
+    let st = &got["st"];
+    assert_eq!(
+        (st.sk.as_str(), st.allow_users.clone()),
+        ("sk", vec!["alice".to_string()])
+    );
+    frpc.stop().await;
+}
+
+/// `transport.connectServerLocalIP`: frpc's connections to frps come from that address.
+#[tokio::test]
+async fn connect_server_local_ip_is_the_source_address() {
+    init_log();
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let frpc = frpc_to(&l, |c| {
+        c.transport.connect_server_local_ip = "127.0.0.2".into()
+    });
+    let (_conn, peer) = tokio::time::timeout(PATIENCE, l.accept())
+        .await
+        .expect("frpc connects in time")
+        .unwrap();
+    assert_eq!(peer.ip().to_string(), "127.0.0.2");
+    frpc.stop().await;
+}

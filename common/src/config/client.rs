@@ -230,10 +230,8 @@ impl ClientTransport {
         zero_default(&mut self.wire_protocol, d.wire_protocol);
         zero_default(&mut self.dial_server_timeout, d.dial_server_timeout);
         zero_default(&mut self.dial_server_keepalive, d.dial_server_keepalive);
-        // frp: the default is the `http_proxy` environment variable.
-        if self.proxy_url.is_empty() {
-            self.proxy_url = std::env::var("http_proxy").unwrap_or_default();
-        }
+        // frp defaults this to the `http_proxy` environment variable; frp-rs cannot connect
+        // through a proxy yet, so the loader warns about the variable instead (see `load`).
         if self.pool_count <= 0 {
             self.pool_count = d.pool_count;
         }

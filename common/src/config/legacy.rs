@@ -65,12 +65,10 @@ fn parse_ini(text: &str) -> Option<Vec<Section>> {
     Some(out)
 }
 
-/// True when the text is INI with a `[common]` section (and not valid TOML).
+/// True when the text is INI with a `[common]` section (frp `DetectLegacyINIFormat`), even when
+/// it happens to be valid TOML too (`[common]\nbind_port = 7000`): frp reads that as INI.
 pub(crate) fn is_legacy_ini(text: &str) -> bool {
-    if !text.lines().any(|l| l.trim() == "[common]") {
-        return false;
-    }
-    toml::from_str::<toml::Table>(text).is_err() && parse_ini(text).is_some()
+    text.lines().any(|l| l.trim() == "[common]") && parse_ini(text).is_some()
 }
 
 /// Sets `a.b.c` in a JSON object.
@@ -514,6 +512,59 @@ pub(crate) fn to_v1(text: &str, side: Side) -> Result<Value, IniError> {
         }
     }
     Ok(Value::Object(out))
+}
+
+/// Keys of a section that the conversion does not read, with their lines: frp's legacy loader
+/// ignores them too, but a key that does nothing is reported, not silently dropped.
+pub(crate) fn unread_keys(text: &str, side: Side) -> Vec<(usize, String)> {
+    const AUTH: &[&str] = &[
+        "authentication_method",
+        "authenticate_heartbeats",
+        "authenticate_new_work_conns",
+    ];
+    const SERVER_EXTRA: &[&str] = &[
+        "allow_ports",
+        "dashboard_tls_mode",
+        "dashboard_tls_cert_file",
+        "dashboard_tls_key_file",
+    ];
+    let in_table = |t: &[(&str, &str, K)], k: &str| t.iter().any(|(ini, _, _)| *ini == k);
+    let mut out = Vec::new();
+    for sec in parse_ini(text).unwrap_or_default() {
+        for (k, _, line) in &sec.keys {
+            let k = k.as_str();
+            let read = match (side, sec.name.as_str()) {
+                (Side::Client, "common") => {
+                    in_table(CLIENT_COMMON, k)
+                        || AUTH.contains(&k)
+                        || k.starts_with("meta_")
+                        || k.starts_with("oidc_additional_")
+                }
+                (Side::Server, "common") => {
+                    in_table(SERVER_COMMON, k) || AUTH.contains(&k) || SERVER_EXTRA.contains(&k)
+                }
+                (Side::Server, name) if name.starts_with("plugin.") => {
+                    ["addr", "path", "ops", "tls_verify"].contains(&k)
+                }
+                (Side::Server, _) => false,
+                (Side::Client, _) if sec.get("role") == Some("visitor") => {
+                    in_table(VISITOR_KEYS, k) || ["type", "role"].contains(&k)
+                }
+                (Side::Client, _) => {
+                    in_table(PROXY_KEYS, k)
+                        || in_table(PLUGIN_KEYS, k)
+                        || ["type", "role", "plugin"].contains(&k)
+                        || ["meta_", "header_", "plugin_header_"]
+                            .iter()
+                            .any(|p| k.starts_with(p))
+                }
+            };
+            if !read {
+                out.push((*line, format!("[{}] {k}", sec.name)));
+            }
+        }
+    }
+    out
 }
 
 /// `[range:prefix]`: one proxy per port pair, named `prefix_N` (frp legacy `renderRangeProxyTemplates`).

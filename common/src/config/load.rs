@@ -6,6 +6,7 @@
 //! known, and the key path; all problems are reported at once.
 
 use super::de::{self, Unknown};
+use super::locate::{line_col, suggest, text_locate, toml_locate};
 use super::{legacy, template, validate, ClientConfig, ServerConfig};
 use serde_json::Value;
 use std::fmt;
@@ -14,7 +15,9 @@ use std::path::{Path, PathBuf};
 /// Everything that can be wrong with a config.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("read config file {path}: {error}")]
+    /// The file could not be read. The I/O error is part of the message and not a `source()`,
+    /// so an error chain printer (`{:#}`) shows it once.
+    #[error("read config file {}: {error}", path.display())]
     Read {
         path: PathBuf,
         error: std::io::Error,
@@ -153,18 +156,29 @@ struct Doc {
     value: Value,
 }
 
+/// Reads a config file as UTF-8 text; invalid UTF-8 is a problem at its line and column.
 fn read(path: &Path) -> Result<String, ConfigError> {
-    std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
+    let bytes = std::fs::read(path).map_err(|error| ConfigError::Read {
         path: path.to_owned(),
         error,
+    })?;
+    String::from_utf8(bytes).map_err(|e| {
+        let bytes = e.as_bytes();
+        let at = e.utf8_error().valid_up_to();
+        // Everything before `at` is valid UTF-8.
+        let before = String::from_utf8_lossy(&bytes[..at]);
+        let (line, col) = line_col(&before, before.len());
+        ConfigError::Invalid(vec![Problem {
+            file: path.to_owned(),
+            line: Some(line),
+            col: Some(col),
+            key: String::new(),
+            msg: format!(
+                "the file is not valid UTF-8 (byte {:#04x}); config files must be UTF-8 text",
+                bytes.get(at).copied().unwrap_or_default()
+            ),
+        }])
     })
-}
-
-fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let before = &text[..offset.min(text.len())];
-    let line = before.matches('\n').count() + 1;
-    let col = before.chars().rev().take_while(|c| *c != '\n').count() + 1;
-    (line, col)
 }
 
 /// Renders and parses one file's text. `ini_ok`: legacy INI is accepted here.
@@ -184,6 +198,9 @@ fn parse_doc(
             msg,
         }])
     };
+    // Windows editors start files with a byte-order mark; no parser should see it (an INI file
+    // with one was read as TOML), and positions count from the first real character.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let rendered = template::render(text, &opts.envs).map_err(|e| {
         bad(
             (e.line > 0).then_some(e.line),
@@ -204,6 +221,12 @@ fn parse_doc(
             file.display()
         ));
         let value = legacy::to_v1(&text, kind).map_err(|e| bad(Some(e.line), None, e.msg))?;
+        for (line, key) in legacy::unread_keys(&text, kind) {
+            warnings.push(format!(
+                "{}:{line}: {key}: not an INI key frp-rs reads; ignored",
+                file.display()
+            ));
+        }
         return Ok(Doc {
             file: file.to_owned(),
             text,
@@ -272,113 +295,6 @@ fn locate(doc: &Doc, path: &str) -> Option<(usize, usize)> {
     }
 }
 
-enum Seg<'a> {
-    Key(&'a str),
-    Index(usize),
-}
-
-fn segments(path: &str) -> Vec<Seg<'_>> {
-    let mut out = Vec::new();
-    for part in path.split('.') {
-        let (key, idx) = match part.find('[') {
-            Some(i) => (&part[..i], &part[i..]),
-            None => (part, ""),
-        };
-        if !key.is_empty() {
-            out.push(Seg::Key(key));
-        }
-        for n in idx.split(['[', ']']).filter(|s| !s.is_empty()) {
-            if let Ok(n) = n.parse() {
-                out.push(Seg::Index(n));
-            }
-        }
-    }
-    out
-}
-
-fn toml_locate(text: &str, path: &str) -> Option<usize> {
-    use toml_edit::{Item, TableLike};
-    let doc = toml_edit::ImDocument::parse(text).ok()?;
-    let mut table: Option<&dyn TableLike> = Some(doc.as_table());
-    let mut item: Option<&Item> = None;
-    let mut span = None;
-    for seg in segments(path) {
-        match seg {
-            Seg::Key(k) => {
-                let t = table?;
-                let actual = t
-                    .iter()
-                    .map(|(n, _)| n)
-                    .find(|n| *n == k)
-                    .or_else(|| t.iter().map(|(n, _)| n).find(|n| n.eq_ignore_ascii_case(k)))?;
-                let (key, it) = t.get_key_value(actual)?;
-                span = key.span().or(span);
-                item = Some(it);
-                table = it.as_table_like();
-            }
-            Seg::Index(i) => match item? {
-                Item::ArrayOfTables(a) => {
-                    let t = a.get(i)?;
-                    span = t.span().or(span);
-                    table = Some(t);
-                    item = None;
-                }
-                Item::Value(toml_edit::Value::Array(a)) => {
-                    let v = a.get(i)?;
-                    span = v.span().or(span);
-                    table = v.as_inline_table().map(|t| t as &dyn TableLike);
-                    item = None;
-                }
-                _ => return span.map(|s: std::ops::Range<usize>| s.start),
-            },
-        }
-    }
-    span.map(|s| s.start)
-}
-
-/// YAML/JSON: the first line naming the last key of the path.
-fn text_locate(text: &str, path: &str) -> Option<(usize, usize)> {
-    let last = segments(path).into_iter().rev().find_map(|s| match s {
-        Seg::Key(k) => Some(k),
-        Seg::Index(_) => None,
-    })?;
-    for (i, line) in text.lines().enumerate() {
-        for pat in [format!("\"{last}\""), format!("{last}:")] {
-            if let Some(c) = line.find(&pat) {
-                return Some((i + 1, c + 1));
-            }
-        }
-    }
-    None
-}
-
-/// Nearest valid key, for "did you mean".
-fn suggest(key: &str, valid: &[&'static str]) -> Option<&'static str> {
-    let k = key.to_ascii_lowercase();
-    valid
-        .iter()
-        .map(|v| (strsim(&k, &v.to_ascii_lowercase()), *v))
-        .filter(|(d, v)| *d <= (v.len() / 3).max(2))
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, v)| v)
-}
-
-/// Levenshtein distance.
-fn strsim(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1; b.len() + 1];
-        for (j, cb) in b.iter().enumerate() {
-            cur[j + 1] = (prev[j + 1] + 1)
-                .min(cur[j] + 1)
-                .min(prev[j] + usize::from(ca != *cb));
-        }
-        prev = cur;
-    }
-    prev[b.len()]
-}
-
 fn unknown_problem(doc: &Doc, u: &Unknown) -> Problem {
     let (line, col) = locate(doc, &u.path)
         .map(|(l, c)| (Some(l), Some(c)))
@@ -396,32 +312,100 @@ fn unknown_problem(doc: &Doc, u: &Unknown) -> Problem {
     }
 }
 
-/// Decodes a parsed document; unknown keys become problems in strict mode.
+/// A file with more bad values than this is reported up to here.
+const MAX_DECODE_ERRORS: usize = 100;
+
+/// Decodes a parsed document, reporting every bad value (each is replaced by a stand-in of
+/// the right kind and decoding goes on; its key is added to `bad_keys`) and every unknown key:
+/// a problem in strict mode, else a warning (frp's `--strict_config=false` accepts them; they
+/// are still named). `None` when nothing usable could be decoded.
 fn decode<T: serde::de::DeserializeOwned>(
     doc: &Doc,
     strict: bool,
     problems: &mut Vec<Problem>,
+    warnings: &mut Vec<String>,
+    bad_keys: &mut Vec<String>,
 ) -> Option<T> {
-    match de::from_value::<T>(doc.value.clone()) {
-        Ok((t, unknown)) => {
-            if strict {
-                problems.extend(unknown.iter().map(|u| unknown_problem(doc, u)));
+    let mut value = doc.value.clone();
+    let mut bad: Vec<de::KeyPath> = Vec::new();
+    while bad.len() <= MAX_DECODE_ERRORS {
+        let e = match de::from_value::<T>(value.clone()) {
+            Ok((t, unknown)) => {
+                let unknown = unknown.iter().map(|u| unknown_problem(doc, u));
+                if strict {
+                    problems.extend(unknown);
+                } else {
+                    warnings.extend(unknown.map(|p| format!("{p}; ignored (not strict)")));
+                }
+                return Some(t);
             }
-            Some(t)
-        }
-        Err(e) => {
-            let (line, col) = locate(doc, &e.path)
+            Err(e) => e,
+        };
+        // A stand-in that failed again (or an error with none) is taken out instead.
+        let again = bad.contains(&e.path);
+        let with = e.expected.filter(|_| !again).map(de::Expected::stand_in);
+        if !again {
+            let key = e.path.to_string();
+            let (line, col) = locate(doc, &key)
                 .map(|(l, c)| (Some(l), Some(c)))
                 .unwrap_or((None, None));
+            bad_keys.push(key.clone());
             problems.push(Problem {
                 file: doc.file.clone(),
                 line,
                 col,
-                key: e.path,
+                key,
                 msg: e.msg,
             });
-            None
         }
+        if !de::replace(&mut value, &e.path, with)
+            || bad.iter().filter(|p| **p == e.path).count() > 1
+        {
+            return None;
+        }
+        bad.push(e.path);
+    }
+    None
+}
+
+/// Validation problems at, inside or around a bad value already reported would only repeat
+/// it: the stand-in put there fails validation too ("bindPort is required").
+/// The rest get the position of their key, where the file has it.
+fn add_validation(
+    doc: &Doc,
+    problems: &mut Vec<Problem>,
+    bad_keys: &[String],
+    found: Vec<Problem>,
+) {
+    let under = |key: &str, at: &str| {
+        !at.is_empty()
+            && key
+                .strip_prefix(at)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with(['.', '[']))
+    };
+    let found = found.into_iter().filter(|p| {
+        !bad_keys
+            .iter()
+            .any(|b| under(&p.key, b) || under(b, &p.key))
+    });
+    problems.extend(found.map(|mut p| {
+        if p.line.is_none() && p.file == doc.file && !p.key.is_empty() {
+            if let Some((l, c)) = locate(doc, &p.key) {
+                (p.line, p.col) = (Some(l), Some(c));
+            }
+        }
+        p
+    }));
+}
+
+/// Warnings for the unsupported keys a config uses, with their positions.
+fn unsupported_warnings(doc: &Doc, found: Vec<super::Unsupported>, warnings: &mut Vec<String>) {
+    for u in found {
+        let at = match locate(doc, &u.key) {
+            Some((l, c)) => format!("{}:{l}:{c}", doc.file.display()),
+            None => doc.file.display().to_string(),
+        };
+        warnings.push(format!("{at}: {u}"));
     }
 }
 
@@ -480,11 +464,26 @@ fn client_from_doc(
     mut warnings: Vec<String>,
 ) -> Result<Loaded<ClientConfig>, ConfigError> {
     let mut problems = Vec::new();
-    let mut cfg: Option<ClientConfig> = decode(doc, opts.strict, &mut problems);
+    let mut bad_keys = Vec::new();
+    let mut cfg: Option<ClientConfig> = decode(
+        doc,
+        opts.strict,
+        &mut problems,
+        &mut warnings,
+        &mut bad_keys,
+    );
     if let Some(c) = cfg.as_mut() {
         load_includes(c, file, opts, &mut warnings, &mut problems);
         c.complete();
-        problems.extend(validate::client(c, file));
+        add_validation(doc, &mut problems, &bad_keys, validate::client(c, file));
+        unsupported_warnings(doc, super::client_unsupported(c), &mut warnings);
+        if let Some(p) = opts.envs.get("http_proxy").filter(|p| !p.is_empty()) {
+            if c.transport.proxy_url.is_empty() {
+                warnings.push(format!(
+                    "the http_proxy environment variable is set ({p}): frp would connect to frps through it, frp-rs connects directly (transport.proxyURL is not supported yet)"
+                ));
+            }
+        }
         // The sources stay in the config (a reload compares them with the running ones).
         if problems.is_empty() && opts.reload.is_none() {
             if let Some(src) = c.auth.token_source.clone() {
@@ -523,10 +522,18 @@ pub fn load_server_text(
     let mut warnings = Vec::new();
     let doc = parse_doc(text, file, opts, &mut warnings, legacy::Side::Server)?;
     let mut problems = Vec::new();
-    let mut cfg: Option<ServerConfig> = decode(&doc, opts.strict, &mut problems);
+    let mut bad_keys = Vec::new();
+    let mut cfg: Option<ServerConfig> = decode(
+        &doc,
+        opts.strict,
+        &mut problems,
+        &mut warnings,
+        &mut bad_keys,
+    );
     if let Some(c) = cfg.as_mut() {
         c.complete();
-        problems.extend(validate::server(c, file));
+        add_validation(&doc, &mut problems, &bad_keys, validate::server(c, file));
+        unsupported_warnings(&doc, super::server_unsupported(c), &mut warnings);
         if problems.is_empty() {
             if let Some(src) = c.auth.token_source.take() {
                 resolve_token(
@@ -676,6 +683,10 @@ fn load_includes(
         for f in files {
             let text = match read(&f) {
                 Ok(t) => t,
+                Err(ConfigError::Invalid(p)) => {
+                    problems.extend(p);
+                    continue;
+                }
                 Err(e) => {
                     problems.push(Problem::new(&f, key.clone(), e.to_string()));
                     continue;
@@ -688,7 +699,9 @@ fn load_includes(
                     continue;
                 }
             };
-            if let Some(inc) = decode::<ClientConfig>(&doc, opts.strict, problems) {
+            let inc =
+                decode::<ClientConfig>(&doc, opts.strict, problems, warnings, &mut Vec::new());
+            if let Some(inc) = inc {
                 c.proxies.extend(inc.proxies);
                 c.visitors.extend(inc.visitors);
             }
@@ -696,5 +709,17 @@ fn load_includes(
     }
 }
 
+#[cfg(test)]
+mod addr_tests;
+#[cfg(test)]
+mod decode_tests;
+#[cfg(test)]
+mod encoding_tests;
+#[cfg(test)]
+mod files_tests;
+#[cfg(test)]
+mod keys_tests;
+#[cfg(test)]
+mod test_util;
 #[cfg(test)]
 mod tests;

@@ -8,18 +8,23 @@
 //! Proxies, visitors and plugins are one union struct each, with the keys each `type` accepts
 //! listed next to it ([`proxy_fields`], ...); the decoder rejects keys a type does not have.
 
+mod addr;
 mod client;
 mod de;
+mod files;
 mod legacy;
 mod load;
+mod locate;
 mod plugin;
 mod proxy;
 mod server;
+mod support;
 pub mod template;
 mod types;
 mod validate;
 mod visitor;
 
+pub use addr::{check_dial_host, listen_ip, resolve_listen_ip};
 pub use client::*;
 pub use load::{
     default_client, default_server, load_client, load_client_data, load_client_text, load_server,
@@ -28,5 +33,9 @@ pub use load::{
 pub use plugin::*;
 pub use proxy::*;
 pub use server::*;
+pub use support::{
+    client_global_unsupported, client_unsupported, proxy_unsupported, refusal, server_unsupported,
+    visitor_unsupported, Effect, Unsupported,
+};
 pub use types::*;
 pub use visitor::*;

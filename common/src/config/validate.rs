@@ -1,6 +1,8 @@
 //! Validation after defaults are filled in (frp `pkg/config/v1/validation/*`). Pure functions
 //! that return every problem found, not just the first.
 
+use super::addr::{check_dial_host, listen_ip};
+use super::files;
 use super::load::Problem;
 use super::plugin::{plugin_fields, PLUGIN_TYPES};
 use super::proxy::{proxy_fields, PROXY_TYPES};
@@ -44,6 +46,62 @@ impl Out<'_> {
     fn file_exists(&mut self, key: &str, path: &str) {
         if !path.is_empty() && !Path::new(path).exists() {
             self.bad(key, format!("file {path} does not exist"));
+        }
+    }
+
+    /// `<prefix>.certFile`, `keyFile` and `trustedCaFile` (`ca`: where the table has one): set
+    /// together, each file holding what its key says, the key being the certificate's.
+    fn tls_files(&mut self, prefix: &str, cert: &str, key: &str, ca: Option<&str>) {
+        if cert.is_empty() != key.is_empty() {
+            self.bad(prefix, "certFile and keyFile must be set together");
+        }
+        let check = |o: &mut Self, field: &str, r: Result<(), String>| {
+            if let Err(e) = r {
+                o.bad(format!("{prefix}.{field}"), e);
+            }
+        };
+        let certs = (!cert.is_empty()).then(|| files::certificates(cert));
+        let pkey = (!key.is_empty()).then(|| files::private_key(key));
+        match (certs, pkey) {
+            (Some(Ok(c)), Some(Ok(k))) => check(self, "keyFile", files::pair(c, k, cert, key)),
+            (c, k) => {
+                if let Some(Err(e)) = c {
+                    check(self, "certFile", Err(e));
+                }
+                if let Some(Err(e)) = k {
+                    check(self, "keyFile", Err(e));
+                }
+            }
+        }
+        if let Some(ca) = ca.filter(|c| !c.is_empty()) {
+            check(self, "trustedCaFile", files::certificates(ca).map(drop));
+        }
+    }
+
+    /// `webServer.tls`: as frp, a present table needs both files (half of it served plain HTTP).
+    fn web_server(&mut self, w: &super::WebServerConfig) {
+        if let Some(tls) = &w.tls {
+            if tls.cert_file.is_empty() && tls.key_file.is_empty() {
+                self.bad(
+                    "webServer.tls",
+                    "certFile and keyFile are required when webServer.tls is set",
+                );
+            }
+            self.tls_files("webServer.tls", &tls.cert_file, &tls.key_file, None);
+        }
+    }
+
+    /// A listen address: an IP address or a host name that resolves (see `addr`).
+    fn listen(&mut self, key: &str, host: &str) {
+        if let Err(e) = listen_ip(host) {
+            self.bad(key, e);
+        }
+    }
+
+    /// A dial address: an IP address or a host name, without a port.
+    fn dial(&mut self, key: &str, host: &str, port_key: &str) {
+        if let Err(e) = check_dial_host(host, port_key) {
+            self.bad(key, e);
         }
     }
 
@@ -107,8 +165,20 @@ pub fn client(c: &ClientConfig, file: &Path) -> Vec<Problem> {
             );
         }
     }
-    o.file_exists("auth.oidc.trustedCaFile", &c.auth.oidc.trusted_ca_file);
+    if !c.auth.oidc.trusted_ca_file.is_empty() {
+        if let Err(e) = files::certificates(&c.auth.oidc.trusted_ca_file) {
+            o.bad("auth.oidc.trustedCaFile", e);
+        }
+    }
     o.one_of("log.level", &c.log.level, LOG_LEVELS);
+    o.dial("serverAddr", &c.server_addr, "serverPort");
+    o.listen("webServer.addr", &c.web_server.addr);
+    if !c.transport.connect_server_local_ip.is_empty() {
+        o.listen(
+            "transport.connectServerLocalIP",
+            &c.transport.connect_server_local_ip,
+        );
+    }
     let t = &c.transport;
     o.one_of(
         "transport.protocol",
@@ -125,13 +195,13 @@ pub fn client(c: &ClientConfig, file: &Path) -> Vec<Problem> {
             "invalid heartbeatTimeout, heartbeatTimeout is less than heartbeatInterval",
         );
     }
-    o.file_exists("transport.tls.certFile", &t.tls.cert_file);
-    o.file_exists("transport.tls.keyFile", &t.tls.key_file);
-    o.file_exists("transport.tls.trustedCaFile", &t.tls.trusted_ca_file);
-    if let Some(tls) = &c.web_server.tls {
-        o.file_exists("webServer.tls.certFile", &tls.cert_file);
-        o.file_exists("webServer.tls.keyFile", &tls.key_file);
-    }
+    o.tls_files(
+        "transport.tls",
+        &t.tls.cert_file,
+        &t.tls.key_file,
+        Some(&t.tls.trusted_ca_file),
+    );
+    o.web_server(&c.web_server);
     for gate in c.feature_gates.keys() {
         o.one_of(&format!("featureGates.{gate}"), gate, &["VirtualNet"]);
     }
@@ -162,6 +232,7 @@ pub fn client(c: &ClientConfig, file: &Path) -> Vec<Problem> {
                 ),
             );
         }
+        o.dial(&k("localIP"), &p.local_ip, "localPort");
         o.one_of(
             &k("transport.bandwidthLimitMode"),
             &p.transport.bandwidth_limit_mode,
@@ -247,6 +318,7 @@ pub fn client(c: &ClientConfig, file: &Path) -> Vec<Problem> {
                 ),
             );
         }
+        o.listen(&k("bindAddr"), &v.bind_addr);
         if v.server_name.is_empty() {
             o.bad(k("serverName"), "serverName is required");
         }
@@ -286,17 +358,17 @@ pub fn server(c: &ServerConfig, file: &Path) -> Vec<Problem> {
         o.value_source("auth.tokenSource", ts);
     }
     o.one_of("log.level", &c.log.level, LOG_LEVELS);
+    o.listen("bindAddr", &c.bind_addr);
+    o.listen("proxyBindAddr", &c.proxy_bind_addr);
+    o.listen("webServer.addr", &c.web_server.addr);
     let t = &c.transport.tls;
-    o.file_exists("transport.tls.certFile", &t.cert_file);
-    o.file_exists("transport.tls.keyFile", &t.key_file);
-    o.file_exists("transport.tls.trustedCaFile", &t.trusted_ca_file);
-    if t.cert_file.is_empty() != t.key_file.is_empty() {
-        o.bad("transport.tls", "certFile and keyFile must be set together");
-    }
-    if let Some(tls) = &c.web_server.tls {
-        o.file_exists("webServer.tls.certFile", &tls.cert_file);
-        o.file_exists("webServer.tls.keyFile", &tls.key_file);
-    }
+    o.tls_files(
+        "transport.tls",
+        &t.cert_file,
+        &t.key_file,
+        Some(&t.trusted_ca_file),
+    );
+    o.web_server(&c.web_server);
     for (i, r) in c.allow_ports.iter().enumerate() {
         if r.single == 0 && (r.start == 0 || r.end < r.start) {
             o.bad(

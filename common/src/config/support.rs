@@ -1,0 +1,343 @@
+//! Keys frp has, that the loader accepts, but whose feature frp-rs does not have yet. Each
+//! [`Rule`] names its key, says why, and tells whether a config uses it (a value other than
+//! the default), so nothing runs as if the key were absent:
+//! - the loader warns about every use (`verify` prints the warnings and still accepts frp's
+//!   example configs, which use every feature);
+//! - frpc does not start a proxy that uses one ([`proxy_unsupported`]: an error status naming
+//!   the key), starts no visitor (there are none yet), and does not start at all with a global
+//!   one marked [`Effect::Refuse`];
+//! - frps does not start with one marked [`Effect::Refuse`] (`httpPlugins`: frp-rs cannot call
+//!   them, and a plugin that checks logins must not be skipped).
+//!
+//! Every other key has its effect; `load/keys_tests.rs` checks that each key is in one list or
+//! the other, and names the test that shows each effect.
+
+use super::{ClientConfig, ProxyConfig, QuicConfig, ServerConfig, VisitorConfig, WebServerConfig};
+use std::fmt;
+
+/// What using the key does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Effect {
+    /// A warning; what depends on the key fails on its own (e.g. http proxies are refused).
+    Warn,
+    /// The binary (global keys) or the proxy (proxy keys) does not start.
+    Refuse,
+}
+
+/// A rule for one key of `T` (relative to a proxy or visitor for theirs).
+pub(crate) struct Rule<T> {
+    pub(crate) key: &'static str,
+    pub(crate) why: &'static str,
+    pub(crate) effect: Effect,
+    pub(crate) used: fn(&T) -> bool,
+}
+
+/// One use of an unsupported key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unsupported {
+    /// Key path, e.g. `proxies[2].transport.proxyProtocolVersion`.
+    pub key: String,
+    /// The proxy's or visitor's name; empty for a global key.
+    pub name: String,
+    pub why: &'static str,
+    pub effect: Effect,
+}
+
+impl fmt::Display for Unsupported {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.name.is_empty() {
+            write!(f, "{}: {}", self.key, self.why)
+        } else {
+            write!(f, "{} ({:?}): {}", self.key, self.name, self.why)
+        }
+    }
+}
+
+const NOT_SERVED_BY_FRPS: &str =
+    "http, https and tcpmux proxies are not supported by this frps yet; nothing listens there";
+
+pub(crate) const CLIENT_RULES: &[Rule<ClientConfig>] = &[
+    Rule {
+        key: "transport.protocol",
+        why:
+            "kcp, quic, websocket and wss are not supported yet, only \"tcp\"; frpc will not start",
+        effect: Effect::Refuse,
+        used: |c| c.transport.protocol != "tcp",
+    },
+    Rule {
+        key: "transport.proxyURL",
+        why: "connecting to frps through a proxy is not supported yet; frpc will not start",
+        effect: Effect::Refuse,
+        used: |c| !c.transport.proxy_url.is_empty(),
+    },
+    Rule {
+        key: "dnsServer",
+        why: "a DNS server of frpc's own is not supported yet; frpc will not start",
+        effect: Effect::Refuse,
+        used: |c| !c.dns_server.is_empty(),
+    },
+    Rule {
+        key: "auth.oidc.proxyURL",
+        why: "fetching OIDC tokens through a proxy is not supported yet; frpc will not start",
+        effect: Effect::Refuse,
+        used: |c| !c.auth.oidc.proxy_url.is_empty(),
+    },
+    Rule {
+        key: "virtualNet.address",
+        why: "virtual networks are not supported yet; frpc will not start",
+        effect: Effect::Refuse,
+        used: |c| !c.virtual_net.address.is_empty(),
+    },
+    Rule {
+        key: "featureGates.VirtualNet",
+        why: "virtual networks are not supported yet",
+        effect: Effect::Warn,
+        used: |c| c.feature_gates.get("VirtualNet").copied().unwrap_or(false),
+    },
+    Rule {
+        key: "natHoleStunServer",
+        why: "xtcp is not supported yet; the STUN server is not used",
+        effect: Effect::Warn,
+        used: |c| c.nat_hole_stun_server != ClientConfig::default().nat_hole_stun_server,
+    },
+    Rule {
+        key: "version",
+        why: "ignored (frp keeps it as API metadata and does nothing with it either)",
+        effect: Effect::Warn,
+        used: |c| !c.version.is_empty(),
+    },
+];
+
+/// `transport.quic`, the same on both sides.
+pub(crate) const QUIC_RULES: &[Rule<QuicConfig>] = &[Rule {
+    key: "",
+    why: "QUIC is not supported yet; these settings are not used",
+    effect: Effect::Warn,
+    used: |q| *q != QuicConfig::default(),
+}];
+
+/// `webServer.*`, the same on both sides (relative to `webServer`).
+pub(crate) const WEB_RULES: &[Rule<WebServerConfig>] = &[
+    Rule {
+        key: "assetsDir",
+        why: "the web UI is not supported yet (the JSON API is); nothing is served from this directory",
+        effect: Effect::Warn,
+        used: |w| !w.assets_dir.is_empty(),
+    },
+    Rule {
+        key: "pprofEnable",
+        why: "pprof (Go's profiler) is not supported; frp-rs has no such endpoint",
+        effect: Effect::Warn,
+        used: |w| w.pprof_enable,
+    },
+    Rule {
+        key: "tls.trustedCaFile",
+        why: "client certificates on the web server are not supported (frp ignores this key too)",
+        effect: Effect::Warn,
+        used: |w| w.tls.as_ref().is_some_and(|t| !t.trusted_ca_file.is_empty()),
+    },
+];
+
+pub(crate) const PROXY_RULES: &[Rule<ProxyConfig>] = &[
+    Rule {
+        key: "plugin",
+        why: "client plugins are not supported yet; this proxy will not start",
+        effect: Effect::Refuse,
+        used: |p| p.plugin.is_some(),
+    },
+    Rule {
+        key: "transport.proxyProtocolVersion",
+        why: "sending a PROXY protocol header is not supported yet; this proxy will not start",
+        effect: Effect::Refuse,
+        used: |p| !p.transport.proxy_protocol_version.is_empty(),
+    },
+    Rule {
+        key: "type",
+        why: "sudp and xtcp proxies are not supported by this frpc yet; this proxy will not start",
+        effect: Effect::Refuse,
+        used: |p| matches!(p.kind.as_str(), "sudp" | "xtcp"),
+    },
+    Rule {
+        key: "natTraversal",
+        why: "xtcp is not supported yet; this proxy will not start",
+        effect: Effect::Refuse,
+        used: |p| p.nat_traversal.disable_assisted_addrs,
+    },
+];
+
+pub(crate) const VISITOR_RULES: &[Rule<VisitorConfig>] = &[Rule {
+    key: "",
+    why: "visitors are not supported by this frpc yet; this visitor will not start",
+    effect: Effect::Refuse,
+    used: |_| true,
+}];
+
+pub(crate) const SERVER_RULES: &[Rule<ServerConfig>] = &[
+    Rule {
+        key: "httpPlugins",
+        why: "server plugins are not supported yet, and frps cannot run without calling them; frps will not start",
+        effect: Effect::Refuse,
+        used: |c| !c.http_plugins.is_empty(),
+    },
+    Rule {
+        key: "kcpBindPort",
+        why: "KCP is not supported yet; nothing listens on this UDP port",
+        effect: Effect::Warn,
+        used: |c| c.kcp_bind_port != 0,
+    },
+    Rule {
+        key: "quicBindPort",
+        why: "QUIC is not supported yet; nothing listens on this UDP port",
+        effect: Effect::Warn,
+        used: |c| c.quic_bind_port != 0,
+    },
+    Rule {
+        key: "vhostHTTPPort",
+        why: NOT_SERVED_BY_FRPS,
+        effect: Effect::Warn,
+        used: |c| c.vhost_http_port != 0,
+    },
+    Rule {
+        key: "vhostHTTPSPort",
+        why: NOT_SERVED_BY_FRPS,
+        effect: Effect::Warn,
+        used: |c| c.vhost_https_port != 0,
+    },
+    Rule {
+        key: "tcpmuxHTTPConnectPort",
+        why: NOT_SERVED_BY_FRPS,
+        effect: Effect::Warn,
+        used: |c| c.tcpmux_http_connect_port != 0,
+    },
+    Rule {
+        key: "vhostHTTPTimeout",
+        why: "http proxies are not supported by this frps yet; the timeout is not used",
+        effect: Effect::Warn,
+        used: |c| c.vhost_http_timeout != ServerConfig::default().vhost_http_timeout,
+    },
+    Rule {
+        key: "tcpmuxPassthrough",
+        why: "tcpmux proxies are not supported by this frps yet",
+        effect: Effect::Warn,
+        used: |c| c.tcpmux_passthrough,
+    },
+    Rule {
+        key: "subDomainHost",
+        why: "http and https proxies are not supported by this frps yet; subdomains are not served",
+        effect: Effect::Warn,
+        used: |c| !c.sub_domain_host.is_empty(),
+    },
+    Rule {
+        key: "custom404Page",
+        why: "http proxies are not supported by this frps yet; the page is not served",
+        effect: Effect::Warn,
+        used: |c| !c.custom404_page.is_empty(),
+    },
+    Rule {
+        key: "sshTunnelGateway",
+        why: "the SSH tunnel gateway is not supported yet; nothing listens for SSH",
+        effect: Effect::Warn,
+        used: |c| {
+            let mut d = ServerConfig::default();
+            d.complete();
+            c.ssh_tunnel_gateway != d.ssh_tunnel_gateway
+        },
+    },
+    Rule {
+        key: "natholeAnalysisDataReserveHours",
+        why: "xtcp is not supported yet; no NAT hole data is kept",
+        effect: Effect::Warn,
+        used: |c| {
+            c.nathole_analysis_data_reserve_hours
+                != ServerConfig::default().nathole_analysis_data_reserve_hours
+        },
+    },
+    Rule {
+        key: "version",
+        why: "ignored (frp keeps it as API metadata and does nothing with it either)",
+        effect: Effect::Warn,
+        used: |c| !c.version.is_empty(),
+    },
+];
+
+fn uses<'a, T>(
+    rules: &'a [Rule<T>],
+    t: &'a T,
+    prefix: String,
+    name: &'a str,
+) -> impl Iterator<Item = Unsupported> + 'a {
+    rules
+        .iter()
+        .filter(move |r| (r.used)(t))
+        .map(move |r| Unsupported {
+            key: match (prefix.is_empty(), r.key.is_empty()) {
+                (true, _) => r.key.to_owned(),
+                (false, true) => prefix.clone(),
+                (false, false) => format!("{prefix}.{}", r.key),
+            },
+            name: name.to_owned(),
+            why: r.why,
+            effect: r.effect,
+        })
+}
+
+/// What to refuse to start with: the uses marked [`Effect::Refuse`], one per line; `None` when
+/// there are none.
+pub fn refusal(found: &[Unsupported]) -> Option<String> {
+    let refused: Vec<String> = found
+        .iter()
+        .filter(|u| u.effect == Effect::Refuse)
+        .map(ToString::to_string)
+        .collect();
+    (!refused.is_empty()).then(|| refused.join("\n"))
+}
+
+/// The tables both sides have: `webServer` and `transport.quic`.
+fn shared<'a>(
+    web: &'a WebServerConfig,
+    quic: &'a QuicConfig,
+) -> impl Iterator<Item = Unsupported> + 'a {
+    uses(WEB_RULES, web, "webServer".into(), "").chain(uses(
+        QUIC_RULES,
+        quic,
+        "transport.quic".into(),
+        "",
+    ))
+}
+
+/// The unsupported keys a proxy uses (relative to the proxy); any keeps it from starting.
+pub fn proxy_unsupported(p: &ProxyConfig) -> Vec<Unsupported> {
+    uses(PROXY_RULES, p, String::new(), "").collect()
+}
+
+/// Every unsupported key an frpc config uses: global ones, then each proxy's and visitor's
+/// (by index, with the name).
+pub fn client_unsupported(c: &ClientConfig) -> Vec<Unsupported> {
+    let mut out = client_global_unsupported(c);
+    for (i, p) in c.proxies.iter().enumerate() {
+        out.extend(uses(PROXY_RULES, p, format!("proxies[{i}]"), &p.name));
+    }
+    for (i, v) in c.visitors.iter().enumerate() {
+        out.extend(uses(VISITOR_RULES, v, format!("visitors[{i}]"), &v.name));
+    }
+    out
+}
+
+/// The unsupported global keys an frpc config uses (no proxy's or visitor's).
+pub fn client_global_unsupported(c: &ClientConfig) -> Vec<Unsupported> {
+    uses(CLIENT_RULES, c, String::new(), "")
+        .chain(shared(&c.web_server, &c.transport.quic))
+        .collect()
+}
+
+/// Why a visitor does not start (all of them, until frp-rs has visitors).
+pub fn visitor_unsupported(v: &VisitorConfig) -> Vec<Unsupported> {
+    uses(VISITOR_RULES, v, String::new(), &v.name).collect()
+}
+
+/// Every unsupported key an frps config uses.
+pub fn server_unsupported(c: &ServerConfig) -> Vec<Unsupported> {
+    uses(SERVER_RULES, c, String::new(), "")
+        .chain(shared(&c.web_server, &c.transport.quic))
+        .collect()
+}
