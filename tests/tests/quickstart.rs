@@ -188,6 +188,20 @@ async fn shipped_conf_files_verify() {
             "{f}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+        // By hand, without the quickstart's variables: frp's default ports (a missing variable
+        // is false in `if`, as in Go's templates), and the missing ones named.
+        let out = Command::new(bin(b))
+            .args(["verify", "-c", &p.display().to_string()])
+            .env_remove("FRP_TOKEN")
+            .env_remove("FRP_SERVER_PORT")
+            .env_remove("FRP_REMOTE_PORT")
+            .env_remove("FRP_DEMO_PORT")
+            .output()
+            .await
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{f} without variables: {err}");
+        assert!(err.contains("FRP_TOKEN is not set"), "{err}");
     }
 }
 

@@ -210,7 +210,7 @@ fn parse_doc(
     })?;
     for name in rendered.missing_envs {
         warnings.push(format!(
-            "{}: environment variable {name} is not set; rendered as <no value>",
+            "{}: environment variable {name} is not set (false in `if`; printed as <no value>, as frp)",
             file.display()
         ));
     }

@@ -39,19 +39,26 @@ pub fn render(src: &str, envs: &BTreeMap<String, String>) -> Result<Rendered, Te
     }
     let mut refs = Vec::new();
     let jinja = translate(src, &mut refs)?;
-    let mut envs = envs.clone();
+    let envs = envs.clone();
     let mut missing = Vec::new();
     for r in refs {
-        if !envs.contains_key(&r) {
-            envs.insert(r.clone(), "<no value>".into());
-            if !missing.contains(&r) {
-                missing.push(r);
-            }
+        if !envs.contains_key(&r) && !missing.contains(&r) {
+            missing.push(r);
         }
     }
     let mut env = Environment::new();
     env.set_keep_trailing_newline(true);
     env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
+    // A missing variable stays undefined, as Go's invalid map value: false in `if`, printed
+    // as Go prints it, `<no value>`.
+    env.set_formatter(|out, state, value| {
+        if value.is_undefined() {
+            out.write_str("<no value>")?;
+            Ok(())
+        } else {
+            minijinja::escape_formatter(out, state, value)
+        }
+    });
     register_functions(&mut env);
     let root = minijinja::context! { Envs => envs };
     let ctx = minijinja::context! { frp_root => root };
@@ -705,6 +712,20 @@ mod tests {
         .unwrap();
         assert_eq!(r.text, "a = \"x\"\nb = \"<no value>\"\n");
         assert_eq!(r.missing_envs, vec!["FRP_MISSING".to_string()]);
+    }
+
+    /// As Go's template: a missing variable is an invalid value, false in `if` (it used to
+    /// render as the true string `<no value>`).
+    #[test]
+    fn a_missing_variable_is_false_in_if() {
+        let src = "p = {{ if .Envs.FRP_P }}{{ .Envs.FRP_P }}{{ else }}7000{{ end }}\n";
+        assert_eq!(render(src, &envs(&[])).unwrap().text, "p = 7000\n");
+        assert_eq!(
+            render(src, &envs(&[("FRP_P", "7001")])).unwrap().text,
+            "p = 7001\n"
+        );
+        let not = "{{ if not .Envs.FRP_Q }}unset{{ end }}";
+        assert_eq!(render(not, &envs(&[])).unwrap().text, "unset");
     }
 
     #[test]
