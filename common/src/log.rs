@@ -19,13 +19,33 @@ pub fn init(cfg: &crate::config::LogConfig) -> io::Result<()> {
     let to = cfg.to.as_str();
     let res = if to.is_empty() || to == "console" {
         let ansi = !cfg.disable_print_color && io::stderr().is_terminal();
-        builder.with_ansi(ansi).with_writer(io::stderr).try_init()
+        builder
+            .with_ansi(ansi)
+            .with_writer(|| QuietStderr)
+            .try_init()
     } else {
         let file = RotatingFile::open(to.into(), cfg.max_days, crate::clock::utc_day)
             .map_err(|e| io::Error::new(e.kind(), format!("log.to {to}: {e}")))?;
         builder.with_ansi(false).with_writer(file).try_init()
     };
     res.map_err(|e| io::Error::other(e.to_string()))
+}
+
+/// stderr for log lines, dropping what cannot be written: tracing-subscriber reports a failed
+/// write with `eprintln!`, which panics when stderr itself is closed or full (`2>/dev/full`);
+/// a log line that cannot be written is lost, the process goes on.
+struct QuietStderr;
+
+impl Write for QuietStderr {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let _ = io::stderr().write_all(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        let _ = io::stderr().flush();
+        Ok(())
+    }
 }
 
 /// Maps frp's level names (trace, debug, info, warn, error) to tracing's.

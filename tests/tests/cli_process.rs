@@ -242,3 +242,29 @@ async fn both_binaries_raise_the_open_files_limit_to_the_hard_limit() {
     }
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// A running frps whose stdout and stderr are both closed (`frps ... >/dev/full 2>/dev/full`,
+/// a service whose log pipe went away) keeps serving: a log line that cannot be written is
+/// dropped. tracing-subscriber reports a failed write with `eprintln!`, which panicked.
+#[tokio::test]
+async fn a_service_with_closed_outputs_keeps_running() {
+    let port = free_port().await;
+    let mut frps = Command::new(bin("frps"))
+        .args(["-p", &port.to_string(), "--bind_addr", "127.0.0.1"])
+        .stdin(Stdio::null())
+        .stdout(closed_pipe())
+        .stderr(closed_pipe())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn");
+    wait_listening(([127, 0, 0, 1], port).into()).await;
+    // A connection that sends garbage makes frps log (at debug and in its summary) and close it.
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    s.write_all(b"garbage\r\n").await.unwrap();
+    drop(s);
+    wait_listening(([127, 0, 0, 1], port).into()).await;
+    assert!(frps.try_wait().unwrap().is_none(), "frps exited");
+    let _ = frps.kill().await;
+}
