@@ -148,6 +148,16 @@ enum Format {
     Json,
 }
 
+impl Format {
+    fn name(self) -> &'static str {
+        match self {
+            Format::Toml => "TOML",
+            Format::Yaml => "YAML",
+            Format::Json => "JSON",
+        }
+    }
+}
+
 /// One source file after rendering and parsing.
 struct Doc {
     file: PathBuf,
@@ -182,6 +192,25 @@ fn read(path: &Path) -> Result<String, ConfigError> {
 }
 
 /// Renders and parses one file's text. `ini_ok`: legacy INI is accepted here.
+/// Parses `text` as `format`; a failure as (line, column, message).
+fn parse_as(format: Format, text: &str) -> Result<Value, (usize, usize, String)> {
+    match format {
+        Format::Toml => toml::from_str::<Value>(text).map_err(|e| {
+            let (l, c) = e.span().map(|s| line_col(text, s.start)).unwrap_or((1, 1));
+            (l, c, format!("TOML: {}", e.message().trim()))
+        }),
+        Format::Json => serde_json::from_str::<Value>(text)
+            .map_err(|e| (e.line(), e.column(), format!("JSON: {e}"))),
+        Format::Yaml => serde_norway::from_str::<Value>(text).map_err(|e| {
+            let (l, c) = e
+                .location()
+                .map(|l| (l.line(), l.column()))
+                .unwrap_or((1, 1));
+            (l, c, format!("YAML: {e}"))
+        }),
+    }
+}
+
 fn parse_doc(
     text: &str,
     file: &Path,
@@ -208,7 +237,8 @@ fn parse_doc(
             format!("template: {}", e.msg),
         )
     })?;
-    for name in rendered.missing_envs {
+    let missing = rendered.missing_envs;
+    for name in &missing {
         warnings.push(format!(
             "{}: environment variable {name} is not set (false in `if`; printed as <no value>, as frp)",
             file.display()
@@ -239,39 +269,60 @@ fn parse_doc(
         .and_then(|e| e.to_str())
         .unwrap_or("")
         .to_ascii_lowercase();
-    let toml_result = toml::from_str::<Value>(&text);
-    let (format, value) = match (ext.as_str(), toml_result) {
-        (_, Ok(v)) if ext != "json" && ext != "yaml" && ext != "yml" => (Format::Toml, v),
-        ("toml", Err(e)) => {
-            let (l, c) = e.span().map(|s| line_col(&text, s.start)).unwrap_or((1, 1));
-            return Err(bad(
-                Some(l),
-                Some(c),
-                format!("TOML: {}", e.message().trim()),
-            ));
-        }
-        _ if ext == "json" || text.trim_start().starts_with('{') => {
-            match serde_json::from_str::<Value>(&text) {
-                Ok(v) => (Format::Json, v),
-                Err(e) => return Err(bad(Some(e.line()), Some(e.column()), format!("JSON: {e}"))),
-            }
-        }
-        _ => match serde_norway::from_str::<Value>(&text) {
-            Ok(mut v) => {
-                // frp drops top-level keys starting with '.' (YAML anchors) in strict mode.
-                if let Value::Object(m) = &mut v {
-                    m.retain(|k, _| !k.starts_with('.'));
+    // frp reads a file by its content (TOML, then JSON when it starts with `{`, then YAML),
+    // whatever its name; we try the format the extension names first, so that a mistake is
+    // reported in that format's words, then the others in frp's order.
+    let by_ext = match ext.as_str() {
+        "json" => Format::Json,
+        "yaml" | "yml" => Format::Yaml,
+        _ => Format::Toml,
+    };
+    let first = parse_as(by_ext, &text);
+    let (format, value) = match first {
+        Ok(v) => (by_ext, v),
+        Err(ext_err) => {
+            let json_like = text.trim_start().starts_with('{');
+            let other = [Format::Toml, Format::Json, Format::Yaml]
+                .into_iter()
+                .filter(|f| *f != by_ext && (*f != Format::Json || json_like))
+                .find_map(|f| {
+                    parse_as(f, &text)
+                        .ok()
+                        .filter(Value::is_object)
+                        .map(|v| (f, v))
+                });
+            match other {
+                Some((f, v)) => {
+                    warnings.push(format!(
+                        "{}: read as {} (its content), not as its name says; frp reads files by content too",
+                        file.display(),
+                        f.name()
+                    ));
+                    (f, v)
                 }
-                (Format::Yaml, v)
+                None => {
+                    let (l, c, msg) = ext_err;
+                    // A variable that was not set is the likely cause of a syntax error.
+                    let hint = if missing.is_empty() {
+                        String::new()
+                    } else {
+                        format!(
+                            " (not set in the environment: {}; the template printed <no value> for it)",
+                            missing.join(", ")
+                        )
+                    };
+                    return Err(bad(Some(l), Some(c), format!("{msg}{hint}")));
+                }
             }
-            Err(e) => {
-                let (l, c) = e
-                    .location()
-                    .map(|l| (l.line(), l.column()))
-                    .unwrap_or((1, 1));
-                return Err(bad(Some(l), Some(c), format!("YAML: {e}")));
-            }
-        },
+        }
+    };
+    let value = match (format, value) {
+        // frp drops top-level keys starting with '.' (YAML anchors) in strict mode.
+        (Format::Yaml, Value::Object(mut m)) => {
+            m.retain(|k, _| !k.starts_with('.'));
+            Value::Object(m)
+        }
+        (_, v) => v,
     };
     // An empty YAML file is null.
     let value = if value.is_null() {

@@ -178,3 +178,47 @@ fn unread_ini_keys_are_reported() {
         assert!(!w.contains("not an INI key"), "{w}");
     }
 }
+
+/// frp reads a file by its content, whatever its name (TOML, then JSON, then YAML): a `.toml`
+/// holding JSON or YAML loads, with a warning that says so; a real TOML mistake in a `.toml`
+/// is still reported in TOML's words.
+#[test]
+fn files_are_read_by_content_when_their_name_misleads() {
+    let load = |name: &str, text: &str| {
+        load_client_text(text, Path::new(name), &opts()).map(|l| (l.config.server_port, l.warnings))
+    };
+    let (port, warnings) = load("frpc.toml", "{\"serverPort\": 7001}\n").unwrap();
+    assert_eq!(port, 7001);
+    assert!(
+        warnings.iter().any(|w| w.contains("read as JSON")),
+        "{warnings:?}"
+    );
+    let (port, warnings) = load("frpc.toml", "serverPort: 7002\n").unwrap();
+    assert_eq!(port, 7002);
+    assert!(
+        warnings.iter().any(|w| w.contains("read as YAML")),
+        "{warnings:?}"
+    );
+    let (port, _) = load("frpc.json", "serverPort = 7003\n").unwrap();
+    assert_eq!(port, 7003);
+    let err = load("frpc.toml", "serverPort = 70x\n")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("TOML:"), "{err}");
+}
+
+/// A syntax error in a file whose template used an unset variable names the variable.
+#[test]
+fn a_syntax_error_names_the_unset_variable_behind_it() {
+    let err = load_server_text(
+        "bindPort = {{ .Envs.FRP_TEST_UNSET_PORT }}\n",
+        Path::new("frps.toml"),
+        &opts(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("not set in the environment: FRP_TEST_UNSET_PORT"),
+        "{err}"
+    );
+}
