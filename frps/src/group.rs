@@ -192,7 +192,7 @@ impl Groups {
 /// One user of a group: the next member whose client can give a work connection serves it.
 async fn serve_user(g: Arc<TcpGroup>, user: TcpStream, peer: SocketAddr) {
     for (ctx, traffic) in g.candidates() {
-        match start_work(&ctx, &user, peer).await {
+        match start_work(&ctx, peer, user.local_addr().ok()).await {
             Ok(work) => return relay(&ctx, &traffic, user, work, peer).await,
             Err(e) => {
                 debug!(proxy = %ctx.name, error = %e, "group member unavailable, trying the next")

@@ -10,6 +10,7 @@
 //! - `metrics`: Prometheus registry (frp's series and `frp_rs_` extras) and proxy statistics.
 //! - `dashboard`: the dashboard API and `/metrics` on `webServer`.
 //! - `ports`: `allowPorts`, port allocation.
+//! - `vhost`: the HTTP virtual-host server on `vhostHTTPPort` and its router.
 //! - [`cli`]: the command line (the binary's `main` only calls it).
 
 mod auth;
@@ -24,5 +25,6 @@ mod ports;
 mod proxy;
 mod registry;
 mod service;
+mod vhost;
 
 pub use service::{Server, ServerError, ServerStats};

@@ -42,6 +42,9 @@ pub enum ServerError {
     Oidc(#[from] common::oidc::OidcError),
     #[error("dashboard: {0}")]
     Dashboard(#[from] common::http::WebError),
+    /// A key set to something this frps cannot do yet; names the key.
+    #[error("{0}")]
+    Unsupported(String),
 }
 
 /// State shared by every task of one frps. Immutable config plus registries of handles.
@@ -54,6 +57,8 @@ pub(crate) struct Shared {
     pub(crate) tracker: TaskTracker,
     /// Control-channel and work-connection key, from `auth.token`.
     pub(crate) key: Key,
+    /// The vhost HTTP server's routes, when `vhostHTTPPort` is set.
+    pub(crate) vhost_http: Option<Arc<crate::vhost::HttpVhost>>,
     tls: tokio_rustls::TlsAcceptor,
     next_id: AtomicU64,
 }
@@ -78,6 +83,8 @@ pub struct Server {
     listener: TcpListener,
     /// `webServer` (dashboard and metrics), when its port is set.
     dashboard: Option<common::http::WebListener>,
+    /// `vhostHTTPPort`, when set.
+    vhost_http: Option<TcpListener>,
     shared: Arc<Shared>,
 }
 
@@ -97,6 +104,13 @@ impl Server {
         };
         let tls = tokio_rustls::TlsAcceptor::from(tls::server_config(&files)?);
         let auth = crate::auth::Auth::new(&cfg.auth).await?;
+        let vhost_http = bind_vhost_http(&cfg).await?;
+        let vhost = vhost_http.as_ref().map(|_| {
+            Arc::new(crate::vhost::HttpVhost::new(
+                cfg.vhost_http_timeout,
+                &cfg.custom404_page,
+            ))
+        });
         let shared = Arc::new(Shared {
             key: derive_key(cfg.auth.token.as_bytes()),
             cfg,
@@ -107,6 +121,7 @@ impl Server {
             groups: crate::group::Groups::default(),
             auth,
             tracker: TaskTracker::new(),
+            vhost_http: vhost,
             tls,
             next_id: AtomicU64::new(1),
         });
@@ -119,6 +134,7 @@ impl Server {
         Ok(Server {
             listener,
             dashboard,
+            vhost_http,
             shared,
         })
     }
@@ -131,6 +147,11 @@ impl Server {
     /// The dashboard's address, when `webServer.port` is set.
     pub fn dashboard_addr(&self) -> Option<SocketAddr> {
         self.dashboard.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    /// The vhost HTTP address, when `vhostHTTPPort` is set.
+    pub fn vhost_http_addr(&self) -> Option<SocketAddr> {
+        self.vhost_http.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     /// Number of logged-in clients (for tests and, later, the dashboard).
@@ -161,6 +182,15 @@ impl Server {
                 shutdown.child_token(),
             ));
         }
+        if let (Some(l), Some(vhost)) = (self.vhost_http, shared.vhost_http.clone()) {
+            info!(addr = %l.local_addr().map(|a| a.to_string()).unwrap_or_default(), "vhost http listening");
+            shared.tracker.spawn(crate::vhost::http::serve(
+                vhost,
+                l,
+                shared.tracker.clone(),
+                shutdown.child_token(),
+            ));
+        }
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
@@ -186,6 +216,40 @@ impl Server {
         }
         info!("frps stopped");
     }
+}
+
+/// Binds `proxyBindAddr:vhostHTTPPort` when set (frp binds the vhost ports on proxyBindAddr).
+/// Vhost keys this frps does not serve yet are reported by name, never silently ignored.
+async fn bind_vhost_http(cfg: &ServerConfig) -> Result<Option<TcpListener>, ServerError> {
+    for (key, port) in [
+        ("vhostHTTPSPort", cfg.vhost_https_port),
+        ("tcpmuxHTTPConnectPort", cfg.tcpmux_http_connect_port),
+    ] {
+        if port != 0 {
+            warn!(key, port, "{key} is not supported by this frps yet: nothing listens there and https/tcpmux proxies are refused");
+        }
+    }
+    if cfg.tcpmux_passthrough {
+        warn!("tcpmuxPassthrough is not supported by this frps yet (no tcpmux listener)");
+    }
+    if cfg.vhost_http_port == 0 {
+        return Ok(None);
+    }
+    if cfg.vhost_http_port == cfg.bind_port {
+        return Err(ServerError::Unsupported(
+            "vhostHTTPPort equal to bindPort (one shared listener) is not supported by this frps yet".into(),
+        ));
+    }
+    let ip = if cfg.proxy_bind_addr.is_empty() {
+        &cfg.bind_addr
+    } else {
+        &cfg.proxy_bind_addr
+    };
+    let addr = format!("{ip}:{}", cfg.vhost_http_port);
+    TcpListener::bind(&addr)
+        .await
+        .map(Some)
+        .map_err(|source| ServerError::Bind { addr, source })
 }
 
 /// Read-only view of a running server.

@@ -2,6 +2,7 @@
 //! [`handle_user_conn`]; `tcp.rs` and `udp.rs` hold only how each type listens.
 //! Mirrors frp `server/proxy/proxy.go`.
 
+mod http;
 mod tcp;
 mod udp;
 
@@ -34,6 +35,11 @@ pub(crate) enum ProxyError {
     BadBandwidth(String),
     #[error(transparent)]
     Group(#[from] crate::group::GroupError),
+    /// A NewProxy frps cannot serve as asked (frp's validation texts, or a key named).
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Route(#[from] crate::vhost::router::Conflict),
 }
 
 impl ProxyError {
@@ -46,6 +52,8 @@ impl ProxyError {
             ProxyError::UnsupportedType(_) => "unsupported_type",
             ProxyError::BadBandwidth(_) => "bad_bandwidth",
             ProxyError::Group(_) => "group",
+            ProxyError::Invalid(_) => "invalid",
+            ProxyError::Route(_) => "route_conflict",
         }
     }
 }
@@ -94,6 +102,7 @@ pub(crate) async fn start(
     let (task, remote_addr) = match np.proxy_type.as_str() {
         "tcp" => tcp::start(np, ctx, traffic.clone()).await?,
         "udp" => udp::start(np, ctx, traffic.clone()).await?,
+        "http" => http::start(np, ctx, traffic.clone()).await?,
         other => return Err(ProxyError::UnsupportedType(other.into())),
     };
     Ok((
@@ -107,13 +116,13 @@ pub(crate) async fn start(
     ))
 }
 
-/// Gets a work connection for `user` and sends StartWorkConn with the user's addresses.
+/// Gets a work connection for a user at `peer` and sends StartWorkConn with the user's
+/// addresses (`local`: where frps accepted the user, when the proxy type sends it).
 pub(crate) async fn start_work(
     ctx: &ProxyCtx,
-    user: &TcpStream,
     peer: SocketAddr,
+    local: Option<SocketAddr>,
 ) -> Result<BoxStream, PoolError> {
-    let local = user.local_addr().ok();
     let start = StartWorkConn {
         proxy_name: ctx.name.clone(),
         src_addr: peer.ip().to_string(),
@@ -178,7 +187,7 @@ pub(crate) async fn handle_user_conn(
     user: TcpStream,
     peer: SocketAddr,
 ) {
-    match start_work(&ctx, &user, peer).await {
+    match start_work(&ctx, peer, user.local_addr().ok()).await {
         Ok(work) => relay(&ctx, &traffic, user, work, peer).await,
         Err(e) => {
             warn!(proxy = %ctx.name, %peer, error = %e, "no work connection for user connection")
