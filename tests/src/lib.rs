@@ -1,6 +1,7 @@
 //! Test harness: in-process frps/frpc with fluent config tweaks, echo backends, the real
 //! binaries, and bounded waits. Every listener binds 127.0.0.1 port 0; every wait has a limit.
 
+pub mod http_backend;
 pub mod oidc;
 
 use common::config::{self, ClientConfig, ProxyConfig, ServerConfig};
@@ -63,6 +64,8 @@ pub struct Frps {
     pub addr: SocketAddr,
     /// The dashboard, when `webServer.port` was set.
     pub dashboard: Option<SocketAddr>,
+    /// The vhost HTTP server, when `vhostHTTPPort` was set.
+    pub vhost_http: Option<SocketAddr>,
     pub stats: frps::ServerStats,
     token: CancellationToken,
     task: JoinHandle<()>,
@@ -76,12 +79,14 @@ impl Frps {
         let server = frps::Server::bind(cfg).await.expect("frps bind");
         let addr = server.local_addr().expect("frps addr");
         let dashboard = server.dashboard_addr();
+        let vhost_http = server.vhost_http_addr();
         let stats = server.stats();
         let token = CancellationToken::new();
         let task = tokio::spawn(server.run(token.clone()));
         Frps {
             addr,
             dashboard,
+            vhost_http,
             stats,
             token,
             task,

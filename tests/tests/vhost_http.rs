@@ -1,0 +1,454 @@
+//! http proxies through frps's vhost HTTP server (`vhostHTTPPort`), with our frpc in-process,
+//! hyper backends and a hyper client (raw sockets where the test is about malformed input).
+
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
+use bytes::Bytes;
+use common::config::{ProxyConfig, ServerConfig};
+use frpc::status::Phase;
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::Frame;
+use hyper::Request;
+use std::net::SocketAddr;
+use tests::http_backend::{self as backend, basic, empty, get, send, Answer, BIG};
+use tests::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const NOT_FOUND_TEXT: &str = "The page you requested was not found.";
+
+/// An http proxy for `domains` to `local`.
+fn http(name: &str, local: SocketAddr, domains: &[&str]) -> ProxyConfig {
+    let mut p = proxy(name, "http", local, 0);
+    p.custom_domains = domains.iter().map(|d| d.to_string()).collect();
+    p
+}
+
+/// frps with a vhost HTTP port and `subDomainHost = "frps.test"`, frpc with `proxies`, every
+/// proxy running. Returns the vhost address.
+async fn start(
+    f: impl FnOnce(&mut ServerConfig),
+    proxies: Vec<ProxyConfig>,
+) -> (Frps, Frpc, SocketAddr) {
+    init_log();
+    let port = free_port().await;
+    let frps = Frps::start(|c| {
+        c.vhost_http_port = port;
+        c.sub_domain_host = "frps.test".into();
+        f(c);
+    })
+    .await;
+    let names: Vec<String> = proxies.iter().map(|p| p.name.clone()).collect();
+    let frpc = Frpc::start(frps.addr, |c| c.proxies = proxies);
+    for n in &names {
+        frpc.wait_running(n).await;
+    }
+    let vhost = frps.vhost_http.expect("vhost http address");
+    (frps, frpc, vhost)
+}
+
+fn first_line(a: &Answer) -> String {
+    a.text().lines().next().unwrap_or_default().to_owned()
+}
+
+#[tokio::test]
+async fn routes_by_host_wildcard_subdomain_and_location() {
+    let (a, b, c, d) = (
+        backend::start("A").await,
+        backend::start("B").await,
+        backend::start("C").await,
+        backend::start("D").await,
+    );
+    let mut sub = proxy("sub", "http", c, 0);
+    sub.subdomain = "app".into();
+    let mut api = http("api", d, &["a.example.com"]);
+    api.locations = vec!["/api".into()];
+    let (frps, frpc, vhost) = start(
+        |_| {},
+        vec![
+            http("exact", a, &["a.example.com"]),
+            http("wild", b, &["*.example.com"]),
+            sub,
+            api,
+        ],
+    )
+    .await;
+    let port = vhost.port();
+    assert_eq!(
+        frpc.wait_running("exact").await.remote_addr,
+        format!("a.example.com:{port}")
+    );
+    let id = |host: &'static str, path: &'static str| async move {
+        first_line(&get(vhost, host, path, &[]).await)
+    };
+    assert_eq!(id("a.example.com", "/").await, "A");
+    assert_eq!(id("A.Example.COM.:8080", "/x").await, "A", "canonical host");
+    assert_eq!(id("x.example.com", "/").await, "B");
+    assert_eq!(
+        id("x.y.z.example.com", "/").await,
+        "B",
+        "wildcard of any depth"
+    );
+    assert_eq!(id("app.frps.test", "/").await, "C", "subdomain");
+    assert_eq!(
+        id("a.example.com", "/api/v1").await,
+        "D",
+        "longest location"
+    );
+    assert_eq!(id("a.example.com", "/%61pi").await, "D", "decoded path");
+    let none = get(vhost, "nowhere.test", "/", &[]).await;
+    assert_eq!(none.status, 404);
+    assert!(none.text().contains(NOT_FOUND_TEXT), "{}", none.text());
+
+    // Closing the client removes its routes.
+    frpc.stop().await;
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while get(vhost, "a.example.com", "/", &[]).await.status != 404 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "route still served after close"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    frps.stop().await;
+}
+
+#[tokio::test]
+async fn headers_are_set_rewritten_and_forwarded() {
+    let be = backend::start("H").await;
+    let mut p = http("web", be, &["web.example.com"]);
+    p.host_header_rewrite = "backend.local".into();
+    p.request_headers
+        .set
+        .insert("x-from-frp".into(), "yes".into());
+    p.response_headers.set.insert("x-resp".into(), "set".into());
+    let (frps, frpc, vhost) = start(|_| {}, vec![p]).await;
+    let mut client = backend::connect(vhost).await;
+    for _ in 0..3 {
+        // Keep-alive: every request on the same user connection.
+        let req = Request::get("/path?q=1")
+            .header("host", "web.example.com")
+            .header("x-forwarded-for", "10.0.0.1")
+            .header("x-from-frp", "client-value")
+            .body(empty())
+            .unwrap();
+        let a = send(&mut client, req).await;
+        assert_eq!(a.status, 200);
+        let t = a.text();
+        assert!(t.contains("GET /path?q=1\n"), "{t}");
+        assert!(t.contains("host: backend.local\n"), "{t}");
+        assert!(t.contains("x-from-frp: yes\n"), "{t}");
+        assert!(t.contains("x-forwarded-for: 10.0.0.1, 127.0.0.1\n"), "{t}");
+        assert!(t.contains("x-forwarded-host: web.example.com\n"), "{t}");
+        assert!(t.contains("x-forwarded-proto: http\n"), "{t}");
+        assert_eq!(a.headers["x-resp"], "set");
+    }
+    frpc.stop().await;
+    frps.stop().await;
+}
+
+#[tokio::test]
+async fn basic_auth_401_and_proxy_style_407() {
+    let be = backend::start("S").await;
+    let mut p = http("sec", be, &["secure.example.com"]);
+    p.http_user = "u".into();
+    p.http_password = "p".into();
+    let (frps, frpc, vhost) = start(|_| {}, vec![p]).await;
+    let h = "secure.example.com";
+    for creds in [None, Some(basic("u", "wrong")), Some(basic("x", "p"))] {
+        let hdrs: Vec<(&str, &str)> = creds
+            .iter()
+            .map(|c| ("authorization", c.as_str()))
+            .collect();
+        let a = get(vhost, h, "/", &hdrs).await;
+        assert_eq!(a.status, 401, "{creds:?}");
+        assert_eq!(a.headers["www-authenticate"], "Basic realm=\"Restricted\"");
+    }
+    let ok = get(vhost, h, "/", &[("authorization", &basic("u", "p"))]).await;
+    assert_eq!((ok.status, first_line(&ok)), (200, "S".into()));
+
+    let abs = "http://secure.example.com/";
+    let a = get(vhost, h, abs, &[]).await;
+    assert_eq!(a.status, 407);
+    assert_eq!(
+        a.headers["proxy-authenticate"],
+        "Basic realm=\"Restricted\""
+    );
+    let ok = get(vhost, h, abs, &[("proxy-authorization", &basic("u", "p"))]).await;
+    assert_eq!(ok.status, 200);
+    assert!(
+        !ok.text().contains("proxy-authorization"),
+        "Proxy-Authorization is hop-by-hop: {}",
+        ok.text()
+    );
+    frpc.stop().await;
+    frps.stop().await;
+}
+
+/// frp PR #5285: the user that routes a request (from Proxy-Authorization) must not let it skip
+/// the chosen proxy's own credential check, whatever the Authorization header says.
+#[tokio::test]
+async fn route_by_http_user_cannot_skip_the_chosen_proxys_credentials() {
+    let (secret, public) = (
+        backend::start("SECRET").await,
+        backend::start("PUBLIC").await,
+    );
+    let mut s = http("secret", secret, &["shared.example.com"]);
+    s.route_by_http_user = "admin".into();
+    s.http_user = "admin".into();
+    s.http_password = "s3cret".into();
+    let p = http("public", public, &["shared.example.com"]);
+    let (frps, frpc, vhost) = start(|_| {}, vec![s, p]).await;
+    let h = "shared.example.com";
+    let abs = "http://shared.example.com/";
+    let wrong = basic("admin", "wrong");
+    let anyone = basic("anyone", "x");
+    let right = basic("admin", "s3cret");
+    type Attempt<'a> = (&'a str, Vec<(&'a str, &'a str)>, u16);
+    let attempts: Vec<Attempt<'_>> = vec![
+        (abs, vec![("proxy-authorization", &wrong)], 407),
+        (
+            abs,
+            vec![("proxy-authorization", &wrong), ("authorization", &anyone)],
+            407,
+        ),
+        (
+            abs,
+            vec![("proxy-authorization", &wrong), ("authorization", &right)],
+            407,
+        ),
+        ("/", vec![("authorization", &wrong)], 401),
+        (
+            "/",
+            vec![("authorization", &wrong), ("proxy-authorization", &right)],
+            401,
+        ),
+    ];
+    for (uri, hdrs, want) in attempts {
+        let a = get(vhost, h, uri, &hdrs).await;
+        assert_eq!(a.status, want, "{uri} {hdrs:?}: {}", a.text());
+        assert_ne!(first_line(&a), "SECRET");
+    }
+    let ok = get(
+        vhost,
+        h,
+        abs,
+        &[("proxy-authorization", &basic("admin", "s3cret"))],
+    )
+    .await;
+    assert_eq!(first_line(&ok), "SECRET");
+    let ok = get(
+        vhost,
+        h,
+        "/",
+        &[("authorization", &basic("admin", "s3cret"))],
+    )
+    .await;
+    assert_eq!(first_line(&ok), "SECRET");
+    assert_eq!(first_line(&get(vhost, h, "/", &[]).await), "PUBLIC");
+    frpc.stop().await;
+    frps.stop().await;
+}
+
+#[tokio::test]
+async fn websocket_round_trip() {
+    let be = backend::start("W").await;
+    let (frps, frpc, vhost) = start(|_| {}, vec![http("ws", be, &["ws.example.com"])]).await;
+    let mut client = backend::connect(vhost).await;
+    let req = Request::get("/ws")
+        .header("host", "ws.example.com")
+        .header("connection", "Upgrade")
+        .header("upgrade", "websocket")
+        .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+        .header("sec-websocket-version", "13")
+        .body(empty())
+        .unwrap();
+    let go = async {
+        client.ready().await.unwrap();
+        let resp = client.send_request(req).await.unwrap();
+        assert_eq!(resp.status(), 101);
+        let up = hyper::upgrade::on(resp).await.unwrap();
+        let mut io = hyper_util::rt::TokioIo::new(up);
+        for i in 0..3u8 {
+            let msg = [b'm', i, 0x82, 0xff];
+            io.write_all(&msg).await.unwrap();
+            let mut back = [0u8; 4];
+            io.read_exact(&mut back).await.unwrap();
+            assert_eq!(back, msg);
+        }
+    };
+    tokio::time::timeout(PATIENCE, go)
+        .await
+        .expect("websocket in time");
+    frpc.stop().await;
+    frps.stop().await;
+}
+
+#[tokio::test]
+async fn chunked_upload_and_download_of_10_mib() {
+    let be = backend::start("B").await;
+    let (frps, frpc, vhost) = start(|_| {}, vec![http("big", be, &["big.example.com"])]).await;
+    let data = pattern(BIG, 3);
+    let chunks: Vec<Result<Frame<Bytes>, std::io::Error>> = data
+        .chunks(100_000)
+        .map(|c| Ok(Frame::data(Bytes::copy_from_slice(c))))
+        .collect();
+    let body = StreamBody::new(futures::stream::iter(chunks)).boxed();
+    let req = Request::post("/upload")
+        .header("host", "big.example.com")
+        .body(body)
+        .unwrap();
+    let mut client = backend::connect(vhost).await;
+    let a = send(&mut client, req).await;
+    assert_eq!(
+        a.text(),
+        format!("len={BIG} sum={}", backend::checksum(&data))
+    );
+    let req = Request::get("/download")
+        .header("host", "big.example.com")
+        .body(empty())
+        .unwrap();
+    let a = send(&mut client, req).await;
+    assert!(
+        a.headers.get("content-length").is_none(),
+        "streamed, not buffered"
+    );
+    assert!(a.body == pattern(BIG, 7), "10 MiB download differs");
+    frpc.stop().await;
+    frps.stop().await;
+}
+
+#[tokio::test]
+async fn unreachable_backend_gives_502_and_slow_backend_504() {
+    let gone = {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        l.local_addr().unwrap()
+    };
+    let slow = backend::start("SLOW").await;
+    let (frps, frpc, vhost) = start(
+        |c| c.vhost_http_timeout = 1,
+        vec![
+            http("gone", gone, &["gone.example.com"]),
+            http("slow", slow, &["slow.example.com"]),
+        ],
+    )
+    .await;
+    let a = get(vhost, "gone.example.com", "/", &[]).await;
+    assert_eq!(a.status, 502);
+    assert!(a.text().contains("502 Bad Gateway"), "{}", a.text());
+    let a = get(vhost, "slow.example.com", "/hang", &[]).await;
+    assert_eq!(a.status, 504);
+    frpc.stop().await;
+    frps.stop().await;
+}
+
+/// Writes `raw` on a new connection and reads until the server closes (bounded).
+async fn raw_exchange(vhost: SocketAddr, raw: &[u8]) -> String {
+    let mut s = TcpStream::connect(vhost).await.unwrap();
+    s.write_all(raw).await.unwrap();
+    let mut got = Vec::new();
+    let _ = tokio::time::timeout(PATIENCE, s.read_to_end(&mut got))
+        .await
+        .expect("server closes the connection");
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+#[tokio::test]
+async fn bad_input_is_answered_and_never_smuggled() {
+    let be = backend::start("R").await;
+    let (frps, frpc, vhost) = start(|_| {}, vec![http("raw", be, &["raw.example.com"])]).await;
+
+    // Two differing Content-Length: 400, never forwarded.
+    let a = raw_exchange(
+        vhost,
+        b"POST / HTTP/1.1\r\nHost: raw.example.com\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd",
+    )
+    .await;
+    assert!(a.starts_with("HTTP/1.1 400"), "{a}");
+    assert!(!a.contains("\nR\n"), "{a}");
+
+    // Content-Length and Transfer-Encoding: the body is read as chunked, the connection is
+    // closed after the answer, so the bytes after the chunked body are never a request.
+    let a = raw_exchange(
+        vhost,
+        b"POST / HTTP/1.1\r\nHost: raw.example.com\r\nContent-Length: 45\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: raw.example.com\r\n\r\n",
+    )
+    .await;
+    assert_eq!(a.matches("HTTP/1.1 ").count(), 1, "{a}");
+    assert!(!a.contains("/smuggled"), "{a}");
+    assert!(
+        !a.contains("content-length: 45"),
+        "both framings forwarded: {a}"
+    );
+
+    // Oversized headers: 431.
+    let mut big = b"GET / HTTP/1.1\r\nHost: raw.example.com\r\nX-Big: ".to_vec();
+    big.extend(vec![b'a'; 128 * 1024]);
+    big.extend(b"\r\n\r\n");
+    let a = raw_exchange(vhost, &big).await;
+    assert!(a.starts_with("HTTP/1.1 431"), "{}", &a[..a.len().min(200)]);
+
+    // Bare \n line endings are read as Go reads them.
+    let a = raw_exchange(
+        vhost,
+        b"GET /lf HTTP/1.1\nHost: raw.example.com\nConnection: close\n\n",
+    )
+    .await;
+    assert!(a.starts_with("HTTP/1.1 200"), "{a}");
+
+    // The server still serves everyone else.
+    assert_eq!(
+        first_line(&get(vhost, "raw.example.com", "/", &[]).await),
+        "R"
+    );
+    frpc.stop().await;
+    frps.stop().await;
+}
+
+#[tokio::test]
+async fn refused_with_a_clear_error() {
+    init_log();
+    // No vhostHTTPPort: http proxies are refused with frp's text.
+    let frps = Frps::start(|_| {}).await;
+    let be = backend::start("X").await;
+    let mut https = proxy("tls", "https", be, 0);
+    https.custom_domains = vec!["t.example.com".into()];
+    let mut sub = http("sub", be, &[]);
+    sub.subdomain = "x".into();
+    let frpc = Frpc::start(frps.addr, |c| {
+        c.proxies = vec![http("web", be, &["w.example.com"]), https];
+    });
+    assert_eq!(
+        frpc.wait_phase("web", Phase::StartError).await.error,
+        "type [http] not supported when vhost http port is not set"
+    );
+    assert!(frpc
+        .wait_phase("tls", Phase::StartError)
+        .await
+        .error
+        .contains("proxy type [https] is not supported"));
+    frpc.stop().await;
+    frps.stop().await;
+
+    // subdomain without subDomainHost; a domain taken twice.
+    let port = free_port().await;
+    let frps = Frps::start(|c| c.vhost_http_port = port).await;
+    let frpc = Frpc::start(frps.addr, |c| {
+        c.proxies = vec![sub, http("one", be, &["dup.example.com"])];
+    });
+    frpc.wait_running("one").await;
+    assert_eq!(
+        frpc.wait_phase("sub", Phase::StartError).await.error,
+        "subdomain is not supported because this feature is not enabled in server"
+    );
+    let frpc2 = Frpc::start(frps.addr, |c| {
+        c.proxies = vec![http("two", be, &["DUP.example.com"])];
+    });
+    assert_eq!(
+        frpc2.wait_phase("two", Phase::StartError).await.error,
+        "router config conflict"
+    );
+    frpc2.stop().await;
+    frpc.stop().await;
+    frps.stop().await;
+}
