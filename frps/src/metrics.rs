@@ -412,6 +412,18 @@ fn conf_json(np: &NewProxy) -> serde_json::Value {
     if matches!(np.proxy_type.as_str(), "tcp" | "udp") {
         c["remotePort"] = serde_json::json!(np.remote_port);
     }
+    if np.proxy_type == "http" {
+        // frp's HTTPProxyConfig keys; the password is left out (frp shows it to dashboard
+        // users; we do not put secrets in API answers).
+        c["customDomains"] = serde_json::json!(np.custom_domains);
+        c["subdomain"] = serde_json::json!(np.subdomain);
+        c["locations"] = serde_json::json!(np.locations);
+        c["httpUser"] = serde_json::json!(np.http_user);
+        c["hostHeaderRewrite"] = serde_json::json!(np.host_header_rewrite);
+        c["requestHeaders"] = serde_json::json!({ "set": np.headers });
+        c["responseHeaders"] = serde_json::json!({ "set": np.response_headers });
+        c["routeByHTTPUser"] = serde_json::json!(np.route_by_http_user);
+    }
     c
 }
 
@@ -419,6 +431,27 @@ fn conf_json(np: &NewProxy) -> serde_json::Value {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn http_conf_has_frps_keys_and_no_password() {
+        let np = NewProxy {
+            proxy_name: "web".into(),
+            proxy_type: "http".into(),
+            custom_domains: vec!["a.example.com".into()],
+            subdomain: "app".into(),
+            locations: vec!["/api".into()],
+            http_user: "u".into(),
+            http_pwd: "secret-pw".into(),
+            route_by_http_user: "u".into(),
+            ..Default::default()
+        };
+        let c = conf_json(&np);
+        assert_eq!(c["customDomains"][0], "a.example.com");
+        assert_eq!(c["subdomain"], "app");
+        assert_eq!(c["locations"][0], "/api");
+        assert_eq!(c["routeByHTTPUser"], "u");
+        assert!(!c.to_string().contains("secret-pw"));
+    }
 
     #[test]
     fn daily_traffic_splits_at_day_marks() {

@@ -452,3 +452,34 @@ async fn refused_with_a_clear_error() {
     frpc.stop().await;
     frps.stop().await;
 }
+
+#[tokio::test]
+async fn dashboard_lists_http_proxies_and_traffic_is_counted() {
+    let be = backend::start("D").await;
+    let mut p = http("site", be, &["site.example.com"]);
+    p.locations = vec!["/".into()];
+    let web = free_port().await;
+    let (frps, frpc, vhost) = start(
+        |c| {
+            c.web_server.addr = "127.0.0.1".into();
+            c.web_server.port = web;
+        },
+        vec![p],
+    )
+    .await;
+    let a = get(vhost, "site.example.com", "/", &[]).await;
+    assert_eq!(first_line(&a), "D");
+    let (bytes_in, bytes_out, _) = frps.stats.proxy_traffic("site").unwrap();
+    assert!(
+        bytes_in > 0 && bytes_out as usize >= a.body.len(),
+        "{bytes_in} {bytes_out}"
+    );
+    let dash = frps.dashboard.unwrap();
+    let list = get(dash, "127.0.0.1", "/api/proxy/http", &[]).await;
+    let v: serde_json::Value = serde_json::from_slice(&list.body).unwrap();
+    let conf = &v["proxies"][0]["conf"];
+    assert_eq!(conf["customDomains"][0], "site.example.com", "{v}");
+    assert_eq!(conf["locations"][0], "/", "{v}");
+    frpc.stop().await;
+    frps.stop().await;
+}
