@@ -193,7 +193,7 @@ impl Groups {
 async fn serve_user(g: Arc<TcpGroup>, user: TcpStream, peer: SocketAddr) {
     for (ctx, traffic) in g.candidates() {
         match start_work(&ctx, peer, user.local_addr().ok()).await {
-            Ok(work) => return relay(&ctx, &traffic, user, work, peer).await,
+            Ok(work) => return relay(&ctx, &traffic, user, work, peer, &[]).await,
             Err(e) => {
                 debug!(proxy = %ctx.name, error = %e, "group member unavailable, trying the next")
             }

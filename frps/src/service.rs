@@ -59,6 +59,8 @@ pub(crate) struct Shared {
     pub(crate) key: Key,
     /// The vhost HTTP server's routes, when `vhostHTTPPort` is set.
     pub(crate) vhost_http: Option<Arc<crate::vhost::HttpVhost>>,
+    /// The HTTPS (SNI) vhost's routes, when `vhostHTTPSPort` is set.
+    pub(crate) vhost_https: Option<Arc<crate::vhost::HttpsVhost>>,
     tls: tokio_rustls::TlsAcceptor,
     next_id: AtomicU64,
 }
@@ -85,6 +87,8 @@ pub struct Server {
     dashboard: Option<common::http::WebListener>,
     /// `vhostHTTPPort`, when set.
     vhost_http: Option<TcpListener>,
+    /// `vhostHTTPSPort`, when set.
+    vhost_https: Option<TcpListener>,
     shared: Arc<Shared>,
 }
 
@@ -104,7 +108,9 @@ impl Server {
         };
         let tls = tokio_rustls::TlsAcceptor::from(tls::server_config(&files)?);
         let auth = crate::auth::Auth::new(&cfg.auth).await?;
-        let vhost_http = bind_vhost_http(&cfg).await?;
+        report_unsupported(&cfg);
+        let vhost_http = bind_vhost(&cfg, "vhostHTTPPort", cfg.vhost_http_port).await?;
+        let vhost_https = bind_vhost(&cfg, "vhostHTTPSPort", cfg.vhost_https_port).await?;
         let vhost = vhost_http.as_ref().map(|_| {
             Arc::new(crate::vhost::HttpVhost::new(
                 cfg.vhost_http_timeout,
@@ -122,6 +128,9 @@ impl Server {
             auth,
             tracker: TaskTracker::new(),
             vhost_http: vhost,
+            vhost_https: vhost_https
+                .as_ref()
+                .map(|_| Arc::new(crate::vhost::HttpsVhost::default())),
             tls,
             next_id: AtomicU64::new(1),
         });
@@ -135,6 +144,7 @@ impl Server {
             listener,
             dashboard,
             vhost_http,
+            vhost_https,
             shared,
         })
     }
@@ -152,6 +162,11 @@ impl Server {
     /// The vhost HTTP address, when `vhostHTTPPort` is set.
     pub fn vhost_http_addr(&self) -> Option<SocketAddr> {
         self.vhost_http.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    /// The HTTPS (SNI) vhost address, when `vhostHTTPSPort` is set.
+    pub fn vhost_https_addr(&self) -> Option<SocketAddr> {
+        self.vhost_https.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     /// Number of logged-in clients (for tests and, later, the dashboard).
@@ -191,6 +206,15 @@ impl Server {
                 shutdown.child_token(),
             ));
         }
+        if let (Some(l), Some(vhost)) = (self.vhost_https, shared.vhost_https.clone()) {
+            info!(addr = %l.local_addr().map(|a| a.to_string()).unwrap_or_default(), "vhost https listening");
+            shared.tracker.spawn(crate::vhost::https::serve(
+                vhost,
+                l,
+                shared.tracker.clone(),
+                shutdown.child_token(),
+            ));
+        }
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
@@ -218,34 +242,40 @@ impl Server {
     }
 }
 
-/// Binds `proxyBindAddr:vhostHTTPPort` when set (frp binds the vhost ports on proxyBindAddr).
 /// Vhost keys this frps does not serve yet are reported by name, never silently ignored.
-async fn bind_vhost_http(cfg: &ServerConfig) -> Result<Option<TcpListener>, ServerError> {
-    for (key, port) in [
-        ("vhostHTTPSPort", cfg.vhost_https_port),
-        ("tcpmuxHTTPConnectPort", cfg.tcpmux_http_connect_port),
-    ] {
-        if port != 0 {
-            warn!(key, port, "{key} is not supported by this frps yet: nothing listens there and https/tcpmux proxies are refused");
-        }
+fn report_unsupported(cfg: &ServerConfig) {
+    if cfg.tcpmux_http_connect_port != 0 {
+        warn!(
+            port = cfg.tcpmux_http_connect_port,
+            "tcpmuxHTTPConnectPort is not supported by this frps yet: nothing listens there and tcpmux proxies are refused"
+        );
     }
     if cfg.tcpmux_passthrough {
         warn!("tcpmuxPassthrough is not supported by this frps yet (no tcpmux listener)");
     }
-    if cfg.vhost_http_port == 0 {
+}
+
+/// Binds `proxyBindAddr:port` for a vhost (frp binds the vhost ports on proxyBindAddr); `None`
+/// when the port is 0 (off).
+async fn bind_vhost(
+    cfg: &ServerConfig,
+    key: &str,
+    port: u16,
+) -> Result<Option<TcpListener>, ServerError> {
+    if port == 0 {
         return Ok(None);
     }
-    if cfg.vhost_http_port == cfg.bind_port {
-        return Err(ServerError::Unsupported(
-            "vhostHTTPPort equal to bindPort (one shared listener) is not supported by this frps yet".into(),
-        ));
+    if port == cfg.bind_port {
+        return Err(ServerError::Unsupported(format!(
+            "{key} equal to bindPort (one shared listener) is not supported by this frps yet"
+        )));
     }
     let ip = if cfg.proxy_bind_addr.is_empty() {
         &cfg.bind_addr
     } else {
         &cfg.proxy_bind_addr
     };
-    let addr = format!("{ip}:{}", cfg.vhost_http_port);
+    let addr = format!("{ip}:{port}");
     TcpListener::bind(&addr)
         .await
         .map(Some)

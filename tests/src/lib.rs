@@ -66,6 +66,8 @@ pub struct Frps {
     pub dashboard: Option<SocketAddr>,
     /// The vhost HTTP server, when `vhostHTTPPort` was set.
     pub vhost_http: Option<SocketAddr>,
+    /// The HTTPS (SNI) vhost, when `vhostHTTPSPort` was set.
+    pub vhost_https: Option<SocketAddr>,
     pub stats: frps::ServerStats,
     token: CancellationToken,
     task: JoinHandle<()>,
@@ -80,6 +82,7 @@ impl Frps {
         let addr = server.local_addr().expect("frps addr");
         let dashboard = server.dashboard_addr();
         let vhost_http = server.vhost_http_addr();
+        let vhost_https = server.vhost_https_addr();
         let stats = server.stats();
         let token = CancellationToken::new();
         let task = tokio::spawn(server.run(token.clone()));
@@ -87,6 +90,7 @@ impl Frps {
             addr,
             dashboard,
             vhost_http,
+            vhost_https,
             stats,
             token,
             task,

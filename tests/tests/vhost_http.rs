@@ -411,22 +411,22 @@ async fn refused_with_a_clear_error() {
     // No vhostHTTPPort: http proxies are refused with frp's text.
     let frps = Frps::start(|_| {}).await;
     let be = backend::start("X").await;
-    let mut https = proxy("tls", "https", be, 0);
-    https.custom_domains = vec!["t.example.com".into()];
+    let mut mux = proxy("mux", "tcpmux", be, 0);
+    mux.custom_domains = vec!["t.example.com".into()];
+    mux.multiplexer = "httpconnect".into();
     let mut sub = http("sub", be, &[]);
     sub.subdomain = "x".into();
     let frpc = Frpc::start(frps.addr, |c| {
-        c.proxies = vec![http("web", be, &["w.example.com"]), https];
+        c.proxies = vec![http("web", be, &["w.example.com"]), mux];
     });
     assert_eq!(
         frpc.wait_phase("web", Phase::StartError).await.error,
         "type [http] not supported when vhost http port is not set"
     );
-    assert!(frpc
-        .wait_phase("tls", Phase::StartError)
-        .await
-        .error
-        .contains("proxy type [https] is not supported"));
+    assert_eq!(
+        frpc.wait_phase("mux", Phase::StartError).await.error,
+        "proxy type [tcpmux] is not supported by this frps yet"
+    );
     frpc.stop().await;
     frps.stop().await;
 

@@ -72,7 +72,7 @@ pub(super) async fn start(
 
 /// `customDomains` plus `subdomain.subDomainHost`, lowercased, checked as frp
 /// (`validateDomainConfigForServer`).
-fn domains(np: &NewProxy, shared: &Shared) -> Result<Vec<String>, ProxyError> {
+pub(super) fn domains(np: &NewProxy, shared: &Shared) -> Result<Vec<String>, ProxyError> {
     let host = shared.cfg.sub_domain_host.to_lowercase();
     let mut out = Vec::new();
     for d in np.custom_domains.iter().filter(|d| !d.is_empty()) {
@@ -106,9 +106,9 @@ fn domains(np: &NewProxy, shared: &Shared) -> Result<Vec<String>, ProxyError> {
     Ok(out)
 }
 
-/// frp `util.CanonicalAddr`: `host` for port 80, else `host:port`.
-fn canonical_addr(host: &str, port: u16) -> String {
-    if port == 80 {
+/// frp `util.CanonicalAddr`: `host` for ports 80 and 443, else `host:port`.
+pub(super) fn canonical_addr(host: &str, port: u16) -> String {
+    if port == 80 || port == 443 {
         host.to_owned()
     } else {
         format!("{host}:{port}")

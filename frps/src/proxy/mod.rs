@@ -3,6 +3,7 @@
 //! Mirrors frp `server/proxy/proxy.go`.
 
 mod http;
+mod https;
 mod tcp;
 mod udp;
 
@@ -103,6 +104,7 @@ pub(crate) async fn start(
         "tcp" => tcp::start(np, ctx, traffic.clone()).await?,
         "udp" => udp::start(np, ctx, traffic.clone()).await?,
         "http" => http::start(np, ctx, traffic.clone()).await?,
+        "https" => https::start(np, ctx, traffic.clone()).await?,
         other => return Err(ProxyError::UnsupportedType(other.into())),
     };
     Ok((
@@ -146,16 +148,27 @@ pub(crate) async fn start_work(
 }
 
 /// Relays a user connection over a started work connection until either side ends (frp
-/// `handleUserTCPConnection` after the work connection is obtained).
+/// `handleUserTCPConnection` after the work connection is obtained). `first`: bytes already
+/// read from the user (an https ClientHello), sent ahead of the rest.
 pub(crate) async fn relay(
     ctx: &ProxyCtx,
     traffic: &Arc<Traffic>,
     user: TcpStream,
     work: BoxStream,
     peer: SocketAddr,
+    first: &[u8],
 ) {
     let mut work = wrap_work_conn(work, &ctx.wrap);
     let _open = traffic.conn_opened();
+    if !first.is_empty() {
+        use common::io::Count;
+        use tokio::io::AsyncWriteExt;
+        if let Err(e) = work.write_all(first).await {
+            debug!(proxy = %ctx.name, %peer, error = %e, "work connection closed before the first bytes");
+            return;
+        }
+        traffic.read(first.len() as u64);
+    }
     // Nothing needs the bytes and both ends are plain TCP: let the kernel move them.
     #[cfg(target_os = "linux")]
     if let Some(w) = common::io::as_tcp(&work).filter(|_| ctx.wrap.is_empty()) {
@@ -188,7 +201,7 @@ pub(crate) async fn handle_user_conn(
     peer: SocketAddr,
 ) {
     match start_work(&ctx, peer, user.local_addr().ok()).await {
-        Ok(work) => relay(&ctx, &traffic, user, work, peer).await,
+        Ok(work) => relay(&ctx, &traffic, user, work, peer, &[]).await,
         Err(e) => {
             warn!(proxy = %ctx.name, %peer, error = %e, "no work connection for user connection")
         }

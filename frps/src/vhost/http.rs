@@ -12,7 +12,7 @@
 //! and reuses it for the next request to the same route (frp pools idle upstream connections
 //! per route across users; we do not share them between user connections).
 
-use super::router::{canonical_host, Conflict, Routers};
+use super::router::{canonical_host, Conflict, RouteGuard, Table};
 use bytes::Bytes;
 use common::io::BoxStream;
 use futures::future::BoxFuture;
@@ -24,7 +24,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -117,34 +117,12 @@ pub(crate) struct HttpRoute {
 /// The vhost HTTP server's shared state: routes and settings.
 #[derive(Debug)]
 pub(crate) struct HttpVhost {
-    routes: RwLock<Routers<Arc<HttpRoute>>>,
+    routes: Table<Arc<HttpRoute>>,
     /// `vhostHTTPTimeout`: from the end of the request body to the response head.
     response_timeout: Duration,
     /// frp's page or the contents of `custom404Page`.
     not_found: Bytes,
     header_read_timeout: Duration,
-}
-
-/// Removes its route when dropped (the proxy closed).
-#[derive(Debug)]
-pub(crate) struct RouteGuard {
-    vhost: Arc<HttpVhost>,
-    key: (String, String, String),
-}
-
-impl Drop for RouteGuard {
-    fn drop(&mut self) {
-        let (d, l, u) = &self.key;
-        write(&self.vhost.routes).del(d, l, u);
-    }
-}
-
-fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
-    l.write().unwrap_or_else(|p| p.into_inner())
-}
-
-fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
-    l.read().unwrap_or_else(|p| p.into_inner())
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -167,7 +145,7 @@ impl HttpVhost {
             }
         };
         HttpVhost {
-            routes: RwLock::default(),
+            routes: Table::default(),
             response_timeout: Duration::from_secs(vhost_http_timeout.max(1) as u64),
             not_found,
             header_read_timeout: HEADER_READ_TIMEOUT,
@@ -176,25 +154,18 @@ impl HttpVhost {
 
     /// Adds a route; it lives until the guard drops.
     pub(crate) fn register(
-        self: &Arc<Self>,
+        &self,
         domain: &str,
         location: &str,
         route_by_http_user: &str,
         route: Arc<HttpRoute>,
-    ) -> Result<RouteGuard, Conflict> {
-        write(&self.routes).add(domain, location, route_by_http_user, route)?;
-        Ok(RouteGuard {
-            vhost: self.clone(),
-            key: (
-                domain.to_lowercase(),
-                location.to_owned(),
-                route_by_http_user.to_owned(),
-            ),
-        })
+    ) -> Result<RouteGuard<Arc<HttpRoute>>, Conflict> {
+        self.routes
+            .register(domain, location, route_by_http_user, route)
     }
 
     fn lookup(&self, host: &str, path: &str, user: &str) -> Option<Arc<HttpRoute>> {
-        read(&self.routes).lookup(host, path, user).cloned()
+        self.routes.lookup(host, path, user)
     }
 }
 

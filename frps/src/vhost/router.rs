@@ -3,6 +3,7 @@
 //! `pkg/util/vhost/http.go` `getVhost`. Pure data: no IO, no locking (the caller locks).
 
 use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
 
 /// `(domain, location, routeByHTTPUser)` is already taken (frp's text).
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -107,6 +108,59 @@ impl<T> Routers<T> {
             .flat_map(|u| u.values())
             .map(Vec::len)
             .sum()
+    }
+}
+
+/// A route table shared between the server that looks routes up and the proxies that own them.
+#[derive(Debug)]
+pub(crate) struct Table<T>(Arc<RwLock<Routers<T>>>);
+
+impl<T> Default for Table<T> {
+    fn default() -> Self {
+        Table(Arc::new(RwLock::new(Routers::default())))
+    }
+}
+
+impl<T: Clone> Table<T> {
+    /// Adds a route; it lives until the guard drops.
+    pub(crate) fn register(
+        &self,
+        domain: &str,
+        location: &str,
+        http_user: &str,
+        payload: T,
+    ) -> Result<RouteGuard<T>, Conflict> {
+        let mut t = self.0.write().unwrap_or_else(|p| p.into_inner());
+        t.add(domain, location, http_user, payload)?;
+        Ok(RouteGuard {
+            table: self.0.clone(),
+            key: (
+                domain.to_lowercase(),
+                location.to_owned(),
+                http_user.to_owned(),
+            ),
+        })
+    }
+
+    /// [`Routers::lookup`] under the read lock.
+    pub(crate) fn lookup(&self, host: &str, path: &str, http_user: &str) -> Option<T> {
+        let t = self.0.read().unwrap_or_else(|p| p.into_inner());
+        t.lookup(host, path, http_user).cloned()
+    }
+}
+
+/// Removes its route when dropped (the proxy closed).
+#[derive(Debug)]
+pub(crate) struct RouteGuard<T> {
+    table: Arc<RwLock<Routers<T>>>,
+    key: (String, String, String),
+}
+
+impl<T> Drop for RouteGuard<T> {
+    fn drop(&mut self) {
+        let (d, l, u) = &self.key;
+        let mut t = self.table.write().unwrap_or_else(|p| p.into_inner());
+        t.del(d, l, u);
     }
 }
 

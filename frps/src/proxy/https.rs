@@ -1,0 +1,72 @@
+//! https proxy: SNI routes on the HTTPS vhost (frp `server/proxy/https.go`). This file only
+//! turns NewProxy into routes; each routed connection takes the shared path (`start_work`,
+//! `relay`) with the ClientHello bytes sent first.
+
+use super::http::{canonical_addr, domains};
+use super::{relay, start_work, ProxyCtx, ProxyError, Traffic};
+use crate::vhost::SniBackend;
+use common::msg::NewProxy;
+use futures::future::BoxFuture;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::net::TcpStream;
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+
+pub(super) async fn start(
+    np: &NewProxy,
+    ctx: ProxyCtx,
+    traffic: Arc<Traffic>,
+) -> Result<(JoinHandle<()>, String), ProxyError> {
+    let shared = ctx.shared.clone();
+    let token = ctx.token.clone();
+    let Some(vhost) = shared.vhost_https.clone() else {
+        return Err(ProxyError::Invalid(
+            "type [https] not supported when vhost https port is not set".into(),
+        ));
+    };
+    if !np.group.is_empty() {
+        return Err(ProxyError::Invalid(format!(
+            "loadBalancer.group [{}]: load-balancing groups for https proxies are not supported by this frps yet",
+            np.group
+        )));
+    }
+    let domains = domains(np, &shared)?;
+    let backend: Arc<dyn SniBackend> = Arc::new(SniWork {
+        ctx: Arc::new(ctx),
+        traffic,
+    });
+    let port = shared.cfg.vhost_https_port;
+    let mut guards = Vec::new();
+    let mut addrs = Vec::new();
+    for d in &domains {
+        guards.push(vhost.register(d, backend.clone())?);
+        addrs.push(canonical_addr(d, port));
+        info!(proxy = %np.proxy_name, domain = %d, "https proxy route registered");
+    }
+    let task = shared.tracker.spawn(async move {
+        token.cancelled().await;
+        drop(guards);
+    });
+    Ok((task, addrs.join(",")))
+}
+
+/// Relays routed TLS connections of one https proxy.
+#[derive(Debug)]
+struct SniWork {
+    ctx: Arc<ProxyCtx>,
+    traffic: Arc<Traffic>,
+}
+
+impl SniBackend for SniWork {
+    fn serve(&self, user: TcpStream, peer: SocketAddr, hello: Vec<u8>) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            match start_work(&self.ctx, peer, user.local_addr().ok()).await {
+                Ok(work) => relay(&self.ctx, &self.traffic, user, work, peer, &hello).await,
+                Err(e) => {
+                    warn!(proxy = %self.ctx.name, %peer, error = %e, "no work connection for https user")
+                }
+            }
+        })
+    }
+}
