@@ -204,8 +204,11 @@ pub(crate) async fn serve_conn<S>(
 ) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
 {
+    let verdicts = super::framing::Verdicts::default();
+    let io = super::framing::Scanned::new(io, verdicts.clone());
     let conn = Arc::new(UserConn {
         vhost: vhost.clone(),
+        verdicts,
         peer,
         tracker,
         token: token.clone(),
@@ -241,6 +244,8 @@ struct Upstream {
 /// State of one user connection.
 struct UserConn {
     vhost: Arc<HttpVhost>,
+    /// One per request head read, in order: whether it had both framings.
+    verdicts: super::framing::Verdicts,
     peer: SocketAddr,
     tracker: TaskTracker,
     /// Cancelled when the user connection ends (or frps stops): ends upgraded tunnels too.
@@ -262,8 +267,13 @@ impl UserConn {
                 "CONNECT is not supported on vhostHTTPPort by this frps yet\n",
             );
         }
-        if has_conflicting_length(req.headers()) {
-            return text(StatusCode::BAD_REQUEST, "Bad Request\n");
+        let both_framings = lock(&self.verdicts).pop_front().unwrap_or(false);
+        if both_framings || has_conflicting_length(req.headers()) {
+            info!(peer = %self.peer, "refusing a request with both Content-Length and Transfer-Encoding");
+            let mut r = text(StatusCode::BAD_REQUEST, "Bad Request\n");
+            r.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            return r;
         }
         // Absolute-form request line: a proxy-style request (frp: `req.URL.Host != ""`).
         let proxy_style = req.uri().authority().is_some();
@@ -528,7 +538,8 @@ fn remove_hop_by_hop(h: &mut HeaderMap) {
     }
 }
 
-/// Both `Content-Length` and `Transfer-Encoding` (a smuggling attempt), when hyper left both.
+/// Both `Content-Length` and `Transfer-Encoding` (a smuggling attempt), should hyper keep both
+/// (it drops `Content-Length` today; [`super::framing`] sees the raw head).
 fn has_conflicting_length(h: &HeaderMap) -> bool {
     h.contains_key(header::CONTENT_LENGTH) && h.contains_key(header::TRANSFER_ENCODING)
 }

@@ -11,6 +11,7 @@
 //! Not here yet: `tcpmuxHTTPConnectPort`, sharing `bindPort`, http/https load-balancing groups,
 //! CONNECT through the HTTP vhost (answered 405).
 
+mod framing;
 pub(crate) mod http;
 pub(crate) mod https;
 pub(crate) mod router;
