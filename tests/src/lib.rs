@@ -349,6 +349,19 @@ pub async fn wait_tunnel(addr: SocketAddr) {
     }
 }
 
+/// Waits until `cond` holds, checking every 20 ms; panics with `what` after [`PATIENCE`].
+pub async fn wait_until<F, Fut>(what: &str, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while !cond().await {
+        assert!(tokio::time::Instant::now() < deadline, "{what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Waits until something accepts TCP connections on `addr`.
 pub async fn wait_listening(addr: SocketAddr) {
     let deadline = tokio::time::Instant::now() + PATIENCE;

@@ -22,18 +22,8 @@ pub(super) async fn start(
 ) -> Result<(JoinHandle<()>, String), ProxyError> {
     let shared = ctx.shared.clone();
     let token = ctx.token.clone();
-    let Some(vhost) = shared.vhost_http.clone() else {
-        return Err(ProxyError::Invalid(
-            "type [http] not supported when vhost http port is not set".into(),
-        ));
-    };
-    if !np.group.is_empty() {
-        return Err(ProxyError::Invalid(format!(
-            "loadBalancer.group [{}]: load-balancing groups for http proxies are not supported by this frps yet",
-            np.group
-        )));
-    }
-    let domains = domains(np, &shared)?;
+    let vhost = shared.vhost_http.clone();
+    let (vhost, domains) = check_vhost(np, &shared, vhost, "http")?;
     let route = Arc::new(HttpRoute {
         auth: (!np.http_user.is_empty() || !np.http_pwd.is_empty())
             .then(|| (np.http_user.clone(), np.http_pwd.clone())),
@@ -63,16 +53,47 @@ pub(super) async fn start(
             info!(proxy = %np.proxy_name, domain = %d, location = %l, route_by_http_user = %np.route_by_http_user, "http proxy route registered");
         }
     }
-    let task = shared.tracker.spawn(async move {
+    Ok((hold_routes(&shared, token, guards), addrs.join(",")))
+}
+
+/// What http and https proxies check first (frp `ValidateProxyConfigurerForServer`): the vhost
+/// port is set (`vhost`), no group (not supported yet), and the domains; returns the vhost and
+/// the domains.
+pub(super) fn check_vhost<V>(
+    np: &NewProxy,
+    shared: &Shared,
+    vhost: Option<V>,
+    kind: &str,
+) -> Result<(V, Vec<String>), ProxyError> {
+    let Some(vhost) = vhost else {
+        return Err(ProxyError::Invalid(format!(
+            "type [{kind}] not supported when vhost {kind} port is not set"
+        )));
+    };
+    if !np.group.is_empty() {
+        return Err(ProxyError::Invalid(format!(
+            "loadBalancer.group [{}]: load-balancing groups for {kind} proxies are not supported by this frps yet",
+            np.group
+        )));
+    }
+    Ok((vhost, domains(np, shared)?))
+}
+
+/// The proxy's task: keeps its routes registered until the proxy closes.
+pub(super) fn hold_routes<G: Send + 'static>(
+    shared: &Shared,
+    token: tokio_util::sync::CancellationToken,
+    guards: Vec<G>,
+) -> JoinHandle<()> {
+    shared.tracker.spawn(async move {
         token.cancelled().await;
         drop(guards);
-    });
-    Ok((task, addrs.join(",")))
+    })
 }
 
 /// `customDomains` plus `subdomain.subDomainHost`, lowercased, checked as frp
 /// (`validateDomainConfigForServer`).
-pub(super) fn domains(np: &NewProxy, shared: &Shared) -> Result<Vec<String>, ProxyError> {
+fn domains(np: &NewProxy, shared: &Shared) -> Result<Vec<String>, ProxyError> {
     let host = shared.cfg.sub_domain_host.to_lowercase();
     let mut out = Vec::new();
     for d in np.custom_domains.iter().filter(|d| !d.is_empty()) {

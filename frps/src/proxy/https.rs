@@ -2,7 +2,7 @@
 //! turns NewProxy into routes; each routed connection takes the shared path (`start_work`,
 //! `relay`) with the ClientHello bytes sent first.
 
-use super::http::{canonical_addr, domains};
+use super::http::{canonical_addr, check_vhost, hold_routes};
 use super::{relay, start_work, ProxyCtx, ProxyError, Traffic};
 use crate::vhost::SniBackend;
 use common::msg::NewProxy;
@@ -20,18 +20,8 @@ pub(super) async fn start(
 ) -> Result<(JoinHandle<()>, String), ProxyError> {
     let shared = ctx.shared.clone();
     let token = ctx.token.clone();
-    let Some(vhost) = shared.vhost_https.clone() else {
-        return Err(ProxyError::Invalid(
-            "type [https] not supported when vhost https port is not set".into(),
-        ));
-    };
-    if !np.group.is_empty() {
-        return Err(ProxyError::Invalid(format!(
-            "loadBalancer.group [{}]: load-balancing groups for https proxies are not supported by this frps yet",
-            np.group
-        )));
-    }
-    let domains = domains(np, &shared)?;
+    let vhost = shared.vhost_https.clone();
+    let (vhost, domains) = check_vhost(np, &shared, vhost, "https")?;
     let backend: Arc<dyn SniBackend> = Arc::new(SniWork {
         ctx: Arc::new(ctx),
         traffic,
@@ -44,11 +34,7 @@ pub(super) async fn start(
         addrs.push(canonical_addr(d, port));
         info!(proxy = %np.proxy_name, domain = %d, "https proxy route registered");
     }
-    let task = shared.tracker.spawn(async move {
-        token.cancelled().await;
-        drop(guards);
-    });
-    Ok((task, addrs.join(",")))
+    Ok((hold_routes(&shared, token, guards), addrs.join(",")))
 }
 
 /// Relays routed TLS connections of one https proxy.

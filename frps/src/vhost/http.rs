@@ -169,29 +169,18 @@ impl HttpVhost {
     }
 }
 
-/// Accepts users on `listener` until `token` is cancelled.
+/// Serves users on `listener` until `token` is cancelled.
 pub(crate) async fn serve(
     vhost: Arc<HttpVhost>,
     listener: TcpListener,
     tracker: TaskTracker,
     token: CancellationToken,
 ) {
-    loop {
-        tokio::select! {
-            _ = token.cancelled() => return,
-            r = listener.accept() => match r {
-                Ok((tcp, peer)) => {
-                    let _ = tcp.set_nodelay(true);
-                    let span = tracing::debug_span!("vhost_http", %peer);
-                    tracker.spawn(serve_conn(vhost.clone(), tcp, peer, tracker.clone(), token.child_token()).instrument(span));
-                }
-                Err(e) => {
-                    warn!(error = %e, "vhost http accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            },
-        }
-    }
+    let t = tracker.clone();
+    super::accept_loop("http", listener, tracker, token, move |tcp, peer, token| {
+        serve_conn(vhost.clone(), tcp, peer, t.clone(), token)
+    })
+    .await
 }
 
 /// One user connection: hyper's http1 server with header limits and the header-read timeout.

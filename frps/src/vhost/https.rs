@@ -16,7 +16,7 @@ use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{debug, warn, Instrument};
+use tracing::debug;
 
 /// frp's deadline for the ClientHello.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(30);
@@ -43,35 +43,29 @@ impl HttpsVhost {
     }
 }
 
-/// Accepts TLS users on `listener` until `token` is cancelled.
+/// Serves TLS users on `listener` until `token` is cancelled.
 pub(crate) async fn serve(
     vhost: Arc<HttpsVhost>,
     listener: TcpListener,
     tracker: TaskTracker,
     token: CancellationToken,
 ) {
-    loop {
-        tokio::select! {
-            _ = token.cancelled() => return,
-            r = listener.accept() => match r {
-                Ok((tcp, peer)) => {
-                    let _ = tcp.set_nodelay(true);
-                    let span = tracing::debug_span!("vhost_https", %peer);
-                    let (vhost, token) = (vhost.clone(), token.clone());
-                    tracker.spawn(async move {
-                        tokio::select! {
-                            _ = token.cancelled() => {}
-                            _ = serve_conn(&vhost, tcp, peer) => {}
-                        }
-                    }.instrument(span));
+    super::accept_loop(
+        "https",
+        listener,
+        tracker,
+        token,
+        move |tcp, peer, token| {
+            let vhost = vhost.clone();
+            async move {
+                tokio::select! {
+                    _ = token.cancelled() => {}
+                    _ = serve_conn(&vhost, tcp, peer) => {}
                 }
-                Err(e) => {
-                    warn!(error = %e, "vhost https accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            },
-        }
-    }
+            }
+        },
+    )
+    .await
 }
 
 async fn serve_conn(vhost: &HttpsVhost, mut tcp: TcpStream, peer: SocketAddr) {

@@ -19,3 +19,40 @@ pub(crate) mod sni;
 
 pub(crate) use http::{Backend, HttpRoute, HttpVhost, Work};
 pub(crate) use https::{HttpsVhost, SniBackend};
+
+use std::future::Future;
+use std::net::SocketAddr;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+
+/// Accepts users on a vhost listener until `token` is cancelled; each connection runs
+/// `conn(tcp, peer, its token)` as a tracked task.
+pub(crate) async fn accept_loop<F, Fut>(
+    kind: &'static str,
+    listener: TcpListener,
+    tracker: TaskTracker,
+    token: CancellationToken,
+    mut conn: F,
+) where
+    F: FnMut(TcpStream, SocketAddr, CancellationToken) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    loop {
+        tokio::select! {
+            _ = token.cancelled() => return,
+            r = listener.accept() => match r {
+                Ok((tcp, peer)) => {
+                    let _ = tcp.set_nodelay(true);
+                    let span = tracing::debug_span!("vhost", kind, %peer);
+                    tracker.spawn(conn(tcp, peer, token.child_token()).instrument(span));
+                }
+                Err(e) => {
+                    tracing::warn!(kind, error = %e, "vhost accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+            },
+        }
+    }
+}
