@@ -186,7 +186,12 @@ async fn verify_subcommands() {
 #[tokio::test]
 async fn shipped_conf_files_verify() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    for (b, f) in [("frps", "conf/frps.toml"), ("frpc", "conf/frpc.toml")] {
+    for (b, f) in [
+        ("frps", "conf/frps.toml"),
+        ("frpc", "conf/frpc.toml"),
+        ("frps", "conf/frps_website.toml"),
+        ("frpc", "conf/frpc_website.toml"),
+    ] {
         let p = root.join(f).display().to_string();
         let out = run(b, &["verify", "-c", &p]).await;
         assert!(
