@@ -61,6 +61,8 @@ pub(crate) struct Shared {
     pub(crate) vhost_http: Option<Arc<crate::vhost::HttpVhost>>,
     /// The HTTPS (SNI) vhost's routes, when `vhostHTTPSPort` is set.
     pub(crate) vhost_https: Option<Arc<crate::vhost::HttpsVhost>>,
+    /// The tcpmux (CONNECT) routes, when `tcpmuxHTTPConnectPort` is set.
+    pub(crate) vhost_tcpmux: Option<Arc<crate::vhost::TcpMuxVhost>>,
     tls: tokio_rustls::TlsAcceptor,
     next_id: AtomicU64,
 }
@@ -89,6 +91,8 @@ pub struct Server {
     vhost_http: Option<TcpListener>,
     /// `vhostHTTPSPort`, when set.
     vhost_https: Option<TcpListener>,
+    /// `tcpmuxHTTPConnectPort`, when set.
+    vhost_tcpmux: Option<TcpListener>,
     shared: Arc<Shared>,
 }
 
@@ -111,6 +115,11 @@ impl Server {
         report_unsupported(&cfg);
         let vhost_http = bind_vhost(&cfg, "vhostHTTPPort", cfg.vhost_http_port).await?;
         let vhost_https = bind_vhost(&cfg, "vhostHTTPSPort", cfg.vhost_https_port).await?;
+        let vhost_tcpmux =
+            bind_vhost(&cfg, "tcpmuxHTTPConnectPort", cfg.tcpmux_http_connect_port).await?;
+        let tcpmux_routes = vhost_tcpmux
+            .as_ref()
+            .map(|_| Arc::new(crate::vhost::TcpMuxVhost::new(cfg.tcpmux_passthrough)));
         let vhost = vhost_http.as_ref().map(|_| {
             Arc::new(crate::vhost::HttpVhost::new(
                 cfg.vhost_http_timeout,
@@ -131,6 +140,7 @@ impl Server {
             vhost_https: vhost_https
                 .as_ref()
                 .map(|_| Arc::new(crate::vhost::HttpsVhost::default())),
+            vhost_tcpmux: tcpmux_routes,
             tls,
             next_id: AtomicU64::new(1),
         });
@@ -145,6 +155,7 @@ impl Server {
             dashboard,
             vhost_http,
             vhost_https,
+            vhost_tcpmux,
             shared,
         })
     }
@@ -167,6 +178,11 @@ impl Server {
     /// The HTTPS (SNI) vhost address, when `vhostHTTPSPort` is set.
     pub fn vhost_https_addr(&self) -> Option<SocketAddr> {
         self.vhost_https.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    /// The tcpmux (CONNECT) address, when `tcpmuxHTTPConnectPort` is set.
+    pub fn tcpmux_addr(&self) -> Option<SocketAddr> {
+        self.vhost_tcpmux.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     /// Number of logged-in clients (for tests and, later, the dashboard).
@@ -215,6 +231,15 @@ impl Server {
                 shutdown.child_token(),
             ));
         }
+        if let (Some(l), Some(vhost)) = (self.vhost_tcpmux, shared.vhost_tcpmux.clone()) {
+            info!(addr = %l.local_addr().map(|a| a.to_string()).unwrap_or_default(), "tcpmux httpconnect listening");
+            shared.tracker.spawn(crate::vhost::tcpmux::serve(
+                vhost,
+                l,
+                shared.tracker.clone(),
+                shutdown.child_token(),
+            ));
+        }
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
@@ -242,16 +267,10 @@ impl Server {
     }
 }
 
-/// Vhost keys this frps does not serve yet are reported by name, never silently ignored.
+/// Vhost keys that cannot have an effect are reported by name, never silently ignored.
 fn report_unsupported(cfg: &ServerConfig) {
-    if cfg.tcpmux_http_connect_port != 0 {
-        warn!(
-            port = cfg.tcpmux_http_connect_port,
-            "tcpmuxHTTPConnectPort is not supported by this frps yet: nothing listens there and tcpmux proxies are refused"
-        );
-    }
-    if cfg.tcpmux_passthrough {
-        warn!("tcpmuxPassthrough is not supported by this frps yet (no tcpmux listener)");
+    if cfg.tcpmux_passthrough && cfg.tcpmux_http_connect_port == 0 {
+        warn!("tcpmuxPassthrough has no effect: tcpmuxHTTPConnectPort is not set");
     }
 }
 

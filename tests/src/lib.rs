@@ -68,6 +68,8 @@ pub struct Frps {
     pub vhost_http: Option<SocketAddr>,
     /// The HTTPS (SNI) vhost, when `vhostHTTPSPort` was set.
     pub vhost_https: Option<SocketAddr>,
+    /// The tcpmux CONNECT listener, when `tcpmuxHTTPConnectPort` was set.
+    pub tcpmux: Option<SocketAddr>,
     pub stats: frps::ServerStats,
     token: CancellationToken,
     task: JoinHandle<()>,
@@ -83,6 +85,7 @@ impl Frps {
         let dashboard = server.dashboard_addr();
         let vhost_http = server.vhost_http_addr();
         let vhost_https = server.vhost_https_addr();
+        let tcpmux = server.tcpmux_addr();
         let stats = server.stats();
         let token = CancellationToken::new();
         let task = tokio::spawn(server.run(token.clone()));
@@ -91,6 +94,7 @@ impl Frps {
             dashboard,
             vhost_http,
             vhost_https,
+            tcpmux,
             stats,
             token,
             task,

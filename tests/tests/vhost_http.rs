@@ -437,7 +437,7 @@ async fn refused_with_a_clear_error() {
     );
     assert_eq!(
         frpc.wait_phase("mux", Phase::StartError).await.error,
-        "proxy type [tcpmux] is not supported by this frps yet"
+        "tcpmux with multiplexer httpconnect not supported because this feature is not enabled in server"
     );
     frpc.stop().await;
     frps.stop().await;

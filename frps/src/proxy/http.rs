@@ -23,7 +23,7 @@ pub(super) async fn start(
     let shared = ctx.shared.clone();
     let token = ctx.token.clone();
     let vhost = shared.vhost_http.clone();
-    let (vhost, domains) = check_vhost(np, &shared, vhost, "http")?;
+    let (vhost, domains) = check_vhost(np, &shared, vhost, "http", &unset("http"))?;
     let route = Arc::new(HttpRoute {
         auth: (!np.http_user.is_empty() || !np.http_pwd.is_empty())
             .then(|| (np.http_user.clone(), np.http_pwd.clone())),
@@ -56,19 +56,23 @@ pub(super) async fn start(
     Ok((hold_routes(&shared, token, guards), addrs.join(",")))
 }
 
-/// What http and https proxies check first (frp `ValidateProxyConfigurerForServer`): the vhost
-/// port is set (`vhost`), no group (not supported yet), and the domains; returns the vhost and
-/// the domains.
+/// frp's error for an http or https proxy when frps has no port for it.
+pub(super) fn unset(kind: &str) -> String {
+    format!("type [{kind}] not supported when vhost {kind} port is not set")
+}
+
+/// What vhost proxies check first (frp `ValidateProxyConfigurerForServer`): the vhost port is
+/// set (`vhost`, else the error `unset`), no group (not supported yet), and the domains; returns
+/// the vhost and the domains.
 pub(super) fn check_vhost<V>(
     np: &NewProxy,
     shared: &Shared,
     vhost: Option<V>,
     kind: &str,
+    unset: &str,
 ) -> Result<(V, Vec<String>), ProxyError> {
     let Some(vhost) = vhost else {
-        return Err(ProxyError::Invalid(format!(
-            "type [{kind}] not supported when vhost {kind} port is not set"
-        )));
+        return Err(ProxyError::Invalid(unset.to_owned()));
     };
     if !np.group.is_empty() {
         return Err(ProxyError::Invalid(format!(

@@ -2,9 +2,9 @@
 //! turns NewProxy into routes; each routed connection takes the shared path (`start_work`,
 //! `relay`) with the ClientHello bytes sent first.
 
-use super::http::{canonical_addr, check_vhost, hold_routes};
+use super::http::{canonical_addr, check_vhost, hold_routes, unset};
 use super::{relay, start_work, ProxyCtx, ProxyError, Traffic};
-use crate::vhost::SniBackend;
+use crate::vhost::StreamBackend;
 use common::msg::NewProxy;
 use futures::future::BoxFuture;
 use std::net::SocketAddr;
@@ -21,8 +21,8 @@ pub(super) async fn start(
     let shared = ctx.shared.clone();
     let token = ctx.token.clone();
     let vhost = shared.vhost_https.clone();
-    let (vhost, domains) = check_vhost(np, &shared, vhost, "https")?;
-    let backend: Arc<dyn SniBackend> = Arc::new(SniWork {
+    let (vhost, domains) = check_vhost(np, &shared, vhost, "https", &unset("https"))?;
+    let backend: Arc<dyn StreamBackend> = Arc::new(StreamWork {
         ctx: Arc::new(ctx),
         traffic,
     });
@@ -37,20 +37,20 @@ pub(super) async fn start(
     Ok((hold_routes(&shared, token, guards), addrs.join(",")))
 }
 
-/// Relays routed TLS connections of one https proxy.
+/// Relays routed raw connections (https, tcpmux) of one proxy through the shared path.
 #[derive(Debug)]
-struct SniWork {
-    ctx: Arc<ProxyCtx>,
-    traffic: Arc<Traffic>,
+pub(super) struct StreamWork {
+    pub(super) ctx: Arc<ProxyCtx>,
+    pub(super) traffic: Arc<Traffic>,
 }
 
-impl SniBackend for SniWork {
-    fn serve(&self, user: TcpStream, peer: SocketAddr, hello: Vec<u8>) -> BoxFuture<'_, ()> {
+impl StreamBackend for StreamWork {
+    fn serve(&self, user: TcpStream, peer: SocketAddr, first: Vec<u8>) -> BoxFuture<'_, ()> {
         Box::pin(async move {
             match start_work(&self.ctx, peer, user.local_addr().ok()).await {
-                Ok(work) => relay(&self.ctx, &self.traffic, user, work, peer, &hello).await,
+                Ok(work) => relay(&self.ctx, &self.traffic, user, work, peer, &first).await,
                 Err(e) => {
-                    warn!(proxy = %self.ctx.name, %peer, error = %e, "no work connection for https user")
+                    warn!(proxy = %self.ctx.name, %peer, error = %e, "no work connection for user connection")
                 }
             }
         })

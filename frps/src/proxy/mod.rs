@@ -5,6 +5,7 @@
 mod http;
 mod https;
 mod tcp;
+mod tcpmux;
 mod udp;
 
 pub(crate) use crate::metrics::Traffic;
@@ -105,6 +106,7 @@ pub(crate) async fn start(
         "udp" => udp::start(np, ctx, traffic.clone()).await?,
         "http" => http::start(np, ctx, traffic.clone()).await?,
         "https" => https::start(np, ctx, traffic.clone()).await?,
+        "tcpmux" => tcpmux::start(np, ctx, traffic.clone()).await?,
         other => return Err(ProxyError::UnsupportedType(other.into())),
     };
     Ok((

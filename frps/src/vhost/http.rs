@@ -563,7 +563,15 @@ fn credentials(h: &HeaderMap, proxy_style: bool) -> Option<(String, String)> {
 
 /// frp `CheckAuth` on the chosen route, comparing in constant time.
 fn authorized(route: &HttpRoute, creds: Option<&(String, String)>) -> bool {
-    let Some((user, pwd)) = &route.auth else {
+    credentials_match(route.auth.as_ref(), creds)
+}
+
+/// Whether `creds` are the route's `want` (`None` = no check), in constant time.
+pub(crate) fn credentials_match(
+    want: Option<&(String, String)>,
+    creds: Option<&(String, String)>,
+) -> bool {
+    let Some((user, pwd)) = want else {
         return true;
     };
     let Some((u, p)) = creds else {

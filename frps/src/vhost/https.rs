@@ -8,7 +8,7 @@
 
 use super::router::{Conflict, RouteGuard, Table};
 use super::sni::{self, Hello};
-use futures::future::BoxFuture;
+use super::StreamBackend;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,24 +21,18 @@ use tracing::debug;
 /// frp's deadline for the ClientHello.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Where an https route's connections go: the proxy behind it.
-pub(crate) trait SniBackend: Send + Sync + std::fmt::Debug {
-    /// Relays `user` (whose first bytes, `hello`, were already read) to a work connection.
-    fn serve(&self, user: TcpStream, peer: SocketAddr, hello: Vec<u8>) -> BoxFuture<'_, ()>;
-}
-
 /// Routes of the HTTPS vhost (domain only: no location, no user).
 #[derive(Debug, Default)]
 pub(crate) struct HttpsVhost {
-    routes: Table<Arc<dyn SniBackend>>,
+    routes: Table<Arc<dyn StreamBackend>>,
 }
 
 impl HttpsVhost {
     pub(crate) fn register(
         &self,
         domain: &str,
-        backend: Arc<dyn SniBackend>,
-    ) -> Result<RouteGuard<Arc<dyn SniBackend>>, Conflict> {
+        backend: Arc<dyn StreamBackend>,
+    ) -> Result<RouteGuard<Arc<dyn StreamBackend>>, Conflict> {
         self.routes.register(domain, "", "", backend)
     }
 }

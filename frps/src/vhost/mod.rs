@@ -6,9 +6,9 @@
 //! (domain, location) and gets a [`http::RouteGuard`] that removes it on drop; the route holds an
 //! [`http::Backend`] that opens a started, wrapped, counted work connection. This module never
 //! touches the work-connection pool or the proxy registry itself. An `https` proxy registers an
-//! [`https::SniBackend`] per domain the same way.
+//! [`StreamBackend`] per domain the same way, and so does a `tcpmux` proxy ([`tcpmux`]).
 //!
-//! Not here yet: `tcpmuxHTTPConnectPort`, sharing `bindPort`, http/https load-balancing groups,
+//! Not here yet: sharing `bindPort`, http/https/tcpmux load-balancing groups,
 //! CONNECT through the HTTP vhost (answered 405).
 
 mod framing;
@@ -16,16 +16,26 @@ pub(crate) mod http;
 pub(crate) mod https;
 pub(crate) mod router;
 pub(crate) mod sni;
+pub(crate) mod tcpmux;
 
 pub(crate) use http::{Backend, HttpRoute, HttpVhost, Work};
-pub(crate) use https::{HttpsVhost, SniBackend};
+pub(crate) use https::HttpsVhost;
+pub(crate) use tcpmux::{TcpMuxRoute, TcpMuxVhost};
 
+use futures::future::BoxFuture;
 use std::future::Future;
 use std::net::SocketAddr;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
+
+/// Where a routed raw connection goes (https, tcpmux): the proxy behind the route.
+pub(crate) trait StreamBackend: Send + Sync + std::fmt::Debug {
+    /// Relays `user` to a work connection, sending `first` (bytes already read from the user
+    /// or meant for the backend) ahead of the rest.
+    fn serve(&self, user: TcpStream, peer: SocketAddr, first: Vec<u8>) -> BoxFuture<'_, ()>;
+}
 
 /// Accepts users on a vhost listener until `token` is cancelled; each connection runs
 /// `conn(tcp, peer, its token)` as a tracked task.
