@@ -412,17 +412,25 @@ fn conf_json(np: &NewProxy) -> serde_json::Value {
     if matches!(np.proxy_type.as_str(), "tcp" | "udp") {
         c["remotePort"] = serde_json::json!(np.remote_port);
     }
-    if np.proxy_type == "http" {
-        // frp's HTTPProxyConfig keys; the password is left out (frp shows it to dashboard
-        // users; we do not put secrets in API answers).
+    if matches!(np.proxy_type.as_str(), "http" | "https" | "tcpmux") {
+        // frp's DomainConfig keys, then each type's own (HTTPProxyConfig, TCPMuxProxyConfig).
+        // Passwords are left out (frp shows them to dashboard users; we do not put secrets in
+        // API answers).
         c["customDomains"] = serde_json::json!(np.custom_domains);
         c["subdomain"] = serde_json::json!(np.subdomain);
-        c["locations"] = serde_json::json!(np.locations);
+    }
+    if matches!(np.proxy_type.as_str(), "http" | "tcpmux") {
         c["httpUser"] = serde_json::json!(np.http_user);
+        c["routeByHTTPUser"] = serde_json::json!(np.route_by_http_user);
+    }
+    if np.proxy_type == "http" {
+        c["locations"] = serde_json::json!(np.locations);
         c["hostHeaderRewrite"] = serde_json::json!(np.host_header_rewrite);
         c["requestHeaders"] = serde_json::json!({ "set": np.headers });
         c["responseHeaders"] = serde_json::json!({ "set": np.response_headers });
-        c["routeByHTTPUser"] = serde_json::json!(np.route_by_http_user);
+    }
+    if np.proxy_type == "tcpmux" {
+        c["multiplexer"] = serde_json::json!(np.multiplexer);
     }
     c
 }

@@ -114,3 +114,26 @@ async fn not_found_page_and_oversized_head() {
     let a = answer(big).await;
     assert!(a.starts_with("HTTP/1.1 431"), "{a}");
 }
+
+/// A connection that never sends a byte, or goes silent after a request, is closed by the same
+/// timeout (idle connections on the vhost port cannot pile up).
+#[tokio::test(start_paused = true)]
+async fn silent_connections_are_closed_too() {
+    for first in [&b""[..], b"GET / HTTP/1.1\r\nHost: nowhere\r\n\r\n"] {
+        let vhost = Arc::new(HttpVhost::new(60, ""));
+        let (mut user, server_side) = tokio::io::duplex(4096);
+        let peer: SocketAddr = ([127, 0, 0, 1], 1).into();
+        let task = tokio::spawn(serve_conn(
+            vhost,
+            server_side,
+            peer,
+            TaskTracker::new(),
+            CancellationToken::new(),
+        ));
+        user.write_all(first).await.unwrap();
+        let mut got = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(600), user.read_to_end(&mut got)).await;
+        assert!(read.is_ok(), "an idle connection is still open after 600 s");
+        task.await.unwrap();
+    }
+}
