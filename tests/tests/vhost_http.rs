@@ -495,3 +495,23 @@ async fn dashboard_lists_http_proxies_and_traffic_is_counted() {
     frpc.stop().await;
     frps.stop().await;
 }
+
+#[tokio::test]
+async fn custom_404_page() {
+    let dir = std::env::temp_dir().join(format!("frp-rs-404-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let page = dir.join("404.html");
+    std::fs::write(&page, "<h1>not here</h1>").unwrap();
+    let be = backend::start("X").await;
+    let path = page.display().to_string();
+    let (frps, frpc, vhost) = start(
+        |c| c.custom404_page = path,
+        vec![http("x", be, &["x.example.com"])],
+    )
+    .await;
+    let a = get(vhost, "other.example.com", "/", &[]).await;
+    assert_eq!((a.status, a.text().as_str()), (404, "<h1>not here</h1>"));
+    frpc.stop().await;
+    frps.stop().await;
+    let _ = std::fs::remove_dir_all(dir);
+}
