@@ -38,7 +38,7 @@ pub(crate) trait StreamBackend: Send + Sync + std::fmt::Debug {
 }
 
 /// Accepts users on a vhost listener until `token` is cancelled; each connection runs
-/// `conn(tcp, peer, its token)` as a tracked task.
+/// `conn(tcp, peer, its token)` as a tracked task, dropped when that token is cancelled.
 pub(crate) async fn accept_loop<F, Fut>(
     kind: &'static str,
     listener: TcpListener,
@@ -56,7 +56,14 @@ pub(crate) async fn accept_loop<F, Fut>(
                 Ok((tcp, peer)) => {
                     let _ = tcp.set_nodelay(true);
                     let span = tracing::debug_span!("vhost", kind, %peer);
-                    tracker.spawn(conn(tcp, peer, token.child_token()).instrument(span));
+                    let token = token.child_token();
+                    let served = conn(tcp, peer, token.clone());
+                    tracker.spawn(async move {
+                        tokio::select! {
+                            _ = token.cancelled() => {}
+                            _ = served => {}
+                        }
+                    }.instrument(span));
                 }
                 Err(e) => {
                     tracing::warn!(kind, error = %e, "vhost accept failed");

@@ -125,21 +125,10 @@ pub(crate) async fn serve(
     tracker: TaskTracker,
     token: CancellationToken,
 ) {
-    super::accept_loop(
-        "tcpmux",
-        listener,
-        tracker,
-        token,
-        move |tcp, peer, token| {
-            let vhost = vhost.clone();
-            async move {
-                tokio::select! {
-                    _ = token.cancelled() => {}
-                    _ = serve_conn(&vhost, tcp, peer) => {}
-                }
-            }
-        },
-    )
+    super::accept_loop("tcpmux", listener, tracker, token, move |tcp, peer, _| {
+        let vhost = vhost.clone();
+        async move { serve_conn(&vhost, tcp, peer).await }
+    })
     .await
 }
 

@@ -5,6 +5,21 @@
 use super::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+/// One user connection served over an in-memory pipe: the user's end and the server task.
+fn spawn_conn(buf: usize) -> (tokio::io::DuplexStream, tokio::task::JoinHandle<()>) {
+    let vhost = Arc::new(HttpVhost::new(60, ""));
+    let (user, server_side) = tokio::io::duplex(buf);
+    let peer: SocketAddr = ([127, 0, 0, 1], 1).into();
+    let task = tokio::spawn(serve_conn(
+        vhost,
+        server_side,
+        peer,
+        TaskTracker::new(),
+        CancellationToken::new(),
+    ));
+    (user, task)
+}
+
 #[test]
 fn basic_auth_parsing_as_go() {
     let enc = |s: &str| base64::Engine::encode(&base64::engine::general_purpose::STANDARD, s);
@@ -56,16 +71,7 @@ fn hop_by_hop_headers_go_and_upgrade_is_seen() {
 /// header-read timeout passes (paused clock: no real waiting, no timing in the verdict).
 #[tokio::test(start_paused = true)]
 async fn slow_headers_are_closed_by_the_header_read_timeout() {
-    let vhost = Arc::new(HttpVhost::new(60, ""));
-    let (mut user, server_side) = tokio::io::duplex(4096);
-    let peer: SocketAddr = ([127, 0, 0, 1], 1).into();
-    let task = tokio::spawn(serve_conn(
-        vhost,
-        server_side,
-        peer,
-        TaskTracker::new(),
-        CancellationToken::new(),
-    ));
+    let (mut user, task) = spawn_conn(4096);
     user.write_all(b"GET / HTTP/1.1\r\nHost: a.example.com\r\nX-Slow: ")
         .await
         .unwrap();
@@ -87,24 +93,12 @@ async fn slow_headers_are_closed_by_the_header_read_timeout() {
 /// Unknown hosts get frp's 404 page; oversized heads get 431.
 #[tokio::test]
 async fn not_found_page_and_oversized_head() {
-    let vhost = Arc::new(HttpVhost::new(60, ""));
-    let answer = |req: Vec<u8>| {
-        let vhost = vhost.clone();
-        async move {
-            let (mut user, server_side) = tokio::io::duplex(1 << 20);
-            let peer: SocketAddr = ([127, 0, 0, 1], 1).into();
-            tokio::spawn(serve_conn(
-                vhost,
-                server_side,
-                peer,
-                TaskTracker::new(),
-                CancellationToken::new(),
-            ));
-            user.write_all(&req).await.unwrap();
-            let mut buf = vec![0u8; 4096];
-            let n = user.read(&mut buf).await.unwrap();
-            String::from_utf8_lossy(&buf[..n]).into_owned()
-        }
+    let answer = |req: Vec<u8>| async move {
+        let (mut user, _task) = spawn_conn(1 << 20);
+        user.write_all(&req).await.unwrap();
+        let mut buf = vec![0u8; 4096];
+        let n = user.read(&mut buf).await.unwrap();
+        String::from_utf8_lossy(&buf[..n]).into_owned()
     };
     let a = answer(b"GET / HTTP/1.1\r\nHost: nowhere.example.com\r\n\r\n".to_vec()).await;
     assert!(a.starts_with("HTTP/1.1 404"), "{a}");
@@ -120,16 +114,7 @@ async fn not_found_page_and_oversized_head() {
 #[tokio::test(start_paused = true)]
 async fn silent_connections_are_closed_too() {
     for first in [&b""[..], b"GET / HTTP/1.1\r\nHost: nowhere\r\n\r\n"] {
-        let vhost = Arc::new(HttpVhost::new(60, ""));
-        let (mut user, server_side) = tokio::io::duplex(4096);
-        let peer: SocketAddr = ([127, 0, 0, 1], 1).into();
-        let task = tokio::spawn(serve_conn(
-            vhost,
-            server_side,
-            peer,
-            TaskTracker::new(),
-            CancellationToken::new(),
-        ));
+        let (mut user, task) = spawn_conn(4096);
         user.write_all(first).await.unwrap();
         let mut got = Vec::new();
         let read = tokio::time::timeout(Duration::from_secs(600), user.read_to_end(&mut got)).await;
