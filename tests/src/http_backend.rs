@@ -13,6 +13,8 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use tokio::net::{TcpListener, TcpStream};
 
 /// Size of `/download` and of the tests' uploads.
@@ -39,12 +41,20 @@ pub fn checksum(data: &[u8]) -> u64 {
 
 /// Starts the backend; `id` is the first line of every answer and the `x-backend` header.
 pub async fn start(id: &'static str) -> SocketAddr {
+    start_counted(id).await.0
+}
+
+/// [`start`], also counting the connections the backend accepts.
+pub async fn start_counted(id: &'static str) -> (SocketAddr, Arc<AtomicUsize>) {
     let l = TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind backend");
     let addr = l.local_addr().expect("addr");
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
     tokio::spawn(async move {
         while let Ok((s, _)) = l.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
             tokio::spawn(async move {
                 let svc = hyper::service::service_fn(move |req| handle(id, req));
                 let _ = hyper::server::conn::http1::Builder::new()
@@ -54,7 +64,7 @@ pub async fn start(id: &'static str) -> SocketAddr {
             });
         }
     });
-    addr
+    (addr, accepted)
 }
 
 async fn handle(

@@ -111,7 +111,7 @@ async fn routes_by_host_wildcard_subdomain_and_location() {
 
 #[tokio::test]
 async fn headers_are_set_rewritten_and_forwarded() {
-    let be = backend::start("H").await;
+    let (be, accepted) = backend::start_counted("H").await;
     let mut p = http("web", be, &["web.example.com"]);
     p.host_header_rewrite = "backend.local".into();
     p.request_headers
@@ -139,6 +139,11 @@ async fn headers_are_set_rewritten_and_forwarded() {
         assert!(t.contains("x-forwarded-proto: http\n"), "{t}");
         assert_eq!(a.headers["x-resp"], "set");
     }
+    assert_eq!(
+        accepted.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "three requests of one user connection share one work connection and backend connection"
+    );
     frpc.stop().await;
     frps.stop().await;
 }
