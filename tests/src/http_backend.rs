@@ -4,7 +4,7 @@
 //! rewriting from the outside: `GET /...` -> 200 with body `id\nMETHOD URI\nname: value\n...`;
 //! `/upload` reads the body as it streams and answers `len=N sum=S`; `/download` streams
 //! 10 MiB of [`crate::pattern`] chunked; `/ws` answers an Upgrade with 101 and then echoes
-//! bytes; `/hang` never answers.
+//! bytes, and so does a CONNECT after its 200; `/hang` never answers.
 
 use bytes::Bytes;
 use http_body_util::{combinators::BoxBody, BodyExt, Full, StreamBody};
@@ -105,6 +105,17 @@ async fn handle(
         let stream =
             futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|f| (f, rx)) });
         Response::new(BodyExt::boxed(StreamBody::new(stream)))
+    } else if req.method() == hyper::Method::CONNECT {
+        // A tunnel: 200, then echo.
+        let on = hyper::upgrade::on(&mut req);
+        tokio::spawn(async move {
+            if let Ok(up) = on.await {
+                let mut io = TokioIo::new(up);
+                let (mut r, mut w) = tokio::io::split(&mut io);
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+            }
+        });
+        Response::new(full(""))
     } else if path.starts_with("/ws") && req.headers().contains_key(hyper::header::UPGRADE) {
         let on = hyper::upgrade::on(&mut req);
         tokio::spawn(async move {

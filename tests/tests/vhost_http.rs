@@ -285,6 +285,47 @@ async fn websocket_round_trip() {
     frps.stop().await;
 }
 
+/// CONNECT on the vhost port goes to the routed backend (frp `connectHandler`); its 200 makes
+/// a tunnel. Credentials come from Proxy-Authorization (407).
+#[tokio::test]
+async fn connect_tunnels_to_the_routed_backend() {
+    let be = backend::start("C").await;
+    let mut p = http("tun", be, &["tunnel.example.com"]);
+    p.http_user = "u".into();
+    p.http_password = "p".into();
+    let (frps, frpc, vhost) = start(|_| {}, vec![p]).await;
+    let connect = |auth: Option<String>| {
+        let mut b =
+            Request::connect("tunnel.example.com:443").header("host", "tunnel.example.com:443");
+        if let Some(a) = auth {
+            b = b.header("proxy-authorization", a);
+        }
+        b.body(empty()).unwrap()
+    };
+    let mut client = backend::connect(vhost).await;
+    assert_eq!(send(&mut client, connect(None)).await.status, 407);
+    let mut client = backend::connect(vhost).await;
+    let go = async {
+        client.ready().await.unwrap();
+        let resp = client
+            .send_request(connect(Some(basic("u", "p"))))
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        let up = hyper::upgrade::on(resp).await.unwrap();
+        let mut io = hyper_util::rt::TokioIo::new(up);
+        io.write_all(b"through the tunnel").await.unwrap();
+        let mut back = [0u8; 18];
+        io.read_exact(&mut back).await.unwrap();
+        assert_eq!(&back, b"through the tunnel");
+    };
+    tokio::time::timeout(PATIENCE, go)
+        .await
+        .expect("tunnel in time");
+    frpc.stop().await;
+    frps.stop().await;
+}
+
 #[tokio::test]
 async fn chunked_upload_and_download_of_10_mib() {
     let be = backend::start("B").await;

@@ -250,12 +250,6 @@ enum Failure {
 
 impl UserConn {
     async fn handle(&self, mut req: Request<Incoming>) -> Response<Body> {
-        if req.method() == Method::CONNECT {
-            return text(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "CONNECT is not supported on vhostHTTPPort by this frps yet\n",
-            );
-        }
         let both_framings = lock(&self.verdicts).pop_front().unwrap_or(false);
         if both_framings || has_conflicting_length(req.headers()) {
             info!(peer = %self.peer, "refusing a request with both Content-Length and Transfer-Encoding");
@@ -285,10 +279,14 @@ impl UserConn {
         if !authorized(&route, creds.as_ref()) {
             return unauthorized(proxy_style);
         }
-        let user_upgrade = wants_upgrade(req.headers()).then(|| hyper::upgrade::on(&mut req));
+        // CONNECT (frp `connectHandler`) goes to the backend like an Upgrade: a 2xx answer
+        // turns both connections into one tunnel.
+        let connect = req.method() == Method::CONNECT;
+        let user_upgrade =
+            (connect || wants_upgrade(req.headers())).then(|| hyper::upgrade::on(&mut req));
         let (done_tx, done_rx) = oneshot::channel();
         let up_req = self.rewrite(req, &route, &raw_host, proxy_style, done_tx);
-        let resp = match self.send(&route, up_req, done_rx).await {
+        let resp = match self.send(&route, up_req, done_rx, connect).await {
             Ok(r) => r,
             Err(Failure::Timeout) => {
                 info!(proxy = route.backend.name(), %host, "backend response timed out");
@@ -307,7 +305,7 @@ impl UserConn {
                 );
             }
         };
-        self.respond(resp, &route, user_upgrade)
+        self.respond(resp, &route, user_upgrade, connect)
     }
 
     fn not_found(&self) -> Response<Body> {
@@ -367,7 +365,7 @@ impl UserConn {
         for (k, v) in &route.request_headers {
             h.insert(k.clone(), v.clone());
         }
-        if !proxy_style {
+        if !proxy_style && parts.method != Method::CONNECT {
             // Origin form upstream: only the path and query.
             let pq = parts
                 .uri
@@ -390,6 +388,7 @@ impl UserConn {
         route: &Arc<HttpRoute>,
         req: Request<UpBody>,
         body_done: oneshot::Receiver<()>,
+        connect: bool,
     ) -> Result<Response<Incoming>, Failure> {
         let kept = lock(&self.upstream)
             .take()
@@ -410,7 +409,7 @@ impl UserConn {
             r = sender.send_request(req) => r.map_err(|e| Failure::Unreachable(e.to_string()))?,
             _ = timer => return Err(Failure::Timeout),
         };
-        if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
+        if !tunnel(&resp, connect) {
             *lock(&self.upstream) = Some(Upstream {
                 route: route.clone(),
                 sender,
@@ -455,8 +454,9 @@ impl UserConn {
         mut resp: Response<Incoming>,
         route: &HttpRoute,
         user_upgrade: Option<hyper::upgrade::OnUpgrade>,
+        connect: bool,
     ) -> Response<Body> {
-        let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
+        let switching = tunnel(&resp, connect);
         if let (true, Some(user_up)) = (switching, user_upgrade) {
             let up = hyper::upgrade::on(&mut resp);
             let token = self.token.clone();
@@ -488,6 +488,11 @@ impl UserConn {
         }
         resp.map(|b| b.boxed())
     }
+}
+
+/// Whether the upstream answer turns the connection into a tunnel (101, or 2xx to CONNECT).
+fn tunnel(resp: &Response<Incoming>, connect: bool) -> bool {
+    resp.status() == StatusCode::SWITCHING_PROTOCOLS || (connect && resp.status().is_success())
 }
 
 /// Whether `Connection` lists `upgrade` and `Upgrade` is present.

@@ -8,8 +8,7 @@
 //! touches the work-connection pool or the proxy registry itself. An `https` proxy registers an
 //! [`StreamBackend`] per domain the same way, and so does a `tcpmux` proxy ([`tcpmux`]).
 //!
-//! Not here yet: sharing `bindPort`, http/https/tcpmux load-balancing groups,
-//! CONNECT through the HTTP vhost (answered 405).
+//! Not here yet: sharing `bindPort`, http/https/tcpmux load-balancing groups.
 
 mod framing;
 pub(crate) mod http;
