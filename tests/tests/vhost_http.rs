@@ -561,3 +561,57 @@ async fn custom_404_page() {
     frps.stop().await;
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// http load-balancing groups: members share one route; new upstream connections go to the
+/// members in turn; frp's group errors; a member that leaves stops receiving users.
+#[tokio::test]
+async fn load_balancing_group_shares_a_route() {
+    let (a, b) = (backend::start("A").await, backend::start("B").await);
+    let member = |name: &str, be: SocketAddr, key: &str| {
+        let mut p = http(name, be, &["lb.example.com"]);
+        p.load_balancer.group = "web".into();
+        p.load_balancer.group_key = key.into();
+        p
+    };
+    let (frps, first, vhost) = start(|_| {}, vec![member("a", a, "k")]).await;
+    let second = Frpc::start(frps.addr, |c| c.proxies = vec![member("b", b, "k")]);
+    second.wait_running("b").await;
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..4 {
+        seen.insert(first_line(&get(vhost, "lb.example.com", "/", &[]).await));
+    }
+    assert_eq!(seen, ["A".to_string(), "B".to_string()].into());
+
+    let mut wrong_loc = member("c", b, "k");
+    wrong_loc.locations = vec!["/x".into()];
+    let third = Frpc::start(frps.addr, |c| {
+        c.proxies = vec![member("d", b, "other"), wrong_loc];
+    });
+    assert_eq!(
+        third.wait_phase("d", Phase::StartError).await.error,
+        "group auth failed"
+    );
+    assert_eq!(
+        third.wait_phase("c", Phase::StartError).await.error,
+        "group params invalid"
+    );
+    third.stop().await;
+
+    first.stop().await;
+    wait_until("the departed member still gets users", || async {
+        first_line(&get(vhost, "lb.example.com", "/", &[]).await) == "B"
+    })
+    .await;
+    for _ in 0..4 {
+        assert_eq!(
+            first_line(&get(vhost, "lb.example.com", "/", &[]).await),
+            "B"
+        );
+    }
+    second.stop().await;
+    wait_until("the group's route outlives its last member", || async {
+        get(vhost, "lb.example.com", "/", &[]).await.status == 404
+    })
+    .await;
+    frps.stop().await;
+}

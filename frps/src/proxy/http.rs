@@ -23,7 +23,7 @@ pub(super) async fn start(
     let shared = ctx.shared.clone();
     let token = ctx.token.clone();
     let vhost = shared.vhost_http.clone();
-    let (vhost, domains) = check_vhost(np, &shared, vhost, "http", &unset("http"))?;
+    let (vhost, domains) = check_vhost(np, &shared, vhost, "http", &unset("http"), true)?;
     let route = Arc::new(HttpRoute {
         auth: (!np.http_user.is_empty() || !np.http_pwd.is_empty())
             .then(|| (np.http_user.clone(), np.http_pwd.clone())),
@@ -43,17 +43,32 @@ pub(super) async fn start(
         np.locations.clone()
     };
     let port = shared.cfg.vhost_http_port;
-    let mut guards = Vec::new();
+    // Route guards or group memberships; an error drops those taken so far, so nothing stays
+    // registered.
+    let mut held: Vec<Box<dyn Send>> = Vec::new();
     let mut addrs = Vec::new();
     for d in &domains {
         for l in &locations {
-            // An error drops the guards taken so far: nothing stays registered.
-            guards.push(vhost.register(d, l, &np.route_by_http_user, route.clone())?);
+            let user = &np.route_by_http_user;
+            if np.group.is_empty() {
+                held.push(Box::new(vhost.register(d, l, user, route.clone())?));
+            } else {
+                let key = (d.clone(), l.clone(), user.clone());
+                held.push(Box::new(crate::group::http::join(
+                    &shared,
+                    &vhost,
+                    &np.group,
+                    &np.group_key,
+                    key,
+                    &np.proxy_name,
+                    &route,
+                )?));
+            }
             addrs.push(canonical_addr(d, port));
             info!(proxy = %np.proxy_name, domain = %d, location = %l, route_by_http_user = %np.route_by_http_user, "http proxy route registered");
         }
     }
-    Ok((hold_routes(&shared, token, guards), addrs.join(",")))
+    Ok((hold_routes(&shared, token, held), addrs.join(",")))
 }
 
 /// frp's error for an http or https proxy when frps has no port for it.
@@ -62,19 +77,20 @@ pub(super) fn unset(kind: &str) -> String {
 }
 
 /// What vhost proxies check first (frp `ValidateProxyConfigurerForServer`): the vhost port is
-/// set (`vhost`, else the error `unset`), no group (not supported yet), and the domains; returns
-/// the vhost and the domains.
+/// set (`vhost`, else the error `unset`), no group unless the type has `groups`, and the
+/// domains; returns the vhost and the domains.
 pub(super) fn check_vhost<V>(
     np: &NewProxy,
     shared: &Shared,
     vhost: Option<V>,
     kind: &str,
     unset: &str,
+    groups: bool,
 ) -> Result<(V, Vec<String>), ProxyError> {
     let Some(vhost) = vhost else {
         return Err(ProxyError::Invalid(unset.to_owned()));
     };
-    if !np.group.is_empty() {
+    if !np.group.is_empty() && !groups {
         return Err(ProxyError::Invalid(format!(
             "loadBalancer.group [{}]: load-balancing groups for {kind} proxies are not supported by this frps yet",
             np.group

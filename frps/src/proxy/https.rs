@@ -21,7 +21,7 @@ pub(super) async fn start(
     let shared = ctx.shared.clone();
     let token = ctx.token.clone();
     let vhost = shared.vhost_https.clone();
-    let (vhost, domains) = check_vhost(np, &shared, vhost, "https", &unset("https"))?;
+    let (vhost, domains) = check_vhost(np, &shared, vhost, "https", &unset("https"), false)?;
     let backend: Arc<dyn StreamBackend> = Arc::new(StreamWork {
         ctx: Arc::new(ctx),
         traffic,

@@ -31,6 +31,7 @@ pub(super) async fn start(
         vhost,
         "tcpmux",
         "tcpmux with multiplexer httpconnect not supported because this feature is not enabled in server",
+        false,
     )?;
     let route = Arc::new(TcpMuxRoute {
         auth: (!np.http_user.is_empty() || !np.http_pwd.is_empty())
