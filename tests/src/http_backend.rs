@@ -107,24 +107,10 @@ async fn handle(
         Response::new(BodyExt::boxed(StreamBody::new(stream)))
     } else if req.method() == hyper::Method::CONNECT {
         // A tunnel: 200, then echo.
-        let on = hyper::upgrade::on(&mut req);
-        tokio::spawn(async move {
-            if let Ok(up) = on.await {
-                let mut io = TokioIo::new(up);
-                let (mut r, mut w) = tokio::io::split(&mut io);
-                let _ = tokio::io::copy(&mut r, &mut w).await;
-            }
-        });
+        echo_after_upgrade(hyper::upgrade::on(&mut req));
         Response::new(full(""))
     } else if path.starts_with("/ws") && req.headers().contains_key(hyper::header::UPGRADE) {
-        let on = hyper::upgrade::on(&mut req);
-        tokio::spawn(async move {
-            if let Ok(up) = on.await {
-                let mut io = TokioIo::new(up);
-                let (mut r, mut w) = tokio::io::split(&mut io);
-                let _ = tokio::io::copy(&mut r, &mut w).await;
-            }
-        });
+        echo_after_upgrade(hyper::upgrade::on(&mut req));
         let mut r = Response::new(full(""));
         *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
         r.headers_mut()
@@ -145,6 +131,17 @@ async fn handle(
     resp.headers_mut()
         .insert("x-backend", id.parse().expect("value"));
     Ok(resp)
+}
+
+/// Echoes on the connection once the answer has turned it into a tunnel.
+fn echo_after_upgrade(on: hyper::upgrade::OnUpgrade) {
+    tokio::spawn(async move {
+        if let Ok(up) = on.await {
+            let mut io = TokioIo::new(up);
+            let (mut r, mut w) = tokio::io::split(&mut io);
+            let _ = tokio::io::copy(&mut r, &mut w).await;
+        }
+    });
 }
 
 /// A hyper client connection to `addr` (the vhost port).
