@@ -106,7 +106,7 @@ fn v1_conf(c: &ProxyConf) -> serde_json::Value {
 }
 
 /// The keys v1 `conf` and the v2 spec block share: `annotations` and `metadatas` (omitted when
-/// empty) and `remotePort`.
+/// empty), `remotePort`, and the type's own keys (domains, locations, ...).
 fn put_maps_and_port(v: &mut serde_json::Value, c: &ProxyConf) {
     if !c.annotations.is_empty() {
         v["annotations"] = serde_json::json!(c.annotations);
@@ -116,6 +116,9 @@ fn put_maps_and_port(v: &mut serde_json::Value, c: &ProxyConf) {
     }
     if let Some(p) = c.remote_port {
         v["remotePort"] = p.into();
+    }
+    for (k, x) in &c.type_keys {
+        v[k] = x.clone();
     }
 }
 

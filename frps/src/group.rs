@@ -6,8 +6,10 @@
 //! turn; if that member's client is gone, the next one is tried, so a member whose frpc
 //! disappears stops receiving users at once. The listener closes with the last member.
 //!
-//! The registry is keyed by group name for any proxy type; only tcp uses it so far (http, https
-//! and tcpmux groups come with their proxies).
+//! The registry is keyed by group name; tcp groups live here, http groups in [`http`] (https
+//! and tcpmux groups are not supported yet and are refused).
+
+pub(crate) mod http;
 
 use crate::ports;
 use crate::proxy::{relay, start_work, ProxyCtx, Traffic};
@@ -74,6 +76,7 @@ impl TcpGroup {
 #[derive(Default)]
 pub(crate) struct Groups {
     tcp: tokio::sync::Mutex<HashMap<String, Arc<TcpGroup>>>,
+    http: http::HttpGroups,
 }
 
 impl std::fmt::Debug for Groups {
@@ -192,8 +195,8 @@ impl Groups {
 /// One user of a group: the next member whose client can give a work connection serves it.
 async fn serve_user(g: Arc<TcpGroup>, user: TcpStream, peer: SocketAddr) {
     for (ctx, traffic) in g.candidates() {
-        match start_work(&ctx, &user, peer).await {
-            Ok(work) => return relay(&ctx, &traffic, user, work, peer).await,
+        match start_work(&ctx, peer, user.local_addr().ok()).await {
+            Ok(work) => return relay(&ctx, &traffic, user, work, peer, &[]).await,
             Err(e) => {
                 debug!(proxy = %ctx.name, error = %e, "group member unavailable, trying the next")
             }

@@ -11,6 +11,7 @@
 //! - `metrics`: Prometheus registry (frp's series and `frp_rs_` extras) and proxy statistics.
 //! - `dashboard`: the dashboard API and `/metrics` on `webServer`.
 //! - `ports`: `allowPorts`, port allocation.
+//! - `vhost`: the HTTP virtual-host server on `vhostHTTPPort` and its router.
 //! - [`cli`]: the command line (the binary's `main` only calls it).
 
 pub mod admission;
@@ -26,6 +27,7 @@ mod ports;
 mod proxy;
 mod registry;
 mod service;
+mod vhost;
 
 pub use admission::Limits;
 pub use service::{Server, ServerError, ServerStats};

@@ -103,6 +103,10 @@ pub(crate) struct ProxyConf {
     pub(crate) group: String,
     /// tcp and udp: the port listened on (the real one once bound).
     pub(crate) remote_port: Option<i64>,
+    /// The keys of the type's own config (http, https, tcpmux: frp's `DomainConfig`,
+    /// `HTTPProxyConfig`, `TCPMuxProxyConfig`), with Go's omitempty rules. Passwords are left
+    /// out (frp shows them to dashboard users; we put no secret in API answers).
+    pub(crate) type_keys: serde_json::Map<String, serde_json::Value>,
 }
 
 impl ProxyConf {
@@ -122,8 +126,61 @@ impl ProxyConf {
             },
             group: np.group.clone(),
             remote_port: matches!(np.proxy_type.as_str(), "tcp" | "udp").then_some(np.remote_port),
+            type_keys: type_keys(np),
         }
     }
+}
+
+fn type_keys(np: &NewProxy) -> serde_json::Map<String, serde_json::Value> {
+    use serde_json::json;
+    let mut m = serde_json::Map::new();
+    let mut put = |k: &str, v: serde_json::Value, empty: bool| {
+        if !empty {
+            m.insert(k.to_owned(), v);
+        }
+    };
+    let kind = np.proxy_type.as_str();
+    if matches!(kind, "http" | "https" | "tcpmux") {
+        put(
+            "customDomains",
+            json!(np.custom_domains),
+            np.custom_domains.is_empty(),
+        );
+        put("subdomain", json!(np.subdomain), np.subdomain.is_empty());
+    }
+    if matches!(kind, "http" | "tcpmux") {
+        put("httpUser", json!(np.http_user), np.http_user.is_empty());
+        put(
+            "routeByHTTPUser",
+            json!(np.route_by_http_user),
+            np.route_by_http_user.is_empty(),
+        );
+    }
+    if kind == "http" {
+        put("locations", json!(np.locations), np.locations.is_empty());
+        put(
+            "hostHeaderRewrite",
+            json!(np.host_header_rewrite),
+            np.host_header_rewrite.is_empty(),
+        );
+        let set = |h: &BTreeMap<String, String>| {
+            if h.is_empty() {
+                json!({})
+            } else {
+                json!({ "set": h })
+            }
+        };
+        put("requestHeaders", set(&np.headers), false);
+        put("responseHeaders", set(&np.response_headers), false);
+    }
+    if kind == "tcpmux" {
+        put(
+            "multiplexer",
+            json!(np.multiplexer),
+            np.multiplexer.is_empty(),
+        );
+    }
+    m
 }
 
 /// What the dashboard shows of a proxy, online or not.
@@ -538,6 +595,27 @@ pub(crate) fn short_time(secs: i64) -> String {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn http_conf_has_frps_keys_and_no_password() {
+        let np = NewProxy {
+            proxy_name: "web".into(),
+            proxy_type: "http".into(),
+            custom_domains: vec!["a.example.com".into()],
+            subdomain: "app".into(),
+            locations: vec!["/api".into()],
+            http_user: "u".into(),
+            http_pwd: "secret-pw".into(),
+            route_by_http_user: "u".into(),
+            ..Default::default()
+        };
+        let c = serde_json::Value::Object(type_keys(&np));
+        assert_eq!(c["customDomains"][0], "a.example.com");
+        assert_eq!(c["subdomain"], "app");
+        assert_eq!(c["locations"][0], "/api");
+        assert_eq!(c["routeByHTTPUser"], "u");
+        assert!(!c.to_string().contains("secret-pw"));
+    }
 
     #[test]
     fn daily_traffic_splits_at_day_marks() {

@@ -65,6 +65,12 @@ pub(crate) struct Shared {
     pub(crate) gate: Arc<Gate>,
     /// Control-channel and work-connection key, from `auth.token`.
     pub(crate) key: Key,
+    /// The vhost HTTP server's routes, when `vhostHTTPPort` is set.
+    pub(crate) vhost_http: Option<Arc<crate::vhost::HttpVhost>>,
+    /// The HTTPS (SNI) vhost's routes, when `vhostHTTPSPort` is set.
+    pub(crate) vhost_https: Option<Arc<crate::vhost::HttpsVhost>>,
+    /// The tcpmux (CONNECT) routes, when `tcpmuxHTTPConnectPort` is set.
+    pub(crate) vhost_tcpmux: Option<Arc<crate::vhost::TcpMuxVhost>>,
     tls: tokio_rustls::TlsAcceptor,
     next_id: AtomicU64,
     /// Rate limit for "the client's tcpMux/TLS settings disagree" warnings.
@@ -116,6 +122,12 @@ pub struct Server {
     listener: TcpListener,
     /// `webServer` (dashboard and metrics), when its port is set.
     dashboard: Option<common::http::WebListener>,
+    /// `vhostHTTPPort`, when set.
+    vhost_http: Option<TcpListener>,
+    /// `vhostHTTPSPort`, when set.
+    vhost_https: Option<TcpListener>,
+    /// `tcpmuxHTTPConnectPort`, when set.
+    vhost_tcpmux: Option<TcpListener>,
     shared: Arc<Shared>,
 }
 
@@ -170,6 +182,20 @@ impl Server {
             crate::metrics::Metrics::new().map_err(|e| ServerError::Metrics(e.to_string()))?,
         );
         let gate = Arc::new(Gate::new(limits, metrics.rejected_connections.clone()));
+        report_unsupported(&cfg);
+        let vhost_http = bind_vhost(&cfg, "vhostHTTPPort", cfg.vhost_http_port).await?;
+        let vhost_https = bind_vhost(&cfg, "vhostHTTPSPort", cfg.vhost_https_port).await?;
+        let vhost_tcpmux =
+            bind_vhost(&cfg, "tcpmuxHTTPConnectPort", cfg.tcpmux_http_connect_port).await?;
+        let tcpmux_routes = vhost_tcpmux
+            .as_ref()
+            .map(|_| Arc::new(crate::vhost::TcpMuxVhost::new(cfg.tcpmux_passthrough)));
+        let vhost = vhost_http.as_ref().map(|_| {
+            Arc::new(crate::vhost::HttpVhost::new(
+                cfg.vhost_http_timeout,
+                &cfg.custom404_page,
+            ))
+        });
         let shared = Arc::new(Shared {
             key: derive_key(cfg.auth.token.as_bytes()),
             cfg,
@@ -179,6 +205,11 @@ impl Server {
             auth,
             tracker: TaskTracker::new(),
             gate,
+            vhost_http: vhost,
+            vhost_https: vhost_https
+                .as_ref()
+                .map(|_| Arc::new(crate::vhost::HttpsVhost::default())),
+            vhost_tcpmux: tcpmux_routes,
             tls,
             next_id: AtomicU64::new(1),
             mismatch_log: common::log::Throttle::new(Duration::from_secs(10)),
@@ -192,6 +223,9 @@ impl Server {
         Ok(Server {
             listener,
             dashboard,
+            vhost_http,
+            vhost_https,
+            vhost_tcpmux,
             shared,
         })
     }
@@ -204,6 +238,21 @@ impl Server {
     /// The dashboard's address, when `webServer.port` is set.
     pub fn dashboard_addr(&self) -> Option<SocketAddr> {
         self.dashboard.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    /// The vhost HTTP address, when `vhostHTTPPort` is set.
+    pub fn vhost_http_addr(&self) -> Option<SocketAddr> {
+        self.vhost_http.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    /// The HTTPS (SNI) vhost address, when `vhostHTTPSPort` is set.
+    pub fn vhost_https_addr(&self) -> Option<SocketAddr> {
+        self.vhost_https.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    /// The tcpmux (CONNECT) address, when `tcpmuxHTTPConnectPort` is set.
+    pub fn tcpmux_addr(&self) -> Option<SocketAddr> {
+        self.vhost_tcpmux.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     /// Number of logged-in clients (for tests and, later, the dashboard).
@@ -237,6 +286,33 @@ impl Server {
         shared
             .tracker
             .spawn(summarise_rejections(shared.gate.clone(), shutdown.clone()));
+        if let (Some(l), Some(vhost)) = (self.vhost_http, shared.vhost_http.clone()) {
+            info!(addr = %l.local_addr().map(|a| a.to_string()).unwrap_or_default(), "vhost http listening");
+            shared.tracker.spawn(crate::vhost::http::serve(
+                vhost,
+                l,
+                shared.tracker.clone(),
+                shutdown.child_token(),
+            ));
+        }
+        if let (Some(l), Some(vhost)) = (self.vhost_https, shared.vhost_https.clone()) {
+            info!(addr = %l.local_addr().map(|a| a.to_string()).unwrap_or_default(), "vhost https listening");
+            shared.tracker.spawn(crate::vhost::https::serve(
+                vhost,
+                l,
+                shared.tracker.clone(),
+                shutdown.child_token(),
+            ));
+        }
+        if let (Some(l), Some(vhost)) = (self.vhost_tcpmux, shared.vhost_tcpmux.clone()) {
+            info!(addr = %l.local_addr().map(|a| a.to_string()).unwrap_or_default(), "tcpmux httpconnect listening");
+            shared.tracker.spawn(crate::vhost::tcpmux::serve(
+                vhost,
+                l,
+                shared.tracker.clone(),
+                shutdown.child_token(),
+            ));
+        }
         loop {
             // Connections that have not logged in are bounded: at the limit, frps stops
             // accepting and the kernel's backlog holds the rest.
@@ -272,6 +348,40 @@ impl Server {
         }
         info!("frps stopped");
     }
+}
+
+/// Vhost keys that cannot have an effect are reported by name, never silently ignored.
+fn report_unsupported(cfg: &ServerConfig) {
+    if cfg.tcpmux_passthrough && cfg.tcpmux_http_connect_port == 0 {
+        warn!("tcpmuxPassthrough has no effect: tcpmuxHTTPConnectPort is not set");
+    }
+}
+
+/// Binds `proxyBindAddr:port` for a vhost (frp binds the vhost ports on proxyBindAddr); `None`
+/// when the port is 0 (off).
+async fn bind_vhost(
+    cfg: &ServerConfig,
+    key: &str,
+    port: u16,
+) -> Result<Option<TcpListener>, ServerError> {
+    if port == 0 {
+        return Ok(None);
+    }
+    if port == cfg.bind_port {
+        return Err(ServerError::Unsupported(format!(
+            "{key} equal to bindPort (one shared listener) is not supported by this frps yet"
+        )));
+    }
+    let ip = if cfg.proxy_bind_addr.is_empty() {
+        &cfg.bind_addr
+    } else {
+        &cfg.proxy_bind_addr
+    };
+    let addr = format!("{ip}:{port}");
+    transport::listen_tcp(&addr)
+        .await
+        .map(Some)
+        .map_err(|error| ServerError::Bind { addr, error })
 }
 
 /// Read-only view of a running server.

@@ -1,6 +1,7 @@
 //! Test harness: in-process frps/frpc with fluent config tweaks, echo backends, the real
 //! binaries, and bounded waits. Every listener binds 127.0.0.1 port 0; every wait has a limit.
 
+pub mod http_backend;
 pub mod oidc;
 pub mod procs;
 
@@ -64,6 +65,12 @@ pub struct Frps {
     pub addr: SocketAddr,
     /// The dashboard, when `webServer.port` was set.
     pub dashboard: Option<SocketAddr>,
+    /// The vhost HTTP server, when `vhostHTTPPort` was set.
+    pub vhost_http: Option<SocketAddr>,
+    /// The HTTPS (SNI) vhost, when `vhostHTTPSPort` was set.
+    pub vhost_https: Option<SocketAddr>,
+    /// The tcpmux CONNECT listener, when `tcpmuxHTTPConnectPort` was set.
+    pub tcpmux: Option<SocketAddr>,
     pub stats: frps::ServerStats,
     token: CancellationToken,
     task: JoinHandle<()>,
@@ -84,12 +91,18 @@ impl Frps {
             .expect("frps bind");
         let addr = server.local_addr().expect("frps addr");
         let dashboard = server.dashboard_addr();
+        let vhost_http = server.vhost_http_addr();
+        let vhost_https = server.vhost_https_addr();
+        let tcpmux = server.tcpmux_addr();
         let stats = server.stats();
         let token = CancellationToken::new();
         let task = tokio::spawn(server.run(token.clone()));
         Frps {
             addr,
             dashboard,
+            vhost_http,
+            vhost_https,
+            tcpmux,
             stats,
             token,
             task,
@@ -355,6 +368,19 @@ pub async fn wait_tunnel(addr: SocketAddr) {
             "tunnel at {addr} never worked"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits until `cond` holds, checking every 20 ms; panics with `what` after [`PATIENCE`].
+pub async fn wait_until<F, Fut>(what: &str, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while !cond().await {
+        assert!(tokio::time::Instant::now() < deadline, "{what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 

@@ -212,7 +212,7 @@ async fn verify_warns_about_unsupported_keys_and_frps_refuses_to_run() {
     let (dir, f) = write_temp(
         "plugins",
         "frps.toml",
-        "bindAddr = \"127.0.0.1\"\nbindPort = 0\nvhostHTTPPort = 8080\n[[httpPlugins]]\nname = \"m\"\naddr = \"127.0.0.1:9000\"\npath = \"/h\"\nops = [\"Login\"]\n",
+        "bindAddr = \"127.0.0.1\"\nbindPort = 0\nkcpBindPort = 7001\n[[httpPlugins]]\nname = \"m\"\naddr = \"127.0.0.1:9000\"\npath = \"/h\"\nops = [\"Login\"]\n",
     );
     let out = run_bin("frps", &["verify", "-c", &f]).await;
     let err = String::from_utf8_lossy(&out.stderr);
@@ -224,7 +224,7 @@ async fn verify_warns_about_unsupported_keys_and_frps_refuses_to_run() {
         "{err}"
     );
     assert!(
-        err.contains(&format!("{f}:3:1: vhostHTTPPort: http, https and tcpmux proxies are not supported by this frps yet")),
+        err.contains(&format!("{f}:3:1: kcpBindPort: KCP is not supported yet")),
         "{err}"
     );
     let out = run_bin("frps", &["-c", &f]).await;
@@ -348,8 +348,8 @@ async fn log_to_a_file_at_the_configured_level() {
         let (dir, _) = write_temp("log", "x", "");
         let log = dir.join("frps.log");
         let f = dir.join("frps.toml");
-        // vhostHTTPPort warns at load; httpPlugins then stops frps, so the run ends by itself.
-        std::fs::write(&f, format!("bindAddr = \"127.0.0.1\"\nbindPort = 0\nvhostHTTPPort = 8080\nlog.to = \"{}\"\nlog.level = \"{level}\"\n[[httpPlugins]]\nname = \"m\"\naddr = \"127.0.0.1:9000\"\npath = \"/h\"\nops = [\"Login\"]\n", log.display())).unwrap();
+        // kcpBindPort warns at load; httpPlugins then stops frps, so the run ends by itself.
+        std::fs::write(&f, format!("bindAddr = \"127.0.0.1\"\nbindPort = 0\nkcpBindPort = 7001\nlog.to = \"{}\"\nlog.level = \"{level}\"\n[[httpPlugins]]\nname = \"m\"\naddr = \"127.0.0.1:9000\"\npath = \"/h\"\nops = [\"Login\"]\n", log.display())).unwrap();
         let out = tokio::time::timeout(
             PATIENCE,
             Command::new(bin("frps"))
@@ -364,7 +364,7 @@ async fn log_to_a_file_at_the_configured_level() {
         assert!(!out.status.success());
         let text = std::fs::read_to_string(&log).expect("the log file is written");
         assert_eq!(
-            text.contains("vhostHTTPPort"),
+            text.contains("kcpBindPort"),
             logged,
             "level {level}: {text}"
         );

@@ -203,6 +203,23 @@ async fn shipped_conf_files_verify() {
         assert!(out.status.success(), "{f} without variables: {err}");
         assert!(err.contains("FRP_TOKEN is not set"), "{err}");
     }
+    // The website example (a domain through vhostHTTPPort) needs no variables.
+    for (b, f) in [
+        ("frps", "conf/frps_website.toml"),
+        ("frpc", "conf/frpc_website.toml"),
+    ] {
+        let p = repo_root().join(f);
+        let out = Command::new(bin(b))
+            .args(["verify", "-c", &p.display().to_string()])
+            .output()
+            .await
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{f}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }
 
 /// A peer that opens a connection and closes it (a port probe), or fails the TLS handshake, is

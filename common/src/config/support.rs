@@ -53,9 +53,6 @@ impl fmt::Display for Unsupported {
     }
 }
 
-const NOT_SERVED_BY_FRPS: &str =
-    "http, https and tcpmux proxies are not supported by this frps yet; nothing listens there";
-
 pub(crate) const CLIENT_RULES: &[Rule<ClientConfig>] = &[
     Rule {
         key: "transport.protocol",
@@ -193,45 +190,15 @@ pub(crate) const SERVER_RULES: &[Rule<ServerConfig>] = &[
     },
     Rule {
         key: "vhostHTTPPort",
-        why: NOT_SERVED_BY_FRPS,
-        effect: Effect::Warn,
-        used: |c| c.vhost_http_port != 0,
+        why: "equal to bindPort (one listener shared with frpc's connections) is not supported by this frps yet; frps will not start",
+        effect: Effect::Refuse,
+        used: |c| c.vhost_http_port != 0 && c.vhost_http_port == c.bind_port,
     },
     Rule {
         key: "vhostHTTPSPort",
-        why: NOT_SERVED_BY_FRPS,
-        effect: Effect::Warn,
-        used: |c| c.vhost_https_port != 0,
-    },
-    Rule {
-        key: "tcpmuxHTTPConnectPort",
-        why: NOT_SERVED_BY_FRPS,
-        effect: Effect::Warn,
-        used: |c| c.tcpmux_http_connect_port != 0,
-    },
-    Rule {
-        key: "vhostHTTPTimeout",
-        why: "http proxies are not supported by this frps yet; the timeout is not used",
-        effect: Effect::Warn,
-        used: |c| c.vhost_http_timeout != ServerConfig::default().vhost_http_timeout,
-    },
-    Rule {
-        key: "tcpmuxPassthrough",
-        why: "tcpmux proxies are not supported by this frps yet",
-        effect: Effect::Warn,
-        used: |c| c.tcpmux_passthrough,
-    },
-    Rule {
-        key: "subDomainHost",
-        why: "http and https proxies are not supported by this frps yet; subdomains are not served",
-        effect: Effect::Warn,
-        used: |c| !c.sub_domain_host.is_empty(),
-    },
-    Rule {
-        key: "custom404Page",
-        why: "http proxies are not supported by this frps yet; the page is not served",
-        effect: Effect::Warn,
-        used: |c| !c.custom404_page.is_empty(),
+        why: "equal to bindPort (one listener shared with frpc's connections) is not supported by this frps yet; frps will not start",
+        effect: Effect::Refuse,
+        used: |c| c.vhost_https_port != 0 && c.vhost_https_port == c.bind_port,
     },
     Rule {
         key: "sshTunnelGateway",

@@ -2,7 +2,10 @@
 //! [`handle_user_conn`]; `tcp.rs` and `udp.rs` hold only how each type listens.
 //! Mirrors frp `server/proxy/proxy.go`.
 
+mod http;
+mod https;
 mod tcp;
+mod tcpmux;
 mod udp;
 
 pub(crate) use crate::metrics::Traffic;
@@ -37,6 +40,11 @@ pub(crate) enum ProxyError {
     BadBandwidth(String),
     #[error(transparent)]
     Group(#[from] crate::group::GroupError),
+    /// A NewProxy frps cannot serve as asked (frp's validation texts, or a key named).
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Route(#[from] crate::vhost::router::Conflict),
 }
 
 impl ProxyError {
@@ -49,6 +57,8 @@ impl ProxyError {
             ProxyError::UnsupportedType(_) => "unsupported_type",
             ProxyError::BadBandwidth(_) => "bad_bandwidth",
             ProxyError::Group(_) => "group",
+            ProxyError::Invalid(_) => "invalid",
+            ProxyError::Route(_) => "route_conflict",
         }
     }
 }
@@ -102,6 +112,9 @@ pub(crate) async fn start(
     let (task, remote_addr) = match np.proxy_type.as_str() {
         "tcp" => tcp::start(np, ctx, traffic.clone()).await?,
         "udp" => udp::start(np, ctx, traffic.clone()).await?,
+        "http" => http::start(np, ctx, traffic.clone()).await?,
+        "https" => https::start(np, ctx, traffic.clone()).await?,
+        "tcpmux" => tcpmux::start(np, ctx, traffic.clone()).await?,
         other => return Err(ProxyError::UnsupportedType(other.into())),
     };
     Ok((
@@ -115,13 +128,13 @@ pub(crate) async fn start(
     ))
 }
 
-/// Gets a work connection for `user` and sends StartWorkConn with the user's addresses.
+/// Gets a work connection for a user at `peer` and sends StartWorkConn with the user's
+/// addresses (`local`: where frps accepted the user, when the proxy type sends it).
 pub(crate) async fn start_work(
     ctx: &ProxyCtx,
-    user: &TcpStream,
     peer: SocketAddr,
+    local: Option<SocketAddr>,
 ) -> Result<BoxStream, PoolError> {
-    let local = user.local_addr().ok();
     let start = StartWorkConn {
         proxy_name: ctx.name.clone(),
         src_addr: peer.ip().to_string(),
@@ -145,16 +158,27 @@ pub(crate) async fn start_work(
 }
 
 /// Relays a user connection over a started work connection until either side ends (frp
-/// `handleUserTCPConnection` after the work connection is obtained).
+/// `handleUserTCPConnection` after the work connection is obtained). `first`: bytes already
+/// read from the user (an https ClientHello), sent ahead of the rest.
 pub(crate) async fn relay(
     ctx: &ProxyCtx,
     traffic: &Arc<Traffic>,
     user: TcpStream,
     work: BoxStream,
     peer: SocketAddr,
+    first: &[u8],
 ) {
     let mut work = wrap_work_conn(work, &ctx.wrap);
     let _open = traffic.conn_opened();
+    if !first.is_empty() {
+        use common::io::Count;
+        use tokio::io::AsyncWriteExt;
+        if let Err(e) = work.write_all(first).await {
+            debug!(proxy = %ctx.name, %peer, error = %e, "work connection closed before the first bytes");
+            return;
+        }
+        traffic.read(first.len() as u64);
+    }
     // Nothing needs the bytes and both ends are plain TCP: let the kernel move them.
     #[cfg(target_os = "linux")]
     if let Some(w) = common::io::as_tcp(&work).filter(|_| ctx.wrap.is_empty()) {
@@ -186,8 +210,8 @@ pub(crate) async fn handle_user_conn(
     user: TcpStream,
     peer: SocketAddr,
 ) {
-    match start_work(&ctx, &user, peer).await {
-        Ok(work) => relay(&ctx, &traffic, user, work, peer).await,
+    match start_work(&ctx, peer, user.local_addr().ok()).await {
+        Ok(work) => relay(&ctx, &traffic, user, work, peer, &[]).await,
         Err(e) => {
             warn!(proxy = %ctx.name, %peer, error = %e, "no work connection for user connection")
         }

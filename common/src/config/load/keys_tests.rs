@@ -184,6 +184,30 @@ const CLIENT_EFFECT: &[(&str, &[&str])] = &[
 
 const SERVER_EFFECT: &[(&str, &[&str])] = &[
     (
+        "tests/tests/vhost_http.rs::routes_by_host_wildcard_subdomain_and_location",
+        &["vhostHTTPPort", "subDomainHost"],
+    ),
+    (
+        "tests/tests/vhost_http.rs::unreachable_backend_gives_502_and_slow_backend_504",
+        &["vhostHTTPTimeout"],
+    ),
+    (
+        "tests/tests/vhost_http.rs::custom_404_page",
+        &["custom404Page"],
+    ),
+    (
+        "tests/tests/vhost_https.rs::routes_tls_by_sni_without_terminating_it",
+        &["vhostHTTPSPort"],
+    ),
+    (
+        "tests/tests/vhost_tcpmux.rs::connect_routes_by_host_and_relays",
+        &["tcpmuxHTTPConnectPort"],
+    ),
+    (
+        "tests/tests/vhost_tcpmux.rs::passthrough_forwards_the_connect_request",
+        &["tcpmuxPassthrough"],
+    ),
+    (
         "tests/tests/proxy_policy.rs::allow_ports_refuses_other_ports",
         &["allowPorts"],
     ),
@@ -526,13 +550,8 @@ fn sample(key: &str, dir: &Path) -> Option<String> {
         "httpPlugins" => "[[httpPlugins]]\nname = \"m\"\naddr = \"127.0.0.1:9000\"\npath = \"/h\"\nops = [\"Login\"]",
         "kcpBindPort" => "kcpBindPort = 7000",
         "quicBindPort" => "quicBindPort = 7002",
-        "vhostHTTPPort" => "vhostHTTPPort = 80",
-        "vhostHTTPSPort" => "vhostHTTPSPort = 443",
-        "tcpmuxHTTPConnectPort" => "tcpmuxHTTPConnectPort = 1337",
-        "vhostHTTPTimeout" => "vhostHTTPTimeout = 30",
-        "tcpmuxPassthrough" => "tcpmuxPassthrough = true",
-        "subDomainHost" => "subDomainHost = \"frps.example.com\"",
-        "custom404Page" => "custom404Page = \"/tmp/404.html\"",
+        "vhostHTTPPort" => "bindPort = 7000\nvhostHTTPPort = 7000",
+        "vhostHTTPSPort" => "bindPort = 7000\nvhostHTTPSPort = 7000",
         "sshTunnelGateway" => "sshTunnelGateway.bindPort = 2200",
         "natholeAnalysisDataReserveHours" => "natholeAnalysisDataReserveHours = 24",
         _ => return None,

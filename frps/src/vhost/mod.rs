@@ -1,0 +1,75 @@
+//! Virtual hosts on frps: the Host/path/user router ([`router`]), the HTTP reverse proxy on
+//! `vhostHTTPPort` ([`http`]) and SNI routing on `vhostHTTPSPort` ([`https`], [`sni`]).
+//! Mirrors frp `pkg/util/vhost/`.
+//!
+//! The interface to proxies is narrow: an `http` proxy registers an [`http::HttpRoute`] per
+//! (domain, location) and gets a [`http::RouteGuard`] that removes it on drop; the route holds an
+//! [`http::Backend`] that opens a started, wrapped, counted work connection. This module never
+//! touches the work-connection pool or the proxy registry itself. An `https` proxy registers an
+//! [`StreamBackend`] per domain the same way, and so does a `tcpmux` proxy ([`tcpmux`]).
+//!
+//! Not here yet: sharing `bindPort`, https/tcpmux load-balancing groups (http groups are in
+//! `crate::group::http`).
+
+mod framing;
+pub(crate) mod http;
+pub(crate) mod https;
+pub(crate) mod router;
+pub(crate) mod sni;
+pub(crate) mod tcpmux;
+
+pub(crate) use http::{Backend, HttpRoute, HttpVhost, Work};
+pub(crate) use https::HttpsVhost;
+pub(crate) use tcpmux::{TcpMuxRoute, TcpMuxVhost};
+
+use futures::future::BoxFuture;
+use std::future::Future;
+use std::net::SocketAddr;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+
+/// Where a routed raw connection goes (https, tcpmux): the proxy behind the route.
+pub(crate) trait StreamBackend: Send + Sync + std::fmt::Debug {
+    /// Relays `user` to a work connection, sending `first` (bytes already read from the user
+    /// or meant for the backend) ahead of the rest.
+    fn serve(&self, user: TcpStream, peer: SocketAddr, first: Vec<u8>) -> BoxFuture<'_, ()>;
+}
+
+/// Accepts users on a vhost listener until `token` is cancelled; each connection runs
+/// `conn(tcp, peer, its token)` as a tracked task, dropped when that token is cancelled.
+pub(crate) async fn accept_loop<F, Fut>(
+    kind: &'static str,
+    listener: TcpListener,
+    tracker: TaskTracker,
+    token: CancellationToken,
+    mut conn: F,
+) where
+    F: FnMut(TcpStream, SocketAddr, CancellationToken) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    loop {
+        tokio::select! {
+            _ = token.cancelled() => return,
+            r = listener.accept() => match r {
+                Ok((tcp, peer)) => {
+                    let _ = tcp.set_nodelay(true);
+                    let span = tracing::debug_span!("vhost", kind, %peer);
+                    let token = token.child_token();
+                    let served = conn(tcp, peer, token.clone());
+                    tracker.spawn(async move {
+                        tokio::select! {
+                            _ = token.cancelled() => {}
+                            _ = served => {}
+                        }
+                    }.instrument(span));
+                }
+                Err(e) => {
+                    tracing::warn!(kind, error = %e, "vhost accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+            },
+        }
+    }
+}
