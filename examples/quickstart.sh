@@ -27,7 +27,9 @@ for var in FRP_SERVER_PORT FRP_REMOTE_PORT FRP_DEMO_PORT; do
   port="${!var}"
   if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
     echo "quickstart: port $port ($var) is already in use on 127.0.0.1." >&2
-    echo "Choose another one, for example: $var=$((port + 10000)) bash examples/quickstart.sh" >&2
+    other=$(( port < 55000 ? port + 10000 : port - 10000 ))
+    echo "Choose another one, for example: $var=$other bash examples/quickstart.sh" >&2
+    echo "(the other variables you set, FRP_SERVER_PORT, FRP_REMOTE_PORT, FRP_DEMO_PORT, FRP_BIN_DIR, still apply)" >&2
     exit 1
   fi
 done

@@ -226,7 +226,7 @@ fn config_dir(
         }
     }
     files.sort();
-    Ok(files
+    let loaded: Vec<_> = files
         .into_iter()
         .filter_map(|p| match config::load_client(&p, opts) {
             Ok(l) => Some((l, Some(p))),
@@ -235,7 +235,12 @@ fn config_dir(
                 None
             }
         })
-        .collect())
+        .collect();
+    // frp exits 0 without a word here; a user who pointed at the wrong directory should know.
+    if loaded.is_empty() {
+        anyhow::bail!("no config file could be loaded from {}", dir.display());
+    }
+    Ok(loaded)
 }
 
 /// Runs one frpc service per config (each with the file it came from, for reload), until a

@@ -418,6 +418,13 @@ async fn config_dir_runs_one_service_per_file() {
     for remote in remotes {
         wait_tunnel(([127, 0, 0, 1], remote).into()).await;
     }
+    // A directory with no config in it is an error that names it (frp exits 0 silently).
+    let empty = dir.join("empty.d");
+    std::fs::create_dir_all(&empty).unwrap();
+    let out = run("frpc", &["--config_dir", &empty.display().to_string()]).await;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("no config file could be loaded from"), "{err}");
     let _ = std::fs::remove_dir_all(dir);
 }
 

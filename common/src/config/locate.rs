@@ -94,7 +94,8 @@ pub(super) fn suggest(key: &str, valid: &[&'static str]) -> Option<&'static str>
     valid
         .iter()
         .map(|v| (strsim(&k, &v.to_ascii_lowercase()), *v))
-        .filter(|(d, v)| *d <= (v.len() / 3).max(2))
+        // Close to the valid key, and not mostly rewritten: "foo" is not a typo of "log".
+        .filter(|(d, v)| *d <= (v.len() / 3).max(2) && *d * 2 <= k.chars().count())
         .min_by_key(|(d, _)| *d)
         .map(|(_, v)| v)
 }
@@ -113,4 +114,18 @@ fn strsim(a: &str, b: &str) -> usize {
         prev = cur;
     }
     prev[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::suggest;
+
+    #[test]
+    fn suggestions_are_typos_not_rewrites() {
+        let valid = ["log", "localPort", "serverPort", "auth"];
+        assert_eq!(suggest("localPrt", &valid), Some("localPort"));
+        assert_eq!(suggest("serverprot", &valid), Some("serverPort"));
+        assert_eq!(suggest("foo", &valid), None);
+        assert_eq!(suggest("lg", &valid), Some("log"));
+    }
 }
