@@ -346,12 +346,28 @@ fn admin_command(
             .map_err(|_| anyhow::anyhow!("frpc's admin API at {addr} did not answer within {timeout:?}"))?
             .with_context(|| format!("cannot reach frpc's admin API at {addr} (frpc may not be running, or webServer may be off in the running frpc's config)"))
     })?;
+    if answer.code == hyper::StatusCode::UNAUTHORIZED {
+        anyhow::bail!(
+            "frpc's admin API at {addr} refused the credentials: check webServer.user and webServer.password in {}",
+            config.display()
+        );
+    }
     if !answer.code.is_success() {
         let msg = serde_json::from_str::<Value>(&answer.body)
             .ok()
-            .and_then(|v| v["Msg"].as_str().map(str::to_owned))
-            .unwrap_or(answer.body);
-        anyhow::bail!("{msg}");
+            .and_then(|v| v["Msg"].as_str().map(str::to_owned));
+        match msg {
+            Some(msg) => anyhow::bail!("{msg}"),
+            // Not frp's JSON error: say what answered instead of printing a whole page.
+            None if answer.body.trim_start().starts_with('<') || answer.body.len() > 512 => {
+                anyhow::bail!(
+                    "{addr} answered {} with a page that is not frpc's: is webServer.port in {} the running frpc's admin port?",
+                    answer.code,
+                    config.display()
+                )
+            }
+            None => anyhow::bail!("{}", answer.body.trim()),
+        }
     }
     match cmd {
         Command::Reload(_) => match crate::admin::reported_config_file(&answer.headers) {

@@ -190,6 +190,47 @@ async fn frpc_reload_against_an_frpc_that_does_not_say_which_file() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// `frpc status` against something that is not frpc's admin API, or with the wrong password,
+/// says what is wrong instead of printing the page it got (or a bare "Unauthorized").
+#[tokio::test]
+async fn status_names_wrong_credentials_and_a_foreign_server() {
+    init_log();
+    for (answer, want) in [
+        (
+            "HTTP/1.1 401 Unauthorized\r\nContent-Length: 12\r\nConnection: close\r\n\r\nUnauthorized",
+            "check webServer.user and webServer.password",
+        ),
+        (
+            "HTTP/1.1 404 Not Found\r\nContent-Type: text/html\r\nContent-Length: 40\r\nConnection: close\r\n\r\n<html><body>nginx 404 page</body></html>",
+            "a page that is not frpc's",
+        ),
+    ] {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let admin = l.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                if read_head(&mut s).await.is_some() {
+                    let _ = s.write_all(answer.as_bytes()).await;
+                }
+            }
+        });
+        let dir = temp_dir("foreign");
+        let cfg = frpc_cfg(&dir, "frpc.toml", ([127, 0, 0, 1], 1).into(), admin);
+        let out = run_with(
+            "frpc",
+            &["status", "-c", &cfg.display().to_string()],
+            Stdio::piped(),
+            Stdio::piped(),
+        )
+        .await;
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{err}");
+        assert!(err.contains(want), "{err}");
+        assert!(!err.contains("<html>"), "{err}");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
 // --- issue 22 item 5: the open-files limit -----------------------------------------------------
 
 /// (soft, hard) "Max open files" of a process.
