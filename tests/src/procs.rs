@@ -19,14 +19,7 @@ pub fn spawn(name: &str, args: &[&str]) -> Child {
 
 /// Runs `name` with `args` to completion (bounded by [`PATIENCE`]).
 pub async fn run(name: &str, args: &[&str]) -> std::process::Output {
-    let out = Command::new(bin(name))
-        .args(args)
-        .kill_on_drop(true)
-        .output();
-    tokio::time::timeout(PATIENCE, out)
-        .await
-        .expect("exits in time")
-        .expect("run")
+    crate::run_bin(name, args).await
 }
 
 /// Writes `dir/name`; returns its path as text, for a command line.
