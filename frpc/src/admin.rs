@@ -143,6 +143,15 @@ async fn handle(a: Arc<Admin>, req: Request<Bytes>) -> Resp {
             match (a.source.as_ref().map(|s| &s.path), body.is_empty()) {
                 (_, true) => error(StatusCode::BAD_REQUEST, "body can't be empty"),
                 (None, _) => error(StatusCode::INTERNAL_SERVER_ERROR, NO_FILE),
+                (Some(p), false) if changes_token_sources(&a, &body).is_some() => error(
+                    StatusCode::BAD_REQUEST,
+                    &format!(
+                        "{} cannot be changed through the admin API: the command or file it names \
+                         would run or be read at frpc's next start; edit {} on the host",
+                        changes_token_sources(&a, &body).unwrap_or_default(),
+                        p.display()
+                    ),
+                ),
                 (Some(p), false) => match write_private(p, &body) {
                     Ok(()) => reply(StatusCode::OK, ""),
                     Err(e) => error(
@@ -152,6 +161,33 @@ async fn handle(a: Arc<Admin>, req: Request<Bytes>) -> Resp {
                 },
             }
         }
+    }
+}
+
+/// Which token source (`auth.tokenSource`, `auth.oidc.tokenSource`) a config sent to
+/// `PUT /api/config` sets differently from the running file: frpc would run that command or
+/// read that file at its next start, so the admin API refuses it (issue 22 item 1). The text is
+/// read as a reload reads a file (no command run, no certificate read); text that does not
+/// load is written as frp writes it, since a start-up load would refuse it too.
+fn changes_token_sources(a: &Admin, body: &[u8]) -> Option<&'static str> {
+    let source = a.source.as_ref()?;
+    let text = std::str::from_utf8(body).ok()?;
+    let opts = common::config::LoadOptions {
+        reload: Some(common::config::Reload {
+            includes: a.reloader.running_includes(),
+        }),
+        ..source.opts.clone()
+    };
+    let new = common::config::load_client_text(text, &source.path, &opts)
+        .ok()?
+        .config;
+    let running = a.reloader.running_file();
+    if new.auth.token_source != running.auth.token_source {
+        Some("auth.tokenSource")
+    } else if new.auth.oidc.token_source != running.auth.oidc.token_source {
+        Some("auth.oidc.tokenSource")
+    } else {
+        None
     }
 }
 

@@ -466,6 +466,11 @@ impl Reloader {
         self.lock().file.includes.clone()
     }
 
+    /// The config file now in force (its token sources as written, not resolved).
+    pub fn running_file(&self) -> ClientConfig {
+        self.lock().file.clone()
+    }
+
     /// Runs `f` on the store; when it succeeds the result is applied like a reload.
     pub fn with_store<R>(
         &self,

@@ -237,9 +237,28 @@ async fn admin_api_cannot_run_commands_or_read_outside_files() {
     let addr = format!("127.0.0.1:{admin}");
     wait_listed(&addr, "a").await;
 
+    let auth = BasicAuth::default();
+    // A config with another command as its token source is refused: frpc would run it at its
+    // next start (a service manager restarting it after `POST /api/stop`).
+    let exec_attack = no_token(frpc_text(
+        frps.addr,
+        admin,
+        &exec_token(&format!("touch {}; printf {TOKEN}", marker.display())),
+        &[("a", echo), ("b", echo)],
+    ));
+    let (code, body) =
+        common::http::request(&addr, &auth, Method::PUT, "/api/config", exec_attack.into())
+            .await
+            .unwrap();
+    assert_eq!(code, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        body.contains("auth.tokenSource cannot be changed"),
+        "{body}"
+    );
+    // The running token source with other includes, and a certificate that is /dev/zero: the
+    // file is written, and a reload reads neither.
     let attack = format!(
-        "{}includes = [{:?}]\n",
-        exec_token(&format!("touch {}; printf {TOKEN}", marker.display())),
+        "{start}includes = [{:?}]\ntransport.tls.trustedCaFile = \"/dev/zero\"\n",
         format!("{}/*.toml", outside.display())
     );
     let text = no_token(frpc_text(
@@ -248,7 +267,6 @@ async fn admin_api_cannot_run_commands_or_read_outside_files() {
         &attack,
         &[("a", echo), ("b", echo)],
     ));
-    let auth = BasicAuth::default();
     let (code, body) = common::http::request(&addr, &auth, Method::PUT, "/api/config", text.into())
         .await
         .unwrap();

@@ -5,7 +5,6 @@
 
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls_pemfile::Item;
-use std::path::Path;
 
 /// The PEM blocks of a file that matter here.
 #[derive(Default)]
@@ -14,14 +13,37 @@ struct Pem {
     keys: Vec<PrivateKeyDer<'static>>,
 }
 
+/// The largest certificate, key or CA file read (a CA bundle is a few hundred KiB).
+const MAX_PEM_FILE: u64 = 1 << 20;
+
 fn read_pem(path: &str) -> Result<Pem, String> {
-    if !Path::new(path).exists() {
-        return Err(format!("file {path} does not exist"));
+    use std::io::Read;
+    // Only a regular file of bounded size is read: `/dev/zero` or a FIFO named as a
+    // certificate must not exhaust memory or block the loader.
+    let meta = match std::fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(format!("file {path} does not exist"))
+        }
+        Err(e) => return Err(format!("cannot read {path}: {e}")),
+    };
+    if !meta.is_file() {
+        return Err(format!("{path} is not a regular file"));
     }
-    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {path}: {e}"))?;
+    if meta.len() > MAX_PEM_FILE {
+        return Err(format!(
+            "{path} is larger than {MAX_PEM_FILE} bytes; not a certificate or key file"
+        ));
+    }
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_PEM_FILE).read_to_end(&mut bytes))
+        .map_err(|e| format!("cannot read {path}: {e}"))?;
     let mut pem = Pem::default();
     for item in rustls_pemfile::read_all(&mut &bytes[..]) {
-        match item.map_err(|e| format!("{path} is not valid PEM: {e}"))? {
+        // The parser's error quotes the file's text; say only that it is not PEM (the file
+        // may be anything, and this message can reach an admin API caller).
+        match item.map_err(|_| format!("{path} is not valid PEM"))? {
             Item::X509Certificate(c) => pem.certs.push(c),
             Item::Pkcs1Key(k) => pem.keys.push(k.into()),
             Item::Pkcs8Key(k) => pem.keys.push(k.into()),

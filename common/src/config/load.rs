@@ -526,7 +526,12 @@ fn client_from_doc(
     if let Some(c) = cfg.as_mut() {
         load_includes(c, file, opts, &mut warnings, &mut problems);
         c.complete();
-        add_validation(doc, &mut problems, &bad_keys, validate::client(c, file));
+        add_validation(
+            doc,
+            &mut problems,
+            &bad_keys,
+            validate::client(c, file, opts.reload.is_none()),
+        );
         unsupported_warnings(doc, super::client_unsupported(c), &mut warnings);
         if let Some(p) = opts.envs.get("http_proxy").filter(|p| !p.is_empty()) {
             if c.transport.proxy_url.is_empty() {

@@ -26,6 +26,9 @@ const PLUGIN_OPS: &[&str] = &[
 struct Out<'a> {
     file: &'a Path,
     v: Vec<Problem>,
+    /// Whether certificate, key and CA files are opened and parsed. A reload does not: its
+    /// global settings are not applied, and the admin API must not make frpc read files.
+    read_files: bool,
 }
 
 impl Out<'_> {
@@ -60,6 +63,9 @@ impl Out<'_> {
                 o.bad(format!("{prefix}.{field}"), e);
             }
         };
+        if !self.read_files {
+            return;
+        }
         let certs = (!cert.is_empty()).then(|| files::certificates(cert));
         let pkey = (!key.is_empty()).then(|| files::private_key(key));
         match (certs, pkey) {
@@ -133,10 +139,12 @@ impl Out<'_> {
 }
 
 /// frpc's rules.
-pub fn client(c: &ClientConfig, file: &Path) -> Vec<Problem> {
+/// With `read_files` false (a reload) no certificate, key or CA file is read.
+pub fn client(c: &ClientConfig, file: &Path, read_files: bool) -> Vec<Problem> {
     let mut o = Out {
         file,
         v: Vec::new(),
+        read_files,
     };
     o.one_of("auth.method", &c.auth.method, &["token", "oidc"]);
     for (i, s) in c.auth.additional_scopes.iter().enumerate() {
@@ -165,7 +173,7 @@ pub fn client(c: &ClientConfig, file: &Path) -> Vec<Problem> {
             );
         }
     }
-    if !c.auth.oidc.trusted_ca_file.is_empty() {
+    if o.read_files && !c.auth.oidc.trusted_ca_file.is_empty() {
         if let Err(e) = files::certificates(&c.auth.oidc.trusted_ca_file) {
             o.bad("auth.oidc.trustedCaFile", e);
         }
@@ -343,6 +351,7 @@ pub fn server(c: &ServerConfig, file: &Path) -> Vec<Problem> {
     let mut o = Out {
         file,
         v: Vec::new(),
+        read_files: true,
     };
     o.one_of("auth.method", &c.auth.method, &["token", "oidc"]);
     for (i, s) in c.auth.additional_scopes.iter().enumerate() {

@@ -176,3 +176,37 @@ fn cert_and_key_must_be_set_together() {
         "{e}"
     );
 }
+
+/// A certificate path that is a device, a FIFO or a huge file is refused without reading it
+/// (a FIFO would block the loader, /dev/zero exhaust memory), and a file that is not PEM is
+/// named without quoting its content (the message can reach an admin API caller).
+#[test]
+fn certificate_files_are_read_only_when_regular_and_small() {
+    use crate::config::files::certificates;
+    let dir = std::env::temp_dir().join(format!("frp-rs-pemfiles-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let err = certificates("/dev/zero").unwrap_err();
+    assert!(err.contains("is not a regular file"), "{err}");
+    let fifo = dir.join("fifo");
+    let _ = std::fs::remove_file(&fifo);
+    assert!(std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let err = certificates(&fifo.display().to_string()).unwrap_err();
+    assert!(err.contains("is not a regular file"), "{err}");
+    let big = dir.join("big.pem");
+    std::fs::write(&big, vec![b'a'; (1 << 20) + 1]).unwrap();
+    let err = certificates(&big.display().to_string()).unwrap_err();
+    assert!(err.contains("is larger than"), "{err}");
+    let secret = dir.join("shadow");
+    std::fs::write(
+        &secret,
+        "-----BEGIN CERTIFICATE-----root:$6$HASHSECRET:19000\n",
+    )
+    .unwrap();
+    let err = certificates(&secret.display().to_string()).unwrap_err();
+    assert!(!err.contains("HASHSECRET"), "{err}");
+    let _ = std::fs::remove_dir_all(dir);
+}
