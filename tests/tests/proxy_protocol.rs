@@ -213,3 +213,65 @@ async fn udp_proxy_prepends_v2_header_to_first_datagram_of_each_user() {
     frpc.stop().await;
     frps.stop().await;
 }
+
+/// http proxies relay like tcp on frpc's side, so they get the header too; frps' vhost sends
+/// only the user's address, so the destination is frp's 127.0.0.1:0.
+#[tokio::test]
+async fn http_proxy_sends_v1_header_with_user_address() {
+    init_log();
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let backend = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let h = read_pp_header(&mut s).await.unwrap_or_default();
+                let mut head = Vec::new();
+                while !head.ends_with(b"\r\n\r\n") && head.len() < 8192 {
+                    let mut b = [0u8; 1];
+                    if s.read_exact(&mut b).await.is_err() {
+                        return;
+                    }
+                    head.push(b[0]);
+                }
+                let mut out = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    h.len()
+                )
+                .into_bytes();
+                out.extend_from_slice(&h);
+                let _ = s.write_all(&out).await;
+            });
+        }
+    });
+    let vport = free_port().await;
+    let frps = Frps::start(|c| c.vhost_http_port = vport).await;
+    let frpc = Frpc::start(frps.addr, |c| {
+        let mut p = proxy("web", "http", backend, 0);
+        p.custom_domains = vec!["pp.example.com".into()];
+        p.transport.proxy_protocol_version = "v1".into();
+        c.proxies.push(p);
+    });
+    frpc.wait_running("web").await;
+    let vhost = frps.vhost_http.expect("vhost http address");
+    let mut s = tokio::time::timeout(PATIENCE, TcpStream::connect(vhost))
+        .await
+        .unwrap()
+        .unwrap();
+    let me = s.local_addr().unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: pp.example.com\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(PATIENCE, s.read_to_end(&mut answer))
+        .await
+        .expect("answer in time")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    let want = format!("PROXY TCP4 127.0.0.1 127.0.0.1 {} 0\r\n", me.port());
+    assert!(
+        answer.starts_with("HTTP/1.1 200") && answer.ends_with(&want),
+        "{answer:?} should end with {want:?}"
+    );
+    frpc.stop().await;
+    frps.stop().await;
+}
