@@ -499,7 +499,13 @@ async fn proxy_protocol_header_from_start_work_conn() {
             .octets(),
     );
     v2_v6.extend_from_slice(&[0x30, 0x39, 0x01, 0xbb]);
-    let cases: Vec<(&str, (&str, u16, &str, u16), Vec<u8>)> = vec![
+    /// (version, (src, src port, dst, dst port), header)
+    type Case = (
+        &'static str,
+        (&'static str, u16, &'static str, u16),
+        Vec<u8>,
+    );
+    let cases: Vec<Case> = vec![
         (
             "v1",
             ("1.2.3.4", 5, "10.0.0.1", 6000),
