@@ -478,3 +478,101 @@ async fn connect_server_local_ip_is_the_source_address() {
     assert_eq!(peer.ip().to_string(), "127.0.0.2");
     frpc.stop().await;
 }
+
+/// `transport.proxyProtocolVersion`: the header frpc writes to the local service, built from
+/// StartWorkConn's src/dst exactly as frp (go-proxyproto) renders it, before any data; an empty
+/// `dst_addr` is 127.0.0.1 as in frp.
+#[tokio::test]
+async fn proxy_protocol_header_from_start_work_conn() {
+    init_log();
+    let mut v2_v6 = b"\r\n\r\n\0\r\nQUIT\n\x21\x21\x00\x24".to_vec();
+    v2_v6.extend_from_slice(
+        &"2001:db8::1"
+            .parse::<std::net::Ipv6Addr>()
+            .unwrap()
+            .octets(),
+    );
+    v2_v6.extend_from_slice(
+        &"2001:db8::2"
+            .parse::<std::net::Ipv6Addr>()
+            .unwrap()
+            .octets(),
+    );
+    v2_v6.extend_from_slice(&[0x30, 0x39, 0x01, 0xbb]);
+    /// (version, (src, src port, dst, dst port), header)
+    type Case = (
+        &'static str,
+        (&'static str, u16, &'static str, u16),
+        Vec<u8>,
+    );
+    let cases: Vec<Case> = vec![
+        (
+            "v1",
+            ("1.2.3.4", 5, "10.0.0.1", 6000),
+            b"PROXY TCP4 1.2.3.4 10.0.0.1 5 6000\r\n".to_vec(),
+        ),
+        (
+            "v1",
+            ("2001:db8::1", 12345, "2001:db8::2", 443),
+            b"PROXY TCP6 2001:db8::1 2001:db8::2 12345 443\r\n".to_vec(),
+        ),
+        (
+            "v1",
+            ("1.2.3.4", 5, "", 80),
+            b"PROXY TCP4 1.2.3.4 127.0.0.1 5 80\r\n".to_vec(),
+        ),
+        (
+            "v2",
+            ("1.2.3.4", 5, "10.0.0.1", 6000),
+            b"\r\n\r\n\0\r\nQUIT\n\x21\x11\x00\x0c\x01\x02\x03\x04\x0a\x00\x00\x01\x00\x05\x17\x70"
+                .to_vec(),
+        ),
+        ("v2", ("2001:db8::1", 12345, "2001:db8::2", 443), v2_v6),
+    ];
+    for (version, (src, sport, dst, dport), want) in cases {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let local = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let local_addr = local.local_addr().unwrap();
+        let frpc = frpc_to(&l, |c| {
+            let mut p = proxy("pp", "tcp", local_addr, 6000);
+            p.transport.proxy_protocol_version = version.into();
+            c.proxies.push(p);
+        });
+        let mut ctl = logged_in(&l).await;
+        write_msg(
+            &mut ctl,
+            &NewProxyResp {
+                proxy_name: "pp".into(),
+                remote_addr: ":6000".into(),
+                error: String::new(),
+            }
+            .into(),
+        )
+        .await
+        .unwrap();
+        frpc.wait_running("pp").await;
+        write_msg(&mut ctl, &ReqWorkConn {}.into()).await.unwrap();
+        let mut work = accept(&l).await;
+        let _ = next(&mut work).await;
+        let start = StartWorkConn {
+            proxy_name: "pp".into(),
+            src_addr: src.into(),
+            src_port: sport,
+            dst_addr: dst.into(),
+            dst_port: dport,
+            ..Default::default()
+        };
+        write_msg(&mut work, &start.into()).await.unwrap();
+        work.write_all(b"data").await.unwrap();
+        let mut conn = accept(&local).await;
+        let mut got = vec![0u8; want.len() + 4];
+        tokio::time::timeout(PATIENCE, conn.read_exact(&mut got))
+            .await
+            .expect("header and data in time")
+            .unwrap();
+        let mut full = want.clone();
+        full.extend_from_slice(b"data");
+        assert_eq!(got, full, "{version} {src} -> {dst}");
+        frpc.stop().await;
+    }
+}

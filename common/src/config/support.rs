@@ -35,7 +35,7 @@ pub(crate) struct Rule<T> {
 /// One use of an unsupported key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Unsupported {
-    /// Key path, e.g. `proxies[2].transport.proxyProtocolVersion`.
+    /// Key path, e.g. `proxies[2].plugin`.
     pub key: String,
     /// The proxy's or visitor's name; empty for a global key.
     pub name: String,
@@ -141,12 +141,6 @@ pub(crate) const PROXY_RULES: &[Rule<ProxyConfig>] = &[
         why: "client plugins are not supported yet; this proxy will not start",
         effect: Effect::Refuse,
         used: |p| p.plugin.is_some(),
-    },
-    Rule {
-        key: "transport.proxyProtocolVersion",
-        why: "sending a PROXY protocol header is not supported yet; this proxy will not start",
-        effect: Effect::Refuse,
-        used: |p| !p.transport.proxy_protocol_version.is_empty(),
     },
     Rule {
         key: "type",

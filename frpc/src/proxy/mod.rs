@@ -2,6 +2,7 @@
 //! [`Proxies::handle_work_conn`]: find the proxy, wrap the work connection, then the
 //! type-specific part (tcp: dial the local service and join; udp: the datagram relay).
 
+mod proxy_protocol;
 mod udp;
 
 use crate::metrics::{ClientMetrics, ProxyCounters};
@@ -12,6 +13,7 @@ use common::msg::StartWorkConn;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
@@ -26,6 +28,8 @@ struct Spec {
     local: (String, u16),
     wrap: WrapOpts,
     counters: Arc<ProxyCounters>,
+    /// `transport.proxyProtocolVersion`: "", "v1" or "v2".
+    proxy_protocol: String,
 }
 
 /// The session's proxies by (unprefixed) name. Reload adds and removes entries; a work
@@ -60,6 +64,7 @@ impl Proxies {
                 limit: client_limit(p),
             },
             counters: self.metrics.proxy(&p.name, &p.kind),
+            proxy_protocol: p.transport.proxy_protocol_version.clone(),
         };
         self.by_name
             .write()
@@ -129,6 +134,21 @@ impl Proxies {
                     }
                 };
                 let _ = local.set_nodelay(true);
+                let mut local = local;
+                // frp writes the PROXY header to the local service before any data.
+                if let Some(addrs) =
+                    proxy_protocol::start_addrs(&start).filter(|_| !spec.proxy_protocol.is_empty())
+                {
+                    let h = proxy_protocol::header(
+                        &spec.proxy_protocol,
+                        proxy_protocol::Transport::Stream,
+                        addrs,
+                    );
+                    if let Err(e) = local.write_all(&h).await {
+                        warn!(proxy = %name, error = %e, "write proxy protocol header to local service failed");
+                        return;
+                    }
+                }
                 // Nothing needs the bytes and both ends are plain TCP: let the kernel move them.
                 #[cfg(target_os = "linux")]
                 if let Some(w) = common::io::as_tcp(&work).filter(|_| spec.wrap.is_empty()) {
@@ -155,7 +175,7 @@ impl Proxies {
             "udp" => {
                 tokio::select! {
                     _ = token.cancelled() => {}
-                    _ = udp::relay(work, (spec.local.0.as_str(), spec.local.1), self.udp_packet_size, self.wire, token.clone()) => {}
+                    _ = udp::relay(work, (spec.local.0.as_str(), spec.local.1), self.udp_packet_size, self.wire, &spec.proxy_protocol, token.clone()) => {}
                 }
             }
             other => {

@@ -22,6 +22,7 @@ pub(super) async fn relay(
     local: (&str, u16),
     packet_size: usize,
     wire: Wire,
+    proxy_protocol: &str,
     token: CancellationToken,
 ) {
     let local: SocketAddr = match tokio::net::lookup_host(local)
@@ -68,10 +69,20 @@ pub(super) async fn relay(
                 Some(t) => t.clone(),
                 None => {
                     let (tx, rx) = mpsc::channel(QUEUE);
+                    // frp prepends the header to the first datagram of each user, with the
+                    // local service as destination.
+                    let header = (!proxy_protocol.is_empty()).then(|| {
+                        super::proxy_protocol::header(
+                            proxy_protocol,
+                            super::proxy_protocol::Transport::Datagram,
+                            r.to_socket_addr().map(|src| (src, local)),
+                        )
+                    });
                     tokio::spawn(local_socket(
                         local,
                         r.clone(),
                         rx,
+                        header,
                         out_tx.clone(),
                         packet_size,
                         token.child_token(),
@@ -95,6 +106,7 @@ async fn local_socket(
     local: SocketAddr,
     r: UdpAddr,
     mut rx: mpsc::Receiver<Vec<u8>>,
+    mut header: Option<Vec<u8>>,
     out: mpsc::Sender<UdpPacket>,
     size: usize,
     token: CancellationToken,
@@ -120,7 +132,13 @@ async fn local_socket(
         tokio::select! {
             _ = token.cancelled() => return,
             c = rx.recv() => match c {
-                Some(c) => { let _ = sock.send(&c).await; }
+                Some(c) => {
+                    let c = match header.take() {
+                        Some(mut h) => { h.extend_from_slice(&c); h }
+                        None => c,
+                    };
+                    let _ = sock.send(&c).await;
+                }
                 None => return,
             },
             r2 = tokio::time::timeout(IDLE, sock.recv(&mut buf)) => match r2 {

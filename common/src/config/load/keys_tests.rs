@@ -180,6 +180,10 @@ const CLIENT_EFFECT: &[(&str, &[&str])] = &[
         "tests/tests/tcp.rs::echo_10mib_compressed_and_encrypted",
         &["proxies[].transport.useCompression"],
     ),
+    (
+        "tests/tests/proxy_protocol.rs::tcp_proxy_sends_v2_header_with_user_address",
+        &["proxies[].transport.proxyProtocolVersion"],
+    ),
 ];
 
 const SERVER_EFFECT: &[(&str, &[&str])] = &[
@@ -543,7 +547,6 @@ fn sample(key: &str, dir: &Path) -> Option<String> {
         "webServer.pprofEnable" => "webServer.pprofEnable = true",
         "version" => "version = \"v1\"",
         "proxies[].plugin" => "[[proxies]]\nname = \"p\"\ntype = \"tcp\"\n[proxies.plugin]\ntype = \"http_proxy\"",
-        "proxies[].transport.proxyProtocolVersion" => "[[proxies]]\nname = \"p\"\ntype = \"tcp\"\ntransport.proxyProtocolVersion = \"v2\"",
         "proxies[].type" => "[[proxies]]\nname = \"p\"\ntype = \"sudp\"",
         "proxies[].natTraversal" => "[[proxies]]\nname = \"p\"\ntype = \"xtcp\"\nnatTraversal.disableAssistedAddrs = true",
         "visitors[]" => "[[visitors]]\nname = \"v\"\ntype = \"stcp\"\nserverName = \"s\"\nbindPort = 9000",
