@@ -188,6 +188,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Some(cmd @ (Command::Reload(a) | Command::Status(a) | Command::Stop(a))) => {
+            // Only webServer is needed: read as a reload reads (no token command run, no
+            // certificate read; the running frpc resolved its token at its start).
+            let opts = LoadOptions {
+                reload: Some(config::Reload {
+                    includes: Vec::new(),
+                }),
+                ..opts
+            };
             let loaded = config::load_client(file, &opts)?;
             admin_command(
                 cmd,

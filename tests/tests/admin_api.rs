@@ -283,10 +283,29 @@ async fn admin_api_cannot_run_commands_or_read_outside_files() {
     // ...but ran no command, and read no include it was not started with.
     assert!(!marker.exists(), "the admin API ran a command");
     assert!(!status.contains("included"), "the admin API read {status}");
+    // `frpc status|reload` need only webServer: they run no token command either.
+    for cmd in ["status", "reload"] {
+        let out = run_bin(
+            "frpc",
+            &[
+                cmd,
+                "-c",
+                &file.display().to_string(),
+                "--allow-unsafe",
+                "TokenSourceExec",
+            ],
+        )
+        .await;
+        assert!(
+            out.status.success(),
+            "{cmd}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
     assert_eq!(
         std::fs::read_to_string(&count).unwrap().lines().count(),
         1,
-        "the start-up token command runs once, not on every reload"
+        "the start-up token command runs once, not on every reload or CLI call"
     );
     let _ = frpc.kill().await;
     frps.stop().await;

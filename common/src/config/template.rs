@@ -554,7 +554,12 @@ pub const MAX_RANGE_ENTRIES: usize = 65536;
 /// [`MAX_RANGE_ENTRIES`] entries in all; more is an error before anything is allocated.
 pub fn parse_number_range(s: &str) -> Result<Vec<i64>, String> {
     let mut out = Vec::new();
-    let too_many = || format!("{s:?} has more than {MAX_RANGE_ENTRIES} entries");
+    let too_many = || {
+        // Quote a long argument by its start only.
+        let shown: String = s.chars().take(64).collect();
+        let more = if shown.len() < s.len() { "..." } else { "" };
+        format!("{shown:?}{more} has more than {MAX_RANGE_ENTRIES} entries")
+    };
     for part in s.split(',') {
         let p = part.trim();
         if p.is_empty() {
