@@ -751,3 +751,39 @@ async fn refused_proxy_has_no_start_time_in_the_v2_list() {
     frpc.stop().await;
     frps.stop().await;
 }
+
+/// A GET of `path` with `Host: host` on a fresh connection; the raw answer.
+async fn get_with_host(dash: SocketAddr, path: &str, host: &str) -> String {
+    let mut c = TcpStream::connect(dash).await.unwrap();
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    c.write_all(req.as_bytes()).await.unwrap();
+    let mut got = Vec::new();
+    tokio::time::timeout(PATIENCE, c.read_to_end(&mut got))
+        .await
+        .unwrap()
+        .unwrap();
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+#[tokio::test]
+async fn dashboard_without_credentials_refuses_foreign_host_names() {
+    init_log();
+    let dash_port = free_port().await;
+    let frps = Frps::start(|c| {
+        c.web_server.addr = "127.0.0.1".into();
+        c.web_server.port = dash_port;
+    })
+    .await;
+    let dash = frps.dashboard.unwrap();
+    let evil = get_with_host(
+        dash,
+        "/api/serverinfo",
+        &format!("evil.example:{dash_port}"),
+    )
+    .await;
+    assert!(evil.starts_with("HTTP/1.1 403"), "{evil:?}");
+    assert!(evil.contains("Host"), "{evil:?}");
+    let ok = get_with_host(dash, "/api/serverinfo", &dash.to_string()).await;
+    assert!(ok.starts_with("HTTP/1.1 200"), "{ok:?}");
+    frps.stop().await;
+}
