@@ -940,6 +940,35 @@ mod tests {
     }
 
     #[test]
+    fn hosts_accepted_without_credentials() {
+        for (host, own, ok) in [
+            (Some("127.0.0.1:7400"), "127.0.0.1", true),
+            (Some("192.168.1.5"), "127.0.0.1", true),
+            (Some("[::1]:7400"), "127.0.0.1", true),
+            (Some("localhost:7400"), "127.0.0.1", true),
+            (Some("LOCALHOST."), "127.0.0.1", true),
+            (Some("frpc.lan:7400"), "frpc.lan", true),
+            (None, "127.0.0.1", true),
+            (Some("evil.example:7400"), "127.0.0.1", false),
+            (Some("localhost.evil.example"), "127.0.0.1", false),
+            (Some("127.0.0.1.evil.example"), "127.0.0.1", false),
+            (Some(""), "127.0.0.1", false),
+            (Some("a b"), "127.0.0.1", false),
+        ] {
+            let mut req = Request::get("/api/config");
+            if let Some(h) = host {
+                req = req.header(hyper::header::HOST, h);
+            }
+            let req = req.body(()).unwrap();
+            let refused = foreign_host(&req, own);
+            assert_eq!(refused.is_none(), ok, "{host:?} with {own}");
+            if let Some(r) = refused {
+                assert_eq!(r.status(), StatusCode::FORBIDDEN);
+            }
+        }
+    }
+
+    #[test]
     fn own_origins() {
         let lo: std::net::SocketAddr = "127.0.0.1:7400".parse().unwrap();
         let lan: std::net::SocketAddr = "192.168.1.5:7400".parse().unwrap();
