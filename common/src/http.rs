@@ -84,6 +84,8 @@ pub struct WebListener {
     stats: WebStats,
     /// `webServer.addr`: a `Host` accepted without credentials (see [`foreign_host`]).
     own_host: Arc<str>,
+    /// Whether any route takes a request body (see [`WebListener::without_bodies`]).
+    bodies: bool,
 }
 
 /// What a [`WebListener`]'s server holds right now (tests bound memory with it).
@@ -174,6 +176,7 @@ impl WebListener {
             limits: WebLimits::default(),
             stats: WebStats::default(),
             own_host: cfg.addr.as_str().into(),
+            bodies: true,
         })
     }
 
@@ -184,6 +187,13 @@ impl WebListener {
     /// A handle on what this listener's server holds.
     pub fn stats(&self) -> WebStats {
         self.stats.clone()
+    }
+
+    /// For a server none of whose routes takes a body (frps's dashboard): every request body
+    /// is dropped as a GET's is (up to 64 KiB, else 413), never buffered.
+    pub fn without_bodies(mut self) -> Self {
+        self.bodies = false;
+        self
     }
 
     /// Other bounds than [`WebLimits::default`] (tests shorten them).
@@ -358,6 +368,7 @@ pub async fn serve<H, F>(
 {
     let auth = Arc::new(auth);
     let limits = listener.limits;
+    let takes_bodies = listener.bodies;
     let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
     // Turning a connection away costs a short task; bound those too.
     let refusals = Arc::new(tokio::sync::Semaphore::new(64));
@@ -429,7 +440,13 @@ pub async fn serve<H, F>(
                         }
                     }
                     let (mut parts, body) = req.into_parts();
-                    let body = match take_body(&parts, body, &limits, &bodies, &stats).await {
+                    let wanted = takes_bodies
+                        && matches!(
+                            parts.method,
+                            hyper::Method::POST | hyper::Method::PUT | hyper::Method::PATCH
+                        );
+                    let body = match take_body(&parts, body, wanted, &limits, &bodies, &stats).await
+                    {
                         Ok(b) => b,
                         Err(resp) => return Ok(resp),
                     };
@@ -471,19 +488,19 @@ async fn turn_away(mut stream: tokio::net::TcpStream) {
 /// The most of a body read (and dropped) for a method that takes none: GET, DELETE, HEAD...
 const UNWANTED_BODY: usize = 64 << 10;
 
-/// The body for the handler. POST, PUT and PATCH bodies are read within the server-wide
-/// budget (`max_concurrent_bodies` at once; a request that does not get its turn within
-/// `body_timeout` gets 503); other methods take no body in either API, so theirs is read up to
+/// The body for the handler. A `wanted` body (POST, PUT and PATCH, on a server that takes
+/// bodies) is read within the server-wide budget (`max_concurrent_bodies` at once; a request
+/// that does not get its turn within `body_timeout` gets 503); any other is read up to
 /// [`UNWANTED_BODY`] (413 beyond) and dropped.
 async fn take_body(
     parts: &hyper::http::request::Parts,
     body: Incoming,
+    wanted: bool,
     limits: &WebLimits,
     budget: &tokio::sync::Semaphore,
     stats: &WebStats,
 ) -> Result<Bytes, Resp> {
-    use hyper::Method;
-    if !matches!(parts.method, Method::POST | Method::PUT | Method::PATCH) {
+    if !wanted {
         let small = WebLimits {
             max_body: limits.max_body.min(UNWANTED_BODY),
             ..*limits

@@ -787,3 +787,28 @@ async fn dashboard_without_credentials_refuses_foreign_host_names() {
     assert!(ok.starts_with("HTTP/1.1 200"), "{ok:?}");
     frps.stop().await;
 }
+
+#[tokio::test]
+async fn dashboard_reads_no_request_body() {
+    init_log();
+    let dash_port = free_port().await;
+    let frps = Frps::start(|c| {
+        c.web_server.addr = "127.0.0.1".into();
+        c.web_server.port = dash_port;
+    })
+    .await;
+    let dash = frps.dashboard.unwrap();
+    // A POST that declares a large body is refused before any of it is read.
+    let mut c = TcpStream::connect(dash).await.unwrap();
+    let head = format!(
+        "POST /api/v2/system/prune HTTP/1.1\r\nHost: {dash}\r\nContent-Length: {}\r\n\r\n",
+        1 << 20
+    );
+    c.write_all(head.as_bytes()).await.unwrap();
+    let mut got = Vec::new();
+    let r = tokio::time::timeout(PATIENCE, c.read_to_end(&mut got)).await;
+    let got = String::from_utf8_lossy(&got);
+    assert!(r.is_ok(), "the dashboard waited for the body: {got:?}");
+    assert!(got.starts_with("HTTP/1.1 413"), "{got:?}");
+    frps.stop().await;
+}
