@@ -342,8 +342,8 @@ async fn prometheus_series_move_with_traffic_and_dashboard_answers() {
     frps.stop().await;
 }
 
-#[tokio::test]
-async fn no_metrics_endpoint_without_enable_prometheus() {
+/// frps with its dashboard on 127.0.0.1 without credentials.
+async fn frps_with_open_dashboard() -> (Frps, SocketAddr) {
     init_log();
     let dash_port = free_port().await;
     let frps = Frps::start(|c| {
@@ -352,6 +352,12 @@ async fn no_metrics_endpoint_without_enable_prometheus() {
     })
     .await;
     let dash = frps.dashboard.unwrap();
+    (frps, dash)
+}
+
+#[tokio::test]
+async fn no_metrics_endpoint_without_enable_prometheus() {
+    let (frps, dash) = frps_with_open_dashboard().await;
     let (code, _) = request(
         &dash.to_string(),
         &BasicAuth::default(),
@@ -767,18 +773,11 @@ async fn get_with_host(dash: SocketAddr, path: &str, host: &str) -> String {
 
 #[tokio::test]
 async fn dashboard_without_credentials_refuses_foreign_host_names() {
-    init_log();
-    let dash_port = free_port().await;
-    let frps = Frps::start(|c| {
-        c.web_server.addr = "127.0.0.1".into();
-        c.web_server.port = dash_port;
-    })
-    .await;
-    let dash = frps.dashboard.unwrap();
+    let (frps, dash) = frps_with_open_dashboard().await;
     let evil = get_with_host(
         dash,
         "/api/serverinfo",
-        &format!("evil.example:{dash_port}"),
+        &format!("evil.example:{}", dash.port()),
     )
     .await;
     assert!(evil.starts_with("HTTP/1.1 403"), "{evil:?}");
@@ -790,14 +789,7 @@ async fn dashboard_without_credentials_refuses_foreign_host_names() {
 
 #[tokio::test]
 async fn dashboard_reads_no_request_body() {
-    init_log();
-    let dash_port = free_port().await;
-    let frps = Frps::start(|c| {
-        c.web_server.addr = "127.0.0.1".into();
-        c.web_server.port = dash_port;
-    })
-    .await;
-    let dash = frps.dashboard.unwrap();
+    let (frps, dash) = frps_with_open_dashboard().await;
     // A POST that declares a large body is refused before any of it is read.
     let mut c = TcpStream::connect(dash).await.unwrap();
     let head = format!(
