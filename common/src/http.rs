@@ -7,7 +7,10 @@
 //! time (this is also the keep-alive idle limit: hyper starts the clock when it waits for the
 //! next request), a connection with no bytes moving either way is closed, a body must arrive in
 //! time and within a size, and connections over the cap get a 503 and are closed. Handlers get
-//! the request with its body already read.
+//! the request with its body already read: after auth, and only for POST, PUT and PATCH, a few
+//! at a time server-wide (`max_concurrent_bodies`); other methods' bodies are dropped (up to
+//! 64 KiB, else 413). Without credentials, a `Host` that is not an IP address, `localhost` or
+//! `webServer.addr` is refused (DNS rebinding).
 
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
@@ -52,6 +55,9 @@ pub struct WebLimits {
     pub max_connections: usize,
     /// The largest request body (413 beyond).
     pub max_body: usize,
+    /// Request bodies read at once, server-wide; others wait (within `body_timeout`, else
+    /// 503), so buffered bodies take at most this many times `max_body`.
+    pub max_concurrent_bodies: usize,
 }
 
 impl Default for WebLimits {
@@ -64,6 +70,7 @@ impl Default for WebLimits {
             max_connections: 256,
             // A config file or a store entry; frp's largest example config is a few KiB.
             max_body: 10 << 20,
+            max_concurrent_bodies: 4,
         }
     }
 }
@@ -74,6 +81,56 @@ pub struct WebListener {
     tcp: TcpListener,
     tls: Option<tokio_rustls::TlsAcceptor>,
     limits: WebLimits,
+    stats: WebStats,
+    /// `webServer.addr`: a `Host` accepted without credentials (see [`foreign_host`]).
+    own_host: Arc<str>,
+    /// Whether any route takes a request body (see [`WebListener::without_bodies`]).
+    bodies: bool,
+}
+
+/// What a [`WebListener`]'s server holds right now (tests bound memory with it).
+#[derive(Debug, Clone, Default)]
+pub struct WebStats(Arc<StatsInner>);
+
+#[derive(Debug, Default)]
+struct StatsInner {
+    reading: std::sync::atomic::AtomicUsize,
+    waiting: std::sync::atomic::AtomicUsize,
+    peak: std::sync::atomic::AtomicUsize,
+}
+
+impl WebStats {
+    /// Request bodies being read (buffered) now.
+    pub fn bodies_reading(&self) -> usize {
+        self.0.reading.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Requests whose body waits for its turn to be read.
+    pub fn bodies_waiting(&self) -> usize {
+        self.0.waiting.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// The most bodies ever read at once.
+    pub fn bodies_peak(&self) -> usize {
+        self.0.peak.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// Counts one body in a [`WebStats`] counter while it lives.
+struct Counted<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl<'a> Counted<'a> {
+    /// The guard and the count with this one.
+    fn new(c: &'a std::sync::atomic::AtomicUsize) -> (Self, usize) {
+        let now = c.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+        (Counted(c), now)
+    }
+}
+
+impl Drop for Counted<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 impl std::fmt::Debug for WebListener {
@@ -117,11 +174,26 @@ impl WebListener {
             tcp,
             tls,
             limits: WebLimits::default(),
+            stats: WebStats::default(),
+            own_host: cfg.addr.as_str().into(),
+            bodies: true,
         })
     }
 
     pub fn local_addr(&self) -> std::io::Result<std::net::SocketAddr> {
         self.tcp.local_addr()
+    }
+
+    /// A handle on what this listener's server holds.
+    pub fn stats(&self) -> WebStats {
+        self.stats.clone()
+    }
+
+    /// For a server none of whose routes takes a body (frps's dashboard): every request body
+    /// is dropped as a GET's is (up to 64 KiB, else 413), never buffered.
+    pub fn without_bodies(mut self) -> Self {
+        self.bodies = false;
+        self
     }
 
     /// Other bounds than [`WebLimits::default`] (tests shorten them).
@@ -296,9 +368,14 @@ pub async fn serve<H, F>(
 {
     let auth = Arc::new(auth);
     let limits = listener.limits;
+    let takes_bodies = listener.bodies;
     let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
     // Turning a connection away costs a short task; bound those too.
     let refusals = Arc::new(tokio::sync::Semaphore::new(64));
+    // The server-wide body budget: what buffered bodies hold is at most this many `max_body`.
+    let bodies = Arc::new(tokio::sync::Semaphore::new(
+        limits.max_concurrent_bodies.max(1),
+    ));
     loop {
         let (stream, _) = tokio::select! {
             _ = token.cancelled() => return,
@@ -325,6 +402,11 @@ pub async fn serve<H, F>(
             Err(_) => continue,
         };
         let (handler, auth, conn_token) = (handler.clone(), auth.clone(), token.clone());
+        let (stats, bodies, own_host) = (
+            listener.stats.clone(),
+            bodies.clone(),
+            listener.own_host.clone(),
+        );
         let tls = listener.tls.clone();
         tokio::spawn(async move {
             let _slot = slot;
@@ -343,7 +425,8 @@ pub async fn serve<H, F>(
                 }
             };
             let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
-                let (handler, auth) = (handler.clone(), auth.clone());
+                let (handler, auth, stats) = (handler.clone(), auth.clone(), stats.clone());
+                let (bodies, own_host) = (bodies.clone(), own_host.clone());
                 async move {
                     if req.uri().path() == "/healthz" {
                         return Ok::<_, Infallible>(reply(StatusCode::OK, ""));
@@ -351,8 +434,19 @@ pub async fn serve<H, F>(
                     if !auth.allows(&req) {
                         return Ok(unauthorized().await);
                     }
+                    if !auth.required() {
+                        if let Some(refused) = foreign_host(&req, &own_host) {
+                            return Ok(refused);
+                        }
+                    }
                     let (mut parts, body) = req.into_parts();
-                    let body = match read_body(&parts.headers, body, &limits).await {
+                    let wanted = takes_bodies
+                        && matches!(
+                            parts.method,
+                            hyper::Method::POST | hyper::Method::PUT | hyper::Method::PATCH
+                        );
+                    let body = match take_body(&parts, body, wanted, &limits, &bodies, &stats).await
+                    {
                         Ok(b) => b,
                         Err(resp) => return Ok(resp),
                     };
@@ -389,6 +483,88 @@ async fn turn_away(mut stream: tokio::net::TcpStream) {
         Ok::<_, std::io::Error>(())
     })
     .await;
+}
+
+/// The most of a body read (and dropped) for a method that takes none: GET, DELETE, HEAD...
+const UNWANTED_BODY: usize = 64 << 10;
+
+/// The body for the handler. A `wanted` body (POST, PUT and PATCH, on a server that takes
+/// bodies) is read within the server-wide budget (`max_concurrent_bodies` at once; a request
+/// that does not get its turn within `body_timeout` gets 503); any other is read up to
+/// [`UNWANTED_BODY`] (413 beyond) and dropped.
+async fn take_body(
+    parts: &hyper::http::request::Parts,
+    body: Incoming,
+    wanted: bool,
+    limits: &WebLimits,
+    budget: &tokio::sync::Semaphore,
+    stats: &WebStats,
+) -> Result<Bytes, Resp> {
+    if !wanted {
+        let small = WebLimits {
+            max_body: limits.max_body.min(UNWANTED_BODY),
+            ..*limits
+        };
+        read_body(&parts.headers, body, &small).await?;
+        return Ok(Bytes::new());
+    }
+    let permit = {
+        let _waiting = Counted::new(&stats.0.waiting);
+        match tokio::time::timeout(limits.body_timeout, budget.acquire()).await {
+            Ok(Ok(p)) => p,
+            _ => {
+                debug!("web server at its body budget; turning a request away");
+                return Err(error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "too many request bodies being received at once; try again",
+                ));
+            }
+        }
+    };
+    let (_reading, now) = Counted::new(&stats.0.reading);
+    stats
+        .0
+        .peak
+        .fetch_max(now, std::sync::atomic::Ordering::SeqCst);
+    let body = read_body(&parts.headers, body, limits).await;
+    drop(permit);
+    body
+}
+
+/// DNS rebinding: with no credentials, a page on a name the attacker controls, once that name
+/// resolves to this server, could read the API (the config and its token) from the victim's
+/// browser; such requests carry the attacker's name in `Host`. So without credentials only an
+/// IP address, `localhost` or `webServer.addr` is accepted as `Host` (any port); 403 otherwise.
+/// A request without `Host` is not from a browser and passes.
+fn foreign_host<B>(req: &Request<B>, own: &str) -> Option<Resp> {
+    let host = req.headers().get(hyper::header::HOST)?;
+    let text = String::from_utf8_lossy(host.as_bytes());
+    let unbracket = |h: &str| {
+        h.trim_start_matches('[')
+            .trim_end_matches(']')
+            .trim_end_matches('.')
+            .to_owned()
+    };
+    let name = text
+        .parse::<hyper::http::uri::Authority>()
+        .ok()
+        .map(|a| unbracket(a.host()));
+    let ok = name.is_some_and(|n| {
+        n.parse::<std::net::IpAddr>().is_ok()
+            || n.eq_ignore_ascii_case("localhost")
+            || n.eq_ignore_ascii_case(&unbracket(own))
+    });
+    if ok {
+        return None;
+    }
+    Some(error(
+        StatusCode::FORBIDDEN,
+        &format!(
+            "Host {text:?} refused: without webServer.user and webServer.password, only an IP \
+             address, localhost or webServer.addr ({own}) may name this server (protection \
+             against DNS rebinding)"
+        ),
+    ))
 }
 
 /// Reads a request body within `limits`: 413 when it is (or says it will be) larger than
@@ -778,6 +954,35 @@ mod tests {
         let stalled = StreamBody::new(stream::pending::<Result<Frame<Bytes>, std::io::Error>>());
         let r = read_body(&none, stalled, &limits).await.unwrap_err();
         assert_eq!(r.status(), StatusCode::REQUEST_TIMEOUT);
+    }
+
+    #[test]
+    fn hosts_accepted_without_credentials() {
+        for (host, own, ok) in [
+            (Some("127.0.0.1:7400"), "127.0.0.1", true),
+            (Some("192.168.1.5"), "127.0.0.1", true),
+            (Some("[::1]:7400"), "127.0.0.1", true),
+            (Some("localhost:7400"), "127.0.0.1", true),
+            (Some("LOCALHOST."), "127.0.0.1", true),
+            (Some("frpc.lan:7400"), "frpc.lan", true),
+            (None, "127.0.0.1", true),
+            (Some("evil.example:7400"), "127.0.0.1", false),
+            (Some("localhost.evil.example"), "127.0.0.1", false),
+            (Some("127.0.0.1.evil.example"), "127.0.0.1", false),
+            (Some(""), "127.0.0.1", false),
+            (Some("a b"), "127.0.0.1", false),
+        ] {
+            let mut req = Request::get("/api/config");
+            if let Some(h) = host {
+                req = req.header(hyper::header::HOST, h);
+            }
+            let req = req.body(()).unwrap();
+            let refused = foreign_host(&req, own);
+            assert_eq!(refused.is_none(), ok, "{host:?} with {own}");
+            if let Some(r) = refused {
+                assert_eq!(r.status(), StatusCode::FORBIDDEN);
+            }
+        }
     }
 
     #[test]

@@ -216,7 +216,8 @@ impl Server {
         });
         let web = &shared.cfg.web_server;
         let dashboard = if web.port > 0 {
-            Some(common::http::WebListener::bind(web).await?)
+            // No dashboard route takes a request body.
+            Some(common::http::WebListener::bind(web).await?.without_bodies())
         } else {
             None
         };

@@ -681,7 +681,7 @@ async fn read_until_closed(s: &mut TcpStream) -> String {
 /// A connection that sent the start of a request head and stopped.
 async fn partial_head(admin: u16) -> TcpStream {
     let mut s = TcpStream::connect(("127.0.0.1", admin)).await.unwrap();
-    s.write_all(b"GET /api/status HTTP/1.1\r\nHost: x\r\n")
+    s.write_all(b"GET /api/status HTTP/1.1\r\nHost: 127.0.0.1\r\n")
         .await
         .unwrap();
     s
@@ -754,7 +754,7 @@ async fn bodies_over_the_cap_get_413_and_nothing_is_written() {
     let before = std::fs::read_to_string(&s.file).unwrap();
     let mut c = TcpStream::connect(("127.0.0.1", s.admin)).await.unwrap();
     let head = format!(
-        "PUT /api/config HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n",
+        "PUT /api/config HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n",
         11 << 20
     );
     c.write_all(head.as_bytes()).await.unwrap();
@@ -766,6 +766,172 @@ async fn bodies_over_the_cap_get_413_and_nothing_is_written() {
         before,
         "nothing written"
     );
+    s.stop().await;
+}
+
+/// A web server on 127.0.0.1 answering each request with its body's length, with `limits`.
+async fn body_length_server(
+    limits: common::http::WebLimits,
+) -> (
+    SocketAddr,
+    common::http::WebStats,
+    tokio_util::sync::CancellationToken,
+) {
+    let listener = common::http::WebListener::bind(&common::config::WebServerConfig {
+        addr: "127.0.0.1".into(),
+        port: 0,
+        ..Default::default()
+    })
+    .await
+    .unwrap()
+    .with_limits(limits);
+    let (addr, stats) = (listener.local_addr().unwrap(), listener.stats());
+    let stop = tokio_util::sync::CancellationToken::new();
+    let handler = std::sync::Arc::new(|req: hyper::Request<hyper::body::Bytes>| async move {
+        common::http::reply(StatusCode::OK, req.body().len().to_string())
+    });
+    tokio::spawn(common::http::serve(
+        listener,
+        BasicAuth::default(),
+        handler,
+        stop.clone(),
+    ));
+    (addr, stats, stop)
+}
+
+/// Waits (within `PATIENCE`) until `f` holds.
+async fn until(what: &str, f: impl Fn() -> bool) {
+    let r = tokio::time::timeout(PATIENCE, async {
+        while !f() {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert!(r.is_ok(), "timed out waiting until {what}");
+}
+
+#[tokio::test]
+async fn request_bodies_are_read_a_few_at_a_time() {
+    init_log();
+    const LIMIT: usize = 3;
+    const N: usize = 12;
+    const BODY: usize = 512 << 10;
+    let (addr, stats, stop) = body_length_server(common::http::WebLimits {
+        max_body: 1 << 20,
+        max_concurrent_bodies: LIMIT,
+        ..Default::default()
+    })
+    .await;
+    // N clients each send half of a large body, and hold.
+    let mut conns = Vec::new();
+    for _ in 0..N {
+        let mut c = TcpStream::connect(addr).await.unwrap();
+        let head = format!(
+            "PUT /api/config HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {BODY}\r\n\r\n"
+        );
+        c.write_all(head.as_bytes()).await.unwrap();
+        c.write_all(&vec![b'x'; BODY / 2]).await.unwrap();
+        conns.push(c);
+    }
+    until("every request is reading or waiting", || {
+        stats.bodies_reading() + stats.bodies_waiting() == N
+    })
+    .await;
+    assert!(
+        stats.bodies_reading() <= LIMIT,
+        "{} bodies buffered at once (limit {LIMIT})",
+        stats.bodies_reading()
+    );
+    // The rest arrives; each is answered in full, or 503 when its turn did not come in time.
+    let mut ok = 0;
+    for c in &mut conns {
+        c.write_all(&vec![b'x'; BODY / 2]).await.unwrap();
+    }
+    for c in &mut conns {
+        let answer = read_until_closed(c).await;
+        if answer.starts_with("HTTP/1.1 200") {
+            assert!(answer.ends_with(&BODY.to_string()), "{answer:?}");
+            ok += 1;
+        } else {
+            assert!(answer.starts_with("HTTP/1.1 503"), "{answer:?}");
+        }
+    }
+    assert!(ok >= LIMIT, "only {ok} answered");
+    assert!(stats.bodies_peak() <= LIMIT, "peak {}", stats.bodies_peak());
+    assert_eq!(stats.bodies_reading() + stats.bodies_waiting(), 0);
+    stop.cancel();
+}
+
+#[tokio::test]
+async fn bodies_of_requests_that_take_none_are_not_buffered() {
+    init_log();
+    let (addr, stats, stop) = body_length_server(common::http::WebLimits::default()).await;
+    // A GET declaring a large body is refused without reading it.
+    let mut c = TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "GET /api/config HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\n\r\n",
+        1 << 20
+    );
+    c.write_all(head.as_bytes()).await.unwrap();
+    let answer = read_until_closed(&mut c).await;
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer:?}");
+    assert_eq!(stats.bodies_peak(), 0, "a GET body counted as read");
+    // A small one is read and dropped.
+    let mut c = TcpStream::connect(addr).await.unwrap();
+    let req = format!(
+        "DELETE /x HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: 5\r\n\r\nhello"
+    );
+    c.write_all(req.as_bytes()).await.unwrap();
+    let answer = read_until_closed(&mut c).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer:?}");
+    stop.cancel();
+}
+
+// --- DNS rebinding: the Host header without credentials -----------------------------------------
+
+/// One request on a fresh connection with the given `Host` (and Basic `auth`); the raw answer.
+async fn with_host(port: u16, path: &str, host: &str, auth: Option<&str>) -> String {
+    let mut c = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let auth = auth
+        .map(|a| {
+            let a = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, a);
+            format!("Authorization: Basic {a}\r\n")
+        })
+        .unwrap_or_default();
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n{auth}Connection: close\r\n\r\n");
+    c.write_all(req.as_bytes()).await.unwrap();
+    read_until_closed(&mut c).await
+}
+
+#[tokio::test]
+async fn foreign_host_names_are_refused_without_credentials() {
+    let s = Setup::start("").await;
+    let port = s.admin;
+    let evil = with_host(port, "/api/config", &format!("evil.example:{port}"), None).await;
+    assert!(evil.starts_with("HTTP/1.1 403"), "{evil:?}");
+    assert!(evil.contains("Host"), "{evil:?}");
+    assert!(!evil.contains(TOKEN), "{evil:?}");
+    for host in [
+        format!("127.0.0.1:{port}"),
+        "localhost".to_owned(),
+        format!("LocalHost:{port}"),
+        format!("[::1]:{port}"),
+    ] {
+        let ok = with_host(port, "/api/config", &host, None).await;
+        assert!(ok.starts_with("HTTP/1.1 200"), "{host}: {ok:?}");
+    }
+    s.stop().await;
+    // With credentials the Host is not checked (the password is the protection).
+    let s = Setup::start("webServer.user = \"u\"\nwebServer.password = \"p\"").await;
+    let port = s.admin;
+    let evil = with_host(
+        port,
+        "/api/status",
+        &format!("evil.example:{port}"),
+        Some("u:p"),
+    )
+    .await;
+    assert!(evil.starts_with("HTTP/1.1 200"), "{evil:?}");
     s.stop().await;
 }
 

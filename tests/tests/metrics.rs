@@ -342,8 +342,8 @@ async fn prometheus_series_move_with_traffic_and_dashboard_answers() {
     frps.stop().await;
 }
 
-#[tokio::test]
-async fn no_metrics_endpoint_without_enable_prometheus() {
+/// frps with its dashboard on 127.0.0.1 without credentials.
+async fn frps_with_open_dashboard() -> (Frps, SocketAddr) {
     init_log();
     let dash_port = free_port().await;
     let frps = Frps::start(|c| {
@@ -352,6 +352,12 @@ async fn no_metrics_endpoint_without_enable_prometheus() {
     })
     .await;
     let dash = frps.dashboard.unwrap();
+    (frps, dash)
+}
+
+#[tokio::test]
+async fn no_metrics_endpoint_without_enable_prometheus() {
+    let (frps, dash) = frps_with_open_dashboard().await;
     let (code, _) = request(
         &dash.to_string(),
         &BasicAuth::default(),
@@ -749,5 +755,52 @@ async fn refused_proxy_has_no_start_time_in_the_v2_list() {
         assert!(p["status"].get("lastStartAt").is_none(), "{body}");
     }
     frpc.stop().await;
+    frps.stop().await;
+}
+
+/// A GET of `path` with `Host: host` on a fresh connection; the raw answer.
+async fn get_with_host(dash: SocketAddr, path: &str, host: &str) -> String {
+    let mut c = TcpStream::connect(dash).await.unwrap();
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    c.write_all(req.as_bytes()).await.unwrap();
+    let mut got = Vec::new();
+    tokio::time::timeout(PATIENCE, c.read_to_end(&mut got))
+        .await
+        .unwrap()
+        .unwrap();
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+#[tokio::test]
+async fn dashboard_without_credentials_refuses_foreign_host_names() {
+    let (frps, dash) = frps_with_open_dashboard().await;
+    let evil = get_with_host(
+        dash,
+        "/api/serverinfo",
+        &format!("evil.example:{}", dash.port()),
+    )
+    .await;
+    assert!(evil.starts_with("HTTP/1.1 403"), "{evil:?}");
+    assert!(evil.contains("Host"), "{evil:?}");
+    let ok = get_with_host(dash, "/api/serverinfo", &dash.to_string()).await;
+    assert!(ok.starts_with("HTTP/1.1 200"), "{ok:?}");
+    frps.stop().await;
+}
+
+#[tokio::test]
+async fn dashboard_reads_no_request_body() {
+    let (frps, dash) = frps_with_open_dashboard().await;
+    // A POST that declares a large body is refused before any of it is read.
+    let mut c = TcpStream::connect(dash).await.unwrap();
+    let head = format!(
+        "POST /api/v2/system/prune HTTP/1.1\r\nHost: {dash}\r\nContent-Length: {}\r\n\r\n",
+        1 << 20
+    );
+    c.write_all(head.as_bytes()).await.unwrap();
+    let mut got = Vec::new();
+    let r = tokio::time::timeout(PATIENCE, c.read_to_end(&mut got)).await;
+    let got = String::from_utf8_lossy(&got);
+    assert!(r.is_ok(), "the dashboard waited for the body: {got:?}");
+    assert!(got.starts_with("HTTP/1.1 413"), "{got:?}");
     frps.stop().await;
 }
