@@ -71,6 +71,8 @@ pub(crate) struct Shared {
     pub(crate) vhost_https: Option<Arc<crate::vhost::HttpsVhost>>,
     /// The tcpmux (CONNECT) routes, when `tcpmuxHTTPConnectPort` is set.
     pub(crate) vhost_tcpmux: Option<Arc<crate::vhost::TcpMuxVhost>>,
+    /// Which vhosts share `bindPort`'s listener (frp's golib `net/mux`, spec 3.4).
+    shared_port: SharedPort,
     tls: tokio_rustls::TlsAcceptor,
     next_id: AtomicU64,
     /// Rate limit for "the client's tcpMux/TLS settings disagree" warnings.
@@ -183,19 +185,30 @@ impl Server {
         );
         let gate = Arc::new(Gate::new(limits, metrics.rejected_connections.clone()));
         report_unsupported(&cfg);
-        let vhost_http = bind_vhost(&cfg, "vhostHTTPPort", cfg.vhost_http_port).await?;
-        let vhost_https = bind_vhost(&cfg, "vhostHTTPSPort", cfg.vhost_https_port).await?;
-        let vhost_tcpmux =
-            bind_vhost(&cfg, "tcpmuxHTTPConnectPort", cfg.tcpmux_http_connect_port).await?;
+        // A vhost port equal to bindPort on the same address shares its listener (frp
+        // `server/service.go`): connections are told apart by their first bytes.
+        let shares =
+            |port: u16| port != 0 && port == cfg.bind_port && cfg.proxy_bind_addr == ip.to_string();
+        let shared_port = SharedPort {
+            http: shares(cfg.vhost_http_port),
+            https: shares(cfg.vhost_https_port),
+        };
+        let own_port = |port: u16, shared: bool| if shared { 0 } else { port };
+        let vhost_http = bind_vhost(&cfg, own_port(cfg.vhost_http_port, shared_port.http)).await?;
+        let vhost_https =
+            bind_vhost(&cfg, own_port(cfg.vhost_https_port, shared_port.https)).await?;
+        let vhost_tcpmux = bind_vhost(&cfg, cfg.tcpmux_http_connect_port).await?;
         let tcpmux_routes = vhost_tcpmux
             .as_ref()
             .map(|_| Arc::new(crate::vhost::TcpMuxVhost::new(cfg.tcpmux_passthrough)));
-        let vhost = vhost_http.as_ref().map(|_| {
+        let vhost = (cfg.vhost_http_port != 0).then(|| {
             Arc::new(crate::vhost::HttpVhost::new(
                 cfg.vhost_http_timeout,
                 &cfg.custom404_page,
             ))
         });
+        let https_routes =
+            (cfg.vhost_https_port != 0).then(|| Arc::new(crate::vhost::HttpsVhost::default()));
         let shared = Arc::new(Shared {
             key: derive_key(cfg.auth.token.as_bytes()),
             cfg,
@@ -206,10 +219,9 @@ impl Server {
             tracker: TaskTracker::new(),
             gate,
             vhost_http: vhost,
-            vhost_https: vhost_https
-                .as_ref()
-                .map(|_| Arc::new(crate::vhost::HttpsVhost::default())),
+            vhost_https: https_routes,
             vhost_tcpmux: tcpmux_routes,
+            shared_port,
             tls,
             next_id: AtomicU64::new(1),
             mismatch_log: common::log::Throttle::new(Duration::from_secs(10)),
@@ -243,12 +255,21 @@ impl Server {
 
     /// The vhost HTTP address, when `vhostHTTPPort` is set.
     pub fn vhost_http_addr(&self) -> Option<SocketAddr> {
-        self.vhost_http.as_ref().and_then(|l| l.local_addr().ok())
+        self.vhost_addr(&self.vhost_http, self.shared.shared_port.http)
     }
 
     /// The HTTPS (SNI) vhost address, when `vhostHTTPSPort` is set.
     pub fn vhost_https_addr(&self) -> Option<SocketAddr> {
-        self.vhost_https.as_ref().and_then(|l| l.local_addr().ok())
+        self.vhost_addr(&self.vhost_https, self.shared.shared_port.https)
+    }
+
+    fn vhost_addr(&self, own: &Option<TcpListener>, shared: bool) -> Option<SocketAddr> {
+        let l = if shared {
+            Some(&self.listener)
+        } else {
+            own.as_ref()
+        };
+        l.and_then(|l| l.local_addr().ok())
     }
 
     /// The tcpmux (CONNECT) address, when `tcpmuxHTTPConnectPort` is set.
@@ -276,6 +297,12 @@ impl Server {
             .unwrap_or_default();
         info!(%addr, "frps started");
         let shared = self.shared;
+        if shared.shared_port.http {
+            info!(%addr, "vhost http shares the bind port");
+        }
+        if shared.shared_port.https {
+            info!(%addr, "vhost https shares the bind port");
+        }
         if let Some(l) = self.dashboard {
             info!(addr = %l.local_addr().map(|a| a.to_string()).unwrap_or_default(), "dashboard listening");
             shared.tracker.spawn(crate::dashboard::serve(
@@ -359,19 +386,10 @@ fn report_unsupported(cfg: &ServerConfig) {
 }
 
 /// Binds `proxyBindAddr:port` for a vhost (frp binds the vhost ports on proxyBindAddr); `None`
-/// when the port is 0 (off).
-async fn bind_vhost(
-    cfg: &ServerConfig,
-    key: &str,
-    port: u16,
-) -> Result<Option<TcpListener>, ServerError> {
+/// when the port is 0 (off, or shared with bindPort).
+async fn bind_vhost(cfg: &ServerConfig, port: u16) -> Result<Option<TcpListener>, ServerError> {
     if port == 0 {
         return Ok(None);
-    }
-    if port == cfg.bind_port {
-        return Err(ServerError::Unsupported(format!(
-            "{key} equal to bindPort (one shared listener) is not supported by this frps yet"
-        )));
     }
     let ip = if cfg.proxy_bind_addr.is_empty() {
         &cfg.bind_addr
@@ -428,26 +446,77 @@ impl ServerStats {
     }
 }
 
-/// Sniffs TLS on a fresh connection (frp `pkg/util/net/tls.go` `CheckAndEnableTLSServerConnWithTimeout`).
-async fn accept_tls(shared: &Shared, mut tcp: TcpStream) -> std::io::Result<BoxStream> {
-    let mut first = [0u8; 1];
-    if tcp.peek(&mut first).await? == 0 {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::UnexpectedEof,
-            "closed before sending anything",
-        ));
-    }
-    match first[0] {
-        FRP_TLS_HEAD_BYTE => {
-            tcp.read_exact(&mut first).await?;
-            Ok(Box::new(shared.tls.accept(tcp).await?))
+/// Which vhosts share the bind port.
+#[derive(Debug, Clone, Copy)]
+struct SharedPort {
+    http: bool,
+    https: bool,
+}
+
+/// What a fresh connection on the bind port is, by its first bytes.
+enum Sniffed {
+    /// frp, with TLS set up if it asked for it.
+    Frp(BoxStream),
+    /// An HTTP request for the vhost sharing the port; nothing of it has been read.
+    Http(TcpStream),
+    /// A TLS ClientHello for the HTTPS vhost sharing the port; nothing of it has been read.
+    Https(TcpStream),
+}
+
+/// First three bytes of the methods frp's shared-port HTTP matcher knows (golib `net/mux`
+/// `HTTPMatch`).
+const HTTP_METHOD_HEADS: [&[u8; 3]; 9] = [
+    b"GET", b"HEA", b"POS", b"PUT", b"DEL", b"CON", b"OPT", b"TRA", b"PAT",
+];
+
+/// Sniffs a fresh connection, the one place that looks at its first bytes (frp golib
+/// `net/mux` matchers in `server/service.go`, then `pkg/util/net/tls.go`
+/// `CheckAndEnableTLSServerConnWithTimeout`): an HTTP method goes to a vhost sharing the
+/// port, and so does a TLS ClientHello (0x16) when the HTTPS vhost shares it (frpc must then
+/// send the 0x17 first byte); 0x17 and otherwise 0x16 are frp's TLS; anything else plain frp
+/// unless `transport.tls.force`. The bytes are only peeked, so a vhost reads them itself.
+async fn sniff(shared: &Shared, mut tcp: TcpStream) -> std::io::Result<Sniffed> {
+    let mut head = [0u8; 3];
+    peek_at_least(&tcp, &mut head[..1]).await?;
+    let ports = shared.shared_port;
+    if ports.http && HTTP_METHOD_HEADS.iter().any(|m| m[0] == head[0]) {
+        peek_at_least(&tcp, &mut head).await?;
+        if HTTP_METHOD_HEADS.contains(&&head) {
+            return Ok(Sniffed::Http(tcp));
         }
-        TLS_HANDSHAKE_BYTE => Ok(Box::new(shared.tls.accept(tcp).await?)),
+    }
+    match head[0] {
+        TLS_HANDSHAKE_BYTE if ports.https => Ok(Sniffed::Https(tcp)),
+        FRP_TLS_HEAD_BYTE => {
+            tcp.read_exact(&mut head[..1]).await?;
+            Ok(Sniffed::Frp(Box::new(shared.tls.accept(tcp).await?)))
+        }
+        TLS_HANDSHAKE_BYTE => Ok(Sniffed::Frp(Box::new(shared.tls.accept(tcp).await?))),
         _ if shared.cfg.transport.tls.force => Err(std::io::Error::new(
             std::io::ErrorKind::PermissionDenied,
             "plain connection refused: transport.tls.force is on",
         )),
-        _ => Ok(Box::new(tcp)),
+        _ => Ok(Sniffed::Frp(Box::new(tcp))),
+    }
+}
+
+/// Peeks until `buf` is full. A peek leaves the socket readable, so between peeks that came up
+/// short it waits a little (the caller's deadline bounds the whole).
+async fn peek_at_least(tcp: &TcpStream, buf: &mut [u8]) -> std::io::Result<()> {
+    let mut pause = Duration::from_millis(1);
+    loop {
+        let n = tcp.peek(buf).await?;
+        if n == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "closed before sending anything",
+            ));
+        }
+        if n >= buf.len() {
+            return Ok(());
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(50));
     }
 }
 
@@ -464,8 +533,16 @@ async fn handle_conn(
     // step its own 10 s, and none to a yamux session that never logs in).
     let timeout = shared.gate.limits.first_msg_timeout;
     let deadline = Instant::now() + timeout;
-    let stream = match tokio::time::timeout_at(deadline, accept_tls(&shared, tcp)).await {
-        Ok(Ok(s)) => s,
+    let stream = match tokio::time::timeout_at(deadline, sniff(&shared, tcp)).await {
+        Ok(Ok(Sniffed::Frp(s))) => s,
+        Ok(Ok(web)) => {
+            // A web user, not a frpc: it leaves the pre-login admission, and the vhost's own
+            // timeouts apply from here.
+            admission.admit();
+            drop(admission);
+            serve_web(&shared, web, peer, token).await;
+            return;
+        }
         Ok(Err(e)) => {
             closing(
                 &admission,
@@ -546,6 +623,23 @@ async fn handle_conn(
         }
     }
     token.cancel();
+}
+
+/// Hands a connection sniffed on the shared bind port to its vhost.
+async fn serve_web(shared: &Shared, web: Sniffed, peer: SocketAddr, token: CancellationToken) {
+    match (web, &shared.vhost_http, &shared.vhost_https) {
+        (Sniffed::Http(tcp), Some(vhost), _) => {
+            let tracker = shared.tracker.clone();
+            crate::vhost::http::serve_conn(vhost.clone(), tcp, peer, tracker, token).await
+        }
+        (Sniffed::Https(tcp), _, Some(vhost)) => {
+            tokio::select! {
+                _ = token.cancelled() => {}
+                _ = crate::vhost::https::serve_conn(vhost, tcp, peer) => {}
+            }
+        }
+        _ => debug!("no vhost for a connection sniffed as web traffic"),
+    }
 }
 
 /// Warns that a client's `transport.tcpMux` or TLS settings disagree with ours: the one thing

@@ -583,3 +583,29 @@ pub fn raw_udp_frame(content: &[u8], r: SocketAddr) -> Vec<u8> {
     frame.extend_from_slice(&body);
     frame
 }
+
+/// A TLS backend: after the handshake it writes `id\n`, then echoes.
+pub async fn tls_backend(id: &'static str) -> SocketAddr {
+    let acceptor = tokio_rustls::TlsAcceptor::from(
+        common::transport::tls::server_config(&Default::default()).expect("tls backend"),
+    );
+    let l = TcpListener::bind("127.0.0.1:0").await.expect("tls backend");
+    let addr = l.local_addr().expect("tls backend");
+    tokio::spawn(async move {
+        while let Ok((s, _)) = l.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(s).await else {
+                    return;
+                };
+                let (r, mut w) = tokio::io::split(tls);
+                if w.write_all(format!("{id}\n").as_bytes()).await.is_err() {
+                    return;
+                }
+                let mut r = r;
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+            });
+        }
+    });
+    addr
+}

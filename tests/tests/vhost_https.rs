@@ -10,34 +10,8 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use tests::*;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio_rustls::rustls::pki_types::ServerName;
-
-/// A TLS backend: after the handshake it writes `id\n`, then echoes.
-async fn tls_backend(id: &'static str) -> SocketAddr {
-    let acceptor = tokio_rustls::TlsAcceptor::from(
-        common::transport::tls::server_config(&Default::default()).unwrap(),
-    );
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((s, _)) = l.accept().await {
-            let acceptor = acceptor.clone();
-            tokio::spawn(async move {
-                let Ok(tls) = acceptor.accept(s).await else {
-                    return;
-                };
-                let (r, mut w) = tokio::io::split(tls);
-                if w.write_all(format!("{id}\n").as_bytes()).await.is_err() {
-                    return;
-                }
-                let mut r = r;
-                let _ = tokio::io::copy(&mut r, &mut w).await;
-            });
-        }
-    });
-    addr
-}
 
 /// Writes at most one byte per write: the ClientHello arrives in many small segments.
 struct Trickle(TcpStream);

@@ -183,18 +183,6 @@ pub(crate) const SERVER_RULES: &[Rule<ServerConfig>] = &[
         used: |c| c.quic_bind_port != 0,
     },
     Rule {
-        key: "vhostHTTPPort",
-        why: "equal to bindPort (one listener shared with frpc's connections) is not supported by this frps yet; frps will not start",
-        effect: Effect::Refuse,
-        used: |c| c.vhost_http_port != 0 && c.vhost_http_port == c.bind_port,
-    },
-    Rule {
-        key: "vhostHTTPSPort",
-        why: "equal to bindPort (one listener shared with frpc's connections) is not supported by this frps yet; frps will not start",
-        effect: Effect::Refuse,
-        used: |c| c.vhost_https_port != 0 && c.vhost_https_port == c.bind_port,
-    },
-    Rule {
         key: "sshTunnelGateway",
         why: "the SSH tunnel gateway is not supported yet; nothing listens for SSH",
         effect: Effect::Warn,

@@ -51,7 +51,7 @@ pub(crate) async fn serve(
     .await
 }
 
-async fn serve_conn(vhost: &HttpsVhost, mut tcp: TcpStream, peer: SocketAddr) {
+pub(crate) async fn serve_conn(vhost: &HttpsVhost, mut tcp: TcpStream, peer: SocketAddr) {
     let read = tokio::time::timeout(HELLO_TIMEOUT, read_hello(&mut tcp)).await;
     let (hello, buf) = match read {
         Ok(Ok(r)) => r,

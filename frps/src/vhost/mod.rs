@@ -8,7 +8,7 @@
 //! touches the work-connection pool or the proxy registry itself. An `https` proxy registers an
 //! [`StreamBackend`] per domain the same way, and so does a `tcpmux` proxy ([`tcpmux`]).
 //!
-//! Not here yet: sharing `bindPort`, https/tcpmux load-balancing groups (http groups are in
+//! Sharing `bindPort` is decided in `crate::service` (`sniff`). Not here yet: https/tcpmux load-balancing groups (http groups are in
 //! `crate::group::http`).
 
 mod framing;

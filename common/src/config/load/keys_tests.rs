@@ -553,8 +553,6 @@ fn sample(key: &str, dir: &Path) -> Option<String> {
         "httpPlugins" => "[[httpPlugins]]\nname = \"m\"\naddr = \"127.0.0.1:9000\"\npath = \"/h\"\nops = [\"Login\"]",
         "kcpBindPort" => "kcpBindPort = 7000",
         "quicBindPort" => "quicBindPort = 7002",
-        "vhostHTTPPort" => "bindPort = 7000\nvhostHTTPPort = 7000",
-        "vhostHTTPSPort" => "bindPort = 7000\nvhostHTTPSPort = 7000",
         "sshTunnelGateway" => "sshTunnelGateway.bindPort = 2200",
         "natholeAnalysisDataReserveHours" => "natholeAnalysisDataReserveHours = 24",
         _ => return None,
