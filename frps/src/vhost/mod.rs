@@ -8,8 +8,8 @@
 //! touches the work-connection pool or the proxy registry itself. An `https` proxy registers an
 //! [`StreamBackend`] per domain the same way, and so does a `tcpmux` proxy ([`tcpmux`]).
 //!
-//! Not here yet: sharing `bindPort`, https/tcpmux load-balancing groups (http groups are in
-//! `crate::group::http`).
+//! Load-balancing groups register one route for all members: http in `crate::group::http`,
+//! https and tcpmux in `crate::group::stream`. Not here yet: sharing `bindPort`.
 
 mod framing;
 pub(crate) mod http;
