@@ -6,10 +6,11 @@
 //! turn; if that member's client is gone, the next one is tried, so a member whose frpc
 //! disappears stops receiving users at once. The listener closes with the last member.
 //!
-//! The registry is keyed by group name; tcp groups live here, http groups in [`http`] (https
-//! and tcpmux groups are not supported yet and are refused).
+//! The registry is keyed by group name, one namespace per proxy type; tcp groups live here,
+//! http groups in [`http`], https and tcpmux groups in [`stream`].
 
 pub(crate) mod http;
+pub(crate) mod stream;
 
 use crate::ports;
 use crate::proxy::{relay, start_work, ProxyCtx, Traffic};
@@ -36,9 +37,52 @@ pub(crate) enum GroupError {
     ProxyRepeated,
 }
 
-struct Member {
-    ctx: Arc<ProxyCtx>,
-    traffic: Arc<Traffic>,
+/// A tcp, https or tcpmux group member: where its users go.
+type Member = (Arc<ProxyCtx>, Arc<Traffic>);
+
+/// A group's members by proxy name, taken in turn.
+#[derive(Debug)]
+struct Rotation<T> {
+    list: Mutex<Vec<(String, T)>>,
+    next: AtomicUsize,
+}
+
+impl<T: Clone> Rotation<T> {
+    fn new(name: &str, first: T) -> Rotation<T> {
+        Rotation {
+            list: Mutex::new(vec![(name.to_owned(), first)]),
+            next: AtomicUsize::new(0),
+        }
+    }
+
+    /// Adds member `name` unless one of that name is there.
+    fn join(&self, name: &str, m: T) -> Result<(), GroupError> {
+        let mut list = lock(&self.list);
+        if list.iter().any(|(n, _)| n == name) {
+            return Err(GroupError::ProxyRepeated);
+        }
+        list.push((name.to_owned(), m));
+        Ok(())
+    }
+
+    /// Removes member `name`; true when none is left.
+    fn leave(&self, name: &str) -> bool {
+        let mut list = lock(&self.list);
+        list.retain(|(n, _)| n != name);
+        list.is_empty()
+    }
+
+    /// All members, starting at the next one in turn.
+    fn candidates(&self) -> Vec<T> {
+        let m = lock(&self.list);
+        if m.is_empty() {
+            return Vec::new();
+        }
+        let start = self.next.fetch_add(1, Ordering::Relaxed) % m.len();
+        (0..m.len())
+            .map(|i| m[(start + i) % m.len()].1.clone())
+            .collect()
+    }
 }
 
 /// One tcp group: its shared listener and members.
@@ -47,8 +91,7 @@ struct TcpGroup {
     addr: String,
     declared_port: u16,
     real_port: u16,
-    members: Mutex<Vec<Member>>,
-    next: AtomicUsize,
+    members: Rotation<Member>,
     token: CancellationToken,
     listener_task: Mutex<Option<JoinHandle<()>>>,
 }
@@ -57,26 +100,13 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-impl TcpGroup {
-    /// Members in turn, starting at the next one: (ctx, traffic) pairs.
-    fn candidates(&self) -> Vec<(Arc<ProxyCtx>, Arc<Traffic>)> {
-        let m = lock(&self.members);
-        if m.is_empty() {
-            return Vec::new();
-        }
-        let start = self.next.fetch_add(1, Ordering::Relaxed) % m.len();
-        (0..m.len())
-            .map(|i| &m[(start + i) % m.len()])
-            .map(|x| (x.ctx.clone(), x.traffic.clone()))
-            .collect()
-    }
-}
-
 /// All groups of one frps.
 #[derive(Default)]
 pub(crate) struct Groups {
     tcp: tokio::sync::Mutex<HashMap<String, Arc<TcpGroup>>>,
     http: http::HttpGroups,
+    https: stream::StreamGroups,
+    tcpmux: stream::StreamGroups,
 }
 
 impl std::fmt::Debug for Groups {
@@ -119,11 +149,7 @@ impl Groups {
             if g.key != key {
                 return Err(GroupError::AuthFailed.into());
             }
-            let mut members = lock(&g.members);
-            if members.iter().any(|m| m.ctx.name == ctx.name) {
-                return Err(GroupError::ProxyRepeated.into());
-            }
-            members.push(Member { ctx, traffic });
+            g.members.join(&membership.proxy, (ctx, traffic))?;
             return Ok((g.real_port, membership));
         }
         let (listener, guard) =
@@ -133,8 +159,7 @@ impl Groups {
             addr,
             declared_port,
             real_port: guard.port,
-            members: Mutex::new(vec![Member { ctx, traffic }]),
-            next: AtomicUsize::new(0),
+            members: Rotation::new(&membership.proxy, (ctx, traffic)),
             token: CancellationToken::new(),
             listener_task: Mutex::new(None),
         });
@@ -150,7 +175,10 @@ impl Groups {
                         r = listener.accept() => match r {
                             Ok((user, peer)) => {
                                 let _ = user.set_nodelay(true);
-                                tracker.spawn(serve_user(g.clone(), user, peer).in_current_span());
+                                let g = g.clone();
+                                tracker.spawn(async move {
+                                    serve_user(&g.members, user, peer, &[]).await
+                                }.in_current_span());
                             }
                             Err(e) => {
                                 warn!(error = %e, "accept failed");
@@ -175,12 +203,7 @@ impl Groups {
         let Some(g) = groups.get(&m.group).cloned() else {
             return;
         };
-        let empty = {
-            let mut members = lock(&g.members);
-            members.retain(|x| x.ctx.name != m.proxy);
-            members.is_empty()
-        };
-        if empty {
+        if g.members.leave(&m.proxy) {
             groups.remove(&m.group);
             g.token.cancel();
             let task = lock(&g.listener_task).take();
@@ -192,11 +215,12 @@ impl Groups {
     }
 }
 
-/// One user of a group: the next member whose client can give a work connection serves it.
-async fn serve_user(g: Arc<TcpGroup>, user: TcpStream, peer: SocketAddr) {
-    for (ctx, traffic) in g.candidates() {
+/// One user of a group: the next member whose client can give a work connection serves it;
+/// `first` (bytes already read from the user) goes to the work connection ahead of the rest.
+async fn serve_user(members: &Rotation<Member>, user: TcpStream, peer: SocketAddr, first: &[u8]) {
+    for (ctx, traffic) in members.candidates() {
         match start_work(&ctx, peer, user.local_addr().ok()).await {
-            Ok(work) => return relay(&ctx, &traffic, user, work, peer, &[]).await,
+            Ok(work) => return relay(&ctx, &traffic, user, work, peer, first).await,
             Err(e) => {
                 debug!(proxy = %ctx.name, error = %e, "group member unavailable, trying the next")
             }

@@ -46,13 +46,21 @@ pub async fn start(id: &'static str) -> SocketAddr {
 
 /// [`start`], also counting the connections the backend accepts.
 pub async fn start_counted(id: &'static str) -> (SocketAddr, Arc<AtomicUsize>) {
-    let l = TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind backend");
+    let (addr, accepted, _) = start_at(id, ([127, 0, 0, 1], 0).into()).await;
+    (addr, accepted)
+}
+
+/// [`start_counted`] on `addr` (port 0: any); aborting the returned task stops listening, so
+/// the backend can be started again on the same address.
+pub async fn start_at(
+    id: &'static str,
+    addr: SocketAddr,
+) -> (SocketAddr, Arc<AtomicUsize>, tokio::task::JoinHandle<()>) {
+    let l = TcpListener::bind(addr).await.expect("bind backend");
     let addr = l.local_addr().expect("addr");
     let accepted = Arc::new(AtomicUsize::new(0));
     let count = accepted.clone();
-    tokio::spawn(async move {
+    let task = tokio::spawn(async move {
         while let Ok((s, _)) = l.accept().await {
             count.fetch_add(1, Ordering::SeqCst);
             tokio::spawn(async move {
@@ -64,7 +72,7 @@ pub async fn start_counted(id: &'static str) -> (SocketAddr, Arc<AtomicUsize>) {
             });
         }
     });
-    (addr, accepted)
+    (addr, accepted, task)
 }
 
 async fn handle(

@@ -384,6 +384,45 @@ where
     }
 }
 
+/// Load-balancing group tests: each named proxy of `frpc` fails to start with its error.
+pub async fn expect_start_errors(frpc: &Frpc, cases: &[(&str, &str)]) {
+    for (name, error) in cases {
+        let got = frpc.wait_phase(name, Phase::StartError).await.error;
+        assert_eq!(got, *error, "proxy {name}");
+    }
+}
+
+/// Load-balancing group tests, the end: once `first` (the frpc of the first member) stops,
+/// every user reaches the other member (`user()` gives `rest`); once `second` stops too, the
+/// group's route is gone (`gone` holds for what `user()` gives).
+pub async fn last_members_leave<T, F, Fut>(
+    first: Frpc,
+    second: Frpc,
+    mut user: F,
+    rest: T,
+    gone: impl Fn(&T) -> bool,
+) where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = T>,
+    T: PartialEq + std::fmt::Debug,
+{
+    first.stop().await;
+    wait_until("the departed member still gets users", || {
+        let u = user();
+        async { u.await == rest }
+    })
+    .await;
+    for _ in 0..4 {
+        assert_eq!(user().await, rest);
+    }
+    second.stop().await;
+    wait_until("the group's route outlives its last member", || {
+        let u = user();
+        async { gone(&u.await) }
+    })
+    .await;
+}
+
 /// Waits until something accepts TCP connections on `addr`.
 pub async fn wait_listening(addr: SocketAddr) {
     let deadline = tokio::time::Instant::now() + PATIENCE;

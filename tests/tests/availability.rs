@@ -294,3 +294,69 @@ async fn failed_health_check_says_why() {
     f.stop().await;
     frps.stop().await;
 }
+
+/// http load-balancing group with health checks: a member whose local service stops leaves the
+/// group (every request reaches the other), and rejoins when the service is back.
+#[tokio::test]
+async fn http_group_members_leave_and_rejoin_on_health_checks() {
+    use tests::http_backend::{get, start, start_at};
+    init_log();
+    let port = free_port().await;
+    let frps = Frps::start(|c| c.vhost_http_port = port).await;
+    let vhost = SocketAddr::from(([127, 0, 0, 1], port));
+    let (a, _, a_task) = start_at("A", ([127, 0, 0, 1], 0).into()).await;
+    let b = start("B").await;
+    let member = |name: &str, backend: SocketAddr| {
+        let mut p = member(name, backend, 0, "k");
+        p.kind = "http".into();
+        p.custom_domains = vec!["lb.example.com".into()];
+        p
+    };
+    let fa = Frpc::start(frps.addr, |c| c.proxies.push(member("a", a)));
+    let fb = Frpc::start(frps.addr, |c| c.proxies.push(member("b", b)));
+    fa.wait_running("a").await;
+    fb.wait_running("b").await;
+    let spread = |n: usize| async move {
+        let mut seen = HashMap::new();
+        for _ in 0..n {
+            let answer = get(vhost, "lb.example.com", "/", &[]).await;
+            let id = answer.text().lines().next().unwrap_or_default().to_owned();
+            *seen.entry(format!("{} {id}", answer.status)).or_insert(0) += 1;
+        }
+        seen
+    };
+    let seen = spread(10).await;
+    assert_eq!(
+        (seen.get("200 A"), seen.get("200 B")),
+        (Some(&5), Some(&5)),
+        "{seen:?}"
+    );
+
+    // A's service stops: its health check takes it out of the group; then B serves everyone.
+    a_task.abort();
+    let _ = a_task.await;
+    fa.wait_phase("a", Phase::CheckFailed).await;
+    wait_until("requests still reach the stopped member", || async {
+        spread(2).await.get("200 B") == Some(&2)
+    })
+    .await;
+    let seen = spread(10).await;
+    assert_eq!(seen.get("200 B"), Some(&10), "{seen:?}");
+
+    // A's service is back on its port: A rejoins and both serve.
+    let (_, _, _a_task) = start_at("A", a).await;
+    fa.wait_running("a").await;
+    wait_until("the member did not rejoin", || async {
+        spread(2).await.contains_key("200 A")
+    })
+    .await;
+    let seen = spread(10).await;
+    assert_eq!(
+        (seen.get("200 A"), seen.get("200 B")),
+        (Some(&5), Some(&5)),
+        "{seen:?}"
+    );
+    fa.stop().await;
+    fb.stop().await;
+    frps.stop().await;
+}

@@ -804,3 +804,105 @@ async fn dashboard_reads_no_request_body() {
     assert!(got.starts_with("HTTP/1.1 413"), "{got:?}");
     frps.stop().await;
 }
+
+/// http, https and tcpmux proxies appear in `frp_server_proxy_counts` by type and their traffic
+/// in `frp_server_traffic_in/out` by name and type, as tcp's do.
+#[tokio::test]
+async fn vhost_proxies_in_prometheus_series_by_type() {
+    init_log();
+    let (dash_port, http_port, https_port, mux_port) = (
+        free_port().await,
+        free_port().await,
+        free_port().await,
+        free_port().await,
+    );
+    let frps = Frps::start(|c| {
+        dashboard_on(c, dash_port);
+        c.enable_prometheus = true;
+        c.vhost_http_port = http_port;
+        c.vhost_https_port = https_port;
+        c.tcpmux_http_connect_port = mux_port;
+    })
+    .await;
+    let dash = frps.dashboard.unwrap();
+    let (web, tls, echo) = (
+        tests::http_backend::start("H").await,
+        IdServer::start("S").await,
+        echo_tcp().await,
+    );
+    let vhost = |name: &str, kind: &str, local: SocketAddr, domain: &str| {
+        let mut p = proxy(name, kind, local, 0);
+        p.custom_domains = vec![domain.into()];
+        p
+    };
+    let mut mux = vhost("m", "tcpmux", echo, "m.example.com");
+    mux.multiplexer = "httpconnect".into();
+    let frpc = Frpc::start(frps.addr, |c| {
+        c.proxies = vec![
+            vhost("h", "http", web, "h.example.com"),
+            vhost("s", "https", tls.addr, "s.example.com"),
+            mux,
+        ];
+    });
+    for n in ["h", "s", "m"] {
+        frpc.wait_running(n).await;
+    }
+    let s = scrape(dash).await;
+    for kind in ["http", "https", "tcpmux"] {
+        assert_eq!(
+            value(&s, "frp_server_proxy_counts", &[("type", kind)]),
+            Some(1.0),
+            "{kind}"
+        );
+    }
+
+    // http: one request and its answer.
+    let answer =
+        tests::http_backend::get(frps.vhost_http.unwrap(), "h.example.com", "/", &[]).await;
+    assert_eq!(
+        (answer.status, answer.text().lines().next()),
+        (200, Some("H"))
+    );
+    // https: a ClientHello for s.example.com reaches the backend, which answers "S".
+    let tcp = TcpStream::connect(frps.vhost_https.unwrap()).await.unwrap();
+    let cfg = common::transport::tls::client_config(&Default::default()).unwrap();
+    let sni = tokio_rustls::rustls::pki_types::ServerName::try_from("s.example.com").unwrap();
+    let hello = tokio_rustls::TlsConnector::from(cfg).connect(sni, tcp);
+    let _ = tokio::time::timeout(PATIENCE, hello)
+        .await
+        .expect("https in time");
+    // tcpmux: 5 bytes through a CONNECT tunnel and back.
+    let mut tunnel = TcpStream::connect(frps.tcpmux.unwrap()).await.unwrap();
+    tunnel
+        .write_all(b"CONNECT m.example.com:1 HTTP/1.1\r\n\r\n")
+        .await
+        .unwrap();
+    let mut ok = vec![0u8; "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n".len()];
+    tunnel.read_exact(&mut ok).await.unwrap();
+    tunnel.write_all(b"hello").await.unwrap();
+    let mut back = [0u8; 5];
+    tunnel.read_exact(&mut back).await.unwrap();
+    assert_eq!(&back, b"hello");
+
+    let traffic = |s: &[Sample], name: &str, kind: &str| {
+        let labels = [("name", name), ("type", kind)];
+        (
+            value(s, "frp_server_traffic_in", &labels).unwrap_or(0.0),
+            value(s, "frp_server_traffic_out", &labels).unwrap_or(0.0),
+        )
+    };
+    wait_until("vhost traffic counted", || async {
+        let s = scrape(dash).await;
+        let (h, t, m) = (
+            traffic(&s, "h", "http"),
+            traffic(&s, "s", "https"),
+            traffic(&s, "m", "tcpmux"),
+        );
+        // http: the request head in, the answer out; https: the ClientHello in, "S" out;
+        // tcpmux: exactly the tunnelled bytes (the CONNECT exchange is frps's own).
+        h.0 > 0.0 && h.1 > 0.0 && t.0 > 0.0 && t.1 == 1.0 && m == (5.0, 5.0)
+    })
+    .await;
+    frpc.stop().await;
+    frps.stop().await;
+}

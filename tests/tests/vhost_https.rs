@@ -192,3 +192,55 @@ async fn https_refused_without_vhost_https_port() {
     frpc.stop().await;
     frps.stop().await;
 }
+
+/// https load-balancing groups: members from several frpc share one SNI route; users go to
+/// the members in turn; frp's group errors; the route goes away with the last member.
+#[tokio::test]
+async fn load_balancing_group_shares_a_route() {
+    init_log();
+    let (a, b) = (tls_backend("A").await, tls_backend("B").await);
+    let member = |n: &str, be: SocketAddr, key: &str, domain: &str| {
+        let mut p = https(n, be, &[domain]);
+        p.load_balancer.group = "tls".into();
+        p.load_balancer.group_key = key.into();
+        p
+    };
+    let port = free_port().await;
+    let frps = Frps::start(|c| c.vhost_https_port = port).await;
+    let first = Frpc::start(frps.addr, |c| {
+        c.proxies = vec![member("a", a, "k", "lb.example.com")]
+    });
+    first.wait_running("a").await;
+    let second = Frpc::start(frps.addr, |c| {
+        c.proxies = vec![member("b", b, "k", "lb.example.com")]
+    });
+    second.wait_running("b").await;
+    let vhost = frps.vhost_https.unwrap();
+    let id = || async {
+        tls_id(
+            TcpStream::connect(vhost).await.unwrap(),
+            name("lb.example.com"),
+        )
+        .await
+    };
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..4 {
+        seen.insert(id().await.unwrap());
+    }
+    assert_eq!(seen, ["A".to_string(), "B".to_string()].into());
+
+    let third = Frpc::start(frps.addr, |c| {
+        c.proxies = vec![
+            member("c", b, "other", "lb.example.com"),
+            member("d", b, "k", "other.example.com"),
+        ];
+    });
+    expect_start_errors(
+        &third,
+        &[("c", "group auth failed"), ("d", "group params invalid")],
+    )
+    .await;
+    third.stop().await;
+    last_members_leave(first, second, id, Some("B".to_string()), Option::is_none).await;
+    frps.stop().await;
+}

@@ -159,3 +159,59 @@ async fn passthrough_forwards_the_connect_request() {
     frpc.stop().await;
     frps.stop().await;
 }
+
+/// tcpmux load-balancing groups: members from several frpc share one (domain,
+/// routeByHTTPUser) route; users go to the members in turn; frp's group errors; the route goes
+/// away with the last member.
+#[tokio::test]
+async fn load_balancing_group_shares_a_route() {
+    let (a, b) = (IdServer::start("A").await, IdServer::start("B").await);
+    let member = |n: &str, be: SocketAddr, key: &str, user: &str| {
+        let mut p = tcpmux(n, be, &["lb.example.com"]);
+        p.load_balancer.group = "mux".into();
+        p.load_balancer.group_key = key.into();
+        p.route_by_http_user = user.into();
+        p
+    };
+    let (frps, first, mux) = start(false, vec![member("a", a.addr, "k", "")]).await;
+    let second = Frpc::start(frps.addr, |c| {
+        c.proxies = vec![member("b", b.addr, "k", "")]
+    });
+    second.wait_running("b").await;
+    let head = "CONNECT lb.example.com:22 HTTP/1.1\r\n\r\n";
+    let id = || async { connect(mux, head, b"", 0).await.1 };
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..4 {
+        seen.insert(id().await);
+    }
+    assert_eq!(seen, [format!("{OK}A"), format!("{OK}B")].into());
+
+    let third = Frpc::start(frps.addr, |c| {
+        c.proxies = vec![
+            member("c", b.addr, "other", ""),
+            member("d", b.addr, "k", "someone"),
+            {
+                // Other credentials: never served under the group's.
+                let mut e = member("e", b.addr, "k", "");
+                e.http_user = "u".into();
+                e.http_password = "p".into();
+                e
+            },
+        ];
+    });
+    expect_start_errors(
+        &third,
+        &[
+            ("c", "group auth failed"),
+            ("d", "group params invalid"),
+            ("e", "group params invalid"),
+        ],
+    )
+    .await;
+    third.stop().await;
+    last_members_leave(first, second, id, format!("{OK}B"), |got: &String| {
+        got.starts_with("HTTP/1.1 404 ")
+    })
+    .await;
+    frps.stop().await;
+}

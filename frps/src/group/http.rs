@@ -4,7 +4,7 @@
 //! work connection. The first member fixes the route's settings and the group key; the route
 //! goes away with the last member.
 
-use super::{lock, GroupError};
+use super::{lock, GroupError, Rotation};
 use crate::proxy::ProxyError;
 use crate::service::Shared;
 use crate::vhost::router::RouteGuard;
@@ -12,7 +12,6 @@ use crate::vhost::{Backend, HttpRoute, Work};
 use futures::future::BoxFuture;
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// One http group: its route and members.
@@ -29,23 +28,16 @@ pub(crate) struct HttpGroup {
 #[derive(Debug)]
 struct Members {
     name: String,
-    list: Mutex<Vec<(String, Arc<dyn Backend>)>>,
-    next: AtomicUsize,
+    list: Rotation<Arc<dyn Backend>>,
 }
 
 impl Backend for Members {
     fn connect(&self, peer: SocketAddr) -> BoxFuture<'_, Result<Work, String>> {
         Box::pin(async move {
-            let candidates: Vec<Arc<dyn Backend>> = {
-                let m = lock(&self.list);
-                if m.is_empty() {
-                    return Err(format!("group [{}] has no members", self.name));
-                }
-                let start = self.next.fetch_add(1, Ordering::Relaxed) % m.len();
-                (0..m.len())
-                    .map(|i| m[(start + i) % m.len()].1.clone())
-                    .collect()
-            };
+            let candidates = self.list.candidates();
+            if candidates.is_empty() {
+                return Err(format!("group [{}] has no members", self.name));
+            }
             let mut last = String::new();
             for b in candidates {
                 match b.connect(peer).await {
@@ -73,11 +65,9 @@ pub(crate) struct HttpMembership {
 impl Drop for HttpMembership {
     fn drop(&mut self) {
         let mut groups = lock(&self.shared.groups.http);
-        let empty = groups.get(&self.group).is_some_and(|g| {
-            let mut m = lock(&g.backend.list);
-            m.retain(|(n, _)| n != &self.member);
-            m.is_empty()
-        });
+        let empty = groups
+            .get(&self.group)
+            .is_some_and(|g| g.backend.list.leave(&self.member));
         if empty {
             groups.remove(&self.group);
             tracing::info!(group = %self.group, "http group closed");
@@ -109,17 +99,12 @@ pub(crate) fn join(
         if g.key != key {
             return Err(GroupError::AuthFailed.into());
         }
-        let mut m = lock(&g.backend.list);
-        if m.iter().any(|(n, _)| n == member) {
-            return Err(GroupError::ProxyRepeated.into());
-        }
-        m.push((member.to_owned(), route.backend.clone()));
+        g.backend.list.join(member, route.backend.clone())?;
         return Ok(membership());
     }
     let backend = Arc::new(Members {
         name: format!("group {name}"),
-        list: Mutex::new(vec![(member.to_owned(), route.backend.clone())]),
-        next: AtomicUsize::new(0),
+        list: Rotation::new(member, route.backend.clone()),
     });
     let shared_route = Arc::new(HttpRoute {
         auth: route.auth.clone(),

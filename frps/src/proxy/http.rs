@@ -23,7 +23,7 @@ pub(super) async fn start(
     let shared = ctx.shared.clone();
     let token = ctx.token.clone();
     let vhost = shared.vhost_http.clone();
-    let (vhost, domains) = check_vhost(np, &shared, vhost, "http", &unset("http"), true)?;
+    let (vhost, domains) = check_vhost(np, &shared, vhost, &unset("http"))?;
     let route = Arc::new(HttpRoute {
         auth: (!np.http_user.is_empty() || !np.http_pwd.is_empty())
             .then(|| (np.http_user.clone(), np.http_pwd.clone())),
@@ -77,25 +77,16 @@ pub(super) fn unset(kind: &str) -> String {
 }
 
 /// What vhost proxies check first (frp `ValidateProxyConfigurerForServer`): the vhost port is
-/// set (`vhost`, else the error `unset`), no group unless the type has `groups`, and the
-/// domains; returns the vhost and the domains.
+/// set (`vhost`, else the error `unset`) and the domains; returns the vhost and the domains.
 pub(super) fn check_vhost<V>(
     np: &NewProxy,
     shared: &Shared,
     vhost: Option<V>,
-    kind: &str,
     unset: &str,
-    groups: bool,
 ) -> Result<(V, Vec<String>), ProxyError> {
     let Some(vhost) = vhost else {
         return Err(ProxyError::Invalid(unset.to_owned()));
     };
-    if !np.group.is_empty() && !groups {
-        return Err(ProxyError::Invalid(format!(
-            "loadBalancer.group [{}]: load-balancing groups for {kind} proxies are not supported by this frps yet",
-            np.group
-        )));
-    }
     Ok((vhost, domains(np, shared)?))
 }
 

@@ -4,6 +4,7 @@
 
 use super::http::{canonical_addr, check_vhost, hold_routes, unset};
 use super::{relay, start_work, ProxyCtx, ProxyError, Traffic};
+use crate::group::stream::{self, Kind};
 use crate::vhost::StreamBackend;
 use common::msg::NewProxy;
 use futures::future::BoxFuture;
@@ -21,20 +22,34 @@ pub(super) async fn start(
     let shared = ctx.shared.clone();
     let token = ctx.token.clone();
     let vhost = shared.vhost_https.clone();
-    let (vhost, domains) = check_vhost(np, &shared, vhost, "https", &unset("https"), false)?;
+    let (vhost, domains) = check_vhost(np, &shared, vhost, &unset("https"))?;
+    let ctx = Arc::new(ctx);
     let backend: Arc<dyn StreamBackend> = Arc::new(StreamWork {
-        ctx: Arc::new(ctx),
-        traffic,
+        ctx: ctx.clone(),
+        traffic: traffic.clone(),
     });
     let port = shared.cfg.vhost_https_port;
-    let mut guards = Vec::new();
+    // Route guards or group memberships; an error drops those taken so far.
+    let mut held: Vec<Box<dyn Send>> = Vec::new();
     let mut addrs = Vec::new();
     for d in &domains {
-        guards.push(vhost.register(d, backend.clone())?);
+        if np.group.is_empty() {
+            held.push(Box::new(vhost.register(d, backend.clone())?));
+        } else {
+            held.push(Box::new(stream::join(
+                &shared,
+                Kind::Https,
+                &np.group,
+                &np.group_key,
+                vec![d.clone()],
+                (ctx.clone(), traffic.clone()),
+                |b| Ok(vhost.register(d, b)?),
+            )?));
+        }
         addrs.push(canonical_addr(d, port));
         info!(proxy = %np.proxy_name, domain = %d, "https proxy route registered");
     }
-    Ok((hold_routes(&shared, token, guards), addrs.join(",")))
+    Ok((hold_routes(&shared, token, held), addrs.join(",")))
 }
 
 /// Relays routed raw connections (https, tcpmux) of one proxy through the shared path.

@@ -8,8 +8,9 @@
 //! touches the work-connection pool or the proxy registry itself. An `https` proxy registers an
 //! [`StreamBackend`] per domain the same way, and so does a `tcpmux` proxy ([`tcpmux`]).
 //!
-//! Sharing `bindPort` is decided in `crate::service` (`sniff`). Not here yet: https/tcpmux load-balancing groups (http groups are in
-//! `crate::group::http`).
+//! Sharing `bindPort` is decided in `crate::service` (`sniff`). Load-balancing groups register
+//! one route for all members: http in `crate::group::http`, https and tcpmux in
+//! `crate::group::stream`.
 
 mod framing;
 pub(crate) mod http;
