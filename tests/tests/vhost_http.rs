@@ -615,3 +615,45 @@ async fn load_balancing_group_shares_a_route() {
     .await;
     frps.stop().await;
 }
+
+/// Host confusion (found by an attacker pass): the backend sees the host the request was routed
+/// by. An absolute-form request is routed by its URI's host (as Go), so that is the Host the
+/// backend gets, not a second name in the Host header that another, protected proxy serves on
+/// the same backend; two Host headers are refused (400, as Go: "too many Host headers");
+/// userinfo in the URI's authority is not part of the host.
+#[tokio::test]
+async fn the_backend_sees_the_host_the_request_was_routed_by() {
+    let be = backend::start("B").await;
+    let open = http("open", be, &["public.example.com"]);
+    let mut admin = http("admin", be, &["admin.example.com"]);
+    admin.http_user = "root".into();
+    admin.http_password = "s3cret".into();
+    let (frps, frpc, vhost) = start(|_| {}, vec![open, admin]).await;
+
+    let a = raw_exchange(
+        vhost,
+        b"GET http://public.example.com/ HTTP/1.1\r\nHost: admin.example.com\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(a.starts_with("HTTP/1.1 200"), "{a}");
+    assert!(a.contains("host: public.example.com\n"), "{a}");
+    assert!(!a.contains("admin.example.com"), "{a}");
+
+    let a = raw_exchange(
+        vhost,
+        b"GET / HTTP/1.1\r\nHost: public.example.com\r\nHost: admin.example.com\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(a.starts_with("HTTP/1.1 400"), "{a}");
+    assert!(!a.contains("\nB\n"), "{a}");
+
+    let a = raw_exchange(
+        vhost,
+        b"GET http://x@public.example.com/ HTTP/1.1\r\nHost: public.example.com\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(a.starts_with("HTTP/1.1 200"), "{a}");
+    assert!(a.contains("host: public.example.com\n"), "{a}");
+    frpc.stop().await;
+    frps.stop().await;
+}

@@ -262,10 +262,24 @@ impl UserConn {
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));
             return r;
         }
-        // Absolute-form request line: a proxy-style request (frp: `req.URL.Host != ""`).
+        // Two Host headers: which one routes and which one the backend believes would differ
+        // (Go answers 400 "too many Host headers").
+        if req.headers().get_all(header::HOST).iter().nth(1).is_some() {
+            info!(peer = %self.peer, "refusing a request with more than one Host header");
+            return text(
+                StatusCode::BAD_REQUEST,
+                "Bad Request: too many Host headers\n",
+            );
+        }
+        // Absolute-form request line: a proxy-style request (frp: `req.URL.Host != ""`). As in
+        // Go, its URI's host (without userinfo) is the request's host: it routes, and it is the
+        // Host the backend gets (`rewrite`), whatever the Host header said.
         let proxy_style = req.uri().authority().is_some();
         let raw_host = match req.uri().authority() {
-            Some(a) => a.as_str().to_owned(),
+            Some(a) => {
+                let a = a.as_str();
+                a.rsplit_once('@').map_or(a, |(_, host)| host).to_owned()
+            }
             None => header_str(req.headers(), &header::HOST).to_owned(),
         };
         let host = canonical_host(&raw_host);
@@ -361,10 +375,9 @@ impl UserConn {
         h.insert("x-forwarded-proto", HeaderValue::from_static("http"));
         if let Some(r) = &route.host_rewrite {
             h.insert(header::HOST, r.clone());
-        } else if !h.contains_key(header::HOST) {
-            if let Ok(v) = HeaderValue::from_str(raw_host) {
-                h.insert(header::HOST, v);
-            }
+        } else if let Ok(v) = HeaderValue::from_str(raw_host) {
+            // The host the request was routed by (the URI's for absolute-form requests).
+            h.insert(header::HOST, v);
         }
         for (k, v) in &route.request_headers {
             h.insert(k.clone(), v.clone());
