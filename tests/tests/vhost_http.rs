@@ -654,6 +654,15 @@ async fn the_backend_sees_the_host_the_request_was_routed_by() {
     .await;
     assert!(a.starts_with("HTTP/1.1 200"), "{a}");
     assert!(a.contains("host: public.example.com\n"), "{a}");
+
+    // A malformed chunk from the user is the user's fault: 400, not the 502 page that sends
+    // the operator looking at the backend.
+    let a = raw_exchange(
+        vhost,
+        b"POST / HTTP/1.1\r\nHost: public.example.com\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n",
+    )
+    .await;
+    assert!(a.starts_with("HTTP/1.1 400"), "{a}");
     frpc.stop().await;
     frps.stop().await;
 }

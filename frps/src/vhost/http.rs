@@ -250,6 +250,9 @@ struct UserConn {
 enum Failure {
     Unreachable(String),
     Timeout,
+    /// The user's request body broke off or was malformed (a bad chunk): the user's fault, not
+    /// the backend's.
+    UserBody(String),
 }
 
 impl UserConn {
@@ -313,6 +316,16 @@ impl UserConn {
                     Bytes::from_static(b"504 Gateway Timeout\n"),
                     "text/plain; charset=utf-8",
                 );
+            }
+            Err(Failure::UserBody(e)) => {
+                debug!(proxy = route.backend.name(), %host, error = %e, "user's request body broke off or was malformed");
+                let mut r = text(
+                    StatusCode::BAD_REQUEST,
+                    "Bad Request: malformed request body\n",
+                );
+                r.headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                return r;
             }
             Err(Failure::Unreachable(e)) => {
                 warn!(proxy = route.backend.name(), %host, error = %e, "backend unreachable");
@@ -423,7 +436,13 @@ impl UserConn {
             tokio::time::sleep(self.vhost.response_timeout).await;
         };
         let resp = tokio::select! {
-            r = sender.send_request(req) => r.map_err(|e| Failure::Unreachable(e.to_string()))?,
+            r = sender.send_request(req) => r.map_err(|e| {
+                if e.is_user() {
+                    Failure::UserBody(e.to_string())
+                } else {
+                    Failure::Unreachable(e.to_string())
+                }
+            })?,
             _ = timer => return Err(Failure::Timeout),
         };
         if !tunnel(&resp, connect) {
