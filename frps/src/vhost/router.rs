@@ -321,7 +321,7 @@ mod tests {
             if let Some(p) = port {
                 host = format!("{host}:{p}");
             }
-            prop_assert_eq!(canonical_host(&host), base.clone());
+            prop_assert_eq!(&canonical_host(&host), &base);
             let r = table(&[(base.as_str(), "", "", 1)]);
             prop_assert_eq!(r.lookup(&canonical_host(&host), "/", ""), Some(&1));
         }
