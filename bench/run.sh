@@ -8,7 +8,9 @@
 #   SETUPS=on,rathole OUT=/dev/null bash bench/run.sh   # some setups, table not recorded
 #
 # SETUPS (comma-separated): direct, on (frp-rs tcpMux on), off (tcpMux off), tls (tcpMux and
-# TLS on: frp's real defaults), go (Go frp, tcpMux on, and with TLS), rathole.
+# TLS on: frp's real defaults), go (Go frp, tcpMux on, and with TLS), rathole, vhost (HTTP only:
+# an http proxy through frps's vhostHTTPPort, routed by Host, beside the direct backend and Go
+# frp's vhost when FRPS/FRPC are given; a table of its own).
 #
 # Needs iperf3, wrk and python3 (installed with apt-get when missing and running as root).
 # As in the performance issue, load generator and backends run on core 0 and the tunnel's
@@ -29,7 +31,8 @@ for tool in iperf3 wrk python3 taskset; do
   fi
 done
 ulimit -n 65536 2>/dev/null || true
-cargo build --release --bin frps --bin frpc --bin bench-backend >&2
+# CARGO: how to run cargo (e.g. CARGO="flock /tmp/cargo.lock cargo" on a shared machine).
+${CARGO:-cargo} build --release --bin frps --bin frpc --bin bench-backend >&2
 BIN=target/release
 WORK=$(mktemp -d)
 PIDS=()
@@ -54,10 +57,11 @@ wait_port "$IPERF_PORT"; wait_port "$HTTP_PORT"
 
 # iperf3 -> "Gbit/s"; args: port extra-args
 iperf() { $LOAD iperf3 -c 127.0.0.1 -p "$1" -t "$SECS" -J ${2:-} | python3 -c 'import json,sys; d=json.load(sys.stdin); print("%.2f" % (d["end"]["sum_received"]["bits_per_second"]/1e9))'; }
-# wrk -> "req/s p50 p99"; args: port extra-args
+# wrk -> "req/s p50 p99"; args: port extra-args [host]
 httpbench() {
   local hdr=()
   [ "${2:-}" = close ] && hdr=(-H "Connection: close")
+  [ -n "${3:-}" ] && hdr+=(-H "Host: $3")
   $LOAD wrk -t1 -c50 -d"${SECS}s" --latency "${hdr[@]}" "http://127.0.0.1:$1/" 2>/dev/null | python3 -c '
 import sys,re
 t=sys.stdin.read()
@@ -68,11 +72,12 @@ def lat(p):
 print("%.0f %.2f %.2f" % (float(rps), lat("50"), lat("99")))'
 }
 # Fixed-rate latency: RATE req/s spread over 20 keep-alive connections for SECS seconds
-# (open loop: each request is sent on schedule); prints p99 in ms. args: port
+# (open loop: each request is sent on schedule); prints p99 in ms. args: port [host]
 fixed_p99() {
-  $LOAD python3 - "$1" "${RATE:-2000}" "$SECS" <<'PY'
+  $LOAD python3 - "$1" "${RATE:-2000}" "$SECS" "${2:-x}" <<'PY'
 import asyncio,sys,time
 port,rate,secs=int(sys.argv[1]),int(sys.argv[2]),float(sys.argv[3]); conns=20
+req=b"GET / HTTP/1.1\r\nHost: "+sys.argv[4].encode()+b"\r\n\r\n"
 lat=[]
 async def worker(i):
     r,w=await asyncio.open_connection("127.0.0.1",port)
@@ -82,7 +87,7 @@ async def worker(i):
         if due-start>secs: break
         d=due-time.perf_counter()
         if d>0: await asyncio.sleep(d)
-        w.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        w.write(req)
         head=await r.readuntil(b"\r\n\r\n")
         n=int([l for l in head.split(b"\r\n") if l.lower().startswith(b"content-length")][0].split(b":")[1])
         await r.readexactly(n)
@@ -168,6 +173,53 @@ if want go && { [ -n "${FRPS:-}" ] && [ -n "${FRPC:-}" ] || { command -v frps-go
   start_frp_rs true true; measure "Go frp, tcpMux on, TLS" "$TP_I" "$TP_H" $TUNNEL_PIDS; stop_tunnel
 fi
 
+# HTTP through vhostHTTPPort: keep-alive and new-connection req/s with p99, p99 at a fixed rate.
+HROWS=()
+VHOST_NAME=bench.test
+measure_http() { # label port host pids...
+  local label=$1 hp=$2 host=$3; shift 3
+  local r ka cl KA=() KA99=() CL=() CL99=() FX=()
+  for r in $(seq 1 "$RUNS"); do
+    read -r ka _ r <<<"$(httpbench "$hp" "" "$host")"; KA+=("$ka"); KA99+=("$r")
+    read -r cl _ r <<<"$(httpbench "$hp" close "$host")"; CL+=("$cl"); CL99+=("$r")
+    FX+=("$(fixed_p99 "$hp" "$host")")
+  done
+  HROWS+=("| $label | $(median "${KA[@]}") | $(median "${KA99[@]}") | $(median "${CL[@]}") | $(median "${CL99[@]}") | $(median "${FX[@]}") |")
+  echo "done: $label" >&2
+}
+# Waits until the vhost at port $1 answers 200 for Host $2 (the proxy is registered).
+wait_http() {
+  python3 - "$1" "$2" <<'PY' || { echo "vhost on port $1 never served $2" >&2; exit 1; }
+import socket,sys,time
+port,host=int(sys.argv[1]),sys.argv[2]
+for _ in range(200):
+    try:
+        s=socket.create_connection(("127.0.0.1",port)); s.sendall(b"GET / HTTP/1.1\r\nHost: "+host.encode()+b"\r\nConnection: close\r\n\r\n")
+        if s.recv(64).startswith(b"HTTP/1.1 200"): sys.exit(0)
+    except OSError: pass
+    time.sleep(0.05)
+sys.exit(1)
+PY
+}
+start_vhost() { # -> sets TP_H (the vhostHTTPPort) and TUNNEL_PIDS; tcpMux on, TLS off
+  local bind; bind=$(free_port); TP_H=$(free_port)
+  printf 'bindAddr = "127.0.0.1"\nbindPort = %s\nvhostHTTPPort = %s\n' "$bind" "$TP_H" > "$WORK/frps.toml"
+  printf 'serverAddr = "127.0.0.1"\nserverPort = %s\ntransport.tls.enable = false\n[[proxies]]\nname = "web"\ntype = "http"\nlocalPort = %s\ncustomDomains = ["%s"]\n' \
+    "$bind" "$HTTP_PORT" "$VHOST_NAME" > "$WORK/frpc.toml"
+  $TUN "$FRPS_BIN" -c "$WORK/frps.toml" >"$WORK/frps.log" 2>&1 & local s=$!; wait_port "$bind"
+  $TUN "$FRPC_BIN" -c "$WORK/frpc.toml" >"$WORK/frpc.log" 2>&1 & local c=$!
+  PIDS+=($s $c); TUNNEL_PIDS="$s $c"; wait_http "$TP_H" "$VHOST_NAME"
+}
+if want vhost; then
+  measure_http "direct" "$HTTP_PORT" "$VHOST_NAME"
+  FRPS_BIN=$BIN/frps FRPC_BIN=$BIN/frpc
+  start_vhost; measure_http "frp-rs, vhostHTTPPort" "$TP_H" "$VHOST_NAME" $TUNNEL_PIDS; stop_tunnel
+  if [ -n "${FRPS:-}" ] && [ -n "${FRPC:-}" ] || { command -v frps-go >/dev/null && command -v frpc-go >/dev/null; }; then
+    FRPS_BIN=${FRPS:-frps-go} FRPC_BIN=${FRPC:-frpc-go}
+    start_vhost; measure_http "Go frp, vhostHTTPPort" "$TP_H" "$VHOST_NAME" $TUNNEL_PIDS; stop_tunnel
+  fi
+fi
+
 RATHOLE=${RATHOLE:-$(command -v rathole || true)}
 if want rathole && [ -n "$RATHOLE" ]; then
   bind=$(free_port); TP_I=$(free_port); TP_H=$(free_port)
@@ -180,11 +232,21 @@ if want rathole && [ -n "$RATHOLE" ]; then
   kill $s $c
 fi
 
-{
+[ ${#ROWS[@]} -eq 0 ] || {
   echo
   echo "## $(date -u +%Y-%m-%d) on $(nproc) cores, $(awk -F: '/model name/{print $2; exit}' /proc/cpuinfo | xargs), ${SECS}s per figure, median of $RUNS"
   echo
   echo "| setup | iperf3 Gbit/s | 4 streams | reverse | tunnel CPU s/GB | keep-alive req/s | p99 ms | new conn req/s | p99 ms | p99 ms at ${RATE:-2000} req/s | KiB RSS/held conn ($(echo $HOLD | sed 's/ /; /g') held) | idle RSS MiB (anon) |"
   echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
   for r in "${ROWS[@]}"; do echo "$r"; done
+} | tee -a "$OUT"
+[ ${#HROWS[@]} -eq 0 ] || {
+  echo
+  echo "## $(date -u +%Y-%m-%d) HTTP through vhostHTTPPort on $(nproc) cores, $(awk -F: '/model name/{print $2; exit}' /proc/cpuinfo | xargs), ${SECS}s per figure, median of $RUNS"
+  echo
+  echo "wrk -t1 -c50 with \`Host: $VHOST_NAME\` against bench-backend; frp-rs and Go frp: one http proxy (customDomains), tcpMux on, TLS off, poolCount 1."
+  echo
+  echo "| setup | keep-alive req/s | p99 ms | new conn req/s | p99 ms | p99 ms at ${RATE:-2000} req/s |"
+  echo "|---|---|---|---|---|---|"
+  for r in "${HROWS[@]}"; do echo "$r"; done
 } | tee -a "$OUT"

@@ -244,3 +244,72 @@ async fn load_balancing_group_shares_a_route() {
     last_members_leave(first, second, id, Some("B".to_string()), Option::is_none).await;
     frps.stop().await;
 }
+
+/// Opens `n` connections to `addr`, every other one sending the start of `partial` and then
+/// nothing more (a slow head or ClientHello), the rest sending nothing at all.
+async fn hold_idle(addr: SocketAddr, n: usize, partial: &[u8]) -> Vec<TcpStream> {
+    let mut held = Vec::with_capacity(n);
+    for i in 0..n {
+        let mut s = tokio::time::timeout(PATIENCE, TcpStream::connect(addr))
+            .await
+            .expect("connect in time")
+            .unwrap();
+        if i % 2 == 1 {
+            s.write_all(partial).await.unwrap();
+        }
+        held.push(s);
+    }
+    held
+}
+
+/// Bad input: a thousand idle or stalled connections on each of vhostHTTPPort and
+/// vhostHTTPSPort do not keep other users from being served on both ports (the listeners
+/// accept in order, so a later user's answer means every held connection was accepted first).
+/// The held ones are closed by the header-read / ClientHello timeouts (60 s / 30 s, no knob;
+/// covered with a paused clock by the frps unit tests `silent_connections_are_closed_too` and
+/// `slow_headers_are_closed_by_the_header_read_timeout`).
+#[tokio::test]
+async fn thousands_of_idle_connections_leave_other_users_unaffected() {
+    const IDLE: usize = 1000;
+    init_log();
+    let web = tests::http_backend::start("WEB").await;
+    let t1 = tls_backend("T1").await;
+    let (hp, sp) = (free_port().await, free_port().await);
+    let frps = Frps::start(|c| {
+        c.vhost_http_port = hp;
+        c.vhost_https_port = sp;
+    })
+    .await;
+    let mut http = proxy("web", "http", web, 0);
+    http.custom_domains = vec!["web.example.com".into()];
+    let frpc = Frpc::start(frps.addr, |c| {
+        c.proxies = vec![http, https("tls", t1, &["tls.example.com"])];
+    });
+    frpc.wait_running("web").await;
+    frpc.wait_running("tls").await;
+    let (vh, vs) = (frps.vhost_http.unwrap(), frps.vhost_https.unwrap());
+
+    let held_http = hold_idle(
+        vh,
+        IDLE,
+        b"GET / HTTP/1.1\r\nHost: web.example.com\r\nX-Slow: ",
+    )
+    .await;
+    let held_https = hold_idle(vs, IDLE, &[0x16, 3, 1, 0x02, 0x00, 0x01, 0x00]).await;
+
+    let answer = tests::http_backend::get(vh, "web.example.com", "/", &[]).await;
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.text().lines().next(), Some("WEB"));
+    let conn = TcpStream::connect(vs).await.unwrap();
+    assert_eq!(
+        tls_id(conn, name("tls.example.com")).await.as_deref(),
+        Some("T1")
+    );
+
+    // Letting them go changes nothing for the others.
+    drop((held_http, held_https));
+    let answer = tests::http_backend::get(vh, "web.example.com", "/", &[]).await;
+    assert_eq!(answer.status, 200);
+    frpc.stop().await;
+    frps.stop().await;
+}

@@ -301,6 +301,31 @@ mod tests {
             r.del(&dotted, &path, &user);
         }
 
+        /// Host with a port, a trailing dot or in upper case routes as the bare lowercase name.
+        #[test]
+        fn host_variants_normalise_as_the_router_expects(
+            labels in proptest::collection::vec("[a-z0-9-]{1,10}", 1..5),
+            upper in proptest::collection::vec(any::<bool>(), 0..60),
+            dot in any::<bool>(),
+            port in proptest::option::of(any::<u16>()),
+        ) {
+            let base = labels.join(".");
+            let mut host: String = base
+                .chars()
+                .zip(upper.iter().chain(std::iter::repeat(&false)))
+                .map(|(c, u)| if *u { c.to_ascii_uppercase() } else { c })
+                .collect();
+            if dot {
+                host.push('.');
+            }
+            if let Some(p) = port {
+                host = format!("{host}:{p}");
+            }
+            prop_assert_eq!(&canonical_host(&host), &base);
+            let r = table(&[(base.as_str(), "", "", 1)]);
+            prop_assert_eq!(r.lookup(&canonical_host(&host), "/", ""), Some(&1));
+        }
+
         #[test]
         fn wildcard_matches_any_depth_below_its_domain(
             sub in proptest::collection::vec("[a-z0-9]{1,6}", 1..5),

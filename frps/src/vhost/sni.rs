@@ -119,6 +119,7 @@ fn client_hello(body: &[u8]) -> Option<Hello> {
 
 #[cfg(test)]
 pub(crate) mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
     use proptest::prelude::*;
 
@@ -185,6 +186,47 @@ pub(crate) mod tests {
         assert_eq!(parse(&split), Hello::Sni("a.example.com".into()));
     }
 
+    /// A real ClientHello from rustls (TLS 1.3 and 1.2, key shares, ALPN-less), as the user's
+    /// TLS stack sends it.
+    fn rustls_hello(name: &str) -> Vec<u8> {
+        use std::sync::Arc;
+        use tokio_rustls::rustls::{self, pki_types::ServerName};
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth();
+        let server = ServerName::try_from(name.to_string()).unwrap();
+        let mut conn = rustls::ClientConnection::new(Arc::new(config), server).unwrap();
+        let mut out = Vec::new();
+        while conn.wants_write() {
+            conn.write_tls(&mut out).unwrap();
+        }
+        out
+    }
+
+    /// Bytes read so far up to any offset ask for more (https.rs reads on), the whole gives the
+    /// name, also when the handshake is spread over many small records.
+    #[test]
+    fn a_rustls_hello_split_at_every_offset_gives_its_name() {
+        for name in ["web.example.com", "Deep.Sub.Example.ORG", "x.y"] {
+            let h = rustls_hello(name);
+            let want = Hello::Sni(name.to_ascii_lowercase());
+            assert_eq!(parse(&h), want);
+            for k in 0..h.len() {
+                assert_eq!(parse(&h[..k]), Hello::More, "{name}: prefix {k}");
+            }
+            for max in [1, 2, 3, 7, 100, 511] {
+                assert_eq!(
+                    parse(&records(&h[5..], max)),
+                    want,
+                    "{name}: records of {max}"
+                );
+            }
+        }
+    }
+
     proptest! {
         #[test]
         fn random_bytes_never_panic(b in proptest::collection::vec(any::<u8>(), 0..600)) {
@@ -192,6 +234,25 @@ pub(crate) mod tests {
             let mut t = vec![0x16, 3, 1];
             t.extend(&b);
             let _ = parse(&t);
+        }
+
+        /// A ClientHello read so far up to any offset asks for more; whole, or re-framed into
+        /// handshake records of any size, it gives its name lowercased without the trailing dot.
+        #[test]
+        fn split_hellos_give_the_same_name(
+            labels in proptest::collection::vec("[a-zA-Z0-9]{1,12}", 1..5),
+            dot in any::<bool>(),
+            max in 1usize..300,
+        ) {
+            let name = labels.join(".");
+            let sent = if dot { format!("{name}.") } else { name.clone() };
+            let want = || Hello::Sni(name.to_ascii_lowercase());
+            let h = hello(&sent);
+            for k in 0..h.len() {
+                prop_assert_eq!(parse(&h[..k]), Hello::More, "prefix {}", k);
+            }
+            prop_assert_eq!(parse(&h), want());
+            prop_assert_eq!(parse(&records(&h[5..], max)), want());
         }
 
         #[test]

@@ -235,6 +235,25 @@ mod tests {
     }
 
     proptest! {
+        /// The CONNECT authority routes as its bare lowercase host, whatever its case,
+        /// trailing dot or port, and wins over the Host header.
+        #[test]
+        fn connect_targets_normalise(
+            labels in proptest::collection::vec("[a-zA-Z0-9-]{1,10}", 1..5),
+            dot in any::<bool>(),
+            port in any::<u16>(),
+            bare_lf in any::<bool>(),
+        ) {
+            let name = labels.join(".");
+            let d = if dot { "." } else { "" };
+            let nl = if bare_lf { "\n" } else { "\r\n" };
+            let head = format!("CONNECT {name}{d}:{port} HTTP/1.1{nl}Host: other.example{nl}{nl}");
+            prop_assert_eq!(head_end(head.as_bytes()), Some(head.len()));
+            let c = parse_connect(head.as_bytes()).unwrap();
+            prop_assert_eq!(c.host, name.to_ascii_lowercase());
+            prop_assert_eq!(c.creds, None);
+        }
+
         #[test]
         fn random_heads_never_panic(b in proptest::collection::vec(any::<u8>(), 0..400), s in "\\PC{0,80}") {
             let _ = head_end(&b);
