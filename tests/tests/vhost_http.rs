@@ -663,6 +663,16 @@ async fn the_backend_sees_the_host_the_request_was_routed_by() {
     )
     .await;
     assert!(a.starts_with("HTTP/1.1 400"), "{a}");
+
+    // A transfer coding besides chunked would reach the backend as plain chunked (the gzip
+    // dropped): 501, as Go, never forwarded.
+    let a = raw_exchange(
+        vhost,
+        b"POST / HTTP/1.1\r\nHost: public.example.com\r\nTransfer-Encoding: gzip, chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+    )
+    .await;
+    assert!(a.starts_with("HTTP/1.1 501"), "{a}");
+    assert!(!a.contains("\nB\n"), "{a}");
     frpc.stop().await;
     frps.stop().await;
 }

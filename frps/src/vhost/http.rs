@@ -17,7 +17,8 @@ use bytes::Bytes;
 use common::io::BoxStream;
 use futures::future::BoxFuture;
 use headers::{
-    credentials, decode_path, has_conflicting_length, header_str, remove_hop_by_hop, wants_upgrade,
+    credentials, decode_path, has_conflicting_length, has_unsupported_transfer_encoding,
+    header_str, remove_hop_by_hop, wants_upgrade,
 };
 pub(crate) use headers::{credentials_match, parse_basic};
 use http_body_util::{combinators::BoxBody, BodyExt, Full};
@@ -261,6 +262,16 @@ impl UserConn {
         if both_framings || has_conflicting_length(req.headers()) {
             info!(peer = %self.peer, "refusing a request with both Content-Length and Transfer-Encoding");
             let mut r = text(StatusCode::BAD_REQUEST, "Bad Request\n");
+            r.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            return r;
+        }
+        if has_unsupported_transfer_encoding(req.headers()) {
+            info!(peer = %self.peer, "refusing a request with an unsupported Transfer-Encoding");
+            let mut r = text(
+                StatusCode::NOT_IMPLEMENTED,
+                "Not Implemented: unsupported transfer encoding\n",
+            );
             r.headers_mut()
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));
             return r;

@@ -47,6 +47,20 @@ pub(super) fn has_conflicting_length(h: &HeaderMap) -> bool {
     h.contains_key(header::CONTENT_LENGTH) && h.contains_key(header::TRANSFER_ENCODING)
 }
 
+/// A `Transfer-Encoding` other than exactly `chunked` (`gzip, chunked`, `identity`, ...): hyper
+/// reads such a body as chunked and would forward it as plain chunked, dropping the other
+/// coding, so the backend would misread it. Go answers 501 "unsupported transfer encoding".
+pub(super) fn has_unsupported_transfer_encoding(h: &HeaderMap) -> bool {
+    let mut values = h.get_all(header::TRANSFER_ENCODING).iter();
+    match (values.next(), values.next()) {
+        (None, _) => false,
+        (Some(v), None) => !v
+            .to_str()
+            .is_ok_and(|t| t.trim().eq_ignore_ascii_case("chunked")),
+        (Some(_), Some(_)) => true,
+    }
+}
+
 pub(super) fn header_str<'a>(h: &'a HeaderMap, name: &HeaderName) -> &'a str {
     h.get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
 }
