@@ -169,38 +169,38 @@ async fn quickstart_says_which_port_is_busy() {
     assert!(err.contains("FRP_REMOTE_PORT="), "{err}");
 }
 
-/// The shipped configs verify with the variables the script sets.
+const QUICKSTART_VARS: [&str; 4] = [
+    "FRP_TOKEN",
+    "FRP_SERVER_PORT",
+    "FRP_REMOTE_PORT",
+    "FRP_DEMO_PORT",
+];
+
+/// `bin verify -c conf/file` with the quickstart's variables set to `values` (`None`: unset);
+/// asserts success and returns what it printed on stderr.
+async fn verify_shipped(b: &str, f: &str, values: [Option<&str>; 4]) -> String {
+    let mut cmd = Command::new(bin(b));
+    cmd.args(["verify", "-c", &repo_root().join(f).display().to_string()]);
+    for (var, value) in QUICKSTART_VARS.iter().zip(values) {
+        match value {
+            Some(v) => cmd.env(var, v),
+            None => cmd.env_remove(var),
+        };
+    }
+    let out = cmd.output().await.unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{f} with {values:?}: {err}");
+    err
+}
+
+/// The shipped configs verify with the variables the script sets, and by hand without them.
 #[tokio::test]
 async fn shipped_conf_files_verify() {
     for (b, f) in [("frps", "conf/frps.toml"), ("frpc", "conf/frpc.toml")] {
-        let p = repo_root().join(f);
-        let out = Command::new(bin(b))
-            .args(["verify", "-c", &p.display().to_string()])
-            .env("FRP_TOKEN", "t")
-            .env("FRP_SERVER_PORT", "7000")
-            .env("FRP_REMOTE_PORT", "6000")
-            .env("FRP_DEMO_PORT", "8080")
-            .output()
-            .await
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{f}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        // By hand, without the quickstart's variables: frp's default ports (a missing variable
-        // is false in `if`, as in Go's templates), and the missing ones named.
-        let out = Command::new(bin(b))
-            .args(["verify", "-c", &p.display().to_string()])
-            .env_remove("FRP_TOKEN")
-            .env_remove("FRP_SERVER_PORT")
-            .env_remove("FRP_REMOTE_PORT")
-            .env_remove("FRP_DEMO_PORT")
-            .output()
-            .await
-            .unwrap();
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "{f} without variables: {err}");
+        verify_shipped(b, f, [Some("t"), Some("7000"), Some("6000"), Some("8080")]).await;
+        // Without the quickstart's variables: frp's default ports (a missing variable is
+        // false in `if`, as in Go's templates), and the missing ones named.
+        let err = verify_shipped(b, f, [None; 4]).await;
         assert!(err.contains("FRP_TOKEN is not set"), "{err}");
     }
     // The website example (a domain through vhostHTTPPort) needs no variables.
@@ -208,17 +208,7 @@ async fn shipped_conf_files_verify() {
         ("frps", "conf/frps_website.toml"),
         ("frpc", "conf/frpc_website.toml"),
     ] {
-        let p = repo_root().join(f);
-        let out = Command::new(bin(b))
-            .args(["verify", "-c", &p.display().to_string()])
-            .output()
-            .await
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{f}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        verify_shipped(b, f, [None; 4]).await;
     }
 }
 
