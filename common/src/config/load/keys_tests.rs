@@ -264,6 +264,19 @@ const SERVER_EFFECT: &[(&str, &[&str])] = &[
         &["maxPortsPerClient"],
     ),
     (
+        "tests/tests/server_plugins.rs::login_rejected_then_accepted_by_an_allow_list",
+        &[
+            "httpPlugins[].name",
+            "httpPlugins[].addr",
+            "httpPlugins[].path",
+            "httpPlugins[].ops",
+        ],
+    ),
+    (
+        "tests/tests/server_plugins.rs::https_plugin_endpoint_and_tls_verify",
+        &["httpPlugins[].tlsVerify"],
+    ),
+    (
         "tests/tests/config_checks.rs::proxy_bind_addr_localhost_binds_loopback_only",
         &["proxyBindAddr"],
     ),
@@ -550,7 +563,6 @@ fn sample(key: &str, dir: &Path) -> Option<String> {
         "proxies[].type" => "[[proxies]]\nname = \"p\"\ntype = \"sudp\"",
         "proxies[].natTraversal" => "[[proxies]]\nname = \"p\"\ntype = \"xtcp\"\nnatTraversal.disableAssistedAddrs = true",
         "visitors[]" => "[[visitors]]\nname = \"v\"\ntype = \"stcp\"\nserverName = \"s\"\nbindPort = 9000",
-        "httpPlugins" => "[[httpPlugins]]\nname = \"m\"\naddr = \"127.0.0.1:9000\"\npath = \"/h\"\nops = [\"Login\"]",
         "kcpBindPort" => "kcpBindPort = 7000",
         "quicBindPort" => "quicBindPort = 7002",
         "sshTunnelGateway" => "sshTunnelGateway.bindPort = 2200",
