@@ -404,7 +404,9 @@ impl Control {
                 if let Some(p) = self.proxies.remove(&proxy_name) {
                     p.close().await;
                     info!(proxy = %proxy_name, "proxy closed");
-                    self.shared.plugins.close_proxy(&self.plugin_user, &proxy_name);
+                    self.shared
+                        .plugins
+                        .close_proxy(&self.plugin_user, &proxy_name);
                 }
             }
             Message::Ping(ping) => {

@@ -838,7 +838,10 @@ async fn attach_work_conn(
             closing(
                 &origin.admission,
                 Reject::Refused,
-                format_args!("work connection for {} refused by a plugin: {e}", handle.run_id),
+                format_args!(
+                    "work connection for {} refused by a plugin: {e}",
+                    handle.run_id
+                ),
             );
             let text = if shared.cfg.detailed_errors_to_client {
                 e.client_text()

@@ -25,10 +25,10 @@ mod validate;
 mod visitor;
 
 pub use addr::{check_dial_host, listen_ip, resolve_listen_ip};
+pub use client::*;
 /// Go `encoding/json`-like decoding of a parsed document, unknown keys collected (also used for
 /// frps's plugin answers).
 pub use de::{from_value as decode_like_go, DeError, Unknown};
-pub use client::*;
 pub use load::{
     default_client, default_server, load_client, load_client_data, load_client_text, load_server,
     load_server_text, ConfigError, LoadOptions, Loaded, Problem, Reload,

@@ -232,7 +232,10 @@ mod tests {
     #[test]
     fn endpoints_follow_frps_url_rule() {
         let e = Endpoint::parse("127.0.0.1:9000", "/handler", false).expect("parse");
-        assert_eq!((e.https, e.host.as_str(), e.port), (false, "127.0.0.1", 9000));
+        assert_eq!(
+            (e.https, e.host.as_str(), e.port),
+            (false, "127.0.0.1", 9000)
+        );
         assert_eq!(e.path, "/handler");
         let e = Endpoint::parse("https://plugins.example", "/p", true).expect("parse");
         assert_eq!((e.https, e.port, e.verify), (true, 443, true));

@@ -179,19 +179,17 @@ struct Answer {
 
 impl Plugins {
     /// The plugins of `cfg`, in order. Errors name the plugin whose `addr` or `ops` is bad.
-    pub(crate) fn new(
-        cfg: &[HttpPluginOptions],
-        metrics: Arc<Metrics>,
-    ) -> Result<Plugins, String> {
+    pub(crate) fn new(cfg: &[HttpPluginOptions], metrics: Arc<Metrics>) -> Result<Plugins, String> {
         let mut plugins = Vec::new();
         for p in cfg {
             let endpoint = Endpoint::parse(&p.addr, &p.path, p.tls_verify)
                 .map_err(|e| format!("httpPlugins [{}]: addr: {e}", p.name))?;
             let mut ops = Vec::new();
             for o in &p.ops {
-                ops.push(Op::from_name(o).ok_or_else(|| {
-                    format!("httpPlugins [{}]: unknown op {o:?}", p.name)
-                })?);
+                ops.push(
+                    Op::from_name(o)
+                        .ok_or_else(|| format!("httpPlugins [{}]: unknown op {o:?}", p.name))?,
+                );
             }
             info!(plugin = %p.name, "plugin has been registered");
             plugins.push(Arc::new(Plugin {
@@ -212,7 +210,8 @@ impl Plugins {
         } else {
             None
         };
-        let unverified = common::transport::tls::https_client_config(None, true).map_err(tls_err)?;
+        let unverified =
+            common::transport::tls::https_client_config(None, true).map_err(tls_err)?;
         Ok(Plugins {
             plugins,
             configured: cfg.to_vec(),
@@ -256,7 +255,11 @@ impl Plugins {
     }
 
     /// NewProxy, before frps registers it: the NewProxy frps must act on.
-    pub(crate) async fn new_proxy(&self, user: &UserInfo, np: NewProxy) -> Result<NewProxy, Refusal> {
+    pub(crate) async fn new_proxy(
+        &self,
+        user: &UserInfo,
+        np: NewProxy,
+    ) -> Result<NewProxy, Refusal> {
         Ok(self.chain(Op::NewProxy, WithUser::new(user, np)).await?.msg)
     }
 
@@ -271,7 +274,10 @@ impl Plugins {
         user: &UserInfo,
         m: NewWorkConn,
     ) -> Result<NewWorkConn, Refusal> {
-        Ok(self.chain(Op::NewWorkConn, WithUser::new(user, m)).await?.msg)
+        Ok(self
+            .chain(Op::NewWorkConn, WithUser::new(user, m))
+            .await?
+            .msg)
     }
 
     /// A user connection to a proxy, before frps serves it.
@@ -306,13 +312,20 @@ impl Plugins {
         let this = self.clone();
         tokio::spawn(async move {
             let reqid = request_id();
-            for p in this.plugins.iter().filter(|p| p.ops.contains(&Op::CloseProxy)) {
-                let r = this.call(p, Op::CloseProxy, &reqid, content.to_json()).await;
+            for p in this
+                .plugins
+                .iter()
+                .filter(|p| p.ops.contains(&Op::CloseProxy))
+            {
+                let r = this
+                    .call(p, Op::CloseProxy, &reqid, content.to_json())
+                    .await;
                 let outcome = match r {
                     Ok(_) => "notified",
                     Err(_) => "failed",
                 };
-                this.metrics.plugin_call(&p.name, Op::CloseProxy.name(), outcome);
+                this.metrics
+                    .plugin_call(&p.name, Op::CloseProxy.name(), outcome);
             }
         });
     }
@@ -419,8 +432,7 @@ fn parse_answer(status: hyper::StatusCode, body: &[u8]) -> Result<(Answer, Optio
     if status != hyper::StatusCode::OK {
         return Err(format!("do http request error code: {}", status.as_u16()));
     }
-    let v: Value =
-        serde_json::from_slice(body).map_err(|e| format!("answer is not JSON: {e}"))?;
+    let v: Value = serde_json::from_slice(body).map_err(|e| format!("answer is not JSON: {e}"))?;
     let mut m = match v {
         Value::Object(m) => m,
         other => return Err(format!("answer is not a JSON object but {}", kind(&other))),
@@ -545,7 +557,10 @@ fn to_value<T: Serialize>(t: &T) -> Value {
 /// Decodes a plugin's `content` as `M` (Go's rules: keys match case-insensitively, missing ones
 /// are zero), after taking out the `extra` keys the content has beside `M`'s (checked to be
 /// what frp sends: `user` an object, the others strings). Unknown keys and wrong types fail.
-fn decode<M: DeserializeOwned>(v: Value, extra: &[&str]) -> Result<(M, Map<String, Value>), String> {
+fn decode<M: DeserializeOwned>(
+    v: Value,
+    extra: &[&str],
+) -> Result<(M, Map<String, Value>), String> {
     let mut m = match v {
         Value::Object(m) => m,
         Value::Null => Map::new(),
@@ -570,8 +585,8 @@ fn decode<M: DeserializeOwned>(v: Value, extra: &[&str]) -> Result<(M, Map<Strin
             return Err(format!("content.{k}: expected a string, found {}", kind(x)));
         }
     }
-    let (msg, unknown) =
-        common::config::decode_like_go::<M>(Value::Object(m)).map_err(|e| format!("content.{e}"))?;
+    let (msg, unknown) = common::config::decode_like_go::<M>(Value::Object(m))
+        .map_err(|e| format!("content.{e}"))?;
     if let Some(u) = unknown.first() {
         return Err(format!("unknown key content.{}", u.path));
     }
