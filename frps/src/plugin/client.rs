@@ -131,23 +131,40 @@ impl Client {
         headers: &[(&str, &str)],
         body: Bytes,
     ) -> Result<(StatusCode, Bytes), String> {
-        let mut conn = match self.take_idle(ep) {
-            Some(c) => c,
-            None => self.connect(ep).await?,
-        };
         let sep = if ep.path.contains('?') { '&' } else { '?' };
-        let mut req = Request::post(format!("{}{sep}{query}", ep.path))
-            .header(hyper::header::HOST, &ep.authority)
-            .header(hyper::header::CONTENT_TYPE, "application/json");
-        for (k, v) in headers {
-            req = req.header(*k, *v);
+        let request = || {
+            let mut req = Request::post(format!("{}{sep}{query}", ep.path))
+                .header(hyper::header::HOST, &ep.authority)
+                .header(hyper::header::CONTENT_TYPE, "application/json");
+            for (k, v) in headers {
+                req = req.header(*k, *v);
+            }
+            req.body(Full::new(body.clone())).map_err(|e| e.to_string())
+        };
+        // A pooled connection the plugin closed while idle fails before the request is sent:
+        // then it goes again on a fresh connection (as Go's transport does).
+        if let Some(mut c) = self.take_idle(ep) {
+            match c.sender.send_request(request()?).await {
+                Ok(resp) => return self.read(ep, c, resp).await,
+                Err(e) if !(e.is_canceled() || e.is_closed()) => {
+                    return Err(format!("request failed: {e}"))
+                }
+                Err(_) => {}
+            }
         }
-        let req = req.body(Full::new(body)).map_err(|e| e.to_string())?;
-        let resp = conn
-            .sender
-            .send_request(req)
-            .await
-            .map_err(|e| format!("request failed: {e}"))?;
+        let mut c = self.connect(ep).await?;
+        let resp = c.sender.send_request(request()?).await;
+        let resp = resp.map_err(|e| format!("request failed: {e}"))?;
+        self.read(ep, c, resp).await
+    }
+
+    /// Reads a whole answer, then pools its connection.
+    async fn read(
+        &self,
+        ep: &Endpoint,
+        conn: Idle,
+        resp: hyper::Response<hyper::body::Incoming>,
+    ) -> Result<(StatusCode, Bytes), String> {
         let (parts, body) = resp.into_parts();
         let body = Limited::new(body, MAX_ANSWER)
             .collect()
@@ -228,6 +245,68 @@ impl Client {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A raw HTTP/1.1 server answering `{}` to each request; `close`: it closes the connection
+    /// after each answer (without saying so). Returns its address and accepted connections.
+    async fn raw_server(close: bool) -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = l.local_addr().expect("addr");
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let n = accepted.clone();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                n.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    loop {
+                        let Ok(k) = s.read(&mut chunk).await else {
+                            return;
+                        };
+                        if k == 0 {
+                            return;
+                        }
+                        buf.extend_from_slice(&chunk[..k]);
+                        // Requests here are small: one read holds head and body.
+                        if buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                            buf.clear();
+                            let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}";
+                            if s.write_all(answer).await.is_err() || close {
+                                return;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        (addr, accepted)
+    }
+
+    fn client() -> Client {
+        let any = common::transport::tls::https_client_config(None, true).expect("tls");
+        Client::new(None, any, Duration::from_secs(5))
+    }
+
+    #[tokio::test]
+    async fn connections_are_reused_and_a_closed_one_is_replaced() {
+        for (close, conns) in [(false, 1), (true, 3)] {
+            let (addr, accepted) = raw_server(close).await;
+            let ep = Endpoint::parse(&addr.to_string(), "/", false).expect("ep");
+            let c = client();
+            for _ in 0..3 {
+                let (code, body) = c
+                    .post(&ep, "op=Ping", &[], Bytes::new())
+                    .await
+                    .expect("post");
+                assert_eq!((code, &body[..]), (StatusCode::OK, &b"{}"[..]));
+            }
+            assert_eq!(accepted.load(Ordering::SeqCst), conns, "close = {close}");
+        }
+    }
 
     #[test]
     fn endpoints_follow_frps_url_rule() {

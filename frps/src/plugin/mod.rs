@@ -191,6 +191,9 @@ impl Plugins {
                         .ok_or_else(|| format!("httpPlugins [{}]: unknown op {o:?}", p.name))?,
                 );
             }
+            if p.tls_verify && !endpoint.https {
+                warn!(plugin = %p.name, "httpPlugins: tlsVerify has no effect on an http:// addr");
+            }
             info!(plugin = %p.name, "plugin has been registered");
             plugins.push(Arc::new(Plugin {
                 name: p.name.clone(),
@@ -601,5 +604,68 @@ fn kind(v: &Value) -> &'static str {
         Value::String(_) => "a string",
         Value::Array(_) => "a list",
         Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hyper::StatusCode;
+
+    #[test]
+    fn answers_are_read_as_go_reads_them() {
+        let (a, c) = parse_answer(StatusCode::OK, br#"{"Reject":true,"reject_reason":"no"}"#)
+            .expect("case-insensitive keys, as encoding/json");
+        assert!(a.reject && c.is_none());
+        assert_eq!(a.reject_reason, "no");
+        let (a, c) = parse_answer(StatusCode::OK, br#"{"unchange":false,"content":null}"#)
+            .expect("null content");
+        assert!(!a.unchange && c.is_none());
+        for (status, body, why) in [
+            (StatusCode::OK, &b"nope"[..], "not JSON"),
+            (StatusCode::OK, b"[1]", "not a JSON object"),
+            (
+                StatusCode::OK,
+                br#"{"unchange":"false"}"#,
+                "unchange: expected",
+            ),
+            (StatusCode::OK, br#"{"extra":1}"#, "unknown key extra"),
+            (StatusCode::FOUND, b"{}", "redirects are not followed"),
+            (StatusCode::INTERNAL_SERVER_ERROR, b"{}", "error code: 500"),
+        ] {
+            let e = parse_answer(status, body).expect_err(why);
+            assert!(e.contains(why), "{why}: {e}");
+        }
+    }
+
+    #[test]
+    fn content_round_trips_with_frps_field_names() {
+        let user = UserInfo {
+            user: "u".into(),
+            metas: BTreeMap::new(),
+            run_id: "r".into(),
+        };
+        let np = NewProxy {
+            proxy_name: "p".into(),
+            proxy_type: "tcp".into(),
+            remote_port: 6000,
+            ..Default::default()
+        };
+        let c = WithUser::new(&user, np.clone());
+        let v = c.to_json();
+        assert_eq!(
+            v["user"],
+            serde_json::json!({"user": "u", "metas": null, "run_id": "r"})
+        );
+        assert_eq!(v["remote_port"], 6000);
+        let back = WithUser::<NewProxy>::from_json(v, &c).expect("own content reads back");
+        assert_eq!(back.msg, np);
+        // A missing content is all zero, as in frp.
+        let zero = WithUser::<NewProxy>::from_json(Value::Null, &c).expect("null");
+        assert_eq!(zero.msg, NewProxy::default());
+        let bad = WithUser::<NewProxy>::from_json(serde_json::json!({"remote_port": "x"}), &c);
+        assert!(bad.is_err_and(|e| e.contains("content.remote_port")));
+        let bad = WithUser::<NewProxy>::from_json(serde_json::json!({"user": []}), &c);
+        assert!(bad.is_err_and(|e| e.contains("content.user")));
     }
 }
