@@ -125,14 +125,16 @@ pub(crate) async fn serve(
         ..Default::default()
     };
     // Server plugins see the Login first and may rewrite it (frp `handleConnection`).
-    let user = login.user.clone();
+    let (user, version) = (login.user.clone(), login.version.clone());
     let (checked, reason) = match shared.plugins.login(login, &peer.to_string()).await {
         Err(e) => {
-            warn!(%user, error = %e, "login refused by a server plugin");
+            // What the log line below shows of a Login the plugins refused.
             login = Login {
                 user,
+                version,
                 ..Default::default()
             };
+            // The plugin and the reason are logged where the call ended.
             (Err(e.client_text()), "plugin")
         }
         Ok(l) => {
