@@ -117,22 +117,8 @@ impl Client {
         headers: &[(&str, &str)],
         body: Bytes,
     ) -> Result<(StatusCode, Bytes), String> {
-        let exchange = self.exchange(ep, query, headers, body);
-        match tokio::time::timeout(self.timeout, exchange).await {
-            Ok(r) => r,
-            Err(_) => Err(format!("no answer within {:?}", self.timeout)),
-        }
-    }
-
-    async fn exchange(
-        &self,
-        ep: &Endpoint,
-        query: &str,
-        headers: &[(&str, &str)],
-        body: Bytes,
-    ) -> Result<(StatusCode, Bytes), String> {
-        let sep = if ep.path.contains('?') { '&' } else { '?' };
         let request = || {
+            let sep = if ep.path.contains('?') { '&' } else { '?' };
             let mut req = Request::post(format!("{}{sep}{query}", ep.path))
                 .header(hyper::header::HOST, &ep.authority)
                 .header(hyper::header::CONTENT_TYPE, "application/json");
@@ -141,6 +127,18 @@ impl Client {
             }
             req.body(Full::new(body.clone())).map_err(|e| e.to_string())
         };
+        match tokio::time::timeout(self.timeout, self.exchange(ep, request)).await {
+            Ok(r) => r,
+            Err(_) => Err(format!("no answer within {:?}", self.timeout)),
+        }
+    }
+
+    /// One request (`request` builds it; it may be sent twice), on a pooled connection if any.
+    async fn exchange(
+        &self,
+        ep: &Endpoint,
+        request: impl Fn() -> Result<Request<Full<Bytes>>, String>,
+    ) -> Result<(StatusCode, Bytes), String> {
         // A pooled connection the plugin closed while idle fails before the request is sent:
         // then it goes again on a fresh connection (as Go's transport does).
         if let Some(mut c) = self.take_idle(ep) {
