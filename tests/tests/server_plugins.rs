@@ -510,6 +510,56 @@ async fn ping_and_new_work_conn_carry_run_id_and_privilege_key() {
     frps.stop().await;
 }
 
+/// A rejected NewWorkConn never reaches the pool (the user is closed unserved), and a rejected
+/// Ping reaches frpc as its Pong error, which ends that session.
+#[tokio::test]
+async fn ping_and_new_work_conn_rejected() {
+    init_log();
+    let plugin = PluginServer::start(|s| match s.op.as_str() {
+        "NewWorkConn" => reject("no work connections today"),
+        _ => keep(),
+    })
+    .await;
+    let frps = frps_with(vec![plugin.plugin("gate", &["NewWorkConn"])], |c| {
+        c.user_conn_timeout = 1;
+    })
+    .await;
+    let echo = echo_tcp().await;
+    let frpc = Frpc::start(frps.addr, |c| {
+        c.transport.pool_count = 0;
+        c.proxies.push(proxy("echo", "tcp", echo, 0));
+    });
+    let port = remote_port(&frpc.wait_running("echo").await);
+    let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let _ = s.write_all(b"x").await;
+    let mut buf = [0u8; 1];
+    let n = tokio::time::timeout(PATIENCE, s.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap_or(0);
+    assert_eq!(n, 0, "no work connection, no service");
+    plugin.wait("NewWorkConn", |_| true).await;
+    assert!(calls(&frps, "gate", "NewWorkConn", "rejected") >= 1);
+    frpc.stop().await;
+    frps.stop().await;
+
+    let plugin = PluginServer::start(|s| match s.op.as_str() {
+        "Ping" => reject("stop pinging"),
+        _ => keep(),
+    })
+    .await;
+    let frps = frps_with(vec![plugin.plugin("gate", &["Ping"])], |_| {}).await;
+    let frpc = Frpc::start(frps.addr, |c| {
+        c.transport.heartbeat_interval = 1;
+        c.proxies.push(proxy("echo", "tcp", echo, 0));
+    });
+    frpc.wait_running("echo").await;
+    plugin.wait("Ping", |_| true).await;
+    frpc.wait_not_running("echo").await;
+    frpc.stop().await;
+    frps.stop().await;
+}
+
 /// NewUserConn carries the user's address; a rejected user is closed unserved, an accepted
 /// one reaches the backend.
 #[tokio::test]
@@ -535,10 +585,8 @@ async fn new_user_conn_with_remote_address_rejected_and_accepted() {
     let port = remote_port(&frpc.wait_running("echo").await);
 
     // Rejected: the user connection is closed without reaching the backend.
-    let sock = tokio::net::TcpSocket::new_v4().unwrap();
-    sock.bind("127.0.0.1:0".parse().unwrap()).unwrap();
-    let me = sock.local_addr().unwrap();
-    *blocked.lock().unwrap() = Some(me.to_string());
+    let (sock, me) = local_socket();
+    *blocked.lock().unwrap() = Some(me.clone());
     let mut s = sock.connect(([127, 0, 0, 1], port).into()).await.unwrap();
     let _ = s.write_all(b"ping").await;
     let mut buf = [0u8; 4];
@@ -575,6 +623,82 @@ async fn new_user_conn_with_remote_address_rejected_and_accepted() {
             s.content()["remote_addr"] == me.to_string()
         })
         .await;
+    frpc.stop().await;
+    frps.stop().await;
+}
+
+/// TLS through `vhost` with server name `sni` from the socket `sock`: the backend's id line,
+/// or `None` when the connection is closed first.
+async fn tls_line(sock: tokio::net::TcpSocket, vhost: SocketAddr, sni: &str) -> Option<String> {
+    use tokio::io::AsyncBufReadExt;
+    let cfg = common::transport::tls::client_config(&Default::default()).unwrap();
+    let name = tokio_rustls::rustls::pki_types::ServerName::try_from(sni.to_owned()).unwrap();
+    let go = async {
+        let tcp = sock.connect(vhost).await.ok()?;
+        let tls = tokio_rustls::TlsConnector::from(cfg)
+            .connect(name, tcp)
+            .await
+            .ok()?;
+        let mut line = String::new();
+        tokio::io::BufReader::new(tls)
+            .read_line(&mut line)
+            .await
+            .ok()?;
+        Some(line.trim_end().to_owned()).filter(|l| !l.is_empty())
+    };
+    tokio::time::timeout(PATIENCE, go)
+        .await
+        .expect("tls exchange in time")
+}
+
+fn local_socket() -> (tokio::net::TcpSocket, String) {
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let me = sock.local_addr().unwrap().to_string();
+    (sock, me)
+}
+
+/// NewUserConn is asked for https users too (routed by SNI on the vhost port), with the
+/// proxy's type and the user's address.
+#[tokio::test]
+async fn new_user_conn_for_https_proxies() {
+    init_log();
+    let blocked: Arc<Mutex<String>> = Arc::default();
+    let b2 = blocked.clone();
+    let plugin = PluginServer::start(move |s| {
+        if s.content()["remote_addr"] == b2.lock().unwrap().as_str() {
+            reject("blocked")
+        } else {
+            keep()
+        }
+    })
+    .await;
+    let vhost_port = free_port().await;
+    let frps = frps_with(vec![plugin.plugin("fw", &["NewUserConn"])], |c| {
+        c.vhost_https_port = vhost_port;
+    })
+    .await;
+    let backend = tls_backend("T1").await;
+    let frpc = Frpc::start(frps.addr, |c| {
+        let mut p = proxy("web", "https", backend, 0);
+        p.custom_domains = vec!["tls.example.com".into()];
+        c.proxies.push(p);
+    });
+    frpc.wait_running("web").await;
+    let vhost = frps.vhost_https.unwrap();
+    let (sock, me) = local_socket();
+    *blocked.lock().unwrap() = me.clone();
+    assert_eq!(tls_line(sock, vhost, "tls.example.com").await, None);
+    let seen = plugin
+        .wait("NewUserConn", |s| s.content()["remote_addr"] == me.as_str())
+        .await;
+    assert_eq!(seen.content()["proxy_type"], "https");
+    assert_eq!(seen.content()["proxy_name"], "web");
+    let (sock, _) = local_socket();
+    assert_eq!(
+        tls_line(sock, vhost, "tls.example.com").await.as_deref(),
+        Some("T1")
+    );
     frpc.stop().await;
     frps.stop().await;
 }
