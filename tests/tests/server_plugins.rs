@@ -596,9 +596,7 @@ async fn new_user_conn_with_remote_address_rejected_and_accepted() {
         .unwrap_or(0);
     assert_eq!(n, 0, "a rejected user gets nothing back");
     let seen = plugin
-        .wait("NewUserConn", |s| {
-            s.content()["remote_addr"] == me.to_string()
-        })
+        .wait("NewUserConn", |s| s.content()["remote_addr"] == me.as_str())
         .await;
     let c = seen.content();
     assert_eq!(c["proxy_name"], "echo");
