@@ -7,6 +7,7 @@
 
 use crate::admission::Reject;
 use crate::metrics::Owner;
+use crate::plugin::UserInfo;
 use crate::pool::WorkConnPool;
 use crate::proxy::{self, ProxyCtx, ProxyError, ProxyHandle};
 use crate::service::{Origin, Shared};
@@ -41,6 +42,8 @@ pub(crate) struct ControlHandle {
     pub(crate) client_id: String,
     /// Where the control came from: its work connections must come from there too.
     pub(crate) origin: Origin,
+    /// The client as server plugins see it (user, metas, run_id).
+    pub(crate) plugin_user: Arc<UserInfo>,
     token: CancellationToken,
     work_tx: crate::pool::PoolFeeder,
     /// Closed (sender dropped) once the control has released everything it held.
@@ -86,6 +89,7 @@ impl ControlHandle {
                 muxed: false,
                 admission: crate::admission::Gate::test_admission(),
             },
+            plugin_user: Arc::default(),
             token: CancellationToken::new(),
             work_tx,
             done: watch::channel(()).1,
@@ -109,7 +113,7 @@ async fn check_login(shared: &Shared, login: &Login) -> Result<(), String> {
 pub(crate) async fn serve(
     shared: Arc<Shared>,
     mut stream: BoxStream,
-    login: Login,
+    mut login: Login,
     (wire, hello): (Wire, Option<v2::Negotiated>),
     origin: Origin,
     parent: CancellationToken,
@@ -120,10 +124,28 @@ pub(crate) async fn serve(
         error: err,
         ..Default::default()
     };
-    let checked = match (wire, &hello) {
-        // frp: a v2 Login without ClientHello cannot key the control channel.
-        (Wire::V2, None) => Err("missing v2 crypto negotiation".to_owned()),
-        _ => check_login(&shared, &login).await,
+    // Server plugins see the Login first and may rewrite it (frp `handleConnection`).
+    let (user, version) = (login.user.clone(), login.version.clone());
+    let (checked, reason) = match shared.plugins.login(login, &peer.to_string()).await {
+        Err(e) => {
+            // What the log line below shows of a Login the plugins refused.
+            login = Login {
+                user,
+                version,
+                ..Default::default()
+            };
+            // The plugin and the reason are logged where the call ended.
+            (Err(e.client_text()), "plugin")
+        }
+        Ok(l) => {
+            login = l;
+            let checked = match (wire, &hello) {
+                // frp: a v2 Login without ClientHello cannot key the control channel.
+                (Wire::V2, None) => Err("missing v2 crypto negotiation".to_owned()),
+                _ => check_login(&shared, &login).await,
+            };
+            (checked, "auth")
+        }
     };
     if checked.is_ok() {
         origin.admission.admit();
@@ -131,7 +153,7 @@ pub(crate) async fn serve(
     if let Err(e) = checked {
         origin.admission.reject(Reject::Refused);
         warn!(user = %login.user, version = %login.version, error = %e, "login refused");
-        shared.metrics.refused("login", "auth");
+        shared.metrics.refused("login", reason);
         let msg = if shared.cfg.detailed_errors_to_client {
             e
         } else {
@@ -159,12 +181,14 @@ pub(crate) async fn serve(
     );
     let token = parent.child_token();
     let (done_tx, done_rx) = watch::channel(());
+    let plugin_user = Arc::new(UserInfo::of(&login, &run_id));
     let handle = ControlHandle {
         id: shared.next_id(),
         run_id: run_id.clone(),
         user: login.user.clone(),
         client_id: login.client_id.clone(),
         origin,
+        plugin_user: plugin_user.clone(),
         token: token.clone(),
         work_tx,
         done: done_rx,
@@ -245,13 +269,15 @@ pub(crate) async fn serve(
         pool: pool.clone(),
         ctl_tx,
         proxies: HashMap::new(),
+        plugin_user,
     };
     ctl.run(in_rx).instrument(span.clone()).await;
 
     // Teardown: proxies first (their ports), then the pool, then the registry entry.
     token.cancel();
-    for (_, p) in ctl.proxies.drain() {
+    for (name, p) in ctl.proxies.drain() {
         p.close().await;
+        shared.plugins.close_proxy(&ctl.plugin_user, &name);
     }
     shared.metrics.client_closed(&run_id, handle.id);
     pool.close();
@@ -325,6 +351,8 @@ struct Control {
     pool: WorkConnPool,
     ctl_tx: mpsc::Sender<Message>,
     proxies: HashMap<String, ProxyHandle>,
+    /// The client as server plugins see it.
+    plugin_user: Arc<UserInfo>,
 }
 
 impl Control {
@@ -378,10 +406,24 @@ impl Control {
                 if let Some(p) = self.proxies.remove(&proxy_name) {
                     p.close().await;
                     info!(proxy = %proxy_name, "proxy closed");
+                    self.shared
+                        .plugins
+                        .close_proxy(&self.plugin_user, &proxy_name);
                 }
             }
             Message::Ping(ping) => {
-                let pong = self.check_ping(&ping).await;
+                let pong = match self.shared.plugins.ping(&self.plugin_user, ping).await {
+                    Ok(ping) => self.check_ping(&ping).await,
+                    Err(e) => {
+                        warn!(error = %e, "received invalid ping");
+                        let error = if self.shared.cfg.detailed_errors_to_client {
+                            e.client_text()
+                        } else {
+                            "invalid ping".into()
+                        };
+                        Pong { error }
+                    }
+                };
                 self.send(pong).await;
             }
             other => debug!(msg = other.name(), "ignoring message with no handler"),
@@ -404,6 +446,26 @@ impl Control {
     }
 
     async fn new_proxy(&mut self, np: NewProxy) -> NewProxyResp {
+        // Server plugins first: frps registers the proxy they return (frp `handleNewProxy`).
+        let asked = np.proxy_name.clone();
+        let np = match self.shared.plugins.new_proxy(&self.plugin_user, np).await {
+            Ok(np) => np,
+            Err(e) => {
+                let name = asked;
+                warn!(proxy = %name, error = %e, "new proxy refused by a server plugin");
+                self.shared.metrics.refused("new_proxy", "plugin");
+                let error = if self.shared.cfg.detailed_errors_to_client {
+                    e.client_text()
+                } else {
+                    format!("new proxy [{name}] error")
+                };
+                return NewProxyResp {
+                    proxy_name: name,
+                    remote_addr: String::new(),
+                    error,
+                };
+            }
+        };
         let name = np.proxy_name.clone();
         match self.start_proxy(np).await {
             Ok((handle, remote_addr)) => {
@@ -458,6 +520,8 @@ impl Control {
             },
             token: self.token.child_token(),
             shared: self.shared.clone(),
+            kind: np.proxy_type.clone(),
+            user: (*self.plugin_user).clone(),
         };
         // Only a proxy that started is recorded (dashboard, series): a refused one leaves
         // nothing, and cannot overwrite the record another client left under its name.

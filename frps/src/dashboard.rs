@@ -5,7 +5,8 @@
 //! `/api/proxy/{type}[/{name}]`, `/api/proxies/{name}`, `/api/traffic/{name}`,
 //! `/api/clients[/{key}]`, `DELETE /api/proxies?status=offline`; errors as frp's
 //! `{"Code":..,"Msg":..}`) and API v2 (`/api/v2/...`, in the `{"code","msg","data"}` envelope,
-//! paginated with `page`/`pageSize`), with frp's field names. Per-proxy traffic is kept per
+//! paginated with `page`/`pageSize`), with frp's field names. Beyond frp: `/api/plugins` (the
+//! server plugins and their last errors). Per-proxy traffic is kept per
 //! day for 7 days.
 
 use crate::clients::ClientRecord;
@@ -338,6 +339,8 @@ fn v1(shared: &Shared, method: &Method, parts: &[&str], q: &Query) -> Option<Api
     let m = &shared.metrics;
     let get = method == Method::GET;
     Some(match parts {
+        // frp-rs only: the server plugins, in call order, with each one's last failure.
+        ["api", "plugins"] if get => Ok(serde_json::json!({"plugins": shared.plugins.status()})),
         ["api", "serverinfo"] if get => {
             let (config, status) = server_info(shared);
             let mut info = serde_json::Map::new();

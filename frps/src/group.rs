@@ -218,7 +218,16 @@ impl Groups {
 /// One user of a group: the next member whose client can give a work connection serves it;
 /// `first` (bytes already read from the user) goes to the work connection ahead of the rest.
 async fn serve_user(members: &Rotation<Member>, user: TcpStream, peer: SocketAddr, first: &[u8]) {
+    let mut asked = false;
     for (ctx, traffic) in members.candidates() {
+        // The server plugins are asked once, about the member first in line (frp asks the
+        // member the group's listener handed the user to).
+        if !asked {
+            asked = true;
+            if !crate::proxy::user_allowed(&ctx, peer).await {
+                return;
+            }
+        }
         match start_work(&ctx, peer, user.local_addr().ok()).await {
             Ok(work) => return relay(&ctx, &traffic, user, work, peer, first).await,
             Err(e) => {

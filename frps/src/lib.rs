@@ -8,6 +8,7 @@
 //! - `pool`: the work-connection pool fed by `ReqWorkConn`.
 //! - `proxy`: proxy types; shared user-connection handling lives in `proxy/mod.rs`.
 //! - `group`: load-balancing groups (shared listener, members in turn).
+//! - `plugin`: server plugins (`httpPlugins`): frp's HTTP RPC hooks and the client they share.
 //! - `metrics`: Prometheus registry (frp's series and `frp_rs_` extras) and proxy statistics.
 //! - `dashboard`: the dashboard API and `/metrics` on `webServer`.
 //! - `ports`: `allowPorts`, port allocation.
@@ -22,6 +23,7 @@ mod control;
 mod dashboard;
 mod group;
 mod metrics;
+mod plugin;
 mod pool;
 mod ports;
 mod proxy;

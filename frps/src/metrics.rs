@@ -8,7 +8,8 @@
 use common::io::Count;
 use common::msg::NewProxy;
 use prometheus::{
-    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry,
 };
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
@@ -265,6 +266,10 @@ pub(crate) struct Metrics {
     pub(crate) refusals: IntCounterVec,
     /// frp_rs: connections closed before they logged in, by reason (`admission::Reject`).
     pub(crate) rejected_connections: IntCounterVec,
+    /// frp_rs: server-plugin calls by plugin, op and outcome.
+    plugin_calls: IntCounterVec,
+    /// frp_rs: server-plugin call latency by op.
+    plugin_seconds: HistogramVec,
     totals: Arc<Totals>,
     /// Totals at the start of the current day: (day, in, out); frp reports today's traffic.
     totals_day: Mutex<(i64, u64, u64)>,
@@ -360,6 +365,23 @@ impl Metrics {
             &["reason"],
         )?;
         registry.register(Box::new(rejected_connections.clone()))?;
+        let plugin_calls = IntCounterVec::new(
+            Opts::new(
+                "frp_rs_server_plugin_calls_total",
+                "Server-plugin calls by plugin, op and outcome (unchanged, changed, rejected, failed, notified)",
+            ),
+            &["plugin", "op", "outcome"],
+        )?;
+        registry.register(Box::new(plugin_calls.clone()))?;
+        let plugin_seconds = HistogramVec::new(
+            HistogramOpts::new(
+                "frp_rs_server_plugin_call_seconds",
+                "Time a server-plugin call took, answer read (or failure) included",
+            )
+            .buckets(vec![0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 2.5, 5.0]),
+            &["op"],
+        )?;
+        registry.register(Box::new(plugin_seconds.clone()))?;
         registry.register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
         ))?;
@@ -377,6 +399,8 @@ impl Metrics {
             spliced,
             refusals,
             rejected_connections,
+            plugin_calls,
+            plugin_seconds,
             totals: Arc::new(Totals::default()),
             totals_day: Mutex::new((today(), 0, 0)),
             type_counts: Mutex::new(BTreeMap::new()),
@@ -395,6 +419,20 @@ impl Metrics {
     pub(crate) fn client_closed(&self, run_id: &str, control_id: u64) {
         self.client_counts.dec();
         self.clients.offline(run_id, control_id);
+    }
+
+    /// One server-plugin call ended with `outcome`.
+    pub(crate) fn plugin_call(&self, plugin: &str, op: &str, outcome: &str) {
+        self.plugin_calls
+            .with_label_values(&[plugin, op, outcome])
+            .inc();
+    }
+
+    /// How long one server-plugin exchange took.
+    pub(crate) fn plugin_latency(&self, op: &str, took: std::time::Duration) {
+        self.plugin_seconds
+            .with_label_values(&[op])
+            .observe(took.as_secs_f64());
     }
 
     pub(crate) fn refused(&self, what: &str, reason: &str) {

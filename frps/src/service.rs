@@ -34,7 +34,7 @@ pub enum ServerError {
     #[error("bind {addr}: {error}")]
     Bind { addr: String, error: std::io::Error },
     /// The config uses a key whose feature frp-rs does not have yet and cannot run without
-    /// (`httpPlugins`; `config::support`).
+    /// (`config::support`).
     #[error("{0}")]
     Unsupported(String),
     /// A listen address that is neither an IP address nor a host name that resolves.
@@ -48,6 +48,9 @@ pub enum ServerError {
     Oidc(#[from] common::oidc::OidcError),
     #[error("dashboard: {0}")]
     Dashboard(common::http::WebError),
+    /// A `[[httpPlugins]]` entry frps cannot call (its addr, ops or TLS setup).
+    #[error("{0}")]
+    Plugins(String),
 }
 common::from_cause!(tls::TlsError => ServerError::Tls);
 
@@ -60,6 +63,8 @@ pub(crate) struct Shared {
     pub(crate) metrics: Arc<crate::metrics::Metrics>,
     pub(crate) groups: crate::group::Groups,
     pub(crate) auth: crate::auth::Auth,
+    /// The server plugins (`httpPlugins`), called on logins, proxies, pings and connections.
+    pub(crate) plugins: Arc<crate::plugin::Plugins>,
     pub(crate) tracker: TaskTracker,
     /// What connections that have not logged in may cost.
     pub(crate) gate: Arc<Gate>,
@@ -184,6 +189,10 @@ impl Server {
             crate::metrics::Metrics::new().map_err(|e| ServerError::Metrics(e.to_string()))?,
         );
         let gate = Arc::new(Gate::new(limits, metrics.rejected_connections.clone()));
+        let plugins = Arc::new(
+            crate::plugin::Plugins::new(&cfg.http_plugins, metrics.clone())
+                .map_err(ServerError::Plugins)?,
+        );
         report_unsupported(&cfg);
         // A vhost port equal to bindPort on the same address shares its listener (frp
         // `server/service.go`): connections are told apart by their first bytes.
@@ -216,6 +225,7 @@ impl Server {
             metrics,
             groups: crate::group::Groups::default(),
             auth,
+            plugins,
             tracker: TaskTracker::new(),
             gate,
             vhost_http: vhost,
@@ -821,6 +831,27 @@ async fn attach_work_conn(
         let _ = wire.write(&mut stream, &refuse(msg.into()).into()).await;
         return;
     }
+    // Server plugins first, as frp: they may rewrite what is checked below.
+    let m = match shared.plugins.new_work_conn(&handle.plugin_user, m).await {
+        Ok(m) => m,
+        Err(e) => {
+            closing(
+                &origin.admission,
+                Reject::Refused,
+                format_args!(
+                    "work connection for {} refused by a plugin: {e}",
+                    handle.run_id
+                ),
+            );
+            let text = if shared.cfg.detailed_errors_to_client {
+                e.client_text()
+            } else {
+                "invalid NewWorkConn".into()
+            };
+            let _ = wire.write(&mut stream, &refuse(text).into()).await;
+            return;
+        }
+    };
     if shared.cfg.auth.has_scope("NewWorkConns") {
         if let Err(e) = shared.auth.scoped(m.timestamp, &m.privilege_key).await {
             closing(

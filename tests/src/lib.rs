@@ -648,3 +648,53 @@ pub async fn tls_backend(id: &'static str) -> SocketAddr {
     });
     addr
 }
+
+/// A backend that reads to EOF and answers with the byte count.
+pub async fn counting_sink() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").await.expect("sink");
+    let addr = l.local_addr().expect("sink");
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let mut n = 0usize;
+                let mut b = vec![0u8; 16384];
+                loop {
+                    match s.read(&mut b).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(k) => n += k,
+                    }
+                }
+                let _ = s.write_all(n.to_string().as_bytes()).await;
+                let _ = s.shutdown().await;
+            });
+        }
+    });
+    addr
+}
+
+/// Sends 192 KiB through 127.0.0.1:`port` to a [`counting_sink`] and checks that all of it
+/// arrived no faster than a 64 KiB/s limit (with its 64 KiB burst) allows. Only the lower bound
+/// is checked, so a slow machine cannot make this fail.
+pub async fn assert_limited_to_64k(port: u16, what: &str) {
+    let start = tokio::time::Instant::now();
+    let mut s = TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    s.write_all(&pattern(192 * 1024, 4)).await.expect("write");
+    s.shutdown().await.expect("shutdown");
+    let mut reply = String::new();
+    tokio::time::timeout(PATIENCE, s.read_to_string(&mut reply))
+        .await
+        .expect("the sink answers in time")
+        .expect("read");
+    assert_eq!(
+        reply,
+        (192 * 1024).to_string(),
+        "{what}: every byte arrives"
+    );
+    let secs = start.elapsed().as_secs_f64();
+    assert!(
+        secs >= 1.8,
+        "{what}: 192 KiB took {secs:.2}s, so the 64KB/s limit was not applied"
+    );
+}

@@ -26,6 +26,9 @@ mod visitor;
 
 pub use addr::{check_dial_host, listen_ip, resolve_listen_ip};
 pub use client::*;
+/// Go `encoding/json`-like decoding of a parsed document, unknown keys collected (also used for
+/// frps's plugin answers).
+pub use de::{from_value as decode_like_go, DeError, Unknown};
 pub use load::{
     default_client, default_server, load_client, load_client_data, load_client_text, load_server,
     load_server_text, ConfigError, LoadOptions, Loaded, Problem, Reload,
@@ -38,4 +41,5 @@ pub use support::{
     visitor_unsupported, Effect, Unsupported,
 };
 pub use types::*;
+pub use validate::plugin_url;
 pub use visitor::*;

@@ -6,8 +6,8 @@
 //! - frpc does not start a proxy that uses one ([`proxy_unsupported`]: an error status naming
 //!   the key), starts no visitor (there are none yet), and does not start at all with a global
 //!   one marked [`Effect::Refuse`];
-//! - frps does not start with one marked [`Effect::Refuse`] (`httpPlugins`: frp-rs cannot call
-//!   them, and a plugin that checks logins must not be skipped).
+//! - frps does not start with one marked [`Effect::Refuse`] (a feature it cannot run without,
+//!   such as a check that must not be skipped; none today).
 //!
 //! Every other key has its effect; `load/keys_tests.rs` checks that each key is in one list or
 //! the other, and names the test that shows each effect.
@@ -164,12 +164,6 @@ pub(crate) const VISITOR_RULES: &[Rule<VisitorConfig>] = &[Rule {
 }];
 
 pub(crate) const SERVER_RULES: &[Rule<ServerConfig>] = &[
-    Rule {
-        key: "httpPlugins",
-        why: "server plugins are not supported yet, and frps cannot run without calling them; frps will not start",
-        effect: Effect::Refuse,
-        used: |c| !c.http_plugins.is_empty(),
-    },
     Rule {
         key: "kcpBindPort",
         why: "KCP is not supported yet; nothing listens on this UDP port",

@@ -23,6 +23,26 @@ const PLUGIN_OPS: &[&str] = &[
     "NewUserConn",
 ];
 
+/// A server plugin's URL as frp builds it (`addr + path`, `http://` unless the address has a
+/// scheme); an error says why frps could not call it.
+pub fn plugin_url(addr: &str, path: &str) -> Result<hyper::Uri, String> {
+    let mut url = format!("{addr}{path}");
+    if !url.starts_with("http://") && !url.starts_with("https://") {
+        url = format!("http://{url}");
+    }
+    let uri: hyper::Uri = url
+        .parse()
+        .map_err(|e| format!("{url:?} is not a URL ({e})"))?;
+    match uri.authority() {
+        None => Err(format!("{url:?} has no host")),
+        Some(a) if a.host().is_empty() => Err(format!("{url:?} has no host")),
+        Some(a) if a.as_str().contains('@') => Err(format!(
+            "{url:?}: user info in the address is not supported"
+        )),
+        Some(_) => Ok(uri),
+    }
+}
+
 struct Out<'a> {
     file: &'a Path,
     v: Vec<Problem>,
@@ -392,6 +412,8 @@ pub fn server(c: &ServerConfig, file: &Path) -> Vec<Problem> {
         }
         if p.addr.is_empty() {
             o.bad(format!("httpPlugins[{i}].addr"), "is required");
+        } else if let Err(e) = plugin_url(&p.addr, &p.path) {
+            o.bad(format!("httpPlugins[{i}].addr"), e);
         }
         for (j, op) in p.ops.iter().enumerate() {
             o.one_of(&format!("httpPlugins[{i}].ops[{j}]"), op, PLUGIN_OPS);

@@ -62,6 +62,9 @@ pub(super) struct StreamWork {
 impl StreamBackend for StreamWork {
     fn serve(&self, user: TcpStream, peer: SocketAddr, first: Vec<u8>) -> BoxFuture<'_, ()> {
         Box::pin(async move {
+            if !super::user_allowed(&self.ctx, peer).await {
+                return;
+            }
             match start_work(&self.ctx, peer, user.local_addr().ok()).await {
                 Ok(work) => relay(&self.ctx, &self.traffic, user, work, peer, &first).await,
                 Err(e) => {

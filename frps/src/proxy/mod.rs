@@ -73,6 +73,10 @@ pub(crate) struct ProxyCtx {
     /// Child of the control's token; parent of every user connection's.
     pub(crate) token: CancellationToken,
     pub(crate) shared: Arc<Shared>,
+    /// The proxy's type (server plugins' NewUserConn).
+    pub(crate) kind: String,
+    /// Who owns the proxy (server plugins' NewUserConn).
+    pub(crate) user: crate::plugin::UserInfo,
 }
 
 /// The control's handle on a running proxy.
@@ -203,6 +207,26 @@ pub(crate) async fn relay(
     }
 }
 
+/// Asks the server plugins whether a user at `peer` may use the proxy (NewUserConn; frp calls
+/// it for tcp, https and tcpmux users, not http or udp). A refused user is to be closed.
+pub(crate) async fn user_allowed(ctx: &ProxyCtx, peer: SocketAddr) -> bool {
+    let plugins = &ctx.shared.plugins;
+    if !plugins.handles(crate::plugin::Op::NewUserConn) {
+        return true;
+    }
+    let r = tokio::select! {
+        _ = ctx.token.cancelled() => return false,
+        r = plugins.new_user_conn(&ctx.user, &ctx.name, &ctx.kind, peer) => r,
+    };
+    match r {
+        Ok(()) => true,
+        Err(e) => {
+            warn!(proxy = %ctx.name, %peer, error = %e, "the user connection was rejected");
+            false
+        }
+    }
+}
+
 /// One user connection of a single proxy.
 pub(crate) async fn handle_user_conn(
     ctx: Arc<ProxyCtx>,
@@ -210,6 +234,9 @@ pub(crate) async fn handle_user_conn(
     user: TcpStream,
     peer: SocketAddr,
 ) {
+    if !user_allowed(&ctx, peer).await {
+        return;
+    }
     match start_work(&ctx, peer, user.local_addr().ok()).await {
         Ok(work) => relay(&ctx, &traffic, user, work, peer, &[]).await,
         Err(e) => {

@@ -264,6 +264,19 @@ const SERVER_EFFECT: &[(&str, &[&str])] = &[
         &["maxPortsPerClient"],
     ),
     (
+        "tests/tests/server_plugins.rs::login_rejected_then_accepted_by_an_allow_list",
+        &[
+            "httpPlugins[].name",
+            "httpPlugins[].addr",
+            "httpPlugins[].path",
+            "httpPlugins[].ops",
+        ],
+    ),
+    (
+        "tests/tests/server_plugins.rs::https_plugin_endpoint_and_tls_verify",
+        &["httpPlugins[].tlsVerify"],
+    ),
+    (
         "tests/tests/config_checks.rs::proxy_bind_addr_localhost_binds_loopback_only",
         &["proxyBindAddr"],
     ),
@@ -540,17 +553,24 @@ fn sample(key: &str, dir: &Path) -> Option<String> {
         "transport.quic" => "transport.quic.maxIdleTimeout = 5",
         "dnsServer" => "dnsServer = \"8.8.8.8\"",
         "auth.oidc.proxyURL" => "auth.oidc.proxyURL = \"http://127.0.0.1:3128\"",
-        "virtualNet.address" => "featureGates = { VirtualNet = true }\nvirtualNet.address = \"100.86.0.1/24\"",
+        "virtualNet.address" => {
+            "featureGates = { VirtualNet = true }\nvirtualNet.address = \"100.86.0.1/24\""
+        }
         "featureGates.VirtualNet" => "featureGates = { VirtualNet = true }",
         "natHoleStunServer" => "natHoleStunServer = \"stun.example.com:3478\"",
         "webServer.assetsDir" => "webServer.assetsDir = \"./static\"",
         "webServer.pprofEnable" => "webServer.pprofEnable = true",
         "version" => "version = \"v1\"",
-        "proxies[].plugin" => "[[proxies]]\nname = \"p\"\ntype = \"tcp\"\n[proxies.plugin]\ntype = \"http_proxy\"",
+        "proxies[].plugin" => {
+            "[[proxies]]\nname = \"p\"\ntype = \"tcp\"\n[proxies.plugin]\ntype = \"http_proxy\""
+        }
         "proxies[].type" => "[[proxies]]\nname = \"p\"\ntype = \"sudp\"",
-        "proxies[].natTraversal" => "[[proxies]]\nname = \"p\"\ntype = \"xtcp\"\nnatTraversal.disableAssistedAddrs = true",
-        "visitors[]" => "[[visitors]]\nname = \"v\"\ntype = \"stcp\"\nserverName = \"s\"\nbindPort = 9000",
-        "httpPlugins" => "[[httpPlugins]]\nname = \"m\"\naddr = \"127.0.0.1:9000\"\npath = \"/h\"\nops = [\"Login\"]",
+        "proxies[].natTraversal" => {
+            "[[proxies]]\nname = \"p\"\ntype = \"xtcp\"\nnatTraversal.disableAssistedAddrs = true"
+        }
+        "visitors[]" => {
+            "[[visitors]]\nname = \"v\"\ntype = \"stcp\"\nserverName = \"s\"\nbindPort = 9000"
+        }
         "kcpBindPort" => "kcpBindPort = 7000",
         "quicBindPort" => "quicBindPort = 7002",
         "sshTunnelGateway" => "sshTunnelGateway.bindPort = 2200",
