@@ -5,7 +5,8 @@
 //! `/api/proxy/{type}[/{name}]`, `/api/proxies/{name}`, `/api/traffic/{name}`,
 //! `/api/clients[/{key}]`, `DELETE /api/proxies?status=offline`; errors as frp's
 //! `{"Code":..,"Msg":..}`) and API v2 (`/api/v2/...`, in the `{"code","msg","data"}` envelope,
-//! paginated with `page`/`pageSize`), with frp's field names. Per-proxy traffic is kept per
+//! paginated with `page`/`pageSize`), with frp's field names. The dashboard page itself (`/`,
+//! `/ui/...`) is in `ui.rs`. Per-proxy traffic is kept per
 //! day for 7 days.
 
 use crate::clients::ClientRecord;
@@ -44,9 +45,10 @@ pub(crate) async fn serve(
             }
         }
     };
+    let page = Arc::new(crate::ui::Page::new());
     let handler = Arc::new(move |req: Request<Bytes>| {
-        let shared = shared.clone();
-        async move { handle(&shared, req) }
+        let (shared, page) = (shared.clone(), page.clone());
+        async move { crate::ui::route(&shared, &page, &req).unwrap_or_else(|| handle(&shared, req)) }
     });
     tokio::join!(http::serve(listener, auth, handler, token), roll);
 }
