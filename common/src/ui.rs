@@ -117,7 +117,9 @@ pub fn asset(path: &str) -> Option<Resp> {
 }
 
 /// The headers every page, asset and chart carries: no framing, no sniffing, only this
-/// server's scripts and styles, and no caching by shared caches (they sit behind auth).
+/// server's scripts and styles, no referrer to other sites (`no-referrer` would make the
+/// browser send `Origin: null` on the forms' POST, which the origin check refuses), and no
+/// caching by shared caches (they sit behind auth).
 fn secured(mut r: Resp, cache: &'static str) -> Resp {
     let h = r.headers_mut();
     h.insert(
@@ -132,7 +134,7 @@ fn secured(mut r: Resp, cache: &'static str) -> Resp {
         HeaderValue::from_static("nosniff"),
     );
     h.insert("x-frame-options", HeaderValue::from_static("DENY"));
-    h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
+    h.insert("referrer-policy", HeaderValue::from_static("same-origin"));
     h.insert(CACHE_CONTROL, HeaderValue::from_static(cache));
     r
 }

@@ -138,13 +138,21 @@ fn save_config(a: &Admin, text: &str) -> Result<&'static str, Notice> {
     let Some(source) = a.source.as_ref() else {
         return Err(refuse(crate::admin::NO_FILE.to_owned()));
     };
+    let old = std::fs::read(&source.path)
+        .map_err(|e| refuse(format!("read config file {}: {e}", source.path.display())))?;
+    // A browser sends a textarea's lines ending in CRLF; a file that had LF keeps LF.
+    let text = if old.windows(2).any(|w| w == b"\r\n") {
+        text.to_owned()
+    } else {
+        text.replace("\r\n", "\n")
+    };
     let opts = common::config::LoadOptions {
         reload: Some(common::config::Reload {
             includes: a.reloader.running_includes(),
         }),
         ..source.opts.clone()
     };
-    if let Err(e) = common::config::load_client_text(text, &source.path, &opts) {
+    if let Err(e) = common::config::load_client_text(&text, &source.path, &opts) {
         return Err(refuse(format!(
             "The config was not saved; the running config is unchanged.\n{e}"
         )));
@@ -156,8 +164,6 @@ fn save_config(a: &Admin, text: &str) -> Result<&'static str, Notice> {
             source.path.display()
         )));
     }
-    let old = std::fs::read(&source.path)
-        .map_err(|e| refuse(format!("read config file {}: {e}", source.path.display())))?;
     crate::admin::write_private(&source.path, text.as_bytes())
         .map_err(|e| refuse(format!("write config file {}: {e}", source.path.display())))?;
     if let Err(e) = source.reload(&a.reloader, false) {

@@ -21,10 +21,12 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
-/// Serves the dashboard until `token` is cancelled.
+/// Serves the dashboard until `token` is cancelled; `bind_port` is the port frps listens on
+/// (the page shows it; `bindPort = 0` picks one).
 pub(crate) async fn serve(
     listener: http::WebListener,
     shared: Arc<Shared>,
+    bind_port: Option<u16>,
     token: CancellationToken,
 ) {
     let web = &shared.cfg.web_server;
@@ -45,7 +47,7 @@ pub(crate) async fn serve(
             }
         }
     };
-    let page = Arc::new(crate::ui::Page::new());
+    let page = Arc::new(crate::ui::Page::new(bind_port));
     let handler = Arc::new(move |req: Request<Bytes>| {
         let (shared, page) = (shared.clone(), page.clone());
         async move { crate::ui::route(&shared, &page, &req).unwrap_or_else(|| handle(&shared, req)) }

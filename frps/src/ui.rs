@@ -23,14 +23,17 @@ pub(crate) struct Page {
     env: ui::minijinja::Environment<'static>,
     token: FormToken,
     started: Instant,
+    /// The port frps listens on, when known.
+    bind_port: Option<u16>,
 }
 
 impl Page {
-    pub(crate) fn new() -> Page {
+    pub(crate) fn new(bind_port: Option<u16>) -> Page {
         Page {
             env: ui::environment(PAGE_HTML),
             token: FormToken::default(),
             started: Instant::now(),
+            bind_port,
         }
     }
 }
@@ -97,7 +100,7 @@ fn view(shared: &Shared, page: &Page) -> View {
     let clients = m.clients.list();
     let online_proxies = proxies.iter().filter(|(_, r)| r.online).count();
     let online_clients = clients.iter().filter(|c| c.online).count();
-    let mut ports = vec![format!("bind {}", c.bind_port)];
+    let mut ports = vec![format!("bind {}", page.bind_port.unwrap_or(c.bind_port))];
     for (name, port) in [
         ("http", c.vhost_http_port),
         ("https", c.vhost_https_port),
@@ -218,7 +221,7 @@ fn view(shared: &Shared, page: &Page) -> View {
             "Last seen",
         ],
         rows: client_rows,
-        empty: "No client has logged in yet.",
+        empty: "No client is online or remembered.",
     });
     View { figures, tables }
 }

@@ -89,7 +89,9 @@
   function tick() {
     if (busy || document.hidden) { return; }
     busy = true;
-    fetch(src, { cache: 'no-store', credentials: 'same-origin' })
+    // From the origin, not relative to the page: a page opened as http://user:pass@host/
+    // would make a relative URL carry the credentials, which fetch refuses.
+    fetch(window.location.origin + src, { cache: 'no-store', credentials: 'same-origin' })
       .then(function (r) {
         if (!r.ok) { throw new Error('HTTP ' + r.status); }
         return r.json();
