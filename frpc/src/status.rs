@@ -49,7 +49,7 @@ pub struct StatusBoard {
     map: Arc<Mutex<BTreeMap<String, ProxyStatus>>>,
     /// The last [`RECENT_ERRORS`] distinct errors of each proxy, with their unix time, oldest
     /// first (the admin page shows them; a proxy's current status keeps only the latest).
-    recent: Arc<Mutex<BTreeMap<String, std::collections::VecDeque<(i64, String)>>>>,
+    recent: Arc<Mutex<BTreeMap<String, RecentErrors>>>,
     version: Arc<watch::Sender<u64>>,
 }
 
@@ -62,6 +62,9 @@ impl Default for StatusBoard {
         }
     }
 }
+
+/// One proxy's last errors: (unix time, text), oldest first.
+type RecentErrors = std::collections::VecDeque<(i64, String)>;
 
 /// How many errors per proxy [`StatusBoard::recent_errors`] keeps.
 pub const RECENT_ERRORS: usize = 5;

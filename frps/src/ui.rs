@@ -10,7 +10,7 @@ use common::ui::{self, Cell, Day, Figure, FormToken, Table, View};
 use hyper::body::Bytes;
 use hyper::{Method, Request, StatusCode};
 use std::sync::atomic::Ordering::Relaxed;
-use std::time::Instant;
+use tokio::time::Instant;
 
 const PAGE_HTML: &str = include_str!("ui/dashboard.html");
 
