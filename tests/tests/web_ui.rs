@@ -48,6 +48,11 @@ fn in_path(name: &str) -> Option<PathBuf> {
 
 /// A headless chromium, or `None` (with a loud message) when it is not installed outside CI.
 async fn browser() -> Option<Browser> {
+    browser_with(true).await
+}
+
+/// [`browser`], with JavaScript on or off.
+async fn browser_with(javascript: bool) -> Option<Browser> {
     let chromium = in_path("chromium").or_else(|| in_path("chromium-browser"));
     let driver = in_path("chromedriver");
     let (Some(chromium), Some(driver)) = (chromium, driver) else {
@@ -81,6 +86,9 @@ async fn browser() -> Option<Browser> {
                 "--disable-dev-shm-usage", "--window-size=1280,1000",
                 format!("--user-data-dir={}", profile.display()),
             ],
+            "prefs": {
+                "profile.default_content_setting_values.javascript": if javascript { 1 } else { 2 },
+            },
         }),
     );
     let connector = hyper_util::client::legacy::connect::HttpConnector::new();
@@ -220,6 +228,14 @@ async fn frps_dashboard_shows_traffic_then_offline() {
     // The script-named proxy is a row whose name is its text.
     wait_row(c, "proxies-tcp", SCRIPT_NAME, |t| t.contains("online")).await;
     no_script_ran(c).await;
+    let class = c
+        .find(Locator::Css("html"))
+        .await
+        .unwrap()
+        .attr("class")
+        .await
+        .unwrap();
+    assert_eq!(class.as_deref(), Some("js"), "app.js marks the document");
     assert_eq!(
         c.find(Locator::Css("a[href='/metrics']"))
             .await
@@ -271,12 +287,12 @@ async fn frps_dashboard_shows_traffic_then_offline() {
     frps.stop().await;
 }
 
-/// An frpc config file: admin page on `admin` with credentials, then `proxies` (TOML).
-fn frpc_file(frps: SocketAddr, admin: u16, proxies: &str) -> String {
+/// An frpc config file: admin page on `admin` with credentials, `globals`, then `proxies`.
+fn frpc_file(frps: SocketAddr, admin: u16, globals: &str, proxies: &str) -> String {
     format!(
         "serverAddr = \"127.0.0.1\"\nserverPort = {}\nauth.token = \"{TOKEN}\"\n\
          webServer.addr = \"127.0.0.1\"\nwebServer.port = {admin}\n\
-         webServer.user = \"admin\"\nwebServer.password = \"pw\"\n\n{proxies}",
+         webServer.user = \"admin\"\nwebServer.password = \"pw\"\n{globals}\n{proxies}",
         frps.port()
     )
 }
@@ -323,7 +339,7 @@ async fn frpc_page_shows_check_failures_and_edits_the_config() {
         ),
         tcp_proxy(SCRIPT_NAME, echo, ""),
     );
-    let original = frpc_file(frps.addr, admin, &proxies);
+    let original = frpc_file(frps.addr, admin, "", &proxies);
     std::fs::write(&file, &original).unwrap();
     let frpc = Frpc::start_from_file(&file);
     frpc.wait_running("ok").await;
@@ -414,7 +430,7 @@ async fn pages_need_credentials_and_forms_need_the_token() {
     let dir = temp_dir("web-ui-auth");
     let file = dir.join("frpc.toml");
     let echo = echo_tcp().await;
-    let original = frpc_file(frps.addr, admin, &tcp_proxy("ok", echo, ""));
+    let original = frpc_file(frps.addr, admin, "", &tcp_proxy("ok", echo, ""));
     std::fs::write(&file, &original).unwrap();
     let frpc = Frpc::start_from_file(&file);
     frpc.wait_running("ok").await;
@@ -525,6 +541,146 @@ async fn pages_need_credentials_and_forms_need_the_token() {
     let a = post("/ui/config", vec![ct.clone()], body).await;
     assert_eq!(a.code, StatusCode::SEE_OTHER, "{}", a.body);
     assert_eq!(std::fs::read_to_string(&file).unwrap(), text);
+    frpc.stop().await;
+    frps.stop().await;
+}
+
+/// Waits (bounded) until `name` has no row in `table`.
+async fn wait_no_row(c: &Client, table: &str, name: &str) {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while row(c, table, name).await.is_some() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "row {name:?} of #{table} still there after {PATIENCE:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+/// Types `text` into the textarea `id` (after clearing it) and presses `button` of its form.
+async fn submit(c: &Client, id: &str, text: &str, button: &str) {
+    let area = c.find(Locator::Id(id)).await.unwrap();
+    area.clear().await.unwrap();
+    area.send_keys(text).await.unwrap();
+    c.find(Locator::Css(&format!("form:has(#{id}) {button}")))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn frpc_page_creates_edits_and_deletes_store_entries() {
+    init_log();
+    let Some(b) = browser().await else { return };
+    let c = &b.client;
+    let frps = Frps::start(|_| {}).await;
+    let echo = echo_tcp().await;
+    let admin = free_port().await;
+    let dir = temp_dir("web-ui-store");
+    let file = dir.join("frpc.toml");
+    let store = dir.join("store.json");
+    let globals = format!("store.path = {:?}\n", store.display().to_string());
+    let text = frpc_file(frps.addr, admin, &globals, &tcp_proxy("ok", echo, ""));
+    std::fs::write(&file, &text).unwrap();
+    let frpc = Frpc::start_from_file(&file);
+    frpc.wait_running("ok").await;
+    c.goto(&format!("http://admin:pw@127.0.0.1:{admin}/"))
+        .await
+        .unwrap();
+
+    let def = |remote: u16| {
+        serde_json::json!({"name": "stored", "type": "tcp",
+            "tcp": {"localIP": "127.0.0.1", "localPort": echo.port(), "remotePort": remote}})
+        .to_string()
+    };
+    let first = free_port().await;
+    submit(c, "store-new-proxy", &def(first), "button[value='create']").await;
+    wait_text(c, "#store-done", |t| t == "Store updated.").await;
+    frpc.wait_running("stored").await;
+    let r = wait_row(c, "proxies", "stored", |t| t.contains("running")).await;
+    assert!(r.contains("store"), "{r}");
+    assert!(std::fs::read_to_string(&store).unwrap().contains("stored"));
+
+    // A mistake is shown and changes nothing.
+    submit(c, "store-proxy-1", "{not json", "button[value='update']").await;
+    let e = wait_text(c, "#store-error", |t| !t.is_empty()).await;
+    assert!(!e.is_empty());
+    assert!(std::fs::read_to_string(&store)
+        .unwrap()
+        .contains(&first.to_string()));
+
+    // An edit applies: the proxy moves to the new remote port.
+    let second = free_port().await;
+    submit(c, "store-proxy-1", &def(second), "button[value='update']").await;
+    wait_text(c, "#store-done", |t| t == "Store updated.").await;
+    wait_row(c, "proxies", "stored", |t| {
+        t.contains(&format!(":{second}")) && t.contains("running")
+    })
+    .await;
+
+    // Delete.
+    c.find(Locator::Css(
+        "form:has(#store-proxy-1) button[value='delete']",
+    ))
+    .await
+    .unwrap()
+    .click()
+    .await
+    .unwrap();
+    wait_text(c, "#store-done", |t| t == "Store updated.").await;
+    wait_no_row(c, "proxies", "stored").await;
+    assert!(!std::fs::read_to_string(&store).unwrap().contains("stored"));
+    b.client.clone().close().await.unwrap();
+    frpc.stop().await;
+    frps.stop().await;
+}
+
+/// The read-only views are rendered by the server: with JavaScript off the dashboard still
+/// shows the proxies and clients, and says the figures are as of the page load.
+#[tokio::test]
+async fn dashboard_reads_without_javascript() {
+    init_log();
+    let Some(b) = browser_with(false).await else {
+        return;
+    };
+    let c = &b.client;
+    let dash = free_port().await;
+    let frps = Frps::start(|c| {
+        c.web_server.addr = "127.0.0.1".into();
+        c.web_server.port = dash;
+    })
+    .await;
+    let echo = echo_tcp().await;
+    let frpc = Frpc::start(frps.addr, |c| {
+        c.client_id = "no-js".into();
+        c.proxies.push(proxy(SCRIPT_NAME, "tcp", echo, 0));
+    });
+    frpc.wait_running(SCRIPT_NAME).await;
+    c.goto(&format!("http://127.0.0.1:{dash}/")).await.unwrap();
+    let r = row(c, "proxies-tcp", SCRIPT_NAME).await.expect("proxy row");
+    assert!(r.contains("online") && r.contains("no-js"), "{r}");
+    assert!(row(c, "clients", "no-js").await.unwrap().contains("online"));
+    let live = c
+        .find(Locator::Id("live"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(live.starts_with("As of page load."), "{live}");
+    // app.js marks the document when it runs (before the load event `goto` waits for).
+    let class = c
+        .find(Locator::Css("html"))
+        .await
+        .unwrap()
+        .attr("class")
+        .await
+        .unwrap();
+    assert_eq!(class, None, "JavaScript ran");
+    assert!(c.get_alert_text().await.is_err());
+    b.client.clone().close().await.unwrap();
     frpc.stop().await;
     frps.stop().await;
 }

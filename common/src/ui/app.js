@@ -3,6 +3,7 @@
 // time; none while the tab is hidden.
 'use strict';
 (function () {
+  document.documentElement.className = 'js';
   var body = document.body;
   var src = body.getAttribute('data-state');
   if (!src) { return; }
