@@ -326,11 +326,12 @@ async fn frpc_page_shows_check_failures_and_edits_the_config() {
     let echo = echo_tcp().await;
     // Nothing listens here: the health check fails with "connection refused".
     let closed = SocketAddr::from(([127, 0, 0, 1], free_port().await));
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let admin = free_port().await;
     let dir = temp_dir("web-ui");
     let file = dir.join("frpc.toml");
     let proxies = format!(
-        "{}{}{}",
+        "{}{}{}{}",
         tcp_proxy("ok", echo, ""),
         tcp_proxy(
             "checked",
@@ -338,6 +339,12 @@ async fn frpc_page_shows_check_failures_and_edits_the_config() {
             "healthCheck.type = \"tcp\"\nhealthCheck.intervalSeconds = 1\n"
         ),
         tcp_proxy(SCRIPT_NAME, echo, ""),
+        // frps refuses it: its remote port is taken.
+        tcp_proxy(
+            "refused",
+            echo,
+            &format!("remotePort = {}\n", taken.local_addr().unwrap().port())
+        ),
     );
     let original = frpc_file(frps.addr, admin, "", &proxies);
     std::fs::write(&file, &original).unwrap();
@@ -360,6 +367,13 @@ async fn frpc_page_shows_check_failures_and_edits_the_config() {
         t.contains("health check failed")
     })
     .await;
+    // A NewProxy that frps refused says why.
+    let refused = wait_row(c, "proxies", "refused", |t| t.contains("start error")).await;
+    let why = frpc.status.get("refused").unwrap().error;
+    assert!(
+        !why.is_empty() && refused.contains(&why),
+        "{refused} / {why}"
+    );
     wait_row(c, "proxies", SCRIPT_NAME, |t| t.contains("running")).await;
     no_script_ran(c).await;
     // The editor holds the file as it is, the script-named proxy as text.

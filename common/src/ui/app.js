@@ -90,9 +90,14 @@
   function tick() {
     if (busy || document.hidden) { return; }
     busy = true;
+    // A request that hangs is given up, so the next one can go.
+    var abort = window.AbortController ? new AbortController() : null;
+    var limit = setTimeout(function () { if (abort) { abort.abort(); } }, 10000);
     // From the origin, not relative to the page: a page opened as http://user:pass@host/
     // would make a relative URL carry the credentials, which fetch refuses.
-    fetch(window.location.origin + src, { cache: 'no-store', credentials: 'same-origin' })
+    fetch(window.location.origin + src, {
+      cache: 'no-store', credentials: 'same-origin', signal: abort ? abort.signal : undefined
+    })
       .then(function (r) {
         if (!r.ok) { throw new Error('HTTP ' + r.status); }
         return r.json();
@@ -104,7 +109,7 @@
       .catch(function (e) {
         live.textContent = 'Live refresh failed (' + e.message + '); retrying.';
       })
-      .then(function () { busy = false; });
+      .then(function () { clearTimeout(limit); busy = false; });
   }
 
   setInterval(tick, every);
