@@ -35,6 +35,16 @@ pub(crate) struct Admin {
     pub(crate) server_addr: String,
 }
 
+impl Admin {
+    /// How the config file was loaded (store entries are read the same way).
+    pub(crate) fn load_options(&self) -> common::config::LoadOptions {
+        self.source
+            .as_ref()
+            .map(|s| s.opts.clone())
+            .unwrap_or_default()
+    }
+}
+
 /// Serves the admin API until `token` is cancelled.
 pub(crate) async fn serve(
     listener: http::WebListener,
@@ -310,11 +320,7 @@ async fn store_api(a: &Admin, req: Request<Bytes>) -> Resp {
     let name = parts.get(3).copied();
     let method = req.method().clone();
     let body = req.into_body();
-    let opts = a
-        .source
-        .as_ref()
-        .map(|s| s.opts.clone())
-        .unwrap_or_default();
+    let opts = a.load_options();
     let r = &a.reloader;
     let result = match (method, name) {
         (Method::GET, None) => r

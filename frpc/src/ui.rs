@@ -195,11 +195,7 @@ fn change_store(a: &Admin, fields: &[(String, String)]) -> Result<&'static str, 
     };
     let name = ui::field(fields, "name").unwrap_or("");
     let body = ui::field(fields, "body").unwrap_or("").as_bytes();
-    let opts = a
-        .source
-        .as_ref()
-        .map(|s| s.opts.clone())
-        .unwrap_or_default();
+    let opts = a.load_options();
     let r = &a.reloader;
     let result = match ui::field(fields, "action") {
         Some("create") => r.with_store(|s| s.put(kind, None, body, &opts)).map(drop),

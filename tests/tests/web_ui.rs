@@ -197,20 +197,28 @@ fn screenshot_path(name: &str) -> PathBuf {
 
 const SCRIPT_NAME: &str = "<script>alert(1)</script>";
 
+/// An frps with its dashboard on a free port (user `admin`, password `pw` when `auth`).
+async fn frps_with_dashboard(auth: bool, prometheus: bool) -> (Frps, u16) {
+    let dash = free_port().await;
+    let frps = Frps::start(|c| {
+        c.web_server.addr = "127.0.0.1".into();
+        c.web_server.port = dash;
+        if auth {
+            c.web_server.user = "admin".into();
+            c.web_server.password = "pw".into();
+        }
+        c.enable_prometheus = prometheus;
+    })
+    .await;
+    (frps, dash)
+}
+
 #[tokio::test]
 async fn frps_dashboard_shows_traffic_then_offline() {
     init_log();
     let Some(b) = browser().await else { return };
     let c = &b.client;
-    let dash = free_port().await;
-    let frps = Frps::start(|c| {
-        c.web_server.addr = "127.0.0.1".into();
-        c.web_server.port = dash;
-        c.web_server.user = "admin".into();
-        c.web_server.password = "pw".into();
-        c.enable_prometheus = true;
-    })
-    .await;
+    let (frps, dash) = frps_with_dashboard(true, true).await;
     let echo = echo_tcp().await;
     let frpc = Frpc::start(frps.addr, |c| {
         c.client_id = "web-ui-client".into();
@@ -304,17 +312,35 @@ fn tcp_proxy(name: &str, local: SocketAddr, extra: &str) -> String {
     )
 }
 
-/// Replaces the editor's text and presses "Save and reload".
-async fn save_config(c: &Client, text: &str) {
-    let area = c.find(Locator::Id("config-text")).await.unwrap();
-    area.clear().await.unwrap();
-    area.send_keys(text).await.unwrap();
-    c.find(Locator::Id("config-save"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+/// An in-process frpc run from its file (so reloads re-read it), admin page on a free port.
+struct AdminFrpc {
+    frpc: Frpc,
+    admin: u16,
+    file: PathBuf,
+    /// The file's text as started.
+    text: String,
+}
+
+/// Writes the frpc file (`globals(dir)` among the globals, then `proxies`, which must have
+/// a proxy `ok`) in a fresh directory and starts frpc from it once `ok` runs.
+async fn frpc_admin(
+    frps: SocketAddr,
+    globals: impl FnOnce(&Path) -> String,
+    proxies: &str,
+) -> AdminFrpc {
+    let admin = free_port().await;
+    let dir = temp_dir("web-ui");
+    let file = dir.join("frpc.toml");
+    let text = frpc_file(frps, admin, &globals(&dir), proxies);
+    std::fs::write(&file, &text).unwrap();
+    let frpc = Frpc::start_from_file(&file);
+    frpc.wait_running("ok").await;
+    AdminFrpc {
+        frpc,
+        admin,
+        file,
+        text,
+    }
 }
 
 #[tokio::test]
@@ -327,9 +353,6 @@ async fn frpc_page_shows_check_failures_and_edits_the_config() {
     // Nothing listens here: the health check fails with "connection refused".
     let closed = SocketAddr::from(([127, 0, 0, 1], free_port().await));
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let admin = free_port().await;
-    let dir = temp_dir("web-ui");
-    let file = dir.join("frpc.toml");
     let proxies = format!(
         "{}{}{}{}",
         tcp_proxy("ok", echo, ""),
@@ -346,10 +369,12 @@ async fn frpc_page_shows_check_failures_and_edits_the_config() {
             &format!("remotePort = {}\n", taken.local_addr().unwrap().port())
         ),
     );
-    let original = frpc_file(frps.addr, admin, "", &proxies);
-    std::fs::write(&file, &original).unwrap();
-    let frpc = Frpc::start_from_file(&file);
-    frpc.wait_running("ok").await;
+    let AdminFrpc {
+        frpc,
+        admin,
+        file,
+        text: original,
+    } = frpc_admin(frps.addr, |_| String::new(), &proxies).await;
     frpc.wait_phase("checked", frpc::status::Phase::CheckFailed)
         .await;
 
@@ -394,7 +419,7 @@ async fn frpc_page_shows_check_failures_and_edits_the_config() {
     let broken = format!(
         "{original}[[proxies]]\nname = \"added\"\ntype = \"tcp\"\nlocalIP = \"127.0.0.1\"\nlocalPort = \"x\"\n"
     );
-    save_config(c, &broken).await;
+    submit(c, "config-text", &broken, "#config-save").await;
     let error = wait_text(c, "#config-error", |t| !t.is_empty()).await;
     assert!(
         error.contains(&format!("frpc.toml:{broken_line}:")),
@@ -417,7 +442,7 @@ async fn frpc_page_shows_check_failures_and_edits_the_config() {
 
     // Fixed: saved, reloaded, and the new proxy shows up.
     let fixed = broken.replace("localPort = \"x\"", &format!("localPort = {}", echo.port()));
-    save_config(c, &fixed).await;
+    submit(c, "config-text", &fixed, "#config-save").await;
     wait_text(c, "#config-done", |t| t == "Config saved and reloaded.").await;
     assert_eq!(std::fs::read_to_string(&file).unwrap(), fixed);
     frpc.wait_running("added").await;
@@ -432,22 +457,14 @@ async fn frpc_page_shows_check_failures_and_edits_the_config() {
 #[tokio::test]
 async fn pages_need_credentials_and_forms_need_the_token() {
     init_log();
-    let dash = free_port().await;
-    let frps = Frps::start(|c| {
-        c.web_server.addr = "127.0.0.1".into();
-        c.web_server.port = dash;
-        c.web_server.user = "admin".into();
-        c.web_server.password = "pw".into();
-    })
-    .await;
-    let admin = free_port().await;
-    let dir = temp_dir("web-ui-auth");
-    let file = dir.join("frpc.toml");
+    let (frps, dash) = frps_with_dashboard(true, false).await;
     let echo = echo_tcp().await;
-    let original = frpc_file(frps.addr, admin, "", &tcp_proxy("ok", echo, ""));
-    std::fs::write(&file, &original).unwrap();
-    let frpc = Frpc::start_from_file(&file);
-    frpc.wait_running("ok").await;
+    let AdminFrpc {
+        frpc,
+        admin,
+        file,
+        text: original,
+    } = frpc_admin(frps.addr, |_| String::new(), &tcp_proxy("ok", echo, "")).await;
     let good = BasicAuth {
         user: "admin".into(),
         password: "pw".into(),
@@ -571,7 +588,8 @@ async fn wait_no_row(c: &Client, table: &str, name: &str) {
     }
 }
 
-/// Types `text` into the textarea `id` (after clearing it) and presses `button` of its form.
+/// Types `text` into the textarea `id` (after clearing it) and presses `button` (a CSS
+/// selector) of its form.
 async fn submit(c: &Client, id: &str, text: &str, button: &str) {
     let area = c.find(Locator::Id(id)).await.unwrap();
     area.clear().await.unwrap();
@@ -591,15 +609,16 @@ async fn frpc_page_creates_edits_and_deletes_store_entries() {
     let c = &b.client;
     let frps = Frps::start(|_| {}).await;
     let echo = echo_tcp().await;
-    let admin = free_port().await;
-    let dir = temp_dir("web-ui-store");
-    let file = dir.join("frpc.toml");
-    let store = dir.join("store.json");
-    let globals = format!("store.path = {:?}\n", store.display().to_string());
-    let text = frpc_file(frps.addr, admin, &globals, &tcp_proxy("ok", echo, ""));
-    std::fs::write(&file, &text).unwrap();
-    let frpc = Frpc::start_from_file(&file);
-    frpc.wait_running("ok").await;
+    let store_path = |dir: &Path| dir.join("store.json");
+    let AdminFrpc {
+        frpc, admin, file, ..
+    } = frpc_admin(
+        frps.addr,
+        |dir| format!("store.path = {:?}\n", store_path(dir).display().to_string()),
+        &tcp_proxy("ok", echo, ""),
+    )
+    .await;
+    let store = store_path(file.parent().unwrap());
     c.goto(&format!("http://admin:pw@127.0.0.1:{admin}/"))
         .await
         .unwrap();
@@ -660,12 +679,7 @@ async fn dashboard_reads_without_javascript() {
         return;
     };
     let c = &b.client;
-    let dash = free_port().await;
-    let frps = Frps::start(|c| {
-        c.web_server.addr = "127.0.0.1".into();
-        c.web_server.port = dash;
-    })
-    .await;
+    let (frps, dash) = frps_with_dashboard(false, false).await;
     let echo = echo_tcp().await;
     let frpc = Frpc::start(frps.addr, |c| {
         c.client_id = "no-js".into();
