@@ -240,6 +240,12 @@ fn view(a: &Admin) -> View {
             "Work connections pooled (poolCount)",
             cfg.transport.pool_count,
         ),
+        Figure::new(
+            "work-conns",
+            "Work connections used",
+            a.metrics.work_conns.get(),
+        ),
+        Figure::new("reconnects", "Reconnects", a.metrics.reconnects.get()),
     ];
     let proxies = status
         .iter()
@@ -263,6 +269,7 @@ fn view(a: &Admin) -> View {
             } else {
                 format!("plugin {}", s.plugin)
             };
+            let (conns, to_local, from_local) = a.metrics.proxy_figures(&s.name, &s.kind);
             vec![
                 Cell::text(&s.name),
                 Cell::text(&s.kind),
@@ -270,6 +277,12 @@ fn view(a: &Admin) -> View {
                 Cell::text(&s.err),
                 Cell::text(local),
                 Cell::text(&s.remote_addr),
+                Cell::text(conns.max(0)),
+                Cell::text(format!(
+                    "{} / {}",
+                    ui::bytes(to_local),
+                    ui::bytes(from_local)
+                )),
                 Cell::text(health),
                 Cell::text(s.source.as_deref().unwrap_or("config")),
             ]
@@ -333,6 +346,8 @@ fn view(a: &Admin) -> View {
                     "Error",
                     "Local address",
                     "Remote address",
+                    "Connections",
+                    "Bytes to / from local",
                     "Health check",
                     "From",
                 ],

@@ -73,7 +73,27 @@ async fn browser_with(javascript: bool) -> Option<Browser> {
         .kill_on_drop(true)
         .process_group(0);
     let driver = cmd.spawn().expect("start chromedriver");
-    wait_listening(SocketAddr::from(([127, 0, 0, 1], port))).await;
+    // Listening is not ready: chromedriver may reset a session request that comes too early.
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let status = request_with(
+            &format!("127.0.0.1:{port}"),
+            &BasicAuth::default(),
+            Method::GET,
+            "/status",
+            &[],
+            Default::default(),
+        )
+        .await;
+        if status.is_ok_and(|a| a.code == StatusCode::OK && a.body.contains("\"ready\":true")) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "chromedriver not ready"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
     let profile = temp_dir("chromium");
     let mut caps = serde_json::Map::new();
     caps.insert(
@@ -353,8 +373,10 @@ async fn frpc_page_shows_check_failures_and_edits_the_config() {
     // Nothing listens here: the health check fails with "connection refused".
     let closed = SocketAddr::from(([127, 0, 0, 1], free_port().await));
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let visitor_port = free_port().await;
     let proxies = format!(
-        "{}{}{}{}",
+        "{}{}{}{}[[visitors]]\nname = \"v\"\ntype = \"stcp\"\nserverName = \"ok\"\n\
+         secretKey = \"k\"\nbindAddr = \"127.0.0.1\"\nbindPort = {visitor_port}\n\n",
         tcp_proxy("ok", echo, ""),
         tcp_proxy(
             "checked",
@@ -392,6 +414,11 @@ async fn frpc_page_shows_check_failures_and_edits_the_config() {
         t.contains("health check failed")
     })
     .await;
+    let v = wait_row(c, "visitors", "v", |_| true).await;
+    assert!(
+        v.contains("stcp") && v.contains(&format!("127.0.0.1:{visitor_port}")),
+        "{v}"
+    );
     // A NewProxy that frps refused says why.
     let refused = wait_row(c, "proxies", "refused", |t| t.contains("start error")).await;
     let why = frpc.status.get("refused").unwrap().error;
