@@ -117,7 +117,7 @@ pub(crate) const QUIC_RULES: &[Rule<QuicConfig>] = &[Rule {
 pub(crate) const WEB_RULES: &[Rule<WebServerConfig>] = &[
     Rule {
         key: "assetsDir",
-        why: "frp-rs serves its own built-in pages at webServer /; nothing is served from this directory (frp's web assets are not used)",
+        why: "serving web assets from a directory is not supported: frp-rs serves its own built-in pages at webServer /, and nothing is served from this directory",
         effect: Effect::Warn,
         used: |w| !w.assets_dir.is_empty(),
     },
