@@ -8,6 +8,7 @@
 //! - [`transport`]: TLS and yamux set-up with frp's parameters.
 //! - [`config`]: frp v1 TOML config for both binaries.
 //! - [`http`]: the small HTTP server (and client) behind the dashboard and the admin API.
+//! - [`ui`]: what the frps dashboard and frpc admin pages share (layout, assets, charts, form tokens).
 //! - [`backoff`], [`log`], [`signal`], [`stdio`], [`rlimit`]: small helpers used by both binaries.
 
 pub mod auth;
@@ -25,6 +26,7 @@ pub mod rlimit;
 pub mod signal;
 pub mod stdio;
 pub mod transport;
+pub mod ui;
 
 /// `impl From<$from> for $to` as `$to::$variant(e)`: for error variants that show their cause in
 /// their message, where `#[from]` would also make it the `source()` and `{:#}` would print it

@@ -5,7 +5,8 @@
 //!
 //! `GET /api/reload[?strictConfig=true]` re-reads the config file and applies it through the
 //! [`Reloader`] (only changed proxies are touched); `POST /api/stop`; `GET /api/status`;
-//! `GET|PUT /api/config`. Errors are frp's `{"Code":..,"Msg":..}`.
+//! `GET|PUT /api/config`. Errors are frp's `{"Code":..,"Msg":..}`. The admin page (`/`,
+//! `/ui/...`) is in `ui.rs`.
 
 use crate::status::StatusBoard;
 use crate::store;
@@ -34,6 +35,16 @@ pub(crate) struct Admin {
     pub(crate) server_addr: String,
 }
 
+impl Admin {
+    /// How the config file was loaded (store entries are read the same way).
+    pub(crate) fn load_options(&self) -> common::config::LoadOptions {
+        self.source
+            .as_ref()
+            .map(|s| s.opts.clone())
+            .unwrap_or_default()
+    }
+}
+
 /// Serves the admin API until `token` is cancelled.
 pub(crate) async fn serve(
     listener: http::WebListener,
@@ -44,7 +55,16 @@ pub(crate) async fn serve(
         user: admin.web.user.clone(),
         password: admin.web.password.0.clone(),
     };
-    let handler = Arc::new(move |req: Request<Bytes>| handle(admin.clone(), req));
+    let page = Arc::new(crate::ui::Page::new());
+    let handler = Arc::new(move |req: Request<Bytes>| {
+        let (admin, page) = (admin.clone(), page.clone());
+        async move {
+            match crate::ui::route(&admin, &page, &req) {
+                Some(r) => r,
+                None => handle(admin, req).await,
+            }
+        }
+    });
     http::serve(listener, auth, handler, token).await;
 }
 
@@ -169,7 +189,7 @@ async fn handle(a: Arc<Admin>, req: Request<Bytes>) -> Resp {
 /// read that file at its next start, so the admin API refuses it (issue 22 item 1). The text is
 /// read as a reload reads a file (no command run, no certificate read); text that does not
 /// load is written as frp writes it, since a start-up load would refuse it too.
-fn changes_token_sources(a: &Admin, body: &[u8]) -> Option<&'static str> {
+pub(crate) fn changes_token_sources(a: &Admin, body: &[u8]) -> Option<&'static str> {
     let source = a.source.as_ref()?;
     let text = std::str::from_utf8(body).ok()?;
     let opts = common::config::LoadOptions {
@@ -245,7 +265,7 @@ fn canonical(p: &Path) -> std::path::PathBuf {
 }
 
 /// frp's answer when frpc runs without a config file.
-const NO_FILE: &str = "invalid argument: frpc has no config file path";
+pub(crate) const NO_FILE: &str = "invalid argument: frpc has no config file path";
 
 /// net/http's `NotFound`.
 fn not_found() -> Resp {
@@ -300,11 +320,7 @@ async fn store_api(a: &Admin, req: Request<Bytes>) -> Resp {
     let name = parts.get(3).copied();
     let method = req.method().clone();
     let body = req.into_body();
-    let opts = a
-        .source
-        .as_ref()
-        .map(|s| s.opts.clone())
-        .unwrap_or_default();
+    let opts = a.load_options();
     let r = &a.reloader;
     let result = match (method, name) {
         (Method::GET, None) => r
@@ -337,7 +353,7 @@ async fn store_api(a: &Admin, req: Request<Bytes>) -> Resp {
     }
 }
 
-fn write_private(p: &std::path::Path, body: &[u8]) -> std::io::Result<()> {
+pub(crate) fn write_private(p: &std::path::Path, body: &[u8]) -> std::io::Result<()> {
     std::fs::write(p, body)?;
     #[cfg(unix)]
     {
@@ -374,7 +390,7 @@ pub struct ProxyStatusResp {
 }
 
 /// `/api/status`: proxies grouped by type, sorted by name.
-fn status(a: &Admin) -> BTreeMap<String, Vec<ProxyStatusResp>> {
+pub(crate) fn status(a: &Admin) -> BTreeMap<String, Vec<ProxyStatusResp>> {
     let cfg: Arc<ClientConfig> = a.reloader.current();
     let mut out: BTreeMap<String, Vec<ProxyStatusResp>> = BTreeMap::new();
     for s in a.status.all() {

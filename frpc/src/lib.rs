@@ -25,6 +25,7 @@ pub mod reload;
 mod service;
 pub mod status;
 pub mod store;
+mod ui;
 mod watch;
 
 pub use admin::ProxyStatusResp;

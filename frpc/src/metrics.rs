@@ -100,6 +100,23 @@ impl ClientMetrics {
         })
     }
 
+    /// One proxy's open connections and bytes to and from its local service (for the admin
+    /// page); zeros for a proxy that has none yet.
+    pub(crate) fn proxy_figures(&self, name: &str, kind: &str) -> (i64, u64, u64) {
+        let bytes = |dir: &str| {
+            self.bytes
+                .get_metric_with_label_values(&[name, kind, dir])
+                .map(|c| c.get())
+                .unwrap_or(0)
+        };
+        let conns = self
+            .conns
+            .get_metric_with_label_values(&[name, kind])
+            .map(|g| g.get())
+            .unwrap_or(0);
+        (conns, bytes("in"), bytes("out"))
+    }
+
     /// The counters of one proxy.
     pub(crate) fn proxy(&self, name: &str, kind: &str) -> Arc<ProxyCounters> {
         Arc::new(ProxyCounters {

@@ -47,6 +47,9 @@ pub struct ProxyStatus {
 #[derive(Debug, Clone)]
 pub struct StatusBoard {
     map: Arc<Mutex<BTreeMap<String, ProxyStatus>>>,
+    /// The last [`RECENT_ERRORS`] distinct errors of each proxy, with their unix time, oldest
+    /// first (the admin page shows them; a proxy's current status keeps only the latest).
+    recent: Arc<Mutex<BTreeMap<String, RecentErrors>>>,
     version: Arc<watch::Sender<u64>>,
 }
 
@@ -54,13 +57,30 @@ impl Default for StatusBoard {
     fn default() -> Self {
         StatusBoard {
             map: Arc::default(),
+            recent: Arc::default(),
             version: Arc::new(watch::channel(0).0),
         }
     }
 }
 
+/// One proxy's last errors: (unix time, text), oldest first.
+type RecentErrors = std::collections::VecDeque<(i64, String)>;
+
+/// How many errors per proxy [`StatusBoard::recent_errors`] keeps.
+pub const RECENT_ERRORS: usize = 5;
+
 impl StatusBoard {
     pub(crate) fn set(&self, s: ProxyStatus) {
+        if !s.error.is_empty() {
+            let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+            let list = recent.entry(s.name.clone()).or_default();
+            if list.back().is_none_or(|(_, e)| *e != s.error) {
+                if list.len() == RECENT_ERRORS {
+                    list.pop_front();
+                }
+                list.push_back((common::clock::unix_now(), s.error.clone()));
+            }
+        }
         self.map
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -73,7 +93,20 @@ impl StatusBoard {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(name);
+        self.recent
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(name);
         self.version.send_modify(|v| *v += 1);
+    }
+
+    /// Every proxy's last distinct errors (unix time, text), oldest first.
+    pub fn recent_errors(&self) -> Vec<(String, i64, String)> {
+        let recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        recent
+            .iter()
+            .flat_map(|(name, l)| l.iter().map(move |(t, e)| (name.clone(), *t, e.clone())))
+            .collect()
     }
 
     /// A snapshot of every proxy.

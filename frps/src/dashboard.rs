@@ -6,7 +6,8 @@
 //! `/api/clients[/{key}]`, `DELETE /api/proxies?status=offline`; errors as frp's
 //! `{"Code":..,"Msg":..}`) and API v2 (`/api/v2/...`, in the `{"code","msg","data"}` envelope,
 //! paginated with `page`/`pageSize`), with frp's field names. Beyond frp: `/api/plugins` (the
-//! server plugins and their last errors). Per-proxy traffic is kept per
+//! server plugins and their last errors). The dashboard page itself (`/`, `/ui/...`) is in
+//! `ui.rs`. Per-proxy traffic is kept per
 //! day for 7 days.
 
 use crate::clients::ClientRecord;
@@ -21,10 +22,12 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
-/// Serves the dashboard until `token` is cancelled.
+/// Serves the dashboard until `token` is cancelled; `bind_port` is the port frps listens on
+/// (the page shows it; `bindPort = 0` picks one).
 pub(crate) async fn serve(
     listener: http::WebListener,
     shared: Arc<Shared>,
+    bind_port: Option<u16>,
     token: CancellationToken,
 ) {
     let web = &shared.cfg.web_server;
@@ -45,9 +48,10 @@ pub(crate) async fn serve(
             }
         }
     };
+    let page = Arc::new(crate::ui::Page::new(bind_port));
     let handler = Arc::new(move |req: Request<Bytes>| {
-        let shared = shared.clone();
-        async move { handle(&shared, req) }
+        let (shared, page) = (shared.clone(), page.clone());
+        async move { crate::ui::route(&shared, &page, &req).unwrap_or_else(|| handle(&shared, req)) }
     });
     tokio::join!(http::serve(listener, auth, handler, token), roll);
 }

@@ -29,6 +29,7 @@ mod ports;
 mod proxy;
 mod registry;
 mod service;
+mod ui;
 mod vhost;
 
 pub use admission::Limits;

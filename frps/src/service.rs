@@ -315,9 +315,11 @@ impl Server {
         }
         if let Some(l) = self.dashboard {
             info!(addr = %l.local_addr().map(|a| a.to_string()).unwrap_or_default(), "dashboard listening");
+            let bind_port = self.listener.local_addr().map(|a| a.port()).ok();
             shared.tracker.spawn(crate::dashboard::serve(
                 l,
                 shared.clone(),
+                bind_port,
                 shutdown.child_token(),
             ));
         }

@@ -117,7 +117,7 @@ pub(crate) const QUIC_RULES: &[Rule<QuicConfig>] = &[Rule {
 pub(crate) const WEB_RULES: &[Rule<WebServerConfig>] = &[
     Rule {
         key: "assetsDir",
-        why: "the web UI is not supported yet (the JSON API is); nothing is served from this directory",
+        why: "serving web assets from a directory is not supported: frp-rs serves its own built-in pages at webServer /, and nothing is served from this directory",
         effect: Effect::Warn,
         used: |w| !w.assets_dir.is_empty(),
     },
