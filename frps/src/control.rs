@@ -384,6 +384,10 @@ impl Control {
                 let pong = self.check_ping(&ping).await;
                 self.send(pong).await;
             }
+            Message::NewVisitorConn(m) => warn!(
+                proxy = %m.proxy_name,
+                "NewVisitorConn on the control connection ignored: a visitor opens a new connection for it"
+            ),
             other => debug!(msg = other.name(), "ignoring message with no handler"),
         }
     }
@@ -450,6 +454,7 @@ impl Control {
             .ok_or_else(|| ProxyError::AlreadyExists(np.proxy_name.clone()))?;
         let ctx = ProxyCtx {
             name: np.proxy_name.clone(),
+            user: self.user.clone(),
             pool: self.pool.clone(),
             wrap: WrapOpts {
                 encryption_key: np.use_encryption.then_some(self.shared.key),

@@ -220,7 +220,7 @@ impl Groups {
 async fn serve_user(members: &Rotation<Member>, user: TcpStream, peer: SocketAddr, first: &[u8]) {
     for (ctx, traffic) in members.candidates() {
         match start_work(&ctx, peer, user.local_addr().ok()).await {
-            Ok(work) => return relay(&ctx, &traffic, user, work, peer, first).await,
+            Ok(work) => return relay(&ctx, &traffic, Box::new(user), work, peer, first).await,
             Err(e) => {
                 debug!(proxy = %ctx.name, error = %e, "group member unavailable, trying the next")
             }
