@@ -28,6 +28,7 @@ pub(crate) struct Admin {
     pub(crate) source: Option<crate::reload::ConfigSource>,
     pub(crate) reloader: Reloader,
     pub(crate) status: StatusBoard,
+    pub(crate) visitor_status: StatusBoard,
     pub(crate) shutdown: CancellationToken,
     pub(crate) metrics: Arc<crate::metrics::ClientMetrics>,
     pub(crate) web: WebServerConfig,
@@ -409,11 +410,40 @@ fn status(a: &Admin) -> BTreeMap<String, Vec<ProxyStatusResp>> {
                     .then(|| "store".to_owned()),
             });
     }
+    // frp lists proxies only; visitors come under their own key (no proxy type is named so),
+    // with their listen address as `local_addr`.
+    for s in a.visitor_status.all() {
+        let local_addr = cfg
+            .visitors
+            .iter()
+            .find(|v| v.name == s.name && v.bind_port > 0)
+            .map(|v| format!("{}:{}", v.bind_addr, v.bind_port))
+            .unwrap_or_default();
+        out.entry(VISITORS_KEY.to_owned())
+            .or_default()
+            .push(ProxyStatusResp {
+                name: s.name.clone(),
+                kind: s.kind.clone(),
+                status: s.phase.as_str().to_owned(),
+                err: s.error.clone(),
+                local_addr,
+                plugin: String::new(),
+                remote_addr: String::new(),
+                source: a
+                    .reloader
+                    .read_store(|st| st.has_visitor(&s.name))
+                    .unwrap_or(false)
+                    .then(|| "store".to_owned()),
+            });
+    }
     for v in out.values_mut() {
         v.sort_by(|x, y| x.name.cmp(&y.name));
     }
     out
 }
+
+/// The `/api/status` key of the visitors' rows.
+pub const VISITORS_KEY: &str = "visitors";
 
 /// Where `frpc reload|status|stop` reach the admin API of `web` (its address, or 127.0.0.1
 /// when it listens on every interface).

@@ -15,7 +15,7 @@ use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info, warn};
+use tracing::{info, warn};
 
 /// frp reads LoginResp with this deadline.
 const LOGIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -69,6 +69,8 @@ common::from_cause!(common::transport::tls::TlsError => ClientError::Tls);
 pub struct Client {
     cfg: Arc<ClientConfig>,
     status: StatusBoard,
+    /// The visitors' states (`running`, or `start error` with why).
+    visitor_status: StatusBoard,
     /// The proxies to run; sessions follow it (hot reload).
     reloader: Reloader,
     /// The file `/api/reload` re-reads, and how.
@@ -102,6 +104,7 @@ impl Client {
         Client {
             cfg,
             status,
+            visitor_status: StatusBoard::default(),
             reloader,
             config_path: None,
             web_limits: Default::default(),
@@ -161,6 +164,11 @@ impl Client {
         self.status.clone()
     }
 
+    /// The visitors' states.
+    pub fn visitor_status(&self) -> StatusBoard {
+        self.visitor_status.clone()
+    }
+
     /// Runs until `shutdown` is cancelled. Returns an error only when the first login fails
     /// and `loginFailExit` is on (frp's default).
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), ClientError> {
@@ -168,11 +176,6 @@ impl Client {
         let global = common::config::client_global_unsupported(&self.cfg);
         if let Some(why) = common::config::refusal(&global) {
             return Err(ClientError::Unsupported(why));
-        }
-        for v in self.cfg.active_visitors() {
-            for u in common::config::visitor_unsupported(v) {
-                error!(visitor = %v.name, "visitor not started: {}", u.why);
-            }
         }
         let dialer = Dialer::new(self.cfg.clone())?;
         let auth = crate::auth::Auth::new(&self.cfg.auth)?;
@@ -204,7 +207,7 @@ impl Client {
                         self.reloader.tx.subscribe(),
                         connector,
                         id,
-                        self.status.clone(),
+                        (self.status.clone(), self.visitor_status.clone()),
                         self.metrics.clone(),
                         auth.clone(),
                     )
@@ -247,6 +250,7 @@ impl Client {
             source: self.config_source(),
             reloader: self.reloader(),
             status: self.status.clone(),
+            visitor_status: self.visitor_status.clone(),
             shutdown: shutdown.clone(),
             metrics: self.metrics.clone(),
             web: web.clone(),
