@@ -426,6 +426,11 @@ impl ServerStats {
         self.0.gate.awaiting_first()
     }
 
+    /// Secret proxies (stcp, sudp) registered with the visitor manager.
+    pub fn visitor_listeners(&self) -> usize {
+        self.0.visitors.count()
+    }
+
     /// Idle work connections in every client's pool.
     pub fn pooled_work_conns(&self) -> usize {
         self.0.registry.pooled_work_conns()

@@ -202,8 +202,8 @@ impl VisitorManager {
         })
     }
 
-    #[cfg(test)]
-    fn len(&self) -> usize {
+    /// Registered secret proxies.
+    pub(crate) fn count(&self) -> usize {
         self.lock().len()
     }
 }
@@ -351,7 +351,7 @@ mod tests {
         let (reg, rx) = mgr.listen("p", secret(&["*"])).unwrap();
         assert!(mgr.listen("p", secret(&["*"])).is_none());
         drop((reg, rx));
-        assert_eq!(mgr.len(), 0);
+        assert_eq!(mgr.count(), 0);
         assert!(mgr.listen("p", secret(&["*"])).is_some());
     }
 

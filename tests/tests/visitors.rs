@@ -1,0 +1,618 @@
+//! stcp and sudp: a secret proxy on one frpc, reached through frps by a visitor on another
+//! (frp `client/visitor/`, `server/visitor/`; frp-protocol.md §8 and §10.1). The raw tests
+//! build frp's frames by hand, as a Go frpc writes them.
+
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
+use common::auth::{auth_key, unix_now};
+use common::config::{ProxyConfig, VisitorConfig};
+use common::msg::{v2, Message, NewVisitorConn, Wire};
+use std::net::SocketAddr;
+use tests::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpStream, UdpSocket};
+
+const SK: &str = "s3cret";
+
+fn secret_proxy(name: &str, kind: &str, local: SocketAddr) -> ProxyConfig {
+    let mut p = proxy(name, kind, local, 0);
+    p.secret_key.0 = SK.into();
+    p
+}
+
+fn visitor(name: &str, kind: &str, server_name: &str, port: u16) -> VisitorConfig {
+    let mut v = VisitorConfig {
+        name: name.into(),
+        kind: kind.into(),
+        server_name: server_name.into(),
+        bind_addr: "127.0.0.1".into(),
+        bind_port: i32::from(port),
+        ..Default::default()
+    };
+    v.secret_key.0 = SK.into();
+    v
+}
+
+fn local(port: u16) -> SocketAddr {
+    ([127, 0, 0, 1], port).into()
+}
+
+/// Connects through a visitor and expects the connection to be closed without data (the
+/// visitor connection was refused).
+async fn expect_closed(addr: SocketAddr) {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let _ = s.write_all(b"hello").await;
+    let mut b = [0u8; 16];
+    let n = tokio::time::timeout(PATIENCE, s.read(&mut b))
+        .await
+        .expect("closed in time")
+        .unwrap_or(0);
+    assert_eq!(n, 0, "a refused visitor connection carries nothing");
+}
+
+/// The value of a metric line starting with `prefix` in Prometheus text.
+fn metric(text: &str, prefix: &str) -> f64 {
+    text.lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test]
+async fn stcp_echo_10_mib_plain_encrypted_compressed_both() {
+    init_log();
+    let frps = Frps::start(|_| {}).await;
+    let echo = echo_tcp().await;
+    let server = Frpc::start(frps.addr, |c| {
+        c.proxies.push(secret_proxy("ssh", "stcp", echo));
+        // The proxy side's own layers are independent of the visitor's.
+        let mut p = secret_proxy("ssh2", "stcp", echo);
+        p.transport.use_encryption = true;
+        p.transport.use_compression = true;
+        c.proxies.push(p);
+    });
+    server.wait_running("ssh").await;
+    server.wait_running("ssh2").await;
+    let modes = [(false, false), (true, false), (false, true), (true, true)];
+    let mut ports = Vec::new();
+    for _ in 0..modes.len() + 2 {
+        ports.push(free_port().await);
+    }
+    let disabled_port = ports[modes.len() + 1];
+    let visitors = Frpc::start(frps.addr, |c| {
+        for (i, (enc, comp)) in modes.iter().enumerate() {
+            let mut v = visitor(&format!("v{i}"), "stcp", "ssh", ports[i]);
+            v.transport.use_encryption = *enc;
+            v.transport.use_compression = *comp;
+            c.visitors.push(v);
+        }
+        c.visitors
+            .push(visitor("v-layers", "stcp", "ssh2", ports[modes.len()]));
+        let mut off = visitor("off", "stcp", "ssh", disabled_port);
+        off.enabled = Some(false);
+        c.visitors.push(off);
+    });
+    let data = pattern(10 * 1024 * 1024, 7);
+    for i in 0..=modes.len() {
+        let name = if i < modes.len() {
+            format!("v{i}")
+        } else {
+            "v-layers".into()
+        };
+        visitors.wait_visitor(&name).await;
+        let got = echo_through(local(ports[i]), &data).await;
+        assert!(got == data, "{name}: 10 MiB came back intact");
+    }
+    // frps counted the bytes on the proxy, the visitor frpc on its visitor.
+    let (bytes_in, _, _) = frps.stats.proxy_traffic("ssh").unwrap();
+    assert!(bytes_in >= 4 * data.len() as u64, "{bytes_in}");
+    let text = visitors.metrics.render();
+    assert!(
+        metric(
+            &text,
+            "frp_rs_client_visitor_bytes_total{direction=\"out\",name=\"v3\""
+        ) >= data.len() as f64,
+        "{text}"
+    );
+    assert_eq!(
+        metric(
+            &text,
+            "frp_rs_client_visitor_dials_total{name=\"v0\",result=\"ok\""
+        ),
+        1.0
+    );
+    // A disabled visitor does not listen.
+    assert!(visitors.visitors.get("off").is_none());
+    assert!(TcpStream::connect(local(disabled_port)).await.is_err());
+    visitors.stop().await;
+    server.stop().await;
+    frps.stop().await;
+}
+
+#[tokio::test]
+async fn sudp_datagrams_up_to_1400_bytes() {
+    init_log();
+    let frps = Frps::start(|_| {}).await;
+    let echo = echo_udp().await;
+    let server = Frpc::start(frps.addr, |c| {
+        c.proxies.push(secret_proxy("dns", "sudp", echo));
+    });
+    server.wait_running("dns").await;
+    let port = free_port().await;
+    let visitors = Frpc::start(frps.addr, |c| {
+        let mut v = visitor("dns-v", "sudp", "dns", port);
+        v.transport.use_encryption = true;
+        c.visitors.push(v);
+    });
+    visitors.wait_visitor("dns-v").await;
+    let a = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let b = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    for (i, sock) in [&a, &b].into_iter().enumerate() {
+        for len in [1, 100, 1000, 1400] {
+            let msg = pattern(len, (i * 10_000 + len) as u64);
+            assert_eq!(
+                udp_roundtrip(sock, local(port), &msg).await,
+                msg,
+                "user {i} len {len}"
+            );
+        }
+    }
+    visitors.stop().await;
+    server.stop().await;
+    frps.stop().await;
+}
+
+#[tokio::test]
+async fn wrong_key_refused_while_right_key_works() {
+    init_log();
+    let frps = Frps::start(|_| {}).await;
+    let echo = echo_tcp().await;
+    let server = Frpc::start(frps.addr, |c| {
+        c.proxies.push(secret_proxy("ssh", "stcp", echo))
+    });
+    server.wait_running("ssh").await;
+    let (good, bad) = (free_port().await, free_port().await);
+    let visitors = Frpc::start(frps.addr, |c| {
+        c.visitors.push(visitor("good", "stcp", "ssh", good));
+        let mut v = visitor("bad", "stcp", "ssh", bad);
+        v.secret_key.0 = "guess".into();
+        c.visitors.push(v);
+    });
+    visitors.wait_visitor("good").await;
+    visitors.wait_visitor("bad").await;
+    expect_closed(local(bad)).await;
+    assert_eq!(echo_through(local(good), b"hi").await, b"hi");
+    expect_closed(local(bad)).await;
+    let text = visitors.metrics.render();
+    assert_eq!(
+        metric(
+            &text,
+            "frp_rs_client_visitor_dials_total{name=\"bad\",result=\"refused\""
+        ),
+        2.0,
+        "{text}"
+    );
+    let server_text = frps.stats.metrics_text();
+    assert!(
+        server_text.contains("reason=\"auth\",what=\"visitor_conn\"} 2"),
+        "{server_text}"
+    );
+    visitors.stop().await;
+    server.stop().await;
+    frps.stop().await;
+}
+
+#[tokio::test]
+async fn allow_users_another_user_star_and_refused() {
+    init_log();
+    let frps = Frps::start(|_| {}).await;
+    let echo = echo_tcp().await;
+    let server = Frpc::start(frps.addr, |c| {
+        c.user = "alice".into();
+        let mut shared = secret_proxy("shared", "stcp", echo);
+        shared.allow_users = vec!["bob".into()];
+        c.proxies.push(shared);
+        let mut open = secret_proxy("open", "stcp", echo);
+        open.allow_users = vec!["*".into()];
+        c.proxies.push(open);
+        c.proxies.push(secret_proxy("private", "stcp", echo));
+    });
+    for p in ["shared", "open", "private"] {
+        server.wait_running(p).await;
+    }
+    let ports: Vec<u16> = {
+        let mut v = Vec::new();
+        for _ in 0..4 {
+            v.push(free_port().await);
+        }
+        v
+    };
+    let for_alice = |name: &str, target: &str, port: u16| {
+        let mut v = visitor(name, "stcp", target, port);
+        v.server_user = "alice".into();
+        v
+    };
+    let bob = Frpc::start(frps.addr, |c| {
+        c.user = "bob".into();
+        c.visitors.push(for_alice("shared", "shared", ports[0]));
+        c.visitors.push(for_alice("open", "open", ports[1]));
+        c.visitors.push(for_alice("private", "private", ports[2]));
+    });
+    let carol = Frpc::start(frps.addr, |c| {
+        c.user = "carol".into();
+        c.visitors.push(for_alice("shared", "shared", ports[3]));
+    });
+    for n in ["shared", "open", "private"] {
+        bob.wait_visitor(n).await;
+    }
+    carol.wait_visitor("shared").await;
+    assert_eq!(echo_through(local(ports[0]), b"bob").await, b"bob");
+    assert_eq!(echo_through(local(ports[1]), b"any").await, b"any");
+    expect_closed(local(ports[2])).await;
+    expect_closed(local(ports[3])).await;
+    let text = frps.stats.metrics_text();
+    assert!(
+        text.contains("reason=\"user_not_allowed\",what=\"visitor_conn\"} 2"),
+        "{text}"
+    );
+    for c in [bob, carol, server] {
+        c.stop().await;
+    }
+    frps.stop().await;
+}
+
+/// Opens a raw visitor connection as a Go frpc does (tcpMux off) and returns frps's answer.
+async fn raw_visitor(
+    frps: SocketAddr,
+    wire: Wire,
+    m: NewVisitorConn,
+) -> (TcpStream, common::msg::NewVisitorConnResp) {
+    let mut s = TcpStream::connect(frps).await.unwrap();
+    if wire == Wire::V2 {
+        s.write_all(&v2::MAGIC).await.unwrap();
+    }
+    wire.write(&mut s, &m.into()).await.unwrap();
+    let r = tokio::time::timeout(PATIENCE, wire.read(&mut s))
+        .await
+        .expect("answer in time")
+        .expect("NewVisitorConnResp");
+    let Message::NewVisitorConnResp(r) = r else {
+        panic!("expected NewVisitorConnResp, got {r:?}")
+    };
+    (s, r)
+}
+
+fn signed(name: &str, sk: &str, ts: i64) -> NewVisitorConn {
+    NewVisitorConn {
+        proxy_name: name.into(),
+        sign_key: auth_key(sk, ts),
+        timestamp: ts,
+        ..Default::default()
+    }
+}
+
+/// frp's answers, byte for byte, to a hand-built NewVisitorConn: wrong key, stale and future
+/// timestamps, unknown proxy, unknown run_id, user not allowed; and the right one is answered
+/// with no error and then carries the proxy's bytes.
+#[tokio::test]
+async fn raw_new_visitor_conn_answers() {
+    init_log();
+    let frps = Frps::start(|c| c.transport.tcp_mux = false).await;
+    let echo = echo_tcp().await;
+    let server = Frpc::start(frps.addr, |c| {
+        c.transport.tcp_mux = false;
+        c.user = "alice".into();
+        let mut p = secret_proxy("open", "stcp", echo);
+        p.allow_users = vec!["*".into()];
+        c.proxies.push(p);
+        c.proxies.push(secret_proxy("mine", "stcp", echo));
+    });
+    server.wait_running("open").await;
+    server.wait_running("mine").await;
+    let now = unix_now();
+    let cases: Vec<(NewVisitorConn, String)> = vec![
+        (
+            signed("alice.open", "nope", now),
+            "visitor connection of [alice.open] auth failed".into(),
+        ),
+        (
+            signed("alice.open", SK, now - 3600),
+            "visitor connection of [alice.open] timestamp is more than 900s away from the server's clock"
+                .into(),
+        ),
+        (
+            signed("alice.open", SK, now + 3600),
+            "visitor connection of [alice.open] timestamp is more than 900s away from the server's clock"
+                .into(),
+        ),
+        (
+            signed("nobody", SK, now),
+            "custom listener for [nobody] doesn't exist".into(),
+        ),
+        (
+            NewVisitorConn {
+                run_id: "0123456789abcdef".into(),
+                ..signed("alice.open", SK, now)
+            },
+            "no client control found for run id [0123456789abcdef]".into(),
+        ),
+        // No run_id: user "" (pre-0.50 frpc), allowed only where "*" or "" is.
+        (
+            signed("alice.mine", SK, now),
+            "visitor connection of [alice.mine] user [] not allowed".into(),
+        ),
+    ];
+    for wire in [Wire::V1, Wire::V2] {
+        for (m, want) in &cases {
+            let (mut s, r) = raw_visitor(frps.addr, wire, m.clone()).await;
+            assert_eq!(r.proxy_name, m.proxy_name);
+            assert_eq!(&r.error, want, "{wire:?}");
+            let mut b = [0u8; 1];
+            let n = tokio::time::timeout(PATIENCE, s.read(&mut b))
+                .await
+                .unwrap();
+            assert!(
+                matches!(n, Ok(0) | Err(_)),
+                "frps closes a refused visitor connection"
+            );
+        }
+        let (mut s, r) = raw_visitor(frps.addr, wire, signed("alice.open", SK, unix_now())).await;
+        assert_eq!(r.error, "", "{wire:?}");
+        s.write_all(b"raw visitor").await.unwrap();
+        let mut b = [0u8; 11];
+        tokio::time::timeout(PATIENCE, s.read_exact(&mut b))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(&b, b"raw visitor");
+    }
+    server.stop().await;
+    frps.stop().await;
+}
+
+/// With `detailedErrorsToClient = false` the visitor learns only frp's summary.
+#[tokio::test]
+async fn refusal_text_without_detailed_errors() {
+    init_log();
+    let frps = Frps::start(|c| {
+        c.transport.tcp_mux = false;
+        c.detailed_errors_to_client = false;
+    })
+    .await;
+    let (_s, r) = raw_visitor(frps.addr, Wire::V1, signed("x", SK, unix_now())).await;
+    assert_eq!(r.error, "register visitor conn error");
+    frps.stop().await;
+}
+
+/// A visitor (holding the key) that sends garbage instead of SUDP frames ends only its own
+/// tunnel: the proxy's client stays up and a real sudp visitor works after it; a
+/// NewVisitorConn on a control connection is ignored, and the control stays up.
+#[tokio::test]
+async fn garbage_sudp_and_visitor_message_on_control() {
+    init_log();
+    let frps = Frps::start(|c| c.transport.tcp_mux = false).await;
+    let echo = echo_udp().await;
+    let server = Frpc::start(frps.addr, |c| {
+        c.transport.tcp_mux = false;
+        let mut p = secret_proxy("dns", "sudp", echo);
+        p.allow_users = vec!["*".into()];
+        c.proxies.push(p);
+    });
+    server.wait_running("dns").await;
+    for wire in [Wire::V1, Wire::V2] {
+        let (mut s, r) = raw_visitor(frps.addr, wire, signed("dns", SK, unix_now())).await;
+        assert_eq!(r.error, "");
+        let mut junk = vec![b'u'];
+        junk.extend_from_slice(&(40i64).to_be_bytes());
+        junk.extend_from_slice(&[0xff; 40]);
+        // Enough that any frame length a v2 reader takes from it is followed by its bytes.
+        junk.extend_from_slice(&[0xff; 70_000]);
+        let _ = s.write_all(&junk).await;
+        // frps or the proxy's client closes this tunnel.
+        let mut b = [0u8; 64];
+        let closed = tokio::time::timeout(PATIENCE, async {
+            loop {
+                match s.read(&mut b).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {}
+                }
+            }
+        })
+        .await;
+        assert!(closed.is_ok(), "garbage ends the tunnel");
+    }
+    // A control that sends NewVisitorConn keeps its session.
+    let (mut ctl, _run_id) = raw_login(frps.addr, 0).await;
+    common::msg::write_msg(&mut ctl, &signed("dns", SK, unix_now()).into())
+        .await
+        .unwrap();
+    common::msg::write_msg(&mut ctl, &common::msg::Ping::default().into())
+        .await
+        .unwrap();
+    let pong = tokio::time::timeout(PATIENCE, common::msg::read_msg(&mut ctl))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(matches!(pong, Message::Pong(_)), "{pong:?}");
+    // The proxy still serves a real visitor.
+    let port = free_port().await;
+    let visitors = Frpc::start(frps.addr, |c| {
+        c.transport.tcp_mux = false;
+        c.visitors.push(visitor("v", "sudp", "dns", port));
+    });
+    visitors.wait_visitor("v").await;
+    let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    assert_eq!(udp_roundtrip(&sock, local(port), b"after").await, b"after");
+    visitors.stop().await;
+    server.stop().await;
+    frps.stop().await;
+}
+
+/// Every pairing of wire protocols between the proxy's client and the visitor's client, for
+/// stcp and sudp (frps bridges sudp messages between framings).
+#[tokio::test]
+async fn v1_v2_mixes_for_stcp_and_sudp() {
+    init_log();
+    let frps = Frps::start(|_| {}).await;
+    let echo = echo_tcp().await;
+    let uecho = echo_udp().await;
+    for (pw, vw) in [("v1", "v2"), ("v2", "v1"), ("v2", "v2"), ("v1", "v1")] {
+        let server = Frpc::start(frps.addr, |c| {
+            c.transport.wire_protocol = pw.into();
+            c.proxies.push(secret_proxy("s", "stcp", echo));
+            let mut p = secret_proxy("u", "sudp", uecho);
+            p.transport.use_compression = true;
+            c.proxies.push(p);
+        });
+        server.wait_running("s").await;
+        server.wait_running("u").await;
+        let (tp, up) = (free_port().await, free_port().await);
+        let visitors = Frpc::start(frps.addr, |c| {
+            c.transport.wire_protocol = vw.into();
+            let mut v = visitor("s", "stcp", "s", tp);
+            v.transport.use_encryption = true;
+            c.visitors.push(v);
+            let mut v = visitor("u", "sudp", "u", up);
+            v.transport.use_encryption = true;
+            c.visitors.push(v);
+        });
+        visitors.wait_visitor("s").await;
+        visitors.wait_visitor("u").await;
+        let data = pattern(300_000, 3);
+        assert!(
+            echo_through(local(tp), &data).await == data,
+            "{pw}/{vw} stcp"
+        );
+        let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        for len in [10, 1400] {
+            let msg = pattern(len, len as u64);
+            assert_eq!(
+                udp_roundtrip(&sock, local(up), &msg).await,
+                msg,
+                "{pw}/{vw} sudp"
+            );
+        }
+        visitors.stop().await;
+        server.stop().await;
+        wait_until("proxies gone", || async {
+            frps.stats.visitor_listeners() == 0
+        })
+        .await;
+    }
+    frps.stop().await;
+}
+
+/// Reload adds, changes and removes visitors as it does proxies; a visitor's port is free
+/// once it is gone, and frps keeps nothing of a proxy whose client left.
+#[tokio::test]
+async fn reload_diffs_visitors_and_nothing_is_left_behind() {
+    init_log();
+    let frps = Frps::start(|_| {}).await;
+    let echo = echo_tcp().await;
+    let server = Frpc::start(frps.addr, |c| {
+        c.proxies.push(secret_proxy("ssh", "stcp", echo))
+    });
+    server.wait_running("ssh").await;
+    assert_eq!(frps.stats.visitor_listeners(), 1);
+    let (p1, p2) = (free_port().await, free_port().await);
+    let dir = temp_dir("visitor-reload");
+    let file = dir.join("frpc.toml");
+    let write = |port: Option<u16>, other: Option<u16>| {
+        let mut text = format!(
+            "serverAddr = \"127.0.0.1\"\nserverPort = {}\nauth.token = \"{TOKEN}\"\n",
+            frps.addr.port()
+        );
+        for (name, p) in [("a", port), ("b", other)] {
+            if let Some(p) = p {
+                text += &format!(
+                    "[[visitors]]\nname = \"{name}\"\ntype = \"stcp\"\nserverName = \"ssh\"\nsecretKey = \"{SK}\"\nbindPort = {p}\n"
+                );
+            }
+        }
+        std::fs::write(&file, text).unwrap();
+    };
+    write(Some(p1), None);
+    let client = client_from_file(&file);
+    let reloader = client.reloader();
+    let visitors = Frpc::run(client);
+    visitors.wait_visitor("a").await;
+    assert_eq!(echo_through(local(p1), b"1").await, b"1");
+    // A held connection of an unchanged visitor survives the reload that adds another.
+    let mut held = TcpStream::connect(local(p1)).await.unwrap();
+    held.write_all(b"x").await.unwrap();
+    let mut b = [0u8; 1];
+    held.read_exact(&mut b).await.unwrap();
+    write(Some(p1), Some(p2));
+    let loaded = common::config::load_client(&file, &Default::default()).unwrap();
+    reloader.apply(loaded.config);
+    visitors.wait_visitor("b").await;
+    assert_eq!(echo_through(local(p2), b"2").await, b"2");
+    held.write_all(b"y").await.unwrap();
+    held.read_exact(&mut b).await.unwrap();
+    assert_eq!(&b, b"y");
+    // Removing "b" frees its port.
+    write(Some(p1), None);
+    let loaded = common::config::load_client(&file, &Default::default()).unwrap();
+    reloader.apply(loaded.config);
+    wait_until("visitor b gone", || async {
+        visitors.visitors.get("b").is_none()
+    })
+    .await;
+    let rebind = std::net::TcpListener::bind(local(p2));
+    assert!(rebind.is_ok(), "visitor b's port is free");
+    drop(rebind);
+    // The visitor client stopping frees its port too.
+    visitors.stop().await;
+    assert!(std::net::TcpListener::bind(local(p1)).is_ok());
+    // frps drops the proxy's registration and connections when its client leaves.
+    server.stop().await;
+    wait_until("frps released the proxy", || async {
+        frps.stats.visitor_listeners() == 0 && frps.stats.proxy_traffic("ssh").is_none()
+    })
+    .await;
+    frps.stop().await;
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// The real binaries: one frps, a frpc with stcp and sudp proxies, a frpc with their visitors
+/// (config files as a user writes them; the visitor side on wire v2).
+#[tokio::test]
+async fn real_binaries_stcp_and_sudp() {
+    init_log();
+    let dir = procs::tempdir("visitors-bin");
+    let (_frps, port) = procs::start_frps(&dir, &format!("auth.token = \"{TOKEN}\"\n")).await;
+    let echo = echo_tcp().await;
+    let uecho = echo_udp().await;
+    let head = format!("serverAddr = \"127.0.0.1\"\nserverPort = {port}\nauth.token = \"{TOKEN}\"\nuser = \"home\"\n");
+    let server_cfg = procs::write(
+        &dir,
+        "server.toml",
+        &format!(
+            "{head}[[proxies]]\nname = \"ssh\"\ntype = \"stcp\"\nsecretKey = \"{SK}\"\nlocalIP = \"127.0.0.1\"\nlocalPort = {}\nallowUsers = [\"laptop\"]\n\
+             [[proxies]]\nname = \"dns\"\ntype = \"sudp\"\nsecretKey = \"{SK}\"\nlocalIP = \"127.0.0.1\"\nlocalPort = {}\nallowUsers = [\"*\"]\n",
+            echo.port(),
+            uecho.port()
+        ),
+    );
+    let (tp, up) = (free_port().await, free_port().await);
+    let visitor_cfg = procs::write(
+        &dir,
+        "visitor.toml",
+        &format!(
+            "serverAddr = \"127.0.0.1\"\nserverPort = {port}\nauth.token = \"{TOKEN}\"\nuser = \"laptop\"\ntransport.wireProtocol = \"v2\"\n\
+             [[visitors]]\nname = \"ssh-v\"\ntype = \"stcp\"\nserverUser = \"home\"\nserverName = \"ssh\"\nsecretKey = \"{SK}\"\nbindPort = {tp}\ntransport.useEncryption = true\n\
+             [[visitors]]\nname = \"dns-v\"\ntype = \"sudp\"\nserverUser = \"home\"\nserverName = \"dns\"\nsecretKey = \"{SK}\"\nbindPort = {up}\ntransport.useCompression = true\n"
+        ),
+    );
+    let _server = procs::spawn("frpc", &["-c", &server_cfg]);
+    let _visitor = procs::spawn("frpc", &["-c", &visitor_cfg]);
+    // The proxy may register after the visitor listens: retry until a tunnel works.
+    wait_tunnel(local(tp)).await;
+    let data = pattern(2 * 1024 * 1024, 11);
+    assert!(echo_through(local(tp), &data).await == data);
+    let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let msg = pattern(1400, 5);
+    assert_eq!(udp_roundtrip(&sock, local(up), &msg).await, msg);
+    let _ = std::fs::remove_dir_all(dir);
+}
