@@ -15,7 +15,7 @@ use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 /// frp reads LoginResp with this deadline.
 const LOGIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -101,10 +101,25 @@ impl Client {
                 error: refused.unwrap_or_default(),
             });
         }
+        let visitor_status = StatusBoard::default();
+        for v in cfg.active_visitors() {
+            let refused = crate::visitor::refused(v);
+            visitor_status.set(ProxyStatus {
+                name: v.name.clone(),
+                kind: v.kind.clone(),
+                phase: if refused.is_some() {
+                    Phase::StartError
+                } else {
+                    Phase::New
+                },
+                remote_addr: String::new(),
+                error: refused.unwrap_or_default(),
+            });
+        }
         Client {
             cfg,
             status,
-            visitor_status: StatusBoard::default(),
+            visitor_status,
             reloader,
             config_path: None,
             web_limits: Default::default(),
@@ -176,6 +191,11 @@ impl Client {
         let global = common::config::client_global_unsupported(&self.cfg);
         if let Some(why) = common::config::refusal(&global) {
             return Err(ClientError::Unsupported(why));
+        }
+        for v in self.cfg.active_visitors() {
+            if let Some(why) = crate::visitor::refused(v) {
+                error!(visitor = %v.name, "visitor not started: {why}");
+            }
         }
         let dialer = Dialer::new(self.cfg.clone())?;
         let auth = crate::auth::Auth::new(&self.cfg.auth)?;

@@ -157,7 +157,8 @@ pub(crate) const PROXY_RULES: &[Rule<ProxyConfig>] = &[
     },
 ];
 
-/// xtcp's own visitor keys; they have no effect until xtcp exists.
+/// xtcp's own visitor keys; they have no effect until xtcp exists (set to other than their
+/// defaults, they are named).
 const XTCP_VISITOR_WHY: &str =
     "xtcp (P2P) visitors are not supported by this frpc yet (stcp and sudp are); this visitor will not start";
 
@@ -178,7 +179,7 @@ pub(crate) const VISITOR_RULES: &[Rule<VisitorConfig>] = &[
         key: "protocol",
         why: XTCP_VISITOR_WHY,
         effect: Effect::Refuse,
-        used: |v| v.kind == "xtcp" && !v.protocol.is_empty(),
+        used: |v| !matches!(v.protocol.as_str(), "" | "quic"),
     },
     Rule {
         key: "keepTunnelOpen",
@@ -190,13 +191,13 @@ pub(crate) const VISITOR_RULES: &[Rule<VisitorConfig>] = &[
         key: "maxRetriesAnHour",
         why: XTCP_VISITOR_WHY,
         effect: Effect::Refuse,
-        used: |v| v.kind == "xtcp" && v.max_retries_an_hour != 0,
+        used: |v| !matches!(v.max_retries_an_hour, 0 | 8),
     },
     Rule {
         key: "minRetryInterval",
         why: XTCP_VISITOR_WHY,
         effect: Effect::Refuse,
-        used: |v| v.kind == "xtcp" && v.min_retry_interval != 0,
+        used: |v| !matches!(v.min_retry_interval, 0 | 90),
     },
     Rule {
         key: "fallbackTo",
@@ -208,7 +209,7 @@ pub(crate) const VISITOR_RULES: &[Rule<VisitorConfig>] = &[
         key: "fallbackTimeoutMs",
         why: XTCP_VISITOR_WHY,
         effect: Effect::Refuse,
-        used: |v| v.kind == "xtcp" && v.fallback_timeout_ms != 0,
+        used: |v| !matches!(v.fallback_timeout_ms, 0 | 1000),
     },
     Rule {
         key: "natTraversal",
