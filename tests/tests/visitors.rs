@@ -616,3 +616,221 @@ async fn real_binaries_stcp_and_sudp() {
     assert_eq!(udp_roundtrip(&sock, local(up), &msg).await, msg);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+async fn api(
+    addr: SocketAddr,
+    method: hyper::Method,
+    path: &str,
+    body: &str,
+) -> (u16, serde_json::Value) {
+    let headers = [("content-type", "application/json".to_string())];
+    let (addr, auth) = (addr.to_string(), common::http::BasicAuth::default());
+    let call = common::http::request_with(
+        &addr,
+        &auth,
+        method,
+        path,
+        &headers,
+        body.to_owned().into(),
+    );
+    let a = tokio::time::timeout(PATIENCE, call).await.unwrap().unwrap();
+    let v = serde_json::from_str(&a.body).unwrap_or(serde_json::Value::String(a.body.clone()));
+    (a.code.as_u16(), v)
+}
+
+/// The admin API shows visitors (`/api/status` under `visitors`, `/api/visitor/{name}/config`),
+/// a store entry starts a real visitor and deleting it frees its port; frps's dashboard lists
+/// stcp and sudp proxies under their type with frp's fields.
+#[tokio::test]
+async fn admin_api_store_and_dashboard_show_visitors() {
+    use hyper::Method;
+    init_log();
+    let dash = free_port().await;
+    let frps = Frps::start(|c| {
+        c.web_server.addr = "127.0.0.1".into();
+        c.web_server.port = dash;
+    })
+    .await;
+    let echo = echo_tcp().await;
+    let uecho = echo_udp().await;
+    let server = Frpc::start(frps.addr, |c| {
+        let mut p = secret_proxy("ssh", "stcp", echo);
+        p.allow_users = vec!["*".into()];
+        c.proxies.push(p);
+        c.proxies.push(secret_proxy("dns", "sudp", uecho));
+    });
+    server.wait_running("ssh").await;
+    server.wait_running("dns").await;
+    let (admin, p1, p2) = (free_port().await, free_port().await, free_port().await);
+    let dir = temp_dir("visitor-admin");
+    let file = dir.join("frpc.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "serverAddr = \"127.0.0.1\"\nserverPort = {}\nauth.token = \"{TOKEN}\"\nwebServer.addr = \"127.0.0.1\"\nwebServer.port = {admin}\nstore.path = {:?}\n\
+             [[visitors]]\nname = \"file-v\"\ntype = \"stcp\"\nserverName = \"ssh\"\nsecretKey = \"{SK}\"\nbindPort = {p1}\n",
+            frps.addr.port(),
+            dir.join("store.json").display().to_string()
+        ),
+    )
+    .unwrap();
+    let visitors = Frpc::run(client_from_file(&file));
+    visitors.wait_visitor("file-v").await;
+    let admin_addr = local(admin);
+    let (code, status) = api(admin_addr, Method::GET, "/api/status", "").await;
+    assert_eq!(code, 200);
+    assert_eq!(
+        status["visitors"],
+        serde_json::json!([{"name": "file-v", "type": "stcp", "status": "running", "err": "",
+            "local_addr": format!("127.0.0.1:{p1}"), "plugin": "", "remote_addr": ""}])
+    );
+    let (code, def) = api(admin_addr, Method::GET, "/api/visitor/file-v/config", "").await;
+    assert_eq!(code, 200);
+    assert_eq!(def["type"], "stcp");
+    assert_eq!(def["stcp"]["serverName"], "ssh");
+    // A store entry is a real visitor.
+    let body = serde_json::json!({"name": "store-v", "type": "stcp",
+        "stcp": {"serverName": "ssh", "secretKey": SK, "bindPort": p2}});
+    let (code, _) = api(
+        admin_addr,
+        Method::POST,
+        "/api/store/visitors",
+        &body.to_string(),
+    )
+    .await;
+    assert_eq!(code, 200);
+    visitors.wait_visitor("store-v").await;
+    assert_eq!(echo_through(local(p2), b"stored").await, b"stored");
+    let (_, status) = api(admin_addr, Method::GET, "/api/status", "").await;
+    assert_eq!(status["visitors"][1]["name"], "store-v");
+    assert_eq!(status["visitors"][1]["source"], "store");
+    let (code, _) = api(
+        admin_addr,
+        Method::DELETE,
+        "/api/store/visitors/store-v",
+        "",
+    )
+    .await;
+    assert_eq!(code, 200);
+    wait_until("store visitor gone", || async {
+        visitors.visitors.get("store-v").is_none()
+    })
+    .await;
+    assert!(
+        std::net::TcpListener::bind(local(p2)).is_ok(),
+        "its port is free"
+    );
+    // The dashboard.
+    let (code, list) = api(local(dash), Method::GET, "/api/proxy/stcp", "").await;
+    assert_eq!(code, 200);
+    let p = &list["proxies"][0];
+    assert_eq!(p["name"], "ssh");
+    assert_eq!(p["status"], "online");
+    assert_eq!(p["conf"]["allowUsers"], serde_json::json!(["*"]));
+    assert!(
+        p["conf"].get("secretKey").is_none(),
+        "no secret in API answers"
+    );
+    let (_, list) = api(local(dash), Method::GET, "/api/proxy/sudp", "").await;
+    assert_eq!(list["proxies"][0]["name"], "dns");
+    visitors.stop().await;
+    server.stop().await;
+    frps.stop().await;
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// `frpc stcp` and `frpc stcp|sudp visitor` from flags alone (frp's quick-start subcommands).
+#[tokio::test]
+async fn quick_start_subcommands_run_proxy_and_visitors() {
+    init_log();
+    let dir = procs::tempdir("visitors-quick");
+    let (_frps, port) = procs::start_frps(&dir, &format!("auth.token = \"{TOKEN}\"\n")).await;
+    let echo = echo_tcp().await;
+    let uecho = echo_udp().await;
+    let (tp, up) = (free_port().await, free_port().await);
+    let port_s = port.to_string();
+    let common = ["-s", "127.0.0.1", "-P", &port_s, "-t", TOKEN, "-u", "home"];
+    let with = |args: &[&str]| -> Vec<String> {
+        args.iter()
+            .chain(common.iter())
+            .map(|s| s.to_string())
+            .collect()
+    };
+    let spawn = |args: Vec<String>| {
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        procs::spawn("frpc", &refs)
+    };
+    let (ep, up_s, tp_s, uep) = (
+        echo.port().to_string(),
+        up.to_string(),
+        tp.to_string(),
+        uecho.port().to_string(),
+    );
+    let _p1 = spawn(with(&["stcp", "-n", "ssh", "--sk", SK, "-l", &ep]));
+    let _p2 = spawn(with(&["sudp", "-n", "dns", "--sk", SK, "-l", &uep]));
+    let _v1 = spawn(with(&[
+        "stcp",
+        "visitor",
+        "-n",
+        "ssh-v",
+        "--server-name",
+        "ssh",
+        "--sk",
+        SK,
+        "--bind-port",
+        &tp_s,
+        "--ue",
+    ]));
+    let _v2 = spawn(with(&[
+        "sudp",
+        "visitor",
+        "-n",
+        "dns-v",
+        "--server-name",
+        "dns",
+        "--sk",
+        SK,
+        "--bind-port",
+        &up_s,
+    ]));
+    wait_tunnel(local(tp)).await;
+    let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    assert_eq!(udp_roundtrip(&sock, local(up), b"quick").await, b"quick");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// frp's SUDP framing by hand: a v1 UDPPacket frame on a raw visitor connection reaches the
+/// proxy's local service, and its answer comes back as a UDPPacket with the same `r`.
+#[tokio::test]
+async fn raw_sudp_frames_round_trip() {
+    init_log();
+    let frps = Frps::start(|c| c.transport.tcp_mux = false).await;
+    let uecho = echo_udp().await;
+    let server = Frpc::start(frps.addr, |c| {
+        c.transport.tcp_mux = false;
+        let mut p = secret_proxy("dns", "sudp", uecho);
+        p.allow_users = vec!["*".into()];
+        c.proxies.push(p);
+    });
+    server.wait_running("dns").await;
+    let (mut s, r) = raw_visitor(frps.addr, Wire::V1, signed("dns", SK, unix_now())).await;
+    assert_eq!(r.error, "");
+    let user: SocketAddr = "198.51.100.7:5353".parse().unwrap();
+    s.write_all(&raw_udp_frame(b"by hand", user)).await.unwrap();
+    let back = loop {
+        let m = tokio::time::timeout(PATIENCE, common::msg::read_msg(&mut s))
+            .await
+            .unwrap()
+            .unwrap();
+        if let Message::UdpPacket(p) = m {
+            break p;
+        }
+    };
+    assert_eq!(back.content, b"by hand");
+    assert_eq!(
+        back.remote_addr.and_then(|a| a.to_socket_addr()),
+        Some(user)
+    );
+    server.stop().await;
+    frps.stop().await;
+}
