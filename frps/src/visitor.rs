@@ -209,7 +209,7 @@ impl VisitorManager {
 }
 
 /// Serves a logical connection whose first message is NewVisitorConn (frp `handleConnection`
-/// + `RegisterVisitorConn`). Unlike Go frps, the answer is written before the connection is
+/// and `RegisterVisitorConn`). Unlike Go frps, the answer is written before the connection is
 /// handed to the proxy, so no proxy byte can overtake it.
 pub(crate) async fn serve(
     shared: &Shared,

@@ -94,14 +94,14 @@ async fn stcp_echo_10_mib_plain_encrypted_compressed_both() {
         c.visitors.push(off);
     });
     let data = pattern(10 * 1024 * 1024, 7);
-    for i in 0..=modes.len() {
+    for (i, port) in ports.iter().take(modes.len() + 1).enumerate() {
         let name = if i < modes.len() {
             format!("v{i}")
         } else {
             "v-layers".into()
         };
         visitors.wait_visitor(&name).await;
-        let got = echo_through(local(ports[i]), &data).await;
+        let got = echo_through(local(*port), &data).await;
         assert!(got == data, "{name}: 10 MiB came back intact");
     }
     // frps counted the bytes on the proxy, the visitor frpc on its visitor.
