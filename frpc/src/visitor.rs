@@ -533,3 +533,23 @@ async fn sudp_tunnel(
     };
     tokio::select! { r = to_server => r, r = to_user => r }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::target_name;
+    use common::config::VisitorConfig;
+
+    /// frp `BuildTargetServerProxyName`: serverUser, else the visitor's own user, as prefix.
+    #[test]
+    fn target_names() {
+        let v = |user: &str| VisitorConfig {
+            server_user: user.into(),
+            server_name: "ssh".into(),
+            ..Default::default()
+        };
+        assert_eq!(target_name("alice", &v("")), "alice.ssh");
+        assert_eq!(target_name("alice", &v("bob")), "bob.ssh");
+        assert_eq!(target_name("", &v("bob")), "bob.ssh");
+        assert_eq!(target_name("", &v("")), "ssh");
+    }
+}

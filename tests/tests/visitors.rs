@@ -625,14 +625,8 @@ async fn api(
 ) -> (u16, serde_json::Value) {
     let headers = [("content-type", "application/json".to_string())];
     let (addr, auth) = (addr.to_string(), common::http::BasicAuth::default());
-    let call = common::http::request_with(
-        &addr,
-        &auth,
-        method,
-        path,
-        &headers,
-        body.to_owned().into(),
-    );
+    let call =
+        common::http::request_with(&addr, &auth, method, path, &headers, body.to_owned().into());
     let a = tokio::time::timeout(PATIENCE, call).await.unwrap().unwrap();
     let v = serde_json::from_str(&a.body).unwrap_or(serde_json::Value::String(a.body.clone()));
     (a.code.as_u16(), v)
@@ -683,6 +677,12 @@ async fn admin_api_store_and_dashboard_show_visitors() {
         status["visitors"],
         serde_json::json!([{"name": "file-v", "type": "stcp", "status": "running", "err": "",
             "local_addr": format!("127.0.0.1:{p1}"), "plugin": "", "remote_addr": ""}])
+    );
+    let out = run_bin("frpc", &["status", "-c", &file.display().to_string()]).await;
+    let text = procs::stdout(&out);
+    assert!(
+        text.contains("VISITORS") && text.contains("file-v") && text.contains("running"),
+        "{text}"
     );
     let (code, def) = api(admin_addr, Method::GET, "/api/visitor/file-v/config", "").await;
     assert_eq!(code, 200);
