@@ -3,7 +3,7 @@
 
 use crate::connector::{Connector, Dialer};
 use crate::control::Session;
-use crate::status::{Phase, ProxyStatus, StatusBoard};
+use crate::status::{ProxyStatus, StatusBoard};
 use common::auth::unix_now;
 use common::backoff::Backoff;
 use common::config::ClientConfig;
@@ -88,33 +88,19 @@ impl Client {
         let cfg = reloader.current();
         let status = StatusBoard::default();
         for p in cfg.active_proxies() {
-            let refused = crate::control::refused(p);
-            status.set(ProxyStatus {
-                name: p.name.clone(),
-                kind: p.kind.clone(),
-                phase: if refused.is_some() {
-                    Phase::StartError
-                } else {
-                    Phase::New
-                },
-                remote_addr: String::new(),
-                error: refused.unwrap_or_default(),
-            });
+            status.set(ProxyStatus::initial(
+                &p.name,
+                &p.kind,
+                crate::control::refused(p),
+            ));
         }
         let visitor_status = StatusBoard::default();
         for v in cfg.active_visitors() {
-            let refused = crate::visitor::refused(v);
-            visitor_status.set(ProxyStatus {
-                name: v.name.clone(),
-                kind: v.kind.clone(),
-                phase: if refused.is_some() {
-                    Phase::StartError
-                } else {
-                    Phase::New
-                },
-                remote_addr: String::new(),
-                error: refused.unwrap_or_default(),
-            });
+            visitor_status.set(ProxyStatus::initial(
+                &v.name,
+                &v.kind,
+                crate::visitor::refused(v),
+            ));
         }
         Client {
             cfg,

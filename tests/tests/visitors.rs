@@ -37,6 +37,36 @@ fn local(port: u16) -> SocketAddr {
     ([127, 0, 0, 1], port).into()
 }
 
+/// An frpc with the proxies `f` adds, once all of them run.
+async fn start_proxies(
+    frps: SocketAddr,
+    f: impl FnOnce(&mut common::config::ClientConfig),
+) -> Frpc {
+    let mut cfg = client_config(frps);
+    f(&mut cfg);
+    let names: Vec<String> = cfg.proxies.iter().map(|p| p.name.clone()).collect();
+    let frpc = Frpc::run(frpc::Client::new(cfg));
+    for n in names {
+        frpc.wait_running(&n).await;
+    }
+    frpc
+}
+
+/// An frpc with the visitors `f` adds, once all the enabled ones listen.
+async fn start_visitors(
+    frps: SocketAddr,
+    f: impl FnOnce(&mut common::config::ClientConfig),
+) -> Frpc {
+    let mut cfg = client_config(frps);
+    f(&mut cfg);
+    let names: Vec<String> = cfg.active_visitors().map(|v| v.name.clone()).collect();
+    let frpc = Frpc::run(frpc::Client::new(cfg));
+    for n in names {
+        frpc.wait_visitor(&n).await;
+    }
+    frpc
+}
+
 /// Connects through a visitor and expects the connection to be closed without data (the
 /// visitor connection was refused).
 async fn expect_closed(addr: SocketAddr) {
@@ -64,23 +94,22 @@ async fn stcp_echo_10_mib_plain_encrypted_compressed_both() {
     init_log();
     let frps = Frps::start(|_| {}).await;
     let echo = echo_tcp().await;
-    let server = Frpc::start(frps.addr, |c| {
+    let server = start_proxies(frps.addr, |c| {
         c.proxies.push(secret_proxy("ssh", "stcp", echo));
         // The proxy side's own layers are independent of the visitor's.
         let mut p = secret_proxy("ssh2", "stcp", echo);
         p.transport.use_encryption = true;
         p.transport.use_compression = true;
         c.proxies.push(p);
-    });
-    server.wait_running("ssh").await;
-    server.wait_running("ssh2").await;
+    })
+    .await;
     let modes = [(false, false), (true, false), (false, true), (true, true)];
     let mut ports = Vec::new();
     for _ in 0..modes.len() + 2 {
         ports.push(free_port().await);
     }
     let disabled_port = ports[modes.len() + 1];
-    let visitors = Frpc::start(frps.addr, |c| {
+    let visitors = start_visitors(frps.addr, |c| {
         for (i, (enc, comp)) in modes.iter().enumerate() {
             let mut v = visitor(&format!("v{i}"), "stcp", "ssh", ports[i]);
             v.transport.use_encryption = *enc;
@@ -92,7 +121,8 @@ async fn stcp_echo_10_mib_plain_encrypted_compressed_both() {
         let mut off = visitor("off", "stcp", "ssh", disabled_port);
         off.enabled = Some(false);
         c.visitors.push(off);
-    });
+    })
+    .await;
     let data = pattern(10 * 1024 * 1024, 7);
     for (i, port) in ports.iter().take(modes.len() + 1).enumerate() {
         let name = if i < modes.len() {
@@ -100,7 +130,6 @@ async fn stcp_echo_10_mib_plain_encrypted_compressed_both() {
         } else {
             "v-layers".into()
         };
-        visitors.wait_visitor(&name).await;
         let got = echo_through(local(*port), &data).await;
         assert!(got == data, "{name}: 10 MiB came back intact");
     }
@@ -135,17 +164,17 @@ async fn sudp_datagrams_up_to_1400_bytes() {
     init_log();
     let frps = Frps::start(|_| {}).await;
     let echo = echo_udp().await;
-    let server = Frpc::start(frps.addr, |c| {
+    let server = start_proxies(frps.addr, |c| {
         c.proxies.push(secret_proxy("dns", "sudp", echo));
-    });
-    server.wait_running("dns").await;
+    })
+    .await;
     let port = free_port().await;
-    let visitors = Frpc::start(frps.addr, |c| {
+    let visitors = start_visitors(frps.addr, |c| {
         let mut v = visitor("dns-v", "sudp", "dns", port);
         v.transport.use_encryption = true;
         c.visitors.push(v);
-    });
-    visitors.wait_visitor("dns-v").await;
+    })
+    .await;
     let a = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let b = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     for (i, sock) in [&a, &b].into_iter().enumerate() {
@@ -168,19 +197,18 @@ async fn wrong_key_refused_while_right_key_works() {
     init_log();
     let frps = Frps::start(|_| {}).await;
     let echo = echo_tcp().await;
-    let server = Frpc::start(frps.addr, |c| {
+    let server = start_proxies(frps.addr, |c| {
         c.proxies.push(secret_proxy("ssh", "stcp", echo))
-    });
-    server.wait_running("ssh").await;
+    })
+    .await;
     let (good, bad) = (free_port().await, free_port().await);
-    let visitors = Frpc::start(frps.addr, |c| {
+    let visitors = start_visitors(frps.addr, |c| {
         c.visitors.push(visitor("good", "stcp", "ssh", good));
         let mut v = visitor("bad", "stcp", "ssh", bad);
         v.secret_key.0 = "guess".into();
         c.visitors.push(v);
-    });
-    visitors.wait_visitor("good").await;
-    visitors.wait_visitor("bad").await;
+    })
+    .await;
     expect_closed(local(bad)).await;
     assert_eq!(echo_through(local(good), b"hi").await, b"hi");
     expect_closed(local(bad)).await;
@@ -208,7 +236,7 @@ async fn allow_users_another_user_star_and_refused() {
     init_log();
     let frps = Frps::start(|_| {}).await;
     let echo = echo_tcp().await;
-    let server = Frpc::start(frps.addr, |c| {
+    let server = start_proxies(frps.addr, |c| {
         c.user = "alice".into();
         let mut shared = secret_proxy("shared", "stcp", echo);
         shared.allow_users = vec!["bob".into()];
@@ -217,10 +245,8 @@ async fn allow_users_another_user_star_and_refused() {
         open.allow_users = vec!["*".into()];
         c.proxies.push(open);
         c.proxies.push(secret_proxy("private", "stcp", echo));
-    });
-    for p in ["shared", "open", "private"] {
-        server.wait_running(p).await;
-    }
+    })
+    .await;
     let ports: Vec<u16> = {
         let mut v = Vec::new();
         for _ in 0..4 {
@@ -233,20 +259,18 @@ async fn allow_users_another_user_star_and_refused() {
         v.server_user = "alice".into();
         v
     };
-    let bob = Frpc::start(frps.addr, |c| {
+    let bob = start_visitors(frps.addr, |c| {
         c.user = "bob".into();
         c.visitors.push(for_alice("shared", "shared", ports[0]));
         c.visitors.push(for_alice("open", "open", ports[1]));
         c.visitors.push(for_alice("private", "private", ports[2]));
-    });
-    let carol = Frpc::start(frps.addr, |c| {
+    })
+    .await;
+    let carol = start_visitors(frps.addr, |c| {
         c.user = "carol".into();
         c.visitors.push(for_alice("shared", "shared", ports[3]));
-    });
-    for n in ["shared", "open", "private"] {
-        bob.wait_visitor(n).await;
-    }
-    carol.wait_visitor("shared").await;
+    })
+    .await;
     assert_eq!(echo_through(local(ports[0]), b"bob").await, b"bob");
     assert_eq!(echo_through(local(ports[1]), b"any").await, b"any");
     expect_closed(local(ports[2])).await;
@@ -300,16 +324,15 @@ async fn raw_new_visitor_conn_answers() {
     init_log();
     let frps = Frps::start(|c| c.transport.tcp_mux = false).await;
     let echo = echo_tcp().await;
-    let server = Frpc::start(frps.addr, |c| {
+    let server = start_proxies(frps.addr, |c| {
         c.transport.tcp_mux = false;
         c.user = "alice".into();
         let mut p = secret_proxy("open", "stcp", echo);
         p.allow_users = vec!["*".into()];
         c.proxies.push(p);
         c.proxies.push(secret_proxy("mine", "stcp", echo));
-    });
-    server.wait_running("open").await;
-    server.wait_running("mine").await;
+    })
+    .await;
     let now = unix_now();
     let cases: Vec<(NewVisitorConn, String)> = vec![
         (
@@ -393,13 +416,13 @@ async fn garbage_sudp_and_visitor_message_on_control() {
     init_log();
     let frps = Frps::start(|c| c.transport.tcp_mux = false).await;
     let echo = echo_udp().await;
-    let server = Frpc::start(frps.addr, |c| {
+    let server = start_proxies(frps.addr, |c| {
         c.transport.tcp_mux = false;
         let mut p = secret_proxy("dns", "sudp", echo);
         p.allow_users = vec!["*".into()];
         c.proxies.push(p);
-    });
-    server.wait_running("dns").await;
+    })
+    .await;
     for wire in [Wire::V1, Wire::V2] {
         let (mut s, r) = raw_visitor(frps.addr, wire, signed("dns", SK, unix_now())).await;
         assert_eq!(r.error, "");
@@ -437,11 +460,11 @@ async fn garbage_sudp_and_visitor_message_on_control() {
     assert!(matches!(pong, Message::Pong(_)), "{pong:?}");
     // The proxy still serves a real visitor.
     let port = free_port().await;
-    let visitors = Frpc::start(frps.addr, |c| {
+    let visitors = start_visitors(frps.addr, |c| {
         c.transport.tcp_mux = false;
         c.visitors.push(visitor("v", "sudp", "dns", port));
-    });
-    visitors.wait_visitor("v").await;
+    })
+    .await;
     let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     assert_eq!(udp_roundtrip(&sock, local(port), b"after").await, b"after");
     visitors.stop().await;
@@ -458,17 +481,16 @@ async fn v1_v2_mixes_for_stcp_and_sudp() {
     let echo = echo_tcp().await;
     let uecho = echo_udp().await;
     for (pw, vw) in [("v1", "v2"), ("v2", "v1"), ("v2", "v2"), ("v1", "v1")] {
-        let server = Frpc::start(frps.addr, |c| {
+        let server = start_proxies(frps.addr, |c| {
             c.transport.wire_protocol = pw.into();
             c.proxies.push(secret_proxy("s", "stcp", echo));
             let mut p = secret_proxy("u", "sudp", uecho);
             p.transport.use_compression = true;
             c.proxies.push(p);
-        });
-        server.wait_running("s").await;
-        server.wait_running("u").await;
+        })
+        .await;
         let (tp, up) = (free_port().await, free_port().await);
-        let visitors = Frpc::start(frps.addr, |c| {
+        let visitors = start_visitors(frps.addr, |c| {
             c.transport.wire_protocol = vw.into();
             let mut v = visitor("s", "stcp", "s", tp);
             v.transport.use_encryption = true;
@@ -476,9 +498,8 @@ async fn v1_v2_mixes_for_stcp_and_sudp() {
             let mut v = visitor("u", "sudp", "u", up);
             v.transport.use_encryption = true;
             c.visitors.push(v);
-        });
-        visitors.wait_visitor("s").await;
-        visitors.wait_visitor("u").await;
+        })
+        .await;
         let data = pattern(300_000, 3);
         assert!(
             echo_through(local(tp), &data).await == data,
@@ -510,10 +531,10 @@ async fn reload_diffs_visitors_and_nothing_is_left_behind() {
     init_log();
     let frps = Frps::start(|_| {}).await;
     let echo = echo_tcp().await;
-    let server = Frpc::start(frps.addr, |c| {
+    let server = start_proxies(frps.addr, |c| {
         c.proxies.push(secret_proxy("ssh", "stcp", echo))
-    });
-    server.wait_running("ssh").await;
+    })
+    .await;
     assert_eq!(frps.stats.visitor_listeners(), 1);
     let (p1, p2) = (free_port().await, free_port().await);
     let dir = temp_dir("visitor-reload");
@@ -647,14 +668,13 @@ async fn admin_api_store_and_dashboard_show_visitors() {
     .await;
     let echo = echo_tcp().await;
     let uecho = echo_udp().await;
-    let server = Frpc::start(frps.addr, |c| {
+    let server = start_proxies(frps.addr, |c| {
         let mut p = secret_proxy("ssh", "stcp", echo);
         p.allow_users = vec!["*".into()];
         c.proxies.push(p);
         c.proxies.push(secret_proxy("dns", "sudp", uecho));
-    });
-    server.wait_running("ssh").await;
-    server.wait_running("dns").await;
+    })
+    .await;
     let (admin, p1, p2) = (free_port().await, free_port().await, free_port().await);
     let dir = temp_dir("visitor-admin");
     let file = dir.join("frpc.toml");
@@ -806,13 +826,13 @@ async fn raw_sudp_frames_round_trip() {
     init_log();
     let frps = Frps::start(|c| c.transport.tcp_mux = false).await;
     let uecho = echo_udp().await;
-    let server = Frpc::start(frps.addr, |c| {
+    let server = start_proxies(frps.addr, |c| {
         c.transport.tcp_mux = false;
         let mut p = secret_proxy("dns", "sudp", uecho);
         p.allow_users = vec!["*".into()];
         c.proxies.push(p);
-    });
-    server.wait_running("dns").await;
+    })
+    .await;
     let (mut s, r) = raw_visitor(frps.addr, Wire::V1, signed("dns", SK, unix_now())).await;
     assert_eq!(r.error, "");
     let user: SocketAddr = "198.51.100.7:5353".parse().unwrap();
