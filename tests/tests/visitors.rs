@@ -410,7 +410,8 @@ async fn refusal_text_without_detailed_errors() {
 
 /// A visitor (holding the key) that sends garbage instead of SUDP frames ends only its own
 /// tunnel: the proxy's client stays up and a real sudp visitor works after it; a
-/// NewVisitorConn on a control connection is ignored, and the control stays up.
+/// NewVisitorConn on a control connection is ignored, and the control stays up; an xtcp
+/// visitor's NatHoleVisitor is refused at once.
 #[tokio::test]
 async fn garbage_sudp_and_visitor_message_on_control() {
     init_log();
@@ -458,6 +459,23 @@ async fn garbage_sudp_and_visitor_message_on_control() {
         .unwrap()
         .unwrap();
     assert!(matches!(pong, Message::Pong(_)), "{pong:?}");
+    // An xtcp visitor's request is answered at once as frp answers for a missing xtcp proxy.
+    let nh = common::msg::NatHoleVisitor {
+        transaction_id: "t1".into(),
+        proxy_name: "p2p".into(),
+        pre_check: true,
+        ..Default::default()
+    };
+    common::msg::write_msg(&mut ctl, &nh.into()).await.unwrap();
+    let resp = tokio::time::timeout(PATIENCE, common::msg::read_msg(&mut ctl))
+        .await
+        .unwrap()
+        .unwrap();
+    let Message::NatHoleResp(r) = resp else {
+        panic!("expected NatHoleResp, got {resp:?}")
+    };
+    assert_eq!(r.transaction_id, "t1");
+    assert_eq!(r.error, "xtcp server for [p2p] doesn't exist");
     // The proxy still serves a real visitor.
     let port = free_port().await;
     let visitors = start_visitors(frps.addr, |c| {
@@ -852,5 +870,37 @@ async fn raw_sudp_frames_round_trip() {
         Some(user)
     );
     server.stop().await;
+    frps.stop().await;
+}
+
+/// A visitor whose port is taken does not start and says why; one with `bindPort = -1` runs
+/// without listening (it serves only connections other visitors hand over, frp's fallbackTo).
+#[tokio::test]
+async fn busy_port_is_reported_and_negative_bind_port_does_not_listen() {
+    init_log();
+    let frps = Frps::start(|_| {}).await;
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let frpc = Frpc::start(frps.addr, |c| {
+        c.visitors.push(visitor("busy", "stcp", "ssh", port));
+        let mut v = visitor("inner", "stcp", "ssh", 0);
+        v.bind_port = -1;
+        c.visitors.push(v);
+    });
+    frpc.wait_visitor("inner").await;
+    let s = frpc
+        .visitors
+        .wait_for("busy", PATIENCE, |s| {
+            s.phase == frpc::status::Phase::StartError
+        })
+        .await
+        .expect("busy visitor reports its error");
+    assert!(
+        s.error
+            .starts_with(&format!("listen on 127.0.0.1:{port} error: ")),
+        "{}",
+        s.error
+    );
+    frpc.stop().await;
     frps.stop().await;
 }
