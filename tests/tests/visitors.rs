@@ -904,3 +904,62 @@ async fn busy_port_is_reported_and_negative_bind_port_does_not_listen() {
     frpc.stop().await;
     frps.stop().await;
 }
+
+/// Knowing a client's run_id is not enough to pass for its user: a NewVisitorConn naming it
+/// must come from where that client's control came from (here, another loopback address).
+#[tokio::test]
+async fn run_id_from_another_host_does_not_lend_its_user() {
+    init_log();
+    let frps = Frps::start(|c| c.transport.tcp_mux = false).await;
+    let echo = echo_tcp().await;
+    let server = start_proxies(frps.addr, |c| {
+        c.transport.tcp_mux = false;
+        c.user = "alice".into();
+        let mut p = secret_proxy("ssh", "stcp", echo);
+        p.allow_users = vec!["bob".into()];
+        c.proxies.push(p);
+    })
+    .await;
+    let (_bob_ctl, bob_run_id) = raw_login_as(
+        frps.addr,
+        common::msg::Login {
+            user: "bob".into(),
+            ..Default::default()
+        },
+    )
+    .await;
+    let m = NewVisitorConn {
+        run_id: bob_run_id.clone(),
+        ..signed("alice.ssh", SK, unix_now())
+    };
+    // From another address: refused as if the run_id were unknown.
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+    let mut s = sock.connect(frps.addr).await.unwrap();
+    common::msg::write_msg(&mut s, &m.clone().into())
+        .await
+        .unwrap();
+    let r = tokio::time::timeout(PATIENCE, common::msg::read_msg(&mut s))
+        .await
+        .unwrap()
+        .unwrap();
+    let Message::NewVisitorConnResp(r) = r else {
+        panic!("expected NewVisitorConnResp, got {r:?}")
+    };
+    assert_eq!(
+        r.error,
+        format!("no client control found for run id [{bob_run_id}]")
+    );
+    // From bob's own host, the same request is bob's.
+    let (mut s, r) = raw_visitor(frps.addr, Wire::V1, m).await;
+    assert_eq!(r.error, "");
+    s.write_all(b"bob").await.unwrap();
+    let mut b = [0u8; 3];
+    tokio::time::timeout(PATIENCE, s.read_exact(&mut b))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&b, b"bob");
+    server.stop().await;
+    frps.stop().await;
+}
