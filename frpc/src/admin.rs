@@ -29,6 +29,7 @@ pub(crate) struct Admin {
     pub(crate) source: Option<crate::reload::ConfigSource>,
     pub(crate) reloader: Reloader,
     pub(crate) status: StatusBoard,
+    pub(crate) visitor_status: StatusBoard,
     pub(crate) shutdown: CancellationToken,
     pub(crate) metrics: Arc<crate::metrics::ClientMetrics>,
     pub(crate) web: WebServerConfig,
@@ -408,28 +409,57 @@ pub(crate) fn status(a: &Admin) -> BTreeMap<String, Vec<ProxyStatusResp>> {
         } else {
             s.remote_addr.clone()
         };
-        out.entry(s.kind.clone())
-            .or_default()
-            .push(ProxyStatusResp {
-                name: s.name.clone(),
-                kind: s.kind.clone(),
-                status: s.phase.as_str().to_owned(),
-                err: s.error.clone(),
-                local_addr,
-                plugin,
-                remote_addr,
-                source: a
-                    .reloader
-                    .read_store(|st| st.has_proxy(&s.name))
-                    .unwrap_or(false)
-                    .then(|| "store".to_owned()),
-            });
+        let stored = a.reloader.read_store(|st| st.has_proxy(&s.name));
+        let row = status_row(&s, local_addr, plugin, remote_addr, stored.unwrap_or(false));
+        out.entry(s.kind.clone()).or_default().push(row);
+    }
+    // frp lists proxies only; visitors come under their own key (no proxy type is named so),
+    // with their listen address as `local_addr`.
+    for s in a.visitor_status.all() {
+        let local_addr = cfg
+            .visitors
+            .iter()
+            .find(|v| v.name == s.name && v.bind_port > 0)
+            .map(|v| format!("{}:{}", v.bind_addr, v.bind_port))
+            .unwrap_or_default();
+        let stored = a.reloader.read_store(|st| st.has_visitor(&s.name));
+        let row = status_row(
+            &s,
+            local_addr,
+            String::new(),
+            String::new(),
+            stored.unwrap_or(false),
+        );
+        out.entry(VISITORS_KEY.to_owned()).or_default().push(row);
     }
     for v in out.values_mut() {
         v.sort_by(|x, y| x.name.cmp(&y.name));
     }
     out
 }
+
+/// One row of `/api/status`.
+fn status_row(
+    s: &crate::status::ProxyStatus,
+    local_addr: String,
+    plugin: String,
+    remote_addr: String,
+    from_store: bool,
+) -> ProxyStatusResp {
+    ProxyStatusResp {
+        name: s.name.clone(),
+        kind: s.kind.clone(),
+        status: s.phase.as_str().to_owned(),
+        err: s.error.clone(),
+        local_addr,
+        plugin,
+        remote_addr,
+        source: from_store.then(|| "store".to_owned()),
+    }
+}
+
+/// The `/api/status` key of the visitors' rows.
+pub const VISITORS_KEY: &str = "visitors";
 
 /// Where `frpc reload|status|stop` reach the admin API of `web` (its address, or 127.0.0.1
 /// when it listens on every interface).

@@ -391,21 +391,31 @@ fn admin_command(
     Ok(())
 }
 
-/// Prints `/api/status` as frp's `frpc status` does: one table per proxy type.
+/// Prints `/api/status` as frp's `frpc status` does: one table per proxy type; then the
+/// visitors (with their type where proxies have their plugin).
 fn print_status(res: &std::collections::BTreeMap<String, Vec<crate::ProxyStatusResp>>) {
     common::outln!("Proxy Status...\n");
     for kind in [
-        "tcp", "udp", "tcpmux", "http", "https", "stcp", "sudp", "xtcp",
+        "tcp",
+        "udp",
+        "tcpmux",
+        "http",
+        "https",
+        "stcp",
+        "sudp",
+        "xtcp",
+        crate::admin::VISITORS_KEY,
     ] {
         let Some(rows) = res.get(kind).filter(|r| !r.is_empty()) else {
             continue;
         };
+        let visitors = kind == crate::admin::VISITORS_KEY;
         common::outln!("{}", kind.to_uppercase());
         let mut table = vec![[
             "Name",
             "Status",
             "LocalAddr",
-            "Plugin",
+            if visitors { "Type" } else { "Plugin" },
             "RemoteAddr",
             "Error",
         ]
@@ -415,7 +425,11 @@ fn print_status(res: &std::collections::BTreeMap<String, Vec<crate::ProxyStatusR
                 r.name.clone(),
                 r.status.clone(),
                 r.local_addr.clone(),
-                r.plugin.clone(),
+                if visitors {
+                    r.kind.clone()
+                } else {
+                    r.plugin.clone()
+                },
                 r.remote_addr.clone(),
                 r.err.clone(),
             ]);

@@ -37,6 +37,7 @@ pub(crate) struct Session {
     connector: Connector,
     run_id: String,
     status: StatusBoard,
+    visitor_status: StatusBoard,
     metrics: Arc<crate::metrics::ClientMetrics>,
     auth: crate::auth::Auth,
 }
@@ -58,7 +59,7 @@ impl Session {
         config_rx: watch::Receiver<Arc<ClientConfig>>,
         connector: Connector,
         run_id: String,
-        status: StatusBoard,
+        (status, visitor_status): (StatusBoard, StatusBoard),
         metrics: Arc<crate::metrics::ClientMetrics>,
         auth: crate::auth::Auth,
     ) -> Self {
@@ -69,6 +70,7 @@ impl Session {
             connector,
             run_id,
             status,
+            visitor_status,
             metrics,
             auth,
         }
@@ -111,6 +113,17 @@ impl Session {
         for p in cfg.active_proxies() {
             self.start_proxy(&mut st, p).await;
         }
+        let vctx = crate::visitor::Ctx::new(
+            &cfg,
+            self.connector.clone(),
+            self.run_id.clone(),
+            self.metrics.clone(),
+            self.visitor_status.clone(),
+        );
+        let mut visitors = crate::visitor::Visitors::new(vctx, token.child_token());
+        for v in cfg.active_visitors() {
+            visitors.start(v).await;
+        }
 
         let t = &self.cfg.transport;
         let hb =
@@ -147,6 +160,7 @@ impl Session {
                     r = self.config_rx.changed(), if reloads => match r {
                         Ok(()) => {
                             let new = self.config_rx.borrow_and_update().clone();
+                            visitors.apply(&self.cfg, &new).await;
                             self.apply(&mut st, new).await;
                         }
                         Err(_) => reloads = false,
@@ -180,6 +194,7 @@ impl Session {
         }
         .instrument(span)
         .await;
+        visitors.close().await;
         self.connector.close();
         for (name, (phase, _)) in &st.phases {
             if *phase != Phase::CheckFailed {

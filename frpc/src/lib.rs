@@ -6,6 +6,7 @@
 //! - `control`: one session: control messages, heartbeat, work connections on `ReqWorkConn`.
 //! - `health`: tcp/http checks of local services; a failing proxy is closed on frps.
 //! - `proxy`: what a work connection is joined to (tcp: local dial + join; udp: datagram relay).
+//! - `visitor`: `[[visitors]]` (stcp, sudp): local listeners reaching secret proxies via frps.
 //! - [`status`]: the proxies' phases as frp reports them (`wait start`, `running`, ...).
 //! - `admin`: the admin API (`webServer`): reload, stop, status, config.
 //! - [`reload`]: the pure proxy diff behind hot reload.
@@ -26,6 +27,7 @@ mod service;
 pub mod status;
 pub mod store;
 mod ui;
+mod visitor;
 mod watch;
 
 pub use admin::ProxyStatusResp;

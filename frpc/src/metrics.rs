@@ -27,6 +27,10 @@ pub struct ClientMetrics {
     pub(crate) spliced: IntCounter,
     conns: IntGaugeVec,
     bytes: IntCounterVec,
+    /// Visitor connections to frps by visitor and result (`ok`, `refused`, `error`).
+    pub(crate) visitor_dials: IntCounterVec,
+    visitor_conns: IntGaugeVec,
+    visitor_bytes: IntCounterVec,
 }
 
 impl ClientMetrics {
@@ -84,6 +88,30 @@ impl ClientMetrics {
         registry.register(Box::new(spliced.clone()))?;
         registry.register(Box::new(conns.clone()))?;
         registry.register(Box::new(bytes.clone()))?;
+        let visitor_dials = IntCounterVec::new(
+            opts(
+                "visitor_dials_total",
+                "Visitor connections opened to frps by visitor, type and result (ok, refused, error)",
+            ),
+            &["name", "type", "result"],
+        )?;
+        let visitor_conns = IntGaugeVec::new(
+            opts(
+                "visitor_connections",
+                "Open visitor connections (stcp users, sudp tunnels) per visitor",
+            ),
+            &["name", "type"],
+        )?;
+        let visitor_bytes = IntCounterVec::new(
+            opts(
+                "visitor_bytes_total",
+                "Bytes per visitor: direction=in is server to local user, out is back",
+            ),
+            &["name", "type", "direction"],
+        )?;
+        registry.register(Box::new(visitor_dials.clone()))?;
+        registry.register(Box::new(visitor_conns.clone()))?;
+        registry.register(Box::new(visitor_bytes.clone()))?;
         registry.register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
         ))?;
@@ -97,6 +125,9 @@ impl ClientMetrics {
             spliced,
             conns,
             bytes,
+            visitor_dials,
+            visitor_conns,
+            visitor_bytes,
         })
     }
 
@@ -123,6 +154,15 @@ impl ClientMetrics {
             to_local: self.bytes.with_label_values(&[name, kind, "in"]),
             to_server: self.bytes.with_label_values(&[name, kind, "out"]),
             conns: self.conns.with_label_values(&[name, kind]),
+        })
+    }
+
+    /// The counters of one visitor (same shape as a proxy's: the local side is the user).
+    pub(crate) fn visitor(&self, name: &str, kind: &str) -> Arc<ProxyCounters> {
+        Arc::new(ProxyCounters {
+            to_local: self.visitor_bytes.with_label_values(&[name, kind, "in"]),
+            to_server: self.visitor_bytes.with_label_values(&[name, kind, "out"]),
+            conns: self.visitor_conns.with_label_values(&[name, kind]),
         })
     }
 

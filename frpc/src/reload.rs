@@ -7,7 +7,7 @@
 //! ([`common::config::Reload`]).
 
 use crate::Reloader;
-use common::config::{ClientConfig, LoadOptions, ProxyConfig, Reload};
+use common::config::{ClientConfig, LoadOptions, ProxyConfig, Reload, VisitorConfig};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -109,21 +109,37 @@ fn active(c: &ClientConfig) -> BTreeMap<&str, &ProxyConfig> {
 /// What must change to go from `old` to `new` (removals first, then updates, then additions,
 /// each in name order).
 pub fn diff(old: &ClientConfig, new: &ClientConfig) -> Vec<Change> {
-    let (o, n) = (active(old), active(new));
+    diff_by(&active(old), &active(new))
+}
+
+/// [`diff`] for the active visitors: a visitor is diffed like a proxy.
+pub fn diff_visitors(old: &ClientConfig, new: &ClientConfig) -> Vec<Change> {
+    let active = |c: &ClientConfig| -> BTreeMap<String, VisitorConfig> {
+        c.active_visitors()
+            .map(|v| (v.name.clone(), v.clone()))
+            .collect()
+    };
+    diff_by(&active(old), &active(new))
+}
+
+fn diff_by<K: AsRef<str> + Ord, T: PartialEq>(
+    o: &BTreeMap<K, T>,
+    n: &BTreeMap<K, T>,
+) -> Vec<Change> {
     let mut out: Vec<Change> = o
         .keys()
         .filter(|k| !n.contains_key(*k))
-        .map(|k| Change::Remove(k.to_string()))
+        .map(|k| Change::Remove(k.as_ref().to_owned()))
         .collect();
     out.extend(
         o.iter()
             .filter(|(k, p)| n.get(*k).is_some_and(|q| q != *p))
-            .map(|(k, _)| Change::Update(k.to_string())),
+            .map(|(k, _)| Change::Update(k.as_ref().to_owned())),
     );
     out.extend(
         n.keys()
             .filter(|k| !o.contains_key(*k))
-            .map(|k| Change::Add(k.to_string())),
+            .map(|k| Change::Add(k.as_ref().to_owned())),
     );
     out
 }

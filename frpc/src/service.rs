@@ -3,7 +3,7 @@
 
 use crate::connector::{Connector, Dialer};
 use crate::control::Session;
-use crate::status::{Phase, ProxyStatus, StatusBoard};
+use crate::status::{ProxyStatus, StatusBoard};
 use common::auth::unix_now;
 use common::backoff::Backoff;
 use common::config::ClientConfig;
@@ -69,6 +69,8 @@ common::from_cause!(common::transport::tls::TlsError => ClientError::Tls);
 pub struct Client {
     cfg: Arc<ClientConfig>,
     status: StatusBoard,
+    /// The visitors' states (`running`, or `start error` with why).
+    visitor_status: StatusBoard,
     /// The proxies to run; sessions follow it (hot reload).
     reloader: Reloader,
     /// The file `/api/reload` re-reads, and how.
@@ -86,22 +88,24 @@ impl Client {
         let cfg = reloader.current();
         let status = StatusBoard::default();
         for p in cfg.active_proxies() {
-            let refused = crate::control::refused(p);
-            status.set(ProxyStatus {
-                name: p.name.clone(),
-                kind: p.kind.clone(),
-                phase: if refused.is_some() {
-                    Phase::StartError
-                } else {
-                    Phase::New
-                },
-                remote_addr: String::new(),
-                error: refused.unwrap_or_default(),
-            });
+            status.set(ProxyStatus::initial(
+                &p.name,
+                &p.kind,
+                crate::control::refused(p),
+            ));
+        }
+        let visitor_status = StatusBoard::default();
+        for v in cfg.active_visitors() {
+            visitor_status.set(ProxyStatus::initial(
+                &v.name,
+                &v.kind,
+                crate::visitor::refused(v),
+            ));
         }
         Client {
             cfg,
             status,
+            visitor_status,
             reloader,
             config_path: None,
             web_limits: Default::default(),
@@ -161,6 +165,11 @@ impl Client {
         self.status.clone()
     }
 
+    /// The visitors' states.
+    pub fn visitor_status(&self) -> StatusBoard {
+        self.visitor_status.clone()
+    }
+
     /// Runs until `shutdown` is cancelled. Returns an error only when the first login fails
     /// and `loginFailExit` is on (frp's default).
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), ClientError> {
@@ -170,8 +179,8 @@ impl Client {
             return Err(ClientError::Unsupported(why));
         }
         for v in self.cfg.active_visitors() {
-            for u in common::config::visitor_unsupported(v) {
-                error!(visitor = %v.name, "visitor not started: {}", u.why);
+            if let Some(why) = crate::visitor::refused(v) {
+                error!(visitor = %v.name, "visitor not started: {why}");
             }
         }
         let dialer = Dialer::new(self.cfg.clone())?;
@@ -204,7 +213,7 @@ impl Client {
                         self.reloader.tx.subscribe(),
                         connector,
                         id,
-                        self.status.clone(),
+                        (self.status.clone(), self.visitor_status.clone()),
                         self.metrics.clone(),
                         auth.clone(),
                     )
@@ -247,6 +256,7 @@ impl Client {
             source: self.config_source(),
             reloader: self.reloader(),
             status: self.status.clone(),
+            visitor_status: self.visitor_status.clone(),
             shutdown: shutdown.clone(),
             metrics: self.metrics.clone(),
             web: web.clone(),

@@ -43,6 +43,23 @@ pub struct ProxyStatus {
     pub error: String,
 }
 
+impl ProxyStatus {
+    /// Before the first session: `new`, or `start error` with why it will not start.
+    pub(crate) fn initial(name: &str, kind: &str, refused: Option<String>) -> Self {
+        ProxyStatus {
+            name: name.into(),
+            kind: kind.into(),
+            phase: if refused.is_some() {
+                Phase::StartError
+            } else {
+                Phase::New
+            },
+            remote_addr: String::new(),
+            error: refused.unwrap_or_default(),
+        }
+    }
+}
+
 /// Shared, watchable map of proxy states.
 #[derive(Debug, Clone)]
 pub struct StatusBoard {

@@ -136,6 +136,11 @@ impl Store {
         self.proxies.contains_key(name)
     }
 
+    /// Whether a visitor of this name comes from the store.
+    pub fn has_visitor(&self, name: &str) -> bool {
+        self.visitors.contains_key(name)
+    }
+
     /// Entries as frp's definitions `{name, type, <type>: {...}}`, sorted by name.
     pub fn list(&self, kind: Kind) -> Vec<serde_json::Value> {
         match kind {

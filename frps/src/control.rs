@@ -426,6 +426,21 @@ impl Control {
                 };
                 self.send(pong).await;
             }
+            // No xtcp proxy can register here (NewProxy refuses the type), so every xtcp
+            // visitor gets frp's answer for a missing one at once rather than a timeout.
+            Message::NatHoleVisitor(m) => {
+                info!(proxy = %m.proxy_name, "xtcp visitor refused: xtcp is not supported by this frps yet");
+                let resp = common::msg::NatHoleResp {
+                    transaction_id: m.transaction_id,
+                    error: format!("xtcp server for [{}] doesn't exist", m.proxy_name),
+                    ..Default::default()
+                };
+                self.send(Message::NatHoleResp(resp)).await;
+            }
+            Message::NewVisitorConn(m) => warn!(
+                proxy = %m.proxy_name,
+                "NewVisitorConn on the control connection ignored: a visitor opens a new connection for it"
+            ),
             other => debug!(msg = other.name(), "ignoring message with no handler"),
         }
     }
@@ -512,6 +527,7 @@ impl Control {
             .ok_or_else(|| ProxyError::AlreadyExists(np.proxy_name.clone()))?;
         let ctx = ProxyCtx {
             name: np.proxy_name.clone(),
+            user: self.user.clone(),
             pool: self.pool.clone(),
             wrap: WrapOpts {
                 encryption_key: np.use_encryption.then_some(self.shared.key),

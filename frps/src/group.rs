@@ -229,7 +229,7 @@ async fn serve_user(members: &Rotation<Member>, user: TcpStream, peer: SocketAdd
             }
         }
         match start_work(&ctx, peer, user.local_addr().ok()).await {
-            Ok(work) => return relay(&ctx, &traffic, user, work, peer, first).await,
+            Ok(work) => return relay(&ctx, &traffic, Box::new(user), work, peer, first).await,
             Err(e) => {
                 debug!(proxy = %ctx.name, error = %e, "group member unavailable, trying the next")
             }

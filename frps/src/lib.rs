@@ -12,6 +12,7 @@
 //! - `metrics`: Prometheus registry (frp's series and `frp_rs_` extras) and proxy statistics.
 //! - `dashboard`: the dashboard API and `/metrics` on `webServer`.
 //! - `ports`: `allowPorts`, port allocation.
+//! - `visitor`: the visitor manager: secret proxies (stcp, sudp) and NewVisitorConn checks.
 //! - `vhost`: the HTTP virtual-host server on `vhostHTTPPort` and its router.
 //! - [`cli`]: the command line (the binary's `main` only calls it).
 
@@ -31,6 +32,7 @@ mod registry;
 mod service;
 mod ui;
 mod vhost;
+mod visitor;
 
 pub use admission::Limits;
 pub use service::{Server, ServerError, ServerStats};

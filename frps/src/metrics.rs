@@ -174,6 +174,14 @@ fn type_keys(np: &NewProxy) -> serde_json::Map<String, serde_json::Value> {
         put("requestHeaders", set(&np.headers), false);
         put("responseHeaders", set(&np.response_headers), false);
     }
+    if matches!(kind, "stcp" | "sudp" | "xtcp") {
+        // frp also shows secretKey; no secret goes into API answers here.
+        put(
+            "allowUsers",
+            json!(np.allow_users),
+            np.allow_users.is_empty(),
+        );
+    }
     if kind == "tcpmux" {
         put(
             "multiplexer",

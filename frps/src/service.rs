@@ -12,7 +12,7 @@ use crate::registry::Registry;
 use common::config::ServerConfig;
 use common::crypto::{derive_key, Key};
 use common::io::BoxStream;
-use common::msg::{v2, DecodeError, Message, NewVisitorConnResp, NewWorkConn, StartWorkConn, Wire};
+use common::msg::{v2, DecodeError, Message, NewWorkConn, StartWorkConn, Wire};
 use common::transport::{self, mux, tls, FRP_TLS_HEAD_BYTE, TLS_HANDSHAKE_BYTE};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -60,6 +60,8 @@ common::from_cause!(common::http::WebError => ServerError::Dashboard);
 pub(crate) struct Shared {
     pub(crate) cfg: ServerConfig,
     pub(crate) registry: Arc<Registry>,
+    /// Secret proxies (stcp, sudp) that visitors reach.
+    pub(crate) visitors: Arc<crate::visitor::VisitorManager>,
     pub(crate) metrics: Arc<crate::metrics::Metrics>,
     pub(crate) groups: crate::group::Groups,
     pub(crate) auth: crate::auth::Auth,
@@ -222,6 +224,7 @@ impl Server {
             key: derive_key(cfg.auth.token.as_bytes()),
             cfg,
             registry: Arc::new(Registry::default()),
+            visitors: Arc::default(),
             metrics,
             groups: crate::group::Groups::default(),
             auth,
@@ -433,6 +436,11 @@ impl ServerStats {
     /// first message.
     pub fn awaiting_first_message(&self) -> usize {
         self.0.gate.awaiting_first()
+    }
+
+    /// Secret proxies (stcp, sudp) registered with the visitor manager.
+    pub fn visitor_listeners(&self) -> usize {
+        self.0.visitors.count()
     }
 
     /// Idle work connections in every client's pool.
@@ -760,19 +768,7 @@ async fn handle_logical(
         }
         Message::NewWorkConn(m) => attach_work_conn(&shared, stream, m, wire, &origin).await,
         Message::NewVisitorConn(m) => {
-            closing(
-                &origin.admission,
-                Reject::Refused,
-                format_args!(
-                    "visitor connections are not supported yet ({})",
-                    m.proxy_name
-                ),
-            );
-            let resp = NewVisitorConnResp {
-                proxy_name: m.proxy_name,
-                error: "visitor connections are not supported by this frps yet".into(),
-            };
-            let _ = wire.write(&mut stream, &resp.into()).await;
+            crate::visitor::serve(&shared, stream, m, wire, &origin).await
         }
         other => {
             let name = other.name();

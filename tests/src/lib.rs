@@ -123,6 +123,8 @@ impl Frps {
 #[derive(Debug)]
 pub struct Frpc {
     pub status: StatusBoard,
+    /// The visitors' states.
+    pub visitors: StatusBoard,
     pub metrics: std::sync::Arc<frpc::metrics::ClientMetrics>,
     token: CancellationToken,
     task: JoinHandle<Result<(), frpc::ClientError>>,
@@ -144,11 +146,13 @@ impl Frpc {
     /// Runs a client built by the test.
     pub fn run(client: frpc::Client) -> Frpc {
         let status = client.status();
+        let visitors = client.visitor_status();
         let metrics = client.metrics();
         let token = CancellationToken::new();
         let task = tokio::spawn(client.run(token.clone()));
         Frpc {
             status,
+            visitors,
             metrics,
             token,
             task,
@@ -171,6 +175,21 @@ impl Frpc {
             None => panic!(
                 "proxy {name} did not reach {phase:?}; now {:?}",
                 self.status.get(name)
+            ),
+        }
+    }
+
+    /// Waits until visitor `name` is running (listening); returns its status.
+    pub async fn wait_visitor(&self, name: &str) -> ProxyStatus {
+        match self
+            .visitors
+            .wait_for(name, PATIENCE, |s| s.phase == Phase::Running)
+            .await
+        {
+            Some(s) => s,
+            None => panic!(
+                "visitor {name} did not start; now {:?}",
+                self.visitors.get(name)
             ),
         }
     }

@@ -133,7 +133,7 @@ async fn a_proxy_using_an_unsupported_key_does_not_start_and_says_why() {
             ..Default::default()
         });
         c.proxies.push(plug);
-        let mut su = proxy("su", "sudp", echo, p3);
+        let mut su = proxy("su", "xtcp", echo, p3);
         su.secret_key = "sk".into();
         c.proxies.push(su);
         c.proxies.push(proxy("ok", "tcp", echo, 0));
@@ -204,14 +204,14 @@ async fn frpc_says_a_visitor_is_not_started() {
     let (dir, f) = write_temp(
         "visitor",
         "frpc.toml",
-        &format!("serverAddr = \"127.0.0.1\"\nserverPort = {closed}\n[[visitors]]\nname = \"v\"\ntype = \"stcp\"\nserverName = \"s\"\nsecretKey = \"k\"\nbindPort = {}\n", free_port().await),
+        &format!("serverAddr = \"127.0.0.1\"\nserverPort = {closed}\n[[visitors]]\nname = \"v\"\ntype = \"xtcp\"\nserverName = \"s\"\nsecretKey = \"k\"\nbindPort = {}\n", free_port().await),
     );
     let out = run_bin("frpc", &["verify", "-c", &f]).await;
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
     assert!(
         err.contains(&format!(
-            "{f}:3:1: visitors[0] (\"v\"): visitors are not supported by this frpc yet"
+            "{f}:5:1: visitors[0].type (\"v\"): xtcp (P2P) visitors are not supported by this frpc yet"
         )),
         "{err}"
     );
@@ -220,7 +220,7 @@ async fn frpc_says_a_visitor_is_not_started() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("visitor not started")
-            && err.contains("visitors are not supported by this frpc yet"),
+            && err.contains("xtcp (P2P) visitors are not supported by this frpc yet"),
         "{err}"
     );
     let _ = std::fs::remove_dir_all(dir);

@@ -4,7 +4,8 @@
 //! - the loader warns about every use (`verify` prints the warnings and still accepts frp's
 //!   example configs, which use every feature);
 //! - frpc does not start a proxy that uses one ([`proxy_unsupported`]: an error status naming
-//!   the key), starts no visitor (there are none yet), and does not start at all with a global
+//!   the key), does not start a visitor that uses one ([`visitor_unsupported`]: xtcp, plugins),
+//!   and does not start at all with a global
 //!   one marked [`Effect::Refuse`];
 //! - frps does not start with one marked [`Effect::Refuse`] (a feature it cannot run without,
 //!   such as a check that must not be skipped; none today).
@@ -144,9 +145,9 @@ pub(crate) const PROXY_RULES: &[Rule<ProxyConfig>] = &[
     },
     Rule {
         key: "type",
-        why: "sudp and xtcp proxies are not supported by this frpc yet; this proxy will not start",
+        why: "xtcp (P2P) proxies are not supported by this frpc yet (stcp and sudp are); this proxy will not start",
         effect: Effect::Refuse,
-        used: |p| matches!(p.kind.as_str(), "sudp" | "xtcp"),
+        used: |p| p.kind == "xtcp",
     },
     Rule {
         key: "natTraversal",
@@ -156,12 +157,67 @@ pub(crate) const PROXY_RULES: &[Rule<ProxyConfig>] = &[
     },
 ];
 
-pub(crate) const VISITOR_RULES: &[Rule<VisitorConfig>] = &[Rule {
-    key: "",
-    why: "visitors are not supported by this frpc yet; this visitor will not start",
-    effect: Effect::Refuse,
-    used: |_| true,
-}];
+/// xtcp's own visitor keys; they have no effect until xtcp exists (set to other than their
+/// defaults, they are named).
+const XTCP_VISITOR_WHY: &str =
+    "xtcp (P2P) visitors are not supported by this frpc yet (stcp and sudp are); this visitor will not start";
+
+pub(crate) const VISITOR_RULES: &[Rule<VisitorConfig>] = &[
+    Rule {
+        key: "type",
+        why: XTCP_VISITOR_WHY,
+        effect: Effect::Refuse,
+        used: |v| v.kind == "xtcp",
+    },
+    Rule {
+        key: "plugin",
+        why: "visitor plugins (virtual_net) are not supported yet; this visitor will not start",
+        effect: Effect::Refuse,
+        used: |v| v.plugin.is_some(),
+    },
+    Rule {
+        key: "protocol",
+        why: XTCP_VISITOR_WHY,
+        effect: Effect::Refuse,
+        used: |v| !matches!(v.protocol.as_str(), "" | "quic"),
+    },
+    Rule {
+        key: "keepTunnelOpen",
+        why: XTCP_VISITOR_WHY,
+        effect: Effect::Refuse,
+        used: |v| v.keep_tunnel_open,
+    },
+    Rule {
+        key: "maxRetriesAnHour",
+        why: XTCP_VISITOR_WHY,
+        effect: Effect::Refuse,
+        used: |v| !matches!(v.max_retries_an_hour, 0 | 8),
+    },
+    Rule {
+        key: "minRetryInterval",
+        why: XTCP_VISITOR_WHY,
+        effect: Effect::Refuse,
+        used: |v| !matches!(v.min_retry_interval, 0 | 90),
+    },
+    Rule {
+        key: "fallbackTo",
+        why: XTCP_VISITOR_WHY,
+        effect: Effect::Refuse,
+        used: |v| !v.fallback_to.is_empty(),
+    },
+    Rule {
+        key: "fallbackTimeoutMs",
+        why: XTCP_VISITOR_WHY,
+        effect: Effect::Refuse,
+        used: |v| !matches!(v.fallback_timeout_ms, 0 | 1000),
+    },
+    Rule {
+        key: "natTraversal",
+        why: XTCP_VISITOR_WHY,
+        effect: Effect::Refuse,
+        used: |v| v.nat_traversal.disable_assisted_addrs,
+    },
+];
 
 pub(crate) const SERVER_RULES: &[Rule<ServerConfig>] = &[
     Rule {
@@ -273,7 +329,7 @@ pub fn client_global_unsupported(c: &ClientConfig) -> Vec<Unsupported> {
         .collect()
 }
 
-/// Why a visitor does not start (all of them, until frp-rs has visitors).
+/// The unsupported keys a visitor uses; any keeps it from starting.
 pub fn visitor_unsupported(v: &VisitorConfig) -> Vec<Unsupported> {
     uses(VISITOR_RULES, v, String::new(), &v.name).collect()
 }

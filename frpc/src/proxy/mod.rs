@@ -172,7 +172,8 @@ impl Proxies {
                     },
                 }
             }
-            "udp" => {
+            // sudp's proxy side is udp's: frps joins the visitor's messages to this connection.
+            "udp" | "sudp" => {
                 tokio::select! {
                     _ = token.cancelled() => {}
                     _ = udp::relay(work, (spec.local.0.as_str(), spec.local.1), self.udp_packet_size, self.wire, &spec.proxy_protocol, token.clone()) => {}

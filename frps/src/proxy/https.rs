@@ -66,7 +66,9 @@ impl StreamBackend for StreamWork {
                 return;
             }
             match start_work(&self.ctx, peer, user.local_addr().ok()).await {
-                Ok(work) => relay(&self.ctx, &self.traffic, user, work, peer, &first).await,
+                Ok(work) => {
+                    relay(&self.ctx, &self.traffic, Box::new(user), work, peer, &first).await
+                }
                 Err(e) => {
                     warn!(proxy = %self.ctx.name, %peer, error = %e, "no work connection for user connection")
                 }

@@ -4,6 +4,7 @@
 
 mod http;
 mod https;
+mod secret;
 mod tcp;
 mod tcpmux;
 mod udp;
@@ -68,6 +69,8 @@ impl ProxyError {
 pub(crate) struct ProxyCtx {
     /// Wire name (with the `user.` prefix), sent in StartWorkConn.
     pub(crate) name: String,
+    /// The owning client's user (a secret proxy's default allowed user).
+    pub(crate) user: String,
     pub(crate) pool: WorkConnPool,
     pub(crate) wrap: WrapOpts,
     /// Child of the control's token; parent of every user connection's.
@@ -119,6 +122,7 @@ pub(crate) async fn start(
         "http" => http::start(np, ctx, traffic.clone()).await?,
         "https" => https::start(np, ctx, traffic.clone()).await?,
         "tcpmux" => tcpmux::start(np, ctx, traffic.clone()).await?,
+        "stcp" | "sudp" => secret::start(np, ctx, traffic.clone())?,
         other => return Err(ProxyError::UnsupportedType(other.into())),
     };
     Ok((
@@ -161,13 +165,14 @@ pub(crate) async fn start_work(
     work
 }
 
-/// Relays a user connection over a started work connection until either side ends (frp
-/// `handleUserTCPConnection` after the work connection is obtained). `first`: bytes already
-/// read from the user (an https ClientHello), sent ahead of the rest.
+/// Relays a user connection (a TCP user, or a visitor connection) over a started work
+/// connection until either side ends (frp `handleUserTCPConnection` after the work connection
+/// is obtained). `first`: bytes already read from the user (an https ClientHello), sent ahead
+/// of the rest.
 pub(crate) async fn relay(
     ctx: &ProxyCtx,
     traffic: &Arc<Traffic>,
-    user: TcpStream,
+    user: BoxStream,
     work: BoxStream,
     peer: SocketAddr,
     first: &[u8],
@@ -185,12 +190,15 @@ pub(crate) async fn relay(
     }
     // Nothing needs the bytes and both ends are plain TCP: let the kernel move them.
     #[cfg(target_os = "linux")]
-    if let Some(w) = common::io::as_tcp(&work).filter(|_| ctx.wrap.is_empty()) {
+    if let (Some(w), Some(u)) = (
+        common::io::as_tcp(&work).filter(|_| ctx.wrap.is_empty()),
+        common::io::as_tcp(&user),
+    ) {
         let count: &dyn common::io::Count = &**traffic;
         ctx.shared.metrics.spliced.inc();
         tokio::select! {
             _ = ctx.token.cancelled() => {}
-            r = common::io::splice::splice_join(&user, w, Some(count)) => match r {
+            r = common::io::splice::splice_join(u, w, Some(count)) => match r {
                 Ok((to_client, to_user)) => debug!(proxy = %ctx.name, %peer, to_client, to_user, "user connection closed (spliced)"),
                 Err(e) => debug!(proxy = %ctx.name, %peer, error = %e, "user connection ended with error"),
             },
@@ -238,7 +246,7 @@ pub(crate) async fn handle_user_conn(
         return;
     }
     match start_work(&ctx, peer, user.local_addr().ok()).await {
-        Ok(work) => relay(&ctx, &traffic, user, work, peer, &[]).await,
+        Ok(work) => relay(&ctx, &traffic, Box::new(user), work, peer, &[]).await,
         Err(e) => {
             warn!(proxy = %ctx.name, %peer, error = %e, "no work connection for user connection")
         }

@@ -61,6 +61,23 @@ const CLIENT_EFFECT: &[(&str, &[&str])] = &[
         ],
     ),
     (
+        "tests/tests/visitors.rs::stcp_echo_10_mib_plain_encrypted_compressed_both",
+        &[
+            "visitors[].name",
+            "visitors[].enabled",
+            "visitors[].secretKey",
+            "visitors[].serverName",
+            "visitors[].bindAddr",
+            "visitors[].bindPort",
+            "visitors[].transport.useEncryption",
+            "visitors[].transport.useCompression",
+        ],
+    ),
+    (
+        "tests/tests/visitors.rs::allow_users_another_user_star_and_refused",
+        &["visitors[].serverUser"],
+    ),
+    (
         "common/src/config/load/tests.rs::includes_with_globs_relative_to_the_working_directory",
         &["includes"],
     ),
@@ -561,16 +578,18 @@ fn sample(key: &str, dir: &Path) -> Option<String> {
         "webServer.assetsDir" => "webServer.assetsDir = \"./static\"",
         "webServer.pprofEnable" => "webServer.pprofEnable = true",
         "version" => "version = \"v1\"",
-        "proxies[].plugin" => {
-            "[[proxies]]\nname = \"p\"\ntype = \"tcp\"\n[proxies.plugin]\ntype = \"http_proxy\""
-        }
-        "proxies[].type" => "[[proxies]]\nname = \"p\"\ntype = \"sudp\"",
-        "proxies[].natTraversal" => {
-            "[[proxies]]\nname = \"p\"\ntype = \"xtcp\"\nnatTraversal.disableAssistedAddrs = true"
-        }
-        "visitors[]" => {
-            "[[visitors]]\nname = \"v\"\ntype = \"stcp\"\nserverName = \"s\"\nbindPort = 9000"
-        }
+        "proxies[].plugin" => "[[proxies]]\nname = \"p\"\ntype = \"tcp\"\n[proxies.plugin]\ntype = \"http_proxy\"",
+        "proxies[].type" => "[[proxies]]\nname = \"p\"\ntype = \"xtcp\"",
+        "proxies[].natTraversal" => "[[proxies]]\nname = \"p\"\ntype = \"xtcp\"\nnatTraversal.disableAssistedAddrs = true",
+        "visitors[].type" => "[[visitors]]\nname = \"v\"\ntype = \"xtcp\"\nserverName = \"s\"\nbindPort = 9000",
+        "visitors[].plugin" => "[[visitors]]\nname = \"v\"\ntype = \"stcp\"\nserverName = \"s\"\nbindPort = -1\n[visitors.plugin]\ntype = \"virtual_net\"",
+        "visitors[].protocol" => "[[visitors]]\nname = \"v\"\ntype = \"xtcp\"\nserverName = \"s\"\nbindPort = 9000\nprotocol = \"kcp\"",
+        "visitors[].keepTunnelOpen" => "[[visitors]]\nname = \"v\"\ntype = \"xtcp\"\nserverName = \"s\"\nbindPort = 9000\nkeepTunnelOpen = true",
+        "visitors[].maxRetriesAnHour" => "[[visitors]]\nname = \"v\"\ntype = \"xtcp\"\nserverName = \"s\"\nbindPort = 9000\nmaxRetriesAnHour = 3",
+        "visitors[].minRetryInterval" => "[[visitors]]\nname = \"v\"\ntype = \"xtcp\"\nserverName = \"s\"\nbindPort = 9000\nminRetryInterval = 3",
+        "visitors[].fallbackTo" => "[[visitors]]\nname = \"v\"\ntype = \"xtcp\"\nserverName = \"s\"\nbindPort = 9000\nfallbackTo = \"w\"",
+        "visitors[].fallbackTimeoutMs" => "[[visitors]]\nname = \"v\"\ntype = \"xtcp\"\nserverName = \"s\"\nbindPort = 9000\nfallbackTimeoutMs = 5",
+        "visitors[].natTraversal" => "[[visitors]]\nname = \"v\"\ntype = \"xtcp\"\nserverName = \"s\"\nbindPort = 9000\nnatTraversal.disableAssistedAddrs = true",
         "kcpBindPort" => "kcpBindPort = 7000",
         "quicBindPort" => "quicBindPort = 7002",
         "sshTunnelGateway" => "sshTunnelGateway.bindPort = 2200",
