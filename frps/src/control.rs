@@ -537,7 +537,7 @@ impl Control {
             token: self.token.child_token(),
             shared: self.shared.clone(),
             kind: np.proxy_type.clone(),
-            user: (*self.plugin_user).clone(),
+            plugin_user: (*self.plugin_user).clone(),
         };
         // Only a proxy that started is recorded (dashboard, series): a refused one leaves
         // nothing, and cannot overwrite the record another client left under its name.

@@ -79,7 +79,7 @@ pub(crate) struct ProxyCtx {
     /// The proxy's type (server plugins' NewUserConn).
     pub(crate) kind: String,
     /// Who owns the proxy (server plugins' NewUserConn).
-    pub(crate) user: crate::plugin::UserInfo,
+    pub(crate) plugin_user: crate::plugin::UserInfo,
 }
 
 /// The control's handle on a running proxy.
@@ -224,7 +224,7 @@ pub(crate) async fn user_allowed(ctx: &ProxyCtx, peer: SocketAddr) -> bool {
     }
     let r = tokio::select! {
         _ = ctx.token.cancelled() => return false,
-        r = plugins.new_user_conn(&ctx.user, &ctx.name, &ctx.kind, peer) => r,
+        r = plugins.new_user_conn(&ctx.plugin_user, &ctx.name, &ctx.kind, peer) => r,
     };
     match r {
         Ok(()) => true,

@@ -61,6 +61,11 @@ pub(super) fn start(
 /// One visitor connection: a work connection, then the relay (or the sudp bridge).
 async fn serve(ctx: Arc<ProxyCtx>, traffic: Arc<Traffic>, conn: VisitorConn, sudp: bool) {
     debug!(peer = %conn.peer, user = %conn.user, "visitor connection");
+    // frp hands visitor connections to the same handler as a tcp proxy's users, so the server
+    // plugins' NewUserConn is asked about them too (server/proxy/proxy.go).
+    if !super::user_allowed(&ctx, conn.peer).await {
+        return;
+    }
     let work = match start_work(&ctx, conn.peer, None).await {
         Ok(w) => w,
         Err(e) => {
