@@ -8,6 +8,7 @@ use common::auth::unix_now;
 use common::backoff::Backoff;
 use common::config::ClientConfig;
 use common::msg::{v2, DecodeError, Login, Message, Wire};
+use common::transport::dial::DialSetupError;
 use common::transport::{cause_of, mux, tls};
 use common::FRP_VERSION;
 use std::sync::Arc;
@@ -27,7 +28,10 @@ impl ClientError {
             ClientError::Connect { .. } => "connect",
             ClientError::Refused(_) => "refused",
             ClientError::Protocol(_) => "protocol",
-            ClientError::Tls(_) | ClientError::TlsHandshake(_) => "tls",
+            ClientError::Tls(_)
+            | ClientError::TlsHandshake(_)
+            | ClientError::Transport(DialSetupError::Tls(_)) => "tls",
+            ClientError::Transport(_) => "transport",
             ClientError::Admin(_) => "admin",
             ClientError::Watch(_) => "watch",
             ClientError::Auth(_) => "auth",
@@ -50,6 +54,9 @@ pub enum ClientError {
     /// frps refused the TLS handshake, or its certificate was not accepted.
     #[error("login to server failed: TLS handshake with frps failed: {0}")]
     TlsHandshake(String),
+    /// The transport settings cannot be used (names the key).
+    #[error(transparent)]
+    Transport(#[from] DialSetupError),
     #[error(transparent)]
     Auth(#[from] common::oidc::OidcError),
     #[error("watch config: {0}")]

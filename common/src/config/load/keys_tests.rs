@@ -5,9 +5,7 @@
 
 use super::test_util::*;
 use super::*;
-use crate::config::support::{
-    CLIENT_RULES, PROXY_RULES, QUIC_RULES, SERVER_RULES, VISITOR_RULES, WEB_RULES,
-};
+use crate::config::support::{CLIENT_RULES, PROXY_RULES, SERVER_RULES, VISITOR_RULES, WEB_RULES};
 use crate::config::*;
 use serde_json::Value;
 
@@ -450,7 +448,6 @@ fn unsupported_keys(side: &str) -> Vec<String> {
         _ => SERVER_RULES.iter().map(|r| r.key.to_owned()).collect(),
     };
     v.extend(WEB_RULES.iter().map(|r| format!("webServer.{}", r.key)));
-    v.extend(QUIC_RULES.iter().map(|_| "transport.quic".to_owned()));
     if side == "frpc" {
         v.extend(PROXY_RULES.iter().map(|r| format!("proxies[].{}", r.key)));
         v.extend(VISITOR_RULES.iter().map(|r| match r.key {
@@ -535,8 +532,8 @@ fn sample(key: &str, dir: &Path) -> Option<String> {
         ));
     }
     Some(String::from(match key {
-        "transport.protocol" => "transport.protocol = \"websocket\"",
-        "transport.proxyURL" => "transport.proxyURL = \"http://127.0.0.1:3128\"",
+        "transport.protocol" => "transport.protocol = \"kcp\"",
+        "transport.proxyURL" => "transport.proxyURL = \"ntlm://127.0.0.1:3128\"",
         "transport.quic" => "transport.quic.maxIdleTimeout = 5",
         "dnsServer" => "dnsServer = \"8.8.8.8\"",
         "auth.oidc.proxyURL" => "auth.oidc.proxyURL = \"http://127.0.0.1:3128\"",
@@ -552,7 +549,6 @@ fn sample(key: &str, dir: &Path) -> Option<String> {
         "visitors[]" => "[[visitors]]\nname = \"v\"\ntype = \"stcp\"\nserverName = \"s\"\nbindPort = 9000",
         "httpPlugins" => "[[httpPlugins]]\nname = \"m\"\naddr = \"127.0.0.1:9000\"\npath = \"/h\"\nops = [\"Login\"]",
         "kcpBindPort" => "kcpBindPort = 7000",
-        "quicBindPort" => "quicBindPort = 7002",
         "sshTunnelGateway" => "sshTunnelGateway.bindPort = 2200",
         "natholeAnalysisDataReserveHours" => "natholeAnalysisDataReserveHours = 24",
         _ => return None,
@@ -599,20 +595,19 @@ fn every_unsupported_key_is_reported_when_used() {
         .is_empty());
 }
 
-/// http_proxy in the environment is frp's default proxyURL: said, not silently skipped.
+/// http_proxy in the environment is frp's default proxyURL; an explicit one wins.
 #[test]
-fn the_http_proxy_variable_is_reported() {
+fn the_http_proxy_variable_is_the_default_proxy_url() {
     let mut o = opts();
     o.envs
         .insert("http_proxy".into(), "http://127.0.0.1:3128".into());
     let l = load_client_text("", Path::new("c.toml"), &o).unwrap();
-    assert!(
-        l.warnings
-            .iter()
-            .any(|w| w.contains("http_proxy")
-                && w.contains("transport.proxyURL is not supported yet")),
-        "{:?}",
-        l.warnings
-    );
-    assert!(l.config.transport.proxy_url.is_empty(), "frpc still starts");
+    assert_eq!(l.config.transport.proxy_url, "http://127.0.0.1:3128");
+    let l = load_client_text(
+        "transport.proxyURL = \"socks5://127.0.0.1:1080\"",
+        Path::new("c.toml"),
+        &o,
+    )
+    .unwrap();
+    assert_eq!(l.config.transport.proxy_url, "socks5://127.0.0.1:1080");
 }
