@@ -620,3 +620,17 @@ async fn a_transport_this_build_cannot_serve_is_refused_by_name() {
     assert_eq!(frps.stats.client_count(), 0);
     frps.stop().await;
 }
+
+#[tokio::test]
+async fn quic_idle_timeout_closes_a_silent_connection() {
+    init_log();
+    let frps = quic_frps(|c| c.transport.quic.max_idle_timeout = 1).await;
+    // This client sends no keep-alives and would wait 30 s itself: frps's 1 s ends it.
+    let conn = quic_connect(frps.quic.unwrap(), b"frp").await.unwrap();
+    let why = tokio::time::timeout(PATIENCE, conn.closed()).await.unwrap();
+    assert!(
+        matches!(why, quinn::ConnectionError::TimedOut),
+        "closed by {why}"
+    );
+    frps.stop().await;
+}

