@@ -56,7 +56,7 @@ pub enum ClientError {
     TlsHandshake(String),
     /// The transport settings cannot be used (names the key).
     #[error(transparent)]
-    Transport(#[from] DialSetupError),
+    Transport(DialSetupError),
     #[error(transparent)]
     Auth(#[from] common::oidc::OidcError),
     #[error("watch config: {0}")]
@@ -70,6 +70,7 @@ pub enum ClientError {
 
 common::from_cause!(common::http::WebError => ClientError::Admin);
 common::from_cause!(common::transport::tls::TlsError => ClientError::Tls);
+common::from_cause!(DialSetupError => ClientError::Transport);
 
 /// An frpc instance.
 #[derive(Debug)]

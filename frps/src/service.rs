@@ -46,7 +46,7 @@ pub enum ServerError {
     #[error("transport.tls: {0}")]
     Tls(tls::TlsError),
     #[error("transport.{0}")]
-    Quic(#[from] quic::QuicSetupError),
+    Quic(quic::QuicSetupError),
     #[error("metrics: {0}")]
     Metrics(String),
     #[error(transparent)]
@@ -55,6 +55,7 @@ pub enum ServerError {
     Dashboard(common::http::WebError),
 }
 common::from_cause!(tls::TlsError => ServerError::Tls);
+common::from_cause!(quic::QuicSetupError => ServerError::Quic);
 
 common::from_cause!(common::http::WebError => ServerError::Dashboard);
 

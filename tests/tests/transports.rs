@@ -257,7 +257,7 @@ async fn lossy_relay(target: SocketAddr, one_in: u64) -> (SocketAddr, Arc<Atomic
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
-            let drop = x % one_in == 0;
+            let drop = x.is_multiple_of(one_in);
             if drop {
                 dropped.fetch_add(1, Ordering::Relaxed);
             }

@@ -60,14 +60,16 @@ impl Protocol {
 #[derive(Debug, thiserror::Error)]
 pub enum DialSetupError {
     #[error("transport.tls: {0}")]
-    Tls(#[from] tls::TlsError),
+    Tls(tls::TlsError),
     #[error("transport.proxyURL: {0}")]
     ProxyUrl(String),
     #[error("transport.protocol: {0}")]
     Protocol(String),
     #[error("transport.{0}")]
-    Quic(#[from] quic::QuicSetupError),
+    Quic(quic::QuicSetupError),
 }
+crate::from_cause!(tls::TlsError => DialSetupError::Tls);
+crate::from_cause!(quic::QuicSetupError => DialSetupError::Quic);
 
 /// How frpc reaches frps; built once from the config.
 #[derive(Clone)]

@@ -115,6 +115,7 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let mut why = None;
+    #[allow(clippy::result_large_err)] // tungstenite's callback type
     let callback = |req: &Request, resp: Response| -> Result<Response, ErrorResponse> {
         match refusal(req) {
             None => Ok(resp),
