@@ -716,17 +716,19 @@ async fn serve_quic(shared: Arc<Shared>, endpoint: quinn::Endpoint, shutdown: Ca
         .unwrap_or_default();
     info!(%addr, "quic listening");
     loop {
-        let permit = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            p = shared.gate.permit() => match p {
-                Some(p) => p,
-                None => break,
-            },
-        };
+        // The handshake waits for a permit (quinn queues at most `pending_connections`
+        // more): idle, this loop holds none of the permits TCP shares.
         let incoming = tokio::select! {
             _ = shutdown.cancelled() => break,
             i = endpoint.accept() => match i {
                 Some(i) => i,
+                None => break,
+            },
+        };
+        let permit = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            p = shared.gate.permit() => match p {
+                Some(p) => p,
                 None => break,
             },
         };

@@ -634,3 +634,70 @@ async fn quic_idle_timeout_closes_a_silent_connection() {
     );
     frps.stop().await;
 }
+
+#[tokio::test]
+async fn an_unknown_quic_peer_holds_a_bounded_number_of_streams_and_connections() {
+    init_log();
+    // A first-message deadline longer than any wait here: what ends a stream is the bound.
+    let limits = frps::Limits {
+        first_msg_timeout: std::time::Duration::from_secs(60),
+        // TCP's accept loop holds one permit while it waits: two are left for QUIC.
+        pending_connections: 3,
+        pre_login_streams: 2,
+        ..Default::default()
+    };
+    let port = free_port().await;
+    let frps = Frps::start_with(limits, |c| c.quic_bind_port = port).await;
+    let quic = frps.quic.unwrap();
+    let conn = quic_connect(quic, b"frp").await.unwrap();
+    let mut streams = Vec::new();
+    for _ in 0..6 {
+        let (mut send, recv) = conn.open_bi().await.unwrap();
+        send.write_all(b"o").await.unwrap();
+        streams.push((send, recv));
+    }
+    // Streams past the bound are closed by frps; those within it wait for their message.
+    let mut ended = 0;
+    let mut pending = Vec::new();
+    for (send, mut recv) in streams {
+        pending.push(tokio::spawn(async move {
+            let mut b = [0u8; 1];
+            let r = recv.read(&mut b).await;
+            drop(send);
+            r
+        }));
+    }
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while ended < 4 {
+        let (i, _) = tokio::time::timeout_at(deadline, async {
+            loop {
+                if let Some(i) = pending.iter().position(|h| h.is_finished()) {
+                    return (i, ());
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .expect("streams beyond the bound are closed");
+        let _ = pending.remove(i).await;
+        ended += 1;
+    }
+    assert!(frps.stats.awaiting_first_message() <= 2);
+    // A second connection fits; more wait outside (their handshakes are not answered).
+    let _second = quic_connect(quic, b"frp").await.unwrap();
+    let _more: Vec<_> = (0..3)
+        .map(|_| tokio::spawn(quic_connect(quic, b"frp")))
+        .collect();
+    eventually("two connections are pending", || {
+        frps.stats.unauthenticated_connections() == 2
+    })
+    .await;
+    // As the first two go, the waiting ones take their places, never more at once.
+    drop(conn);
+    drop(_second);
+    for h in _more {
+        let _ = h.await;
+    }
+    assert!(frps.stats.unauthenticated_connections() <= 2);
+    frps.stop().await;
+}
