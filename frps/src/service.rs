@@ -659,17 +659,11 @@ async fn handle_conn(
             .mux_config(shared.cfg.transport.tcp_mux_keepalive_interval),
     );
     origin.admission.set_session(incoming.limits());
-    let login_by = tokio::time::sleep_until(deadline);
-    tokio::pin!(login_by);
-    let mut awaiting_login = true;
+    let mut login_by = LoginBy::new(deadline);
     loop {
         tokio::select! {
             _ = token.cancelled() => break,
-            _ = &mut login_by, if awaiting_login => {
-                if origin.admission.is_admitted() {
-                    awaiting_login = false;
-                    continue;
-                }
+            _ = login_by.missed(&origin.admission) => {
                 closing(&origin.admission, Reject::Timeout, format_args!("no login within {timeout:?}"));
                 break;
             }
@@ -800,17 +794,11 @@ async fn handle_quic(
     };
     let max_pre_login = shared.gate.limits.pre_login_streams.max(1);
     let live = Arc::new(());
-    let login_by = tokio::time::sleep_until(deadline);
-    tokio::pin!(login_by);
-    let mut awaiting_login = true;
+    let mut login_by = LoginBy::new(deadline);
     loop {
         tokio::select! {
             _ = token.cancelled() => break,
-            _ = &mut login_by, if awaiting_login => {
-                if origin.admission.is_admitted() {
-                    awaiting_login = false;
-                    continue;
-                }
+            _ = login_by.missed(&origin.admission) => {
                 closing(&origin.admission, Reject::Timeout, format_args!("no login within {timeout:?}"));
                 break;
             }
@@ -838,6 +826,34 @@ async fn handle_quic(
     }
     conn.close(0u32.into(), b"");
     token.cancel();
+}
+
+/// A session's login deadline (yamux or QUIC): by then a Login must have succeeded on it.
+struct LoginBy {
+    at: std::pin::Pin<Box<tokio::time::Sleep>>,
+    passed: bool,
+}
+
+impl LoginBy {
+    fn new(deadline: Instant) -> Self {
+        LoginBy {
+            at: Box::pin(tokio::time::sleep_until(deadline)),
+            passed: false,
+        }
+    }
+
+    /// Resolves when the deadline has passed without a login; never once it was met
+    /// (cancel-safe, for `select!` loops).
+    async fn missed(&mut self, admission: &Admission) {
+        if !self.passed {
+            (&mut self.at).await;
+            self.passed = true;
+            if !admission.is_admitted() {
+                return;
+            }
+        }
+        std::future::pending::<()>().await
+    }
 }
 
 /// Hands a connection sniffed on the shared bind port to its vhost.

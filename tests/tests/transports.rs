@@ -85,21 +85,52 @@ async fn websocket_with_tls_on_and_off_first_byte_and_tcp_mux() {
     }
 }
 
-#[tokio::test]
-async fn websocket_with_mutual_tls() {
-    init_log();
+/// A CA, a server and a client certificate from it, as file paths.
+struct Mtls {
+    ca_file: String,
+    scert: String,
+    skey: String,
+    ccert: String,
+    ckey: String,
+}
+
+impl Mtls {
+    /// frps with this server certificate, requiring client certificates from the CA.
+    fn require_client_certs(&self, c: &mut common::config::ServerConfig) {
+        c.transport.tls.cert_file = self.scert.clone();
+        c.transport.tls.key_file = self.skey.clone();
+        c.transport.tls.trusted_ca_file = self.ca_file.clone();
+        c.transport.tls.force = true;
+    }
+}
+
+fn mtls_files() -> (std::path::PathBuf, Mtls) {
     let dir = pki_dir();
     let ca = make_ca("transports CA");
     let (scert, skey) = make_leaf(&dir, "s", &ca, ExtendedKeyUsagePurpose::ServerAuth, false);
     let (ccert, ckey) = make_leaf(&dir, "c", &ca, ExtendedKeyUsagePurpose::ClientAuth, false);
     let ca_file = write_ca(&dir, "ca", &ca);
-    let frps = Frps::start(|c| {
-        c.transport.tls.cert_file = scert.clone();
-        c.transport.tls.key_file = skey.clone();
-        c.transport.tls.trusted_ca_file = ca_file.clone();
-        c.transport.tls.force = true;
-    })
-    .await;
+    let m = Mtls {
+        ca_file,
+        scert,
+        skey,
+        ccert,
+        ckey,
+    };
+    (dir, m)
+}
+
+#[tokio::test]
+async fn websocket_with_mutual_tls() {
+    init_log();
+    let (dir, pki) = mtls_files();
+    let frps = Frps::start(|c| pki.require_client_certs(c)).await;
+    let Mtls {
+        ca_file,
+        ccert,
+        ckey,
+        ..
+    } = pki;
     let tls = |c: &mut ClientConfig| {
         c.transport.protocol = "websocket".into();
         c.transport.tls.trusted_ca_file = ca_file.clone();
@@ -210,18 +241,14 @@ async fn quic_with_tls_settings_and_serverinfo() {
 #[tokio::test]
 async fn quic_with_mutual_tls() {
     init_log();
-    let dir = pki_dir();
-    let ca = make_ca("quic CA");
-    let (scert, skey) = make_leaf(&dir, "s", &ca, ExtendedKeyUsagePurpose::ServerAuth, false);
-    let (ccert, ckey) = make_leaf(&dir, "c", &ca, ExtendedKeyUsagePurpose::ClientAuth, false);
-    let ca_file = write_ca(&dir, "ca", &ca);
-    let frps = quic_frps(|c| {
-        c.transport.tls.cert_file = scert.clone();
-        c.transport.tls.key_file = skey.clone();
-        c.transport.tls.trusted_ca_file = ca_file.clone();
-        c.transport.tls.force = true;
-    })
-    .await;
+    let (dir, pki) = mtls_files();
+    let frps = quic_frps(|c| pki.require_client_certs(c)).await;
+    let Mtls {
+        ca_file,
+        ccert,
+        ckey,
+        ..
+    } = pki;
     let quic = frps.quic.unwrap();
     let base = |c: &mut ClientConfig| {
         c.transport.protocol = "quic".into();
