@@ -122,6 +122,18 @@ impl Connector {
         }
     }
 
+    /// `e` with the reason its QUIC connection was closed, when it was (a stream only says
+    /// "connection lost"; the close says why, such as a TLS alert).
+    pub(crate) fn explain(&self, e: io::Error) -> io::Error {
+        match &self.session {
+            Session::Quic { conn, .. } => match conn.close_reason() {
+                Some(reason) => dial::quic_error(reason),
+                None => e,
+            },
+            _ => e,
+        }
+    }
+
     /// Closes the session (and with tcpMux or QUIC every stream in it).
     pub(crate) fn close(&self) {
         self.token.cancel();

@@ -284,12 +284,15 @@ impl Client {
         ClientError,
     > {
         let addr = format!("{}:{}", self.cfg.server_addr, self.cfg.server_port);
-        let io_err = |e| login_io_error(&self.cfg, &addr, e);
+        let connector = dialer
+            .open(token)
+            .await
+            .map_err(|e| login_io_error(&self.cfg, &addr, e))?;
+        let io_err = |e| login_io_error(&self.cfg, &addr, connector.explain(e));
         let read_err = |e| match e {
             DecodeError::Io(e) => io_err(e),
             e => ClientError::Protocol(e.to_string()),
         };
-        let connector = dialer.open(token).await.map_err(io_err)?;
         let result = async {
             let mut stream = connector.connect().await.map_err(io_err)?;
             let ts = unix_now();
@@ -520,10 +523,14 @@ fn login_io_error(cfg: &ClientConfig, addr: &str, error: std::io::Error) -> Clie
     if let Some(why) = tls::explain_for_client(&error) {
         return ClientError::TlsHandshake(why);
     }
-    let closed = matches!(
-        error.kind(),
-        K::UnexpectedEof | K::ConnectionReset | K::ConnectionAborted | K::BrokenPipe
-    ) || cause_of::<mux::StreamClosed>(&error).is_some();
+    // QUIC has no tcpMux and its own TLS: its error says what happened.
+    let quic = cfg.transport.protocol.eq_ignore_ascii_case("quic");
+    let closed = !quic
+        && matches!(
+            error.kind(),
+            K::UnexpectedEof | K::ConnectionReset | K::ConnectionAborted | K::BrokenPipe
+        )
+        || cause_of::<mux::StreamClosed>(&error).is_some();
     if closed {
         return ClientError::Protocol(format!(
             "frps closed the connection without answering the login; check that frps has the \

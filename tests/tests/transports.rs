@@ -261,8 +261,8 @@ async fn quic_with_mutual_tls() {
         c.transport.tls.key_file = ckey.clone();
     })
     .await;
-    let no_cert = Frpc::start(quic, base);
-    assert!(no_cert.exited().await.is_err());
+    let err = login_error(quic, base).await;
+    assert!(err.contains("certificate"), "{err}");
     assert_eq!(frps.stats.client_count(), 1);
     frpc.stop().await;
     frps.stop().await;

@@ -315,7 +315,35 @@ pub fn quic_error(e: quinn::ConnectionError) -> io::Error {
         E::LocallyClosed => io::ErrorKind::ConnectionAborted,
         _ => io::ErrorKind::Other,
     };
-    io::Error::new(kind, format!("quic: {e}"))
+    let alert = match &e {
+        E::ConnectionClosed(c) => tls_alert(u64::from(c.error_code)),
+        E::TransportError(t) => tls_alert(u64::from(t.code)),
+        _ => None,
+    };
+    match alert {
+        Some(a) => io::Error::new(kind, format!("quic: {e} (TLS alert: {a})")),
+        None => io::Error::new(kind, format!("quic: {e}")),
+    }
+}
+
+/// The name of the TLS alert a QUIC crypto error code (0x100 + alert) carries.
+fn tls_alert(code: u64) -> Option<&'static str> {
+    if code & !0xff != 0x100 {
+        return None;
+    }
+    Some(match code & 0xff {
+        40 => "handshake failure",
+        42 => "bad certificate",
+        43 => "unsupported certificate",
+        44 => "certificate revoked",
+        45 => "certificate expired",
+        46 => "certificate unknown",
+        48 => "unknown CA (certificate not trusted)",
+        112 => "unrecognized name",
+        116 => "certificate required (frps wants a client certificate: transport.tls.certFile)",
+        120 => "no application protocol (ALPN \"frp\" not accepted)",
+        _ => "other",
+    })
 }
 
 /// `host:port`, with brackets around an IPv6 host (Go's `net.JoinHostPort`).
