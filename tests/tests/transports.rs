@@ -728,3 +728,83 @@ async fn an_unknown_quic_peer_holds_a_bounded_number_of_streams_and_connections(
     assert!(frps.stats.unauthenticated_connections() <= 2);
     frps.stop().await;
 }
+
+#[tokio::test]
+async fn bind_addr_any_v6_serves_v4_clients_on_every_transport() {
+    init_log();
+    let quic_port = free_port().await;
+    let frps = Frps::start(|c| {
+        c.bind_addr = "::".into();
+        c.proxy_bind_addr = "127.0.0.1".into();
+        c.quic_bind_port = quic_port;
+    })
+    .await;
+    for protocol in ["tcp", "websocket", "quic"] {
+        let port = if protocol == "quic" {
+            quic_port
+        } else {
+            frps.addr.port()
+        };
+        let server: SocketAddr = ([127, 0, 0, 1], port).into();
+        let echo = echo_tcp().await;
+        let frpc = Frpc::start(server, |c| {
+            c.transport.protocol = protocol.into();
+            c.proxies.push(proxy(protocol, "tcp", echo, 0));
+        });
+        let port = remote_port(&frpc.wait_running(protocol).await);
+        let data = pattern(64 << 10, 3);
+        assert!(echo_through(([127, 0, 0, 1], port).into(), &data).await == data);
+        frpc.stop().await;
+    }
+    frps.stop().await;
+}
+
+/// The head of the first request frpc sends to a listener that never answers.
+async fn first_request_head(f: impl FnOnce(&mut ClientConfig)) -> (String, SocketAddr) {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let frpc = Frpc::start(addr, f);
+    let (mut s, _) = tokio::time::timeout(PATIENCE, l.accept())
+        .await
+        .unwrap()
+        .unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        head.push(
+            tokio::time::timeout(PATIENCE, s.read_u8())
+                .await
+                .unwrap()
+                .unwrap(),
+        );
+    }
+    frpc.stop().await;
+    (String::from_utf8(head).unwrap(), addr)
+}
+
+#[tokio::test]
+async fn websocket_upgrade_request_is_frps() {
+    init_log();
+    let (head, addr) = first_request_head(|c| c.transport.protocol = "websocket".into()).await;
+    assert!(head.starts_with("GET /~!frp HTTP/1.1\r\n"), "{head}");
+    let lower = head.to_ascii_lowercase();
+    assert!(lower.contains(&format!("\r\nhost: {addr}\r\n")), "{head}");
+    assert!(
+        lower.contains(&format!("\r\norigin: http://{addr}\r\n")),
+        "{head}"
+    );
+    assert!(
+        lower.contains("\r\nsec-websocket-version: 13\r\n"),
+        "{head}"
+    );
+    // Through an http proxy, CONNECT names frps as host:port.
+    let (head, _) = first_request_head(|c| {
+        c.transport.proxy_url = format!("http://{}:{}", c.server_addr, c.server_port);
+        c.server_addr = "::1".into();
+        c.server_port = 7000;
+    })
+    .await;
+    assert!(
+        head.starts_with("CONNECT [::1]:7000 HTTP/1.1\r\n"),
+        "{head}"
+    );
+}

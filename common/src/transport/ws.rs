@@ -59,7 +59,8 @@ where
         .as_str()
         .into_client_request()
         .map_err(|e| bad(format!("websocket url {url}: {e}")))?;
-    let origin = HeaderValue::from_str(&format!("http://{host}"))
+    // x/net/websocket lowercases the Origin it sends.
+    let origin = HeaderValue::from_str(&format!("http://{host}").to_ascii_lowercase())
         .map_err(|e| bad(format!("websocket origin for {host}: {e}")))?;
     req.headers_mut().insert("Origin", origin);
     let (ws, _) = tokio_tungstenite::client_async_with_config(req, stream, Some(config()))
