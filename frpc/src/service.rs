@@ -8,6 +8,7 @@ use common::auth::unix_now;
 use common::backoff::Backoff;
 use common::config::ClientConfig;
 use common::msg::{v2, DecodeError, Login, Message, Wire};
+use common::transport::dial::DialSetupError;
 use common::transport::{cause_of, mux, tls};
 use common::FRP_VERSION;
 use std::sync::Arc;
@@ -27,7 +28,10 @@ impl ClientError {
             ClientError::Connect { .. } => "connect",
             ClientError::Refused(_) => "refused",
             ClientError::Protocol(_) => "protocol",
-            ClientError::Tls(_) | ClientError::TlsHandshake(_) => "tls",
+            ClientError::Tls(_)
+            | ClientError::TlsHandshake(_)
+            | ClientError::Transport(DialSetupError::Tls(_)) => "tls",
+            ClientError::Transport(_) => "transport",
             ClientError::Admin(_) => "admin",
             ClientError::Watch(_) => "watch",
             ClientError::Auth(_) => "auth",
@@ -50,6 +54,9 @@ pub enum ClientError {
     /// frps refused the TLS handshake, or its certificate was not accepted.
     #[error("login to server failed: TLS handshake with frps failed: {0}")]
     TlsHandshake(String),
+    /// The transport settings cannot be used (names the key).
+    #[error(transparent)]
+    Transport(DialSetupError),
     #[error(transparent)]
     Auth(#[from] common::oidc::OidcError),
     #[error("watch config: {0}")]
@@ -63,6 +70,7 @@ pub enum ClientError {
 
 common::from_cause!(common::http::WebError => ClientError::Admin);
 common::from_cause!(common::transport::tls::TlsError => ClientError::Tls);
+common::from_cause!(DialSetupError => ClientError::Transport);
 
 /// An frpc instance.
 #[derive(Debug)]
@@ -286,12 +294,15 @@ impl Client {
         ClientError,
     > {
         let addr = format!("{}:{}", self.cfg.server_addr, self.cfg.server_port);
-        let io_err = |e| login_io_error(&self.cfg, &addr, e);
+        let connector = dialer
+            .open(token)
+            .await
+            .map_err(|e| login_io_error(&self.cfg, &addr, e))?;
+        let io_err = |e| login_io_error(&self.cfg, &addr, connector.explain(e));
         let read_err = |e| match e {
             DecodeError::Io(e) => io_err(e),
             e => ClientError::Protocol(e.to_string()),
         };
-        let connector = dialer.open(token).await.map_err(io_err)?;
         let result = async {
             let mut stream = connector.connect().await.map_err(io_err)?;
             let ts = unix_now();
@@ -522,10 +533,14 @@ fn login_io_error(cfg: &ClientConfig, addr: &str, error: std::io::Error) -> Clie
     if let Some(why) = tls::explain_for_client(&error) {
         return ClientError::TlsHandshake(why);
     }
-    let closed = matches!(
-        error.kind(),
-        K::UnexpectedEof | K::ConnectionReset | K::ConnectionAborted | K::BrokenPipe
-    ) || cause_of::<mux::StreamClosed>(&error).is_some();
+    // QUIC has no tcpMux and its own TLS: its error says what happened.
+    let quic = cfg.transport.protocol.eq_ignore_ascii_case("quic");
+    let closed = !quic
+        && matches!(
+            error.kind(),
+            K::UnexpectedEof | K::ConnectionReset | K::ConnectionAborted | K::BrokenPipe
+        )
+        || cause_of::<mux::StreamClosed>(&error).is_some();
     if closed {
         return ClientError::Protocol(format!(
             "frps closed the connection without answering the login; check that frps has the \

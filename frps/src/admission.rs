@@ -10,7 +10,7 @@
 //!   [`Limits::reject_summary_interval`] ([`Gate::summary`]), and counted in
 //!   `frp_rs_server_rejected_connections_total{reason}`.
 
-use common::transport::mux;
+use common::transport::{mux, quic};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -60,6 +60,9 @@ pub const PRE_LOGIN_STREAMS: usize = 4;
 /// What a yamux stream may hold unread before login: a v2 frame (64 KiB) and a ClientHello,
 /// with room to spare (Go frpc waits for each answer before it sends more).
 pub const PRE_LOGIN_BUFFER: usize = 80 * 1024;
+
+/// What a QUIC connection may hold unread before login, over all its streams.
+pub const PRE_LOGIN_QUIC_WINDOW: u32 = (PRE_LOGIN_STREAMS * PRE_LOGIN_BUFFER) as u32;
 
 /// Why a connection was closed before it logged in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -187,6 +190,7 @@ impl Gate {
             pending: Mutex::new(Some(Pending {
                 _permit: permit,
                 session: None,
+                quic: None,
                 reason: None,
             })),
         })
@@ -233,6 +237,8 @@ struct Pending {
     _permit: OwnedSemaphorePermit,
     /// Its yamux session's restriction (tcpMux), lifted at login.
     session: Option<mux::SessionLimits>,
+    /// Its QUIC connection, whose receive window is raised at login.
+    quic: Option<quinn::Connection>,
     /// The first reason it was found wanting; [`Reject::Closed`] if none when it goes.
     reason: Option<Reject>,
 }
@@ -250,8 +256,17 @@ impl Admission {
         }
     }
 
+    /// The connection is QUIC: its receive window stays [`PRE_LOGIN_QUIC_WINDOW`] until login.
+    pub(crate) fn set_quic(&self, conn: quinn::Connection) {
+        match self.pending().as_mut() {
+            Some(p) => p.quic = Some(conn),
+            None => conn.set_receive_window(quic::CONN_WINDOW.into()),
+        }
+    }
+
     /// A Login succeeded on this connection: it gives back its permit, its yamux session's
-    /// restriction is lifted, and it no longer counts as unauthenticated.
+    /// restriction is lifted (or its QUIC window raised), and it no longer counts as
+    /// unauthenticated.
     pub(crate) fn admit(&self) {
         let Some(p) = self.pending().take() else {
             return;
@@ -259,6 +274,9 @@ impl Admission {
         self.gate.unauthenticated.fetch_sub(1, Ordering::Relaxed);
         if let Some(s) = p.session {
             s.lift();
+        }
+        if let Some(c) = p.quic {
+            c.set_receive_window(quic::CONN_WINDOW.into());
         }
     }
 

@@ -22,6 +22,9 @@ pub(crate) struct ClientRecord {
     pub(crate) version: String,
     #[serde(rename = "wireProtocol", skip_serializing_if = "String::is_empty")]
     pub(crate) wire_protocol: String,
+    /// How the client reached frps: tcp, websocket (also wss behind a TLS front) or quic.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub(crate) transport: String,
     pub(crate) hostname: String,
     #[serde(rename = "clientIP", skip_serializing_if = "String::is_empty")]
     pub(crate) client_ip: String,
@@ -56,6 +59,7 @@ pub(crate) struct Login<'a> {
     pub(crate) version: &'a str,
     pub(crate) ip: String,
     pub(crate) wire_protocol: &'a str,
+    pub(crate) transport: &'a str,
     pub(crate) control_id: u64,
 }
 
@@ -135,6 +139,7 @@ impl ClientBook {
         r.version = l.version.to_owned();
         r.client_ip = l.ip;
         r.wire_protocol = l.wire_protocol.to_owned();
+        r.transport = l.transport.to_owned();
         r.last_connected_at = now;
         r.disconnected_at = 0;
         r.online = true;
@@ -211,6 +216,7 @@ mod tests {
             version: "0.70.0",
             ip: "127.0.0.1".into(),
             wire_protocol: "v1",
+            transport: "tcp",
             control_id: ctl,
         }
     }

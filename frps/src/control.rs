@@ -87,6 +87,7 @@ impl ControlHandle {
                 conn_id: id,
                 peer: ([127, 0, 0, 1], 0).into(),
                 muxed: false,
+                transport: "tcp",
                 admission: crate::admission::Gate::test_admission(),
             },
             plugin_user: Arc::default(),
@@ -254,6 +255,7 @@ pub(crate) async fn serve(
         version: &login.version,
         ip: peer.ip().to_string(),
         wire_protocol: wire.name(),
+        transport: handle.origin.transport,
         control_id: handle.id,
     });
     let mut ctl = Control {

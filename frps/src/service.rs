@@ -1,8 +1,11 @@
 //! The frps listener (frp `server/service.go` `HandleListener`, `handleConnection`).
 //!
-//! Each accepted connection: sniff the first byte for TLS (0x17 custom byte, 0x16 ClientHello,
-//! anything else plain unless `transport.tls.force`), then run a yamux server session when
-//! `transport.tcpMux` is on, and route every logical connection by its first message.
+//! Each accepted connection: sniff its first bytes (`GET /~!frp`: a WebSocket upgrade, whose
+//! stream is then treated as the connection), then for TLS (0x17 custom byte, 0x16
+//! ClientHello, anything else plain unless `transport.tls.force`), then run a yamux server
+//! session when `transport.tcpMux` is on, and route every logical connection by its first
+//! message. `quicBindPort` accepts QUIC connections, whose streams are the logical
+//! connections (no yamux).
 
 use crate::admission::{
     closing, summarise_rejections, tls_reject, Admission, Gate, Limits, Reject,
@@ -13,7 +16,7 @@ use common::config::ServerConfig;
 use common::crypto::{derive_key, Key};
 use common::io::BoxStream;
 use common::msg::{v2, DecodeError, Message, NewWorkConn, StartWorkConn, Wire};
-use common::transport::{self, mux, tls, FRP_TLS_HEAD_BYTE, TLS_HANDSHAKE_BYTE};
+use common::transport::{self, mux, quic, tls, ws, Rewound, FRP_TLS_HEAD_BYTE, TLS_HANDSHAKE_BYTE};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -42,6 +45,8 @@ pub enum ServerError {
     Addr { key: &'static str, msg: String },
     #[error("transport.tls: {0}")]
     Tls(tls::TlsError),
+    #[error("transport.{0}")]
+    Quic(quic::QuicSetupError),
     #[error("metrics: {0}")]
     Metrics(String),
     #[error(transparent)]
@@ -53,6 +58,7 @@ pub enum ServerError {
     Plugins(String),
 }
 common::from_cause!(tls::TlsError => ServerError::Tls);
+common::from_cause!(quic::QuicSetupError => ServerError::Quic);
 
 common::from_cause!(common::http::WebError => ServerError::Dashboard);
 
@@ -106,8 +112,10 @@ pub(crate) struct Origin {
     /// The TCP connection it arrived on (with tcpMux: one yamux session).
     pub(crate) conn_id: u64,
     pub(crate) peer: SocketAddr,
-    /// It is a yamux stream (tcpMux on).
+    /// It is a yamux or QUIC stream (tcpMux on, or QUIC).
     pub(crate) muxed: bool,
+    /// What carried it: `tcp`, `websocket` or `quic` (the dashboard's client records).
+    pub(crate) transport: &'static str,
     /// Its TCP connection's standing until a Login succeeds on it.
     pub(crate) admission: Arc<Admission>,
 }
@@ -137,6 +145,8 @@ pub struct Server {
     vhost_https: Option<TcpListener>,
     /// `tcpmuxHTTPConnectPort`, when set.
     vhost_tcpmux: Option<TcpListener>,
+    /// `quicBindPort`, when set.
+    quic: Option<quinn::Endpoint>,
     shared: Arc<Shared>,
 }
 
@@ -179,7 +189,26 @@ impl Server {
             key_file: opt(&t.key_file),
             trusted_ca_file: opt(&t.trusted_ca_file),
         };
-        let tls = tokio_rustls::TlsAcceptor::from(tls::server_config(&files)?);
+        let tls_config = tls::server_config(&files)?;
+        let tls = tokio_rustls::TlsAcceptor::from(tls_config.clone());
+        // QUIC has frps's certificate and client-certificate rule, with ALPN "frp".
+        let quic = if cfg.quic_bind_port > 0 {
+            let qc = quic::server_config(
+                &tls_config,
+                &cfg.transport.quic,
+                limits.pending_connections,
+                crate::admission::PRE_LOGIN_QUIC_WINDOW,
+            )?;
+            let addr = SocketAddr::new(ip, cfg.quic_bind_port);
+            Some(
+                quinn::Endpoint::server(qc, addr).map_err(|error| ServerError::Bind {
+                    addr: format!("udp {addr}"),
+                    error,
+                })?,
+            )
+        } else {
+            None
+        };
         let auth = crate::auth::Auth::new(&cfg.auth).await?;
         // frps serves v1 and v2 clients alike: say what each can carry.
         for wire in [Wire::V1, Wire::V2] {
@@ -252,6 +281,7 @@ impl Server {
             vhost_http,
             vhost_https,
             vhost_tcpmux,
+            quic,
             shared,
         })
     }
@@ -283,6 +313,11 @@ impl Server {
             own.as_ref()
         };
         l.and_then(|l| l.local_addr().ok())
+    }
+
+    /// The QUIC (UDP) address, when `quicBindPort` is set.
+    pub fn quic_addr(&self) -> Option<SocketAddr> {
+        self.quic.as_ref().and_then(|e| e.local_addr().ok())
     }
 
     /// The tcpmux (CONNECT) address, when `tcpmuxHTTPConnectPort` is set.
@@ -355,6 +390,11 @@ impl Server {
                 shared.tracker.clone(),
                 shutdown.child_token(),
             ));
+        }
+        if let Some(endpoint) = self.quic {
+            shared
+                .tracker
+                .spawn(serve_quic(shared.clone(), endpoint, shutdown.clone()));
         }
         loop {
             // Connections that have not logged in are bounded: at the limit, frps stops
@@ -475,8 +515,8 @@ struct SharedPort {
 
 /// What a fresh connection on the bind port is, by its first bytes.
 enum Sniffed {
-    /// frp, with TLS set up if it asked for it.
-    Frp(BoxStream),
+    /// frp, with TLS set up if it asked for it; what carried it (`tcp`, `websocket`).
+    Frp(BoxStream, &'static str),
     /// An HTTP request for the vhost sharing the port; nothing of it has been read.
     Http(TcpStream),
     /// A TLS ClientHello for the HTTPS vhost sharing the port; nothing of it has been read.
@@ -498,6 +538,20 @@ const HTTP_METHOD_HEADS: [&[u8; 3]; 9] = [
 async fn sniff(shared: &Shared, mut tcp: TcpStream) -> std::io::Result<Sniffed> {
     let mut head = [0u8; 3];
     peek_at_least(&tcp, &mut head[..1]).await?;
+    if head[0] == ws::UPGRADE_HEAD[0] {
+        // frp's mux reads 10 bytes of every connection; any HTTP request has them.
+        let mut h = [0u8; 10];
+        peek_at_least(&tcp, &mut h).await?;
+        if &h == ws::UPGRADE_HEAD {
+            let s = ws::accept(tcp)
+                .await
+                .map_err(|e| std::io::Error::new(e.kind(), WsRefused(e.to_string())))?;
+            return Ok(Sniffed::Frp(
+                frp_tls(shared, Box::new(s)).await?,
+                "websocket",
+            ));
+        }
+    }
     let ports = shared.shared_port;
     if ports.http && HTTP_METHOD_HEADS.iter().any(|m| m[0] == head[0]) {
         peek_at_least(&tcp, &mut head).await?;
@@ -509,15 +563,37 @@ async fn sniff(shared: &Shared, mut tcp: TcpStream) -> std::io::Result<Sniffed> 
         TLS_HANDSHAKE_BYTE if ports.https => Ok(Sniffed::Https(tcp)),
         FRP_TLS_HEAD_BYTE => {
             tcp.read_exact(&mut head[..1]).await?;
-            Ok(Sniffed::Frp(Box::new(shared.tls.accept(tcp).await?)))
+            Ok(Sniffed::Frp(Box::new(shared.tls.accept(tcp).await?), "tcp"))
         }
-        TLS_HANDSHAKE_BYTE => Ok(Sniffed::Frp(Box::new(shared.tls.accept(tcp).await?))),
-        _ if shared.cfg.transport.tls.force => Err(std::io::Error::new(
-            std::io::ErrorKind::PermissionDenied,
-            "plain connection refused: transport.tls.force is on",
-        )),
-        _ => Ok(Sniffed::Frp(Box::new(tcp))),
+        TLS_HANDSHAKE_BYTE => Ok(Sniffed::Frp(Box::new(shared.tls.accept(tcp).await?), "tcp")),
+        _ if shared.cfg.transport.tls.force => Err(plain_refused()),
+        _ => Ok(Sniffed::Frp(Box::new(tcp), "tcp")),
     }
+}
+
+fn plain_refused() -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::PermissionDenied,
+        "plain connection refused: transport.tls.force is on",
+    )
+}
+
+/// A WebSocket upgrade frps refused (wrong path, no Origin, not WebSocket).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct WsRefused(String);
+
+/// frp's TLS check on a carrier that cannot be peeked (WebSocket): one byte is read, and
+/// replayed unless it is frp's 0x17 (frp `CheckAndEnableTLSServerConnWithTimeout`).
+async fn frp_tls(shared: &Shared, mut s: BoxStream) -> std::io::Result<BoxStream> {
+    let mut b = [0u8; 1];
+    s.read_exact(&mut b).await?;
+    Ok(match b[0] {
+        FRP_TLS_HEAD_BYTE => Box::new(shared.tls.accept(s).await?),
+        TLS_HANDSHAKE_BYTE => Box::new(shared.tls.accept(Rewound::new(b[0], s)).await?),
+        _ if shared.cfg.transport.tls.force => return Err(plain_refused()),
+        _ => Box::new(Rewound::new(b[0], s)),
+    })
 }
 
 /// Peeks until `buf` is full. A peek leaves the socket readable, so between peeks that came up
@@ -553,14 +629,19 @@ async fn handle_conn(
     // step its own 10 s, and none to a yamux session that never logs in).
     let timeout = shared.gate.limits.first_msg_timeout;
     let deadline = Instant::now() + timeout;
-    let stream = match tokio::time::timeout_at(deadline, sniff(&shared, tcp)).await {
-        Ok(Ok(Sniffed::Frp(s))) => s,
+    let (stream, carrier) = match tokio::time::timeout_at(deadline, sniff(&shared, tcp)).await {
+        Ok(Ok(Sniffed::Frp(s, carrier))) => (s, carrier),
         Ok(Ok(web)) => {
             // A web user, not a frpc: it leaves the pre-login admission, and the vhost's own
             // timeouts apply from here.
             admission.admit();
             drop(admission);
             serve_web(&shared, web, peer, token).await;
+            return;
+        }
+        Ok(Err(e)) if e.get_ref().is_some_and(|r| r.is::<WsRefused>()) => {
+            warn_mismatch(&shared, &format!("websocket upgrade refused: {e}"));
+            admission.reject(Reject::Garbage);
             return;
         }
         Ok(Err(e)) => {
@@ -584,6 +665,7 @@ async fn handle_conn(
         conn_id: shared.next_id(),
         peer,
         muxed: shared.cfg.transport.tcp_mux,
+        transport: carrier,
         admission,
     };
     if !origin.muxed {
@@ -597,17 +679,11 @@ async fn handle_conn(
             .mux_config(shared.cfg.transport.tcp_mux_keepalive_interval),
     );
     origin.admission.set_session(incoming.limits());
-    let login_by = tokio::time::sleep_until(deadline);
-    tokio::pin!(login_by);
-    let mut awaiting_login = true;
+    let mut login_by = LoginBy::new(deadline);
     loop {
         tokio::select! {
             _ = token.cancelled() => break,
-            _ = &mut login_by, if awaiting_login => {
-                if origin.admission.is_admitted() {
-                    awaiting_login = false;
-                    continue;
-                }
+            _ = login_by.missed(&origin.admission) => {
                 closing(&origin.admission, Reject::Timeout, format_args!("no login within {timeout:?}"));
                 break;
             }
@@ -643,6 +719,161 @@ async fn handle_conn(
         }
     }
     token.cancel();
+}
+
+/// Accepts QUIC connections on `quicBindPort` (frp `HandleQUICListener`), within the same
+/// bound on connections that have not logged in as TCP.
+async fn serve_quic(shared: Arc<Shared>, endpoint: quinn::Endpoint, shutdown: CancellationToken) {
+    let addr = endpoint
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    info!(%addr, "quic listening");
+    loop {
+        // The handshake waits for a permit (quinn queues at most `pending_connections`
+        // more): idle, this loop holds none of the permits TCP shares.
+        let incoming = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            i = endpoint.accept() => match i {
+                Some(i) => i,
+                None => break,
+            },
+        };
+        let permit = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            p = shared.gate.permit() => match p {
+                Some(p) => p,
+                None => break,
+            },
+        };
+        let peer = incoming.remote_address();
+        let span = tracing::info_span!("quic", %peer);
+        let admission = shared.gate.admission(permit);
+        shared.tracker.spawn(
+            handle_quic(
+                shared.clone(),
+                incoming,
+                peer,
+                admission,
+                shutdown.child_token(),
+            )
+            .instrument(span),
+        );
+    }
+    endpoint.close(0u32.into(), b"frps stopped");
+}
+
+/// One QUIC connection: the handshake, then each bidirectional stream is a logical
+/// connection. Before login it may have [`Limits::pre_login_streams`] streams open and what
+/// [`crate::admission::PRE_LOGIN_QUIC_WINDOW`] allows unread.
+async fn handle_quic(
+    shared: Arc<Shared>,
+    incoming: quinn::Incoming,
+    peer: SocketAddr,
+    admission: Arc<Admission>,
+    token: CancellationToken,
+) {
+    let timeout = shared.gate.limits.first_msg_timeout;
+    let deadline = Instant::now() + timeout;
+    let handshake = async { incoming.accept()?.await };
+    let conn = match tokio::time::timeout_at(deadline, handshake).await {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => {
+            closing(
+                &admission,
+                Reject::Tls,
+                format_args!("quic handshake failed: {e}"),
+            );
+            return;
+        }
+        Err(_) => {
+            closing(
+                &admission,
+                Reject::Timeout,
+                format_args!("no quic handshake within {timeout:?}"),
+            );
+            return;
+        }
+    };
+    if quic::alpn(&conn).as_deref() != Some(quic::ALPN) {
+        closing(
+            &admission,
+            Reject::Tls,
+            format_args!("quic client did not negotiate ALPN \"frp\""),
+        );
+        conn.close(0u32.into(), b"alpn");
+        return;
+    }
+    admission.set_quic(conn.clone());
+    let origin = Origin {
+        conn_id: shared.next_id(),
+        peer,
+        muxed: true,
+        transport: "quic",
+        admission,
+    };
+    let max_pre_login = shared.gate.limits.pre_login_streams.max(1);
+    let live = Arc::new(());
+    let mut login_by = LoginBy::new(deadline);
+    loop {
+        tokio::select! {
+            _ = token.cancelled() => break,
+            _ = login_by.missed(&origin.admission) => {
+                closing(&origin.admission, Reject::Timeout, format_args!("no login within {timeout:?}"));
+                break;
+            }
+            s = conn.accept_bi() => match s {
+                Ok((send, recv)) => {
+                    if !origin.admission.is_admitted() && Arc::strong_count(&live) > max_pre_login {
+                        // Dropping them resets the stream; the connection goes on.
+                        debug!("quic stream refused: {max_pre_login} streams open before login");
+                        continue;
+                    }
+                    let stream: BoxStream = Box::new(tokio::io::join(recv, send));
+                    let live = live.clone();
+                    let task = handle_logical(shared.clone(), stream, origin.clone(), Instant::now() + timeout, token.clone());
+                    shared.tracker.spawn(async move {
+                        let _live = live;
+                        task.await
+                    }.in_current_span());
+                }
+                Err(e) => {
+                    debug!(error = %e, "quic connection ended");
+                    break;
+                }
+            },
+        }
+    }
+    conn.close(0u32.into(), b"");
+    token.cancel();
+}
+
+/// A session's login deadline (yamux or QUIC): by then a Login must have succeeded on it.
+struct LoginBy {
+    at: std::pin::Pin<Box<tokio::time::Sleep>>,
+    passed: bool,
+}
+
+impl LoginBy {
+    fn new(deadline: Instant) -> Self {
+        LoginBy {
+            at: Box::pin(tokio::time::sleep_until(deadline)),
+            passed: false,
+        }
+    }
+
+    /// Resolves when the deadline has passed without a login; never once it was met
+    /// (cancel-safe, for `select!` loops).
+    async fn missed(&mut self, admission: &Admission) {
+        if !self.passed {
+            (&mut self.at).await;
+            self.passed = true;
+            if !admission.is_admitted() {
+                return;
+            }
+        }
+        std::future::pending::<()>().await
+    }
 }
 
 /// Hands a connection sniffed on the shared bind port to its vhost.

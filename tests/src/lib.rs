@@ -3,6 +3,7 @@
 
 pub mod http_backend;
 pub mod oidc;
+pub mod pki;
 pub mod procs;
 
 use common::config::{self, ClientConfig, ProxyConfig, ServerConfig};
@@ -71,6 +72,8 @@ pub struct Frps {
     pub vhost_https: Option<SocketAddr>,
     /// The tcpmux CONNECT listener, when `tcpmuxHTTPConnectPort` was set.
     pub tcpmux: Option<SocketAddr>,
+    /// The QUIC (UDP) listener, when `quicBindPort` was set.
+    pub quic: Option<SocketAddr>,
     pub stats: frps::ServerStats,
     token: CancellationToken,
     task: JoinHandle<()>,
@@ -94,6 +97,7 @@ impl Frps {
         let vhost_http = server.vhost_http_addr();
         let vhost_https = server.vhost_https_addr();
         let tcpmux = server.tcpmux_addr();
+        let quic = server.quic_addr();
         let stats = server.stats();
         let token = CancellationToken::new();
         let task = tokio::spawn(server.run(token.clone()));
@@ -103,6 +107,7 @@ impl Frps {
             vhost_http,
             vhost_https,
             tcpmux,
+            quic,
             stats,
             token,
             task,

@@ -161,8 +161,8 @@ async fn frpc_does_not_start_with_a_transport_it_does_not_have() {
     init_log();
     let frps = Frps::start(|_| {}).await;
     for (key, set) in [
-        ("transport.protocol", "websocket"),
-        ("transport.proxyURL", "http://127.0.0.1:3128"),
+        ("transport.protocol", "kcp"),
+        ("transport.proxyURL", "ntlm://127.0.0.1:3128"),
         ("dnsServer", "8.8.8.8"),
     ] {
         let frpc = Frpc::start(frps.addr, |c| match key {

@@ -503,7 +503,7 @@ async fn dashboard_answers_match_frps_models_field_by_field() {
 
     let client = json!({
         "key": "alice.laptop", "user": "alice", "clientID": "laptop", "runID": "<run>",
-        "version": "0.70.1", "wireProtocol": "v1", "hostname": "<host>",
+        "version": "0.70.1", "wireProtocol": "v1", "transport": "tcp", "hostname": "<host>",
         "clientIP": "127.0.0.1", "firstConnectedAt": "<time>", "lastConnectedAt": "<time>",
         "online": true,
     });

@@ -50,67 +50,8 @@ async fn bad_bandwidth_is_refused_by_frps() {
 
 // --- TLS and mTLS with certificates made here ------------------------------------------------
 
-use rcgen::{BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, KeyPair, SanType};
-use std::path::{Path, PathBuf};
-
-struct Ca {
-    cert: rcgen::Certificate,
-    key: KeyPair,
-}
-
-fn make_ca(name: &str) -> Ca {
-    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-    p.distinguished_name.push(rcgen::DnType::CommonName, name);
-    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let key = KeyPair::generate().unwrap();
-    Ca {
-        cert: p.self_signed(&key).unwrap(),
-        key,
-    }
-}
-
-/// A leaf certificate for localhost/127.0.0.1 signed by `ca`; returns (cert path, key path).
-fn make_leaf(
-    dir: &Path,
-    name: &str,
-    ca: &Ca,
-    purpose: ExtendedKeyUsagePurpose,
-    expired: bool,
-) -> (String, String) {
-    let mut p = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
-    p.subject_alt_names
-        .push(SanType::IpAddress([127, 0, 0, 1].into()));
-    p.extended_key_usages = vec![purpose];
-    if expired {
-        p.not_before = rcgen::date_time_ymd(2001, 1, 1);
-        p.not_after = rcgen::date_time_ymd(2002, 1, 1);
-    }
-    let key = KeyPair::generate().unwrap();
-    let cert = p.signed_by(&key, &ca.cert, &ca.key).unwrap();
-    let (c, k) = (
-        dir.join(format!("{name}.crt")),
-        dir.join(format!("{name}.key")),
-    );
-    std::fs::write(&c, cert.pem()).unwrap();
-    std::fs::write(&k, key.serialize_pem()).unwrap();
-    (c.display().to_string(), k.display().to_string())
-}
-
-fn write_ca(dir: &Path, name: &str, ca: &Ca) -> String {
-    let p = dir.join(format!("{name}.crt"));
-    std::fs::write(&p, ca.cert.pem()).unwrap();
-    p.display().to_string()
-}
-
-fn pki_dir() -> PathBuf {
-    let d = std::env::temp_dir().join(format!(
-        "frp-rs-pki-{}-{}",
-        std::process::id(),
-        rand::random::<u32>()
-    ));
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
+use rcgen::ExtendedKeyUsagePurpose;
+use tests::pki::{make_ca, make_leaf, pki_dir, write_ca};
 
 /// Starts frpc with `f` and returns the error of its (failing) first login.
 async fn login_error(

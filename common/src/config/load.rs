@@ -526,6 +526,12 @@ fn client_from_doc(
     if let Some(c) = cfg.as_mut() {
         load_includes(c, file, opts, &mut warnings, &mut problems);
         c.complete();
+        // frp's default proxyURL is the http_proxy variable.
+        if let Some(p) = opts.envs.get("http_proxy").filter(|p| !p.is_empty()) {
+            if c.transport.proxy_url.is_empty() {
+                c.transport.proxy_url = p.clone();
+            }
+        }
         add_validation(
             doc,
             &mut problems,
@@ -533,13 +539,6 @@ fn client_from_doc(
             validate::client(c, file, opts.reload.is_none()),
         );
         unsupported_warnings(doc, super::client_unsupported(c), &mut warnings);
-        if let Some(p) = opts.envs.get("http_proxy").filter(|p| !p.is_empty()) {
-            if c.transport.proxy_url.is_empty() {
-                warnings.push(format!(
-                    "the http_proxy environment variable is set ({p}): frp would connect to frps through it, frp-rs connects directly (transport.proxyURL is not supported yet)"
-                ));
-            }
-        }
         // The sources stay in the config (a reload compares them with the running ones).
         if problems.is_empty() && opts.reload.is_none() {
             if let Some(src) = c.auth.token_source.clone() {

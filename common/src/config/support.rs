@@ -57,16 +57,38 @@ impl fmt::Display for Unsupported {
 pub(crate) const CLIENT_RULES: &[Rule<ClientConfig>] = &[
     Rule {
         key: "transport.protocol",
-        why:
-            "kcp, quic, websocket and wss are not supported yet, only \"tcp\"; frpc will not start",
+        why: "kcp is not supported yet (tcp, websocket, wss and quic are); frpc will not start \
+              rather than fall back to tcp",
         effect: Effect::Refuse,
-        used: |c| c.transport.protocol != "tcp",
+        used: |c| c.transport.protocol == "kcp",
     },
     Rule {
         key: "transport.proxyURL",
-        why: "connecting to frps through a proxy is not supported yet; frpc will not start",
+        why: "https and ntlm proxies are not supported yet (http and socks5 are); frpc will not \
+              start",
         effect: Effect::Refuse,
-        used: |c| !c.transport.proxy_url.is_empty(),
+        used: |c| {
+            let u = c.transport.proxy_url.to_ascii_lowercase();
+            u.starts_with("https://") || u.starts_with("ntlm://")
+        },
+    },
+    Rule {
+        key: "transport.proxyURL",
+        why: "ignored with transport.protocol = \"quic\": QUIC does not go through a proxy (as in \
+              frp); frpc dials frps directly",
+        effect: Effect::Warn,
+        used: |c| {
+            !c.transport.proxy_url.is_empty() && c.transport.protocol.eq_ignore_ascii_case("quic")
+        },
+    },
+    Rule {
+        key: "transport.quic",
+        why: "ignored unless transport.protocol = \"quic\"",
+        effect: Effect::Warn,
+        used: |c| {
+            !c.transport.protocol.eq_ignore_ascii_case("quic")
+                && c.transport.quic != QuicConfig::default()
+        },
     },
     Rule {
         key: "dnsServer",
@@ -105,14 +127,6 @@ pub(crate) const CLIENT_RULES: &[Rule<ClientConfig>] = &[
         used: |c| !c.version.is_empty(),
     },
 ];
-
-/// `transport.quic`, the same on both sides.
-pub(crate) const QUIC_RULES: &[Rule<QuicConfig>] = &[Rule {
-    key: "",
-    why: "QUIC is not supported yet; these settings are not used",
-    effect: Effect::Warn,
-    used: |q| *q != QuicConfig::default(),
-}];
 
 /// `webServer.*`, the same on both sides (relative to `webServer`).
 pub(crate) const WEB_RULES: &[Rule<WebServerConfig>] = &[
@@ -227,10 +241,10 @@ pub(crate) const SERVER_RULES: &[Rule<ServerConfig>] = &[
         used: |c| c.kcp_bind_port != 0,
     },
     Rule {
-        key: "quicBindPort",
-        why: "QUIC is not supported yet; nothing listens on this UDP port",
+        key: "transport.quic",
+        why: "ignored without quicBindPort",
         effect: Effect::Warn,
-        used: |c| c.quic_bind_port != 0,
+        used: |c| c.quic_bind_port == 0 && c.transport.quic != QuicConfig::default(),
     },
     Rule {
         key: "sshTunnelGateway",
@@ -291,17 +305,9 @@ pub fn refusal(found: &[Unsupported]) -> Option<String> {
     (!refused.is_empty()).then(|| refused.join("\n"))
 }
 
-/// The tables both sides have: `webServer` and `transport.quic`.
-fn shared<'a>(
-    web: &'a WebServerConfig,
-    quic: &'a QuicConfig,
-) -> impl Iterator<Item = Unsupported> + 'a {
-    uses(WEB_RULES, web, "webServer".into(), "").chain(uses(
-        QUIC_RULES,
-        quic,
-        "transport.quic".into(),
-        "",
-    ))
+/// The table both sides have: `webServer`.
+fn shared(web: &WebServerConfig) -> impl Iterator<Item = Unsupported> + '_ {
+    uses(WEB_RULES, web, "webServer".into(), "")
 }
 
 /// The unsupported keys a proxy uses (relative to the proxy); any keeps it from starting.
@@ -325,7 +331,7 @@ pub fn client_unsupported(c: &ClientConfig) -> Vec<Unsupported> {
 /// The unsupported global keys an frpc config uses (no proxy's or visitor's).
 pub fn client_global_unsupported(c: &ClientConfig) -> Vec<Unsupported> {
     uses(CLIENT_RULES, c, String::new(), "")
-        .chain(shared(&c.web_server, &c.transport.quic))
+        .chain(shared(&c.web_server))
         .collect()
 }
 
@@ -337,6 +343,6 @@ pub fn visitor_unsupported(v: &VisitorConfig) -> Vec<Unsupported> {
 /// Every unsupported key an frps config uses.
 pub fn server_unsupported(c: &ServerConfig) -> Vec<Unsupported> {
     uses(SERVER_RULES, c, String::new(), "")
-        .chain(shared(&c.web_server, &c.transport.quic))
+        .chain(shared(&c.web_server))
         .collect()
 }

@@ -1,9 +1,16 @@
-//! Transport set-up with frp's parameters: TLS configs ([`tls`]), yamux ([`mux`]) and the one
-//! TCP bind helper every listener of both binaries uses ([`listen_tcp`]). Dialling and accepting
-//! live in the binaries; this module only builds the pieces.
+//! Transports with frp's parameters. Below yamux: frpc's dialer per `transport.protocol`
+//! ([`dial`]: TCP, WebSocket, wss, QUIC; through [`proxy`] when `transport.proxyURL` is set),
+//! the WebSocket carrier both sides use ([`ws`]) and QUIC's configs ([`quic`]); TLS configs
+//! ([`tls`]), yamux ([`mux`]) and the one TCP bind helper every listener uses
+//! ([`listen_tcp`]). frpc stacks yamux (or QUIC streams) in `frpc::connector`; frps accepts
+//! every carrier in `frps::service`, where the TLS sniff and yamux sit.
 
+pub mod dial;
 pub mod mux;
+pub mod proxy;
+pub mod quic;
 pub mod tls;
+pub mod ws;
 
 /// frpc's optional first byte before a TLS ClientHello (`disableCustomTLSFirstByte = false`).
 pub const FRP_TLS_HEAD_BYTE: u8 = 0x17;
@@ -99,6 +106,61 @@ pub fn cause_of<T: std::error::Error + 'static>(e: &std::io::Error) -> Option<&T
         next.and_then(walk::<T>)
     }
     walk::<T>(e)
+}
+
+/// A stream with one byte it already gave back in front (frps's TLS check on a carrier it
+/// cannot peek, such as WebSocket: frp reads one byte and replays it).
+#[derive(Debug)]
+pub struct Rewound<S> {
+    head: Option<u8>,
+    inner: S,
+}
+
+impl<S> Rewound<S> {
+    pub fn new(head: u8, inner: S) -> Self {
+        Rewound {
+            head: Some(head),
+            inner,
+        }
+    }
+}
+
+impl<S: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Rewound<S> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        if buf.remaining() > 0 {
+            if let Some(b) = self.head.take() {
+                buf.put_slice(&[b]);
+                return std::task::Poll::Ready(Ok(()));
+            }
+        }
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Rewound<S> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
 }
 
 /// Listen backlog when the system's limit cannot be read (Linux's default since 5.4).

@@ -5,15 +5,21 @@
 
 use super::test_util::*;
 use super::*;
-use crate::config::support::{
-    CLIENT_RULES, PROXY_RULES, QUIC_RULES, SERVER_RULES, VISITOR_RULES, WEB_RULES,
-};
+use crate::config::support::{CLIENT_RULES, PROXY_RULES, SERVER_RULES, VISITOR_RULES, WEB_RULES};
 use crate::config::*;
 use serde_json::Value;
 
 /// Keys with an effect, by the test that shows it (`path from the workspace root::function`).
 /// A table's entry covers every key in it.
 const CLIENT_EFFECT: &[(&str, &[&str])] = &[
+    (
+        "tests/tests/transports.rs::websocket_with_tls_on_and_off_first_byte_and_tcp_mux",
+        &["transport.protocol"],
+    ),
+    (
+        "tests/tests/transports.rs::proxy_url_http_connect_and_socks5_for_tcp_and_websocket",
+        &["transport.proxyURL"],
+    ),
     (
         "tests/tests/oidc.rs::oidc_client_credentials_login_and_scoped_messages",
         &[
@@ -205,6 +211,14 @@ const CLIENT_EFFECT: &[(&str, &[&str])] = &[
 
 const SERVER_EFFECT: &[(&str, &[&str])] = &[
     (
+        "tests/tests/transports.rs::quic_with_tls_settings_and_serverinfo",
+        &["quicBindPort"],
+    ),
+    (
+        "tests/tests/transports.rs::quic_idle_timeout_closes_a_silent_connection",
+        &["transport.quic.maxIdleTimeout"],
+    ),
+    (
         "tests/tests/vhost_http.rs::routes_by_host_wildcard_subdomain_and_location",
         &["vhostHTTPPort", "subDomainHost"],
     ),
@@ -343,6 +357,11 @@ const SERVER_EFFECT: &[(&str, &[&str])] = &[
 /// close (write the test, move the entry up); these lists must only shrink.
 const CLIENT_EFFECT_WITHOUT_TEST: &[(&str, &str)] = &[
     (
+        "transport.quic",
+        "keep-alive, idle timeout and stream limits act over seconds of silence or 100000 \
+         streams; they are passed to quinn as frp passes them to quic-go",
+    ),
+    (
         "log.disablePrintColor",
         "colours only reach a terminal; no test drives one",
     ),
@@ -373,6 +392,14 @@ const CLIENT_EFFECT_WITHOUT_TEST: &[(&str, &str)] = &[
 ];
 
 const SERVER_EFFECT_WITHOUT_TEST: &[(&str, &str)] = &[
+    (
+        "transport.quic.keepalivePeriod",
+        "frps's keep-alives act over seconds of silence; passed to quinn as frp passes it",
+    ),
+    (
+        "transport.quic.maxIncomingStreams",
+        "a limit of 100000 streams; passed to quinn as frp passes it to quic-go",
+    ),
     (
         "log.disablePrintColor",
         "colours only reach a terminal; no test drives one",
@@ -480,7 +507,6 @@ fn unsupported_keys(side: &str) -> Vec<String> {
         _ => SERVER_RULES.iter().map(|r| r.key.to_owned()).collect(),
     };
     v.extend(WEB_RULES.iter().map(|r| format!("webServer.{}", r.key)));
-    v.extend(QUIC_RULES.iter().map(|_| "transport.quic".to_owned()));
     if side == "frpc" {
         v.extend(PROXY_RULES.iter().map(|r| format!("proxies[].{}", r.key)));
         v.extend(VISITOR_RULES.iter().map(|r| match r.key {
@@ -565,8 +591,8 @@ fn sample(key: &str, dir: &Path) -> Option<String> {
         ));
     }
     Some(String::from(match key {
-        "transport.protocol" => "transport.protocol = \"websocket\"",
-        "transport.proxyURL" => "transport.proxyURL = \"http://127.0.0.1:3128\"",
+        "transport.protocol" => "transport.protocol = \"kcp\"",
+        "transport.proxyURL" => "transport.proxyURL = \"ntlm://127.0.0.1:3128\"",
         "transport.quic" => "transport.quic.maxIdleTimeout = 5",
         "dnsServer" => "dnsServer = \"8.8.8.8\"",
         "auth.oidc.proxyURL" => "auth.oidc.proxyURL = \"http://127.0.0.1:3128\"",
@@ -591,7 +617,6 @@ fn sample(key: &str, dir: &Path) -> Option<String> {
         "visitors[].fallbackTimeoutMs" => "[[visitors]]\nname = \"v\"\ntype = \"xtcp\"\nserverName = \"s\"\nbindPort = 9000\nfallbackTimeoutMs = 5",
         "visitors[].natTraversal" => "[[visitors]]\nname = \"v\"\ntype = \"xtcp\"\nserverName = \"s\"\nbindPort = 9000\nnatTraversal.disableAssistedAddrs = true",
         "kcpBindPort" => "kcpBindPort = 7000",
-        "quicBindPort" => "quicBindPort = 7002",
         "sshTunnelGateway" => "sshTunnelGateway.bindPort = 2200",
         "natholeAnalysisDataReserveHours" => "natholeAnalysisDataReserveHours = 24",
         _ => return None,
@@ -638,20 +663,19 @@ fn every_unsupported_key_is_reported_when_used() {
         .is_empty());
 }
 
-/// http_proxy in the environment is frp's default proxyURL: said, not silently skipped.
+/// http_proxy in the environment is frp's default proxyURL; an explicit one wins.
 #[test]
-fn the_http_proxy_variable_is_reported() {
+fn the_http_proxy_variable_is_the_default_proxy_url() {
     let mut o = opts();
     o.envs
         .insert("http_proxy".into(), "http://127.0.0.1:3128".into());
     let l = load_client_text("", Path::new("c.toml"), &o).unwrap();
-    assert!(
-        l.warnings
-            .iter()
-            .any(|w| w.contains("http_proxy")
-                && w.contains("transport.proxyURL is not supported yet")),
-        "{:?}",
-        l.warnings
-    );
-    assert!(l.config.transport.proxy_url.is_empty(), "frpc still starts");
+    assert_eq!(l.config.transport.proxy_url, "http://127.0.0.1:3128");
+    let l = load_client_text(
+        "transport.proxyURL = \"socks5://127.0.0.1:1080\"",
+        Path::new("c.toml"),
+        &o,
+    )
+    .unwrap();
+    assert_eq!(l.config.transport.proxy_url, "socks5://127.0.0.1:1080");
 }
