@@ -19,12 +19,14 @@ use tracing::debug;
 pub(crate) struct Dialer {
     cfg: Arc<ClientConfig>,
     tls: Option<tokio_rustls::TlsConnector>,
+    /// The frps this dialer reaches (one of `ClientConfig::servers`).
+    server: (String, u16),
 }
 
 impl std::fmt::Debug for Dialer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Dialer")
-            .field("server", &self.cfg.server_addr)
+            .field("server", &self.server)
             .field("tls", &self.tls.is_some())
             .finish()
     }
@@ -46,12 +48,35 @@ impl Dialer {
         } else {
             None
         };
-        Ok(Dialer { cfg, tls })
+        let server = cfg
+            .servers()
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| (cfg.server_addr.clone(), cfg.server_port));
+        Ok(Dialer { cfg, tls, server })
+    }
+
+    /// `host:port` of the frps, for logs and errors.
+    pub(crate) fn server_label(&self) -> String {
+        let (h, p) = &self.server;
+        if h.contains(':') {
+            format!("[{h}]:{p}")
+        } else {
+            format!("{h}:{p}")
+        }
+    }
+
+    /// The same dialer for another frps (`serverAddrs` failover).
+    pub(crate) fn to(&self, server: (String, u16)) -> Dialer {
+        Dialer {
+            server,
+            ..self.clone()
+        }
     }
 
     async fn tcp(&self) -> io::Result<TcpStream> {
         let t = &self.cfg.transport;
-        let target = (self.cfg.server_addr.as_str(), self.cfg.server_port);
+        let target = (self.server.0.as_str(), self.server.1);
         let dial = async {
             if t.connect_server_local_ip.is_empty() {
                 return TcpStream::connect(target).await;
@@ -107,7 +132,7 @@ impl Dialer {
             tcp.write_all(&[FRP_TLS_HEAD_BYTE]).await?;
         }
         let name = if t.server_name.is_empty() {
-            &self.cfg.server_addr
+            &self.server.0
         } else {
             &t.server_name
         };

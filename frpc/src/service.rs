@@ -184,17 +184,30 @@ impl Client {
         let mut run_id = String::new();
         let mut first = true;
         let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(10));
+        // `serverAddrs` failover: the next frps is tried at once when one fails; the backoff
+        // applies once every one has failed in a row, as with a single frps.
+        let servers: Vec<Dialer> = self
+            .cfg
+            .servers()
+            .into_iter()
+            .map(|s| dialer.to(s))
+            .collect();
+        let mut at = 0;
+        let mut failed_in_a_row = 0;
         loop {
+            let dialer = &servers[at % servers.len()];
             let attempt = tokio::select! {
                 _ = shutdown.cancelled() => return Ok(()),
-                r = self.login(&dialer, &auth, &run_id, shutdown.child_token()) => r,
+                r = self.login(dialer, &auth, &run_id, shutdown.child_token()) => r,
             };
             match attempt {
                 Ok((connector, stream, id, negotiated)) => {
+                    failed_in_a_row = 0;
+                    let server = dialer.server_label();
                     if first {
-                        info!(run_id = %id, "login to server success");
+                        info!(run_id = %id, %server, "login to server success");
                     } else {
-                        info!(run_id = %id, "reconnected to server");
+                        info!(run_id = %id, %server, "reconnected to server");
                         self.metrics.reconnects.inc();
                     }
                     first = false;
@@ -213,16 +226,31 @@ impl Client {
                     if shutdown.is_cancelled() {
                         return Ok(());
                     }
-                    warn!("connection to server lost, reconnecting");
+                    warn!(%server, "connection to server lost, reconnecting");
                     continue;
                 }
-                Err(e) if first && self.cfg.login_fail_exit => return Err(e),
                 Err(e) => {
+                    failed_in_a_row += 1;
+                    let all_failed = failed_in_a_row >= servers.len();
+                    if first && self.cfg.login_fail_exit && all_failed {
+                        return Err(e);
+                    }
                     self.metrics
                         .login_failures
                         .with_label_values(&[e.reason()])
                         .inc();
-                    warn!(error = %e, "login to server failed, will retry")
+                    let server = dialer.server_label();
+                    if servers.len() == 1 {
+                        warn!(error = %e, "login to server failed, will retry");
+                    } else if !all_failed {
+                        at += 1;
+                        warn!(error = %e, %server, "login to server failed, trying the next in serverAddrs");
+                        continue;
+                    } else {
+                        at += 1;
+                        failed_in_a_row = 0;
+                        warn!(error = %e, %server, "login to server failed; every server in serverAddrs failed, will retry");
+                    }
                 }
             }
             let delay = backoff.next_delay();
@@ -275,7 +303,7 @@ impl Client {
         ),
         ClientError,
     > {
-        let addr = format!("{}:{}", self.cfg.server_addr, self.cfg.server_port);
+        let addr = dialer.server_label();
         let io_err = |e| login_io_error(&self.cfg, &addr, e);
         let read_err = |e| match e {
             DecodeError::Io(e) => io_err(e),

@@ -3,6 +3,7 @@
 //! live in the binaries; this module only builds the pieces.
 
 pub mod mux;
+pub mod proxy_protocol;
 pub mod tls;
 
 /// frpc's optional first byte before a TLS ClientHello (`disableCustomTLSFirstByte = false`).
