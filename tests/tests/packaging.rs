@@ -254,3 +254,252 @@ fn systemd_units_pass_systemd_analyze_verify() {
         .unwrap();
     assert!(!out.stderr.is_empty(), "a bad unit is reported");
 }
+
+/// The commands between `# build steps` and `# end of build steps` in the Dockerfile.
+fn dockerfile_build_steps(docker: &str) -> Vec<String> {
+    let mut steps = Vec::new();
+    let mut inside = false;
+    for l in docker.lines() {
+        let l = l.trim();
+        if l.starts_with("# build steps") {
+            inside = true;
+        } else if l == "# end of build steps" {
+            inside = false;
+        } else if inside {
+            if let Some(cmd) = l.strip_prefix("RUN ") {
+                steps.push(cmd.trim().to_owned());
+            }
+        }
+    }
+    steps
+}
+
+/// The lines of each ```sh block of `md`.
+fn sh_blocks(md: &str) -> Vec<Vec<String>> {
+    let mut blocks = Vec::new();
+    let mut cur: Option<Vec<String>> = None;
+    for l in md.lines() {
+        match (&mut cur, l.trim()) {
+            (None, "```sh") => cur = Some(Vec::new()),
+            (Some(_), "```") => blocks.extend(cur.take()),
+            (Some(b), l) => b.push(l.to_owned()),
+            _ => {}
+        }
+    }
+    blocks
+}
+
+#[test]
+fn dockerfile_builds_as_the_readme_says_and_copies_what_that_builds() {
+    let docker = read("Dockerfile");
+    let steps = dockerfile_build_steps(&docker);
+    assert!(!steps.is_empty(), "the Dockerfile marks its build steps");
+    // The README's install block runs the same commands in the same order.
+    let readme = read("README.md");
+    let block = sh_blocks(&readme)
+        .into_iter()
+        .find(|b| b.iter().any(|l| l.starts_with(&steps[0])))
+        .expect("a README block with the Dockerfile's build steps");
+    let commands: Vec<String> = block
+        .iter()
+        .map(|l| l.split('#').next().unwrap_or("").trim().to_owned())
+        .filter(|l| l.starts_with("cargo "))
+        .collect();
+    assert_eq!(commands, steps, "README and Dockerfile build the same way");
+    // What those steps build: the profile's directory, for each binary the image takes.
+    let profile = if steps.iter().any(|s| s.contains("--release")) {
+        "release"
+    } else {
+        "debug"
+    };
+    let copied: Vec<&str> = docker
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("COPY --from=build "))
+        .collect();
+    let mut bins = BTreeSet::new();
+    for c in &copied {
+        let (src, dst) = c.split_once(' ').unwrap();
+        let bin = src
+            .strip_prefix(&format!("/src/target/{profile}/"))
+            .unwrap_or_else(|| panic!("{src} is not what `{}` builds", steps[0]));
+        // A binary of this workspace (built here in the debug profile by the test run).
+        assert!(tests::bin(bin).exists());
+        assert!(
+            block
+                .iter()
+                .any(|l| l.contains(&format!("target/{profile}/{bin}"))),
+            "the README installs {bin} from where it is built"
+        );
+        assert_eq!(dst, format!("/usr/bin/{bin}"));
+        bins.insert(bin);
+    }
+    assert_eq!(bins, BTreeSet::from(["frpc", "frps"]), "both binaries");
+    // A small runtime, not root, config at /etc/frp.
+    let runtime = docker
+        .lines()
+        .filter(|l| l.starts_with("FROM "))
+        .last()
+        .unwrap();
+    assert!(
+        runtime.contains("distroless") || runtime.contains("scratch"),
+        "{runtime}"
+    );
+    let user = docker
+        .lines()
+        .filter_map(|l| l.strip_prefix("USER "))
+        .last()
+        .expect("a USER");
+    assert!(
+        !user.starts_with("root") && !user.starts_with('0'),
+        "{user}"
+    );
+    assert!(docker.contains(r#"CMD ["-c", "/etc/frp/frps.toml"]"#));
+    assert!(read(".dockerignore").lines().any(|l| l == "target"));
+}
+
+/// Every document of a multi-document YAML file, as JSON values.
+fn yaml_docs(rel: &str) -> Vec<Value> {
+    use serde::Deserialize;
+    let text = read(rel);
+    serde_norway::Deserializer::from_str(&text)
+        .map(|d| Value::deserialize(d).unwrap())
+        .filter(|v| !v.is_null())
+        .collect()
+}
+
+fn one<'a>(docs: &'a [Value], kind: &str, name: &str) -> &'a Value {
+    docs.iter()
+        .find(|d| d["kind"] == kind && d["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("no {kind} {name}"))
+}
+
+/// The port a Service/probe names, as a container port number.
+fn container_port(container: &Value, port: &Value) -> u64 {
+    if let Some(n) = port.as_u64() {
+        return n;
+    }
+    container["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == *port)
+        .unwrap_or_else(|| panic!("no container port {port}"))["containerPort"]
+        .as_u64()
+        .unwrap()
+}
+
+#[test]
+fn kubernetes_manifests_wire_config_secret_ports_probes_and_scrape() {
+    let docs = yaml_docs("deploy/kubernetes/frps.yaml");
+    let cm = one(&docs, "ConfigMap", "frps");
+    let secret = one(&docs, "Secret", "frps");
+    let deploy = one(&docs, "Deployment", "frps");
+    let svc = one(&docs, "Service", "frps");
+    let dash = one(&docs, "Service", "frps-dashboard");
+    let monitor = one(&docs, "ServiceMonitor", "frps");
+
+    // The config in the ConfigMap loads, and its ports are the ones wired below.
+    let text = cm["data"]["frps.toml"].as_str().unwrap();
+    let cfg = config::load_server_text(text, Path::new("frps.toml"), &LoadOptions::default())
+        .unwrap()
+        .config;
+    assert!(cfg.enable_prometheus, "/metrics is on");
+    assert!(cfg.web_server.port != 0, "the web server serves /healthz");
+
+    let pod = &deploy["spec"]["template"];
+    assert_eq!(
+        deploy["spec"]["selector"]["matchLabels"],
+        pod["metadata"]["labels"]
+    );
+    let c = &pod["spec"]["containers"][0];
+    // The config file is the ConfigMap's, mounted at /etc/frp.
+    let args: Vec<&str> = c["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert_eq!(args, ["-c", "/etc/frp/frps.toml"]);
+    let mount = c["volumeMounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["mountPath"] == "/etc/frp")
+        .expect("config mounted at /etc/frp");
+    let vol = pod["spec"]["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == mount["name"])
+        .unwrap();
+    assert_eq!(vol["configMap"]["name"], "frps");
+    // Every environment variable the config names comes from a key the Secret has; the
+    // token is one of them.
+    let env = c["env"].as_array().unwrap();
+    assert!(text.contains("auth.token = \"{{ .Envs.FRP_TOKEN }}\""));
+    for e in env {
+        let r = &e["valueFrom"]["secretKeyRef"];
+        assert_eq!(r["name"], "frps");
+        let key = r["key"].as_str().unwrap();
+        assert!(secret["stringData"][key].is_string(), "Secret has {key}");
+        let name = e["name"].as_str().unwrap();
+        assert!(text.contains(&format!(".Envs.{name} ")), "{name} is used");
+    }
+    assert!(env.iter().any(|e| e["name"] == "FRP_TOKEN"));
+    // Probes on /healthz of the web server's port.
+    for probe in ["readinessProbe", "livenessProbe"] {
+        let g = &c[probe]["httpGet"];
+        assert_eq!(g["path"], "/healthz", "{probe}");
+        assert_eq!(
+            container_port(c, &g["port"]),
+            u64::from(cfg.web_server.port),
+            "{probe}"
+        );
+    }
+    // The Service reaches bindPort and both vhost ports.
+    assert_eq!(svc["spec"]["selector"], pod["metadata"]["labels"]);
+    let targets: BTreeSet<u64> = svc["spec"]["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| container_port(c, &p["targetPort"]))
+        .collect();
+    for (key, port) in [
+        ("bindPort", cfg.bind_port),
+        ("vhostHTTPPort", cfg.vhost_http_port),
+        ("vhostHTTPSPort", cfg.vhost_https_port),
+    ] {
+        assert!(
+            targets.contains(&u64::from(port)),
+            "Service has {key} {port}"
+        );
+    }
+    // Not root, nothing to escalate to.
+    assert_eq!(pod["spec"]["securityContext"]["runAsNonRoot"], true);
+    assert_eq!(c["securityContext"]["allowPrivilegeEscalation"], false);
+    assert_eq!(c["securityContext"]["readOnlyRootFilesystem"], true);
+    // The ServiceMonitor scrapes /metrics through the dashboard Service, with its credentials.
+    let sel = &monitor["spec"]["selector"]["matchLabels"];
+    for (k, v) in sel.as_object().unwrap() {
+        assert_eq!(
+            &dash["metadata"]["labels"][k], v,
+            "ServiceMonitor selects {k}"
+        );
+    }
+    let ep = &monitor["spec"]["endpoints"][0];
+    assert_eq!(ep["path"], "/metrics");
+    let dport = dash["spec"]["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == ep["port"])
+        .expect("the ServiceMonitor's port is the dashboard Service's");
+    assert_eq!(
+        container_port(c, &dport["targetPort"]),
+        u64::from(cfg.web_server.port)
+    );
+    for k in ["username", "password"] {
+        let key = ep["basicAuth"][k]["key"].as_str().unwrap();
+        assert!(secret["stringData"][key].is_string(), "Secret has {key}");
+    }
+}
