@@ -503,3 +503,148 @@ fn kubernetes_manifests_wire_config_secret_ports_probes_and_scrape() {
         assert!(secret["stringData"][key].is_string(), "Secret has {key}");
     }
 }
+
+/// The metric names a PromQL text uses (`frp_*`, `process_*`).
+fn metric_names(expr: &str) -> BTreeSet<String> {
+    expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
+        .filter(|t| t.starts_with("frp_") || t.starts_with("process_"))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Every query of the dashboard, panels and variables.
+fn dashboard_queries(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::Object(m) => {
+            for (k, v) in m {
+                match (k.as_str(), v) {
+                    ("expr" | "definition", Value::String(s)) => out.push(s.clone()),
+                    _ => dashboard_queries(v, out),
+                }
+            }
+        }
+        Value::Array(a) => a.iter().for_each(|v| dashboard_queries(v, out)),
+        _ => {}
+    }
+}
+
+/// Names of the series in a Prometheus text exposition.
+fn exposed(text: &str) -> BTreeSet<String> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .filter_map(|l| l.split(['{', ' ']).next())
+        .map(str::to_owned)
+        .collect()
+}
+
+#[tokio::test]
+async fn grafana_dashboard_queries_only_series_that_frps_and_frpc_serve() {
+    use common::http::{request, BasicAuth};
+    use tests::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    init_log();
+    let dashboard: Value = serde_json::from_str(&read("conf/grafana-dashboard.json")).unwrap();
+    let mut queries = Vec::new();
+    dashboard_queries(&dashboard["panels"], &mut queries);
+    dashboard_queries(&dashboard["templating"], &mut queries);
+    let wanted: BTreeSet<String> = queries.iter().flat_map(|q| metric_names(q)).collect();
+    for s in [
+        "frp_server_client_counts",
+        "frp_server_proxy_counts",
+        "frp_server_proxy_counts_detailed",
+        "frp_server_connection_counts",
+        "frp_server_traffic_in",
+        "frp_server_traffic_out",
+    ] {
+        assert!(wanted.contains(s), "the dashboard shows frp's {s}");
+    }
+    assert!(wanted.iter().any(|m| m.starts_with("frp_rs_server_")));
+    assert!(wanted.iter().any(|m| m.starts_with("frp_rs_client_")));
+
+    // frps and frpc with every labelled series made to appear: traffic, a refused proxy, a
+    // dead local service, a failed login (the first of serverAddrs is down), garbage on
+    // bindPort.
+    let (dash_port, admin_port) = (free_port().await, free_port().await);
+    let (allowed, dead_allowed) = (free_port().await, free_port().await);
+    let frps = Frps::start(|c| {
+        c.web_server.port = dash_port;
+        c.web_server.user = "admin".into();
+        c.web_server.password = "s3cret".into();
+        c.enable_prometheus = true;
+        c.allow_ports = [allowed, dead_allowed]
+            .map(|p| common::config::PortsRange {
+                single: p,
+                ..Default::default()
+            })
+            .to_vec();
+    })
+    .await;
+    let echo = echo_tcp().await;
+    let dead_local: std::net::SocketAddr = ([127, 0, 0, 1], free_port().await).into();
+    let down = free_port().await;
+    let frpc = Frpc::start(frps.addr, |c| {
+        c.server_addr = "0.0.0.0".into();
+        c.server_port = 7000;
+        c.server_addrs = vec![format!("127.0.0.1:{down}"), frps.addr.to_string()];
+        c.login_fail_exit = false;
+        c.web_server.port = admin_port;
+        c.web_server.user = "admin".into();
+        c.web_server.password = "s3cret".into();
+        c.proxies = vec![
+            proxy("good", "tcp", echo, allowed),
+            proxy("refused", "tcp", echo, 1),
+            proxy("dead", "tcp", dead_local, dead_allowed),
+        ];
+    });
+    frpc.wait_running("good").await;
+    frpc.wait_running("dead").await;
+    assert_eq!(
+        echo_through(([127, 0, 0, 1], allowed).into(), b"hello").await,
+        b"hello"
+    );
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", dead_allowed))
+        .await
+        .unwrap();
+    let _ = tokio::time::timeout(PATIENCE, s.read(&mut [0u8; 16])).await;
+    let mut g = tokio::net::TcpStream::connect(frps.addr).await.unwrap();
+    g.write_all(&[0xff; 64]).await.unwrap();
+    let _ = tokio::time::timeout(PATIENCE, g.read(&mut [0u8; 16])).await;
+
+    let auth = BasicAuth {
+        user: "admin".into(),
+        password: "s3cret".into(),
+    };
+    let scrape = |port: u16| {
+        let auth = auth.clone();
+        async move {
+            let (code, text) = request(
+                &format!("127.0.0.1:{port}"),
+                &auth,
+                hyper::Method::GET,
+                "/metrics",
+                hyper::body::Bytes::new(),
+            )
+            .await
+            .unwrap();
+            assert_eq!(code, hyper::StatusCode::OK, "{text}");
+            exposed(&text)
+        }
+    };
+    // Counters appear with their first event, which may still be on its way: bounded wait.
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let mut have = scrape(dash_port).await;
+        have.extend(scrape(admin_port).await);
+        let missing: Vec<&String> = wanted.difference(&have).collect();
+        if missing.is_empty() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the dashboard queries series nobody serves: {missing:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    frpc.stop().await;
+    frps.stop().await;
+}
