@@ -118,6 +118,31 @@ pub fn key_value(s: &str) -> Result<(String, String), String> {
         .ok_or_else(|| format!("{s:?} must be formatted as key=value"))
 }
 
+/// Shells `completion` writes a script for (cobra's `completion` subcommand in frp has the same
+/// names).
+pub use clap_complete::Shell;
+
+/// `frps|frpc completion SHELL`: the completion script for `cmd` (the command tree as the binary
+/// parses it), on stdout.
+pub fn write_completion(mut cmd: Command, shell: Shell) -> std::io::Result<()> {
+    let name = cmd.get_name().to_owned();
+    let mut out = Vec::new();
+    clap_complete::generate(shell, &mut cmd, name, &mut out);
+    std::io::Write::write_all(&mut std::io::stdout().lock(), &out)
+}
+
+/// `frps|frpc man`: the man page (roff) of `cmd`, on stdout; `man -l <(frps man)` shows it.
+pub fn write_man(cmd: Command) -> std::io::Result<()> {
+    let mut out = Vec::new();
+    let version = format!(
+        "frp-rs {} (frp {})",
+        env!("CARGO_PKG_VERSION"),
+        crate::FRP_VERSION
+    );
+    clap_mangen::Man::new(cmd.version(version)).render(&mut out)?;
+    std::io::Write::write_all(&mut std::io::stdout().lock(), &out)
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]

@@ -20,6 +20,8 @@ use tokio_util::sync::CancellationToken;
 #[command(
     name = "frpc",
     about = "frpc is the client of frp (https://github.com/fatedier/frp)",
+    long_about = "frpc is the client of frp (https://github.com/fatedier/frp): it logs in to \
+frps and exposes local services through it.",
     disable_version_flag = true
 )]
 struct Cli {
@@ -79,6 +81,39 @@ enum Command {
     Xtcp(quick::SecretCmd),
     /// Actions about nathole
     Nathole(Nathole),
+    /// Print the completion script for a shell (bash, zsh, fish, powershell, elvish)
+    Completion {
+        /// the shell to complete for
+        #[arg(value_enum)]
+        shell: common::cli::Shell,
+    },
+    /// Print the man page (roff): `frpc man > /usr/local/share/man/man1/frpc.1`
+    #[command(hide = true)]
+    Man,
+}
+
+/// Examples and the version line at the end of `--help`.
+fn after_help() -> String {
+    format!(
+        "Examples:
+  frpc -c /etc/frp/frpc.toml           run with a config file (TOML, YAML, JSON or INI)
+  frpc verify -c /etc/frp/frpc.toml    check a config file, then exit
+  frpc reload -c /etc/frp/frpc.toml    re-read the config of the running frpc (admin API)
+  frpc tcp -s frps.example.com -t TOKEN -n ssh -l 22 -r 6000
+                                       one tcp proxy from flags alone
+  frpc completion bash > /etc/bash_completion.d/frpc
+
+This is frp-rs {}, compatible with frp {} (`frpc -v` prints that frp version).",
+        env!("CARGO_PKG_VERSION"),
+        common::FRP_VERSION
+    )
+}
+
+/// The command line as `main` parses it.
+fn command() -> clap::Command {
+    common::cli::pflag_style(common::cli::global_heading(
+        Cli::command().after_help(after_help()),
+    ))
 }
 
 /// `frpc reload|status|stop`.
@@ -132,8 +167,7 @@ impl Command {
 
 /// Entry point of the `frpc` binary.
 pub fn main() -> ExitCode {
-    let matches =
-        common::cli::pflag_style(common::cli::global_heading(Cli::command())).get_matches();
+    let matches = command().get_matches();
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
@@ -206,6 +240,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             )
         }
         Some(Command::Nathole(n)) => nathole(n, file, &opts),
+        Some(Command::Completion { shell }) => {
+            Ok(common::cli::write_completion(command(), *shell)?)
+        }
+        Some(Command::Man) => Ok(common::cli::write_man(command())?),
         Some(cmd) => match cmd.quick() {
             Some(q) => serve(vec![(quick_config(&q, &opts)?, None)], false, opts),
             None => anyhow::bail!("unknown command"),

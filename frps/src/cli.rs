@@ -12,6 +12,8 @@ use tokio_util::sync::CancellationToken;
 #[command(
     name = "frps",
     about = "frps is the server of frp (https://github.com/fatedier/frp)",
+    long_about = "frps is the server of frp (https://github.com/fatedier/frp): frpc connect to \
+it and it exposes their local services on its ports and virtual hosts.",
     disable_version_flag = true
 )]
 struct Cli {
@@ -37,6 +39,37 @@ struct Cli {
 enum Command {
     /// Verify that the configures is valid
     Verify,
+    /// Print the completion script for a shell (bash, zsh, fish, powershell, elvish)
+    Completion {
+        /// the shell to complete for
+        #[arg(value_enum)]
+        shell: common::cli::Shell,
+    },
+    /// Print the man page (roff): `frps man > /usr/local/share/man/man1/frps.1`
+    #[command(hide = true)]
+    Man,
+}
+
+/// Examples and the version line at the end of `--help`.
+fn after_help() -> String {
+    format!(
+        "Examples:
+  frps -c /etc/frp/frps.toml           run with a config file (TOML, YAML, JSON or INI)
+  frps verify -c /etc/frp/frps.toml    check a config file, then exit
+  frps -p 7000 -t TOKEN                run from flags alone, without a config file
+  frps completion bash > /etc/bash_completion.d/frps
+
+This is frp-rs {}, compatible with frp {} (`frps -v` prints that frp version).",
+        env!("CARGO_PKG_VERSION"),
+        common::FRP_VERSION
+    )
+}
+
+/// The command line as `main` parses it.
+fn command() -> clap::Command {
+    common::cli::pflag_style(common::cli::global_heading(
+        Cli::command().after_help(after_help()),
+    ))
 }
 
 /// frp `RegisterServerConfigFlags`: persistent, used only without `-c`.
@@ -165,8 +198,7 @@ impl ServerFlags {
 
 /// Entry point of the `frps` binary.
 pub fn main() -> ExitCode {
-    let matches =
-        common::cli::pflag_style(common::cli::global_heading(Cli::command())).get_matches();
+    let matches = command().get_matches();
     let cli = match Cli::from_arg_matches(&matches) {
         Ok(cli) => cli,
         Err(e) => e.exit(),
@@ -186,6 +218,13 @@ fn run(mut cli: Cli) -> anyhow::Result<()> {
     if cli.version {
         common::outln!("{}", common::FRP_VERSION);
         return Ok(());
+    }
+    match cli.command {
+        Some(Command::Completion { shell }) => {
+            return Ok(common::cli::write_completion(command(), shell)?)
+        }
+        Some(Command::Man) => return Ok(common::cli::write_man(command())?),
+        _ => {}
     }
     if matches!(cli.command, Some(Command::Verify)) && cli.config.is_none() {
         common::outln!("frps: the configuration file is not specified");
