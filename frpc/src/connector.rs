@@ -66,6 +66,11 @@ impl Dialer {
         }
     }
 
+    /// The frps's host (`serverAddr`, or the host of a `serverAddrs` entry).
+    pub(crate) fn host(&self) -> &str {
+        &self.server.0
+    }
+
     /// The same dialer for another frps (`serverAddrs` failover).
     pub(crate) fn to(&self, server: (String, u16)) -> Dialer {
         Dialer {

@@ -76,6 +76,8 @@ pub struct Client {
     metrics: Arc<crate::metrics::ClientMetrics>,
     /// What the admin API's clients may hold.
     web_limits: common::http::WebLimits,
+    /// The host of the frps of the current session, for the admin API's status.
+    server_host: Arc<std::sync::Mutex<String>>,
 }
 
 impl Client {
@@ -99,7 +101,9 @@ impl Client {
                 error: refused.unwrap_or_default(),
             });
         }
+        let first_server = cfg.servers().into_iter().next().map(|s| s.0);
         Client {
+            server_host: Arc::new(std::sync::Mutex::new(first_server.unwrap_or_default())),
             cfg,
             status,
             reloader,
@@ -204,6 +208,8 @@ impl Client {
                 Ok((connector, stream, id, negotiated)) => {
                     failed_in_a_row = 0;
                     let server = dialer.server_label();
+                    *self.server_host.lock().unwrap_or_else(|p| p.into_inner()) =
+                        dialer.host().to_owned();
                     if first {
                         info!(run_id = %id, %server, "login to server success");
                     } else {
@@ -278,7 +284,7 @@ impl Client {
             shutdown: shutdown.clone(),
             metrics: self.metrics.clone(),
             web: web.clone(),
-            server_addr: self.cfg.server_addr.clone(),
+            server_addr: self.server_host.clone(),
         };
         tokio::spawn(crate::admin::serve(
             listener,

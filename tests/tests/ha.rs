@@ -155,16 +155,33 @@ async fn two_frps_behind_a_proxy_protocol_front_and_failover() {
     )
     .await;
     let backend = xff_backend().await;
+    let admin = free_port().await;
     let frpc = Frpc::start(front_a, |c| {
         c.server_addr = "0.0.0.0".into();
         c.server_port = 7000;
-        c.server_addrs = vec![front_a.to_string(), front_b.to_string()];
+        // B by name, so the admin API's status shows which frps frpc is on.
+        c.server_addrs = vec![front_a.to_string(), format!("localhost:{}", front_b.port())];
         c.login_fail_exit = false;
+        c.web_server.port = admin;
         let mut p = proxy("web", "http", backend, 0);
         p.custom_domains = vec!["ha.test".into()];
-        c.proxies = vec![p];
+        c.proxies = vec![p, proxy("echo", "tcp", backend, 0)];
     });
     frpc.wait_running("web").await;
+    let tcp_remote = || async {
+        let (_, body) = common::http::request(
+            &format!("127.0.0.1:{admin}"),
+            &Default::default(),
+            hyper::Method::GET,
+            "/api/status",
+            hyper::body::Bytes::new(),
+        )
+        .await
+        .unwrap();
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        v["tcp"][0]["remote_addr"].as_str().unwrap_or("").to_owned()
+    };
+    assert!(tcp_remote().await.starts_with("127.0.0.1:"));
     assert_eq!(
         a.stats.client_count(),
         1,
@@ -184,6 +201,10 @@ async fn two_frps_behind_a_proxy_protocol_front_and_failover() {
     })
     .await;
     frpc.wait_running("web").await;
+    wait_until("the status names the second frps", || async {
+        tcp_remote().await.starts_with("localhost:")
+    })
+    .await;
     wait_until("the proxy answers through the second frps", || async {
         get_body(web, "ha.test").await.as_deref() == Some("203.0.113.9")
     })

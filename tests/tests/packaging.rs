@@ -335,19 +335,15 @@ fn dockerfile_builds_as_the_readme_says_and_copies_what_that_builds() {
     }
     assert_eq!(bins, BTreeSet::from(["frpc", "frps"]), "both binaries");
     // A small runtime, not root, config at /etc/frp.
-    let runtime = docker
-        .lines()
-        .filter(|l| l.starts_with("FROM "))
-        .last()
-        .unwrap();
+    let runtime = docker.lines().rfind(|l| l.starts_with("FROM ")).unwrap();
     assert!(
         runtime.contains("distroless") || runtime.contains("scratch"),
         "{runtime}"
     );
     let user = docker
         .lines()
-        .filter_map(|l| l.strip_prefix("USER "))
-        .last()
+        .rev()
+        .find_map(|l| l.strip_prefix("USER "))
         .expect("a USER");
     assert!(
         !user.starts_with("root") && !user.starts_with('0'),
