@@ -122,25 +122,51 @@ pub fn key_value(s: &str) -> Result<(String, String), String> {
 /// names).
 pub use clap_complete::Shell;
 
-/// `frps|frpc completion SHELL`: the completion script for `cmd` (the command tree as the binary
-/// parses it), on stdout.
-pub fn write_completion(mut cmd: Command, shell: Shell) -> std::io::Result<()> {
-    let name = cmd.get_name().to_owned();
-    let mut out = Vec::new();
-    clap_complete::generate(shell, &mut cmd, name, &mut out);
-    std::io::Write::write_all(&mut std::io::stdout().lock(), &out)
+/// The subcommands both binaries have for packaging: `completion SHELL` (as cobra's in frp) and
+/// the hidden `man`.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Tools {
+    /// Print the completion script for a shell (bash, zsh, fish, powershell, elvish)
+    Completion {
+        /// the shell to complete for
+        #[arg(value_enum)]
+        shell: Shell,
+    },
+    /// Print the man page (roff): `frps man > /usr/local/share/man/man1/frps.1`
+    #[command(hide = true)]
+    Man,
 }
 
-/// `frps|frpc man`: the man page (roff) of `cmd`, on stdout; `man -l <(frps man)` shows it.
-pub fn write_man(cmd: Command) -> std::io::Result<()> {
-    let mut out = Vec::new();
-    let version = format!(
-        "frp-rs {} (frp {})",
+impl Tools {
+    /// Writes the script or page for `cmd` (the command tree as the binary parses it) to stdout.
+    pub fn run(&self, mut cmd: Command) -> std::io::Result<()> {
+        let mut out = Vec::new();
+        match self {
+            Tools::Completion { shell } => {
+                let name = cmd.get_name().to_owned();
+                clap_complete::generate(*shell, &mut cmd, name, &mut out);
+            }
+            Tools::Man => {
+                let version = format!(
+                    "frp-rs {} (frp {})",
+                    env!("CARGO_PKG_VERSION"),
+                    crate::FRP_VERSION
+                );
+                clap_mangen::Man::new(cmd.version(version)).render(&mut out)?;
+            }
+        }
+        std::io::Write::write_all(&mut std::io::stdout().lock(), &out)
+    }
+}
+
+/// The end of `bin --help`: `examples` (lines of "command   what it does"), then the versions.
+pub fn after_help(bin: &str, examples: &str) -> String {
+    format!(
+        "Examples:\n{examples}  {bin} completion bash > /etc/bash_completion.d/{bin}\n\n\
+         This is frp-rs {}, compatible with frp {} (`{bin} -v` prints that frp version).",
         env!("CARGO_PKG_VERSION"),
         crate::FRP_VERSION
-    );
-    clap_mangen::Man::new(cmd.version(version)).render(&mut out)?;
-    std::io::Write::write_all(&mut std::io::stdout().lock(), &out)
+    )
 }
 
 #[cfg(test)]

@@ -81,31 +81,21 @@ enum Command {
     Xtcp(quick::SecretCmd),
     /// Actions about nathole
     Nathole(Nathole),
-    /// Print the completion script for a shell (bash, zsh, fish, powershell, elvish)
-    Completion {
-        /// the shell to complete for
-        #[arg(value_enum)]
-        shell: common::cli::Shell,
-    },
-    /// Print the man page (roff): `frpc man > /usr/local/share/man/man1/frpc.1`
-    #[command(hide = true)]
-    Man,
+    #[command(flatten)]
+    Tools(common::cli::Tools),
 }
 
 /// Examples and the version line at the end of `--help`.
 fn after_help() -> String {
-    format!(
-        "Examples:
-  frpc -c /etc/frp/frpc.toml           run with a config file (TOML, YAML, JSON or INI)
-  frpc verify -c /etc/frp/frpc.toml    check a config file, then exit
-  frpc reload -c /etc/frp/frpc.toml    re-read the config of the running frpc (admin API)
-  frpc tcp -s frps.example.com -t TOKEN -n ssh -l 22 -r 6000
-                                       one tcp proxy from flags alone
-  frpc completion bash > /etc/bash_completion.d/frpc
-
-This is frp-rs {}, compatible with frp {} (`frpc -v` prints that frp version).",
-        env!("CARGO_PKG_VERSION"),
-        common::FRP_VERSION
+    common::cli::after_help(
+        "frpc",
+        concat!(
+            "  frpc -c /etc/frp/frpc.toml           run with a config file (TOML, YAML, JSON or INI)\n",
+            "  frpc verify -c /etc/frp/frpc.toml    check a config file, then exit\n",
+            "  frpc reload -c /etc/frp/frpc.toml    re-read the config of the running frpc (admin API)\n",
+            "  frpc tcp -s frps.example.com -t TOKEN -n ssh -l 22 -r 6000\n",
+            "                                       one tcp proxy from flags alone\n",
+        ),
     )
 }
 
@@ -240,10 +230,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             )
         }
         Some(Command::Nathole(n)) => nathole(n, file, &opts),
-        Some(Command::Completion { shell }) => {
-            Ok(common::cli::write_completion(command(), *shell)?)
-        }
-        Some(Command::Man) => Ok(common::cli::write_man(command())?),
+        Some(Command::Tools(t)) => Ok(t.run(command())?),
         Some(cmd) => match cmd.quick() {
             Some(q) => serve(vec![(quick_config(&q, &opts)?, None)], false, opts),
             None => anyhow::bail!("unknown command"),

@@ -39,29 +39,19 @@ struct Cli {
 enum Command {
     /// Verify that the configures is valid
     Verify,
-    /// Print the completion script for a shell (bash, zsh, fish, powershell, elvish)
-    Completion {
-        /// the shell to complete for
-        #[arg(value_enum)]
-        shell: common::cli::Shell,
-    },
-    /// Print the man page (roff): `frps man > /usr/local/share/man/man1/frps.1`
-    #[command(hide = true)]
-    Man,
+    #[command(flatten)]
+    Tools(common::cli::Tools),
 }
 
 /// Examples and the version line at the end of `--help`.
 fn after_help() -> String {
-    format!(
-        "Examples:
-  frps -c /etc/frp/frps.toml           run with a config file (TOML, YAML, JSON or INI)
-  frps verify -c /etc/frp/frps.toml    check a config file, then exit
-  frps -p 7000 -t TOKEN                run from flags alone, without a config file
-  frps completion bash > /etc/bash_completion.d/frps
-
-This is frp-rs {}, compatible with frp {} (`frps -v` prints that frp version).",
-        env!("CARGO_PKG_VERSION"),
-        common::FRP_VERSION
+    common::cli::after_help(
+        "frps",
+        concat!(
+            "  frps -c /etc/frp/frps.toml           run with a config file (TOML, YAML, JSON or INI)\n",
+            "  frps verify -c /etc/frp/frps.toml    check a config file, then exit\n",
+            "  frps -p 7000 -t TOKEN                run from flags alone, without a config file\n",
+        ),
     )
 }
 
@@ -219,12 +209,8 @@ fn run(mut cli: Cli) -> anyhow::Result<()> {
         common::outln!("{}", common::FRP_VERSION);
         return Ok(());
     }
-    match cli.command {
-        Some(Command::Completion { shell }) => {
-            return Ok(common::cli::write_completion(command(), shell)?)
-        }
-        Some(Command::Man) => return Ok(common::cli::write_man(command())?),
-        _ => {}
+    if let Some(Command::Tools(t)) = &cli.command {
+        return Ok(t.run(command())?);
     }
     if matches!(cli.command, Some(Command::Verify)) && cli.config.is_none() {
         common::outln!("frps: the configuration file is not specified");
