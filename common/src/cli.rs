@@ -118,6 +118,57 @@ pub fn key_value(s: &str) -> Result<(String, String), String> {
         .ok_or_else(|| format!("{s:?} must be formatted as key=value"))
 }
 
+/// Shells `completion` writes a script for (cobra's `completion` subcommand in frp has the same
+/// names).
+pub use clap_complete::Shell;
+
+/// The subcommands both binaries have for packaging: `completion SHELL` (as cobra's in frp) and
+/// the hidden `man`.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Tools {
+    /// Print the completion script for a shell (bash, zsh, fish, powershell, elvish)
+    Completion {
+        /// the shell to complete for
+        #[arg(value_enum)]
+        shell: Shell,
+    },
+    /// Print the man page (roff): `frps man > /usr/local/share/man/man1/frps.1`
+    #[command(hide = true)]
+    Man,
+}
+
+impl Tools {
+    /// Writes the script or page for `cmd` (the command tree as the binary parses it) to stdout.
+    pub fn run(&self, mut cmd: Command) -> std::io::Result<()> {
+        let mut out = Vec::new();
+        match self {
+            Tools::Completion { shell } => {
+                let name = cmd.get_name().to_owned();
+                clap_complete::generate(*shell, &mut cmd, name, &mut out);
+            }
+            Tools::Man => {
+                let version = format!(
+                    "frp-rs {} (frp {})",
+                    env!("CARGO_PKG_VERSION"),
+                    crate::FRP_VERSION
+                );
+                clap_mangen::Man::new(cmd.version(version)).render(&mut out)?;
+            }
+        }
+        std::io::Write::write_all(&mut std::io::stdout().lock(), &out)
+    }
+}
+
+/// The end of `bin --help`: `examples` (lines of "command   what it does"), then the versions.
+pub fn after_help(bin: &str, examples: &str) -> String {
+    format!(
+        "Examples:\n{examples}  {bin} completion bash > /etc/bash_completion.d/{bin}\n\n\
+         This is frp-rs {}, compatible with frp {} (`{bin} -v` prints that frp version).",
+        env!("CARGO_PKG_VERSION"),
+        crate::FRP_VERSION
+    )
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]

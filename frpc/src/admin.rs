@@ -33,7 +33,8 @@ pub(crate) struct Admin {
     pub(crate) shutdown: CancellationToken,
     pub(crate) metrics: Arc<crate::metrics::ClientMetrics>,
     pub(crate) web: WebServerConfig,
-    pub(crate) server_addr: String,
+    /// The host of the frps frpc is logged in to (with `serverAddrs`, the one it is on now).
+    pub(crate) server_addr: Arc<std::sync::Mutex<String>>,
 }
 
 impl Admin {
@@ -405,7 +406,12 @@ pub(crate) fn status(a: &Admin) -> BTreeMap<String, Vec<ProxyStatusResp>> {
             _ => String::new(),
         };
         let remote_addr = if matches!(s.kind.as_str(), "tcp" | "udp") && !s.remote_addr.is_empty() {
-            format!("{}{}", a.server_addr, s.remote_addr)
+            let host = a
+                .server_addr
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
+            format!("{host}{}", s.remote_addr)
         } else {
             s.remote_addr.clone()
         };

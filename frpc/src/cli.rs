@@ -20,6 +20,8 @@ use tokio_util::sync::CancellationToken;
 #[command(
     name = "frpc",
     about = "frpc is the client of frp (https://github.com/fatedier/frp)",
+    long_about = "frpc is the client of frp (https://github.com/fatedier/frp): it logs in to \
+frps and exposes local services through it.",
     disable_version_flag = true
 )]
 struct Cli {
@@ -79,6 +81,29 @@ enum Command {
     Xtcp(quick::SecretCmd),
     /// Actions about nathole
     Nathole(Nathole),
+    #[command(flatten)]
+    Tools(common::cli::Tools),
+}
+
+/// Examples and the version line at the end of `--help`.
+fn after_help() -> String {
+    common::cli::after_help(
+        "frpc",
+        concat!(
+            "  frpc -c /etc/frp/frpc.toml           run with a config file (TOML, YAML, JSON or INI)\n",
+            "  frpc verify -c /etc/frp/frpc.toml    check a config file, then exit\n",
+            "  frpc reload -c /etc/frp/frpc.toml    re-read the config of the running frpc (admin API)\n",
+            "  frpc tcp -s frps.example.com -t TOKEN -n ssh -l 22 -r 6000\n",
+            "                                       one tcp proxy from flags alone\n",
+        ),
+    )
+}
+
+/// The command line as `main` parses it.
+fn command() -> clap::Command {
+    common::cli::pflag_style(common::cli::global_heading(
+        Cli::command().after_help(after_help()),
+    ))
 }
 
 /// `frpc reload|status|stop`.
@@ -132,8 +157,7 @@ impl Command {
 
 /// Entry point of the `frpc` binary.
 pub fn main() -> ExitCode {
-    let matches =
-        common::cli::pflag_style(common::cli::global_heading(Cli::command())).get_matches();
+    let matches = command().get_matches();
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
@@ -206,6 +230,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             )
         }
         Some(Command::Nathole(n)) => nathole(n, file, &opts),
+        Some(Command::Tools(t)) => Ok(t.run(command())?),
         Some(cmd) => match cmd.quick() {
             Some(q) => serve(vec![(quick_config(&q, &opts)?, None)], false, opts),
             None => anyhow::bail!("unknown command"),

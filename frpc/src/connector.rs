@@ -28,6 +28,24 @@ impl Dialer {
         })
     }
 
+    /// `host:port` of the frps, for logs and errors.
+    pub(crate) fn server_label(&self) -> String {
+        self.server.target()
+    }
+
+    /// The frps's host (`serverAddr`, or the host of a `serverAddrs` entry).
+    pub(crate) fn host(&self) -> &str {
+        self.server.host()
+    }
+
+    /// The same dialer for another frps (`serverAddrs` failover).
+    pub(crate) fn to(&self, server: (String, u16)) -> Dialer {
+        Dialer {
+            server: self.server.to(server),
+            cfg: self.cfg.clone(),
+        }
+    }
+
     /// One real connection to frps (frp `realConnect`).
     pub(crate) async fn real_connect(&self) -> io::Result<BoxStream> {
         self.server.connect().await

@@ -86,6 +86,8 @@ pub struct Client {
     metrics: Arc<crate::metrics::ClientMetrics>,
     /// What the admin API's clients may hold.
     web_limits: common::http::WebLimits,
+    /// The host of the frps of the current session, for the admin API's status.
+    server_host: Arc<std::sync::Mutex<String>>,
 }
 
 impl Client {
@@ -110,7 +112,9 @@ impl Client {
                 crate::visitor::refused(v),
             ));
         }
+        let first_server = cfg.servers().into_iter().next().map(|s| s.0);
         Client {
+            server_host: Arc::new(std::sync::Mutex::new(first_server.unwrap_or_default())),
             cfg,
             status,
             visitor_status,
@@ -201,17 +205,32 @@ impl Client {
         let mut run_id = String::new();
         let mut first = true;
         let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(10));
+        // `serverAddrs` failover: the next frps is tried at once when one fails; the backoff
+        // applies once every one has failed in a row, as with a single frps.
+        let servers: Vec<Dialer> = self
+            .cfg
+            .servers()
+            .into_iter()
+            .map(|s| dialer.to(s))
+            .collect();
+        let mut at = 0;
+        let mut failed_in_a_row = 0;
         loop {
+            let dialer = &servers[at % servers.len()];
             let attempt = tokio::select! {
                 _ = shutdown.cancelled() => return Ok(()),
-                r = self.login(&dialer, &auth, &run_id, shutdown.child_token()) => r,
+                r = self.login(dialer, &auth, &run_id, shutdown.child_token()) => r,
             };
             match attempt {
                 Ok((connector, stream, id, negotiated)) => {
+                    failed_in_a_row = 0;
+                    let server = dialer.server_label();
+                    *self.server_host.lock().unwrap_or_else(|p| p.into_inner()) =
+                        dialer.host().to_owned();
                     if first {
-                        info!(run_id = %id, "login to server success");
+                        info!(run_id = %id, %server, "login to server success");
                     } else {
-                        info!(run_id = %id, "reconnected to server");
+                        info!(run_id = %id, %server, "reconnected to server");
                         self.metrics.reconnects.inc();
                     }
                     first = false;
@@ -230,16 +249,31 @@ impl Client {
                     if shutdown.is_cancelled() {
                         return Ok(());
                     }
-                    warn!("connection to server lost, reconnecting");
+                    warn!(%server, "connection to server lost, reconnecting");
                     continue;
                 }
-                Err(e) if first && self.cfg.login_fail_exit => return Err(e),
                 Err(e) => {
+                    failed_in_a_row += 1;
+                    let all_failed = failed_in_a_row >= servers.len();
+                    if first && self.cfg.login_fail_exit && all_failed {
+                        return Err(e);
+                    }
                     self.metrics
                         .login_failures
                         .with_label_values(&[e.reason()])
                         .inc();
-                    warn!(error = %e, "login to server failed, will retry")
+                    let server = dialer.server_label();
+                    if servers.len() == 1 {
+                        warn!(error = %e, "login to server failed, will retry");
+                    } else if !all_failed {
+                        at += 1;
+                        warn!(error = %e, %server, "login to server failed, trying the next in serverAddrs");
+                        continue;
+                    } else {
+                        at += 1;
+                        failed_in_a_row = 0;
+                        warn!(error = %e, %server, "login to server failed; every server in serverAddrs failed, will retry");
+                    }
                 }
             }
             let delay = backoff.next_delay();
@@ -268,7 +302,7 @@ impl Client {
             shutdown: shutdown.clone(),
             metrics: self.metrics.clone(),
             web: web.clone(),
-            server_addr: self.cfg.server_addr.clone(),
+            server_addr: self.server_host.clone(),
         };
         tokio::spawn(crate::admin::serve(
             listener,
@@ -293,7 +327,7 @@ impl Client {
         ),
         ClientError,
     > {
-        let addr = format!("{}:{}", self.cfg.server_addr, self.cfg.server_port);
+        let addr = dialer.server_label();
         let connector = dialer
             .open(token)
             .await

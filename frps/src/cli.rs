@@ -12,6 +12,8 @@ use tokio_util::sync::CancellationToken;
 #[command(
     name = "frps",
     about = "frps is the server of frp (https://github.com/fatedier/frp)",
+    long_about = "frps is the server of frp (https://github.com/fatedier/frp): frpc connect to \
+it and it exposes their local services on its ports and virtual hosts.",
     disable_version_flag = true
 )]
 struct Cli {
@@ -37,6 +39,27 @@ struct Cli {
 enum Command {
     /// Verify that the configures is valid
     Verify,
+    #[command(flatten)]
+    Tools(common::cli::Tools),
+}
+
+/// Examples and the version line at the end of `--help`.
+fn after_help() -> String {
+    common::cli::after_help(
+        "frps",
+        concat!(
+            "  frps -c /etc/frp/frps.toml           run with a config file (TOML, YAML, JSON or INI)\n",
+            "  frps verify -c /etc/frp/frps.toml    check a config file, then exit\n",
+            "  frps -p 7000 -t TOKEN                run from flags alone, without a config file\n",
+        ),
+    )
+}
+
+/// The command line as `main` parses it.
+fn command() -> clap::Command {
+    common::cli::pflag_style(common::cli::global_heading(
+        Cli::command().after_help(after_help()),
+    ))
 }
 
 /// frp `RegisterServerConfigFlags`: persistent, used only without `-c`.
@@ -165,8 +188,7 @@ impl ServerFlags {
 
 /// Entry point of the `frps` binary.
 pub fn main() -> ExitCode {
-    let matches =
-        common::cli::pflag_style(common::cli::global_heading(Cli::command())).get_matches();
+    let matches = command().get_matches();
     let cli = match Cli::from_arg_matches(&matches) {
         Ok(cli) => cli,
         Err(e) => e.exit(),
@@ -186,6 +208,9 @@ fn run(mut cli: Cli) -> anyhow::Result<()> {
     if cli.version {
         common::outln!("{}", common::FRP_VERSION);
         return Ok(());
+    }
+    if let Some(Command::Tools(t)) = &cli.command {
+        return Ok(t.run(command())?);
     }
     if matches!(cli.command, Some(Command::Verify)) && cli.config.is_none() {
         common::outln!("frps: the configuration file is not specified");

@@ -16,6 +16,7 @@ use common::config::ServerConfig;
 use common::crypto::{derive_key, Key};
 use common::io::BoxStream;
 use common::msg::{v2, DecodeError, Message, NewWorkConn, StartWorkConn, Wire};
+use common::transport::proxy_protocol::{AcceptError, Trusted};
 use common::transport::{self, mux, quic, tls, ws, Rewound, FRP_TLS_HEAD_BYTE, TLS_HANDSHAKE_BYTE};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -56,6 +57,8 @@ pub enum ServerError {
     /// A `[[httpPlugins]]` entry frps cannot call (its addr, ops or TLS setup).
     #[error("{0}")]
     Plugins(String),
+    #[error("proxyProtocol.trustedAddrs: {0}")]
+    ProxyProtocol(String),
 }
 common::from_cause!(tls::TlsError => ServerError::Tls);
 common::from_cause!(quic::QuicSetupError => ServerError::Quic);
@@ -86,6 +89,8 @@ pub(crate) struct Shared {
     pub(crate) vhost_tcpmux: Option<Arc<crate::vhost::TcpMuxVhost>>,
     /// Which vhosts share `bindPort`'s listener (frp's golib `net/mux`, spec 3.4).
     shared_port: SharedPort,
+    /// Load balancers whose PROXY protocol headers are believed (`proxyProtocol`).
+    pub(crate) proxy_protocol: Arc<Trusted>,
     tls: tokio_rustls::TlsAcceptor,
     next_id: AtomicU64,
     /// Rate limit for "the client's tcpMux/TLS settings disagree" warnings.
@@ -161,6 +166,9 @@ impl Server {
         if let Some(why) = common::config::refusal(&common::config::server_unsupported(&cfg)) {
             return Err(ServerError::Unsupported(why));
         }
+        let proxy_protocol = Arc::new(
+            Trusted::new(&cfg.proxy_protocol.trusted_addrs).map_err(ServerError::ProxyProtocol)?,
+        );
         let resolve = |key: &'static str, host: String| async move {
             common::config::resolve_listen_ip(&host)
                 .await
@@ -264,6 +272,7 @@ impl Server {
             vhost_https: https_routes,
             vhost_tcpmux: tcpmux_routes,
             shared_port,
+            proxy_protocol,
             tls,
             next_id: AtomicU64::new(1),
             mismatch_log: common::log::Throttle::new(Duration::from_secs(10)),
@@ -369,6 +378,7 @@ impl Server {
             shared.tracker.spawn(crate::vhost::http::serve(
                 vhost,
                 l,
+                shared.proxy_protocol.clone(),
                 shared.tracker.clone(),
                 shutdown.child_token(),
             ));
@@ -378,6 +388,7 @@ impl Server {
             shared.tracker.spawn(crate::vhost::https::serve(
                 vhost,
                 l,
+                shared.proxy_protocol.clone(),
                 shared.tracker.clone(),
                 shutdown.child_token(),
             ));
@@ -387,6 +398,7 @@ impl Server {
             shared.tracker.spawn(crate::vhost::tcpmux::serve(
                 vhost,
                 l,
+                shared.proxy_protocol.clone(),
                 shared.tracker.clone(),
                 shutdown.child_token(),
             ));
@@ -410,7 +422,7 @@ impl Server {
                 _ = shutdown.cancelled() => break,
                 r = self.listener.accept() => match r {
                     Ok((tcp, peer)) => {
-                        let span = tracing::info_span!("conn", %peer);
+                        let span = tracing::info_span!("conn", %peer, client = tracing::field::Empty);
                         let admission = shared.gate.admission(permit);
                         shared.tracker.spawn(handle_conn(shared.clone(), tcp, peer, admission, shutdown.child_token()).instrument(span));
                     }
@@ -618,7 +630,7 @@ async fn peek_at_least(tcp: &TcpStream, buf: &mut [u8]) -> std::io::Result<()> {
 
 async fn handle_conn(
     shared: Arc<Shared>,
-    tcp: TcpStream,
+    mut tcp: TcpStream,
     peer: SocketAddr,
     admission: Arc<Admission>,
     token: CancellationToken,
@@ -629,6 +641,36 @@ async fn handle_conn(
     // step its own 10 s, and none to a yamux session that never logs in).
     let timeout = shared.gate.limits.first_msg_timeout;
     let deadline = Instant::now() + timeout;
+    let peer = match tokio::time::timeout_at(deadline, shared.proxy_protocol.accept(&mut tcp, peer))
+        .await
+    {
+        Ok(Ok(client)) => {
+            if client != peer {
+                tracing::Span::current().record("client", tracing::field::display(client));
+            }
+            client
+        }
+        Ok(Err(AcceptError::Io(e))) => {
+            closing(
+                &admission,
+                tls_reject(&e),
+                format_args!("reading the PROXY header: {e}"),
+            );
+            return;
+        }
+        Ok(Err(e)) => {
+            closing(&admission, Reject::Garbage, format_args!("{e}"));
+            return;
+        }
+        Err(_) => {
+            closing(
+                &admission,
+                Reject::Timeout,
+                format_args!("no complete PROXY header within {timeout:?}"),
+            );
+            return;
+        }
+    };
     let (stream, carrier) = match tokio::time::timeout_at(deadline, sniff(&shared, tcp)).await {
         Ok(Ok(Sniffed::Frp(s, carrier))) => (s, carrier),
         Ok(Ok(web)) => {

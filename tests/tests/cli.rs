@@ -237,11 +237,25 @@ async fn every_subcommand_has_frps_flags_and_help_for_each() {
 
 #[tokio::test]
 async fn subcommands_are_frps() {
-    let frps: BTreeSet<String> = ["verify", "help"].map(String::from).into();
+    // `completion` is cobra's default subcommand, which frp has too.
+    let frps: BTreeSet<String> = ["verify", "completion", "help"].map(String::from).into();
     assert_eq!(help_commands(&help("frps", &[]).await), frps);
     let frpc: BTreeSet<String> = [
-        "verify", "reload", "status", "stop", "tcp", "udp", "http", "https", "tcpmux", "stcp",
-        "sudp", "xtcp", "nathole", "help",
+        "verify",
+        "reload",
+        "status",
+        "stop",
+        "tcp",
+        "udp",
+        "http",
+        "https",
+        "tcpmux",
+        "stcp",
+        "sudp",
+        "xtcp",
+        "nathole",
+        "completion",
+        "help",
     ]
     .map(String::from)
     .into();
@@ -491,4 +505,71 @@ async fn nathole_discover_reports_the_nat() {
         "{}",
         stderr(&out)
     );
+}
+
+/// `completion SHELL` writes a script each shell accepts (checked with the shell when it is
+/// installed) that knows the subcommands and flags; the hidden `man` writes a man page that
+/// names the frp version; `--help` ends with examples and that version.
+#[tokio::test]
+async fn completions_man_pages_and_help_for_both_binaries() {
+    for bin in ["frps", "frpc"] {
+        for (shell, marker, check) in [
+            ("bash", format!("_{bin}()"), Some(("bash", "-n"))),
+            ("zsh", format!("#compdef {bin}"), Some(("zsh", "-n"))),
+            (
+                "fish",
+                format!("complete -c {bin}"),
+                Some(("fish", "--no-execute")),
+            ),
+        ] {
+            let out = tests::run_bin(bin, &["completion", shell]).await;
+            assert!(out.status.success(), "{bin} completion {shell}");
+            let script = String::from_utf8(out.stdout).unwrap();
+            assert!(script.contains(&marker), "{bin} {shell}: {marker}");
+            for word in ["verify", "completion", "config", "strict-config"] {
+                assert!(script.contains(word), "{bin} {shell} completes {word}");
+            }
+            let Some((sh, flag)) = check else { continue };
+            let path = std::env::temp_dir().join(format!(
+                "frp-rs-completion-{}-{bin}.{shell}",
+                std::process::id()
+            ));
+            std::fs::write(&path, &script).unwrap();
+            match std::process::Command::new(sh).arg(flag).arg(&path).output() {
+                Ok(o) => assert!(
+                    o.status.success(),
+                    "{sh} rejects {bin}'s script: {}",
+                    String::from_utf8_lossy(&o.stderr)
+                ),
+                Err(_) => eprintln!("{sh} is not installed: {bin}'s {shell} script not run"),
+            }
+            let _ = std::fs::remove_file(&path);
+        }
+        let out = tests::run_bin(bin, &["completion", "tcsh"]).await;
+        assert!(!out.status.success(), "an unknown shell is an error");
+
+        let out = tests::run_bin(bin, &["man"]).await;
+        assert!(out.status.success());
+        let man = String::from_utf8(out.stdout).unwrap();
+        assert!(man.contains(&format!(".TH {bin} 1")), "{man}");
+        assert!(
+            man.contains(common::FRP_VERSION),
+            "the man page names the frp version"
+        );
+        for section in [".SH NAME", ".SH SYNOPSIS", ".SH OPTIONS", ".SH SUBCOMMANDS"] {
+            assert!(man.contains(section), "{bin} man: {section}");
+        }
+
+        let text = help(bin, &[]).await;
+        assert!(text.contains("Examples:"), "{text}");
+        assert!(
+            text.contains(&format!("compatible with frp {}", common::FRP_VERSION)),
+            "{text}"
+        );
+        let v = tests::run_bin(bin, &["--version"]).await;
+        assert_eq!(
+            String::from_utf8_lossy(&v.stdout).trim(),
+            common::FRP_VERSION
+        );
+    }
 }

@@ -17,6 +17,9 @@ pub struct ClientConfig {
     pub client_id: String,
     pub server_addr: String,
     pub server_port: u16,
+    /// frp-rs: several frps as `host:port`, tried in order; frpc logs in to the next when one
+    /// is down and registers its proxies there. Not together with `serverAddr`/`serverPort`.
+    pub server_addrs: Vec<String>,
     pub nat_hole_stun_server: String,
     pub dns_server: String,
     /// Exit on the first failed login instead of retrying.
@@ -45,6 +48,7 @@ impl Default for ClientConfig {
             client_id: String::new(),
             server_addr: "0.0.0.0".into(),
             server_port: 7000,
+            server_addrs: Vec::new(),
             nat_hole_stun_server: "stun.easyvoip.com:3478".into(),
             dns_server: String::new(),
             login_fail_exit: true,
@@ -83,6 +87,21 @@ impl ClientConfig {
         for v in &mut self.visitors {
             v.complete();
         }
+    }
+
+    /// The frps to try, in order: `serverAddrs`, else `serverAddr:serverPort`. An entry
+    /// without a port (refused by the validation) gets `serverPort`.
+    pub fn servers(&self) -> Vec<(String, u16)> {
+        if self.server_addrs.is_empty() {
+            return vec![(self.server_addr.clone(), self.server_port)];
+        }
+        self.server_addrs
+            .iter()
+            .map(|a| match split_host_port(a) {
+                Some((h, p)) => (h.to_owned(), p),
+                None => (a.clone(), self.server_port),
+            })
+            .collect()
     }
 
     /// Proxies to run: `enabled != false` and, when `start` is set, named there.
@@ -287,4 +306,16 @@ pub struct VirtualNetConfig {
 #[serde(default, rename_all = "camelCase")]
 pub struct StoreConfig {
     pub path: String,
+}
+
+/// `host:port` or `[v6]:port`.
+pub(crate) fn split_host_port(a: &str) -> Option<(&str, u16)> {
+    let (h, p) = a.rsplit_once(':')?;
+    let port = p.parse().ok().filter(|p| *p != 0)?;
+    let h = match h.strip_prefix('[') {
+        Some(v6) => v6.strip_suffix(']')?,
+        None if h.contains(':') => return None,
+        None => h,
+    };
+    (!h.is_empty()).then_some((h, port))
 }

@@ -46,6 +46,19 @@ pub struct ServerConfig {
     pub nathole_analysis_data_reserve_hours: i64,
     pub allow_ports: Vec<PortsRange>,
     pub http_plugins: Vec<HttpPluginOptions>,
+    /// frp-rs: PROXY protocol from load balancers in front of `bindPort` and the vhost ports.
+    pub proxy_protocol: ProxyProtocolConfig,
+}
+
+/// `proxyProtocol.*` (frp-rs; frp has no such key): which senders' PROXY protocol v1/v2
+/// headers frps believes. Empty (the default): off, nothing is read.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct ProxyProtocolConfig {
+    /// Addresses or CIDR blocks (`10.0.0.0/8`, `192.0.2.7`, `2001:db8::/32`). A connection
+    /// from one of them must start with a header, whose source address frps then uses; a
+    /// header from any other address is refused.
+    pub trusted_addrs: Vec<String>,
 }
 
 impl Default for ServerConfig {
@@ -77,6 +90,7 @@ impl Default for ServerConfig {
             nathole_analysis_data_reserve_hours: 168,
             allow_ports: Vec::new(),
             http_plugins: Vec::new(),
+            proxy_protocol: ProxyProtocolConfig::default(),
         }
     }
 }

@@ -200,6 +200,25 @@ pub fn client(c: &ClientConfig, file: &Path, read_files: bool) -> Vec<Problem> {
     }
     o.one_of("log.level", &c.log.level, LOG_LEVELS);
     o.dial("serverAddr", &c.server_addr, "serverPort");
+    if !c.server_addrs.is_empty() {
+        let d = ClientConfig::default();
+        if c.server_addr != d.server_addr || c.server_port != d.server_port {
+            o.bad(
+                "serverAddrs",
+                "cannot be used together with serverAddr or serverPort (which frps would \
+                 come first?): list every frps as host:port in serverAddrs",
+            );
+        }
+        for (i, a) in c.server_addrs.iter().enumerate() {
+            match super::client::split_host_port(a) {
+                Some((h, _)) => o.dial(&format!("serverAddrs[{i}]"), h, "the port after ':'"),
+                None => o.bad(
+                    format!("serverAddrs[{i}]"),
+                    format!("{a:?} is not host:port (an IPv6 address as [addr]:port)"),
+                ),
+            }
+        }
+    }
     o.listen("webServer.addr", &c.web_server.addr);
     if !c.transport.connect_server_local_ip.is_empty() {
         o.listen(
@@ -398,6 +417,11 @@ pub fn server(c: &ServerConfig, file: &Path) -> Vec<Problem> {
         Some(&t.trusted_ca_file),
     );
     o.web_server(&c.web_server);
+    for (i, a) in c.proxy_protocol.trusted_addrs.iter().enumerate() {
+        if let Err(e) = a.parse::<crate::transport::proxy_protocol::Cidr>() {
+            o.bad(format!("proxyProtocol.trustedAddrs[{i}]"), e);
+        }
+    }
     for (i, r) in c.allow_ports.iter().enumerate() {
         if r.single == 0 && (r.start == 0 || r.end < r.start) {
             o.bad(

@@ -75,6 +75,8 @@ crate::from_cause!(quic::QuicSetupError => DialSetupError::Quic);
 #[derive(Clone)]
 pub struct ServerDialer {
     cfg: Arc<ClientConfig>,
+    /// The frps this dialer reaches: `serverAddr:serverPort`, or one `serverAddrs` entry.
+    server: (String, u16),
     protocol: Protocol,
     /// TLS for `tcp`/`websocket` with `transport.tls.enable`, and always for `wss`.
     tls: Option<tokio_rustls::TlsConnector>,
@@ -85,7 +87,7 @@ pub struct ServerDialer {
 impl std::fmt::Debug for ServerDialer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ServerDialer")
-            .field("server", &self.cfg.server_addr)
+            .field("server", &self.server)
             .field("protocol", &self.protocol)
             .field("tls", &self.tls.is_some())
             .field("proxy", &self.proxy)
@@ -139,8 +141,14 @@ impl ServerDialer {
         } else {
             None
         };
+        let server = cfg
+            .servers()
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| (cfg.server_addr.clone(), cfg.server_port));
         Ok(ServerDialer {
             cfg,
+            server,
             protocol,
             tls,
             proxy,
@@ -152,16 +160,29 @@ impl ServerDialer {
         self.protocol
     }
 
-    /// `host:port` of frps, as frp joins it (`[v6]:port`).
-    fn target(&self) -> String {
-        join_host_port(&self.cfg.server_addr, self.cfg.server_port)
+    /// `host:port` of frps, as frp joins it (`[v6]:port`); also its name in logs and errors.
+    pub fn target(&self) -> String {
+        join_host_port(&self.server.0, self.server.1)
     }
 
-    /// The TLS server name: `transport.tls.serverName`, or `serverAddr`.
+    /// The frps's host (`serverAddr`, or the host of a `serverAddrs` entry).
+    pub fn host(&self) -> &str {
+        &self.server.0
+    }
+
+    /// The same dialer for another frps (`serverAddrs` failover).
+    pub fn to(&self, server: (String, u16)) -> ServerDialer {
+        ServerDialer {
+            server,
+            ..self.clone()
+        }
+    }
+
+    /// The TLS server name: `transport.tls.serverName`, or the frps's host.
     fn server_name(&self) -> &str {
         let t = &self.cfg.transport.tls;
         if t.server_name.is_empty() {
-            &self.cfg.server_addr
+            &self.server.0
         } else {
             &t.server_name
         }
@@ -216,10 +237,7 @@ impl ServerDialer {
     async fn tcp(&self) -> io::Result<TcpStream> {
         let dial = async {
             match &self.proxy {
-                None => {
-                    self.tcp_to(&self.cfg.server_addr, self.cfg.server_port)
-                        .await
-                }
+                None => self.tcp_to(&self.server.0, self.server.1).await,
                 Some(p) => {
                     let (host, port) = split_host_port(&p.addr)?;
                     let mut s = self.tcp_to(host, port).await.map_err(|e| {
@@ -282,10 +300,9 @@ impl ServerDialer {
         let dial = async {
             let mut last =
                 io::Error::new(io::ErrorKind::NotFound, "server address did not resolve");
-            for addr in
-                tokio::net::lookup_host((self.cfg.server_addr.as_str(), self.cfg.server_port))
-                    .await?
-                    .filter(|a| local.is_none_or(|l| a.is_ipv4() == l.is_ipv4()))
+            for addr in tokio::net::lookup_host((self.server.0.as_str(), self.server.1))
+                .await?
+                .filter(|a| local.is_none_or(|l| a.is_ipv4() == l.is_ipv4()))
             {
                 let endpoint = quic::client_endpoint(addr, local)?;
                 let connecting = endpoint

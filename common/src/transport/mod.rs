@@ -8,6 +8,7 @@
 pub mod dial;
 pub mod mux;
 pub mod proxy;
+pub mod proxy_protocol;
 pub mod quic;
 pub mod tls;
 pub mod ws;

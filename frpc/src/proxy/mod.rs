@@ -2,7 +2,7 @@
 //! [`Proxies::handle_work_conn`]: find the proxy, wrap the work connection, then the
 //! type-specific part (tcp: dial the local service and join; udp: the datagram relay).
 
-mod proxy_protocol;
+use common::transport::proxy_protocol;
 mod udp;
 
 use crate::metrics::{ClientMetrics, ProxyCounters};

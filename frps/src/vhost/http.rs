@@ -178,13 +178,19 @@ impl HttpVhost {
 pub(crate) async fn serve(
     vhost: Arc<HttpVhost>,
     listener: TcpListener,
+    pp: Arc<common::transport::proxy_protocol::Trusted>,
     tracker: TaskTracker,
     token: CancellationToken,
 ) {
     let t = tracker.clone();
-    super::accept_loop("http", listener, tracker, token, move |tcp, peer, token| {
-        serve_conn(vhost.clone(), tcp, peer, t.clone(), token)
-    })
+    super::accept_loop(
+        "http",
+        listener,
+        pp,
+        tracker,
+        token,
+        move |tcp, peer, token| serve_conn(vhost.clone(), tcp, peer, t.clone(), token),
+    )
     .await
 }
 

@@ -41,13 +41,21 @@ impl HttpsVhost {
 pub(crate) async fn serve(
     vhost: Arc<HttpsVhost>,
     listener: TcpListener,
+    pp: Arc<common::transport::proxy_protocol::Trusted>,
     tracker: TaskTracker,
     token: CancellationToken,
 ) {
-    super::accept_loop("https", listener, tracker, token, move |tcp, peer, _| {
-        let vhost = vhost.clone();
-        async move { serve_conn(&vhost, tcp, peer).await }
-    })
+    super::accept_loop(
+        "https",
+        listener,
+        pp,
+        tracker,
+        token,
+        move |tcp, peer, _| {
+            let vhost = vhost.clone();
+            async move { serve_conn(&vhost, tcp, peer).await }
+        },
+    )
     .await
 }
 

@@ -23,9 +23,11 @@ pub(crate) use http::{Backend, HttpRoute, HttpVhost, Work};
 pub(crate) use https::HttpsVhost;
 pub(crate) use tcpmux::{TcpMuxRoute, TcpMuxVhost};
 
+use common::transport::proxy_protocol::{Trusted, HEADER_TIMEOUT};
 use futures::future::BoxFuture;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -39,30 +41,48 @@ pub(crate) trait StreamBackend: Send + Sync + std::fmt::Debug {
 }
 
 /// Accepts users on a vhost listener until `token` is cancelled; each connection runs
-/// `conn(tcp, peer, its token)` as a tracked task, dropped when that token is cancelled.
+/// `conn(tcp, peer, its token)` as a tracked task, dropped when that token is cancelled. With
+/// `proxyProtocol` on, the task first takes a trusted balancer's PROXY header (the client's
+/// address becomes `peer`) or closes the connection (`Trusted::accept`).
 pub(crate) async fn accept_loop<F, Fut>(
     kind: &'static str,
     listener: TcpListener,
+    pp: Arc<Trusted>,
     tracker: TaskTracker,
     token: CancellationToken,
-    mut conn: F,
+    conn: F,
 ) where
-    F: FnMut(TcpStream, SocketAddr, CancellationToken) -> Fut,
+    F: Fn(TcpStream, SocketAddr, CancellationToken) -> Fut + Clone + Send + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
     loop {
         tokio::select! {
             _ = token.cancelled() => return,
             r = listener.accept() => match r {
-                Ok((tcp, peer)) => {
+                Ok((mut tcp, peer)) => {
                     let _ = tcp.set_nodelay(true);
                     let span = tracing::debug_span!("vhost", kind, %peer);
                     let token = token.child_token();
-                    let served = conn(tcp, peer, token.clone());
+                    let (conn, pp) = (conn.clone(), pp.clone());
                     tracker.spawn(async move {
+                        let header = tokio::time::timeout(HEADER_TIMEOUT, pp.accept(&mut tcp, peer));
+                        let peer = tokio::select! {
+                            _ = token.cancelled() => return,
+                            r = header => match r {
+                                Ok(Ok(p)) => p,
+                                Ok(Err(e)) => {
+                                    tracing::info!("closing connection: {e}");
+                                    return;
+                                }
+                                Err(_) => {
+                                    tracing::info!("closing connection: no complete PROXY header within {HEADER_TIMEOUT:?}");
+                                    return;
+                                }
+                            },
+                        };
                         tokio::select! {
                             _ = token.cancelled() => {}
-                            _ = served => {}
+                            _ = conn(tcp, peer, token.clone()) => {}
                         }
                     }.instrument(span));
                 }

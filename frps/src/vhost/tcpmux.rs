@@ -122,13 +122,21 @@ pub(crate) fn parse_connect(head: &[u8]) -> Result<Connect, &'static str> {
 pub(crate) async fn serve(
     vhost: Arc<TcpMuxVhost>,
     listener: TcpListener,
+    pp: Arc<common::transport::proxy_protocol::Trusted>,
     tracker: TaskTracker,
     token: CancellationToken,
 ) {
-    super::accept_loop("tcpmux", listener, tracker, token, move |tcp, peer, _| {
-        let vhost = vhost.clone();
-        async move { serve_conn(&vhost, tcp, peer).await }
-    })
+    super::accept_loop(
+        "tcpmux",
+        listener,
+        pp,
+        tracker,
+        token,
+        move |tcp, peer, _| {
+            let vhost = vhost.clone();
+            async move { serve_conn(&vhost, tcp, peer).await }
+        },
+    )
     .await
 }
 

@@ -207,6 +207,10 @@ const CLIENT_EFFECT: &[(&str, &[&str])] = &[
         "tests/tests/proxy_protocol.rs::tcp_proxy_sends_v2_header_with_user_address",
         &["proxies[].transport.proxyProtocolVersion"],
     ),
+    (
+        "tests/tests/ha.rs::two_frps_behind_a_proxy_protocol_front_and_failover",
+        &["serverAddrs"],
+    ),
 ];
 
 const SERVER_EFFECT: &[(&str, &[&str])] = &[
@@ -350,6 +354,10 @@ const SERVER_EFFECT: &[(&str, &[&str])] = &[
     (
         "tests/tests/metrics.rs::dashboard_over_https_with_webserver_tls",
         &["webServer.tls.certFile", "webServer.tls.keyFile"],
+    ),
+    (
+        "tests/tests/ha.rs::untrusted_malformed_or_missing_proxy_headers_close_that_connection_only",
+        &["proxyProtocol.trustedAddrs"],
     ),
 ];
 

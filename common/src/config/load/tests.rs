@@ -623,3 +623,57 @@ fn token_sources_file_and_exec() {
     );
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// `serverAddrs` (frp-rs): host:port entries in order, an IPv6 host in brackets; nothing else,
+/// and not together with serverAddr/serverPort. `proxyProtocol.trustedAddrs`: addresses or CIDR
+/// blocks.
+#[test]
+fn server_addrs_and_trusted_addrs_are_checked() {
+    let c =
+        client("serverAddrs = [\"a.example:7000\", \"[::1]:7001\", \"10.0.0.2:7002\"]\n").unwrap();
+    assert_eq!(
+        c.servers(),
+        [
+            ("a.example".to_owned(), 7000),
+            ("::1".to_owned(), 7001),
+            ("10.0.0.2".to_owned(), 7002)
+        ]
+    );
+    assert_eq!(
+        client("").unwrap().servers(),
+        [("0.0.0.0".to_owned(), 7000)]
+    );
+    let err = client("serverAddrs = [\"a.example\", \"::1:7000\", \"h:0\", \"h:x\", \"ok:1\"]\n")
+        .unwrap_err();
+    let keys: Vec<&str> = err.problems().iter().map(|p| p.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        [
+            "serverAddrs[0]",
+            "serverAddrs[1]",
+            "serverAddrs[2]",
+            "serverAddrs[3]"
+        ]
+    );
+    for both in ["serverAddr = \"h\"\n", "serverPort = 7001\n"] {
+        let err = client(&format!("{both}serverAddrs = [\"a:1\"]\n")).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("serverAddrs: cannot be used together"),
+            "{err}"
+        );
+    }
+    let s =
+        server("proxyProtocol.trustedAddrs = [\"10.0.0.0/8\", \"192.0.2.7\", \"::1\"]\n").unwrap();
+    assert_eq!(s.proxy_protocol.trusted_addrs.len(), 3);
+    let err =
+        server("proxyProtocol.trustedAddrs = [\"10.0.0.0/33\", \"lb.example\"]\n").unwrap_err();
+    let keys: Vec<&str> = err.problems().iter().map(|p| p.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        [
+            "proxyProtocol.trustedAddrs[0]",
+            "proxyProtocol.trustedAddrs[1]"
+        ]
+    );
+}
