@@ -2,6 +2,8 @@
 //! written here (a SOCKS5 client from RFC 1928/1929, raw HTTP, hyper over rustls with rcgen
 //! certificates, a Unix-socket echo server).
 
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
 use common::config::{PluginConfig, ProxyConfig};
 use common::http::BasicAuth;
 use frpc::status::Phase;
