@@ -357,7 +357,10 @@ async fn static_file_serves_files_listings_ranges_and_refuses_escapes() {
         assert!(a.text().contains(l), "{}", a.text());
     }
     let a = get("/static/sub", vec![]).await;
-    assert_eq!((a.status, a.headers["location"].to_str().unwrap()), (301, "sub/"));
+    assert_eq!(
+        (a.status, a.headers["location"].to_str().unwrap()),
+        (301, "sub/")
+    );
     // A symlink inside the tree is served.
     assert_eq!(get("/static/inner-link", vec![]).await.text(), "inner");
     // Credentials: missing or wrong get 401.
@@ -772,4 +775,95 @@ async fn a_plugin_that_cannot_start_puts_its_proxy_in_error_and_the_api_shows_pl
     assert_eq!(v["tcp"]["plugin"]["type"], "socks5", "{v}");
     frpc.stop().await;
     frps.stop().await;
+}
+
+/// The real binaries, configured from TOML as a user would: the README examples' shape.
+#[tokio::test]
+async fn plugins_through_the_real_binaries_from_a_toml_file() {
+    init_log();
+    use tests::procs::{spawn, start_frps, tempdir, write};
+    let dir = tempdir("plugins-bin");
+    std::fs::create_dir_all(dir.join("www")).unwrap();
+    std::fs::write(dir.join("www/hello.txt"), "from the file server").unwrap();
+    let echo = echo_tcp().await;
+    let (_frps, bind) = start_frps(&dir, "auth.token = \"tok\"\n").await;
+    let (hp, s5, sf) = (free_port().await, free_port().await, free_port().await);
+    let cfg = write(
+        &dir,
+        "frpc.toml",
+        &format!(
+            r#"serverAddr = "127.0.0.1"
+serverPort = {bind}
+auth.token = "tok"
+
+[[proxies]]
+name = "http-proxy"
+type = "tcp"
+remotePort = {hp}
+transport.useEncryption = true
+transport.useCompression = true
+[proxies.plugin]
+type = "http_proxy"
+httpUser = "abc"
+httpPassword = "abc"
+
+[[proxies]]
+name = "socks5"
+type = "tcp"
+remotePort = {s5}
+[proxies.plugin]
+type = "socks5"
+username = "abc"
+password = "abc"
+
+[[proxies]]
+name = "files"
+type = "tcp"
+remotePort = {sf}
+[proxies.plugin]
+type = "static_file"
+localPath = "{www}"
+stripPrefix = "static"
+httpUser = "abc"
+httpPassword = "abc"
+"#,
+            www = dir.join("www").display()
+        ),
+    );
+    let out = tests::procs::run("frpc", &["verify", "-c", &cfg]).await;
+    assert!(out.status.success(), "{}", tests::procs::stderr(&out));
+    let _frpc = spawn("frpc", &["-c", &cfg]);
+    let at = |p: u16| SocketAddr::from(([127, 0, 0, 1], p));
+    for p in [hp, s5, sf] {
+        wait_listening(at(p)).await;
+    }
+    let mut s = TcpStream::connect(at(hp)).await.unwrap();
+    let req = format!(
+        "CONNECT {echo} HTTP/1.1\r\nProxy-Authorization: {}\r\n\r\n",
+        basic("abc", "abc")
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    assert_eq!(read_head(&mut s).await, "HTTP/1.1 200 OK\r\n\r\n");
+    echo_round(&mut s, b"through the binaries").await;
+    let mut s = TcpStream::connect(at(s5)).await.unwrap();
+    let r = socks5_connect(
+        &mut s,
+        Some(("abc", "abc")),
+        1,
+        &[1, 127, 0, 0, 1],
+        echo.port(),
+    )
+    .await;
+    assert_eq!(r[..2], [5, 0]);
+    echo_round(&mut s, b"socks").await;
+    let auth = basic("abc", "abc");
+    let a = http_backend::get(
+        at(sf),
+        "x",
+        "/static/hello.txt",
+        &[("authorization", &auth)],
+    )
+    .await;
+    assert_eq!((a.status, a.text().as_str()), (200, "from the file server"));
+    let _ = std::fs::remove_dir_all(dir);
 }
