@@ -314,6 +314,8 @@ async fn static_file_serves_files_listings_ranges_and_refuses_escapes() {
     std::fs::create_dir_all(dir.join("outside")).unwrap();
     std::fs::write(root.join("a.txt"), "hello static world").unwrap();
     std::fs::write(root.join("sub/page.html"), "<p>hi</p>").unwrap();
+    std::fs::create_dir_all(root.join("site")).unwrap();
+    std::fs::write(root.join("site/index.html"), "<h1>index</h1>").unwrap();
     std::fs::write(dir.join("outside/secret"), "TOP-SECRET").unwrap();
     std::os::unix::fs::symlink(dir.join("outside/secret"), root.join("link")).unwrap();
     std::os::unix::fs::symlink(dir.join("outside"), root.join("dirlink")).unwrap();
@@ -361,6 +363,20 @@ async fn static_file_serves_files_listings_ranges_and_refuses_escapes() {
         (a.status, a.headers["location"].to_str().unwrap()),
         (301, "sub/")
     );
+    // A directory with an index.html serves it; asking for index.html redirects to the dir.
+    assert_eq!(get("/static/site/", vec![]).await.text(), "<h1>index</h1>");
+    let a = get("/static/site/index.html", vec![]).await;
+    assert_eq!(
+        (a.status, a.headers["location"].to_str().unwrap()),
+        (301, "./")
+    );
+    // GET only.
+    let got = raw(
+        sf,
+        format!("POST /static/a.txt HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await;
+    assert!(got.starts_with("HTTP/1.1 405 "), "{got}");
     // A symlink inside the tree is served.
     assert_eq!(get("/static/inner-link", vec![]).await.text(), "inner");
     // Credentials: missing or wrong get 401.
@@ -568,6 +584,19 @@ async fn forwarded_chain_through_http2https_and_https2http() {
     assert_eq!(seen(&t, "x-forwarded-host"), ["term.example"], "{t}");
     assert_eq!(seen(&t, "host"), ["term.example"], "{t}");
     assert_eq!(seen(&t, "x-from-plugin"), ["s2h"], "{t}");
+    // A WebSocket-style upgrade passes through: 101, then the backend echoes.
+    let mut tls = tls_connect(term_addr, "term.example", &[b"http/1.1"], None).await;
+    tls.write_all(b"GET /ws HTTP/1.1\r\nHost: term.example\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
+        .await
+        .unwrap();
+    let head = read_head(&mut tls).await;
+    assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
+    assert!(
+        head.to_ascii_lowercase().contains("upgrade: websocket"),
+        "{head}"
+    );
+    echo_round(&mut tls, &pattern(70_000, 5)).await;
+    drop(tls);
     // SNI and Host differ: 421.
     let tls = tls_connect(term_addr, "term.example", &[b"http/1.1"], None).await;
     assert_eq!(get_on(tls, "other.example", "/x", &[]).await.status, 421);

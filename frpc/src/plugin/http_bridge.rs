@@ -10,13 +10,14 @@
 //! | https2https | TLS, h2 if `enableHTTP2` | https (no verification) | as https2http |
 //!
 //! The Host header is kept unless `hostHeaderRewrite` is set; `requestHeaders.set` is applied
-//! last. A TLS bridge answers 421 when the SNI name and the Host differ (frp 0.70).
+//! last. `Upgrade` requests (WebSocket) are passed through and joined after the `101`, as Go's
+//! `ReverseProxy` does. A TLS bridge answers 421 when the SNI name and the Host differ (frp 0.70).
 
 use super::{Body, ConnInfo, PluginError, Rewind, HEADER_TIMEOUT};
 use bytes::BytesMut;
 use common::config::PluginConfig;
 use common::io::BoxStream;
-use hyper::header::{HeaderName, HeaderValue, CONNECTION, HOST};
+use hyper::header::{HeaderName, HeaderValue, CONNECTION, HOST, UPGRADE};
 use hyper::{Request, Response, StatusCode};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -289,8 +290,38 @@ const XFF: &str = "x-forwarded-for";
 const XFH: &str = "x-forwarded-host";
 const XFP: &str = "x-forwarded-proto";
 
+/// The protocol a request asks to switch to (`Connection: upgrade` + `Upgrade`), HTTP/1 only.
+fn upgrade_of(h: &hyper::HeaderMap) -> Option<HeaderValue> {
+    let asked = h
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
+    asked.then(|| h.get(UPGRADE).cloned()).flatten()
+}
+
+/// Joins the user's and the upstream's connections once both have switched protocols.
+fn splice_upgrades(
+    client: hyper::upgrade::OnUpgrade,
+    upstream: hyper::upgrade::OnUpgrade,
+    name: &'static str,
+) {
+    tokio::spawn(async move {
+        let (Ok(c), Ok(u)) = (client.await, upstream.await) else {
+            debug!(plugin = name, "upgrade did not complete");
+            return;
+        };
+        let mut c = hyper_util::rt::TokioIo::new(c);
+        let mut u = hyper_util::rt::TokioIo::new(u);
+        if let Err(e) = common::io::join(&mut c, &mut u).await {
+            debug!(plugin = name, error = %e, "upgraded connection ended with error");
+        }
+    });
+}
+
 async fn handle(
-    req: Request<hyper::body::Incoming>,
+    mut req: Request<hyper::body::Incoming>,
     s: Arc<Settings>,
     ctx: Arc<ConnCtx>,
 ) -> Result<Response<Body>, std::convert::Infallible> {
@@ -309,9 +340,17 @@ async fn handle(
             return Ok(r);
         }
     }
+    let upgrade = upgrade_of(req.headers());
+    let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
     let (mut parts, body) = req.into_parts();
     let incoming = parts.headers.clone();
     strip_hop_headers(&mut parts.headers);
+    if let Some(u) = upgrade {
+        parts
+            .headers
+            .insert(CONNECTION, HeaderValue::from_static("Upgrade"));
+        parts.headers.insert(UPGRADE, u);
+    }
     for h in [XFF, XFH, XFP] {
         parts.headers.remove(h);
     }
@@ -371,7 +410,20 @@ async fn handle(
     parts.version = hyper::Version::HTTP_11;
     let out = Request::from_parts(parts, body);
     match super::upstream(out, &s.local_addr, s.upstream_tls.as_ref()).await {
-        Ok(mut resp) => {
+        Ok((mut resp, upstream_upgrade)) => {
+            if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+                let Some(client) = client_upgrade else {
+                    warn!(
+                        plugin = s.kind.name,
+                        "upstream switched protocols unasked, 502"
+                    );
+                    let mut r = Response::new(super::empty());
+                    *r.status_mut() = StatusCode::BAD_GATEWAY;
+                    return Ok(r);
+                };
+                splice_upgrades(client, upstream_upgrade, s.kind.name);
+                return Ok(resp);
+            }
             strip_hop_headers(resp.headers_mut());
             Ok(resp)
         }

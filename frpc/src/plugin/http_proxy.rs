@@ -247,7 +247,7 @@ async fn forward(
         .parse()
         .unwrap_or_default();
     match super::upstream(req, &addr, None).await {
-        Ok(resp) => Ok(resp),
+        Ok((resp, _)) => Ok(resp),
         Err(e) => {
             debug!(%addr, error = %e, "http_proxy: forward failed");
             Ok(super::text(

@@ -292,12 +292,12 @@ enum UpstreamError {
 
 /// Sends `req` (origin-form URI) to `addr` over a new connection, plain or TLS with
 /// verification off (frp's `InsecureSkipVerify` transports). The response body streams while
-/// the connection task runs.
+/// the connection task runs; after a `101` the returned upgrade yields the raw connection.
 async fn upstream<B>(
     req: hyper::Request<B>,
     addr: &str,
     tls: Option<&std::sync::Arc<rustls::ClientConfig>>,
-) -> Result<hyper::Response<Body>, UpstreamError>
+) -> Result<(hyper::Response<Body>, hyper::upgrade::OnUpgrade), UpstreamError>
 where
     B: hyper::body::Body + Send + Unpin + 'static,
     B::Data: Send,
@@ -328,6 +328,7 @@ where
             tracing::debug!(error = %e, "upstream http connection ended with error");
         }
     });
-    let resp = send.send_request(req).await?;
-    Ok(resp.map(|b| b.map_err(BoxError::from).boxed()))
+    let mut resp = send.send_request(req).await?;
+    let upgrade = hyper::upgrade::on(&mut resp);
+    Ok((resp.map(|b| b.map_err(BoxError::from).boxed()), upgrade))
 }

@@ -135,7 +135,7 @@ async fn handle<B>(req: Request<B>, s: &Settings) -> Response<Body> {
         warn!(path = raw_path, "static_file: bad path refused");
         return not_found();
     };
-    let path = match std::fs::canonicalize(s.root.join(&rel)) {
+    let path = match tokio::fs::canonicalize(s.root.join(&rel)).await {
         Ok(p) => p,
         Err(e) => return io_error(&e),
     };
@@ -146,7 +146,7 @@ async fn handle<B>(req: Request<B>, s: &Settings) -> Response<Body> {
         );
         return not_found();
     }
-    let meta = match std::fs::metadata(&path) {
+    let meta = match tokio::fs::metadata(&path).await {
         Ok(m) => m,
         Err(e) => return io_error(&e),
     };
@@ -159,9 +159,14 @@ async fn handle<B>(req: Request<B>, s: &Settings) -> Response<Body> {
         if !url_path.ends_with('/') {
             return redirect(&format!("{base}/"));
         }
-        let index = std::fs::canonicalize(path.join("index.html"))
-            .ok()
-            .filter(|p| p.starts_with(&s.root) && p.is_file());
+        let index = tokio::fs::canonicalize(path.join("index.html")).await.ok();
+        let index = match index {
+            Some(i) if i.starts_with(&s.root) => tokio::fs::metadata(&i)
+                .await
+                .is_ok_and(|m| m.is_file())
+                .then_some(i),
+            _ => None,
+        };
         if let Some(index) = index {
             return serve_file(&index, req.headers().get(RANGE)).await;
         }

@@ -60,8 +60,12 @@ impl Proxies {
     /// not load, a missing directory), and then the proxy is not added.
     pub(crate) fn set(&self, p: &ProxyConfig, cfg: &ClientConfig) -> Result<(), PluginError> {
         let plugin = match &p.plugin {
-            Some(pl) if p.kind != "udp" => Some(Plugin::new(pl)?),
-            _ => None,
+            Some(pl) if p.kind == "udp" => {
+                warn!(proxy = %p.name, plugin = %pl.kind, "plugin is not used on a udp proxy (as in frp); datagrams go to localIP:localPort");
+                None
+            }
+            Some(pl) => Some(Plugin::new(pl)?),
+            None => None,
         };
         let key = derive_key(cfg.auth.token.as_bytes());
         let spec = Spec {
