@@ -77,29 +77,14 @@ pub async fn start_at(
 
 /// [`start`] behind TLS (a self-signed certificate; HTTP/1.1 only).
 pub async fn start_tls(id: &'static str) -> SocketAddr {
-    let acceptor = tokio_rustls::TlsAcceptor::from(
-        common::transport::tls::server_config(&Default::default()).expect("tls backend"),
-    );
-    let l = TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind backend");
-    let addr = l.local_addr().expect("addr");
-    tokio::spawn(async move {
-        while let Ok((s, _)) = l.accept().await {
-            let acceptor = acceptor.clone();
-            tokio::spawn(async move {
-                let Ok(tls) = acceptor.accept(s).await else {
-                    return;
-                };
-                let svc = hyper::service::service_fn(move |req| handle(id, req));
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(tls), svc)
-                    .with_upgrades()
-                    .await;
-            });
-        }
-    });
-    addr
+    crate::tls_server(move |tls| async move {
+        let svc = hyper::service::service_fn(move |req| handle(id, req));
+        let _ = hyper::server::conn::http1::Builder::new()
+            .serve_connection(TokioIo::new(tls), svc)
+            .with_upgrades()
+            .await;
+    })
+    .await
 }
 
 async fn handle(
