@@ -127,6 +127,25 @@ fn server_tls(
     Ok(std::sync::Arc::new(cfg))
 }
 
+/// Writes the PROXY header, when there is one, to the service a plugin dialed, then joins the
+/// two (unix_domain_socket, tls2raw: frp writes the header before any data).
+async fn join_after_header<A, B>(conn: &mut A, local: &mut B, info: &ConnInfo, plugin: &'static str)
+where
+    A: AsyncRead + AsyncWrite + Unpin,
+    B: AsyncRead + AsyncWrite + Unpin,
+{
+    use tokio::io::AsyncWriteExt;
+    if let Some(h) = &info.proxy_header {
+        if let Err(e) = local.write_all(h).await {
+            tracing::warn!(plugin, error = %e, "write PROXY header to the local service failed");
+            return;
+        }
+    }
+    if let Err(e) = common::io::join(conn, local).await {
+        tracing::debug!(plugin, error = %e, "connection ended with error");
+    }
+}
+
 /// Constant-time comparison of configured and offered credentials.
 fn same(a: &str, b: &str) -> bool {
     use subtle::ConstantTimeEq;

@@ -7,10 +7,9 @@ use common::config::PluginConfig;
 use common::io::BoxStream;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
-use tracing::{debug, warn};
+use tracing::warn;
 
 /// How long the TLS handshake and the dial to `localAddr` may each take.
 const STEP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -65,14 +64,6 @@ impl Tls2Raw {
                 return;
             }
         };
-        if let Some(h) = &info.proxy_header {
-            if let Err(e) = raw.write_all(h).await {
-                warn!(error = %e, "tls2raw: write PROXY header to local conn error");
-                return;
-            }
-        }
-        if let Err(e) = common::io::join(&mut tls, &mut raw).await {
-            debug!(error = %e, "tls2raw: connection ended with error");
-        }
+        super::join_after_header(&mut tls, &mut raw, &info, "tls2raw").await;
     }
 }

@@ -5,9 +5,8 @@ use super::{ConnInfo, PluginError};
 use common::config::PluginConfig;
 use common::io::BoxStream;
 use std::path::PathBuf;
-use tokio::io::AsyncWriteExt;
 use tokio::net::UnixStream;
-use tracing::{debug, warn};
+use tracing::warn;
 
 #[derive(Debug)]
 pub(crate) struct UnixDomainSocket {
@@ -35,14 +34,6 @@ impl UnixDomainSocket {
                 return;
             }
         };
-        if let Some(h) = &info.proxy_header {
-            if let Err(e) = local.write_all(h).await {
-                warn!(error = %e, "unix_domain_socket: write PROXY header failed");
-                return;
-            }
-        }
-        if let Err(e) = common::io::join(&mut conn, &mut local).await {
-            debug!(error = %e, "unix_domain_socket: connection ended with error");
-        }
+        super::join_after_header(&mut conn, &mut local, &info, "unix_domain_socket").await;
     }
 }
