@@ -756,6 +756,13 @@ async fn a_plugin_that_cannot_start_puts_its_proxy_in_error_and_the_api_shows_pl
             plugged("nocert", missing_cert),
             plugged("vnet", plugin("virtual_net")),
             plugged("good", plugin("socks5")),
+            {
+                // frp shows localIP:localPort whenever localPort is set, even with a plugin.
+                let mut p = plugged("withport", plugin("socks5"));
+                p.local_ip = "127.0.0.1".into();
+                p.local_port = 8080;
+                p
+            },
         ];
     });
     frpc.wait_running("good").await;
@@ -785,6 +792,8 @@ async fn a_plugin_that_cannot_start_puts_its_proxy_in_error_and_the_api_shows_pl
     assert_eq!(row("good")["plugin"], "socks5");
     assert_eq!(row("good")["status"], "running");
     assert_eq!(row("good")["local_addr"], "");
+    assert_eq!(row("withport")["local_addr"], "127.0.0.1:8080");
+    assert_eq!(row("withport")["plugin"], "socks5");
     assert_eq!(row("nodir")["status"], "start error");
     assert!(row("nodir")["err"]
         .as_str()
@@ -801,7 +810,27 @@ async fn a_plugin_that_cannot_start_puts_its_proxy_in_error_and_the_api_shows_pl
     .unwrap();
     assert_eq!(code, StatusCode::OK, "{body}");
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-    assert_eq!(v["tcp"]["plugin"]["type"], "socks5", "{v}");
+    assert_eq!(
+        v["tcp"]["plugin"],
+        serde_json::json!({"type": "socks5"}),
+        "{v}"
+    );
+    // Only the plugin type's own options, empty ones left out (frp's `omitempty`).
+    let (_, body) = common::http::request(
+        &addr,
+        &BasicAuth::default(),
+        Method::GET,
+        "/api/proxy/nodir/config",
+        Default::default(),
+    )
+    .await
+    .unwrap();
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        v["tcp"]["plugin"],
+        serde_json::json!({"type": "static_file", "localPath": "/nonexistent/frp-rs-static"}),
+        "{v}"
+    );
     frpc.stop().await;
     frps.stop().await;
 }
