@@ -925,3 +925,32 @@ httpPassword = "abc"
     assert_eq!((a.status, a.text().as_str()), (200, "from the file server"));
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// The usual setup: an `https` proxy (SNI routing in frps, TLS untouched) whose plugin
+/// terminates TLS in frpc; the backend sees the user's address in `X-Forwarded-For`.
+#[tokio::test]
+async fn https2http_behind_frps_https_vhost() {
+    init_log();
+    let backend = http_backend::start("vhost-backend").await;
+    let port = free_port().await;
+    let frps = Frps::start(|c| c.vhost_https_port = port).await;
+    let vhost: SocketAddr = ([127, 0, 0, 1], port).into();
+    let mut pl = plugin("https2http");
+    pl.local_addr = backend.to_string();
+    let mut p = plugged("site", pl);
+    p.kind = "https".into();
+    p.custom_domains = vec!["site.example".into()];
+    p.transport.use_encryption = true;
+    p.transport.use_compression = true;
+    let frpc = Frpc::start(frps.addr, |c| c.proxies = vec![p]);
+    frpc.wait_running("site").await;
+    let tls = tls_connect(vhost, "site.example", &[b"http/1.1"], None).await;
+    let me = tls.get_ref().0.local_addr().unwrap();
+    let a = get_on(tls, "site.example", "/v", &[]).await;
+    let t = a.text();
+    assert!(t.starts_with("vhost-backend\nGET /v\n"), "{t}");
+    assert_eq!(seen(&t, "x-forwarded-for"), [me.ip().to_string()], "{t}");
+    assert_eq!(seen(&t, "x-forwarded-proto"), ["https"], "{t}");
+    frpc.stop().await;
+    frps.stop().await;
+}
