@@ -346,6 +346,15 @@ async fn static_file_serves_files_listings_ranges_and_refuses_escapes() {
     assert_eq!(a.headers["content-type"], "text/plain; charset=utf-8");
     let a = get("/static/sub/page.html", vec![]).await;
     assert_eq!(a.headers["content-type"], "text/html; charset=utf-8");
+    // gzip when accepted (frp's gzip wrapper).
+    let a = get("/static/a.txt", vec![("accept-encoding", "gzip".into())]).await;
+    assert_eq!(a.headers["content-encoding"], "gzip");
+    let mut plain = String::new();
+    async_compression::tokio::bufread::GzipDecoder::new(&a.body[..])
+        .read_to_string(&mut plain)
+        .await
+        .unwrap();
+    assert_eq!(plain, "hello static world");
     // Ranges.
     let a = get("/static/a.txt", vec![("range", "bytes=6-11".into())]).await;
     assert_eq!((a.status, a.text().as_str()), (206, "static"));

@@ -8,8 +8,9 @@
 //! `http.Dir`, a path never leaves `localPath`: `..` (also percent-encoded) is resolved inside
 //! the root, and a symlink whose target is outside the root is answered 404.
 //!
-//! Not done: gzip of responses (frp compresses when the client accepts gzip) and multi-range
-//! requests (answered with the whole file, which RFC 9110 allows).
+//! Whole files and listings are gzipped when the client accepts gzip (frp's gzip wrapper; frp
+//! also gzips ranges and error pages, we do not). Not done: multi-range requests (answered with
+//! the whole file, which RFC 9110 allows).
 
 use super::{basic_ok, Body, BoxError, PluginError, AUTH_FAIL_DELAY};
 use bytes::Bytes;
@@ -17,8 +18,8 @@ use common::config::PluginConfig;
 use common::io::BoxStream;
 use http_body_util::BodyExt;
 use hyper::header::{
-    HeaderValue, ACCEPT_RANGES, AUTHORIZATION, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE,
-    LOCATION, RANGE, WWW_AUTHENTICATE,
+    HeaderValue, ACCEPT_ENCODING, ACCEPT_RANGES, AUTHORIZATION, CONTENT_ENCODING, CONTENT_LENGTH,
+    CONTENT_RANGE, CONTENT_TYPE, LOCATION, RANGE, WWW_AUTHENTICATE,
 };
 use hyper::{Method, Request, Response, StatusCode};
 use std::path::{Path, PathBuf};
@@ -124,6 +125,11 @@ async fn handle<B>(req: Request<B>, s: &Settings) -> Response<Body> {
         );
         return r;
     }
+    let gzip = req
+        .headers()
+        .get(ACCEPT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("gzip"));
     let Some(decoded) = percent_decode(rest) else {
         return super::text(StatusCode::BAD_REQUEST, "400 Bad Request");
     };
@@ -168,14 +174,14 @@ async fn handle<B>(req: Request<B>, s: &Settings) -> Response<Body> {
             _ => None,
         };
         if let Some(index) = index {
-            return serve_file(&index, req.headers().get(RANGE)).await;
+            return serve_file(&index, req.headers().get(RANGE), gzip).await;
         }
-        return listing(&path).await;
+        return listing(&path, gzip).await;
     }
     if url_path.ends_with('/') {
         return redirect(&format!("../{base}"));
     }
-    serve_file(&path, req.headers().get(RANGE)).await
+    serve_file(&path, req.headers().get(RANGE), gzip).await
 }
 
 fn io_error(e: &std::io::Error) -> Response<Body> {
@@ -285,7 +291,31 @@ fn content_type(path: &Path, head: &[u8]) -> String {
     }
 }
 
-async fn serve_file(path: &Path, range: Option<&HeaderValue>) -> Response<Body> {
+/// A body streamed from `r`, gzipped when `gzip` (then the response gets `Content-Encoding`
+/// and no `Content-Length`).
+fn stream_body<R>(r: R, gzip: bool, len: u64, headers: &mut hyper::HeaderMap) -> Body
+where
+    R: tokio::io::AsyncRead + Send + Sync + 'static,
+{
+    fn boxed<R: tokio::io::AsyncRead + Send + Sync + 'static>(r: R) -> Body {
+        let stream = tokio_util::io::ReaderStream::new(r);
+        BodyExt::boxed(http_body_util::StreamBody::new(futures::StreamExt::map(
+            stream,
+            |r| r.map(hyper::body::Frame::data).map_err(BoxError::from),
+        )))
+    }
+    if gzip {
+        headers.insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+        boxed(async_compression::tokio::bufread::GzipEncoder::new(
+            tokio::io::BufReader::new(r),
+        ))
+    } else {
+        headers.insert(CONTENT_LENGTH, HeaderValue::from(len));
+        boxed(r)
+    }
+}
+
+async fn serve_file(path: &Path, range: Option<&HeaderValue>, gzip: bool) -> Response<Body> {
     let mut f = match tokio::fs::File::open(path).await {
         Ok(f) => f,
         Err(e) => return io_error(&e),
@@ -319,18 +349,20 @@ async fn serve_file(path: &Path, range: Option<&HeaderValue>) -> Response<Body> 
     if f.seek(std::io::SeekFrom::Start(start)).await.is_err() {
         return io_error(&std::io::ErrorKind::Other.into());
     }
-    let stream = tokio_util::io::ReaderStream::new(f.take(len));
-    let body = http_body_util::StreamBody::new(futures::StreamExt::map(stream, |r| {
-        r.map(hyper::body::Frame::data).map_err(BoxError::from)
-    }));
-    let mut r = Response::new(BodyExt::boxed(body));
+    let mut r = Response::new(super::empty());
+    let body = stream_body(
+        f.take(len),
+        gzip && status == StatusCode::OK,
+        len,
+        r.headers_mut(),
+    );
+    *r.body_mut() = body;
     *r.status_mut() = status;
     let h = r.headers_mut();
     h.insert(ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     if let Ok(v) = HeaderValue::from_str(&ctype) {
         h.insert(CONTENT_TYPE, v);
     }
-    h.insert(CONTENT_LENGTH, HeaderValue::from(len));
     if status == StatusCode::PARTIAL_CONTENT {
         let end = start + len - 1;
         if let Ok(v) = HeaderValue::from_str(&format!("bytes {start}-{end}/{size}")) {
@@ -341,7 +373,7 @@ async fn serve_file(path: &Path, range: Option<&HeaderValue>) -> Response<Body> 
 }
 
 /// Go's `dirList`: names sorted, directories with a trailing slash.
-async fn listing(dir: &Path) -> Response<Body> {
+async fn listing(dir: &Path, gzip: bool) -> Response<Body> {
     let mut rd = match tokio::fs::read_dir(dir).await {
         Ok(r) => r,
         Err(e) => return io_error(&e),
@@ -375,7 +407,15 @@ async fn listing(dir: &Path) -> Response<Body> {
         ));
     }
     html.push_str("</pre>\n");
-    let mut r = full(StatusCode::OK, html);
+    let mut r = Response::new(super::empty());
+    let len = html.len() as u64;
+    let body = stream_body(
+        std::io::Cursor::new(html.into_bytes()),
+        gzip,
+        len,
+        r.headers_mut(),
+    );
+    *r.body_mut() = body;
     r.headers_mut().insert(
         CONTENT_TYPE,
         HeaderValue::from_static("text/html; charset=utf-8"),
