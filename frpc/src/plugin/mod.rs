@@ -306,7 +306,7 @@ enum UpstreamError {
     #[error("tls to {0}: {1}")]
     Tls(String, std::io::Error),
     #[error("http: {0}")]
-    Http(#[from] hyper::Error),
+    Http(hyper::Error),
 }
 
 /// Sends `req` (origin-form URI) to `addr` over a new connection, plain or TLS with
@@ -340,14 +340,15 @@ where
             Box::new(s)
         }
     };
-    let (mut send, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(io)).await?;
+    let (mut send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(io))
+        .await
+        .map_err(UpstreamError::Http)?;
     tokio::spawn(async move {
         if let Err(e) = conn.with_upgrades().await {
             tracing::debug!(error = %e, "upstream http connection ended with error");
         }
     });
-    let mut resp = send.send_request(req).await?;
+    let mut resp = send.send_request(req).await.map_err(UpstreamError::Http)?;
     let upgrade = hyper::upgrade::on(&mut resp);
     Ok((resp.map(|b| b.map_err(BoxError::from).boxed()), upgrade))
 }

@@ -51,7 +51,7 @@ pub(crate) struct Request {
 /// Why a handshake ended without a request to carry out.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum HandshakeError {
-    #[error("{0}")]
+    #[error(transparent)]
     Io(#[from] std::io::Error),
     #[error("unsupported SOCKS version {0}")]
     Version(u8),
