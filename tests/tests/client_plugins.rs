@@ -664,8 +664,9 @@ async fn https2https_with_given_certificate_speaks_h2_only_when_enabled() {
         .unwrap()
         .unwrap();
     assert_eq!(resp.status(), 200);
-    let body = http_body_util::BodyExt::collect(resp.into_body())
+    let body = tokio::time::timeout(PATIENCE, http_body_util::BodyExt::collect(resp.into_body()))
         .await
+        .expect("body in time")
         .unwrap()
         .to_bytes();
     let t = String::from_utf8_lossy(&body).into_owned();
