@@ -918,6 +918,43 @@ pub async fn request_with(
     })
 }
 
+/// Whether `Connection` lists `upgrade` and `Upgrade` is present.
+pub fn wants_upgrade(h: &hyper::HeaderMap) -> bool {
+    h.contains_key(hyper::header::UPGRADE)
+        && h.get_all(hyper::header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+}
+
+/// Go's `hopHeaders` plus the headers named in `Connection`.
+pub fn remove_hop_by_hop(h: &mut hyper::HeaderMap) {
+    let named: Vec<hyper::header::HeaderName> = h
+        .get_all(hyper::header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|t| hyper::header::HeaderName::from_bytes(t.trim().as_bytes()).ok())
+        .collect();
+    for n in named {
+        h.remove(n);
+    }
+    for n in [
+        "connection",
+        "proxy-connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    ] {
+        h.remove(n);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -402,7 +402,8 @@ pub(crate) fn status(a: &Admin) -> BTreeMap<String, Vec<ProxyStatusResp>> {
             .map(|pl| pl.kind.clone())
             .unwrap_or_default();
         let local_addr = match p {
-            Some(p) if plugin.is_empty() => format!("{}:{}", p.local_ip, p.local_port),
+            // frp: shown whenever localPort is set, plugin or not.
+            Some(p) if p.local_port != 0 => format!("{}:{}", p.local_ip, p.local_port),
             _ => String::new(),
         };
         let remote_addr = if matches!(s.kind.as_str(), "tcp" | "udp") && !s.remote_addr.is_empty() {

@@ -211,7 +211,12 @@ impl Session {
             self.set_status(&p.name, Phase::StartError, "", &error);
             return;
         }
-        st.proxies.set(p, &self.cfg);
+        if let Err(e) = st.proxies.set(p, &self.cfg) {
+            let error = e.to_string();
+            warn!(proxy = %p.name, %error, "proxy not started");
+            self.set_status(&p.name, Phase::StartError, "", &error);
+            return;
+        }
         // frp: a monitor exists only with a check type and a local port; until its first good
         // check the proxy is not registered.
         if !p.health_check.kind.is_empty() && p.local_port > 0 {

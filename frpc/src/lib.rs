@@ -21,6 +21,7 @@ mod control;
 mod health;
 pub mod metrics;
 pub mod nathole;
+mod plugin;
 mod proxy;
 pub mod reload;
 mod service;

@@ -370,6 +370,16 @@ fn definition(
     if let (Some(obj), Some(fields)) = (value.as_object_mut(), fields) {
         obj.retain(|k, v| fields.contains(&k.as_str()) && !v.is_null());
     }
+    // frp's plugin options are one struct per type, every field `omitempty`.
+    if let Some(pl) = value.get_mut("plugin").and_then(|v| v.as_object_mut()) {
+        let kind = pl
+            .get("type")
+            .and_then(|t| t.as_str())
+            .unwrap_or("")
+            .to_owned();
+        let keep = common::config::plugin_fields(&kind).unwrap_or(&[]);
+        pl.retain(|k, v| keep.contains(&k.as_str()) && !v.is_null() && *v != "");
+    }
     let mut out = serde_json::Map::new();
     out.insert("name".into(), name.into());
     out.insert("type".into(), kind.into());

@@ -75,6 +75,18 @@ pub async fn start_at(
     (addr, accepted, task)
 }
 
+/// [`start`] behind TLS (a self-signed certificate; HTTP/1.1 only).
+pub async fn start_tls(id: &'static str) -> SocketAddr {
+    crate::tls_server(move |tls| async move {
+        let svc = hyper::service::service_fn(move |req| handle(id, req));
+        let _ = hyper::server::conn::http1::Builder::new()
+            .serve_connection(TokioIo::new(tls), svc)
+            .with_upgrades()
+            .await;
+    })
+    .await
+}
+
 async fn handle(
     id: &'static str,
     mut req: Request<Incoming>,

@@ -647,26 +647,25 @@ pub fn raw_udp_frame(content: &[u8], r: SocketAddr) -> Vec<u8> {
     frame
 }
 
-/// A TLS backend: after the handshake it writes `id\n`, then echoes.
-pub async fn tls_backend(id: &'static str) -> SocketAddr {
+/// A TLS listener on 127.0.0.1 (self-signed certificate) running `serve` on each connection
+/// after its handshake.
+pub async fn tls_server<F, Fut>(serve: F) -> SocketAddr
+where
+    F: Fn(tokio_rustls::server::TlsStream<TcpStream>) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
     let acceptor = tokio_rustls::TlsAcceptor::from(
-        common::transport::tls::server_config(&Default::default()).expect("tls backend"),
+        common::transport::tls::server_config(&Default::default()).expect("tls server"),
     );
-    let l = TcpListener::bind("127.0.0.1:0").await.expect("tls backend");
-    let addr = l.local_addr().expect("tls backend");
+    let l = TcpListener::bind("127.0.0.1:0").await.expect("tls server");
+    let addr = l.local_addr().expect("tls server");
     tokio::spawn(async move {
         while let Ok((s, _)) = l.accept().await {
-            let acceptor = acceptor.clone();
+            let (acceptor, serve) = (acceptor.clone(), serve.clone());
             tokio::spawn(async move {
-                let Ok(tls) = acceptor.accept(s).await else {
-                    return;
-                };
-                let (r, mut w) = tokio::io::split(tls);
-                if w.write_all(format!("{id}\n").as_bytes()).await.is_err() {
-                    return;
+                if let Ok(tls) = acceptor.accept(s).await {
+                    serve(tls).await;
                 }
-                let mut r = r;
-                let _ = tokio::io::copy(&mut r, &mut w).await;
             });
         }
     });
@@ -721,4 +720,17 @@ pub async fn assert_limited_to_64k(port: u16, what: &str) {
         secs >= 1.8,
         "{what}: 192 KiB took {secs:.2}s, so the 64KB/s limit was not applied"
     );
+}
+
+/// A TLS backend: after the handshake it writes `id\n`, then echoes.
+pub async fn tls_backend(id: &'static str) -> SocketAddr {
+    tls_server(move |tls| async move {
+        let (r, mut w) = tokio::io::split(tls);
+        if w.write_all(format!("{id}\n").as_bytes()).await.is_err() {
+            return;
+        }
+        let mut r = r;
+        let _ = tokio::io::copy(&mut r, &mut w).await;
+    })
+    .await
 }

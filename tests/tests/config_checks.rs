@@ -129,7 +129,7 @@ async fn a_proxy_using_an_unsupported_key_does_not_start_and_says_why() {
     let frpc = Frpc::start(frps.addr, |c| {
         let mut plug = proxy("plug", "tcp", echo, p2);
         plug.plugin = Some(common::config::PluginConfig {
-            kind: "http_proxy".into(),
+            kind: "virtual_net".into(),
             ..Default::default()
         });
         c.proxies.push(plug);
@@ -140,7 +140,7 @@ async fn a_proxy_using_an_unsupported_key_does_not_start_and_says_why() {
     });
     // NewProxy goes out in config order: once "ok" runs, frps has seen whatever came before.
     frpc.wait_running("ok").await;
-    for (name, key) in [("plug", "plugin"), ("su", "type")] {
+    for (name, key) in [("plug", "plugin.type"), ("su", "type")] {
         let s = frpc.wait_phase(name, Phase::StartError).await;
         assert!(
             s.error.starts_with(&format!("{key}: ")) && s.error.contains("not supported"),

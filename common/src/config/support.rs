@@ -152,10 +152,10 @@ pub(crate) const WEB_RULES: &[Rule<WebServerConfig>] = &[
 
 pub(crate) const PROXY_RULES: &[Rule<ProxyConfig>] = &[
     Rule {
-        key: "plugin",
-        why: "client plugins are not supported yet; this proxy will not start",
+        key: "plugin.type",
+        why: "the virtual_net plugin is not supported (frp 0.70 ships it as alpha, behind featureGates.VirtualNet); this proxy will not start",
         effect: Effect::Refuse,
-        used: |p| p.plugin.is_some(),
+        used: |p| p.plugin.as_ref().is_some_and(|pl| pl.kind == "virtual_net"),
     },
     Rule {
         key: "type",

@@ -1,11 +1,13 @@
 //! What frpc joins a work connection to (frp `client/proxy/proxy.go`). The shared path is
 //! [`Proxies::handle_work_conn`]: find the proxy, wrap the work connection, then the
-//! type-specific part (tcp: dial the local service and join; udp: the datagram relay).
+//! type-specific part (tcp: dial the local service and join, or hand the connection to the
+//! proxy's [`Plugin`]; udp: the datagram relay).
 
 use common::transport::proxy_protocol;
 mod udp;
 
 use crate::metrics::{ClientMetrics, ProxyCounters};
+use crate::plugin::{ConnInfo, Plugin, PluginError};
 use common::config::{ClientConfig, ProxyConfig};
 use common::crypto::derive_key;
 use common::io::{join_work, wrap_work_conn, BoxStream, Counted, LimitAt, Limiter, WrapOpts};
@@ -30,6 +32,8 @@ struct Spec {
     counters: Arc<ProxyCounters>,
     /// `transport.proxyProtocolVersion`: "", "v1" or "v2".
     proxy_protocol: String,
+    /// What serves the work connections instead of the local dial (frp: stream proxies only).
+    plugin: Option<Plugin>,
 }
 
 /// The session's proxies by (unprefixed) name. Reload adds and removes entries; a work
@@ -52,8 +56,17 @@ impl Proxies {
         }
     }
 
-    /// Adds or replaces a proxy.
-    pub(crate) fn set(&self, p: &ProxyConfig, cfg: &ClientConfig) {
+    /// Adds or replaces a proxy; fails when its plugin cannot start (a certificate that does
+    /// not load, a missing directory), and then the proxy is not added.
+    pub(crate) fn set(&self, p: &ProxyConfig, cfg: &ClientConfig) -> Result<(), PluginError> {
+        let plugin = match &p.plugin {
+            Some(pl) if p.kind == "udp" => {
+                warn!(proxy = %p.name, plugin = %pl.kind, "plugin is not used on a udp proxy (as in frp); datagrams go to localIP:localPort");
+                None
+            }
+            Some(pl) => Some(Plugin::new(pl)?),
+            None => None,
+        };
         let key = derive_key(cfg.auth.token.as_bytes());
         let spec = Spec {
             kind: p.kind.clone(),
@@ -65,11 +78,13 @@ impl Proxies {
             },
             counters: self.metrics.proxy(&p.name, &p.kind),
             proxy_protocol: p.transport.proxy_protocol_version.clone(),
+            plugin,
         };
         self.by_name
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .insert(p.name.clone(), Arc::new(spec));
+        Ok(())
     }
 
     pub(crate) fn remove(&self, name: &str) {
@@ -102,6 +117,27 @@ impl Proxies {
         let mut work = wrap_work_conn(work, &spec.wrap);
         match spec.kind.as_str() {
             // frpc handles all stream proxies alike: frps does the type-specific part.
+            "tcp" | "http" | "https" | "tcpmux" | "stcp" if spec.plugin.is_some() => {
+                let Some(plugin) = &spec.plugin else { return };
+                let addrs = proxy_protocol::start_addrs(&start);
+                let info = ConnInfo {
+                    src: addrs.flatten().map(|(src, _)| src),
+                    proxy_header: addrs.filter(|_| !spec.proxy_protocol.is_empty()).map(|a| {
+                        proxy_protocol::header(
+                            &spec.proxy_protocol,
+                            proxy_protocol::Transport::Stream,
+                            a,
+                        )
+                    }),
+                };
+                // The plugin reads what the user sent: count it as going to the local side.
+                let work: BoxStream = Box::new(Counted::new(work, UserSide(spec.counters.clone())));
+                debug!(proxy = %name, plugin = plugin.name(), "handle by plugin");
+                tokio::select! {
+                    _ = token.cancelled() => {}
+                    _ = plugin.serve(work, info) => {}
+                }
+            }
             "tcp" | "http" | "https" | "tcpmux" | "stcp" => {
                 let timer = self.metrics.local_dial.start_timer();
                 let dialed = tokio::time::timeout(
@@ -183,6 +219,18 @@ impl Proxies {
                 warn!(proxy = %name, kind = other, "proxy type is not supported by this frpc yet")
             }
         }
+    }
+}
+
+/// Counts a work connection handed to a plugin: read from it = to the local side.
+struct UserSide(Arc<ProxyCounters>);
+
+impl common::io::Count for UserSide {
+    fn read(&self, n: u64) {
+        self.0.written(n)
+    }
+    fn written(&self, n: u64) {
+        self.0.read(n)
     }
 }
 

@@ -21,6 +21,38 @@ const CLIENT_EFFECT: &[(&str, &[&str])] = &[
         &["transport.proxyURL"],
     ),
     (
+        "tests/tests/client_plugins.rs::http_proxy_connect_and_plain_requests_with_credentials",
+        &["proxies[].plugin.httpUser", "proxies[].plugin.httpPassword"],
+    ),
+    (
+        "tests/tests/client_plugins.rs::socks5_connects_by_ipv4_ipv6_and_domain_with_credentials",
+        &["proxies[].plugin.username", "proxies[].plugin.password"],
+    ),
+    (
+        "tests/tests/client_plugins.rs::static_file_serves_files_listings_ranges_and_refuses_escapes",
+        &["proxies[].plugin.localPath", "proxies[].plugin.stripPrefix"],
+    ),
+    (
+        "tests/tests/client_plugins.rs::unix_domain_socket_gets_the_proxy_protocol_header_first",
+        &["proxies[].plugin.unixPath"],
+    ),
+    (
+        "tests/tests/client_plugins.rs::forwarded_chain_through_http2https_and_https2http",
+        &[
+            "proxies[].plugin.localAddr",
+            "proxies[].plugin.hostHeaderRewrite",
+            "proxies[].plugin.requestHeaders",
+        ],
+    ),
+    (
+        "tests/tests/client_plugins.rs::https2https_with_given_certificate_speaks_h2_only_when_enabled",
+        &[
+            "proxies[].plugin.crtPath",
+            "proxies[].plugin.keyPath",
+            "proxies[].plugin.enableHTTP2",
+        ],
+    ),
+    (
         "tests/tests/oidc.rs::oidc_client_credentials_login_and_scoped_messages",
         &[
             "auth.additionalScopes",
@@ -612,7 +644,7 @@ fn sample(key: &str, dir: &Path) -> Option<String> {
         "webServer.assetsDir" => "webServer.assetsDir = \"./static\"",
         "webServer.pprofEnable" => "webServer.pprofEnable = true",
         "version" => "version = \"v1\"",
-        "proxies[].plugin" => "[[proxies]]\nname = \"p\"\ntype = \"tcp\"\n[proxies.plugin]\ntype = \"http_proxy\"",
+        "proxies[].plugin.type" => "[[proxies]]\nname = \"p\"\ntype = \"tcp\"\n[proxies.plugin]\ntype = \"virtual_net\"",
         "proxies[].type" => "[[proxies]]\nname = \"p\"\ntype = \"xtcp\"",
         "proxies[].natTraversal" => "[[proxies]]\nname = \"p\"\ntype = \"xtcp\"\nnatTraversal.disableAssistedAddrs = true",
         "visitors[].type" => "[[visitors]]\nname = \"v\"\ntype = \"xtcp\"\nserverName = \"s\"\nbindPort = 9000",

@@ -4,42 +4,7 @@
 
 use hyper::header::{self, HeaderMap, HeaderName};
 
-/// Whether `Connection` lists `upgrade` and `Upgrade` is present.
-pub(super) fn wants_upgrade(h: &HeaderMap) -> bool {
-    h.contains_key(header::UPGRADE)
-        && h.get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
-}
-
-/// Go's `hopHeaders` plus the headers named in `Connection`.
-pub(super) fn remove_hop_by_hop(h: &mut HeaderMap) {
-    let named: Vec<HeaderName> = h
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
-        .collect();
-    for n in named {
-        h.remove(n);
-    }
-    for n in [
-        "connection",
-        "proxy-connection",
-        "keep-alive",
-        "proxy-authenticate",
-        "proxy-authorization",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-    ] {
-        h.remove(n);
-    }
-}
+pub(super) use common::http::{remove_hop_by_hop, wants_upgrade};
 
 /// Both `Content-Length` and `Transfer-Encoding` (a smuggling attempt), should hyper keep both
 /// (it drops `Content-Length` today; [`super::framing`] sees the raw head).
