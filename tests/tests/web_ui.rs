@@ -745,3 +745,125 @@ async fn dashboard_reads_without_javascript() {
     frpc.stop().await;
     frps.stop().await;
 }
+
+/// One raw request (its own `Host`, as a browser that reached the server by a name sends it)
+/// with Basic `admin:pw`; the status code.
+async fn raw_post(port: u16, path: &str, headers: &[(&str, &str)], body: &str) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut c = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let mut req = format!(
+        "POST {path} HTTP/1.1\r\nAuthorization: Basic YWRtaW46cHc=\r\nConnection: close\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    c.write_all(req.as_bytes()).await.unwrap();
+    let mut got = Vec::new();
+    tokio::time::timeout(std::time::Duration::from_secs(10), c.read_to_end(&mut got))
+        .await
+        .unwrap()
+        .unwrap();
+    let text = String::from_utf8_lossy(&got);
+    text.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0)
+}
+
+/// A browser that opened the dashboard by a host name (`http://frps.lan:7500/`, or through a
+/// reverse proxy) sends that name in `Origin`: its own forms work. Another site's `Origin` is
+/// still refused, whatever `Host` says.
+#[tokio::test]
+async fn forms_work_when_the_page_was_opened_by_host_name() {
+    init_log();
+    let (frps, dash) = frps_with_dashboard(true, false).await;
+    let token = |page: &str| {
+        page.split("token=")
+            .nth(1)
+            .and_then(|s| s.split('"').next())
+            .unwrap()
+            .to_owned()
+    };
+    let page = request_with(
+        &format!("127.0.0.1:{dash}"),
+        &BasicAuth {
+            user: "admin".into(),
+            password: "pw".into(),
+        },
+        Method::GET,
+        "/",
+        &[],
+        Default::default(),
+    )
+    .await
+    .unwrap()
+    .body;
+    let path = format!("/ui/prune?token={}", token(&page));
+    let name = format!("frps.lan:{dash}");
+    let origin = format!("http://frps.lan:{dash}");
+    // What chromium sends for the page's own form, opened as http://frps.lan:PORT/.
+    let own = [
+        ("Host", name.as_str()),
+        ("Origin", origin.as_str()),
+        ("Sec-Fetch-Site", "same-origin"),
+    ];
+    assert_eq!(raw_post(dash, &path, &own, "").await, 303);
+    // A browser without Sec-Fetch-Site: Origin names the Host it asked.
+    assert_eq!(raw_post(dash, &path, &own[..2], "").await, 303);
+    // Behind a reverse proxy that sets its own Host: the browser says same-origin.
+    let proxied = [
+        ("Host", "127.0.0.1"),
+        ("Origin", "https://frps.example.com"),
+        ("Sec-Fetch-Site", "same-origin"),
+    ];
+    assert_eq!(raw_post(dash, &path, &proxied, "").await, 303);
+    // Another site, whatever Host says.
+    let evil = format!("http://evil.example:{dash}");
+    for headers in [
+        vec![("Host", name.as_str()), ("Origin", evil.as_str())],
+        vec![("Host", name.as_str()), ("Origin", "null")],
+        vec![("Host", name.as_str()), ("Sec-Fetch-Site", "cross-site")],
+        vec![
+            ("Host", name.as_str()),
+            ("Origin", origin.as_str()),
+            ("Sec-Fetch-Site", "same-site"),
+        ],
+    ] {
+        assert_eq!(
+            raw_post(dash, &path, &headers, "").await,
+            403,
+            "{headers:?}"
+        );
+    }
+    frps.stop().await;
+}
+
+/// frps's own JSON API changes state on POST and DELETE (frp's prune and clear-offline): a
+/// browser page of another site must not do that with the dashboard's cached credentials.
+#[tokio::test]
+async fn frps_api_refuses_cross_site_state_changes() {
+    init_log();
+    let (frps, dash) = frps_with_dashboard(true, false).await;
+    let prune = "/api/v2/system/prune?type=offline_proxies";
+    let name = format!("127.0.0.1:{dash}");
+    for headers in [
+        vec![("Host", name.as_str()), ("Origin", "http://evil.example")],
+        vec![("Host", name.as_str()), ("Origin", "null")],
+        vec![("Host", name.as_str()), ("Sec-Fetch-Site", "cross-site")],
+    ] {
+        assert_eq!(
+            raw_post(dash, prune, &headers, "").await,
+            403,
+            "{headers:?}"
+        );
+    }
+    // Scripts and frp's own page (same origin) still can.
+    assert_eq!(raw_post(dash, prune, &[("Host", &name)], "").await, 200);
+    let own = format!("http://{name}");
+    let same = [("Host", name.as_str()), ("Origin", own.as_str())];
+    assert_eq!(raw_post(dash, prune, &same, "").await, 200);
+    frps.stop().await;
+}
