@@ -867,3 +867,48 @@ async fn frps_api_refuses_cross_site_state_changes() {
     assert_eq!(raw_post(dash, prune, &same, "").await, 200);
     frps.stop().await;
 }
+
+/// The store section names its kinds in plain English and shows, for a new visitor, a
+/// visitor's JSON (not a proxy's) as the example.
+#[tokio::test]
+async fn store_section_reads_well() {
+    init_log();
+    let frps = Frps::start(|_| {}).await;
+    let echo = echo_tcp().await;
+    let AdminFrpc { frpc, admin, .. } = frpc_admin(
+        frps.addr,
+        |dir| {
+            format!(
+                "store.path = {:?}\n",
+                dir.join("store.json").display().to_string()
+            )
+        },
+        &tcp_proxy("ok", echo, ""),
+    )
+    .await;
+    let auth = BasicAuth {
+        user: "admin".into(),
+        password: "pw".into(),
+    };
+    let page = request_with(
+        &format!("127.0.0.1:{admin}"),
+        &auth,
+        Method::GET,
+        "/",
+        &[],
+        Default::default(),
+    )
+    .await
+    .unwrap()
+    .body;
+    assert!(page.contains("Stored proxies"), "{page}");
+    assert!(page.contains("Stored visitors"), "{page}");
+    assert!(!page.contains("proxys"), "{page}");
+    let visitor_form = page.split("id=\"store-new-visitor\"").nth(1).unwrap();
+    let placeholder = visitor_form.split("placeholder=").nth(1).unwrap();
+    let placeholder = placeholder.split('>').next().unwrap();
+    assert!(placeholder.contains("stcp"), "{placeholder}");
+    assert!(placeholder.contains("serverName"), "{placeholder}");
+    frpc.stop().await;
+    frps.stop().await;
+}
