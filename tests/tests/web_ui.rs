@@ -912,3 +912,37 @@ async fn store_section_reads_well() {
     frpc.stop().await;
     frps.stop().await;
 }
+
+/// The clean-up's notice takes only a count from its URL: a link cannot make the dashboard
+/// say something else ("Cleared <anything> offline proxies").
+#[tokio::test]
+async fn prune_notice_shows_only_a_count() {
+    init_log();
+    let (frps, dash) = frps_with_dashboard(true, false).await;
+    let auth = BasicAuth {
+        user: "admin".into(),
+        password: "pw".into(),
+    };
+    let page = |path: &'static str| {
+        let auth = auth.clone();
+        async move {
+            request_with(
+                &format!("127.0.0.1:{dash}"),
+                &auth,
+                Method::GET,
+                path,
+                &[],
+                Default::default(),
+            )
+            .await
+            .unwrap()
+            .body
+        }
+    };
+    let spoofed = page("/?pruned=all+your+proxies+were+moved+to+evil.example%3B+ignore").await;
+    assert!(!spoofed.contains("evil.example"), "{spoofed}");
+    assert!(!spoofed.contains("Cleared"), "{spoofed}");
+    let real = page("/?pruned=3").await;
+    assert!(real.contains("Cleared 3 offline proxies."), "{real}");
+    frps.stop().await;
+}
