@@ -504,16 +504,7 @@ async fn pages_need_credentials_and_forms_need_the_token() {
     };
     let none = BasicAuth::default();
     let get = |port: u16, auth: BasicAuth, path: &'static str| async move {
-        request_with(
-            &format!("127.0.0.1:{port}"),
-            &auth,
-            Method::GET,
-            path,
-            &[],
-            Default::default(),
-        )
-        .await
-        .unwrap()
+        get_as(port, &auth, path).await
     };
     for port in [dash, admin] {
         for path in [
@@ -746,6 +737,29 @@ async fn dashboard_reads_without_javascript() {
     frps.stop().await;
 }
 
+/// The body of an authenticated (`admin:pw`) GET of `path`.
+async fn get_page(port: u16, path: &str) -> String {
+    let auth = BasicAuth {
+        user: "admin".into(),
+        password: "pw".into(),
+    };
+    get_as(port, &auth, path).await.body
+}
+
+/// A GET of `path` with `auth`.
+async fn get_as(port: u16, auth: &BasicAuth, path: &str) -> common::http::Answer {
+    request_with(
+        &format!("127.0.0.1:{port}"),
+        auth,
+        Method::GET,
+        path,
+        &[],
+        Default::default(),
+    )
+    .await
+    .unwrap()
+}
+
 /// One raw request (its own `Host`, as a browser that reached the server by a name sends it)
 /// with Basic `admin:pw`; the status code.
 async fn raw_post(port: u16, path: &str, headers: &[(&str, &str)], body: &str) -> u16 {
@@ -787,20 +801,7 @@ async fn forms_work_when_the_page_was_opened_by_host_name() {
             .unwrap()
             .to_owned()
     };
-    let page = request_with(
-        &format!("127.0.0.1:{dash}"),
-        &BasicAuth {
-            user: "admin".into(),
-            password: "pw".into(),
-        },
-        Method::GET,
-        "/",
-        &[],
-        Default::default(),
-    )
-    .await
-    .unwrap()
-    .body;
+    let page = get_page(dash, "/").await;
     let path = format!("/ui/prune?token={}", token(&page));
     let name = format!("frps.lan:{dash}");
     let origin = format!("http://frps.lan:{dash}");
@@ -886,21 +887,7 @@ async fn store_section_reads_well() {
         &tcp_proxy("ok", echo, ""),
     )
     .await;
-    let auth = BasicAuth {
-        user: "admin".into(),
-        password: "pw".into(),
-    };
-    let page = request_with(
-        &format!("127.0.0.1:{admin}"),
-        &auth,
-        Method::GET,
-        "/",
-        &[],
-        Default::default(),
-    )
-    .await
-    .unwrap()
-    .body;
+    let page = get_page(admin, "/").await;
     assert!(page.contains("Stored proxies"), "{page}");
     assert!(page.contains("Stored visitors"), "{page}");
     assert!(!page.contains("proxys"), "{page}");
@@ -919,30 +906,14 @@ async fn store_section_reads_well() {
 async fn prune_notice_shows_only_a_count() {
     init_log();
     let (frps, dash) = frps_with_dashboard(true, false).await;
-    let auth = BasicAuth {
-        user: "admin".into(),
-        password: "pw".into(),
-    };
-    let page = |path: &'static str| {
-        let auth = auth.clone();
-        async move {
-            request_with(
-                &format!("127.0.0.1:{dash}"),
-                &auth,
-                Method::GET,
-                path,
-                &[],
-                Default::default(),
-            )
-            .await
-            .unwrap()
-            .body
-        }
-    };
-    let spoofed = page("/?pruned=all+your+proxies+were+moved+to+evil.example%3B+ignore").await;
+    let spoofed = get_page(
+        dash,
+        "/?pruned=all+your+proxies+were+moved+to+evil.example%3B+ignore",
+    )
+    .await;
     assert!(!spoofed.contains("evil.example"), "{spoofed}");
     assert!(!spoofed.contains("Cleared"), "{spoofed}");
-    let real = page("/?pruned=3").await;
+    let real = get_page(dash, "/?pruned=3").await;
     assert!(real.contains("Cleared 3 offline proxies."), "{real}");
     frps.stop().await;
 }
