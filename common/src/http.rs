@@ -701,7 +701,9 @@ impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Idle<S> {
 /// could POST a `text/plain` store entry, or stop frpc): `403` when its `Sec-Fetch-Site` is
 /// `cross-site` or `same-site`, or its `Origin` is not this server's own (`http(s)://` the
 /// address the request arrived on, or a loopback name for a loopback address, and its
-/// port). Clients that send neither header (frpc's and frp's CLI, curl, scripts) pass.
+/// port; or the `Host` it was sent to). `Sec-Fetch-Site: same-origin` passes (a server
+/// reached by a name, or through a reverse proxy that sets its own `Host`). Clients that send
+/// neither header (frpc's and frp's CLI, curl, scripts) pass.
 pub fn refuse_cross_site<B>(req: &Request<B>) -> Option<Resp> {
     let header = |name: &str| {
         req.headers()
@@ -716,15 +718,41 @@ pub fn refuse_cross_site<B>(req: &Request<B>) -> Option<Resp> {
             ));
         }
     }
+    // The browser itself says the page is this server's (a page cannot set this header).
+    if header("sec-fetch-site").is_some_and(|s| s.eq_ignore_ascii_case("same-origin")) {
+        return None;
+    }
     let origin = header("origin")?;
     let local = req.extensions().get::<LocalAddr>().map(|l| l.0);
-    if local.is_some_and(|l| same_origin(&origin, l)) {
+    if local.is_some_and(|l| same_origin(&origin, l))
+        || header("host").is_some_and(|h| origin_names_host(&origin, &h))
+    {
         return None;
     }
     Some(error(
         StatusCode::FORBIDDEN,
         &format!("cross-site request refused (Origin {origin} is not this server)"),
     ))
+}
+
+/// Whether `origin` (`scheme://host[:port]`) is the `Host` the request was sent to: a page
+/// opened by a name (`http://frps.lan:7500/`) posting its own form. Safe because a page of
+/// another site carries its own name in `Origin`, and one on a rebound name has no credentials
+/// for it (and without credentials `foreign_host` refuses such names).
+fn origin_names_host(origin: &str, host: &str) -> bool {
+    let (Ok(o), Ok(h)) = (
+        origin.parse::<hyper::Uri>(),
+        host.parse::<hyper::http::uri::Authority>(),
+    ) else {
+        return false;
+    };
+    let default_port = match o.scheme_str() {
+        Some("http") => 80,
+        Some("https") => 443,
+        _ => return false,
+    };
+    o.host().is_some_and(|n| n.eq_ignore_ascii_case(h.host()))
+        && o.port_u16().unwrap_or(default_port) == h.port_u16().unwrap_or(default_port)
 }
 
 /// Whether `origin` (`scheme://host[:port]`) names `local`.

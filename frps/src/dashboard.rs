@@ -276,6 +276,13 @@ fn handle(shared: &Shared, req: Request<Bytes>) -> Resp {
     let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
     let q = Query(http::query(&req));
     let method = req.method().clone();
+    // POST and DELETE change state (prune, clear offline): not for another site's page that
+    // rides on the browser's cached credentials.
+    if method != Method::GET && method != Method::HEAD {
+        if let Some(refused) = http::refuse_cross_site(&req) {
+            return refused;
+        }
+    }
     if let ["api", "v2", rest @ ..] = parts.as_slice() {
         return match v2(shared, &method, rest, &q) {
             Some(Ok(data)) => http::json(

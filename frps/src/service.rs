@@ -433,6 +433,10 @@ impl Server {
                 },
             }
         }
+        // Stop taking connections before waiting for the open ones: a frpc that tries this
+        // frps meanwhile is refused at once (and moves on to its next serverAddrs entry)
+        // instead of waiting in the backlog.
+        drop(self.listener);
         shutdown.cancel();
         shared.tracker.close();
         if tokio::time::timeout(GRACE, shared.tracker.wait())
@@ -641,9 +645,12 @@ async fn handle_conn(
     // step its own 10 s, and none to a yamux session that never logs in).
     let timeout = shared.gate.limits.first_msg_timeout;
     let deadline = Instant::now() + timeout;
-    let peer = match tokio::time::timeout_at(deadline, shared.proxy_protocol.accept(&mut tcp, peer))
-        .await
-    {
+    // The header read ends with the shutdown too (a sender stalling in it must not hold frps).
+    let header = tokio::select! {
+        _ = token.cancelled() => return,
+        r = tokio::time::timeout_at(deadline, shared.proxy_protocol.accept(&mut tcp, peer)) => r,
+    };
+    let peer = match header {
         Ok(Ok(client)) => {
             if client != peer {
                 tracing::Span::current().record("client", tracing::field::display(client));
@@ -671,7 +678,11 @@ async fn handle_conn(
             return;
         }
     };
-    let (stream, carrier) = match tokio::time::timeout_at(deadline, sniff(&shared, tcp)).await {
+    let sniffed = tokio::select! {
+        _ = token.cancelled() => return,
+        r = tokio::time::timeout_at(deadline, sniff(&shared, tcp)) => r,
+    };
+    let (stream, carrier) = match sniffed {
         Ok(Ok(Sniffed::Frp(s, carrier))) => (s, carrier),
         Ok(Ok(web)) => {
             // A web user, not a frpc: it leaves the pre-login admission, and the vhost's own

@@ -48,7 +48,8 @@ pub(crate) fn route(shared: &Shared, page: &Page, req: &Request<Bytes>) -> Optio
     Some(match path {
         "/" | "/index.html" if get => {
             let q = http::query(req);
-            let pruned = ui::field(&q, "pruned").map(str::to_owned);
+            // A count only: the URL cannot put other words in the notice.
+            let pruned = ui::field(&q, "pruned").and_then(|n| n.parse::<u64>().ok());
             render(shared, page, pruned)
         }
         "/ui/state.json" if get => ui::state(&view(shared, page)),
@@ -79,7 +80,7 @@ pub(crate) fn route(shared: &Shared, page: &Page, req: &Request<Bytes>) -> Optio
     })
 }
 
-fn render(shared: &Shared, page: &Page, pruned: Option<String>) -> Resp {
+fn render(shared: &Shared, page: &Page, pruned: Option<u64>) -> Resp {
     let ctx = ui::minijinja::context! {
         version => common::FRP_VERSION,
         interval_ms => REFRESH_MS,

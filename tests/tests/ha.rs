@@ -355,3 +355,32 @@ async fn every_server_down_logs_each_reason_and_retries() {
         "{err}"
     );
 }
+
+/// A sender that stalls inside its PROXY header, or in the TLS start after it, does not hold
+/// frps's shutdown: stopping frps closes those connections at once, as it does a yamux
+/// session that has not logged in yet (before, those reads ignored the shutdown, so frps
+/// waited out its 5 s grace with bindPort still accepting, and then left the tasks behind).
+#[tokio::test]
+async fn a_stalled_proxy_header_does_not_hold_the_shutdown() {
+    init_log();
+    let frps = ha_frps().await;
+    let mut trusted = TcpStream::connect(frps.addr).await.unwrap();
+    trusted.write_all(b"PROXY TCP4 1.2.3.4").await.unwrap();
+    let mut untrusted = TcpStream::connect(frps.addr).await.unwrap();
+    untrusted.write_all(b"PROX").await.unwrap();
+    // A whole header, then the start of frp's TLS and nothing more (stalled in the sniff).
+    let mut tls = TcpStream::connect(frps.addr).await.unwrap();
+    tls.write_all(b"PROXY TCP4 1.2.3.4 5.6.7.8 1 2\r\n\x17")
+        .await
+        .unwrap();
+    frps.stop().await;
+    let mut b = [0u8; 1];
+    // `stop` waited for frps's tasks: both connections are closed now.
+    for mut s in [trusted, untrusted, tls] {
+        let r = tokio::time::timeout(Duration::from_secs(2), s.read(&mut b)).await;
+        assert!(
+            matches!(r, Ok(Ok(0)) | Ok(Err(_))),
+            "closed by frps's shutdown: {r:?}"
+        );
+    }
+}

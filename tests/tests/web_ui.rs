@@ -504,16 +504,7 @@ async fn pages_need_credentials_and_forms_need_the_token() {
     };
     let none = BasicAuth::default();
     let get = |port: u16, auth: BasicAuth, path: &'static str| async move {
-        request_with(
-            &format!("127.0.0.1:{port}"),
-            &auth,
-            Method::GET,
-            path,
-            &[],
-            Default::default(),
-        )
-        .await
-        .unwrap()
+        get_as(port, &auth, path).await
     };
     for port in [dash, admin] {
         for path in [
@@ -743,5 +734,186 @@ async fn dashboard_reads_without_javascript() {
     assert!(c.get_alert_text().await.is_err());
     b.client.clone().close().await.unwrap();
     frpc.stop().await;
+    frps.stop().await;
+}
+
+/// The body of an authenticated (`admin:pw`) GET of `path`.
+async fn get_page(port: u16, path: &str) -> String {
+    let auth = BasicAuth {
+        user: "admin".into(),
+        password: "pw".into(),
+    };
+    get_as(port, &auth, path).await.body
+}
+
+/// A GET of `path` with `auth`.
+async fn get_as(port: u16, auth: &BasicAuth, path: &str) -> common::http::Answer {
+    request_with(
+        &format!("127.0.0.1:{port}"),
+        auth,
+        Method::GET,
+        path,
+        &[],
+        Default::default(),
+    )
+    .await
+    .unwrap()
+}
+
+/// One raw request (its own `Host`, as a browser that reached the server by a name sends it)
+/// with Basic `admin:pw`; the status code.
+async fn raw_post(port: u16, path: &str, headers: &[(&str, &str)], body: &str) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut c = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let mut req = format!(
+        "POST {path} HTTP/1.1\r\nAuthorization: Basic YWRtaW46cHc=\r\nConnection: close\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    c.write_all(req.as_bytes()).await.unwrap();
+    let mut got = Vec::new();
+    tokio::time::timeout(std::time::Duration::from_secs(10), c.read_to_end(&mut got))
+        .await
+        .unwrap()
+        .unwrap();
+    let text = String::from_utf8_lossy(&got);
+    text.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0)
+}
+
+/// A browser that opened the dashboard by a host name (`http://frps.lan:7500/`, or through a
+/// reverse proxy) sends that name in `Origin`: its own forms work. Another site's `Origin` is
+/// still refused, whatever `Host` says.
+#[tokio::test]
+async fn forms_work_when_the_page_was_opened_by_host_name() {
+    init_log();
+    let (frps, dash) = frps_with_dashboard(true, false).await;
+    let token = |page: &str| {
+        page.split("token=")
+            .nth(1)
+            .and_then(|s| s.split('"').next())
+            .unwrap()
+            .to_owned()
+    };
+    let page = get_page(dash, "/").await;
+    let path = format!("/ui/prune?token={}", token(&page));
+    let name = format!("frps.lan:{dash}");
+    let origin = format!("http://frps.lan:{dash}");
+    // What chromium sends for the page's own form, opened as http://frps.lan:PORT/.
+    let own = [
+        ("Host", name.as_str()),
+        ("Origin", origin.as_str()),
+        ("Sec-Fetch-Site", "same-origin"),
+    ];
+    assert_eq!(raw_post(dash, &path, &own, "").await, 303);
+    // A browser without Sec-Fetch-Site: Origin names the Host it asked.
+    assert_eq!(raw_post(dash, &path, &own[..2], "").await, 303);
+    // Behind a reverse proxy that sets its own Host: the browser says same-origin.
+    let proxied = [
+        ("Host", "127.0.0.1"),
+        ("Origin", "https://frps.example.com"),
+        ("Sec-Fetch-Site", "same-origin"),
+    ];
+    assert_eq!(raw_post(dash, &path, &proxied, "").await, 303);
+    // Another site, whatever Host says.
+    let evil = format!("http://evil.example:{dash}");
+    for headers in [
+        vec![("Host", name.as_str()), ("Origin", evil.as_str())],
+        vec![("Host", name.as_str()), ("Origin", "null")],
+        vec![("Host", name.as_str()), ("Sec-Fetch-Site", "cross-site")],
+        vec![
+            ("Host", name.as_str()),
+            ("Origin", origin.as_str()),
+            ("Sec-Fetch-Site", "same-site"),
+        ],
+    ] {
+        assert_eq!(
+            raw_post(dash, &path, &headers, "").await,
+            403,
+            "{headers:?}"
+        );
+    }
+    frps.stop().await;
+}
+
+/// frps's own JSON API changes state on POST and DELETE (frp's prune and clear-offline): a
+/// browser page of another site must not do that with the dashboard's cached credentials.
+#[tokio::test]
+async fn frps_api_refuses_cross_site_state_changes() {
+    init_log();
+    let (frps, dash) = frps_with_dashboard(true, false).await;
+    let prune = "/api/v2/system/prune?type=offline_proxies";
+    let name = format!("127.0.0.1:{dash}");
+    for headers in [
+        vec![("Host", name.as_str()), ("Origin", "http://evil.example")],
+        vec![("Host", name.as_str()), ("Origin", "null")],
+        vec![("Host", name.as_str()), ("Sec-Fetch-Site", "cross-site")],
+    ] {
+        assert_eq!(
+            raw_post(dash, prune, &headers, "").await,
+            403,
+            "{headers:?}"
+        );
+    }
+    // Scripts and frp's own page (same origin) still can.
+    assert_eq!(raw_post(dash, prune, &[("Host", &name)], "").await, 200);
+    let own = format!("http://{name}");
+    let same = [("Host", name.as_str()), ("Origin", own.as_str())];
+    assert_eq!(raw_post(dash, prune, &same, "").await, 200);
+    frps.stop().await;
+}
+
+/// The store section names its kinds in plain English and shows, for a new visitor, a
+/// visitor's JSON (not a proxy's) as the example.
+#[tokio::test]
+async fn store_section_reads_well() {
+    init_log();
+    let frps = Frps::start(|_| {}).await;
+    let echo = echo_tcp().await;
+    let AdminFrpc { frpc, admin, .. } = frpc_admin(
+        frps.addr,
+        |dir| {
+            format!(
+                "store.path = {:?}\n",
+                dir.join("store.json").display().to_string()
+            )
+        },
+        &tcp_proxy("ok", echo, ""),
+    )
+    .await;
+    let page = get_page(admin, "/").await;
+    assert!(page.contains("Stored proxies"), "{page}");
+    assert!(page.contains("Stored visitors"), "{page}");
+    assert!(!page.contains("proxys"), "{page}");
+    let visitor_form = page.split("id=\"store-new-visitor\"").nth(1).unwrap();
+    let placeholder = visitor_form.split("placeholder=").nth(1).unwrap();
+    let placeholder = placeholder.split('>').next().unwrap();
+    assert!(placeholder.contains("stcp"), "{placeholder}");
+    assert!(placeholder.contains("serverName"), "{placeholder}");
+    frpc.stop().await;
+    frps.stop().await;
+}
+
+/// The clean-up's notice takes only a count from its URL: a link cannot make the dashboard
+/// say something else ("Cleared <anything> offline proxies").
+#[tokio::test]
+async fn prune_notice_shows_only_a_count() {
+    init_log();
+    let (frps, dash) = frps_with_dashboard(true, false).await;
+    let spoofed = get_page(
+        dash,
+        "/?pruned=all+your+proxies+were+moved+to+evil.example%3B+ignore",
+    )
+    .await;
+    assert!(!spoofed.contains("evil.example"), "{spoofed}");
+    assert!(!spoofed.contains("Cleared"), "{spoofed}");
+    let real = get_page(dash, "/?pruned=3").await;
+    assert!(real.contains("Cleared 3 offline proxies."), "{real}");
     frps.stop().await;
 }
