@@ -963,3 +963,47 @@ async fn run_id_from_another_host_does_not_lend_its_user() {
     server.stop().await;
     frps.stop().await;
 }
+
+/// Lines from `lines` until none comes for a moment (the ones already written are in).
+async fn drain(lines: &mut tokio::sync::mpsc::UnboundedReceiver<String>) -> Vec<String> {
+    let mut out = Vec::new();
+    while let Ok(Some(l)) =
+        tokio::time::timeout(std::time::Duration::from_millis(500), lines.recv()).await
+    {
+        out.push(l);
+    }
+    out
+}
+
+/// Anyone may send NewVisitorConn: refusals must neither write one line each (a wrong-key
+/// flood would fill the disk) nor write the peer's proxy name raw (a newline in it would forge
+/// log lines, an escape sequence would drive the operator's terminal).
+#[tokio::test]
+async fn refused_visitor_conns_cannot_flood_or_forge_the_log() {
+    init_log();
+    let dir = procs::tempdir("visitors-logflood");
+    let (mut frps, port) = procs::start_frps(&dir, "transport.tcpMux = false\n").await;
+    let mut lines = procs::stderr_lines(&mut frps);
+    let addr = local(port);
+    let name = "x\nFORGED 2026-01-01T00:00:00Z  INFO admin logged in\x1b[31m";
+    for _ in 0..50 {
+        let (_s, r) = raw_visitor(addr, Wire::V1, signed(name, "wrong", unix_now())).await;
+        assert!(r.error.contains("doesn't exist"), "{}", r.error);
+    }
+    procs::wait_line(&mut lines, "visitor conn").await;
+    let logged = drain(&mut lines).await;
+    assert!(
+        !logged
+            .iter()
+            .any(|l| l.starts_with("FORGED") || l.contains('\x1b')),
+        "the peer's name is written raw:\n{}",
+        logged.join("\n")
+    );
+    let per_conn = logged.iter().filter(|l| l.contains("visitor conn")).count();
+    assert!(
+        per_conn <= 3,
+        "{per_conn} lines for 50 refused visitor connections:\n{}",
+        logged.join("\n")
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
