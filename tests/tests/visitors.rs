@@ -1007,3 +1007,34 @@ async fn refused_visitor_conns_cannot_flood_or_forge_the_log() {
     );
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// A bad message on an sudp work connection ends it with a line in the proxy's frpc log, as
+/// frp's "read from workConn for sudp error" (it was closed without a word).
+#[tokio::test]
+async fn garbage_on_sudp_work_conn_is_logged_by_the_proxy_client() {
+    init_log();
+    let dir = procs::tempdir("visitors-sudp-garbage");
+    let (_frps, port) = procs::start_frps(&dir, "transport.tcpMux = false\n").await;
+    let uecho = echo_udp().await;
+    let cfg = procs::write(
+        &dir,
+        "server.toml",
+        &format!(
+            "serverAddr = \"127.0.0.1\"\nserverPort = {port}\ntransport.tcpMux = false\n\
+             [[proxies]]\nname = \"dns\"\ntype = \"sudp\"\nsecretKey = \"{SK}\"\nlocalIP = \"127.0.0.1\"\nlocalPort = {}\nallowUsers = [\"*\"]\n",
+            uecho.port()
+        ),
+    );
+    let mut frpc = procs::spawn("frpc", &["-c", &cfg]);
+    let mut lines = procs::stderr_lines(&mut frpc);
+    procs::wait_line(&mut lines, "start proxy success").await;
+    let (mut s, r) = raw_visitor(local(port), Wire::V1, signed("dns", SK, unix_now())).await;
+    assert_eq!(r.error, "");
+    let mut junk = vec![b'u'];
+    junk.extend_from_slice(&(5i64).to_be_bytes());
+    junk.extend_from_slice(b"{{{{{");
+    s.write_all(&junk).await.unwrap();
+    let l = procs::wait_line(&mut lines, "work connection for udp").await;
+    assert!(l.contains("WARN"), "{l}");
+    let _ = std::fs::remove_dir_all(dir);
+}
