@@ -1038,3 +1038,35 @@ async fn garbage_on_sudp_work_conn_is_logged_by_the_proxy_client() {
     assert!(l.contains("WARN"), "{l}");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// A quick-start subcommand has no file: it must not warn that "<command line>" was read as
+/// JSON "not as its name says" (every `frpc stcp visitor ...` printed that).
+#[tokio::test]
+async fn quick_start_does_not_warn_about_its_own_format() {
+    init_log();
+    let port = free_port().await.to_string();
+    let bind = free_port().await.to_string();
+    let out = procs::run(
+        "frpc",
+        &[
+            "stcp",
+            "visitor",
+            "-s",
+            "127.0.0.1",
+            "-P",
+            &port,
+            "-n",
+            "v",
+            "--server-name",
+            "ssh",
+            "--sk",
+            SK,
+            "--bind-port",
+            &bind,
+        ],
+    )
+    .await;
+    let err = procs::stderr(&out);
+    assert!(err.contains("connect"), "frpc did not try frps:\n{err}");
+    assert!(!err.contains("not as its name says"), "{err}");
+}
