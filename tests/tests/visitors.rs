@@ -1070,3 +1070,84 @@ async fn quick_start_does_not_warn_about_its_own_format() {
     assert!(err.contains("connect"), "frpc did not try frps:\n{err}");
     assert!(!err.contains("not as its name says"), "{err}");
 }
+
+/// The proxy side chooses each answer's address `r`: an sudp visitor sends answers only to
+/// local users that sent to it, not to any address a peer names (frp sends anywhere, so a
+/// proxy owner could aim the visitor machine's UDP at its LAN or its loopback services).
+#[tokio::test]
+async fn sudp_visitor_answers_only_its_own_users() {
+    use common::msg::{read_msg, write_msg, NewProxy, NewWorkConn, UdpPacket};
+    init_log();
+    let frps = Frps::start(|c| c.transport.tcp_mux = false).await;
+    let (mut ctl, run_id) = raw_login(frps.addr, 0).await;
+    let np = NewProxy {
+        proxy_name: "evil".into(),
+        proxy_type: "sudp".into(),
+        sk: SK.into(),
+        allow_users: vec!["*".into()],
+        ..Default::default()
+    };
+    write_msg(&mut ctl, &np.into()).await.unwrap();
+    let next = async |s: &mut RawControl| {
+        tokio::time::timeout(PATIENCE, read_msg(s))
+            .await
+            .unwrap()
+            .unwrap()
+    };
+    assert!(matches!(next(&mut ctl).await, Message::NewProxyResp(r) if r.error.is_empty()));
+    let port = free_port().await;
+    let visitors = start_visitors(frps.addr, |c| {
+        c.transport.tcp_mux = false;
+        c.visitors.push(visitor("v", "sudp", "evil", port));
+    })
+    .await;
+    let user = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let victim = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    user.send_to(b"hi", local(port)).await.unwrap();
+    assert!(matches!(next(&mut ctl).await, Message::ReqWorkConn(_)));
+    let mut work = TcpStream::connect(frps.addr).await.unwrap();
+    let m = NewWorkConn {
+        run_id,
+        ..Default::default()
+    };
+    write_msg(&mut work, &m.into()).await.unwrap();
+    assert!(matches!(
+        next_plain(&mut work).await,
+        Message::StartWorkConn(_)
+    ));
+    let Message::UdpPacket(first) = next_plain(&mut work).await else {
+        panic!("the user's datagram")
+    };
+    assert_eq!(first.content, b"hi");
+    for (content, to) in [
+        (&b"reflected"[..], victim.local_addr().unwrap()),
+        (&b"answer"[..], user.local_addr().unwrap()),
+    ] {
+        let p = UdpPacket {
+            content: content.to_vec(),
+            local_addr: None,
+            remote_addr: Some(to.into()),
+        };
+        write_msg(&mut work, &p.into()).await.unwrap();
+    }
+    let mut b = [0u8; 64];
+    let (n, _) = tokio::time::timeout(PATIENCE, user.recv_from(&mut b))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&b[..n], b"answer");
+    // Answers are sent in order: the one before reached the victim already, or never will.
+    assert!(
+        victim.try_recv_from(&mut b).is_err(),
+        "the visitor sent a datagram to an address the proxy side named"
+    );
+    visitors.stop().await;
+    frps.stop().await;
+}
+
+async fn next_plain(s: &mut TcpStream) -> Message {
+    tokio::time::timeout(PATIENCE, common::msg::read_msg(s))
+        .await
+        .unwrap()
+        .unwrap()
+}
