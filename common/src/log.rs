@@ -191,6 +191,24 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for RotatingFile {
     }
 }
 
+/// Text a peer chose, as it may be logged: control characters (newlines that would start a
+/// forged line, terminal escapes) escaped, and at most `max` characters kept.
+pub fn printable(s: &str, max: usize) -> String {
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i == max {
+            out.push_str("...");
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// Lets a repeated warning through at most once per period, counting the ones held back (a
 /// peer must not be able to flood the log by repeating what makes us warn).
 #[derive(Debug)]
@@ -231,6 +249,13 @@ mod tests {
     static DAY: AtomicI64 = AtomicI64::new(0);
     fn fake_day() -> i64 {
         DAY.load(Ordering::SeqCst)
+    }
+
+    #[test]
+    fn printable_escapes_controls_and_cuts() {
+        assert_eq!(printable("a\nb\x1b[31m", 80), "a\\nb\\u{1b}[31m");
+        assert_eq!(printable("héllo", 2), "hé...");
+        assert_eq!(printable("ok", 2), "ok");
     }
 
     #[test]

@@ -168,10 +168,11 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// The config a quick-start subcommand describes, loaded as a file would be.
+/// The config a quick-start subcommand describes, loaded as plain JSON data (as frp builds it
+/// from its flags: no template is rendered in a flag's value, and no file-format guess).
 fn quick_config(q: &Quick<'_>, opts: &LoadOptions) -> anyhow::Result<config::Loaded<ClientConfig>> {
     let text = serde_json::to_string(&q.to_v1())?;
-    Ok(config::load_client_text(
+    Ok(config::load_client_data(
         &text,
         Path::new("<command line>"),
         opts,

@@ -43,6 +43,13 @@ const HANDOFF_QUEUE: usize = 64;
 /// (frp retries on the next datagram at once, so a refused visitor dials per datagram).
 const SUDP_RETRY: Duration = Duration::from_secs(1);
 
+/// Local users an sudp visitor remembers (answers go only to them), and for how long.
+const SUDP_USERS: usize = 4096;
+const SUDP_USER_TTL: Duration = Duration::from_secs(300);
+/// Answers for addresses that never sent to the visitor are logged at most once per period.
+static FOREIGN_ANSWER_LOG: common::log::Throttle =
+    common::log::Throttle::new(Duration::from_secs(10));
+
 /// Why a visitor connection could not be opened.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum DialError {
@@ -440,12 +447,17 @@ async fn run_sudp(
 ) {
     let (tx, mut rx) = mpsc::channel::<UdpPacket>(QUEUE);
     let drops = udp::Drops::default();
+    let local = Local {
+        socket,
+        users: Mutex::default(),
+    };
     let read_local = async {
         let mut buf = vec![0u8; ctx.udp_packet_size];
         loop {
-            match socket.recv_from(&mut buf).await {
+            match local.socket.recv_from(&mut buf).await {
                 Ok((n, from)) => {
                     counters.read(n as u64);
+                    local.seen(from);
                     let pkt = UdpPacket {
                         content: buf[..n].to_vec(),
                         local_addr: None,
@@ -471,7 +483,7 @@ async fn run_sudp(
                 continue;
             };
             let _open = counters.conn_opened();
-            let why = sudp_tunnel(&ctx, conn, first, &mut rx, &socket, &*counters, &drops).await;
+            let why = sudp_tunnel(&ctx, conn, first, &mut rx, &local, &*counters, &drops).await;
             info!(reason = %why, "sudp tunnel closed; the next datagram opens a new one");
         }
     };
@@ -482,13 +494,49 @@ async fn run_sudp(
     }
 }
 
+/// An sudp visitor's socket and the local users that sent to it recently: the proxy side
+/// names each answer's address, and only these may receive one (frp sends wherever the
+/// answer says, so a proxy owner could aim the visitor machine's UDP at its LAN).
+struct Local {
+    socket: UdpSocket,
+    users: Mutex<HashMap<std::net::SocketAddr, tokio::time::Instant>>,
+}
+
+impl Local {
+    fn users(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<std::net::SocketAddr, tokio::time::Instant>> {
+        self.users.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Remembers a sender; at the cap, the stale ones and then the oldest make room.
+    fn seen(&self, from: std::net::SocketAddr) {
+        let now = tokio::time::Instant::now();
+        let mut m = self.users();
+        if m.len() >= SUDP_USERS && !m.contains_key(&from) {
+            m.retain(|_, t| now.duration_since(*t) < SUDP_USER_TTL);
+            let oldest = (m.len() >= SUDP_USERS)
+                .then(|| m.iter().min_by_key(|(_, t)| **t).map(|(a, _)| *a))
+                .flatten();
+            if let Some(a) = oldest {
+                m.remove(&a);
+            }
+        }
+        m.insert(from, now);
+    }
+
+    fn knows(&self, to: &std::net::SocketAddr) -> bool {
+        self.users().contains_key(to)
+    }
+}
+
 /// One sudp visitor connection until it breaks; returns why.
 async fn sudp_tunnel(
     ctx: &Ctx,
     conn: BoxStream,
     first: UdpPacket,
     rx: &mut mpsc::Receiver<UdpPacket>,
-    socket: &UdpSocket,
+    local: &Local,
     counters: &dyn Count,
     drops: &udp::Drops,
 ) -> String {
@@ -525,8 +573,14 @@ async fn sudp_tunnel(
                 debug!("udp packet without a valid address dropped");
                 continue;
             };
+            if !local.knows(&to) {
+                if let Some(held) = FOREIGN_ANSWER_LOG.ready() {
+                    warn!(%to, similar_held_back = held, "answer for an address that never sent to this visitor dropped");
+                }
+                continue;
+            }
             counters.written(p.content.len() as u64);
-            if let Err(e) = socket.send_to(&p.content, to).await {
+            if let Err(e) = local.socket.send_to(&p.content, to).await {
                 debug!(error = %e, %to, "udp send to user failed");
             }
         }
@@ -536,7 +590,7 @@ async fn sudp_tunnel(
 
 #[cfg(test)]
 mod tests {
-    use super::target_name;
+    use super::{target_name, Local, SUDP_USERS};
     use common::config::VisitorConfig;
 
     /// frp `BuildTargetServerProxyName`: serverUser, else the visitor's own user, as prefix.
@@ -551,5 +605,20 @@ mod tests {
         assert_eq!(target_name("alice", &v("bob")), "bob.ssh");
         assert_eq!(target_name("", &v("bob")), "bob.ssh");
         assert_eq!(target_name("", &v("")), "ssh");
+    }
+
+    /// The senders an sudp visitor remembers are bounded; the newest always counts.
+    #[tokio::test]
+    async fn sudp_users_are_bounded() {
+        let local = Local {
+            socket: tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap(),
+            users: Default::default(),
+        };
+        for i in 0..SUDP_USERS + 10 {
+            local.seen(([127, 0, 0, 1], i as u16 + 1).into());
+        }
+        assert_eq!(local.users().len(), SUDP_USERS);
+        let last = ([127, 0, 0, 1], (SUDP_USERS + 10) as u16).into();
+        assert!(local.knows(&last));
     }
 }

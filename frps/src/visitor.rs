@@ -8,7 +8,7 @@
 //! (sign key in constant time, timestamp window, allowed users), so an xtcp controller can use
 //! it with a registration that has no connection sink.
 
-use crate::admission::{closing, Reject};
+use crate::admission::Reject;
 use crate::service::{Origin, Shared};
 use common::io::{wrap_work_conn, BoxStream, WrapOpts};
 use common::msg::{NewVisitorConn, NewVisitorConnResp, Wire};
@@ -17,7 +17,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::sync::mpsc;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 /// How far a NewVisitorConn's timestamp may be from frps's clock, either way. frp checks
 /// none, so a sign key seen once opens connections forever; frpc signs with the current
@@ -26,6 +26,9 @@ pub(crate) const TIME_WINDOW_SECS: i64 = 15 * 60;
 
 /// Visitor connections answered but not yet taken by their proxy's task; more are refused.
 const PENDING: usize = 64;
+
+/// Refused visitor connections are logged at most once per this period.
+static REFUSED_LOG: common::log::Throttle = common::log::Throttle::new(Duration::from_secs(10));
 
 /// How long writing NewVisitorConnResp may take.
 const RESP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -227,12 +230,14 @@ pub(crate) async fn serve(
         Ok(g) => g,
         Err(e) => {
             shared.metrics.refused("visitor_conn", e.reason());
-            closing(
-                &origin.admission,
-                Reject::Refused,
-                format_args!("visitor connection refused: {e}"),
-            );
-            warn!(peer = %origin.peer, proxy = %m.proxy_name, error = %e, "register visitor conn error");
+            origin.admission.reject(Reject::Refused);
+            // Anyone may send NewVisitorConn: the names in it are escaped, and refusals are
+            // logged once per period (the metric and the rejection summary count them all).
+            let shown = common::log::printable(&e.to_string(), 200);
+            debug!(peer = %origin.peer, error = %shown, "visitor connection refused");
+            if let Some(held) = REFUSED_LOG.ready() {
+                warn!(peer = %origin.peer, proxy = %common::log::printable(&m.proxy_name, 64), error = %shown, similar_held_back = held, "register visitor conn error");
+            }
             let text = if shared.cfg.detailed_errors_to_client {
                 e.to_string()
             } else {

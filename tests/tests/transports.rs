@@ -808,3 +808,32 @@ async fn websocket_upgrade_request_is_frps() {
         "{head}"
     );
 }
+
+/// A server that accepts TCP and then says nothing (a wrong port, a stuck front): the TLS
+/// handshake and the WebSocket upgrade are bounded by `transport.dialServerTimeout` as the TCP
+/// dial is, so frpc fails the login with a reason instead of waiting forever without a word
+/// (Go frpc gives up after its 10 s LoginResp deadline).
+#[tokio::test]
+async fn silent_server_fails_the_login_for_every_layer() {
+    init_log();
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let held = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let keep = held.clone();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = l.accept().await {
+            keep.lock().unwrap().push(s);
+        }
+    });
+    for (protocol, tls) in [("tcp", true), ("websocket", false), ("wss", true)] {
+        let frpc = Frpc::start(addr, |c| {
+            c.transport.protocol = protocol.into();
+            c.transport.tls.enable = tls;
+            c.transport.tcp_mux = false;
+            c.transport.dial_server_timeout = 1;
+        });
+        let r = frpc.exited().await;
+        let e = r.expect_err("the login fails").to_string();
+        assert!(e.contains("timed out"), "{protocol}: {e}");
+    }
+}

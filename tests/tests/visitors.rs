@@ -963,3 +963,191 @@ async fn run_id_from_another_host_does_not_lend_its_user() {
     server.stop().await;
     frps.stop().await;
 }
+
+/// Lines from `lines` until none comes for a moment (the ones already written are in).
+async fn drain(lines: &mut tokio::sync::mpsc::UnboundedReceiver<String>) -> Vec<String> {
+    let mut out = Vec::new();
+    while let Ok(Some(l)) =
+        tokio::time::timeout(std::time::Duration::from_millis(500), lines.recv()).await
+    {
+        out.push(l);
+    }
+    out
+}
+
+/// Anyone may send NewVisitorConn: refusals must neither write one line each (a wrong-key
+/// flood would fill the disk) nor write the peer's proxy name raw (a newline in it would forge
+/// log lines, an escape sequence would drive the operator's terminal).
+#[tokio::test]
+async fn refused_visitor_conns_cannot_flood_or_forge_the_log() {
+    init_log();
+    let dir = procs::tempdir("visitors-logflood");
+    let (mut frps, port) = procs::start_frps(&dir, "transport.tcpMux = false\n").await;
+    let mut lines = procs::stderr_lines(&mut frps);
+    let addr = local(port);
+    let name = "x\nFORGED 2026-01-01T00:00:00Z  INFO admin logged in\x1b[31m";
+    for _ in 0..50 {
+        let (_s, r) = raw_visitor(addr, Wire::V1, signed(name, "wrong", unix_now())).await;
+        assert!(r.error.contains("doesn't exist"), "{}", r.error);
+    }
+    procs::wait_line(&mut lines, "visitor conn").await;
+    let logged = drain(&mut lines).await;
+    assert!(
+        !logged
+            .iter()
+            .any(|l| l.starts_with("FORGED") || l.contains('\x1b')),
+        "the peer's name is written raw:\n{}",
+        logged.join("\n")
+    );
+    let per_conn = logged.iter().filter(|l| l.contains("visitor conn")).count();
+    assert!(
+        per_conn <= 3,
+        "{per_conn} lines for 50 refused visitor connections:\n{}",
+        logged.join("\n")
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A bad message on an sudp work connection ends it with a line in the proxy's frpc log, as
+/// frp's "read from workConn for sudp error" (it was closed without a word).
+#[tokio::test]
+async fn garbage_on_sudp_work_conn_is_logged_by_the_proxy_client() {
+    init_log();
+    let dir = procs::tempdir("visitors-sudp-garbage");
+    let (_frps, port) = procs::start_frps(&dir, "transport.tcpMux = false\n").await;
+    let uecho = echo_udp().await;
+    let cfg = procs::write(
+        &dir,
+        "server.toml",
+        &format!(
+            "serverAddr = \"127.0.0.1\"\nserverPort = {port}\ntransport.tcpMux = false\n\
+             [[proxies]]\nname = \"dns\"\ntype = \"sudp\"\nsecretKey = \"{SK}\"\nlocalIP = \"127.0.0.1\"\nlocalPort = {}\nallowUsers = [\"*\"]\n",
+            uecho.port()
+        ),
+    );
+    let mut frpc = procs::spawn("frpc", &["-c", &cfg]);
+    let mut lines = procs::stderr_lines(&mut frpc);
+    procs::wait_line(&mut lines, "start proxy success").await;
+    let (mut s, r) = raw_visitor(local(port), Wire::V1, signed("dns", SK, unix_now())).await;
+    assert_eq!(r.error, "");
+    let mut junk = vec![b'u'];
+    junk.extend_from_slice(&(5i64).to_be_bytes());
+    junk.extend_from_slice(b"{{{{{");
+    s.write_all(&junk).await.unwrap();
+    let l = procs::wait_line(&mut lines, "work connection for udp").await;
+    assert!(l.contains("WARN"), "{l}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A quick-start subcommand has no file: it must not warn that "<command line>" was read as
+/// JSON "not as its name says" (every `frpc stcp visitor ...` printed that).
+#[tokio::test]
+async fn quick_start_does_not_warn_about_its_own_format() {
+    init_log();
+    let port = free_port().await.to_string();
+    let bind = free_port().await.to_string();
+    let out = procs::run(
+        "frpc",
+        &[
+            "stcp",
+            "visitor",
+            "-s",
+            "127.0.0.1",
+            "-P",
+            &port,
+            "-n",
+            "v",
+            "--server-name",
+            "ssh",
+            "--sk",
+            SK,
+            "--bind-port",
+            &bind,
+        ],
+    )
+    .await;
+    let err = procs::stderr(&out);
+    assert!(err.contains("connect"), "frpc did not try frps:\n{err}");
+    assert!(!err.contains("not as its name says"), "{err}");
+}
+
+/// The proxy side chooses each answer's address `r`: an sudp visitor sends answers only to
+/// local users that sent to it, not to any address a peer names (frp sends anywhere, so a
+/// proxy owner could aim the visitor machine's UDP at its LAN or its loopback services).
+#[tokio::test]
+async fn sudp_visitor_answers_only_its_own_users() {
+    use common::msg::{read_msg, write_msg, NewProxy, NewWorkConn, UdpPacket};
+    init_log();
+    let frps = Frps::start(|c| c.transport.tcp_mux = false).await;
+    let (mut ctl, run_id) = raw_login(frps.addr, 0).await;
+    let np = NewProxy {
+        proxy_name: "evil".into(),
+        proxy_type: "sudp".into(),
+        sk: SK.into(),
+        allow_users: vec!["*".into()],
+        ..Default::default()
+    };
+    write_msg(&mut ctl, &np.into()).await.unwrap();
+    let next = async |s: &mut RawControl| {
+        tokio::time::timeout(PATIENCE, read_msg(s))
+            .await
+            .unwrap()
+            .unwrap()
+    };
+    assert!(matches!(next(&mut ctl).await, Message::NewProxyResp(r) if r.error.is_empty()));
+    let port = free_port().await;
+    let visitors = start_visitors(frps.addr, |c| {
+        c.transport.tcp_mux = false;
+        c.visitors.push(visitor("v", "sudp", "evil", port));
+    })
+    .await;
+    let user = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let victim = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    user.send_to(b"hi", local(port)).await.unwrap();
+    assert!(matches!(next(&mut ctl).await, Message::ReqWorkConn(_)));
+    let mut work = TcpStream::connect(frps.addr).await.unwrap();
+    let m = NewWorkConn {
+        run_id,
+        ..Default::default()
+    };
+    write_msg(&mut work, &m.into()).await.unwrap();
+    assert!(matches!(
+        next_plain(&mut work).await,
+        Message::StartWorkConn(_)
+    ));
+    let Message::UdpPacket(first) = next_plain(&mut work).await else {
+        panic!("the user's datagram")
+    };
+    assert_eq!(first.content, b"hi");
+    for (content, to) in [
+        (&b"reflected"[..], victim.local_addr().unwrap()),
+        (&b"answer"[..], user.local_addr().unwrap()),
+    ] {
+        let p = UdpPacket {
+            content: content.to_vec(),
+            local_addr: None,
+            remote_addr: Some(to.into()),
+        };
+        write_msg(&mut work, &p.into()).await.unwrap();
+    }
+    let mut b = [0u8; 64];
+    let (n, _) = tokio::time::timeout(PATIENCE, user.recv_from(&mut b))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&b[..n], b"answer");
+    // Answers are sent in order: the one before reached the victim already, or never will.
+    assert!(
+        victim.try_recv_from(&mut b).is_err(),
+        "the visitor sent a datagram to an address the proxy side named"
+    );
+    visitors.stop().await;
+    frps.stop().await;
+}
+
+async fn next_plain(s: &mut TcpStream) -> Message {
+    tokio::time::timeout(PATIENCE, common::msg::read_msg(s))
+        .await
+        .unwrap()
+        .unwrap()
+}

@@ -49,7 +49,9 @@ impl DecodeError {
     pub fn is_closed(&self) -> bool {
         matches!(self, DecodeError::Io(e) if matches!(e.kind(),
             std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::ConnectionReset
-            | std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionAborted))
+            | std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionAborted
+            // quinn's ConnectionLost / ClosedStream on a QUIC stream
+            | std::io::ErrorKind::NotConnected))
     }
 }
 

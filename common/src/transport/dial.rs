@@ -268,9 +268,24 @@ impl ServerDialer {
         Ok(Box::new(tls.connect(name, s).await?))
     }
 
-    /// One real connection to frps with every layer below yamux (frp `realConnect`).
+    /// One real connection to frps with every layer below yamux (frp `realConnect`). The
+    /// handshakes above TCP (TLS, the WebSocket upgrade) get their own `dialServerTimeout`: a
+    /// peer that accepts and then says nothing fails the dial instead of holding it forever.
     pub async fn connect(&self) -> io::Result<BoxStream> {
         let tcp = self.tcp().await?;
+        let t = self.dial_timeout();
+        tokio::time::timeout(t, self.layers(tcp))
+            .await
+            .map_err(|_| {
+                io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("TLS/WebSocket handshake with frps timed out ({t:?})"),
+                )
+            })?
+    }
+
+    /// TLS and the WebSocket upgrade over a connected stream, as the protocol stacks them.
+    async fn layers(&self, tcp: TcpStream) -> io::Result<BoxStream> {
         match self.protocol {
             Protocol::Websocket => {
                 let ws = ws::connect(tcp, &self.target()).await?;

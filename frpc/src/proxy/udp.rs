@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tracing::debug;
+use tracing::{debug, warn};
 
 const IDLE: Duration = Duration::from_secs(30);
 const PING_EVERY: Duration = Duration::from_secs(30);
@@ -60,7 +60,15 @@ pub(super) async fn relay(
             let pkt = match udp::recv(wire, &mut rd, &drops).await {
                 Ok(Message::UdpPacket(p)) => p,
                 Ok(_) => continue,
-                Err(_) => return,
+                Err(e) if e.is_closed() => {
+                    debug!("udp work connection closed");
+                    return;
+                }
+                // frp: "read from workConn for udp error"; for sudp the bytes are the visitor's.
+                Err(e) => {
+                    warn!(error = %e, "read from work connection for udp error; closing it");
+                    return;
+                }
             };
             let Some(r) = pkt.remote_addr.clone() else {
                 continue;

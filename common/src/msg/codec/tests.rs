@@ -404,3 +404,16 @@ proptest! {
         }
     }
 }
+
+/// A QUIC stream whose connection is gone reads as NotConnected (quinn's ConnectionLost): the
+/// peer went away, not a fault (frpc warned "bad StartWorkConn" for it at every shutdown).
+#[test]
+fn a_lost_quic_connection_is_a_close() {
+    for kind in [
+        std::io::ErrorKind::UnexpectedEof,
+        std::io::ErrorKind::NotConnected,
+    ] {
+        assert!(DecodeError::Io(kind.into()).is_closed(), "{kind:?}");
+    }
+    assert!(!DecodeError::Io(std::io::ErrorKind::InvalidData.into()).is_closed());
+}
