@@ -964,3 +964,47 @@ async fn https2http_behind_frps_https_vhost() {
     frpc.stop().await;
     frps.stop().await;
 }
+
+/// A SOCKS5 user picks the domain bytes; frpc's log line for it must stay one line (the
+/// domain is quoted with its control bytes escaped), so a user cannot forge log lines.
+#[tokio::test]
+async fn socks5_domain_with_control_bytes_cannot_forge_log_lines() {
+    init_log();
+    use tests::procs::{spawn, start_frps, stderr_lines, tempdir, wait_line, write};
+    let dir = tempdir("plugins-socks-log");
+    let (_frps, bind) = start_frps(&dir, "").await;
+    let s5 = free_port().await;
+    let cfg = write(
+        &dir,
+        "frpc.toml",
+        &format!(
+            r#"serverAddr = "127.0.0.1"
+serverPort = {bind}
+
+[[proxies]]
+name = "socks5"
+type = "tcp"
+remotePort = {s5}
+[proxies.plugin]
+type = "socks5"
+"#
+        ),
+    );
+    let mut frpc = spawn("frpc", &["-c", &cfg]);
+    let mut log = stderr_lines(&mut frpc);
+    let at = SocketAddr::from(([127, 0, 0, 1], s5));
+    wait_listening(at).await;
+    // The NUL makes the lookup fail at once, without asking DNS.
+    let domain = b"x\nFORGED INFO login to server success\0";
+    let mut addr = vec![3, domain.len() as u8];
+    addr.extend_from_slice(domain);
+    let mut s = TcpStream::connect(at).await.unwrap();
+    let r = socks5_connect(&mut s, None, 1, &addr, 9).await;
+    assert_eq!(r[..2], [5, 4], "host unreachable");
+    let line = wait_line(&mut log, "socks5: connect failed").await;
+    assert!(
+        line.contains(r#"x\nFORGED INFO login to server success\0"#),
+        "the whole domain, escaped, on the one line: {line}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
