@@ -1034,3 +1034,30 @@ async fn https2http_closes_a_silent_h2_client() {
     frpc.stop().await;
     frps.stop().await;
 }
+
+/// An upstream (`localAddr`) that accepts TCP but never answers the TLS handshake gets the
+/// request a 502 after a bounded time instead of hanging it.
+#[tokio::test]
+async fn http2https_upstream_that_never_speaks_tls_gets_a_502() {
+    init_log();
+    let mute = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mute_addr = mute.local_addr().unwrap();
+    let held = Arc::new(tokio::sync::Mutex::new(Vec::new()));
+    let keep = held.clone();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = mute.accept().await {
+            keep.lock().await.push(s);
+        }
+    });
+    let mut pl = plugin("http2https");
+    pl.local_addr = mute_addr.to_string();
+    let (frps, frpc, addrs) = start(vec![plugged("mute-upstream", pl)]).await;
+    let a = http_backend::get(addrs[0], "x", "/", &[]).await;
+    assert_eq!(a.status, 502);
+    assert!(
+        !held.lock().await.is_empty(),
+        "the plugin did reach the upstream"
+    );
+    frpc.stop().await;
+    frps.stop().await;
+}
