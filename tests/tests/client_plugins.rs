@@ -846,23 +846,30 @@ async fn a_plugin_that_cannot_start_puts_its_proxy_in_error_and_the_api_shows_pl
 }
 
 /// The real binaries, configured from TOML as a user would: the README examples' shape.
+/// Writes `frpc.toml` in `dir` for the frps on `bind`, with `rest` after the server lines.
+fn frpc_toml(dir: &Path, bind: u16, rest: &str) -> String {
+    tests::procs::write(
+        dir,
+        "frpc.toml",
+        &format!("serverAddr = \"127.0.0.1\"\nserverPort = {bind}\n{rest}"),
+    )
+}
+
 #[tokio::test]
 async fn plugins_through_the_real_binaries_from_a_toml_file() {
     init_log();
-    use tests::procs::{spawn, start_frps, tempdir, write};
+    use tests::procs::{spawn, start_frps, tempdir};
     let dir = tempdir("plugins-bin");
     std::fs::create_dir_all(dir.join("www")).unwrap();
     std::fs::write(dir.join("www/hello.txt"), "from the file server").unwrap();
     let echo = echo_tcp().await;
     let (_frps, bind) = start_frps(&dir, "auth.token = \"tok\"\n").await;
     let (hp, s5, sf) = (free_port().await, free_port().await, free_port().await);
-    let cfg = write(
+    let cfg = frpc_toml(
         &dir,
-        "frpc.toml",
+        bind,
         &format!(
-            r#"serverAddr = "127.0.0.1"
-serverPort = {bind}
-auth.token = "tok"
+            r#"auth.token = "tok"
 
 [[proxies]]
 name = "http-proxy"
@@ -970,18 +977,15 @@ async fn https2http_behind_frps_https_vhost() {
 #[tokio::test]
 async fn socks5_domain_with_control_bytes_cannot_forge_log_lines() {
     init_log();
-    use tests::procs::{spawn, start_frps, stderr_lines, tempdir, wait_line, write};
+    use tests::procs::{spawn, start_frps, stderr_lines, tempdir, wait_line};
     let dir = tempdir("plugins-socks-log");
     let (_frps, bind) = start_frps(&dir, "").await;
     let s5 = free_port().await;
-    let cfg = write(
+    let cfg = frpc_toml(
         &dir,
-        "frpc.toml",
+        bind,
         &format!(
-            r#"serverAddr = "127.0.0.1"
-serverPort = {bind}
-
-[[proxies]]
+            r#"[[proxies]]
 name = "socks5"
 type = "tcp"
 remotePort = {s5}
