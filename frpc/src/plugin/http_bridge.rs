@@ -185,8 +185,6 @@ impl HttpBridge {
         if h2 {
             let r = hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
                 .timer(hyper_util::rt::TokioTimer::new())
-                .keep_alive_interval(H2_PING_INTERVAL)
-                .keep_alive_timeout(H2_PING_TIMEOUT)
                 .serve_connection(hyper_util::rt::TokioIo::new(tls), svc)
                 .await;
             if let Err(e) = r {
@@ -212,12 +210,6 @@ impl HttpBridge {
         hyper::service::service_fn(move |req| handle(req, settings.clone(), ctx.clone()))
     }
 }
-
-/// An h2 client is pinged after this long without frames from it, and closed when it does
-/// not answer within [`H2_PING_TIMEOUT`]: the bound on a client that goes silent (Go's server
-/// drops one whose first SETTINGS do not come; hyper has no such timer).
-const H2_PING_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
-const H2_PING_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Go's TLS server answers a plain HTTP request with a 400 instead of a TLS alert; so do we.
 /// Returns the connection (with what was read put back) when it does not look like HTTP.
