@@ -1039,3 +1039,29 @@ async fn http2https_upstream_that_never_speaks_tls_gets_a_502() {
     frpc.stop().await;
     frps.stop().await;
 }
+
+/// A TLS client that picks h2, sends the connection preface and then nothing (no SETTINGS, no
+/// request) is closed after the header timeout (Go's server drops it when its SETTINGS do not
+/// come), instead of holding a work connection for ever.
+#[tokio::test]
+async fn https2http_closes_a_silent_h2_client() {
+    init_log();
+    let backend = http_backend::start("h2-silent").await;
+    let mut pl = plugin("https2http");
+    pl.local_addr = backend.to_string();
+    let (frps, frpc, addrs) = start(vec![plugged("h2-silent", pl)]).await;
+    let mut tls = tls_connect(addrs[0], "site.example", &[b"h2"], None).await;
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    tls.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+        .await
+        .unwrap();
+    let mut sink = Vec::new();
+    let closed = tokio::time::timeout(
+        std::time::Duration::from_secs(90),
+        tls.read_to_end(&mut sink),
+    )
+    .await;
+    assert!(closed.is_ok(), "the silent h2 connection is still open");
+    frpc.stop().await;
+    frps.stop().await;
+}
