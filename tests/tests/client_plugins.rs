@@ -846,23 +846,30 @@ async fn a_plugin_that_cannot_start_puts_its_proxy_in_error_and_the_api_shows_pl
 }
 
 /// The real binaries, configured from TOML as a user would: the README examples' shape.
+/// Writes `frpc.toml` in `dir` for the frps on `bind`, with `rest` after the server lines.
+fn frpc_toml(dir: &Path, bind: u16, rest: &str) -> String {
+    tests::procs::write(
+        dir,
+        "frpc.toml",
+        &format!("serverAddr = \"127.0.0.1\"\nserverPort = {bind}\n{rest}"),
+    )
+}
+
 #[tokio::test]
 async fn plugins_through_the_real_binaries_from_a_toml_file() {
     init_log();
-    use tests::procs::{spawn, start_frps, tempdir, write};
+    use tests::procs::{spawn, start_frps, tempdir};
     let dir = tempdir("plugins-bin");
     std::fs::create_dir_all(dir.join("www")).unwrap();
     std::fs::write(dir.join("www/hello.txt"), "from the file server").unwrap();
     let echo = echo_tcp().await;
     let (_frps, bind) = start_frps(&dir, "auth.token = \"tok\"\n").await;
     let (hp, s5, sf) = (free_port().await, free_port().await, free_port().await);
-    let cfg = write(
+    let cfg = frpc_toml(
         &dir,
-        "frpc.toml",
+        bind,
         &format!(
-            r#"serverAddr = "127.0.0.1"
-serverPort = {bind}
-auth.token = "tok"
+            r#"auth.token = "tok"
 
 [[proxies]]
 name = "http-proxy"
@@ -961,6 +968,100 @@ async fn https2http_behind_frps_https_vhost() {
     assert!(t.starts_with("vhost-backend\nGET /v\n"), "{t}");
     assert_eq!(seen(&t, "x-forwarded-for"), [me.ip().to_string()], "{t}");
     assert_eq!(seen(&t, "x-forwarded-proto"), ["https"], "{t}");
+    frpc.stop().await;
+    frps.stop().await;
+}
+
+/// A SOCKS5 user picks the domain bytes; frpc's log line for it must stay one line (the
+/// domain is quoted with its control bytes escaped), so a user cannot forge log lines.
+#[tokio::test]
+async fn socks5_domain_with_control_bytes_cannot_forge_log_lines() {
+    init_log();
+    use tests::procs::{spawn, start_frps, stderr_lines, tempdir, wait_line};
+    let dir = tempdir("plugins-socks-log");
+    let (_frps, bind) = start_frps(&dir, "").await;
+    let s5 = free_port().await;
+    let cfg = frpc_toml(
+        &dir,
+        bind,
+        &format!(
+            r#"[[proxies]]
+name = "socks5"
+type = "tcp"
+remotePort = {s5}
+[proxies.plugin]
+type = "socks5"
+"#
+        ),
+    );
+    let mut frpc = spawn("frpc", &["-c", &cfg]);
+    let mut log = stderr_lines(&mut frpc);
+    let at = SocketAddr::from(([127, 0, 0, 1], s5));
+    wait_listening(at).await;
+    // The NUL makes the lookup fail at once, without asking DNS.
+    let domain = b"x\nFORGED INFO login to server success\0";
+    let mut addr = vec![3, domain.len() as u8];
+    addr.extend_from_slice(domain);
+    let mut s = TcpStream::connect(at).await.unwrap();
+    let r = socks5_connect(&mut s, None, 1, &addr, 9).await;
+    assert_eq!(r[..2], [5, 4], "host unreachable");
+    let line = wait_line(&mut log, "socks5: connect failed").await;
+    assert!(
+        line.contains(r#"x\nFORGED INFO login to server success\0"#),
+        "the whole domain, escaped, on the one line: {line}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// An upstream (`localAddr`) that accepts TCP but never answers the TLS handshake gets the
+/// request a 502 after a bounded time instead of hanging it.
+#[tokio::test]
+async fn http2https_upstream_that_never_speaks_tls_gets_a_502() {
+    init_log();
+    let mute = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mute_addr = mute.local_addr().unwrap();
+    let held = Arc::new(tokio::sync::Mutex::new(Vec::new()));
+    let keep = held.clone();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = mute.accept().await {
+            keep.lock().await.push(s);
+        }
+    });
+    let mut pl = plugin("http2https");
+    pl.local_addr = mute_addr.to_string();
+    let (frps, frpc, addrs) = start(vec![plugged("mute-upstream", pl)]).await;
+    let a = http_backend::get(addrs[0], "x", "/", &[]).await;
+    assert_eq!(a.status, 502);
+    assert!(
+        !held.lock().await.is_empty(),
+        "the plugin did reach the upstream"
+    );
+    frpc.stop().await;
+    frps.stop().await;
+}
+
+/// A TLS client that picks h2, sends the connection preface and then nothing (no SETTINGS, no
+/// request) is closed after the header timeout (Go's server drops it when its SETTINGS do not
+/// come), instead of holding a work connection for ever.
+#[tokio::test]
+async fn https2http_closes_a_silent_h2_client() {
+    init_log();
+    let backend = http_backend::start("h2-silent").await;
+    let mut pl = plugin("https2http");
+    pl.local_addr = backend.to_string();
+    let (frps, frpc, addrs) = start(vec![plugged("h2-silent", pl)]).await;
+    let mut tls = tls_connect(addrs[0], "site.example", &[b"h2"], None).await;
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    tls.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+        .await
+        .unwrap();
+    let mut sink = Vec::new();
+    let closed = tokio::time::timeout(
+        std::time::Duration::from_secs(90),
+        tls.read_to_end(&mut sink),
+    )
+    .await;
+    assert!(closed.is_ok(), "the silent h2 connection is still open");
     frpc.stop().await;
     frps.stop().await;
 }

@@ -183,12 +183,35 @@ impl HttpBridge {
         });
         let svc = self.service(ctx);
         if h2 {
-            let r = hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
-                .timer(hyper_util::rt::TokioTimer::new())
-                .serve_connection(hyper_util::rt::TokioIo::new(tls), svc)
-                .await;
-            if let Err(e) = r {
-                debug!(plugin = name, error = %e, "h2 connection ended with error");
+            // hyper's h2 server has no timer for a client that never gets to a request (Go's
+            // drops one whose first SETTINGS do not come): the first request must start within
+            // the header timeout. After that the connection lives as long as the client wants,
+            // as in Go.
+            let asked = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let seen = asked.clone();
+            let svc = hyper::service::service_fn(move |req| {
+                seen.store(true, std::sync::atomic::Ordering::Relaxed);
+                hyper::service::Service::call(&svc, req)
+            });
+            let conn =
+                hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .serve_connection(hyper_util::rt::TokioIo::new(tls), svc);
+            let first_request = async {
+                tokio::time::sleep(HEADER_TIMEOUT).await;
+                if asked.load(std::sync::atomic::Ordering::Relaxed) {
+                    std::future::pending::<()>().await;
+                }
+            };
+            tokio::select! {
+                r = conn => {
+                    if let Err(e) = r {
+                        debug!(plugin = name, error = %e, "h2 connection ended with error");
+                    }
+                }
+                () = first_request => {
+                    warn!(plugin = name, "h2 client sent no request in time, closing");
+                }
             }
         } else {
             super::serve_http1(tls, svc, name).await;

@@ -157,9 +157,8 @@ impl HttpProxy {
                 return;
             }
         };
-        if !basic_ok(c.proxy_auth.as_deref(), &self.auth.0, &self.auth.1) {
+        if !authorized(c.proxy_auth.as_deref(), &self.auth).await {
             warn!(target = %format!("{}:{}", c.host, c.port), "http_proxy: CONNECT with wrong credentials, 407");
-            tokio::time::sleep(AUTH_FAIL_DELAY).await;
             let _ = conn.write_all(RESP_407).await;
             let _ = conn.shutdown().await;
             return;
@@ -193,15 +192,27 @@ impl HttpProxy {
     }
 }
 
+/// Whether `offered` (a `Proxy-Authorization` value) carries the configured credentials. As
+/// frp's `Auth`, only credentials that are offered and wrong wait [`AUTH_FAIL_DELAY`]; missing
+/// or unreadable ones are refused at once.
+async fn authorized(offered: Option<&[u8]>, auth: &(String, String)) -> bool {
+    if basic_ok(offered, &auth.0, &auth.1) {
+        return true;
+    }
+    if offered.and_then(super::basic_credentials).is_some() {
+        tokio::time::sleep(AUTH_FAIL_DELAY).await;
+    }
+    false
+}
+
 /// A plain (absolute-URI) proxy request: auth, then the request to its origin.
 async fn forward(
     mut req: Request<hyper::body::Incoming>,
     auth: Arc<(String, String)>,
 ) -> Result<Response<Body>, std::convert::Infallible> {
     let offered = req.headers().get(PROXY_AUTHORIZATION).map(|v| v.as_bytes());
-    if !basic_ok(offered, &auth.0, &auth.1) {
+    if !authorized(offered, &auth).await {
         warn!(uri = %req.uri(), "http_proxy: request with wrong credentials, 407");
-        tokio::time::sleep(AUTH_FAIL_DELAY).await;
         let mut r = Response::new(super::empty());
         *r.status_mut() = StatusCode::PROXY_AUTHENTICATION_REQUIRED;
         r.headers_mut()
@@ -294,6 +305,44 @@ mod tests {
             parse_connect(b"CONNECT example.com:443 HTTP/1.1\r\nHost"),
             Err(ConnectError::Partial)
         );
+    }
+
+    /// frp (`HTTPProxy.Auth`) waits its 200 ms only for offered credentials that are wrong; a
+    /// request without them (a browser's first try) gets its 407 at once.
+    #[test]
+    fn only_wrong_credentials_wait_before_the_407() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .start_paused(true)
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let hp = HttpProxy {
+                auth: Arc::new(("u".into(), "p".into())),
+            };
+            for (head, delayed) in [
+                ("CONNECT a:1 HTTP/1.1\r\n\r\n", false),
+                (
+                    "CONNECT a:1 HTTP/1.1\r\nProxy-Authorization: Basic\r\n\r\n",
+                    false,
+                ),
+                // u:x
+                (
+                    "CONNECT a:1 HTTP/1.1\r\nProxy-Authorization: Basic dTp4\r\n\r\n",
+                    true,
+                ),
+            ] {
+                let (mut client, server) = tokio::io::duplex(4096);
+                client.write_all(head.as_bytes()).await.unwrap();
+                let start = tokio::time::Instant::now();
+                hp.serve(Box::new(server)).await;
+                let took = start.elapsed();
+                let mut out = Vec::new();
+                client.read_to_end(&mut out).await.unwrap();
+                assert!(out.starts_with(b"HTTP/1.1 407 "), "{head:?}");
+                assert_eq!(took >= AUTH_FAIL_DELAY, delayed, "{head:?}: {took:?}");
+            }
+        });
     }
 
     proptest! {

@@ -293,7 +293,7 @@ where
     }
 }
 
-/// How long an upstream HTTP service may take to accept.
+/// How long an upstream HTTP service may take to accept, and then its TLS handshake.
 const UPSTREAM_DIAL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Why a request could not be sent upstream.
@@ -303,6 +303,8 @@ enum UpstreamError {
     Dial(String, std::io::Error),
     #[error("dial {0}: timed out")]
     Timeout(String),
+    #[error("tls to {0}: timed out")]
+    TlsTimeout(String),
     #[error("tls to {0}: {1}")]
     Tls(String, std::io::Error),
     #[error("http: {0}")]
@@ -333,10 +335,13 @@ where
         Some(cfg) => {
             let host = addr.rsplit_once(':').map(|(h, _)| h).unwrap_or(addr);
             let name = common::transport::tls::server_name(host.trim_matches(['[', ']']));
-            let s = tokio_rustls::TlsConnector::from(cfg.clone())
-                .connect(name, tcp)
-                .await
-                .map_err(|e| UpstreamError::Tls(addr.to_owned(), e))?;
+            let s = tokio::time::timeout(
+                UPSTREAM_DIAL_TIMEOUT,
+                tokio_rustls::TlsConnector::from(cfg.clone()).connect(name, tcp),
+            )
+            .await
+            .map_err(|_| UpstreamError::TlsTimeout(addr.to_owned()))?
+            .map_err(|e| UpstreamError::Tls(addr.to_owned(), e))?;
             Box::new(s)
         }
     };

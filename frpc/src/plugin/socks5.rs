@@ -103,6 +103,7 @@ impl Socks5 {
                 .await;
             return;
         }
+        // The user's bytes: logged with `?` so control bytes are escaped, not new log lines.
         let target = match &req.addr {
             Addr::Ip(ip) => format!("{}", SocketAddr::new(*ip, req.port)),
             Addr::Domain(d) => format!("{d}:{}", req.port),
@@ -118,7 +119,7 @@ impl Socks5 {
         let mut remote = match dialed {
             Ok(Ok(r)) => r,
             Ok(Err(e)) => {
-                warn!(%target, error = %e, "socks5: connect failed");
+                warn!(?target, error = %e, "socks5: connect failed");
                 let code = match e.kind() {
                     std::io::ErrorKind::ConnectionRefused => reply::CONNECTION_REFUSED,
                     std::io::ErrorKind::NetworkUnreachable => reply::NETWORK_UNREACHABLE,
@@ -128,7 +129,7 @@ impl Socks5 {
                 return;
             }
             Err(_) => {
-                warn!(%target, "socks5: connect timed out");
+                warn!(?target, "socks5: connect timed out");
                 let _ = conn
                     .write_all(&reply_bytes(reply::HOST_UNREACHABLE, None))
                     .await;
@@ -144,7 +145,7 @@ impl Socks5 {
             return;
         }
         if let Err(e) = common::io::join(&mut conn, &mut remote).await {
-            debug!(%target, error = %e, "socks5: tunnel ended with error");
+            debug!(?target, error = %e, "socks5: tunnel ended with error");
         }
     }
 }
