@@ -21,7 +21,7 @@ pub fn init(cfg: &crate::config::LogConfig) -> io::Result<()> {
         let ansi = !cfg.disable_print_color && io::stderr().is_terminal();
         builder
             .with_ansi(ansi)
-            .with_writer(|| QuietStderr)
+            .with_writer(move || QuietStderr { ansi })
             .try_init()
     } else {
         let file = RotatingFile::open(to.into(), cfg.max_days, crate::clock::utc_day)
@@ -34,11 +34,14 @@ pub fn init(cfg: &crate::config::LogConfig) -> io::Result<()> {
 /// stderr for log lines, dropping what cannot be written: tracing-subscriber reports a failed
 /// write with `eprintln!`, which panics when stderr itself is closed or full (`2>/dev/full`);
 /// a log line that cannot be written is lost, the process goes on.
-struct QuietStderr;
+struct QuietStderr {
+    /// Colours on: the formatter's own ESC sequences are kept.
+    ansi: bool,
+}
 
 impl Write for QuietStderr {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let _ = io::stderr().write_all(buf);
+        let _ = io::stderr().write_all(&escape_line(buf, self.ansi));
         Ok(buf.len())
     }
 
@@ -172,7 +175,8 @@ impl Write for RotatingFile {
                 );
             }
         }
-        st.file.write(buf)
+        st.file.write_all(&escape_line(buf, false))?;
+        Ok(buf.len())
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -189,6 +193,29 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for RotatingFile {
     fn make_writer(&'a self) -> Self::Writer {
         self.clone()
     }
+}
+
+/// One formatted log line as written: ASCII control characters inside it (a newline or carriage
+/// return that would start a forged line, a terminal escape) are written escaped (`\n`, `\u{1b}`),
+/// whatever field a peer put them in (a proxy name, a hostname, a plugin's reason); the final
+/// newline stays, and with `keep_esc` so do ESC bytes (the formatter's own colours on a
+/// terminal). The formatter hands each event over in one write.
+pub(crate) fn escape_line(buf: &[u8], keep_esc: bool) -> std::borrow::Cow<'_, [u8]> {
+    let body = buf.strip_suffix(b"\n").unwrap_or(buf);
+    let bad = |b: u8| (b < 0x20 && b != b'\t' && !(keep_esc && b == 0x1b)) || b == 0x7f;
+    if !body.iter().any(|&b| bad(b)) {
+        return std::borrow::Cow::Borrowed(buf);
+    }
+    let mut out = Vec::with_capacity(buf.len() + 16);
+    for &b in body {
+        if bad(b) {
+            out.extend(char::from(b).escape_default().to_string().bytes());
+        } else {
+            out.push(b);
+        }
+    }
+    out.extend_from_slice(&buf[body.len()..]);
+    std::borrow::Cow::Owned(out)
 }
 
 /// Text a peer chose, as it may be logged: control characters (newlines that would start a
@@ -244,6 +271,31 @@ impl Throttle {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn a_field_cannot_start_a_forged_line() {
+        let line = b"WARN new proxy refused proxy=a\nINFO forged\r\x1b[2J\x7f end\n";
+        let out = escape_line(line, false);
+        assert_eq!(
+            &*out,
+            &b"WARN new proxy refused proxy=a\\nINFO forged\\r\\u{1b}[2J\\u{7f} end\n"[..]
+        );
+        // Clean lines are passed through untouched, colours kept when asked.
+        let clean = b"\x1b[32mINFO\x1b[0m frps started\ttab\n";
+        assert!(matches!(
+            escape_line(clean, true),
+            std::borrow::Cow::Borrowed(_)
+        ));
+        assert_eq!(
+            &*escape_line(clean, false),
+            &b"\\u{1b}[32mINFO\\u{1b}[0m frps started\ttab\n"[..]
+        );
+        // Text that is not ASCII is kept as it is.
+        assert_eq!(
+            &*escape_line("名前\n".as_bytes(), false),
+            "名前\n".as_bytes()
+        );
+    }
     use std::sync::atomic::{AtomicI64, Ordering};
 
     static DAY: AtomicI64 = AtomicI64::new(0);
