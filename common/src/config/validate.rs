@@ -214,7 +214,12 @@ pub fn client(c: &ClientConfig, file: &Path, read_files: bool) -> Vec<Problem> {
                 Some((h, _)) => o.dial(&format!("serverAddrs[{i}]"), h, "the port after ':'"),
                 None => o.bad(
                     format!("serverAddrs[{i}]"),
-                    format!("{a:?} is not host:port (an IPv6 address as [addr]:port)"),
+                    match a.rsplit_once(':').map(|(_, p)| p.parse::<u64>()) {
+                        Some(Ok(p)) if p == 0 || p > 65535 => {
+                            format!("{a:?}: port {p} is out of range (1-65535)")
+                        }
+                        _ => format!("{a:?} is not host:port (an IPv6 address as [addr]:port)"),
+                    },
                 ),
             }
         }

@@ -655,6 +655,11 @@ fn server_addrs_and_trusted_addrs_are_checked() {
             "serverAddrs[3]"
         ]
     );
+    let err = client("serverAddrs = [\"h:99999\"]\n").unwrap_err();
+    assert!(
+        err.to_string().contains("port 99999 is out of range"),
+        "{err}"
+    );
     for both in ["serverAddr = \"h\"\n", "serverPort = 7001\n"] {
         let err = client(&format!("{both}serverAddrs = [\"a:1\"]\n")).unwrap_err();
         assert!(
