@@ -297,10 +297,17 @@ fn view(a: &Admin) -> View {
                 .collect::<Vec<_>>()
         })
         .unwrap_or_default();
+    let visitor_status = a.visitor_status.all();
     let visitors = cfg
         .visitors
         .iter()
         .map(|v| {
+            // The run-time status the visitor manager keeps (as `/api/status` shows it).
+            let (phase, error) = visitor_status
+                .iter()
+                .find(|s| s.name == v.name)
+                .map(|s| (s.phase.as_str(), s.error.clone()))
+                .unwrap_or(("new", String::new()));
             let bind = if v.bind_port < 0 {
                 "no listener".to_owned()
             } else {
@@ -319,6 +326,8 @@ fn view(a: &Admin) -> View {
             vec![
                 Cell::text(&v.name),
                 Cell::text(&v.kind),
+                Cell::status(phase, phase_class(phase)),
+                Cell::text(error),
                 Cell::text(server),
                 Cell::text(bind),
                 Cell::text(source),
@@ -358,7 +367,15 @@ fn view(a: &Admin) -> View {
                 id: "visitors".into(),
                 group: "visitors",
                 caption: "Visitors".into(),
-                head: vec!["Name", "Type", "Server proxy", "Listens on", "From"],
+                head: vec![
+                    "Name",
+                    "Type",
+                    "Status",
+                    "Error",
+                    "Server proxy",
+                    "Listens on",
+                    "From",
+                ],
                 rows: visitors,
                 empty: "No visitor is configured.",
             },

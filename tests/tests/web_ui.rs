@@ -420,7 +420,8 @@ async fn frpc_page_shows_check_failures_and_edits_the_config() {
         t.contains("health check failed")
     })
     .await;
-    let v = wait_row(c, "visitors", "v", |_| true).await;
+    // The visitor's run-time status, not only its configuration.
+    let v = wait_row(c, "visitors", "v", |t| t.contains("running")).await;
     assert!(
         v.contains("stcp") && v.contains(&format!("127.0.0.1:{visitor_port}")),
         "{v}"
