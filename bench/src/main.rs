@@ -105,6 +105,9 @@ struct Opts {
     /// Live user connections held through unchanged proxies during the reload.
     #[arg(long, default_value_t = 100)]
     live_conns: usize,
+    /// A file written once every client has arrived (for scripts that measure the hold).
+    #[arg(long)]
+    ready_file: Option<std::path::PathBuf>,
     /// Limit for each step (dial, login, proxy registration), seconds.
     #[arg(long, default_value_t = 10.0)]
     timeout: f64,
@@ -646,6 +649,11 @@ async fn silent(ctx: Arc<Ctx>) -> u64 {
             Err(e) => ctx.stats.fail(io_reason("dial", &e)),
         }
     }
+    if let Some(f) = &ctx.o.ready_file {
+        if let Err(e) = std::fs::write(f, "ready") {
+            ctx.stats.fail(io_reason("ready file", &e));
+        }
+    }
     tokio::time::sleep(Duration::from_secs_f64(ctx.o.duration)).await;
     hold.cancel();
     for t in tasks {
@@ -800,6 +808,11 @@ async fn run_clients(ctx: &Arc<Ctx>, report: &mut serde_json::Map<String, serde_
     let ok = ctx.stats.logins_ok.load(Relaxed);
     report.insert("arrival_s".into(), json!(secs));
     report.insert("logins_per_s".into(), json!(ok as f64 / secs.max(1e-9)));
+    if let Some(f) = &o.ready_file {
+        if let Err(e) = std::fs::write(f, "ready") {
+            ctx.stats.fail(io_reason("ready file", &e));
+        }
+    }
 
     if o.mode == Mode::Vanish {
         let ports: Vec<u16> = sessions
