@@ -13,8 +13,9 @@
 # per idle client with tcpMux: its session and its proxy's listener), IDLE_SECS (60), N_PROXIES
 # (5000), N_GOOD (1000 well-behaved clients in the hostile scenario), N_SILENT (2000),
 # N_VANISH (500), TLS=1 (TLS on for the idle fleet, the proxies and hostile scenarios; the storm
-# always runs both ways), CARGO (e.g. "flock /tmp/cargo.lock cargo").
-# All servers run tcpMux on (frp's default) with log.level = "warn". frp-load runs on core 0,
+# always runs both ways), MUX=0 (tcpMux off on both sides: heartbeats every 30 s instead of
+# yamux keepalives, and 3 descriptors per idle client), CARGO (e.g. "flock /tmp/cargo.lock cargo").
+# All servers run with log.level = "warn" and tcpMux on (frp's default) unless MUX=0. frp-load runs on core 0,
 # frps on core 1 (taskset); background load in the fairness and hostile scenarios runs at
 # nice 19 so that it takes core 0 only when the measuring client does not need it.
 set -euo pipefail
@@ -28,6 +29,8 @@ N_GOOD=${N_GOOD:-1000}
 N_SILENT=${N_SILENT:-2000}
 N_VANISH=${N_VANISH:-500}
 TLS=${TLS:-0}
+MUX=${MUX:-1}
+if [ "$MUX" = 1 ]; then MUXF=--mux; MUXB=true; else MUXF=; MUXB=false; fi
 SCENARIOS=${*:-storm idle proxies fairness hostile}
 TOKEN=scale-token
 
@@ -63,6 +66,7 @@ bindPort = $SPORT
 proxyBindAddr = "127.0.0.1"
 auth.token = "$TOKEN"
 log.level = "warn"
+transport.tcpMux = $MUXB
 EOF
   $TUN "$2" -c "$WORK/$1.toml" >"$WORK/$1.log" 2>&1 &
   SPID=$!; PIDS+=("$SPID")
@@ -70,7 +74,7 @@ EOF
   sleep 0.3
 }
 stop_frps() { kill "$SPID" 2>/dev/null || true; wait "$SPID" 2>/dev/null || true; }
-fl() { "$BIN/frp-load" --server "127.0.0.1:$SPORT" --token "$TOKEN" --mux "$@"; }
+fl() { "$BIN/frp-load" --server "127.0.0.1:$SPORT" --token "$TOKEN" $MUXF "$@"; }
 tlsflag() { [ "$TLS" = 1 ] && echo --tls || true; }
 
 SERVERS=("rs=$BIN/frps")
@@ -83,7 +87,7 @@ storm() { # name bin
   for tls in "" --tls; do
     start_frps "$1" "$2"
     c0=$(cpu_ticks "$SPID")
-    r=$($LOAD "$BIN/frp-load" --server "127.0.0.1:$SPORT" --token "$TOKEN" --mux $tls \
+    r=$($LOAD "$BIN/frp-load" --server "127.0.0.1:$SPORT" --token "$TOKEN" $MUXF $tls \
           --clients "$N_STORM" --proxies 0 --concurrency 256 2>/dev/null)
     c1=$(cpu_ticks "$SPID")
     row "| storm | $1 | ${tls:-plain} | $N_STORM | $(j '.logins_ok' "$r") | $(calc "round($(j .logins_per_s "$r"))") | $(j .login_p50_ms "$r") | $(j .login_p99_ms "$r") | $(calc "round(($c1-$c0)/$(getconf CLK_TCK)*1e6/max($(j .logins_ok "$r"),1))") | $(j .failures "$r") |"
@@ -94,11 +98,12 @@ storm() { # name bin
 idle() {
   local n=$N_IDLE lim base bfd r1 c1 c2 t1 t2 r2 fd2 res
   lim=$(ulimit -n)
-  if [ $((2 * n + 200)) -gt "$lim" ]; then n=$(( (lim - 200) / 2 )); echo "idle: $N_IDLE clients need $((2 * N_IDLE + 200)) descriptors, the limit is $lim: $n clients" >&2; fi
+  local per=$(( MUX == 1 ? 2 : 3 ))
+  if [ $((per * n + 200)) -gt "$lim" ]; then n=$(( (lim - 200) / per )); echo "idle: $N_IDLE clients need $((per * N_IDLE + 200)) descriptors, the limit is $lim: $n clients" >&2; fi
   start_frps "$1" "$2"
   base=$(rss_kib "$SPID"); bfd=$(fds "$SPID")
   rm -f "$WORK/ready"
-  $LOAD "$BIN/frp-load" --server "127.0.0.1:$SPORT" --token "$TOKEN" --mux $(tlsflag) \
+  $LOAD "$BIN/frp-load" --server "127.0.0.1:$SPORT" --token "$TOKEN" $MUXF $(tlsflag) \
     --clients "$n" --proxies 1 --remote-port-base 20000 --duration "$IDLE_SECS" \
     --ready-file "$WORK/ready" >"$WORK/idle.json" 2>/dev/null &
   local lp=$!
@@ -116,7 +121,7 @@ proxies() {
   local base r rss
   start_frps "$1" "$2"
   base=$(rss_kib "$SPID")
-  r=$($LOAD "$BIN/frp-load" --server "127.0.0.1:$SPORT" --token "$TOKEN" --mux $(tlsflag) \
+  r=$($LOAD "$BIN/frp-load" --server "127.0.0.1:$SPORT" --token "$TOKEN" $MUXF $(tlsflag) \
         --clients 1 --proxies "$N_PROXIES" --remote-port-base 10000 --timeout 30 \
         --reload-fraction 0.01 --live-conns 100 --duration 1 2>/dev/null)
   rss=$(rss_kib "$SPID")
@@ -128,7 +133,7 @@ fairness() {
   local a b bulk
   start_frps "$1" "$2"
   a=$(fl --name-prefix small --probe-rate 500 --probe-conns 10 --duration 10 2>/dev/null)
-  $BG "$BIN/frp-load" --server "127.0.0.1:$SPORT" --token "$TOKEN" --mux --name-prefix bulk \
+  $BG "$BIN/frp-load" --server "127.0.0.1:$SPORT" --token "$TOKEN" $MUXF --name-prefix bulk \
     --bulk-streams 4 --duration 14 >"$WORK/bulk.json" 2>/dev/null &
   local bp=$!
   sleep 2
@@ -148,9 +153,9 @@ hostile() {
   rm -f "$WORK/silent-ready"
   $BG "$BIN/frp-load" --server "127.0.0.1:$SPORT" --mode silent --clients "$N_SILENT" --duration 25 \
     --ready-file "$WORK/silent-ready" >"$WORK/silent.json" 2>/dev/null & local sp=$!
-  $BG "$BIN/frp-load" --server "127.0.0.1:$SPORT" --token "$TOKEN" --mux --mode wrong-token \
+  $BG "$BIN/frp-load" --server "127.0.0.1:$SPORT" --token "$TOKEN" $MUXF --mode wrong-token \
     --concurrency 64 --duration 20 >"$WORK/wrong.json" 2>/dev/null & local wp=$!
-  $BG "$BIN/frp-load" --server "127.0.0.1:$SPORT" --token "$TOKEN" --mux --mode vanish --name-prefix gone \
+  $BG "$BIN/frp-load" --server "127.0.0.1:$SPORT" --token "$TOKEN" $MUXF --mode vanish --name-prefix gone \
     --clients "$N_VANISH" --proxies 2 --remote-port-base 14000 >"$WORK/vanish.json" 2>/dev/null & local vp=$!
   wait_file "$WORK/silent-ready"
   sleep 1
@@ -173,7 +178,7 @@ done
   echo "## Scale scenarios ($(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git rev-parse --short HEAD))"
   echo
   echo "Machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores, $(uname -r); frp-load on core 0, frps on core 1;"
-  echo "servers: ${SERVERS[*]}; tcpMux on; TLS for idle/proxies/hostile: $TLS. Command: \`bash bench/scale.sh $SCENARIOS\`."
+  echo "servers: ${SERVERS[*]}; tcpMux: $MUXB; TLS for idle/proxies/hostile: $TLS. Command: \`MUX=$MUX TLS=$TLS bash bench/scale.sh $SCENARIOS\`."
   echo
   echo "Rows as printed (columns per scenario):"
   echo "- storm: server, transport, clients, logins ok, logins/s, login p50 ms, p99 ms, frps CPU µs per login, failures"
