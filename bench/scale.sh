@@ -180,13 +180,18 @@ done
   echo "Machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores, $(uname -r); frp-load on core 0, frps on core 1;"
   echo "servers: ${SERVERS[*]}; tcpMux: $MUXB; TLS for idle/proxies/hostile: $TLS. Command: \`MUX=$MUX TLS=$TLS bash bench/scale.sh $SCENARIOS\`."
   echo
-  echo "Rows as printed (columns per scenario):"
-  echo "- storm: server, transport, clients, logins ok, logins/s, login p50 ms, p99 ms, frps CPU µs per login, failures"
-  echo "- idle: server, tls, clients, proxies ok, frps RSS KiB/client after arrival, at the end, frps CPU µs per idle client per s, frps fds per client, sessions dropped, failures"
-  echo "- proxies: server, proxies, ok, ms to register all, frps RSS KiB/proxy, reload changed, ms to apply, live connections kept, failures"
-  echo "- fairness: server, probe p50/p99 ms alone, p50/p99 ms beside the bulk flow, p99 ratio, bulk MB/s, probe failures"
-  echo "- hostile: server, good login p99 ms alone / under attack, good probe p99 ms alone / under attack, wrong-token logins/s, silent closed by frps, vanished, frps fds before -> after, failures"
-  echo
-  printf '%s\n' "${ROWS[@]}"
+  declare -A HEAD=(
+    [storm]="| scenario | server | transport | clients | logins ok | logins/s | login p50 ms | p99 ms | frps CPU µs per login | failures |"
+    [idle]="| scenario | server | tls | clients | proxies ok | frps RSS KiB/client after arrival | at the end | frps CPU µs per idle client per s | frps fds per client | sessions dropped | failures |"
+    [proxies]="| scenario | server | proxies | ok | ms to register all | frps RSS KiB/proxy | reload changed | ms to apply | live connections kept | failures |"
+    [fairness]="| scenario | server | probe p50 ms alone | p99 | p50 ms beside bulk | p99 | p99 ratio | bulk MB/s | probe failures |"
+    [hostile]="| scenario | server | good login p99 ms alone | under attack | good probe p99 ms alone | under attack | wrong-token logins/s | silent closed by frps | vanished | frps fds before -> after | failures |"
+  )
+  for sc in $SCENARIOS; do
+    echo
+    echo "${HEAD[$sc]}"
+    echo "${HEAD[$sc]}" | sed 's/[^|]*|/---|/g; s/^---//'
+    printf '%s\n' "${ROWS[@]}" | grep "^| $sc |" || true
+  done
 } >>"$OUT"
 echo "appended to $OUT" >&2
