@@ -26,6 +26,10 @@ use tracing::{debug, info, warn, Instrument};
 
 /// frp's control send queue depth.
 const SEND_QUEUE: usize = 100;
+/// What the control's queues carry: boxed, because a tokio channel allocates its slots 32 at a
+/// time and a `Message` is ~500 bytes: two queues of bare messages cost every idle client
+/// ~31 KiB (issue 21 profile); boxed, 512 bytes.
+pub(crate) type Queued = Box<Message>;
 /// How long the control waits for room in its send queue: a client that takes none of 100
 /// queued messages for this long is not reading, and its session is closed.
 const SEND_TIMEOUT: Duration = Duration::from_secs(30);
@@ -171,7 +175,7 @@ pub(crate) async fn serve(
     let pool_count = login
         .pool_count
         .clamp(0, shared.cfg.transport.max_pool_count.max(0)) as usize;
-    let (ctl_tx, ctl_rx) = mpsc::channel::<Message>(SEND_QUEUE);
+    let (ctl_tx, ctl_rx) = mpsc::channel::<Queued>(SEND_QUEUE);
     let (pool, work_tx) = WorkConnPool::new(
         pool_count,
         shared.cfg.transport.max_pool_count.max(0) as usize,
@@ -238,7 +242,7 @@ pub(crate) async fn serve(
         }
     };
     let (rd, wr) = tokio::io::split(secured);
-    let (in_tx, in_rx) = mpsc::channel::<Message>(SEND_QUEUE);
+    let (in_tx, in_rx) = mpsc::channel::<Queued>(SEND_QUEUE);
     shared
         .tracker
         .spawn(reader(rd, wire, in_tx, token.clone()).instrument(span.clone()));
@@ -291,7 +295,7 @@ pub(crate) async fn serve(
 async fn reader<R: tokio::io::AsyncRead + Unpin>(
     mut rd: R,
     wire: Wire,
-    tx: mpsc::Sender<Message>,
+    tx: mpsc::Sender<Queued>,
     token: CancellationToken,
 ) {
     loop {
@@ -304,7 +308,7 @@ async fn reader<R: tokio::io::AsyncRead + Unpin>(
                 // The control loop's own waits are bounded, so this one is too.
                 tokio::select! {
                     _ = token.cancelled() => return,
-                    r = tx.send(m) => if r.is_err() { return },
+                    r = tx.send(Box::new(m)) => if r.is_err() { return },
                 }
             }
             Err(e) if e.is_closed() => {
@@ -322,7 +326,7 @@ async fn reader<R: tokio::io::AsyncRead + Unpin>(
 async fn writer<W: tokio::io::AsyncWrite + Unpin>(
     mut wr: W,
     wire: Wire,
-    mut rx: mpsc::Receiver<Message>,
+    mut rx: mpsc::Receiver<Queued>,
     token: CancellationToken,
 ) {
     loop {
@@ -351,34 +355,35 @@ struct Control {
     client_id: String,
     token: CancellationToken,
     pool: WorkConnPool,
-    ctl_tx: mpsc::Sender<Message>,
+    ctl_tx: mpsc::Sender<Queued>,
     proxies: HashMap<String, ProxyHandle>,
     /// The client as server plugins see it.
     plugin_user: Arc<UserInfo>,
 }
 
 impl Control {
-    async fn run(&mut self, mut rx: mpsc::Receiver<Message>) {
+    async fn run(&mut self, mut rx: mpsc::Receiver<Queued>) {
         let hb_timeout = self.shared.cfg.transport.heartbeat_timeout;
-        let mut last_ping = Instant::now();
-        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let limit = Duration::from_secs(hb_timeout.max(0) as u64);
+        // One deadline per session, pushed back by each Ping: an idle client costs a timer
+        // wake-up per heartbeat, not one a second (issue 21; frp checks every second).
+        let expiry = tokio::time::sleep(limit);
+        tokio::pin!(expiry);
         loop {
             tokio::select! {
                 _ = self.token.cancelled() => return,
                 m = rx.recv() => match m {
                     Some(m) => {
-                        if let Message::Ping(_) = &m {
-                            last_ping = Instant::now();
+                        if let Message::Ping(_) = &*m {
+                            expiry.as_mut().reset(Instant::now() + limit);
                         }
-                        self.handle(m).await;
+                        self.handle(*m).await;
                     }
                     None => return,
                 },
-                _ = tick.tick(), if hb_timeout > 0 => {
-                    if last_ping.elapsed() > Duration::from_secs(hb_timeout as u64) {
-                        warn!("heartbeat timeout, closing client session");
-                        return;
-                    }
+                () = &mut expiry, if hb_timeout > 0 => {
+                    warn!("heartbeat timeout, closing client session");
+                    return;
                 }
             }
         }
@@ -389,7 +394,7 @@ impl Control {
     async fn send(&self, m: impl Into<Message>) {
         tokio::select! {
             _ = self.token.cancelled() => {}
-            r = tokio::time::timeout(SEND_TIMEOUT, self.ctl_tx.send(m.into())) => {
+            r = tokio::time::timeout(SEND_TIMEOUT, self.ctl_tx.send(Box::new(m.into()))) => {
                 if r.is_err() {
                     warn!("client has not read its control channel for {SEND_TIMEOUT:?}, closing session");
                     self.token.cancel();

@@ -73,7 +73,7 @@ impl PoolFeeder {
 pub(crate) struct WorkConnPool {
     rx: async_channel::Receiver<BoxStream>,
     supply: Arc<Supply>,
-    ctl_tx: mpsc::Sender<Message>,
+    ctl_tx: mpsc::Sender<crate::control::Queued>,
     timeout: Duration,
     pool_count: usize,
     /// frp_rs: hand-outs by source (`pool` = no round trip, `requested` = waited for frpc).
@@ -89,7 +89,7 @@ impl WorkConnPool {
         pool_count: usize,
         max_pool: usize,
         timeout: Duration,
-        ctl_tx: mpsc::Sender<Message>,
+        ctl_tx: mpsc::Sender<crate::control::Queued>,
         handed_out: prometheus::IntCounterVec,
         wire: Wire,
     ) -> (Self, PoolFeeder) {
@@ -118,7 +118,12 @@ impl WorkConnPool {
     /// Queues a ReqWorkConn for frpc, waiting for room at most the user connection timeout
     /// (a client that does not read its control channel must not hold anyone forever).
     async fn request(&self) -> Result<(), PoolError> {
-        match tokio::time::timeout(self.timeout, self.ctl_tx.send(ReqWorkConn {}.into())).await {
+        match tokio::time::timeout(
+            self.timeout,
+            self.ctl_tx.send(Box::new(ReqWorkConn {}.into())),
+        )
+        .await
+        {
             Ok(Ok(())) => {
                 self.supply.requested.fetch_add(1, Ordering::AcqRel);
                 Ok(())
@@ -142,7 +147,11 @@ impl WorkConnPool {
         let s = &self.supply;
         let have = self.rx.len() + s.requested.load(Ordering::Acquire);
         for _ in have..s.target.load(Ordering::Acquire) {
-            if self.ctl_tx.try_send(ReqWorkConn {}.into()).is_err() {
+            if self
+                .ctl_tx
+                .try_send(Box::new(ReqWorkConn {}.into()))
+                .is_err()
+            {
                 break;
             }
             s.requested.fetch_add(1, Ordering::AcqRel);

@@ -84,7 +84,7 @@ pub fn secure_control(
     let Some(n) = negotiated else {
         return Ok(Box::new(CryptStream::new(
             stream,
-            crate::crypto::derive_key(token.as_bytes()),
+            crate::crypto::token_key(token.as_bytes()),
         )));
     };
     let (c2s, s2c) = crate::msg::v2::control_keys(token, &n.transcript, &n.alg);

@@ -43,6 +43,9 @@ const OUT_LIMIT: usize = 256 * 1024;
 const READ_PAUSE: usize = 4 * OUT_LIMIT;
 /// Bytes read from the socket per syscall at most.
 const READ_CHUNK: usize = 64 * 1024;
+/// What a quiet session reads into: a fleet of idle clients keeps 4 KiB each, not 64 (issue
+/// 21); a read that fills the free space makes the next buffer [`READ_CHUNK`].
+const QUIET_READ: usize = 4 * 1024;
 
 const TYPE_DATA: u8 = 0;
 const TYPE_WINDOW_UPDATE: u8 = 1;
@@ -746,6 +749,8 @@ pub struct Driver {
     role: Role,
     accept: Option<mpsc::Sender<Stream>>,
     rbuf: BytesMut,
+    /// The last read filled the free space of `rbuf` (more was waiting).
+    read_full: bool,
     state: ReadState,
     wbuf: BytesMut,
     wpos: usize,
@@ -807,6 +812,7 @@ impl Driver {
             role,
             accept,
             rbuf: BytesMut::new(),
+            read_full: false,
             state: ReadState::Header,
             wbuf: BytesMut::new(),
             wpos: 0,
@@ -856,9 +862,14 @@ impl Driver {
     fn poll_read_side(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         loop {
             self.dispatch()?;
-            if self.rbuf.capacity() - self.rbuf.len() < 4096 {
-                self.rbuf.reserve(READ_CHUNK);
+            if self.rbuf.capacity() - self.rbuf.len() < QUIET_READ {
+                self.rbuf.reserve(if self.read_full {
+                    READ_CHUNK
+                } else {
+                    QUIET_READ
+                });
             }
+            let free = self.rbuf.capacity() - self.rbuf.len();
             let n = ready!(tokio_util::io::poll_read_buf(
                 Pin::new(&mut self.io),
                 cx,
@@ -867,6 +878,7 @@ impl Driver {
             if n == 0 {
                 return Poll::Ready(Ok(()));
             }
+            self.read_full = n == free;
         }
     }
 

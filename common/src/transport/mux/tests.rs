@@ -626,3 +626,61 @@ async fn restricted_session_until_lifted() {
     within(s7.read_exact(&mut got)).await.unwrap();
     assert!(!drv.is_finished());
 }
+
+/// Polls the driver until it has nothing left to do for now (it yields after a burst).
+async fn drive_a_while(driver: &mut Driver) {
+    for _ in 0..64 {
+        std::future::poll_fn(|cx| {
+            let _ = Pin::new(&mut *driver).poll(cx);
+            Poll::Ready(())
+        })
+        .await;
+    }
+}
+
+/// A quiet session (most of a fleet of idle clients) reads into a small buffer; one whose reads
+/// fill the buffer moves to full-size reads (issue 21: every session held 64 KiB).
+#[tokio::test]
+async fn quiet_sessions_keep_a_small_read_buffer() {
+    let (mut raw, b) = tokio::io::duplex(1 << 20);
+    let (mut incoming, mut driver) = server(Box::new(b), config(30));
+    for id in 1..=20 {
+        raw.write_all(&header(TYPE_PING, FLAG_SYN, 0, id))
+            .await
+            .unwrap();
+        drive_a_while(&mut driver).await;
+    }
+    raw.write_all(&header(TYPE_WINDOW_UPDATE, FLAG_SYN, 1, GROWTH))
+        .await
+        .unwrap();
+    raw.write_all(&header(TYPE_DATA, 0, 1, 5)).await.unwrap();
+    raw.write_all(b"hello").await.unwrap();
+    drive_a_while(&mut driver).await;
+    assert!(
+        driver.rbuf.capacity() <= QUIET_READ,
+        "a quiet session holds {} bytes to read into",
+        driver.rbuf.capacity()
+    );
+    let mut s = within(incoming.accept()).await.unwrap();
+    let mut got = [0u8; 5];
+    s.read_exact(&mut got).await.unwrap();
+    assert_eq!(&got, b"hello");
+
+    // A burst: the reads fill the buffer, and the next ones are READ_CHUNK large.
+    let burst = pattern(200 * 1024, 7);
+    raw.write_all(&header(TYPE_DATA, 0, 1, burst.len() as u32))
+        .await
+        .unwrap();
+    raw.write_all(&burst).await.unwrap();
+    let mut biggest = 0;
+    for _ in 0..64 {
+        drive_a_while(&mut driver).await;
+        biggest = biggest.max(driver.rbuf.capacity());
+    }
+    assert!(driver.read_full || biggest > QUIET_READ, "{biggest}");
+    let mut back = vec![0u8; burst.len()];
+    let read = s.read_exact(&mut back);
+    let (r, ()) = tokio::join!(read, drive_a_while(&mut driver));
+    r.unwrap();
+    assert!(back == burst);
+}
