@@ -4,6 +4,10 @@
 //! - [`Limits`]: the first-message deadline, connections not yet logged in (at most), yamux
 //!   streams per session before login. Defaults in one place; tests shrink them.
 //! - [`Gate`]: the server-wide counters behind those limits.
+//! - One source address may hold at most [`Limits::pending_per_source`] of those
+//!   connections, so a crowd of silent connections from one host cannot take every slot and
+//!   hold back everyone else's logins until its deadline (trusted PROXY-protocol balancers,
+//!   which speak for many clients, are not counted per address).
 //! - [`Admission`]: one TCP connection's standing until it logs in; its `Drop` gives back what
 //!   it held and, if it never logged in, counts it as rejected ([`Reject`]).
 //! - Rejected connections are logged at debug one by one and summed up at INFO once per
@@ -11,6 +15,8 @@
 //!   `frp_rs_server_rejected_connections_total{reason}`.
 
 use common::transport::{mux, quic};
+use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -31,6 +37,9 @@ pub struct Limits {
     /// TCP connections at most that have not logged in (or, without tcpMux, sent their first
     /// message); beyond it frps stops accepting (the kernel's backlog holds the rest).
     pub pending_connections: usize,
+    /// Of those, at most this many from one source address; more from it are closed at once
+    /// (counted as `busy`) while the others' slots stay free.
+    pub pending_per_source: usize,
     /// yamux streams a session may have open before a Login succeeds on it; more are reset.
     pub pre_login_streams: usize,
     /// Rejected connections are logged at debug one by one, and at INFO as one summary per
@@ -43,6 +52,7 @@ impl Default for Limits {
         Limits {
             first_msg_timeout: FIRST_MSG_TIMEOUT,
             pending_connections: PENDING_CONNECTIONS,
+            pending_per_source: PENDING_PER_SOURCE,
             pre_login_streams: PRE_LOGIN_STREAMS,
             reject_summary_interval: REJECT_SUMMARY_INTERVAL,
         }
@@ -53,6 +63,9 @@ impl Default for Limits {
 /// under a flood; each pending connection costs a task, TLS state and (with tcpMux) a yamux
 /// session of at most [`PRE_LOGIN_STREAMS`] small streams.
 pub const PENDING_CONNECTIONS: usize = 1024;
+/// Default for [`Limits::pending_per_source`]: a quarter of [`PENDING_CONNECTIONS`], room for a
+/// whole NATed fleet reconnecting at once (who are refused past it retry with backoff).
+pub const PENDING_PER_SOURCE: usize = PENDING_CONNECTIONS / 4;
 /// Default for [`Limits::reject_summary_interval`].
 pub const REJECT_SUMMARY_INTERVAL: Duration = Duration::from_secs(60);
 /// Streams a yamux session may have open before a Login succeeds on it (Go frpc needs one).
@@ -80,16 +93,19 @@ pub(crate) enum Reject {
     /// Its first message was refused: a failed Login, a work connection for no client of
     /// its own, a visitor connection.
     Refused,
+    /// Its source address already held [`Limits::pending_per_source`] connections.
+    Busy,
 }
 
 impl Reject {
-    const ALL: [Reject; 6] = [
+    const ALL: [Reject; 7] = [
         Reject::Garbage,
         Reject::Timeout,
         Reject::Closed,
         Reject::Tls,
         Reject::Plain,
         Reject::Refused,
+        Reject::Busy,
     ];
 
     /// The metric label and the word in the summary.
@@ -101,6 +117,7 @@ impl Reject {
             Reject::Tls => "tls",
             Reject::Plain => "plain",
             Reject::Refused => "refused",
+            Reject::Busy => "busy",
         }
     }
 
@@ -121,7 +138,9 @@ pub(crate) struct Gate {
     /// their first message.
     awaiting_first: AtomicUsize,
     /// Rejections since the last summary, by [`Reject::index`].
-    window: [AtomicU64; 6],
+    window: [AtomicU64; 7],
+    /// Connections not logged in, by source address (only addresses with some).
+    per_source: Mutex<HashMap<IpAddr, usize>>,
     /// `frp_rs_server_rejected_connections_total{reason}`.
     rejected: prometheus::IntCounterVec,
 }
@@ -134,6 +153,7 @@ impl Gate {
             unauthenticated: AtomicUsize::new(0),
             awaiting_first: AtomicUsize::new(0),
             window: Default::default(),
+            per_source: Mutex::default(),
             rejected,
         }
     }
@@ -181,19 +201,49 @@ impl Gate {
         self.permits.clone().acquire_owned().await.ok()
     }
 
-    /// A new TCP connection holding `permit`: counted as unauthenticated until it logs in or
-    /// closes.
-    pub(crate) fn admission(self: &Arc<Self>, permit: OwnedSemaphorePermit) -> Arc<Admission> {
+    /// A new connection holding `permit`, from `source` (`None`: not counted per address, a
+    /// trusted balancer): counted as unauthenticated until it logs in or closes. `None` when
+    /// `source` already holds [`Limits::pending_per_source`] connections: the caller closes
+    /// it (the permit goes back at once, and it is counted as [`Reject::Busy`]).
+    pub(crate) fn admission(
+        self: &Arc<Self>,
+        permit: OwnedSemaphorePermit,
+        source: Option<IpAddr>,
+    ) -> Option<Arc<Admission>> {
+        if let Some(ip) = source {
+            let mut per = self.per_source.lock().unwrap_or_else(|p| p.into_inner());
+            let n = per.entry(ip).or_default();
+            if *n >= self.limits.pending_per_source.max(1) {
+                drop(per);
+                self.count_rejected(Reject::Busy);
+                return None;
+            }
+            *n += 1;
+        }
         self.unauthenticated.fetch_add(1, Ordering::Relaxed);
-        Arc::new(Admission {
+        Some(Arc::new(Admission {
             gate: self.clone(),
             pending: Mutex::new(Some(Pending {
                 _permit: permit,
+                source,
                 session: None,
                 quic: None,
                 reason: None,
             })),
-        })
+        }))
+    }
+
+    /// `source` no longer holds a connection that has not logged in.
+    fn release(&self, source: Option<IpAddr>) {
+        self.unauthenticated.fetch_sub(1, Ordering::Relaxed);
+        let Some(ip) = source else { return };
+        let mut per = self.per_source.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = per.get_mut(&ip) {
+            *n -= 1;
+            if *n == 0 {
+                per.remove(&ip);
+            }
+        }
     }
 
     /// The yamux config of a session that has not logged in (lifted by [`Admission::admit`]).
@@ -235,6 +285,8 @@ pub(crate) struct Admission {
 #[derive(Debug)]
 struct Pending {
     _permit: OwnedSemaphorePermit,
+    /// Where it came from, as counted against [`Limits::pending_per_source`].
+    source: Option<IpAddr>,
     /// Its yamux session's restriction (tcpMux), lifted at login.
     session: Option<mux::SessionLimits>,
     /// Its QUIC connection, whose receive window is raised at login.
@@ -271,7 +323,7 @@ impl Admission {
         let Some(p) = self.pending().take() else {
             return;
         };
-        self.gate.unauthenticated.fetch_sub(1, Ordering::Relaxed);
+        self.gate.release(p.source);
         if let Some(s) = p.session {
             s.lift();
         }
@@ -301,7 +353,7 @@ impl Admission {
 impl Drop for Admission {
     fn drop(&mut self) {
         if let Some(p) = self.pending().take() {
-            self.gate.unauthenticated.fetch_sub(1, Ordering::Relaxed);
+            self.gate.release(p.source);
             self.gate.count_rejected(p.reason.unwrap_or(Reject::Closed));
         }
     }
@@ -360,7 +412,8 @@ impl Gate {
             .clone()
             .try_acquire_owned()
             .expect("a fresh gate has permits");
-        gate.admission(permit)
+        gate.admission(permit, None)
+            .expect("not counted per source")
     }
 }
 
@@ -384,5 +437,50 @@ mod tests {
         );
         assert_eq!(gate.summary(), None, "each rejection is summed up once");
         assert_eq!(rejected.with_label_values(&["garbage"]).get(), 3);
+    }
+
+    #[test]
+    fn one_source_holds_at_most_its_share() {
+        let rejected = prometheus::IntCounterVec::new(prometheus::Opts::new("t", "t"), &["reason"])
+            .expect("metric");
+        let limits = Limits {
+            pending_connections: 8,
+            pending_per_source: 2,
+            ..Limits::default()
+        };
+        let gate = Arc::new(Gate::new(limits, rejected.clone()));
+        let permit = || gate.permits.clone().try_acquire_owned().expect("permit");
+        let (a, b): (IpAddr, IpAddr) = ([10, 0, 0, 1].into(), [10, 0, 0, 2].into());
+        let a1 = gate.admission(permit(), Some(a)).expect("first from a");
+        let a2 = gate.admission(permit(), Some(a)).expect("second from a");
+        assert!(
+            gate.admission(permit(), Some(a)).is_none(),
+            "a's share is full"
+        );
+        assert_eq!(rejected.with_label_values(&["busy"]).get(), 1);
+        assert_eq!(
+            gate.permits.available_permits(),
+            6,
+            "the refused one's permit is back"
+        );
+        let b1 = gate
+            .admission(permit(), Some(b))
+            .expect("b has its own share");
+        // Unlimited when not counted per source (a trusted balancer).
+        let lb: Vec<_> = (0..3)
+            .map(|_| gate.admission(permit(), None).expect("balancer"))
+            .collect();
+        // Logging in and closing both give the slot back.
+        a1.admit();
+        let a3 = gate.admission(permit(), Some(a)).expect("a logged in one");
+        drop(a2);
+        let a4 = gate.admission(permit(), Some(a)).expect("a closed one");
+        assert!(gate.admission(permit(), Some(a)).is_none());
+        drop((a1, a3, a4, b1, lb));
+        assert!(
+            gate.per_source.lock().expect("lock").is_empty(),
+            "nothing kept per address"
+        );
+        assert_eq!(gate.unauthenticated(), 0);
     }
 }

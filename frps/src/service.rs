@@ -423,7 +423,12 @@ impl Server {
                 r = self.listener.accept() => match r {
                     Ok((tcp, peer)) => {
                         let span = tracing::info_span!("conn", %peer, client = tracing::field::Empty);
-                        let admission = shared.gate.admission(permit);
+                        // A trusted balancer speaks for many clients: not counted per address.
+                        let source = (!shared.proxy_protocol.trusts(peer.ip())).then_some(peer.ip());
+                        let Some(admission) = shared.gate.admission(permit, source) else {
+                            debug!(%peer, "closed: this address already holds its share of connections that have not logged in");
+                            continue;
+                        };
                         shared.tracker.spawn(handle_conn(shared.clone(), tcp, peer, admission, shutdown.child_token()).instrument(span));
                     }
                     Err(e) => {
@@ -801,7 +806,11 @@ async fn serve_quic(shared: Arc<Shared>, endpoint: quinn::Endpoint, shutdown: Ca
         };
         let peer = incoming.remote_address();
         let span = tracing::info_span!("quic", %peer);
-        let admission = shared.gate.admission(permit);
+        let Some(admission) = shared.gate.admission(permit, Some(peer.ip())) else {
+            debug!(%peer, "quic connection refused: this address already holds its share of connections that have not logged in");
+            incoming.refuse();
+            continue;
+        };
         shared.tracker.spawn(
             handle_quic(
                 shared.clone(),

@@ -445,6 +445,47 @@ async fn connections_that_have_not_logged_in_are_bounded() {
     }
 }
 
+/// A crowd of silent connections from one address takes only that address's share of the
+/// slots for connections that have not logged in: the rest are closed at once, and a client
+/// from another address logs in without waiting for the crowd's deadline.
+#[tokio::test]
+async fn one_address_cannot_take_every_pre_login_slot() {
+    init_log();
+    let limits = frps::Limits {
+        // Longer than any wait here: only the per-address share can free the slots.
+        first_msg_timeout: std::time::Duration::from_secs(300),
+        pending_connections: 8,
+        pending_per_source: 4,
+        ..Default::default()
+    };
+    let frps = Frps::start_with(limits, |_| {}).await;
+    let mut crowd = Vec::new();
+    for _ in 0..8 {
+        let mut s = TcpStream::connect(frps.addr).await.unwrap();
+        let _ = s.write_all(b"o").await; // not TLS: plain, and then nothing more
+        crowd.push(s);
+    }
+    // Past its share, the crowd's connections are closed at once (counted as busy).
+    eventually("four of the crowd are refused as busy", || {
+        frps.stats
+            .metrics_text()
+            .contains("frp_rs_server_rejected_connections_total{reason=\"busy\"} 4")
+    })
+    .await;
+    assert_eq!(frps.stats.unauthenticated_connections(), 4);
+    // Another address (127.0.0.2) logs in while the crowd still holds its share.
+    let echo = echo_tcp().await;
+    let frpc = Frpc::start(frps.addr, |c| {
+        c.transport.connect_server_local_ip = "127.0.0.2".into();
+        c.proxies.push(proxy("other", "tcp", echo, 0));
+    });
+    frpc.wait_running("other").await;
+    assert_eq!(frps.stats.unauthenticated_connections(), 4);
+    drop(crowd);
+    frpc.stop().await;
+    frps.stop().await;
+}
+
 /// Keeps `s` alive the way an attacker would (`keep_alive()` bytes every 100 ms, answers read
 /// and dropped) and returns once frps has closed it; panics if frps never does.
 async fn closed_despite_keepalive(
