@@ -12,7 +12,9 @@
 # Knobs: N_STORM (5000), N_IDLE (10000, capped by the open-files limit: frps holds 2 descriptors
 # per idle client with tcpMux: its session and its proxy's listener), IDLE_SECS (60), N_PROXIES
 # (5000), N_GOOD (1000 well-behaved clients in the hostile scenario), N_SILENT (2000),
-# N_VANISH (500), TLS=1 (TLS on for the idle fleet, the proxies and hostile scenarios; the storm
+# N_VANISH (500), CROWD_IPS (127.0.0.2: the source addresses the hostile crowd dials from,
+# comma-separated, round robin; the good clients dial from 127.0.0.1, so frps's per-address share
+# of the pre-login slots applies as it would to a crowd from other hosts), TLS=1 (TLS on for the idle fleet, the proxies and hostile scenarios; the storm
 # always runs both ways), MUX=0 (tcpMux off on both sides: heartbeats every 30 s instead of
 # yamux keepalives, and 3 descriptors per idle client), CARGO (e.g. "flock /tmp/cargo.lock cargo").
 # All servers run with log.level = "warn" and tcpMux on (frp's default) unless MUX=0. frp-load runs on core 0,
@@ -28,6 +30,7 @@ N_PROXIES=${N_PROXIES:-5000}
 N_GOOD=${N_GOOD:-1000}
 N_SILENT=${N_SILENT:-2000}
 N_VANISH=${N_VANISH:-500}
+CROWD_IPS=${CROWD_IPS:-127.0.0.2}
 TLS=${TLS:-0}
 MUX=${MUX:-1}
 if [ "$MUX" = 1 ]; then MUXF=--mux; MUXB=true; else MUXF=; MUXB=false; fi
@@ -147,15 +150,15 @@ hostile() {
   local a b bfd s w v fd2
   start_frps "$1" "$2"
   bfd=$(fds "$SPID")
-  good() { fl $(tlsflag) --name-prefix "$1" --clients "$N_GOOD" --proxies 1 --remote-port-base "$2" \
+  good() { fl $(tlsflag) --source-ips 127.0.0.1 --name-prefix "$1" --clients "$N_GOOD" --proxies 1 --remote-port-base "$2" \
              --probe-rate 200 --probe-conns 10 --duration 5 2>/dev/null; }
   a=$(good good1 10000)
   rm -f "$WORK/silent-ready"
-  $BG "$BIN/frp-load" --server "127.0.0.1:$SPORT" --mode silent --clients "$N_SILENT" --duration 25 \
+  $BG "$BIN/frp-load" --server "127.0.0.1:$SPORT" --source-ips "$CROWD_IPS" --mode silent --clients "$N_SILENT" --duration 25 \
     --ready-file "$WORK/silent-ready" >"$WORK/silent.json" 2>/dev/null & local sp=$!
-  $BG "$BIN/frp-load" --server "127.0.0.1:$SPORT" --token "$TOKEN" $MUXF --mode wrong-token \
+  $BG "$BIN/frp-load" --server "127.0.0.1:$SPORT" --token "$TOKEN" $MUXF --source-ips "$CROWD_IPS" --mode wrong-token \
     --concurrency 64 --duration 20 >"$WORK/wrong.json" 2>/dev/null & local wp=$!
-  $BG "$BIN/frp-load" --server "127.0.0.1:$SPORT" --token "$TOKEN" $MUXF --mode vanish --name-prefix gone \
+  $BG "$BIN/frp-load" --server "127.0.0.1:$SPORT" --token "$TOKEN" $MUXF --source-ips "$CROWD_IPS" --mode vanish --name-prefix gone \
     --clients "$N_VANISH" --proxies 2 --remote-port-base 14000 >"$WORK/vanish.json" 2>/dev/null & local vp=$!
   wait_file "$WORK/silent-ready"
   sleep 1
@@ -178,7 +181,7 @@ done
   echo "## Scale scenarios ($(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git rev-parse --short HEAD))"
   echo
   echo "Machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores, $(uname -r); frp-load on core 0, frps on core 1;"
-  echo "servers: ${SERVERS[*]}; tcpMux: $MUXB; TLS for idle/proxies/hostile: $TLS. Command: \`MUX=$MUX TLS=$TLS bash bench/scale.sh $SCENARIOS\`."
+  echo "servers: ${SERVERS[*]}; tcpMux: $MUXB; TLS for idle/proxies/hostile: $TLS; hostile crowd from $CROWD_IPS, good clients from 127.0.0.1. Command: \`MUX=$MUX TLS=$TLS CROWD_IPS=$CROWD_IPS bash bench/scale.sh $SCENARIOS\`."
   echo
   declare -A HEAD=(
     [storm]="| scenario | server | transport | clients | logins ok | logins/s | login p50 ms | p99 ms | frps CPU µs per login | failures |"
