@@ -220,15 +220,27 @@ fn phase_class(phase: &str) -> &'static str {
 /// The figures and tables of the page.
 fn view(a: &Admin) -> View {
     let cfg = a.reloader.current();
-    let status: Vec<_> = crate::admin::status(a).into_values().flatten().collect();
+    // Proxies only: `/api/status` lists visitors under their own key, shown in their table.
+    let status: Vec<_> = crate::admin::status(a)
+        .into_iter()
+        .filter(|(kind, _)| kind != crate::admin::VISITORS_KEY)
+        .flat_map(|(_, rows)| rows)
+        .collect();
     let running = status.iter().filter(|s| s.status == "running").count();
+    let server = if cfg.server_addrs.is_empty() {
+        format!("{}:{}", cfg.server_addr, cfg.server_port)
+    } else {
+        // serverAddrs failover: the frps of the current session.
+        let host = a
+            .server_addr
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        format!("{host} (of {} serverAddrs)", cfg.server_addrs.len())
+    };
     let figures = vec![
         Figure::new("version", "Version", common::FRP_VERSION),
-        Figure::new(
-            "server",
-            "Server",
-            format!("{}:{}", cfg.server_addr, cfg.server_port),
-        ),
+        Figure::new("server", "Server", server),
         Figure::new(
             "proxies",
             "Proxies running",

@@ -420,8 +420,13 @@ async fn frpc_page_shows_check_failures_and_edits_the_config() {
         t.contains("health check failed")
     })
     .await;
-    // The visitor's run-time status, not only its configuration.
+    // The visitor's run-time status, not only its configuration; and only in its own table.
     let v = wait_row(c, "visitors", "v", |t| t.contains("running")).await;
+    assert_eq!(
+        row(c, "proxies", "v").await,
+        None,
+        "the visitor is not listed as a proxy"
+    );
     assert!(
         v.contains("stcp") && v.contains(&format!("127.0.0.1:{visitor_port}")),
         "{v}"
