@@ -7,6 +7,7 @@
 //! - [`io`]: stream layers (`BoxStream`, encryption wrapper, join). The only place that orders layers.
 //! - [`transport`]: TLS and yamux set-up with frp's parameters.
 //! - [`config`]: frp v1 TOML config for both binaries.
+//! - [`nathole`]: xtcp's NAT classification and punch datagrams (no IO).
 //! - [`http`]: the small HTTP server (and client) behind the dashboard and the admin API.
 //! - [`ui`]: what the frps dashboard and frpc admin pages share (layout, assets, charts, form tokens).
 //! - [`backoff`], [`log`], [`signal`], [`stdio`], [`rlimit`]: small helpers used by both binaries.
@@ -21,6 +22,7 @@ pub mod http;
 pub mod io;
 pub mod log;
 pub mod msg;
+pub mod nathole;
 pub mod oidc;
 pub mod rlimit;
 pub mod signal;

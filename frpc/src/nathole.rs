@@ -190,44 +190,7 @@ pub async fn discover(server: &str, local: &str) -> Result<(Vec<SocketAddr>, Soc
     Ok((addrs, local_addr))
 }
 
-/// frp `NatFeature`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NatFeature {
-    pub nat_type: &'static str,
-    pub behavior: &'static str,
-    pub ports_difference: u32,
-    pub regular_ports_change: bool,
-    pub public_network: bool,
-}
-
-/// frp `ClassifyNATFeature`.
-pub fn classify(addrs: &[SocketAddr], local_ips: &[IpAddr]) -> Result<NatFeature, String> {
-    let Some(base) = addrs.first().filter(|_| addrs.len() > 1) else {
-        return Err("not enough addresses".into());
-    };
-    let ip_changed = addrs.iter().any(|a| a.ip() != base.ip());
-    let port_changed = addrs.iter().any(|a| a.port() != base.port());
-    let (nat_type, behavior) = match (ip_changed, port_changed) {
-        (true, true) => ("HardNAT", "BehaviorBothChanged"),
-        (true, false) => ("HardNAT", "BehaviorIPChanged"),
-        (false, true) => ("HardNAT", "BehaviorPortChanged"),
-        (false, false) => ("EasyNAT", "BehaviorNoChange"),
-    };
-    let ports = addrs.iter().map(SocketAddr::port);
-    let spread = u32::from(ports.clone().max().unwrap_or(0) - ports.min().unwrap_or(0));
-    let ports_difference = if port_changed && !ip_changed {
-        spread
-    } else {
-        0
-    };
-    Ok(NatFeature {
-        nat_type,
-        behavior,
-        ports_difference,
-        regular_ports_change: (1..=5).contains(&ports_difference),
-        public_network: addrs.iter().any(|a| local_ips.contains(&a.ip())),
-    })
-}
+pub use common::nathole::{classify, NatFeature};
 
 /// This host's IPv4 address towards `server` (frp lists every interface's; the one a route to
 /// the STUN server uses is the one that can show up as an external address). Loopback and
@@ -281,26 +244,6 @@ mod tests {
 
     fn addr(s: &str) -> SocketAddr {
         s.parse().unwrap()
-    }
-
-    #[test]
-    fn classifies_as_frp() {
-        let f = classify(&[addr("1.2.3.4:5000"), addr("1.2.3.4:5000")], &[]).unwrap();
-        assert_eq!((f.nat_type, f.behavior), ("EasyNAT", "BehaviorNoChange"));
-        let f = classify(&[addr("1.2.3.4:5000"), addr("1.2.3.4:5003")], &[]).unwrap();
-        assert_eq!(
-            (f.behavior, f.ports_difference, f.regular_ports_change),
-            ("BehaviorPortChanged", 3, true)
-        );
-        let f = classify(&[addr("1.2.3.4:5000"), addr("1.2.3.5:5000")], &[]).unwrap();
-        assert_eq!((f.nat_type, f.behavior), ("HardNAT", "BehaviorIPChanged"));
-        let ip: IpAddr = "1.2.3.4".parse().unwrap();
-        assert!(
-            classify(&[addr("1.2.3.4:1"), addr("1.2.3.4:1")], &[ip])
-                .unwrap()
-                .public_network
-        );
-        assert!(classify(&[addr("1.2.3.4:1")], &[]).is_err());
     }
 
     #[test]

@@ -433,17 +433,19 @@ impl Control {
                 };
                 self.send(pong).await;
             }
-            // No xtcp proxy can register here (NewProxy refuses the type), so every xtcp
-            // visitor gets frp's answer for a missing one at once rather than a timeout.
+            // frp handles these asynchronously: a visitor's request waits for the proxy side.
             Message::NatHoleVisitor(m) => {
-                info!(proxy = %m.proxy_name, "xtcp visitor refused: xtcp is not supported by this frps yet");
-                let resp = common::msg::NatHoleResp {
-                    transaction_id: m.transaction_id,
-                    error: format!("xtcp server for [{}] doesn't exist", m.proxy_name),
-                    ..Default::default()
-                };
-                self.send(Message::NatHoleResp(resp)).await;
+                let (nathole, tx, user, token) = (
+                    self.shared.nathole.clone(),
+                    self.ctl_tx.clone(),
+                    self.user.clone(),
+                    self.token.clone(),
+                );
+                let fut = async move { nathole.handle_visitor(m, tx, &user, token).await };
+                self.shared.tracker.spawn(fut.in_current_span());
             }
+            Message::NatHoleClient(m) => self.shared.nathole.handle_client(m, self.ctl_tx.clone()),
+            Message::NatHoleReport(m) => self.shared.nathole.handle_report(&m),
             Message::NewVisitorConn(m) => warn!(
                 proxy = %m.proxy_name,
                 "NewVisitorConn on the control connection ignored: a visitor opens a new connection for it"

@@ -24,6 +24,7 @@ mod control;
 mod dashboard;
 mod group;
 mod metrics;
+mod nathole;
 mod plugin;
 mod pool;
 mod ports;

@@ -71,6 +71,8 @@ pub(crate) struct Shared {
     pub(crate) registry: Arc<Registry>,
     /// Secret proxies (stcp, sudp) that visitors reach.
     pub(crate) visitors: Arc<crate::visitor::VisitorManager>,
+    /// xtcp proxies and hole-punch sessions.
+    pub(crate) nathole: Arc<crate::nathole::NatHoleController>,
     pub(crate) metrics: Arc<crate::metrics::Metrics>,
     pub(crate) groups: crate::group::Groups,
     pub(crate) auth: crate::auth::Auth,
@@ -257,11 +259,15 @@ impl Server {
         });
         let https_routes =
             (cfg.vhost_https_port != 0).then(|| Arc::new(crate::vhost::HttpsVhost::default()));
+        let nathole = Arc::new(crate::nathole::NatHoleController::new(
+            cfg.nathole_analysis_data_reserve_hours,
+        ));
         let shared = Arc::new(Shared {
             key: derive_key(cfg.auth.token.as_bytes()),
             cfg,
             registry: Arc::new(Registry::default()),
             visitors: Arc::default(),
+            nathole,
             metrics,
             groups: crate::group::Groups::default(),
             auth,
@@ -502,6 +508,11 @@ impl ServerStats {
     /// Secret proxies (stcp, sudp) registered with the visitor manager.
     pub fn visitor_listeners(&self) -> usize {
         self.0.visitors.count()
+    }
+
+    /// xtcp proxies registered, and hole-punch sessions pending or awaiting their report.
+    pub fn nathole_counts(&self) -> (usize, usize) {
+        (self.0.nathole.proxies(), self.0.nathole.sessions())
     }
 
     /// Idle work connections in every client's pool.

@@ -8,6 +8,7 @@ mod secret;
 mod tcp;
 mod tcpmux;
 mod udp;
+mod xtcp;
 
 pub(crate) use crate::metrics::Traffic;
 use crate::pool::{PoolError, WorkConnPool};
@@ -123,6 +124,7 @@ pub(crate) async fn start(
         "https" => https::start(np, ctx, traffic.clone()).await?,
         "tcpmux" => tcpmux::start(np, ctx, traffic.clone()).await?,
         "stcp" | "sudp" => secret::start(np, ctx, traffic.clone())?,
+        "xtcp" => xtcp::start(np, ctx)?,
         other => return Err(ProxyError::UnsupportedType(other.into())),
     };
     Ok((
