@@ -100,12 +100,13 @@ impl Session {
         tokio::spawn(writer(wr, wire, out_rx, token.clone()).instrument(span.clone()));
 
         let (health_tx, mut health_rx) = mpsc::channel::<HealthEvent>(16);
+        let nat = crate::xtcp::NatLink::new(out_tx.clone());
         let mut st = State {
             phases: HashMap::new(),
             monitors: HashMap::new(),
             out: out_tx,
             health_tx,
-            proxies: Arc::new(Proxies::new(&self.cfg, self.metrics.clone())),
+            proxies: Arc::new(Proxies::new(&self.cfg, self.metrics.clone(), nat.clone())),
             token: token.clone(),
             span: span.clone(),
         };
@@ -119,6 +120,7 @@ impl Session {
             self.run_id.clone(),
             self.metrics.clone(),
             self.visitor_status.clone(),
+            nat.clone(),
         );
         let mut visitors = crate::visitor::Visitors::new(vctx, token.child_token());
         for v in cfg.active_visitors() {
@@ -147,6 +149,7 @@ impl Session {
                             tokio::spawn(fut.in_current_span());
                         }
                         Some(Message::NewProxyResp(r)) => self.on_new_proxy_resp(r, &mut st.phases),
+                        Some(Message::NatHoleResp(r)) => nat.deliver(r),
                         Some(Message::Pong(p)) => {
                             if !p.error.is_empty() {
                                 warn!(error = %p.error, "heartbeat refused by server, closing session");

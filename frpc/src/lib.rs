@@ -30,6 +30,7 @@ pub mod store;
 mod ui;
 mod visitor;
 mod watch;
+mod xtcp;
 
 pub use admin::ProxyStatusResp;
 pub use service::{Client, ClientError, Reloader};

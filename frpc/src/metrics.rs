@@ -31,6 +31,9 @@ pub struct ClientMetrics {
     pub(crate) visitor_dials: IntCounterVec,
     visitor_conns: IntGaugeVec,
     visitor_bytes: IntCounterVec,
+    /// xtcp hole punches by side (`visitor` or `proxy`), visitor/proxy name and result
+    /// (`ok`, or the step that failed: `precheck`, `stun`, `exchange`, `punch`, `quic`).
+    pub(crate) punches: IntCounterVec,
 }
 
 impl ClientMetrics {
@@ -112,6 +115,14 @@ impl ClientMetrics {
         registry.register(Box::new(visitor_dials.clone()))?;
         registry.register(Box::new(visitor_conns.clone()))?;
         registry.register(Box::new(visitor_bytes.clone()))?;
+        let punches = IntCounterVec::new(
+            opts(
+                "xtcp_punches_total",
+                "xtcp hole punches by side (visitor, proxy), name and result (ok, or the step that failed)",
+            ),
+            &["side", "name", "result"],
+        )?;
+        registry.register(Box::new(punches.clone()))?;
         registry.register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
         ))?;
@@ -128,6 +139,7 @@ impl ClientMetrics {
             visitor_dials,
             visitor_conns,
             visitor_bytes,
+            punches,
         })
     }
 

@@ -180,14 +180,19 @@ pub async fn discover(server: &str, local: &str) -> Result<(Vec<SocketAddr>, Soc
     };
     let sock = UdpSocket::bind(bind).await.map_err(|e| e.to_string())?;
     let local_addr = sock.local_addr().map_err(|e| e.to_string())?;
-    let first = request(&sock, resolve_v4(server).await?).await?;
+    Ok((discover_on(&sock, server).await?, local_addr))
+}
+
+/// [`discover`] on a socket the caller keeps (xtcp punches from it afterwards).
+pub(crate) async fn discover_on(sock: &UdpSocket, server: &str) -> Result<Vec<SocketAddr>, String> {
+    let first = request(sock, resolve_v4(server).await?).await?;
     let mut addrs = vec![first.mapped.ok_or("no external address found")?];
     if let Some(other) = first.other {
-        if let Some(a) = request(&sock, other).await?.mapped {
+        if let Some(a) = request(sock, other).await?.mapped {
             addrs.push(a);
         }
     }
-    Ok((addrs, local_addr))
+    Ok(addrs)
 }
 
 pub use common::nathole::{classify, NatFeature};
@@ -195,7 +200,7 @@ pub use common::nathole::{classify, NatFeature};
 /// This host's IPv4 address towards `server` (frp lists every interface's; the one a route to
 /// the STUN server uses is the one that can show up as an external address). Loopback and
 /// link-local addresses are left out, as frp does.
-async fn local_ips(server: &str) -> Vec<IpAddr> {
+pub(crate) async fn local_ips(server: &str) -> Vec<IpAddr> {
     let probe = async {
         let s = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)).await.ok()?;
         s.connect(resolve_v4(server).await.ok()?).await.ok()?;

@@ -10,7 +10,7 @@
 //! [`Visitors`] runs one session's visitors (frp's visitor manager lives with the control too):
 //! started with the session, diffed on reload, closed with it, listeners released before
 //! `close` returns. A visitor with `bindPort < 0` does not listen; it serves only connections
-//! handed to it by another visitor ([`Visitors::transfer`], frp `TransferConn`, the target of
+//! handed to it by another visitor ([`transfer`], frp `TransferConn`, the target of
 //! xtcp's `fallbackTo`). A new kind plugs in as one more arm of [`Visitors::start`] with its
 //! own run function over the same [`Ctx`] and [`dial`].
 
@@ -30,6 +30,8 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn, Instrument};
+
+mod xtcp;
 
 /// frp reads NewVisitorConnResp with this deadline.
 const RESP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -73,6 +75,10 @@ pub(crate) struct Ctx {
     pub(crate) udp_packet_size: usize,
     pub(crate) metrics: Arc<ClientMetrics>,
     pub(crate) status: StatusBoard,
+    /// xtcp: NatHole messages over the session's control, the STUN server, QUIC settings.
+    pub(crate) nat: Arc<crate::xtcp::NatLink>,
+    pub(crate) stun_server: String,
+    pub(crate) quic: common::config::QuicConfig,
 }
 
 impl std::fmt::Debug for Ctx {
@@ -91,6 +97,7 @@ impl Ctx {
         run_id: String,
         metrics: Arc<ClientMetrics>,
         status: StatusBoard,
+        nat: Arc<crate::xtcp::NatLink>,
     ) -> Self {
         Ctx {
             connector,
@@ -100,6 +107,9 @@ impl Ctx {
             udp_packet_size: cfg.udp_packet_size.clamp(1, 65535) as usize,
             metrics,
             status,
+            nat,
+            stun_server: cfg.nat_hole_stun_server.clone(),
+            quic: cfg.transport.quic.clone(),
         }
     }
 }
@@ -153,15 +163,20 @@ pub(crate) async fn dial(ctx: &Ctx, v: &VisitorConfig) -> Result<BoxStream, Dial
             )))
         }
     }
-    let opts = WrapOpts {
+    Ok(wrap_work_conn(conn, &layers(v)))
+}
+
+/// A visitor's layers on its connections (frp `wrapVisitorConn`): CFB keyed by the secret key
+/// and snappy, as the visitor asks.
+pub(crate) fn layers(v: &VisitorConfig) -> WrapOpts {
+    WrapOpts {
         encryption_key: v
             .transport
             .use_encryption
             .then(|| common::crypto::derive_key(v.secret_key.0.as_bytes())),
         compress: v.transport.use_compression,
         limit: None,
-    };
-    Ok(wrap_work_conn(conn, &opts))
+    }
 }
 
 /// [`dial`], counted in the metrics and logged on failure.
@@ -192,7 +207,7 @@ struct Running {
 }
 
 /// Connections handed to visitors by name (frp `TransferConn`).
-type Handoffs = Arc<Mutex<HashMap<String, mpsc::Sender<BoxStream>>>>;
+pub(crate) type Handoffs = Arc<Mutex<HashMap<String, mpsc::Sender<BoxStream>>>>;
 
 /// One session's visitors.
 pub(crate) struct Visitors {
@@ -270,6 +285,17 @@ impl Visitors {
                 };
                 tokio::spawn(run_sudp(ctx, cfg, socket, counters, t).instrument(span))
             }
+            "xtcp" => {
+                let listener = match &bind {
+                    Some(addr) => match TcpListener::bind(addr).await {
+                        Ok(l) => Some(l),
+                        Err(e) => return self.bind_failed(v, addr, e),
+                    },
+                    None => None,
+                };
+                let fut = xtcp::run(ctx, cfg, listener, rx, counters, t, self.handoffs.clone());
+                tokio::spawn(fut.instrument(span))
+            }
             other => {
                 let why = format!("visitor type {other} is not supported by this frpc");
                 self.set_status(v, Phase::StartError, &why);
@@ -312,23 +338,6 @@ impl Visitors {
         self.ctx.status.remove(name);
     }
 
-    /// Hands a user connection to visitor `name` (frp `TransferConn`; xtcp's `fallbackTo`).
-    #[allow(dead_code)] // the xtcp visitor's fallback will call it
-    pub(crate) fn transfer(&self, name: &str, conn: BoxStream) -> Result<(), String> {
-        let tx = self
-            .handoffs
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(name)
-            .cloned();
-        match tx {
-            Some(tx) => tx
-                .try_send(conn)
-                .map_err(|_| format!("visitor [{name}] is busy or closed")),
-            None => Err(format!("visitor [{name}] not found")),
-        }
-    }
-
     /// Applies a reloaded config: only the visitors that changed are touched.
     pub(crate) async fn apply(&mut self, old: &ClientConfig, new: &ClientConfig) {
         use crate::reload::Change;
@@ -359,6 +368,21 @@ impl Visitors {
                 self.set_status(&v, Phase::WaitStart, "session closed");
             }
         }
+    }
+}
+
+/// Hands a user connection to visitor `name` (frp `TransferConn`; xtcp's `fallbackTo`).
+pub(crate) fn transfer(handoffs: &Handoffs, name: &str, conn: BoxStream) -> Result<(), String> {
+    let tx = handoffs
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(name)
+        .cloned();
+    match tx {
+        Some(tx) => tx
+            .try_send(conn)
+            .map_err(|_| format!("visitor [{name}] is busy or closed")),
+        None => Err(format!("visitor [{name}] not found")),
     }
 }
 

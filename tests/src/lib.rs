@@ -734,3 +734,30 @@ pub async fn tls_backend(id: &'static str) -> SocketAddr {
     })
     .await
 }
+
+/// A STUN server on 127.0.0.1 that answers Binding requests (RFC 5389, XOR-MAPPED-ADDRESS)
+/// with the sender's address and `other` as its other address (RFC 5780 OTHER-ADDRESS).
+pub async fn stun_server(other: Option<SocketAddr>) -> SocketAddr {
+    let s = UdpSocket::bind("127.0.0.1:0").await.expect("bind stun");
+    let addr = s.local_addr().expect("stun addr");
+    tokio::spawn(async move {
+        let mut buf = [0u8; 1500];
+        while let Ok((n, from)) = s.recv_from(&mut buf).await {
+            if n >= 20 && buf[..2] == [0, 1] {
+                let mut id = [0u8; 12];
+                id.copy_from_slice(&buf[8..20]);
+                let _ = s
+                    .send_to(&frpc::nathole::binding_success(id, from, other), from)
+                    .await;
+            }
+        }
+    });
+    addr
+}
+
+/// A STUN server with a second one as its other address, as frp's discovery needs (two
+/// mapped addresses); returns the first.
+pub async fn stun_pair() -> SocketAddr {
+    let second = stun_server(None).await;
+    stun_server(Some(second)).await
+}

@@ -442,25 +442,6 @@ async fn config_dir_runs_one_service_per_file() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
-/// A STUN server on 127.0.0.1 that answers Binding requests with the sender's address and
-/// `other` as its other address.
-async fn stun_server(other: Option<std::net::SocketAddr>) -> std::net::SocketAddr {
-    let s = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let addr = s.local_addr().unwrap();
-    tokio::spawn(async move {
-        let mut buf = [0u8; 1500];
-        while let Ok((n, from)) = s.recv_from(&mut buf).await {
-            if n >= 20 && buf[..2] == [0, 1] {
-                let id: [u8; 12] = buf[8..20].try_into().unwrap();
-                let _ = s
-                    .send_to(&frpc::nathole::binding_success(id, from, other), from)
-                    .await;
-            }
-        }
-    });
-    addr
-}
-
 /// `frpc nathole discover` asks the STUN server and its other address, and reports as frp.
 #[tokio::test]
 async fn nathole_discover_reports_the_nat() {

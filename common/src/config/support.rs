@@ -4,7 +4,7 @@
 //! - the loader warns about every use (`verify` prints the warnings and still accepts frp's
 //!   example configs, which use every feature);
 //! - frpc does not start a proxy that uses one ([`proxy_unsupported`]: an error status naming
-//!   the key), does not start a visitor that uses one ([`visitor_unsupported`]: xtcp, plugins),
+//!   the key), does not start a visitor that uses one ([`visitor_unsupported`]: xtcp over KCP, plugins),
 //!   and does not start at all with a global
 //!   one marked [`Effect::Refuse`];
 //! - frps does not start with one marked [`Effect::Refuse`] (a feature it cannot run without,
@@ -115,12 +115,6 @@ pub(crate) const CLIENT_RULES: &[Rule<ClientConfig>] = &[
         used: |c| c.feature_gates.get("VirtualNet").copied().unwrap_or(false),
     },
     Rule {
-        key: "natHoleStunServer",
-        why: "xtcp is not supported yet; the STUN server is not used",
-        effect: Effect::Warn,
-        used: |c| c.nat_hole_stun_server != ClientConfig::default().nat_hole_stun_server,
-    },
-    Rule {
         key: "version",
         why: "ignored (frp keeps it as API metadata and does nothing with it either)",
         effect: Effect::Warn,
@@ -157,32 +151,9 @@ pub(crate) const PROXY_RULES: &[Rule<ProxyConfig>] = &[
         effect: Effect::Refuse,
         used: |p| p.plugin.as_ref().is_some_and(|pl| pl.kind == "virtual_net"),
     },
-    Rule {
-        key: "type",
-        why: "xtcp (P2P) proxies are not supported by this frpc yet (stcp and sudp are); this proxy will not start",
-        effect: Effect::Refuse,
-        used: |p| p.kind == "xtcp",
-    },
-    Rule {
-        key: "natTraversal",
-        why: "xtcp is not supported yet; this proxy will not start",
-        effect: Effect::Refuse,
-        used: |p| p.nat_traversal.disable_assisted_addrs,
-    },
 ];
 
-/// xtcp's own visitor keys; they have no effect until xtcp exists (set to other than their
-/// defaults, they are named).
-const XTCP_VISITOR_WHY: &str =
-    "xtcp (P2P) visitors are not supported by this frpc yet (stcp and sudp are); this visitor will not start";
-
 pub(crate) const VISITOR_RULES: &[Rule<VisitorConfig>] = &[
-    Rule {
-        key: "type",
-        why: XTCP_VISITOR_WHY,
-        effect: Effect::Refuse,
-        used: |v| v.kind == "xtcp",
-    },
     Rule {
         key: "plugin",
         why: "visitor plugins (virtual_net) are not supported yet; this visitor will not start",
@@ -191,45 +162,9 @@ pub(crate) const VISITOR_RULES: &[Rule<VisitorConfig>] = &[
     },
     Rule {
         key: "protocol",
-        why: XTCP_VISITOR_WHY,
+        why: "xtcp over KCP is not supported yet (quic, the default, works); this visitor will not start",
         effect: Effect::Refuse,
         used: |v| !matches!(v.protocol.as_str(), "" | "quic"),
-    },
-    Rule {
-        key: "keepTunnelOpen",
-        why: XTCP_VISITOR_WHY,
-        effect: Effect::Refuse,
-        used: |v| v.keep_tunnel_open,
-    },
-    Rule {
-        key: "maxRetriesAnHour",
-        why: XTCP_VISITOR_WHY,
-        effect: Effect::Refuse,
-        used: |v| !matches!(v.max_retries_an_hour, 0 | 8),
-    },
-    Rule {
-        key: "minRetryInterval",
-        why: XTCP_VISITOR_WHY,
-        effect: Effect::Refuse,
-        used: |v| !matches!(v.min_retry_interval, 0 | 90),
-    },
-    Rule {
-        key: "fallbackTo",
-        why: XTCP_VISITOR_WHY,
-        effect: Effect::Refuse,
-        used: |v| !v.fallback_to.is_empty(),
-    },
-    Rule {
-        key: "fallbackTimeoutMs",
-        why: XTCP_VISITOR_WHY,
-        effect: Effect::Refuse,
-        used: |v| !matches!(v.fallback_timeout_ms, 0 | 1000),
-    },
-    Rule {
-        key: "natTraversal",
-        why: XTCP_VISITOR_WHY,
-        effect: Effect::Refuse,
-        used: |v| v.nat_traversal.disable_assisted_addrs,
     },
 ];
 
@@ -254,15 +189,6 @@ pub(crate) const SERVER_RULES: &[Rule<ServerConfig>] = &[
             let mut d = ServerConfig::default();
             d.complete();
             c.ssh_tunnel_gateway != d.ssh_tunnel_gateway
-        },
-    },
-    Rule {
-        key: "natholeAnalysisDataReserveHours",
-        why: "xtcp is not supported yet; no NAT hole data is kept",
-        effect: Effect::Warn,
-        used: |c| {
-            c.nathole_analysis_data_reserve_hours
-                != ServerConfig::default().nathole_analysis_data_reserve_hours
         },
     },
     Rule {

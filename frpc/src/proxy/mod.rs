@@ -5,6 +5,7 @@
 
 use common::transport::proxy_protocol;
 mod udp;
+mod xtcp;
 
 use crate::metrics::{ClientMetrics, ProxyCounters};
 use crate::plugin::{ConnInfo, Plugin, PluginError};
@@ -34,6 +35,19 @@ struct Spec {
     proxy_protocol: String,
     /// What serves the work connections instead of the local dial (frp: stream proxies only).
     plugin: Option<Plugin>,
+    /// xtcp: what the proxy side's hole punch needs.
+    xtcp: Option<XtcpSpec>,
+}
+
+/// An xtcp proxy's punching settings.
+#[derive(Debug, Clone)]
+struct XtcpSpec {
+    /// The wire name, sent in NatHoleClient.
+    wire_name: String,
+    secret_key: String,
+    stun_server: String,
+    disable_assisted: bool,
+    quic: common::config::QuicConfig,
 }
 
 /// The session's proxies by (unprefixed) name. Reload adds and removes entries; a work
@@ -44,15 +58,22 @@ pub(crate) struct Proxies {
     udp_packet_size: usize,
     wire: common::msg::Wire,
     metrics: Arc<ClientMetrics>,
+    /// The session's control, for xtcp's NatHole messages.
+    nat: Arc<crate::xtcp::NatLink>,
 }
 
 impl Proxies {
-    pub(crate) fn new(cfg: &ClientConfig, metrics: Arc<ClientMetrics>) -> Self {
+    pub(crate) fn new(
+        cfg: &ClientConfig,
+        metrics: Arc<ClientMetrics>,
+        nat: Arc<crate::xtcp::NatLink>,
+    ) -> Self {
         Proxies {
             by_name: RwLock::new(HashMap::new()),
             udp_packet_size: cfg.udp_packet_size.clamp(1, 65535) as usize,
             wire: crate::wire(cfg),
             metrics,
+            nat,
         }
     }
 
@@ -67,7 +88,20 @@ impl Proxies {
             Some(pl) => Some(Plugin::new(pl)?),
             None => None,
         };
-        let key = derive_key(cfg.auth.token.as_bytes());
+        // xtcp streams go peer to peer: their layer is keyed by the secret key (frp passes
+        // `sk` as the encryption key of HandleTCPWorkConnection), not the token.
+        let key = if p.kind == "xtcp" {
+            derive_key(p.secret_key.0.as_bytes())
+        } else {
+            derive_key(cfg.auth.token.as_bytes())
+        };
+        let xtcp = (p.kind == "xtcp").then(|| XtcpSpec {
+            wire_name: cfg.wire_name(&p.name),
+            secret_key: p.secret_key.0.clone(),
+            stun_server: cfg.nat_hole_stun_server.clone(),
+            disable_assisted: p.nat_traversal.disable_assisted_addrs,
+            quic: cfg.transport.quic.clone(),
+        });
         let spec = Spec {
             kind: p.kind.clone(),
             local: (p.local_ip.clone(), p.local_port),
@@ -79,6 +113,7 @@ impl Proxies {
             counters: self.metrics.proxy(&p.name, &p.kind),
             proxy_protocol: p.transport.proxy_protocol_version.clone(),
             plugin,
+            xtcp,
         };
         self.by_name
             .write()
@@ -96,7 +131,7 @@ impl Proxies {
 
     /// Serves one started work connection until either side ends or `token` is cancelled.
     pub(crate) async fn handle_work_conn(
-        &self,
+        self: &Arc<Self>,
         name: &str,
         start: StartWorkConn,
         work: BoxStream,
@@ -113,11 +148,26 @@ impl Proxies {
             return;
         };
         self.metrics.work_conns.inc();
+        if let Some(x) = &spec.xtcp {
+            return xtcp::serve(self, name, x, &spec, start, work, token).await;
+        }
+        self.serve(name, &spec, start, work, token).await
+    }
+
+    /// The shared path of a work connection (or of an xtcp stream): wrap, then the type's part.
+    async fn serve(
+        &self,
+        name: &str,
+        spec: &Spec,
+        start: StartWorkConn,
+        work: BoxStream,
+        token: CancellationToken,
+    ) {
         let _open = spec.counters.conn_opened();
         let mut work = wrap_work_conn(work, &spec.wrap);
         match spec.kind.as_str() {
             // frpc handles all stream proxies alike: frps does the type-specific part.
-            "tcp" | "http" | "https" | "tcpmux" | "stcp" if spec.plugin.is_some() => {
+            "tcp" | "http" | "https" | "tcpmux" | "stcp" | "xtcp" if spec.plugin.is_some() => {
                 let Some(plugin) = &spec.plugin else { return };
                 let addrs = proxy_protocol::start_addrs(&start);
                 let info = ConnInfo {
@@ -138,7 +188,7 @@ impl Proxies {
                     _ = plugin.serve(work, info) => {}
                 }
             }
-            "tcp" | "http" | "https" | "tcpmux" | "stcp" => {
+            "tcp" | "http" | "https" | "tcpmux" | "stcp" | "xtcp" => {
                 let timer = self.metrics.local_dial.start_timer();
                 let dialed = tokio::time::timeout(
                     LOCAL_DIAL_TIMEOUT,

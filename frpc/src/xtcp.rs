@@ -1,0 +1,411 @@
+//! xtcp on frpc (frp `pkg/nathole/nathole.go`, `client/visitor/xtcp.go`, `client/proxy/xtcp.go`;
+//! frp-protocol.md §10.2): what the visitor and the proxy side share.
+//!
+//! - [`NatLink`]: NatHole messages over the session's control, answers matched to their
+//!   request by transaction id (frp's `MessageTransporter`);
+//! - [`prepare`]: STUN discovery on the UDP socket that will punch (frp `Prepare`);
+//! - [`make_hole`]: the punching rounds as frps's NatHoleResp says (role, TTL, delays, port
+//!   ranges, random ports; frp `MakeHole`);
+//! - [`dial`] / [`accept`]: QUIC with ALPN `frp` over the punched socket (the visitor dials,
+//!   the proxy side listens with a self-signed certificate).
+//!
+//! Each user connection is then one QUIC stream with no frp message in it.
+
+use crate::nathole::{discover_on, local_ips};
+use common::config::QuicConfig;
+use common::crypto::Key;
+use common::msg::{Message, NatHoleResp, NatHoleSid};
+use common::nathole::{decode_punch, encode_punch, new_id};
+use common::transport::{quic, tls};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, oneshot};
+use tracing::{debug, trace, warn};
+
+/// frp's timeouts for the pre-check and for each side's exchange with frps.
+pub(crate) const PRECHECK_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(5);
+/// frp's default punch read timeout when frps gives none.
+const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long the proxy side waits for the visitor's QUIC handshake after the punch (frp waits
+/// as long as the proxy lives).
+pub(crate) const ACCEPT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Requests waiting for frps's answer at once, per session.
+const MAX_WAITERS: usize = 256;
+/// Undecodable datagrams on a punching socket are logged at most once per period.
+static GARBAGE_LOG: common::log::Throttle = common::log::Throttle::new(Duration::from_secs(10));
+
+/// NatHole messages over one session's control.
+#[derive(Debug)]
+pub(crate) struct NatLink {
+    out: mpsc::Sender<Message>,
+    waiters: Mutex<HashMap<String, oneshot::Sender<NatHoleResp>>>,
+}
+
+/// Removes a waiter however its wait ends.
+struct Waiting<'a>(&'a NatLink, String);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.waiters().remove(&self.1);
+    }
+}
+
+impl NatLink {
+    pub(crate) fn new(out: mpsc::Sender<Message>) -> Arc<Self> {
+        Arc::new(NatLink {
+            out,
+            waiters: Mutex::default(),
+        })
+    }
+
+    fn waiters(&self) -> std::sync::MutexGuard<'_, HashMap<String, oneshot::Sender<NatHoleResp>>> {
+        self.waiters.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Sends `m` and waits up to `timeout` for the NatHoleResp with transaction id `tid`.
+    pub(crate) async fn exchange(
+        &self,
+        m: Message,
+        tid: &str,
+        timeout: Duration,
+    ) -> Result<NatHoleResp, String> {
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut w = self.waiters();
+            if w.len() >= MAX_WAITERS {
+                return Err("too many NAT hole requests waiting for the server".into());
+            }
+            w.insert(tid.to_owned(), tx);
+        }
+        let _waiting = Waiting(self, tid.to_owned());
+        self.send(m).await?;
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(r)) => Ok(r),
+            Ok(Err(_)) => Err("session closed".into()),
+            Err(_) => Err(format!("no NatHoleResp within {timeout:?}")),
+        }
+    }
+
+    /// Queues a message on the control.
+    pub(crate) async fn send(&self, m: Message) -> Result<(), String> {
+        self.out
+            .send(m)
+            .await
+            .map_err(|_| "session closed".to_owned())
+    }
+
+    /// A NatHoleResp from frps: to the request waiting for it, if any.
+    pub(crate) fn deliver(&self, r: NatHoleResp) {
+        match self.waiters().remove(&r.transaction_id) {
+            Some(tx) => {
+                let _ = tx.send(r);
+            }
+            None => {
+                debug!(transaction_id = %common::log::printable(&r.transaction_id, 64), "NatHoleResp for no waiting request")
+            }
+        }
+    }
+}
+
+/// frp `ExchangeInfo`'s checks of an answer.
+pub(crate) fn check_resp(r: NatHoleResp) -> Result<NatHoleResp, String> {
+    if !r.error.is_empty() {
+        return Err(format!("natHoleRespMsg get error info: {}", r.error));
+    }
+    if r.candidate_addrs.is_empty() {
+        return Err("natHoleRespMsg get empty candidate addresses".into());
+    }
+    Ok(r)
+}
+
+/// What [`prepare`] found, and the socket that found it.
+#[derive(Debug)]
+pub(crate) struct Prepared {
+    pub(crate) addrs: Vec<String>,
+    pub(crate) assisted: Vec<String>,
+    pub(crate) socket: UdpSocket,
+    pub(crate) nat: common::nathole::NatFeature,
+}
+
+/// frp `Prepare`: our mapped addresses from the STUN server (two are needed), our own
+/// addresses with the socket's port as assisted addresses unless disabled.
+pub(crate) async fn prepare(stun: &str, disable_assisted: bool) -> Result<Prepared, String> {
+    let socket = UdpSocket::bind(("0.0.0.0", 0))
+        .await
+        .map_err(|e| format!("listen udp: {e}"))?;
+    let port = socket.local_addr().map_err(|e| e.to_string())?.port();
+    let addrs = discover_on(&socket, stun)
+        .await
+        .map_err(|e| format!("discover error: {e}"))?;
+    if addrs.len() < 2 {
+        return Err("discover error: not enough addresses".into());
+    }
+    let ips = local_ips(stun).await;
+    let nat = common::nathole::classify(&addrs, &ips)
+        .map_err(|e| format!("classify nat feature error: {e}"))?;
+    let assisted = if disable_assisted {
+        Vec::new()
+    } else {
+        ips.iter()
+            .map(|ip| SocketAddr::new(*ip, port).to_string())
+            .collect()
+    };
+    Ok(Prepared {
+        addrs: addrs.iter().map(ToString::to_string).collect(),
+        assisted,
+        socket,
+        nat,
+    })
+}
+
+/// One punch datagram from `sock` to `addr`, with `ttl` if set (frp `sendSidMessage`).
+async fn send_sid(sock: &UdpSocket, sid: &str, tid: &str, addr: &str, key: &Key, ttl: i64) {
+    let Ok(to) = addr.parse::<SocketAddr>() else {
+        trace!(addr = %common::log::printable(addr, 64), "not an address, skipped");
+        return;
+    };
+    let m = NatHoleSid {
+        transaction_id: tid.into(),
+        sid: sid.into(),
+        response: false,
+        nonce: "0".repeat(rand::random::<usize>() % 20),
+    };
+    let original = (ttl > 0).then(|| sock.ttl().ok()).flatten();
+    if let (Some(_), Ok(t)) = (original, u32::try_from(ttl)) {
+        let _ = sock.set_ttl(t);
+    }
+    if let Err(e) = sock.send_to(&encode_punch(&m, key), to).await {
+        trace!(%to, error = %e, "send sid message failed");
+    }
+    if let Some(t) = original {
+        let _ = sock.set_ttl(t);
+    }
+}
+
+fn parse_ips(addrs: &[String]) -> Vec<std::net::IpAddr> {
+    let mut ips: Vec<_> = addrs
+        .iter()
+        .filter_map(|a| a.parse::<SocketAddr>().ok().map(|s| s.ip()))
+        .collect();
+    ips.dedup();
+    ips
+}
+
+/// Waits on `sock` for the peer's punch with our `sid` (frp `waitDetectMessage`): a receiver
+/// answers the first request and is done; a sender waits for an answer. Anything else is
+/// logged (throttled) and skipped.
+async fn wait_detect(
+    sock: &UdpSocket,
+    sid: &str,
+    key: &Key,
+    sender: bool,
+) -> Result<SocketAddr, String> {
+    let mut buf = vec![0u8; 1024];
+    loop {
+        let (n, from) = sock.recv_from(&mut buf).await.map_err(|e| e.to_string())?;
+        let m = match decode_punch(&buf[..n], key) {
+            Ok(m) => m,
+            Err(e) => {
+                if let Some(held) = GARBAGE_LOG.ready() {
+                    warn!(%from, error = %e, similar_held_back = held, "decode sid message error: datagram ignored");
+                }
+                continue;
+            }
+        };
+        if m.sid != sid {
+            if let Some(held) = GARBAGE_LOG.ready() {
+                warn!(%from, sid = %common::log::printable(&m.sid, 64), expected = %sid, similar_held_back = held, "sid message with the wrong sid ignored");
+            }
+            continue;
+        }
+        if !m.response {
+            if sender {
+                continue;
+            }
+            let answer = NatHoleSid {
+                response: true,
+                ..m
+            };
+            let _ = sock.send_to(&encode_punch(&answer, key), from).await;
+        }
+        return Ok(from);
+    }
+}
+
+/// frp `MakeHole`: punches as `m.detect_behavior` says and returns the socket that heard the
+/// peer and the peer's address.
+pub(crate) async fn make_hole(
+    socket: UdpSocket,
+    m: &NatHoleResp,
+    key: &Key,
+) -> Result<(UdpSocket, SocketAddr), String> {
+    let b = &m.detect_behavior;
+    let tid = new_id();
+    let sender = b.role == "sender";
+    let mut socks = vec![socket];
+    let mut detect: Vec<String> = Vec::new();
+    if sender {
+        if b.send_delay_ms > 0 {
+            tokio::time::sleep(Duration::from_millis(b.send_delay_ms as u64)).await;
+        }
+        detect.extend(m.assisted_addrs.iter().cloned());
+        detect.extend(m.candidate_addrs.iter().cloned());
+    } else {
+        if b.candidate_ports.is_empty() {
+            detect.extend(m.candidate_addrs.iter().cloned());
+        }
+        for _ in 0..b.listen_random_ports.clamp(0, 256) {
+            match UdpSocket::bind(("0.0.0.0", 0)).await {
+                Ok(s) => socks.push(s),
+                Err(e) => warn!(error = %e, "listen random udp addr error"),
+            }
+        }
+    }
+    detect.dedup();
+    for addr in &detect {
+        for s in &socks {
+            send_sid(s, &m.sid, &tid, addr, key, b.ttl).await;
+        }
+    }
+    if !b.candidate_ports.is_empty() {
+        for s in &socks {
+            for ip in parse_ips(&m.candidate_addrs) {
+                for r in &b.candidate_ports {
+                    for port in r.from.max(1)..=r.to.min(65535) {
+                        let addr = SocketAddr::new(ip, port as u16).to_string();
+                        send_sid(s, &m.sid, &tid, &addr, key, b.ttl).await;
+                        tokio::time::sleep(Duration::from_millis(2)).await;
+                    }
+                }
+            }
+        }
+    }
+    let timeout = if b.read_timeout > 0 {
+        Duration::from_millis(b.read_timeout as u64)
+    } else {
+        DEFAULT_READ_TIMEOUT
+    };
+    let heard = {
+        let random_ports = async {
+            if b.send_random_ports > 0 {
+                let ips = parse_ips(&m.candidate_addrs);
+                let mut used = std::collections::HashSet::new();
+                for _ in 0..b.send_random_ports.min(65535) {
+                    let port = 1024 + rand::random::<u16>() % (65535 - 1024);
+                    if !used.insert(port) {
+                        continue;
+                    }
+                    for ip in &ips {
+                        let addr = SocketAddr::new(*ip, port).to_string();
+                        for s in &socks {
+                            send_sid(s, &m.sid, &tid, &addr, key, b.ttl).await;
+                        }
+                        tokio::time::sleep(Duration::from_millis(15)).await;
+                    }
+                }
+            }
+            std::future::pending::<()>().await
+        };
+        let waits = socks.iter().enumerate().map(|(i, s)| {
+            Box::pin(async move { wait_detect(s, &m.sid, key, sender).await.map(|a| (i, a)) })
+        });
+        tokio::select! {
+            r = tokio::time::timeout(timeout, futures::future::select_ok(waits)) => match r {
+                Ok(Ok(((i, from), _))) => Ok((i, from)),
+                Ok(Err(e)) => Err(format!("wait detect message error: {e}")),
+                Err(_) => Err(format!("wait detect message timeout ({timeout:?})")),
+            },
+            () = random_ports => Err("random port sender ended".to_owned()),
+        }
+    };
+    let (i, from) = heard?;
+    Ok((socks.swap_remove(i), from))
+}
+
+/// A QUIC endpoint on the punched socket.
+fn endpoint(
+    socket: UdpSocket,
+    server: Option<quinn::ServerConfig>,
+) -> Result<quinn::Endpoint, String> {
+    let std = socket.into_std().map_err(|e| e.to_string())?;
+    quinn::Endpoint::new(
+        quinn::EndpointConfig::default(),
+        server,
+        std,
+        Arc::new(quinn::TokioRuntime),
+    )
+    .map_err(|e| format!("quic endpoint: {e}"))
+}
+
+/// A QUIC tunnel: the endpoint (its socket) and the connection.
+#[derive(Debug, Clone)]
+pub(crate) struct Tunnel {
+    pub(crate) endpoint: quinn::Endpoint,
+    pub(crate) conn: quinn::Connection,
+}
+
+impl Tunnel {
+    pub(crate) fn close(&self) {
+        self.conn.close(0u32.into(), b"");
+        self.endpoint.close(0u32.into(), b"");
+    }
+}
+
+/// The visitor's side: QUIC to the peer, any certificate accepted (frp: InsecureSkipVerify).
+pub(crate) async fn dial(
+    socket: UdpSocket,
+    peer: SocketAddr,
+    q: &QuicConfig,
+) -> Result<Tunnel, String> {
+    let tls = tls::client_config(&tls::TlsFiles::default()).map_err(|e| e.to_string())?;
+    let cc = quic::client_config(&tls, q).map_err(|e| e.to_string())?;
+    let endpoint = endpoint(socket, None)?;
+    let connecting = endpoint
+        .connect_with(cc, peer, &peer.ip().to_string())
+        .map_err(|e| format!("dial quic error: {e}"))?;
+    let conn = tokio::time::timeout(ACCEPT_TIMEOUT, connecting)
+        .await
+        .map_err(|_| "dial quic error: handshake timed out".to_owned())?
+        .map_err(|e| format!("dial quic error: {e}"))?;
+    Ok(Tunnel { endpoint, conn })
+}
+
+/// The proxy side: a self-signed certificate, and the first handshake from `peer` (others
+/// are refused) within [`ACCEPT_TIMEOUT`].
+pub(crate) async fn accept(
+    socket: UdpSocket,
+    peer: SocketAddr,
+    q: &QuicConfig,
+) -> Result<Tunnel, String> {
+    let tls = tls::server_config(&tls::TlsFiles::default()).map_err(|e| e.to_string())?;
+    let sc = quic::server_config(&tls, q, 4, quic::CONN_WINDOW).map_err(|e| e.to_string())?;
+    let endpoint = endpoint(socket, Some(sc))?;
+    let wait = async {
+        loop {
+            let Some(incoming) = endpoint.accept().await else {
+                return Err("quic endpoint closed".to_owned());
+            };
+            if incoming.remote_address() != peer {
+                warn!(from = %incoming.remote_address(), expected = %peer, "quic handshake from another address than the punched peer refused");
+                incoming.refuse();
+                continue;
+            }
+            return incoming
+                .await
+                .map_err(|e| format!("quic accept connection error: {e}"));
+        }
+    };
+    let conn = tokio::time::timeout(ACCEPT_TIMEOUT, wait)
+        .await
+        .map_err(|_| format!("no quic handshake from {peer} within {ACCEPT_TIMEOUT:?}"))??;
+    Ok(Tunnel { endpoint, conn })
+}
+
+/// A QUIC stream as a [`common::io::BoxStream`].
+pub(crate) fn stream(send: quinn::SendStream, recv: quinn::RecvStream) -> common::io::BoxStream {
+    Box::new(tokio::io::join(recv, send))
+}
