@@ -12,7 +12,7 @@ use common::msg::{read_msg, write_msg, Message, NatHoleResp, NatHoleVisitor, New
 use std::net::SocketAddr;
 use std::time::Duration;
 use tests::*;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 use tokio::net::{TcpStream, UdpSocket};
 
 const SK: &str = "p2p-s3cret";
@@ -124,6 +124,458 @@ async fn xtcp_echo_10_mib_plain_and_encrypted_compressed() {
     assert_eq!(punches(&server, "proxy", "p2p", "ok"), 1.0);
     assert_eq!(punches(&server, "proxy", "p2p-layers", "ok"), 1.0);
     client.stop().await;
+    server.stop().await;
+    frps.stop().await;
+}
+
+/// Without a working tunnel in `fallbackTimeoutMs`, the xtcp visitor hands the user
+/// connection to its `fallbackTo` stcp visitor (here the proxy side's STUN server never
+/// answers, so the punch cannot start); frps's session for the attempt ends on its own.
+#[tokio::test]
+async fn xtcp_falls_back_to_stcp() {
+    init_log();
+    let frps = Frps::start(|_| {}).await;
+    let stun = stun_pair().await;
+    // Bound, never answering: the proxy side's discovery times out.
+    let silent = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let echo = echo_tcp().await;
+    let server = start(frps.addr, silent.local_addr().unwrap(), |c| {
+        c.proxies.push(xtcp_proxy("p2p", echo));
+        let mut s = proxy("relay", "stcp", echo, 0);
+        s.secret_key.0 = SK.into();
+        c.proxies.push(s);
+    })
+    .await;
+    let port = free_port().await;
+    let client = start(frps.addr, stun, |c| {
+        c.visitors.push(visitor("fb", "stcp", "relay", -1));
+        let mut v = visitor("x", "xtcp", "p2p", i32::from(port));
+        v.fallback_to = "fb".into();
+        v.fallback_timeout_ms = 500;
+        c.visitors.push(v);
+    })
+    .await;
+    let data = pattern(1 << 20, 3);
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    assert!(echo_through(addr, &data).await == data);
+    wait_punches(&server, "proxy", "p2p", "stun", 1.0).await;
+    assert_eq!(punches(&client, "visitor", "x", "ok"), 0.0);
+    wait_until("frps ends the session", || async {
+        frps.stats.nathole_counts().1 == 0
+    })
+    .await;
+    client.stop().await;
+    server.stop().await;
+    frps.stop().await;
+}
+
+/// A wrong secretKey is refused by frps at the exchange, a visitor user not in allowUsers at
+/// the pre-check; neither makes a tunnel nor leaves a session on frps. A listed user works.
+#[tokio::test]
+async fn wrong_key_and_user_not_allowed_are_refused() {
+    init_log();
+    let frps = Frps::start(|_| {}).await;
+    let stun = stun_pair().await;
+    let echo = echo_tcp().await;
+    let server = start(frps.addr, stun, |c| {
+        c.user = "alice".into();
+        let mut p = xtcp_proxy("p2p", echo);
+        p.allow_users = vec!["bob".into()];
+        c.proxies.push(p);
+    })
+    .await;
+    let port = free_port().await;
+    let mk = |name: &str, sk: &str, port: i32| {
+        let mut v = visitor(name, "xtcp", "p2p", port);
+        v.server_user = "alice".into();
+        v.secret_key.0 = sk.into();
+        v.keep_tunnel_open = true;
+        v
+    };
+    let bob = start(frps.addr, stun, |c| {
+        c.user = "bob".into();
+        c.visitors.push(mk("wrong-key", "nope", -1));
+        c.visitors.push(mk("right", SK, i32::from(port)));
+    })
+    .await;
+    let carol = start(frps.addr, stun, |c| {
+        c.user = "carol".into();
+        c.visitors.push(mk("not-allowed", SK, -1));
+    })
+    .await;
+    wait_punches(&bob, "visitor", "wrong-key", "exchange", 1.0).await;
+    wait_punches(&carol, "visitor", "not-allowed", "precheck", 1.0).await;
+    wait_punches(&bob, "visitor", "right", "ok", 1.0).await;
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    assert_eq!(
+        echo_through(addr, b"bob is allowed").await,
+        b"bob is allowed"
+    );
+    assert_eq!(punches(&bob, "visitor", "wrong-key", "ok"), 0.0);
+    assert_eq!(punches(&carol, "visitor", "not-allowed", "ok"), 0.0);
+    // Only bob's good session reached the proxy side.
+    assert_eq!(punches(&server, "proxy", "p2p", "ok"), 1.0);
+    carol.stop().await;
+    bob.stop().await;
+    wait_until("no session left on frps", || async {
+        frps.stats.nathole_counts().1 == 0
+    })
+    .await;
+    server.stop().await;
+    frps.stop().await;
+}
+
+/// keepTunnelOpen makes the tunnel before any user comes, and every user connection then
+/// uses it (one punch for many connections).
+#[tokio::test]
+async fn keep_tunnel_open_reuses_the_tunnel() {
+    init_log();
+    let frps = Frps::start(|_| {}).await;
+    let stun = stun_pair().await;
+    let echo = echo_tcp().await;
+    let server = start(frps.addr, stun, |c| c.proxies.push(xtcp_proxy("p2p", echo))).await;
+    let port = free_port().await;
+    let client = start(frps.addr, stun, |c| {
+        let mut v = visitor("x", "xtcp", "p2p", i32::from(port));
+        v.keep_tunnel_open = true;
+        v.min_retry_interval = 1;
+        c.visitors.push(v);
+    })
+    .await;
+    wait_punches(&client, "visitor", "x", "ok", 1.0).await;
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    for i in 0..5u8 {
+        let msg = [b'm', i];
+        assert_eq!(echo_through(addr, &msg).await, msg);
+    }
+    assert_eq!(punches(&client, "visitor", "x", "ok"), 1.0);
+    assert_eq!(punches(&server, "proxy", "p2p", "ok"), 1.0);
+    client.stop().await;
+    server.stop().await;
+    frps.stop().await;
+}
+
+/// A STUN "server" whose answers come from another socket than the one asked (frpc ignores
+/// them and times out), and one whose answer has a truncated attribute: each ends that
+/// attempt at discovery, before frps is asked for a session.
+#[tokio::test]
+async fn bad_stun_replies_end_the_attempt() {
+    init_log();
+    let frps = Frps::start(|_| {}).await;
+    let stun = stun_pair().await;
+    let echo = echo_tcp().await;
+    let server = start(frps.addr, stun, |c| c.proxies.push(xtcp_proxy("p2p", echo))).await;
+    // Answers from a second socket.
+    let asked = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let other = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let wrong_source = asked.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut buf = [0u8; 1500];
+        while let Ok((n, from)) = asked.recv_from(&mut buf).await {
+            let id: [u8; 12] = buf[8..20.min(n)].try_into().unwrap_or_default();
+            let answer = frpc::nathole::binding_success(id, from, None);
+            let _ = other.send_to(&answer, from).await;
+        }
+    });
+    // Answers with an attribute longer than the message.
+    let bad = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let bad_attrs = bad.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut buf = [0u8; 1500];
+        while let Ok((n, from)) = bad.recv_from(&mut buf).await {
+            let id: [u8; 12] = buf[8..20.min(n)].try_into().unwrap_or_default();
+            let mut answer = frpc::nathole::binding_success(id, from, None);
+            answer[22..24].copy_from_slice(&200u16.to_be_bytes());
+            let _ = bad.send_to(&answer, from).await;
+        }
+    });
+    let mk = |name: &str| {
+        let mut v = visitor(name, "xtcp", "p2p", -1);
+        v.keep_tunnel_open = true;
+        v
+    };
+    let a = start(frps.addr, wrong_source, |c| c.visitors.push(mk("a"))).await;
+    let b = start(frps.addr, bad_attrs, |c| c.visitors.push(mk("b"))).await;
+    wait_punches(&a, "visitor", "a", "stun", 1.0).await;
+    wait_punches(&b, "visitor", "b", "stun", 1.0).await;
+    assert_eq!(frps.stats.nathole_counts(), (1, 0), "one proxy, no session");
+    assert_eq!(punches(&server, "proxy", "p2p", "ok"), 0.0);
+    a.stop().await;
+    b.stop().await;
+    server.stop().await;
+    frps.stop().await;
+}
+
+/// The next message on a raw control that `pick` accepts (others, such as ReqWorkConn, are
+/// set aside in `seen`).
+async fn next<T>(
+    ctl: &mut RawControl,
+    seen: &mut Vec<Message>,
+    mut pick: impl FnMut(&Message) -> Option<T>,
+) -> T {
+    if let Some(i) = seen.iter().position(|m| pick(m).is_some()) {
+        return pick(&seen.remove(i)).unwrap();
+    }
+    loop {
+        let m = tokio::time::timeout(PATIENCE, read_msg(ctl))
+            .await
+            .expect("message in time")
+            .expect("message");
+        if let Some(t) = pick(&m) {
+            return t;
+        }
+        seen.push(m);
+    }
+}
+
+fn nat_resp(tid: &str) -> impl FnMut(&Message) -> Option<NatHoleResp> + '_ {
+    move |m| match m {
+        Message::NatHoleResp(r) if r.transaction_id == tid => Some(r.clone()),
+        _ => None,
+    }
+}
+
+fn signed_visitor(tid: &str, name: &str, sk: &str, mapped: &[String]) -> NatHoleVisitor {
+    let ts = unix_now();
+    NatHoleVisitor {
+        transaction_id: tid.into(),
+        proxy_name: name.into(),
+        protocol: "quic".into(),
+        sign_key: auth_key(sk, ts),
+        timestamp: ts,
+        mapped_addrs: mapped.to_vec(),
+        ..Default::default()
+    }
+}
+
+/// frps against two fake Go frpc speaking frp's frames: pre-check answers (frp's texts), a
+/// wrong sign key, then the whole flow: ReqWorkConn, StartWorkConn + NatHoleSid on the work
+/// connection (then closed), NatHoleClient, and a NatHoleResp to each side with the other's
+/// addresses and frp's behaviours for two easy NATs (the proxy side sends, the visitor
+/// receives with TTL 7), then NatHoleReport. The session is gone once the visitor leaves.
+#[tokio::test]
+async fn raw_go_frpc_nathole_flow() {
+    init_log();
+    let frps = Frps::start(|c| c.transport.tcp_mux = false).await;
+    let login = |user: &str| common::msg::Login {
+        user: user.into(),
+        ..Default::default()
+    };
+    let (mut alice, alice_run) = raw_login_as(frps.addr, login("alice")).await;
+    let mut alice_seen = Vec::new();
+    let np = NewProxy {
+        proxy_name: "alice.p2p".into(),
+        proxy_type: "xtcp".into(),
+        sk: SK.into(),
+        allow_users: vec!["bob".into()],
+        ..Default::default()
+    };
+    write_msg(&mut alice, &np.into()).await.unwrap();
+    let r = next(&mut alice, &mut alice_seen, |m| match m {
+        Message::NewProxyResp(r) => Some(r.clone()),
+        _ => None,
+    })
+    .await;
+    assert!(r.error.is_empty() && r.remote_addr.is_empty(), "{r:?}");
+    let (mut bob, _) = raw_login_as(frps.addr, login("bob")).await;
+    let mut bob_seen = Vec::new();
+    let (mut carol, _) = raw_login_as(frps.addr, login("carol")).await;
+    let mut carol_seen = Vec::new();
+    let pre = |tid: &str, name: &str| NatHoleVisitor {
+        transaction_id: tid.into(),
+        proxy_name: name.into(),
+        pre_check: true,
+        ..Default::default()
+    };
+    for (is_bob, m, want) in [
+        (
+            true,
+            pre("t1", "alice.nope"),
+            "xtcp server for [alice.nope] doesn't exist",
+        ),
+        (
+            false,
+            pre("t2", "alice.p2p"),
+            "xtcp visitor user [carol] not allowed for [alice.p2p]",
+        ),
+        (true, pre("t3", "alice.p2p"), ""),
+    ] {
+        let (ctl, seen) = if is_bob {
+            (&mut bob, &mut bob_seen)
+        } else {
+            (&mut carol, &mut carol_seen)
+        };
+        let tid = m.transaction_id.clone();
+        write_msg(ctl, &m.into()).await.unwrap();
+        let r = next(ctl, seen, nat_resp(&tid)).await;
+        assert_eq!(r.error, want);
+        assert!(r.sid.is_empty());
+    }
+    let v_addrs = vec!["127.0.0.1:40001".to_string(), "127.0.0.1:40001".to_string()];
+    let bad = signed_visitor("t4", "alice.p2p", "wrong", &v_addrs);
+    write_msg(&mut bob, &bad.into()).await.unwrap();
+    let r = next(&mut bob, &mut bob_seen, nat_resp("t4")).await;
+    assert_eq!(r.error, "xtcp connection of [alice.p2p] auth failed");
+    // frp checks allowUsers at the pre-check only; a visitor that skips it is refused too.
+    let skip = signed_visitor("t4b", "alice.p2p", SK, &v_addrs);
+    write_msg(&mut carol, &skip.into()).await.unwrap();
+    let r = next(&mut carol, &mut carol_seen, nat_resp("t4b")).await;
+    assert_eq!(
+        r.error,
+        "xtcp visitor user [carol] not allowed for [alice.p2p]"
+    );
+    assert_eq!(frps.stats.nathole_counts(), (1, 0));
+
+    // The real request: frps asks alice's frpc for a work connection.
+    let good = signed_visitor("t5", "alice.p2p", SK, &v_addrs);
+    write_msg(&mut bob, &good.into()).await.unwrap();
+    next(&mut alice, &mut alice_seen, |m| {
+        matches!(m, Message::ReqWorkConn(_)).then_some(())
+    })
+    .await;
+    let mut work = TcpStream::connect(frps.addr).await.unwrap();
+    let nwc = common::msg::NewWorkConn {
+        run_id: alice_run.clone(),
+        ..Default::default()
+    };
+    write_msg(&mut work, &nwc.into()).await.unwrap();
+    let start = tokio::time::timeout(PATIENCE, read_msg(&mut work))
+        .await
+        .unwrap()
+        .unwrap();
+    let Message::StartWorkConn(s) = start else {
+        panic!("{start:?}")
+    };
+    assert_eq!(s.proxy_name, "alice.p2p");
+    let sid = match tokio::time::timeout(PATIENCE, read_msg(&mut work))
+        .await
+        .unwrap()
+        .unwrap()
+    {
+        Message::NatHoleSid(m) => m.sid,
+        other => panic!("{other:?}"),
+    };
+    assert!(
+        sid.len() > 16 && sid[..10].chars().all(|c| c.is_ascii_digit()),
+        "{sid}"
+    );
+    let mut rest = Vec::new();
+    let n = tokio::time::timeout(PATIENCE, work.read_to_end(&mut rest))
+        .await
+        .unwrap()
+        .unwrap_or(0);
+    assert_eq!(n, 0, "frps closes the work connection after the sid");
+    assert_eq!(frps.stats.nathole_counts(), (1, 1));
+
+    let c_addrs = vec!["127.0.0.1:40002".to_string(), "127.0.0.1:40002".to_string()];
+    let nhc = common::msg::NatHoleClient {
+        transaction_id: "c1".into(),
+        proxy_name: "alice.p2p".into(),
+        sid: sid.clone(),
+        mapped_addrs: c_addrs.clone(),
+        assisted_addrs: vec!["192.0.2.10:40002".into()],
+    };
+    write_msg(&mut alice, &nhc.into()).await.unwrap();
+    let v = next(&mut bob, &mut bob_seen, nat_resp("t5")).await;
+    let c = next(&mut alice, &mut alice_seen, nat_resp("c1")).await;
+    for r in [&v, &c] {
+        assert_eq!(
+            (r.sid.as_str(), r.protocol.as_str(), r.error.as_str()),
+            (sid.as_str(), "quic", "")
+        );
+        assert_eq!(r.detect_behavior.mode, 0);
+        assert_eq!(r.detect_behavior.read_timeout, 5000);
+    }
+    assert_eq!(v.candidate_addrs, vec!["127.0.0.1:40002".to_string()]);
+    assert_eq!(v.assisted_addrs, vec!["192.0.2.10:40002".to_string()]);
+    assert_eq!(c.candidate_addrs, vec!["127.0.0.1:40001".to_string()]);
+    assert_eq!(
+        (c.detect_behavior.role.as_str(), c.detect_behavior.ttl),
+        ("sender", 0)
+    );
+    assert_eq!(
+        (v.detect_behavior.role.as_str(), v.detect_behavior.ttl),
+        ("receiver", 7)
+    );
+    let report = common::msg::NatHoleReport { sid, success: true };
+    write_msg(&mut alice, &report.into()).await.unwrap();
+    // The session is kept for reports until the visitor's control goes.
+    drop(bob);
+    wait_until("session removed", || async {
+        frps.stats.nathole_counts().1 == 0
+    })
+    .await;
+    drop((alice, carol));
+    frps.stop().await;
+}
+
+/// Our frpc's proxy side against a fake Go visitor: its punch datagrams are frp's (decoded
+/// with frp's key and framing, carrying the session's sid); garbage, a wrong sid and a
+/// non-answer from the visitor are ignored; without an answer the punch ends at its read
+/// timeout, reported to frps as failed, and its UDP port is closed.
+#[tokio::test]
+async fn raw_go_visitor_garbage_and_a_punch_that_never_completes() {
+    init_log();
+    let frps = Frps::start(|c| c.transport.tcp_mux = false).await;
+    let stun = stun_pair().await;
+    let echo = echo_tcp().await;
+    let server = start(frps.addr, stun, |c| {
+        c.transport.tcp_mux = false;
+        c.proxies.push(xtcp_proxy("p2p", echo));
+    })
+    .await;
+    let (mut bob, _) = raw_login(frps.addr, 0).await;
+    let mut seen = Vec::new();
+    let u = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let me = u.local_addr().unwrap().to_string();
+    let m = signed_visitor("v1", "p2p", SK, &[me.clone(), me]);
+    write_msg(&mut bob, &m.into()).await.unwrap();
+    let r = next(&mut bob, &mut seen, nat_resp("v1")).await;
+    assert!(r.error.is_empty(), "{r:?}");
+    assert_eq!(r.detect_behavior.role, "receiver");
+    // The proxy side sends; its datagrams are frp's punch datagrams.
+    let key = common::nathole::punch_key(SK);
+    let mut buf = [0u8; 1500];
+    let (n, frpc_addr) = tokio::time::timeout(PATIENCE, u.recv_from(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    let punch = common::nathole::decode_punch(&buf[..n], &key).unwrap();
+    assert_eq!(punch.sid, r.sid);
+    assert!(!punch.response && punch.nonce.len() < 20 && punch.nonce.bytes().all(|b| b == b'0'));
+    // Garbage, a wrong sid, a non-answer: none completes the punch.
+    u.send_to(b"garbage", frpc_addr).await.unwrap();
+    u.send_to(&[0u8; 300], frpc_addr).await.unwrap();
+    let mut other = punch.clone();
+    other.sid = "1700000000deadbeefdeadbeef".into();
+    other.response = true;
+    u.send_to(&common::nathole::encode_punch(&other, &key), frpc_addr)
+        .await
+        .unwrap();
+    u.send_to(&common::nathole::encode_punch(&punch, &key), frpc_addr)
+        .await
+        .unwrap();
+    wait_punches(&server, "proxy", "p2p", "punch", 1.0).await;
+    assert_eq!(punches(&server, "proxy", "p2p", "ok"), 0.0);
+    // Its socket is closed: a datagram to it is refused (ICMP port unreachable).
+    let probe = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    probe.connect(frpc_addr).await.unwrap();
+    let refused = tokio::time::timeout(PATIENCE, async {
+        loop {
+            let _ = probe.send(b"x").await;
+            match tokio::time::timeout(Duration::from_millis(200), probe.recv(&mut buf)).await {
+                Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => return,
+                _ => continue,
+            }
+        }
+    })
+    .await;
+    assert!(refused.is_ok(), "the punching socket is still open");
+    drop(bob);
+    wait_until("session removed", || async {
+        frps.stats.nathole_counts().1 == 0
+    })
+    .await;
     server.stop().await;
     frps.stop().await;
 }
