@@ -125,7 +125,7 @@ async fn a_proxy_using_an_unsupported_key_does_not_start_and_says_why() {
     init_log();
     let frps = Frps::start(|_| {}).await;
     let echo = echo_tcp().await;
-    let (p2, p3) = (free_port().await, free_port().await);
+    let p2 = free_port().await;
     let frpc = Frpc::start(frps.addr, |c| {
         let mut plug = proxy("plug", "tcp", echo, p2);
         plug.plugin = Some(common::config::PluginConfig {
@@ -133,14 +133,11 @@ async fn a_proxy_using_an_unsupported_key_does_not_start_and_says_why() {
             ..Default::default()
         });
         c.proxies.push(plug);
-        let mut su = proxy("su", "xtcp", echo, p3);
-        su.secret_key = "sk".into();
-        c.proxies.push(su);
         c.proxies.push(proxy("ok", "tcp", echo, 0));
     });
     // NewProxy goes out in config order: once "ok" runs, frps has seen whatever came before.
     frpc.wait_running("ok").await;
-    for (name, key) in [("plug", "plugin.type"), ("su", "type")] {
+    for (name, key) in [("plug", "plugin.type")] {
         let s = frpc.wait_phase(name, Phase::StartError).await;
         assert!(
             s.error.starts_with(&format!("{key}: ")) && s.error.contains("not supported"),
@@ -204,14 +201,14 @@ async fn frpc_says_a_visitor_is_not_started() {
     let (dir, f) = write_temp(
         "visitor",
         "frpc.toml",
-        &format!("serverAddr = \"127.0.0.1\"\nserverPort = {closed}\n[[visitors]]\nname = \"v\"\ntype = \"xtcp\"\nserverName = \"s\"\nsecretKey = \"k\"\nbindPort = {}\n", free_port().await),
+        &format!("serverAddr = \"127.0.0.1\"\nserverPort = {closed}\n[[visitors]]\nname = \"v\"\ntype = \"xtcp\"\nserverName = \"s\"\nsecretKey = \"k\"\nbindPort = {}\nprotocol = \"kcp\"\n", free_port().await),
     );
     let out = run_bin("frpc", &["verify", "-c", &f]).await;
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
     assert!(
         err.contains(&format!(
-            "{f}:5:1: visitors[0].type (\"v\"): xtcp (P2P) visitors are not supported by this frpc yet"
+            "{f}:9:1: visitors[0].protocol (\"v\"): xtcp over KCP is not supported yet"
         )),
         "{err}"
     );
@@ -219,8 +216,7 @@ async fn frpc_says_a_visitor_is_not_started() {
     let out = run_bin("frpc", &["-c", &f]).await;
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("visitor not started")
-            && err.contains("xtcp (P2P) visitors are not supported by this frpc yet"),
+        err.contains("visitor not started") && err.contains("xtcp over KCP is not supported yet"),
         "{err}"
     );
     let _ = std::fs::remove_dir_all(dir);
