@@ -273,6 +273,42 @@ mod tests {
         assert_eq!((r.mapped, r.other), (Some(me), Some(other)));
     }
 
+    mod props {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            /// Any datagram is a response, not one, or an error: never a panic.
+            #[test]
+            fn parser_takes_any_bytes(data in proptest::collection::vec(any::<u8>(), 0..300), id: [u8; 12]) {
+                let _ = parse_response(&data, id);
+            }
+
+            /// What a server encodes (any IPv4 mapped and other address) parses back, and a
+            /// reply to another transaction is not taken for ours.
+            #[test]
+            fn success_round_trips(ip: u32, port: u16, oip: u32, oport: u16, id: [u8; 12], other_id: [u8; 12], with_other: bool) {
+                let me = SocketAddr::from((Ipv4Addr::from(ip), port));
+                let other = with_other.then(|| SocketAddr::from((Ipv4Addr::from(oip), oport)));
+                let msg = binding_success(id, me, other);
+                let r = parse_response(&msg, id).unwrap().unwrap();
+                prop_assert_eq!((r.mapped, r.other), (Some(me), other));
+                if other_id != id {
+                    prop_assert_eq!(parse_response(&msg, other_id), Ok(None));
+                }
+            }
+
+            /// Flipping any byte of the attributes yields an answer or an error, no panic.
+            #[test]
+            fn corrupted_attributes_are_handled(pos in 20usize..40, byte: u8, id: [u8; 12]) {
+                let mut msg = binding_success(id, "192.0.2.1:1".parse().unwrap(), Some("192.0.2.2:2".parse().unwrap()));
+                let i = pos.min(msg.len() - 1);
+                msg[i] = byte;
+                let _ = parse_response(&msg, id);
+            }
+        }
+    }
+
     #[test]
     fn requests_are_binding_requests() {
         let r = binding_request([1; 12]);
