@@ -761,3 +761,23 @@ pub async fn stun_pair() -> SocketAddr {
     let second = stun_server(None).await;
     stun_server(Some(second)).await
 }
+
+/// One JSON call to an admin API or the dashboard (no credentials); the status code and the
+/// body as JSON (or as a JSON string when it is not JSON).
+pub async fn api(
+    addr: SocketAddr,
+    method: hyper::Method,
+    path: &str,
+    body: &str,
+) -> (u16, serde_json::Value) {
+    let headers = [("content-type", "application/json".to_string())];
+    let (addr, auth) = (addr.to_string(), common::http::BasicAuth::default());
+    let call =
+        common::http::request_with(&addr, &auth, method, path, &headers, body.to_owned().into());
+    let a = tokio::time::timeout(PATIENCE, call)
+        .await
+        .expect("answer in time")
+        .expect("answer");
+    let v = serde_json::from_str(&a.body).unwrap_or(serde_json::Value::String(a.body.clone()));
+    (a.code.as_u16(), v)
+}

@@ -656,21 +656,6 @@ async fn real_binaries_stcp_and_sudp() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
-async fn api(
-    addr: SocketAddr,
-    method: hyper::Method,
-    path: &str,
-    body: &str,
-) -> (u16, serde_json::Value) {
-    let headers = [("content-type", "application/json".to_string())];
-    let (addr, auth) = (addr.to_string(), common::http::BasicAuth::default());
-    let call =
-        common::http::request_with(&addr, &auth, method, path, &headers, body.to_owned().into());
-    let a = tokio::time::timeout(PATIENCE, call).await.unwrap().unwrap();
-    let v = serde_json::from_str(&a.body).unwrap_or(serde_json::Value::String(a.body.clone()));
-    (a.code.as_u16(), v)
-}
-
 /// The admin API shows visitors (`/api/status` under `visitors`, `/api/visitor/{name}/config`),
 /// a store entry starts a real visitor and deleting it frees its port; frps's dashboard lists
 /// stcp and sudp proxies under their type with frp's fields.

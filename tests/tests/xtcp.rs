@@ -643,3 +643,86 @@ async fn real_binaries_xtcp() {
     assert!(echo_through(addr, &data).await == data);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// frpc's admin API lists the xtcp visitor (`/api/status`, its config), frps's dashboard the
+/// xtcp proxy with frp's fields, and a reload that moves the visitor's port is applied (the
+/// old port freed, the new one tunnels).
+#[tokio::test]
+async fn admin_api_dashboard_and_reload_show_xtcp() {
+    use hyper::Method;
+    init_log();
+    let dash = free_port().await;
+    let frps = Frps::start(|c| {
+        c.web_server.addr = "127.0.0.1".into();
+        c.web_server.port = dash;
+    })
+    .await;
+    let stun = stun_pair().await;
+    let echo = echo_tcp().await;
+    let server = start(frps.addr, stun, |c| {
+        let mut p = xtcp_proxy("p2p", echo);
+        p.allow_users = vec!["*".into()];
+        c.proxies.push(p);
+    })
+    .await;
+    let (admin, p1, p2) = (free_port().await, free_port().await, free_port().await);
+    let dir = temp_dir("xtcp-admin");
+    let file = dir.join("frpc.toml");
+    let write = |port: u16| {
+        std::fs::write(
+            &file,
+            format!(
+                "serverAddr = \"127.0.0.1\"\nserverPort = {}\nauth.token = \"{TOKEN}\"\nnatHoleStunServer = \"{stun}\"\nwebServer.addr = \"127.0.0.1\"\nwebServer.port = {admin}\n\
+                 [[visitors]]\nname = \"x\"\ntype = \"xtcp\"\nserverName = \"p2p\"\nsecretKey = \"{SK}\"\nbindPort = {port}\n",
+                frps.addr.port(),
+            ),
+        )
+        .unwrap()
+    };
+    write(p1);
+    let client = Frpc::run(client_from_file(&file));
+    client.wait_visitor("x").await;
+    let admin_addr: SocketAddr = ([127, 0, 0, 1], admin).into();
+    let (code, status) = api(admin_addr, Method::GET, "/api/status", "").await;
+    assert_eq!(code, 200);
+    assert_eq!(status["visitors"][0]["name"], "x");
+    assert_eq!(status["visitors"][0]["type"], "xtcp");
+    assert_eq!(status["visitors"][0]["status"], "running");
+    let (code, def) = api(admin_addr, Method::GET, "/api/visitor/x/config", "").await;
+    assert_eq!(code, 200);
+    assert_eq!(def["xtcp"]["serverName"], "p2p");
+    let (code, list) = api(
+        ([127, 0, 0, 1], dash).into(),
+        Method::GET,
+        "/api/proxy/xtcp",
+        "",
+    )
+    .await;
+    assert_eq!(code, 200);
+    let p = &list["proxies"][0];
+    assert_eq!(
+        (&p["name"], &p["status"]),
+        (&"p2p".into(), &"online".into())
+    );
+    assert_eq!(p["conf"]["allowUsers"], serde_json::json!(["*"]));
+    assert!(
+        p["conf"].get("secretKey").is_none(),
+        "no secret in API answers"
+    );
+    let a: SocketAddr = ([127, 0, 0, 1], p1).into();
+    assert_eq!(echo_through(a, b"before").await, b"before");
+    // Reload with the visitor on another port.
+    write(p2);
+    let (code, _) = api(admin_addr, Method::GET, "/api/reload", "").await;
+    assert_eq!(code, 200);
+    let b: SocketAddr = ([127, 0, 0, 1], p2).into();
+    wait_until("old port freed", || async {
+        std::net::TcpListener::bind(a).is_ok()
+    })
+    .await;
+    wait_tunnel(b).await;
+    client.stop().await;
+    server.stop().await;
+    frps.stop().await;
+    let _ = std::fs::remove_dir_all(dir);
+}
