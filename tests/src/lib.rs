@@ -738,7 +738,12 @@ pub async fn tls_backend(id: &'static str) -> SocketAddr {
 /// A STUN server on 127.0.0.1 that answers Binding requests (RFC 5389, XOR-MAPPED-ADDRESS)
 /// with the sender's address and `other` as its other address (RFC 5780 OTHER-ADDRESS).
 pub async fn stun_server(other: Option<SocketAddr>) -> SocketAddr {
-    let s = UdpSocket::bind("127.0.0.1:0").await.expect("bind stun");
+    stun_server_at([127, 0, 0, 1].into(), other).await
+}
+
+/// [`stun_server`] on `ip`.
+pub async fn stun_server_at(ip: std::net::IpAddr, other: Option<SocketAddr>) -> SocketAddr {
+    let s = UdpSocket::bind((ip, 0)).await.expect("bind stun");
     let addr = s.local_addr().expect("stun addr");
     tokio::spawn(async move {
         let mut buf = [0u8; 1500];
@@ -758,8 +763,22 @@ pub async fn stun_server(other: Option<SocketAddr>) -> SocketAddr {
 /// A STUN server with a second one as its other address, as frp's discovery needs (two
 /// mapped addresses); returns the first.
 pub async fn stun_pair() -> SocketAddr {
-    let second = stun_server(None).await;
-    stun_server(Some(second)).await
+    stun_pair_at([127, 0, 0, 1].into()).await
+}
+
+/// [`stun_pair`] on `ip`.
+pub async fn stun_pair_at(ip: std::net::IpAddr) -> SocketAddr {
+    let second = stun_server_at(ip, None).await;
+    stun_server_at(ip, Some(second)).await
+}
+
+/// This host's IPv4 address on its default route, if it has one (not loopback).
+pub fn host_ipv4() -> Option<std::net::IpAddr> {
+    let s = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
+    // No datagram is sent: connect only picks the route and with it the source address.
+    s.connect("8.8.8.8:53").ok()?;
+    let ip = s.local_addr().ok()?.ip();
+    (!ip.is_loopback() && !ip.is_unspecified()).then_some(ip)
 }
 
 /// One JSON call to an admin API or the dashboard (no credentials); the status code and the

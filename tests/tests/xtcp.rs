@@ -726,3 +726,111 @@ async fn admin_api_dashboard_and_reload_show_xtcp() {
     frps.stop().await;
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// `natTraversal.disableAssistedAddrs` on a proxy and on a visitor: frps passes each side's
+/// assisted addresses (its own addresses with the punching port) to the other, and a side
+/// with the key sends none. The STUN pair is on this host's non-loopback address so frpc has
+/// an address to offer (frp leaves loopback out).
+#[tokio::test]
+async fn disable_assisted_addrs_on_proxy_and_visitor() {
+    init_log();
+    let Some(ip) = host_ipv4() else {
+        eprintln!("no non-loopback IPv4 address on this host: nothing to check");
+        return;
+    };
+    let frps = Frps::start(|c| c.transport.tcp_mux = false).await;
+    let stun = stun_pair_at(ip).await;
+    let echo = echo_tcp().await;
+    // The proxy key: our frpc's proxies, a fake Go visitor reading what frps tells it.
+    let server = start(frps.addr, stun, |c| {
+        c.transport.tcp_mux = false;
+        c.proxies.push(xtcp_proxy("on", echo));
+        let mut p = xtcp_proxy("off", echo);
+        p.nat_traversal.disable_assisted_addrs = true;
+        c.proxies.push(p);
+    })
+    .await;
+    let (mut fake, _) = raw_login(frps.addr, 0).await;
+    let mut seen = Vec::new();
+    let u = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let me = u.local_addr().unwrap().to_string();
+    let mut assisted = Vec::new();
+    for name in ["on", "off"] {
+        let m = signed_visitor(name, name, SK, &[me.clone(), me.clone()]);
+        write_msg(&mut fake, &m.into()).await.unwrap();
+        let r = next(&mut fake, &mut seen, nat_resp(name)).await;
+        assert!(r.error.is_empty(), "{r:?}");
+        assisted.push(r.assisted_addrs);
+    }
+    assert!(
+        assisted[0].len() == 1 && assisted[0][0].starts_with(&format!("{ip}:")),
+        "{assisted:?}"
+    );
+    assert!(assisted[1].is_empty(), "{assisted:?}");
+    drop(fake);
+    server.stop().await;
+
+    // The visitor key: a fake Go frpc owns the proxy, our frpc's visitors ask for it.
+    let (mut owner, run_id) = raw_login(frps.addr, 0).await;
+    let mut owner_seen = Vec::new();
+    let np = NewProxy {
+        proxy_name: "q".into(),
+        proxy_type: "xtcp".into(),
+        sk: SK.into(),
+        allow_users: vec!["*".into()],
+        ..Default::default()
+    };
+    write_msg(&mut owner, &np.into()).await.unwrap();
+    next(&mut owner, &mut owner_seen, |m| {
+        matches!(m, Message::NewProxyResp(_)).then_some(())
+    })
+    .await;
+    let client = start(frps.addr, stun, |c| {
+        c.transport.tcp_mux = false;
+        for (name, off) in [("v-on", false), ("v-off", true)] {
+            let mut v = visitor(name, "xtcp", "q", -1);
+            v.keep_tunnel_open = true;
+            v.nat_traversal.disable_assisted_addrs = off;
+            c.visitors.push(v);
+        }
+    })
+    .await;
+    let mut got = Vec::new();
+    for i in 0..2 {
+        next(&mut owner, &mut owner_seen, |m| {
+            matches!(m, Message::ReqWorkConn(_)).then_some(())
+        })
+        .await;
+        let mut work = TcpStream::connect(frps.addr).await.unwrap();
+        let nwc = common::msg::NewWorkConn {
+            run_id: run_id.clone(),
+            ..Default::default()
+        };
+        write_msg(&mut work, &nwc.into()).await.unwrap();
+        let _start = read_msg(&mut work).await.unwrap();
+        let Message::NatHoleSid(sid) = read_msg(&mut work).await.unwrap() else {
+            panic!("NatHoleSid expected")
+        };
+        let tid = format!("c{i}");
+        let nhc = common::msg::NatHoleClient {
+            transaction_id: tid.clone(),
+            proxy_name: "q".into(),
+            sid: sid.sid,
+            mapped_addrs: vec![me.clone(), me.clone()],
+            assisted_addrs: vec![],
+        };
+        write_msg(&mut owner, &nhc.into()).await.unwrap();
+        let r = next(&mut owner, &mut owner_seen, nat_resp(&tid)).await;
+        assert!(r.error.is_empty(), "{r:?}");
+        got.push(r.assisted_addrs.len());
+    }
+    got.sort_unstable();
+    assert_eq!(
+        got,
+        vec![0, 1],
+        "one visitor offers its address, the other none"
+    );
+    client.stop().await;
+    drop(owner);
+    frps.stop().await;
+}
