@@ -734,6 +734,32 @@ mod tests {
         assert_eq!(r.2.ports_range_number, 10);
     }
 
+    /// natholeAnalysisDataReserveHours: records unused for longer are dropped, so what was
+    /// learnt (here: index 0 lost its point) starts over.
+    #[test]
+    fn analysis_records_expire_after_the_reserve() {
+        let easy = feature(&["1.2.3.4:1000", "1.2.3.4:1000"]);
+        let hour = Duration::from_secs(3600);
+        let mut a = Analyzer::default();
+        assert_eq!(a.recommend("k", &easy, &easy, hour).1, 0);
+        assert_eq!(
+            a.recommend("k", &easy, &easy, hour).1,
+            1,
+            "kept within the reserve"
+        );
+        a.last_clean = None;
+        std::thread::sleep(Duration::from_millis(2));
+        assert_eq!(
+            a.recommend("k", &easy, &easy, Duration::ZERO).1,
+            0,
+            "dropped after it"
+        );
+        assert_eq!(
+            NatHoleController::new(24).reserve,
+            Duration::from_secs(24 * 3600)
+        );
+    }
+
     #[test]
     fn range_ports_as_frp() {
         let a = vec!["1.2.3.4:1000".to_string()];

@@ -116,6 +116,30 @@ const CLIENT_EFFECT: &[(&str, &[&str])] = &[
         &["visitors[].serverUser"],
     ),
     (
+        "tests/tests/xtcp.rs::xtcp_echo_10_mib_plain_and_encrypted_compressed",
+        &["visitors[].type", "visitors[].protocol"],
+    ),
+    (
+        "tests/tests/xtcp.rs::bad_stun_replies_end_the_attempt",
+        &["natHoleStunServer"],
+    ),
+    (
+        "tests/tests/xtcp.rs::keep_tunnel_open_reuses_the_tunnel",
+        &["visitors[].keepTunnelOpen", "visitors[].minRetryInterval"],
+    ),
+    (
+        "frpc/src/visitor/xtcp.rs::limiter_allows_the_burst_then_paces",
+        &["visitors[].maxRetriesAnHour"],
+    ),
+    (
+        "tests/tests/xtcp.rs::xtcp_falls_back_to_stcp",
+        &["visitors[].fallbackTo", "visitors[].fallbackTimeoutMs"],
+    ),
+    (
+        "tests/tests/xtcp.rs::disable_assisted_addrs_on_proxy_and_visitor",
+        &["proxies[].natTraversal", "visitors[].natTraversal"],
+    ),
+    (
         "common/src/config/load/tests.rs::includes_with_globs_relative_to_the_working_directory",
         &["includes"],
     ),
@@ -246,6 +270,10 @@ const CLIENT_EFFECT: &[(&str, &[&str])] = &[
 ];
 
 const SERVER_EFFECT: &[(&str, &[&str])] = &[
+    (
+        "frps/src/nathole.rs::analysis_records_expire_after_the_reserve",
+        &["natholeAnalysisDataReserveHours"],
+    ),
     (
         "tests/tests/transports.rs::quic_with_tls_settings_and_serverinfo",
         &["quicBindPort"],
@@ -640,22 +668,12 @@ fn sample(key: &str, dir: &Path) -> Option<String> {
             "featureGates = { VirtualNet = true }\nvirtualNet.address = \"100.86.0.1/24\""
         }
         "featureGates.VirtualNet" => "featureGates = { VirtualNet = true }",
-        "natHoleStunServer" => "natHoleStunServer = \"stun.example.com:3478\"",
         "webServer.assetsDir" => "webServer.assetsDir = \"./static\"",
         "webServer.pprofEnable" => "webServer.pprofEnable = true",
         "version" => "version = \"v1\"",
         "proxies[].plugin.type" => "[[proxies]]\nname = \"p\"\ntype = \"tcp\"\n[proxies.plugin]\ntype = \"virtual_net\"",
-        "proxies[].type" => "[[proxies]]\nname = \"p\"\ntype = \"xtcp\"",
-        "proxies[].natTraversal" => "[[proxies]]\nname = \"p\"\ntype = \"xtcp\"\nnatTraversal.disableAssistedAddrs = true",
-        "visitors[].type" => "[[visitors]]\nname = \"v\"\ntype = \"xtcp\"\nserverName = \"s\"\nbindPort = 9000",
         "visitors[].plugin" => "[[visitors]]\nname = \"v\"\ntype = \"stcp\"\nserverName = \"s\"\nbindPort = -1\n[visitors.plugin]\ntype = \"virtual_net\"",
         "visitors[].protocol" => "[[visitors]]\nname = \"v\"\ntype = \"xtcp\"\nserverName = \"s\"\nbindPort = 9000\nprotocol = \"kcp\"",
-        "visitors[].keepTunnelOpen" => "[[visitors]]\nname = \"v\"\ntype = \"xtcp\"\nserverName = \"s\"\nbindPort = 9000\nkeepTunnelOpen = true",
-        "visitors[].maxRetriesAnHour" => "[[visitors]]\nname = \"v\"\ntype = \"xtcp\"\nserverName = \"s\"\nbindPort = 9000\nmaxRetriesAnHour = 3",
-        "visitors[].minRetryInterval" => "[[visitors]]\nname = \"v\"\ntype = \"xtcp\"\nserverName = \"s\"\nbindPort = 9000\nminRetryInterval = 3",
-        "visitors[].fallbackTo" => "[[visitors]]\nname = \"v\"\ntype = \"xtcp\"\nserverName = \"s\"\nbindPort = 9000\nfallbackTo = \"w\"",
-        "visitors[].fallbackTimeoutMs" => "[[visitors]]\nname = \"v\"\ntype = \"xtcp\"\nserverName = \"s\"\nbindPort = 9000\nfallbackTimeoutMs = 5",
-        "visitors[].natTraversal" => "[[visitors]]\nname = \"v\"\ntype = \"xtcp\"\nserverName = \"s\"\nbindPort = 9000\nnatTraversal.disableAssistedAddrs = true",
         "kcpBindPort" => "kcpBindPort = 7000",
         "sshTunnelGateway" => "sshTunnelGateway.bindPort = 2200",
         "natholeAnalysisDataReserveHours" => "natholeAnalysisDataReserveHours = 24",
