@@ -444,8 +444,16 @@ impl Control {
                 let fut = async move { nathole.handle_visitor(m, tx, &user, token).await };
                 self.shared.tracker.spawn(fut.in_current_span());
             }
-            Message::NatHoleClient(m) => self.shared.nathole.handle_client(m, self.ctl_tx.clone()),
-            Message::NatHoleReport(m) => self.shared.nathole.handle_report(&m),
+            Message::NatHoleClient(m) => {
+                let owns = |name: &str| self.proxies.contains_key(name);
+                self.shared
+                    .nathole
+                    .handle_client(m, self.ctl_tx.clone(), owns)
+            }
+            Message::NatHoleReport(m) => {
+                let owns = |name: &str| self.proxies.contains_key(name);
+                self.shared.nathole.handle_report(&m, owns)
+            }
             Message::NewVisitorConn(m) => warn!(
                 proxy = %m.proxy_name,
                 "NewVisitorConn on the control connection ignored: a visitor opens a new connection for it"

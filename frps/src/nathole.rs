@@ -20,7 +20,8 @@ use common::nathole::{classify_strings, NatFeature};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -40,6 +41,9 @@ const REPORT_GRACE: Duration = Duration::from_secs(30);
 const MAX_RECORDS: usize = 10_000;
 /// How long writing a NatHoleResp into a control's queue may wait.
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Refused xtcp visitors are logged at most once per this period.
+static REFUSED_LOG: common::log::Throttle = common::log::Throttle::new(Duration::from_secs(10));
 
 /// A control's send queue.
 pub(crate) type Transporter = mpsc::Sender<Queued>;
@@ -70,6 +74,8 @@ struct ClientCfg {
 type ClientHello = (NatHoleClient, Transporter);
 
 struct Session {
+    /// The proxy's wire name: only its owner's control may answer or report for the session.
+    proxy: String,
     /// Taken by the first NatHoleClient for this sid.
     client: Option<oneshot::Sender<ClientHello>>,
     /// (analysis key, mode, index) once the behaviours are picked (for the report).
@@ -239,6 +245,7 @@ impl NatHoleController {
         st.sessions.insert(
             sid.clone(),
             Session {
+                proxy: name.clone(),
                 client: Some(tx),
                 picked: None,
             },
@@ -263,7 +270,10 @@ impl NatHoleController {
             Ok(None) => return send(&visitor, resp(&tid, String::new())).await,
             Err(e) => {
                 let shown = common::log::printable(&e.to_string(), 200);
-                warn!(error = %shown, "xtcp visitor refused");
+                debug!(error = %shown, "xtcp visitor refused");
+                if let Some(held) = REFUSED_LOG.ready() {
+                    warn!(error = %shown, similar_held_back = held, "xtcp visitor refused");
+                }
                 return send(&visitor, resp(&tid, e.to_string())).await;
             }
         };
@@ -308,33 +318,46 @@ impl NatHoleController {
         }
     }
 
-    /// The proxy side's NatHoleClient (frp `HandleClient`); an unknown sid is dropped.
-    pub(crate) fn handle_client(&self, m: NatHoleClient, client: Transporter) {
-        let tx = self
-            .lock()
-            .sessions
-            .get_mut(&m.sid)
-            .and_then(|s| s.client.take());
+    /// The proxy side's NatHoleClient (frp `HandleClient`). `owns` tells whether the sending
+    /// control has the named proxy: frp takes a NatHoleClient for any sid from any client;
+    /// here only the proxy's owner answers its sessions. Anything else is dropped.
+    pub(crate) fn handle_client(
+        &self,
+        m: NatHoleClient,
+        client: Transporter,
+        owns: impl Fn(&str) -> bool,
+    ) {
+        let tx = if owns(&m.proxy_name) {
+            self.lock()
+                .sessions
+                .get_mut(&m.sid)
+                .filter(|s| s.proxy == m.proxy_name)
+                .and_then(|s| s.client.take())
+        } else {
+            None
+        };
         match tx {
             Some(tx) => {
                 let _ = tx.send((m, client));
             }
             None => {
-                debug!(sid = %common::log::printable(&m.sid, 64), "NatHoleClient for no waiting session")
+                debug!(sid = %common::log::printable(&m.sid, 64), proxy = %common::log::printable(&m.proxy_name, 64), "NatHoleClient for no session of this client's proxies dropped")
             }
         }
     }
 
-    /// NatHoleReport (frp `HandleReport`): a success scores the behaviour used.
-    pub(crate) fn handle_report(&self, m: &NatHoleReport) {
+    /// NatHoleReport (frp `HandleReport`): a success scores the behaviour used. Only a client
+    /// with the session's proxy (`owns`) is heard (frp hears anyone).
+    pub(crate) fn handle_report(&self, m: &NatHoleReport, owns: impl Fn(&str) -> bool) {
         let picked = self
             .lock()
             .sessions
             .get(&m.sid)
+            .filter(|s| owns(&s.proxy))
             .and_then(|s| s.picked.clone());
         let sid = common::log::printable(&m.sid, 64);
         let Some((key, mode, index)) = picked else {
-            debug!(%sid, success = m.success, "hole punch report for no session");
+            debug!(%sid, success = m.success, "hole punch report for no session of this client");
             return;
         };
         if m.success {
@@ -736,8 +759,8 @@ mod tests {
 
     /// natholeAnalysisDataReserveHours: records unused for longer are dropped, so what was
     /// learnt (here: index 0 lost its point) starts over.
-    #[test]
-    fn analysis_records_expire_after_the_reserve() {
+    #[tokio::test(start_paused = true)]
+    async fn analysis_records_expire_after_the_reserve() {
         let easy = feature(&["1.2.3.4:1000", "1.2.3.4:1000"]);
         let hour = Duration::from_secs(3600);
         let mut a = Analyzer::default();
@@ -748,7 +771,7 @@ mod tests {
             "kept within the reserve"
         );
         a.last_clean = None;
-        std::thread::sleep(Duration::from_millis(2));
+        tokio::time::advance(Duration::from_secs(1)).await;
         assert_eq!(
             a.recommend("k", &easy, &easy, Duration::ZERO).1,
             0,

@@ -467,6 +467,16 @@ async fn raw_go_frpc_nathole_flow() {
     assert_eq!(n, 0, "frps closes the work connection after the sid");
     assert_eq!(frps.stats.nathole_counts(), (1, 1));
 
+    // Another client that learnt the sid cannot answer for alice's proxy (frp would take its
+    // addresses and send the visitor there).
+    let evil = common::msg::NatHoleClient {
+        transaction_id: "evil".into(),
+        proxy_name: "alice.p2p".into(),
+        sid: sid.clone(),
+        mapped_addrs: vec!["127.0.0.1:40666".into(), "127.0.0.1:40666".into()],
+        assisted_addrs: vec![],
+    };
+    write_msg(&mut carol, &evil.into()).await.unwrap();
     let c_addrs = vec!["127.0.0.1:40002".to_string(), "127.0.0.1:40002".to_string()];
     let nhc = common::msg::NatHoleClient {
         transaction_id: "c1".into(),
