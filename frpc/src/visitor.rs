@@ -261,7 +261,7 @@ impl Visitors {
         let ctx = self.ctx.clone();
         let t = token.clone();
         let task = match v.kind.as_str() {
-            "stcp" => {
+            "stcp" | "xtcp" => {
                 let listener = match &bind {
                     Some(addr) => match TcpListener::bind(addr).await {
                         Ok(l) => Some(l),
@@ -269,7 +269,16 @@ impl Visitors {
                     },
                     None => None,
                 };
-                tokio::spawn(run_stcp(ctx, cfg, listener, rx, counters, t).instrument(span))
+                let users = Users {
+                    listener,
+                    handoff: rx,
+                };
+                if v.kind == "xtcp" {
+                    let fut = xtcp::run(ctx, cfg, users, counters, t, self.handoffs.clone());
+                    tokio::spawn(fut.instrument(span))
+                } else {
+                    tokio::spawn(run_stcp(ctx, cfg, users, counters, t).instrument(span))
+                }
             }
             "sudp" => {
                 let Some(addr) = &bind else {
@@ -284,17 +293,6 @@ impl Visitors {
                     Err(e) => return self.bind_failed(v, addr, e),
                 };
                 tokio::spawn(run_sudp(ctx, cfg, socket, counters, t).instrument(span))
-            }
-            "xtcp" => {
-                let listener = match &bind {
-                    Some(addr) => match TcpListener::bind(addr).await {
-                        Ok(l) => Some(l),
-                        Err(e) => return self.bind_failed(v, addr, e),
-                    },
-                    None => None,
-                };
-                let fut = xtcp::run(ctx, cfg, listener, rx, counters, t, self.handoffs.clone());
-                tokio::spawn(fut.instrument(span))
             }
             other => {
                 let why = format!("visitor type {other} is not supported by this frpc");
@@ -391,38 +389,51 @@ pub(crate) fn refused(v: &VisitorConfig) -> Option<String> {
     common::config::refusal(&common::config::visitor_unsupported(v))
 }
 
-/// stcp: each accepted (or handed-over) connection gets its own visitor connection.
-async fn run_stcp(
-    ctx: Arc<Ctx>,
-    v: Arc<VisitorConfig>,
+/// Where a stream visitor's users come from: its listener (none with `bindPort < 0`) and
+/// the connections other visitors hand over.
+pub(crate) struct Users {
     listener: Option<TcpListener>,
-    mut handoff: mpsc::Receiver<BoxStream>,
-    counters: Arc<ProxyCounters>,
-    token: CancellationToken,
-) {
-    let accept = async |l: &Option<TcpListener>| match l {
-        Some(l) => l.accept().await,
-        None => std::future::pending().await,
-    };
-    loop {
-        let user: BoxStream = tokio::select! {
-            _ = token.cancelled() => return,
-            r = accept(&listener) => match r {
+    handoff: mpsc::Receiver<BoxStream>,
+}
+
+impl Users {
+    /// The next user connection; `None` once the visitor is being stopped.
+    pub(crate) async fn next(&mut self) -> Option<BoxStream> {
+        loop {
+            let accepted = match &self.listener {
+                Some(l) => tokio::select! {
+                    r = l.accept() => r,
+                    c = self.handoff.recv() => return c,
+                },
+                None => return self.handoff.recv().await,
+            };
+            match accepted {
                 Ok((tcp, peer)) => {
-                    debug!(%peer, "stcp user connection");
+                    debug!(%peer, "user connection");
                     let _ = tcp.set_nodelay(true);
-                    Box::new(tcp)
+                    return Some(Box::new(tcp));
                 }
                 Err(e) => {
                     warn!(error = %e, "accept failed");
                     tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
                 }
-            },
-            c = handoff.recv() => match c {
-                Some(c) => c,
-                None => return,
-            },
+            }
+        }
+    }
+}
+
+/// stcp: each accepted (or handed-over) connection gets its own visitor connection.
+async fn run_stcp(
+    ctx: Arc<Ctx>,
+    v: Arc<VisitorConfig>,
+    mut users: Users,
+    counters: Arc<ProxyCounters>,
+    token: CancellationToken,
+) {
+    loop {
+        let user = tokio::select! {
+            _ = token.cancelled() => return,
+            u = users.next() => match u { Some(u) => u, None => return },
         };
         let fut = stcp_conn(
             ctx.clone(),
@@ -446,16 +457,26 @@ async fn stcp_conn(
         _ = token.cancelled() => return,
         r = dial_counted(&ctx, &v) => r,
     };
-    let Some(mut remote) = remote else {
-        return;
-    };
+    if let Some(remote) = remote {
+        relay_user(user, remote, counters, &token).await;
+    }
+}
+
+/// Joins a stream visitor's user to its remote side (a visitor connection, an xtcp stream),
+/// counted, until either ends or `token` is cancelled.
+pub(crate) async fn relay_user(
+    user: BoxStream,
+    mut remote: BoxStream,
+    counters: Arc<ProxyCounters>,
+    token: &CancellationToken,
+) {
     let _open = counters.conn_opened();
     let mut user = Counted::new(user, counters);
     tokio::select! {
         _ = token.cancelled() => {}
         r = join(&mut user, &mut remote) => match r {
-            Ok((a, b)) => debug!(to_server = a, to_user = b, "stcp visitor connection closed"),
-            Err(e) => debug!(error = %e, "stcp visitor connection ended with error"),
+            Ok((a, b)) => debug!(to_remote = a, to_user = b, "visitor user connection closed"),
+            Err(e) => debug!(error = %e, "visitor user connection ended with error"),
         },
     }
 }

@@ -132,8 +132,17 @@ pub(crate) struct Prepared {
 }
 
 /// frp `Prepare`: our mapped addresses from the STUN server (two are needed), our own
-/// addresses with the socket's port as assisted addresses unless disabled.
+/// addresses with the socket's port as assisted addresses unless disabled. Logged as frp
+/// does; the error is frp's `nathole prepare error: ...`.
 pub(crate) async fn prepare(stun: &str, disable_assisted: bool) -> Result<Prepared, String> {
+    let p = discover_nat(stun, disable_assisted)
+        .await
+        .map_err(|e| format!("nathole prepare error: {e}"))?;
+    tracing::info!(nat_type = p.nat.nat_type, behavior = p.nat.behavior, addresses = ?p.addrs, assisted = ?p.assisted, "nathole prepare success");
+    Ok(p)
+}
+
+async fn discover_nat(stun: &str, disable_assisted: bool) -> Result<Prepared, String> {
     let socket = UdpSocket::bind(("0.0.0.0", 0))
         .await
         .map_err(|e| format!("listen udp: {e}"))?;

@@ -335,6 +335,33 @@ fn nat_resp(tid: &str) -> impl FnMut(&Message) -> Option<NatHoleResp> + '_ {
     }
 }
 
+/// A Go frpc's answer to ReqWorkConn on an xtcp proxy: a work connection, NewWorkConn, then
+/// what frps sends on it (StartWorkConn, the NatHoleSid's sid); the connection is returned.
+async fn sid_from_work_conn(
+    frps: SocketAddr,
+    run_id: &str,
+) -> (common::msg::StartWorkConn, String, TcpStream) {
+    let mut work = TcpStream::connect(frps).await.unwrap();
+    let nwc = common::msg::NewWorkConn {
+        run_id: run_id.into(),
+        ..Default::default()
+    };
+    write_msg(&mut work, &nwc.into()).await.unwrap();
+    let mut next = async || {
+        tokio::time::timeout(PATIENCE, read_msg(&mut work))
+            .await
+            .unwrap()
+            .unwrap()
+    };
+    let Message::StartWorkConn(start) = next().await else {
+        panic!("StartWorkConn expected")
+    };
+    let Message::NatHoleSid(m) = next().await else {
+        panic!("NatHoleSid expected")
+    };
+    (start, m.sid, work)
+}
+
 fn signed_visitor(tid: &str, name: &str, sk: &str, mapped: &[String]) -> NatHoleVisitor {
     let ts = unix_now();
     NatHoleVisitor {
@@ -433,28 +460,8 @@ async fn raw_go_frpc_nathole_flow() {
         matches!(m, Message::ReqWorkConn(_)).then_some(())
     })
     .await;
-    let mut work = TcpStream::connect(frps.addr).await.unwrap();
-    let nwc = common::msg::NewWorkConn {
-        run_id: alice_run.clone(),
-        ..Default::default()
-    };
-    write_msg(&mut work, &nwc.into()).await.unwrap();
-    let start = tokio::time::timeout(PATIENCE, read_msg(&mut work))
-        .await
-        .unwrap()
-        .unwrap();
-    let Message::StartWorkConn(s) = start else {
-        panic!("{start:?}")
-    };
+    let (s, sid, mut work) = sid_from_work_conn(frps.addr, &alice_run).await;
     assert_eq!(s.proxy_name, "alice.p2p");
-    let sid = match tokio::time::timeout(PATIENCE, read_msg(&mut work))
-        .await
-        .unwrap()
-        .unwrap()
-    {
-        Message::NatHoleSid(m) => m.sid,
-        other => panic!("{other:?}"),
-    };
     assert!(
         sid.len() > 16 && sid[..10].chars().all(|c| c.is_ascii_digit()),
         "{sid}"
@@ -811,21 +818,12 @@ async fn disable_assisted_addrs_on_proxy_and_visitor() {
             matches!(m, Message::ReqWorkConn(_)).then_some(())
         })
         .await;
-        let mut work = TcpStream::connect(frps.addr).await.unwrap();
-        let nwc = common::msg::NewWorkConn {
-            run_id: run_id.clone(),
-            ..Default::default()
-        };
-        write_msg(&mut work, &nwc.into()).await.unwrap();
-        let _start = read_msg(&mut work).await.unwrap();
-        let Message::NatHoleSid(sid) = read_msg(&mut work).await.unwrap() else {
-            panic!("NatHoleSid expected")
-        };
+        let (_, sid, _work) = sid_from_work_conn(frps.addr, &run_id).await;
         let tid = format!("c{i}");
         let nhc = common::msg::NatHoleClient {
             transaction_id: tid.clone(),
             proxy_name: "q".into(),
-            sid: sid.sid,
+            sid,
             mapped_addrs: vec![me.clone(), me.clone()],
             assisted_addrs: vec![],
         };

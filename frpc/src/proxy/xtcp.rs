@@ -99,8 +99,7 @@ async fn punch(
 ) -> Result<xtcp::Tunnel, (&'static str, String)> {
     let prepared = xtcp::prepare(&x.stun_server, x.disable_assisted)
         .await
-        .map_err(|e| ("stun", format!("nathole prepare error: {e}")))?;
-    info!(proxy = %name, nat_type = prepared.nat.nat_type, behavior = prepared.nat.behavior, addresses = ?prepared.addrs, assisted = ?prepared.assisted, "nathole prepare success");
+        .map_err(|e| ("stun", e))?;
     let tid = common::nathole::new_id();
     let m = NatHoleClient {
         transaction_id: tid.clone(),

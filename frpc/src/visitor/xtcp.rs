@@ -6,17 +6,16 @@
 //! closed. Attempts start at most once per 10 s (frp); `keepTunnelOpen` checks the tunnel
 //! every `minRetryInterval` seconds and re-makes it, at most `maxRetriesAnHour` times an hour.
 
-use super::{layers, transfer, Ctx, Handoffs};
+use super::{layers, relay_user, transfer, Ctx, Handoffs, Users};
 use crate::metrics::ProxyCounters;
 use crate::visitor::target_name;
 use crate::xtcp::{self, check_resp, Tunnel};
 use common::auth::{auth_key, unix_now};
 use common::config::VisitorConfig;
-use common::io::{join, wrap_work_conn, BoxStream, Counted};
+use common::io::{wrap_work_conn, BoxStream};
 use common::msg::NatHoleVisitor;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -75,8 +74,7 @@ impl State {
 pub(super) async fn run(
     ctx: Arc<Ctx>,
     v: Arc<VisitorConfig>,
-    listener: Option<TcpListener>,
-    mut handoff: mpsc::Receiver<BoxStream>,
+    mut users: Users,
     counters: Arc<ProxyCounters>,
     token: CancellationToken,
     handoffs: Handoffs,
@@ -128,29 +126,7 @@ pub(super) async fn run(
         }
     };
     let accept = async {
-        let accept = async |l: &Option<TcpListener>| match l {
-            Some(l) => l.accept().await,
-            None => std::future::pending().await,
-        };
-        loop {
-            let user: BoxStream = tokio::select! {
-                r = accept(&listener) => match r {
-                    Ok((tcp, peer)) => {
-                        debug!(%peer, "xtcp user connection");
-                        let _ = tcp.set_nodelay(true);
-                        Box::new(tcp)
-                    }
-                    Err(e) => {
-                        warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                },
-                c = handoff.recv() => match c {
-                    Some(c) => c,
-                    None => return,
-                },
-            };
+        while let Some(user) = users.next().await {
             let fut = user_conn(
                 state.clone(),
                 v.clone(),
@@ -218,16 +194,8 @@ async fn user_conn(
         }
         return;
     };
-    let mut remote = wrap_work_conn(xtcp::stream(send, recv), &layers(&v));
-    let _open = counters.conn_opened();
-    let mut user = Counted::new(user, counters);
-    tokio::select! {
-        _ = token.cancelled() => {}
-        r = join(&mut user, &mut remote) => match r {
-            Ok((a, b)) => debug!(to_peer = a, to_user = b, "xtcp user connection closed"),
-            Err(e) => debug!(error = %e, "xtcp user connection ended with error"),
-        },
-    }
+    let remote = wrap_work_conn(xtcp::stream(send, recv), &layers(&v));
+    relay_user(user, remote, counters, &token).await;
 }
 
 /// frp `makeNatHole`: pre-check, discovery, NatHoleVisitor, the punch, QUIC. The error names
@@ -251,8 +219,7 @@ async fn make_tunnel(ctx: &Ctx, v: &VisitorConfig) -> Result<Tunnel, (&'static s
     }
     let prepared = xtcp::prepare(&ctx.stun_server, v.nat_traversal.disable_assisted_addrs)
         .await
-        .map_err(|e| ("stun", format!("nathole prepare error: {e}")))?;
-    info!(nat_type = prepared.nat.nat_type, behavior = prepared.nat.behavior, addresses = ?prepared.addrs, assisted = ?prepared.assisted, "nathole prepare success");
+        .map_err(|e| ("stun", e))?;
     let now = unix_now();
     let tid = common::nathole::new_id();
     let m = NatHoleVisitor {
