@@ -30,7 +30,7 @@ use tracing::{debug, info, warn};
 pub(crate) const CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Sessions waiting or answered (kept for their report) at once; more visitors are refused.
 pub(crate) const MAX_SESSIONS: usize = 1024;
-/// Session ids queued for one proxy's work connections; more visitors of it are refused.
+/// Sessions waiting for one proxy's frpc (its NatHoleClient); more visitors of it are refused.
 pub(crate) const SID_QUEUE: usize = 16;
 /// The sender role's answer goes this much later, so the receiver has punched first.
 const SENDER_DELAY: Duration = Duration::from_secs(1);
@@ -234,7 +234,12 @@ impl NatHoleController {
         if m.timestamp.abs_diff(now) > crate::visitor::TIME_WINDOW_SECS as u64 {
             return Err(NatHoleError::Stale(name.clone()));
         }
-        if st.sessions.len() >= MAX_SESSIONS {
+        let waiting = st
+            .sessions
+            .values()
+            .filter(|s| s.client.is_some() && s.proxy == *name)
+            .count();
+        if st.sessions.len() >= MAX_SESSIONS || waiting >= SID_QUEUE {
             return Err(NatHoleError::Busy(name.clone()));
         }
         let sid = common::nathole::new_id();
@@ -859,12 +864,14 @@ mod tests {
         assert_eq!(ctl.sessions(), 0);
     }
 
-    /// A proxy whose frpc never answers: the session ends after the wait, or at once when the
-    /// visitor's control closes; the sid queue is bounded.
+    /// A proxy whose frpc never answers: sessions waiting for it are bounded, and end at once
+    /// when the visitor's control closes.
     #[tokio::test(start_paused = true)]
     async fn pending_sessions_end_and_are_bounded() {
         let ctl = Arc::new(NatHoleController::new(1));
-        let (_reg, _sids) = ctl.listen("p", "sk", vec!["*".into()]).unwrap();
+        let (_reg, mut sids) = ctl.listen("p", "sk", vec!["*".into()]).unwrap();
+        // The proxy takes every sid at once; its frpc never answers.
+        tokio::spawn(async move { while sids.recv().await.is_some() {} });
         let (tx, mut rx) = mpsc::channel(64);
         let t = CancellationToken::new();
         let mut tasks = Vec::new();
