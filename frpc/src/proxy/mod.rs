@@ -122,6 +122,15 @@ impl Proxies {
         Ok(())
     }
 
+    /// The proxy's spec as it is now.
+    fn current(&self, name: &str) -> Option<Arc<Spec>> {
+        self.by_name
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .cloned()
+    }
+
     pub(crate) fn remove(&self, name: &str) {
         self.by_name
             .write()
@@ -137,13 +146,7 @@ impl Proxies {
         work: BoxStream,
         token: CancellationToken,
     ) {
-        let spec = self
-            .by_name
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(name)
-            .cloned();
-        let Some(spec) = spec else {
+        let Some(spec) = self.current(name) else {
             warn!(proxy = %name, "work connection for unknown proxy, closing");
             return;
         };

@@ -73,6 +73,11 @@ pub(super) async fn serve(
                 break;
             }
         };
+        // A reload that removed or changed the proxy ends its tunnels too.
+        if !proxies.current(name).is_some_and(|c| Arc::ptr_eq(&c, spec)) {
+            info!(proxy = %name, "proxy removed or changed: closing its xtcp tunnel");
+            break;
+        }
         let (p, spec, name, start, t) = (
             proxies.clone(),
             spec.clone(),
