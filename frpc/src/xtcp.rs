@@ -418,3 +418,98 @@ pub(crate) async fn accept(
 pub(crate) fn stream(send: quinn::SendStream, recv: quinn::RecvStream) -> common::io::BoxStream {
     Box::new(tokio::io::join(recv, send))
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use common::msg::{NatHoleDetectBehavior, PortsRange};
+
+    fn resp(sid: &str, peer: SocketAddr, b: NatHoleDetectBehavior) -> NatHoleResp {
+        NatHoleResp {
+            sid: sid.into(),
+            candidate_addrs: vec![peer.to_string()],
+            detect_behavior: b,
+            ..Default::default()
+        }
+    }
+
+    /// frp's receiver and sender meet on one host in the behaviours that do not guess at
+    /// random: TTL-limited first punches, port ranges around the peer's port, extra listening
+    /// sockets on the receiver's side.
+    #[tokio::test]
+    async fn receiver_and_sender_meet() {
+        let key = common::nathole::punch_key("sk");
+        let receivers = [
+            NatHoleDetectBehavior {
+                role: "receiver".into(),
+                ttl: 7,
+                ..Default::default()
+            },
+            NatHoleDetectBehavior {
+                role: "receiver".into(),
+                ..Default::default()
+            },
+            NatHoleDetectBehavior {
+                role: "receiver".into(),
+                listen_random_ports: 3,
+                ..Default::default()
+            },
+        ];
+        for (i, rb) in receivers.into_iter().enumerate() {
+            let a = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+            let b = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+            let (aa, ba) = (a.local_addr().unwrap(), b.local_addr().unwrap());
+            let mut rb = rb;
+            if i == 1 {
+                let p = i64::from(ba.port());
+                rb.candidate_ports = vec![PortsRange {
+                    from: p - 2,
+                    to: p + 2,
+                }];
+            }
+            let sid = format!("sid{i}");
+            let ra = resp(&sid, ba, rb);
+            let sender = NatHoleDetectBehavior {
+                role: "sender".into(),
+                read_timeout: 5000,
+                ..Default::default()
+            };
+            let rs = resp(&sid, aa, sender);
+            let (x, y) = tokio::join!(make_hole(a, &ra, &key), make_hole(b, &rs, &key));
+            let ((_, from_a), (_, from_b)) = (x.unwrap(), y.unwrap());
+            assert_eq!((from_a, from_b), (ba, aa), "case {i}");
+        }
+    }
+
+    /// Another key or another sid never completes a punch: it ends at the read timeout.
+    #[tokio::test(start_paused = true)]
+    async fn wrong_key_or_sid_never_completes() {
+        let a = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let b = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let (aa, ba) = (a.local_addr().unwrap(), b.local_addr().unwrap());
+        let recv = NatHoleDetectBehavior {
+            role: "receiver".into(),
+            read_timeout: 3000,
+            ..Default::default()
+        };
+        let send = NatHoleDetectBehavior {
+            role: "sender".into(),
+            read_timeout: 3000,
+            ..Default::default()
+        };
+        let (k1, k2) = (
+            common::nathole::punch_key("one"),
+            common::nathole::punch_key("two"),
+        );
+        let (ra, rb) = (resp("s", ba, recv.clone()), resp("s", aa, send.clone()));
+        let (x, y) = tokio::join!(make_hole(a, &ra, &k1), make_hole(b, &rb, &k2));
+        assert!(x.unwrap_err().contains("timeout") && y.unwrap_err().contains("timeout"));
+        let a = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let b = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let (aa, ba) = (a.local_addr().unwrap(), b.local_addr().unwrap());
+        let (ra, rb) = (resp("s1", ba, recv), resp("s2", aa, send));
+        let (x, y) = tokio::join!(make_hole(a, &ra, &k1), make_hole(b, &rb, &k1));
+        assert!(x.is_err() && y.is_err());
+    }
+}
