@@ -83,11 +83,13 @@ pub(crate) const CLIENT_RULES: &[Rule<ClientConfig>] = &[
     },
     Rule {
         key: "transport.quic",
-        why: "ignored unless transport.protocol = \"quic\"",
+        why: "ignored unless transport.protocol = \"quic\" or an xtcp proxy or visitor uses it for its tunnels",
         effect: Effect::Warn,
         used: |c| {
             !c.transport.protocol.eq_ignore_ascii_case("quic")
                 && c.transport.quic != QuicConfig::default()
+                && !c.proxies.iter().any(|p| p.kind == "xtcp")
+                && !c.visitors.iter().any(|v| v.kind == "xtcp")
         },
     },
     Rule {
