@@ -441,7 +441,12 @@ impl Control {
                     self.user.clone(),
                     self.token.clone(),
                 );
-                let fut = async move { nathole.handle_visitor(m, tx, &user, token).await };
+                let metrics = self.shared.metrics.clone();
+                let fut = async move {
+                    if let Some(reason) = nathole.handle_visitor(m, tx, &user, token).await {
+                        metrics.refused("xtcp_visitor", reason);
+                    }
+                };
                 self.shared.tracker.spawn(fut.in_current_span());
             }
             Message::NatHoleClient(m) => {

@@ -63,6 +63,19 @@ pub(crate) enum NatHoleError {
     Busy(String),
 }
 
+impl NatHoleError {
+    /// A short label for metrics (as the visitor manager's).
+    pub(crate) fn reason(&self) -> &'static str {
+        match self {
+            NatHoleError::NoServer(_) => "unknown_proxy",
+            NatHoleError::NotAllowed(..) => "user_not_allowed",
+            NatHoleError::AuthFailed(_) => "auth",
+            NatHoleError::Stale(_) => "stale_timestamp",
+            NatHoleError::Busy(_) => "busy",
+        }
+    }
+}
+
 struct ClientCfg {
     id: u64,
     sk: String,
@@ -261,27 +274,46 @@ impl NatHoleController {
     /// A visitor's NatHoleVisitor (frp `HandleVisitor`): answers a pre-check at once; for a
     /// real request, waits for the proxy side's NatHoleClient (up to [`CLIENT_TIMEOUT`], or
     /// until `token`, the visitor control's, is cancelled), then answers both sides. Returns
-    /// once the session is over (its report window included).
+    /// once the session is over (its report window included), with the refusal's metric
+    /// label if the request was refused.
     pub(crate) async fn handle_visitor(
         &self,
         m: NatHoleVisitor,
         visitor: Transporter,
         user: &str,
         token: CancellationToken,
-    ) {
+    ) -> Option<&'static str> {
         let tid = m.transaction_id.clone();
         let (sid, rx) = match self.open(&m, user, common::auth::unix_now()) {
             Ok(Some(s)) => s,
-            Ok(None) => return send(&visitor, resp(&tid, String::new())).await,
+            Ok(None) => {
+                send(&visitor, resp(&tid, String::new())).await;
+                return None;
+            }
             Err(e) => {
                 let shown = common::log::printable(&e.to_string(), 200);
                 debug!(error = %shown, "xtcp visitor refused");
                 if let Some(held) = REFUSED_LOG.ready() {
                     warn!(error = %shown, similar_held_back = held, "xtcp visitor refused");
                 }
-                return send(&visitor, resp(&tid, e.to_string())).await;
+                send(&visitor, resp(&tid, e.to_string())).await;
+                return Some(e.reason());
             }
         };
+        self.run_session(&m, sid, rx, visitor, token).await;
+        None
+    }
+
+    /// A real request's session, from its wait for the proxy side to its report window.
+    async fn run_session(
+        &self,
+        m: &NatHoleVisitor,
+        sid: String,
+        rx: oneshot::Receiver<ClientHello>,
+        visitor: Transporter,
+        token: CancellationToken,
+    ) {
+        let tid = m.transaction_id.clone();
         let _guard = SessionGuard {
             ctl: self,
             sid: sid.clone(),
@@ -298,7 +330,7 @@ impl NatHoleController {
             info!(%sid, proxy = %m.proxy_name, "no NatHoleClient from the proxy side within {CLIENT_TIMEOUT:?}");
             return;
         };
-        let (v_resp, c_resp) = match self.analysis(&sid, &m, &cm) {
+        let (v_resp, c_resp) = match self.analysis(&sid, m, &cm) {
             Ok(r) => r,
             Err(e) => {
                 debug!(%sid, error = %e, "xtcp analysis error");

@@ -215,6 +215,15 @@ async fn wrong_key_and_user_not_allowed_are_refused() {
     assert_eq!(punches(&carol, "visitor", "not-allowed", "ok"), 0.0);
     // Only bob's good session reached the proxy side.
     assert_eq!(punches(&server, "proxy", "p2p", "ok"), 1.0);
+    let text = frps.stats.metrics_text();
+    for reason in ["auth", "user_not_allowed"] {
+        let series =
+            format!("frp_rs_server_refusals_total{{reason=\"{reason}\",what=\"xtcp_visitor\"}}");
+        assert!(
+            text.lines().any(|l| l.starts_with(&series)),
+            "{series} in\n{text}"
+        );
+    }
     carol.stop().await;
     bob.stop().await;
     wait_until("no session left on frps", || async {
