@@ -100,7 +100,7 @@ async fn proxy_names_are_unique_across_clients_and_ports_too() {
     frps.stop().await;
 }
 
-/// xtcp is the one proxy type frps does not serve yet; a Go frpc asking for one is told so.
+/// A proxy type frp does not know is refused with frp's text, naming the type.
 #[tokio::test]
 async fn unsupported_proxy_type_is_refused_clearly() {
     init_log();
@@ -108,7 +108,7 @@ async fn unsupported_proxy_type_is_refused_clearly() {
     let (mut ctl, _) = raw_login(frps.addr, 0).await;
     let np = common::msg::NewProxy {
         proxy_name: "p2p".into(),
-        proxy_type: "xtcp".into(),
+        proxy_type: "xtcp2".into(),
         sk: "k".into(),
         ..Default::default()
     };
@@ -120,10 +120,7 @@ async fn unsupported_proxy_type_is_refused_clearly() {
     let common::msg::Message::NewProxyResp(r) = resp else {
         panic!("expected NewProxyResp, got {resp:?}")
     };
-    assert_eq!(
-        r.error,
-        "proxy type [xtcp] is not supported by this frps yet"
-    );
+    assert_eq!(r.error, "unknown proxy type: xtcp2");
     frps.stop().await;
 }
 

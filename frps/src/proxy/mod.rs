@@ -36,7 +36,8 @@ pub(crate) enum ProxyError {
     /// A udp proxy's port error, worded as frp's (`server/proxy/udp.go`).
     #[error("acquire port {0} error: {1}")]
     UdpPort(u16, PortError),
-    #[error("proxy type [{0}] is not supported by this frps yet")]
+    /// frp's text (`pkg/config/load.go` `NewProxyConfigurerFromMsg`).
+    #[error("unknown proxy type: {0}")]
     UnsupportedType(String),
     #[error("{0}")]
     BadBandwidth(String),
