@@ -5,7 +5,8 @@
 //! ClientHello, anything else plain unless `transport.tls.force`), then run a yamux server
 //! session when `transport.tcpMux` is on, and route every logical connection by its first
 //! message. `quicBindPort` accepts QUIC connections, whose streams are the logical
-//! connections (no yamux).
+//! connections (no yamux); `kcpBindPort` KCP conversations, each then handled as a TCP
+//! connection is.
 
 use crate::admission::{
     closing, summarise_rejections, tls_reject, Admission, Gate, Limits, Reject,
@@ -16,6 +17,7 @@ use common::config::ServerConfig;
 use common::crypto::{derive_key, Key};
 use common::io::BoxStream;
 use common::msg::{v2, DecodeError, Message, NewWorkConn, StartWorkConn, Wire};
+use common::transport::kcp::{KcpConfig, KcpListener, ListenerLimits};
 use common::transport::proxy_protocol::{AcceptError, Trusted};
 use common::transport::{self, mux, quic, tls, ws, Rewound, FRP_TLS_HEAD_BYTE, TLS_HANDSHAKE_BYTE};
 use std::net::SocketAddr;
@@ -152,6 +154,8 @@ pub struct Server {
     vhost_tcpmux: Option<TcpListener>,
     /// `quicBindPort`, when set.
     quic: Option<quinn::Endpoint>,
+    /// `kcpBindPort`, when set.
+    kcp: Option<KcpListener>,
     shared: Arc<Shared>,
 }
 
@@ -213,6 +217,20 @@ impl Server {
                     addr: format!("udp {addr}"),
                     error,
                 })?,
+            )
+        } else {
+            None
+        };
+        // KCP may share bindPort's number: it is UDP.
+        let kcp = if cfg.kcp_bind_port > 0 {
+            let addr = SocketAddr::new(ip, cfg.kcp_bind_port);
+            Some(
+                KcpListener::bind(addr, KcpConfig::server(), ListenerLimits::default())
+                    .await
+                    .map_err(|error| ServerError::Bind {
+                        addr: format!("udp {addr}"),
+                        error,
+                    })?,
             )
         } else {
             None
@@ -291,6 +309,7 @@ impl Server {
             vhost_https,
             vhost_tcpmux,
             quic,
+            kcp,
             shared,
         })
     }
@@ -327,6 +346,11 @@ impl Server {
     /// The QUIC (UDP) address, when `quicBindPort` is set.
     pub fn quic_addr(&self) -> Option<SocketAddr> {
         self.quic.as_ref().and_then(|e| e.local_addr().ok())
+    }
+
+    /// The KCP (UDP) address, when `kcpBindPort` is set.
+    pub fn kcp_addr(&self) -> Option<SocketAddr> {
+        self.kcp.as_ref().map(KcpListener::local_addr)
     }
 
     /// The tcpmux (CONNECT) address, when `tcpmuxHTTPConnectPort` is set.
@@ -402,6 +426,11 @@ impl Server {
                 shared.tracker.clone(),
                 shutdown.child_token(),
             ));
+        }
+        if let Some(l) = self.kcp {
+            shared
+                .tracker
+                .spawn(serve_kcp(shared.clone(), l, shutdown.clone()));
         }
         if let Some(endpoint) = self.quic {
             shared
@@ -719,6 +748,21 @@ async fn handle_conn(
             return;
         }
     };
+    serve_carrier(shared, stream, carrier, peer, admission, deadline, token).await;
+}
+
+/// One frp connection with TLS set up (TCP, WebSocket or KCP): yamux when `transport.tcpMux`
+/// is on, and each logical connection routed by its first message.
+async fn serve_carrier(
+    shared: Arc<Shared>,
+    stream: BoxStream,
+    carrier: &'static str,
+    peer: SocketAddr,
+    admission: Arc<Admission>,
+    deadline: Instant,
+    token: CancellationToken,
+) {
+    let timeout = shared.gate.limits.first_msg_timeout;
     let origin = Origin {
         conn_id: shared.next_id(),
         peer,
@@ -777,6 +821,69 @@ async fn handle_conn(
         }
     }
     token.cancel();
+}
+
+/// Accepts KCP conversations on `kcpBindPort` (frp `ListenKcp`), within the same bound on
+/// connections that have not logged in as TCP; each is then handled like a TCP connection
+/// (frp's one-byte TLS check, yamux).
+async fn serve_kcp(shared: Arc<Shared>, mut listener: KcpListener, shutdown: CancellationToken) {
+    info!(addr = %listener.local_addr(), "kcp listening");
+    loop {
+        // Conversations wait in the listener's bounded backlog while no permit is free.
+        let permit = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            p = shared.gate.permit() => match p {
+                Some(p) => p,
+                None => break,
+            },
+        };
+        let kcp = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            k = listener.accept() => match k {
+                Some(k) => k,
+                None => break,
+            },
+        };
+        let peer = kcp.peer_addr();
+        let span = tracing::info_span!("kcp", %peer);
+        let Some(admission) = shared.gate.admission(permit, Some(peer.ip())) else {
+            debug!(%peer, "kcp conversation dropped: this address already holds its share of connections that have not logged in");
+            continue;
+        };
+        let token = shutdown.child_token();
+        let shared2 = shared.clone();
+        shared.tracker.spawn(
+            async move {
+                let timeout = shared2.gate.limits.first_msg_timeout;
+                let deadline = Instant::now() + timeout;
+                let tls = tokio::select! {
+                    _ = token.cancelled() => return,
+                    r = tokio::time::timeout_at(deadline, frp_tls(&shared2, Box::new(kcp))) => r,
+                };
+                let stream = match tls {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => {
+                        closing(
+                            &admission,
+                            tls_reject(&e),
+                            format_args!("transport setup failed: {e}"),
+                        );
+                        return;
+                    }
+                    Err(_) => {
+                        closing(
+                            &admission,
+                            Reject::Timeout,
+                            format_args!("no TLS or frp data within {timeout:?}"),
+                        );
+                        return;
+                    }
+                };
+                serve_carrier(shared2, stream, "kcp", peer, admission, deadline, token).await;
+            }
+            .instrument(span),
+        );
+    }
 }
 
 /// Accepts QUIC connections on `quicBindPort` (frp `HandleQUICListener`), within the same

@@ -215,6 +215,21 @@ pub fn opening(kcp: &[u8]) -> Option<u32> {
     (same && first_push).then_some(conv)
 }
 
+/// UDP socket buffers (golib sets 4 MiB on frpc's KCP socket): a window of datagrams sent on
+/// one tick must not overflow the kernel's default buffer.
+const SOCKET_BUFFER: usize = 4 << 20;
+
+/// A UDP socket bound to `addr` with [`SOCKET_BUFFER`]-sized buffers (the kernel may cap them).
+fn bind_udp(addr: SocketAddr) -> io::Result<UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let sock = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    let _ = sock.set_recv_buffer_size(SOCKET_BUFFER);
+    let _ = sock.set_send_buffer_size(SOCKET_BUFFER);
+    sock.set_nonblocking(true)?;
+    sock.bind(&addr.into())?;
+    UdpSocket::from_std(sock.into())
+}
+
 /// One rate limit for every "dropped a datagram" line (any peer can send garbage).
 static DROP_LOG: crate::log::Throttle = crate::log::Throttle::new(Duration::from_secs(10));
 
@@ -341,7 +356,7 @@ impl KcpStream {
         } else {
             Ipv6Addr::UNSPECIFIED.into()
         });
-        let sock = UdpSocket::bind(SocketAddr::new(ip, 0)).await?;
+        let sock = bind_udp(SocketAddr::new(ip, 0))?;
         sock.connect(addr).await?;
         KcpStream::over_socket(sock, rand::random::<u32>(), cfg)
     }
@@ -742,7 +757,7 @@ impl KcpListener {
         cfg: KcpConfig,
         limits: ListenerLimits,
     ) -> io::Result<KcpListener> {
-        let sock = Arc::new(UdpSocket::bind(addr).await?);
+        let sock = Arc::new(bind_udp(addr)?);
         let local = sock.local_addr()?;
         let (tx, accept) = mpsc::channel(limits.backlog.max(1));
         let stop = CancellationToken::new();

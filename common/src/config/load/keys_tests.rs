@@ -17,6 +17,10 @@ const CLIENT_EFFECT: &[(&str, &[&str])] = &[
         &["transport.protocol"],
     ),
     (
+        "tests/tests/transports.rs::kcp_with_tls_on_and_off_and_tcp_mux",
+        &["transport.protocol"],
+    ),
+    (
         "tests/tests/transports.rs::proxy_url_http_connect_and_socks5_for_tcp_and_websocket",
         &["transport.proxyURL"],
     ),
@@ -246,6 +250,10 @@ const CLIENT_EFFECT: &[(&str, &[&str])] = &[
 ];
 
 const SERVER_EFFECT: &[(&str, &[&str])] = &[
+    (
+        "tests/tests/transports.rs::kcp_with_tls_on_and_off_and_tcp_mux",
+        &["kcpBindPort"],
+    ),
     (
         "tests/tests/transports.rs::quic_with_tls_settings_and_serverinfo",
         &["quicBindPort"],
@@ -631,7 +639,6 @@ fn sample(key: &str, dir: &Path) -> Option<String> {
         ));
     }
     Some(String::from(match key {
-        "transport.protocol" => "transport.protocol = \"kcp\"",
         "transport.proxyURL" => "transport.proxyURL = \"ntlm://127.0.0.1:3128\"",
         "transport.quic" => "transport.quic.maxIdleTimeout = 5",
         "dnsServer" => "dnsServer = \"8.8.8.8\"",
@@ -656,7 +663,6 @@ fn sample(key: &str, dir: &Path) -> Option<String> {
         "visitors[].fallbackTo" => "[[visitors]]\nname = \"v\"\ntype = \"xtcp\"\nserverName = \"s\"\nbindPort = 9000\nfallbackTo = \"w\"",
         "visitors[].fallbackTimeoutMs" => "[[visitors]]\nname = \"v\"\ntype = \"xtcp\"\nserverName = \"s\"\nbindPort = 9000\nfallbackTimeoutMs = 5",
         "visitors[].natTraversal" => "[[visitors]]\nname = \"v\"\ntype = \"xtcp\"\nserverName = \"s\"\nbindPort = 9000\nnatTraversal.disableAssistedAddrs = true",
-        "kcpBindPort" => "kcpBindPort = 7000",
         "sshTunnelGateway" => "sshTunnelGateway.bindPort = 2200",
         "natholeAnalysisDataReserveHours" => "natholeAnalysisDataReserveHours = 24",
         _ => return None,
