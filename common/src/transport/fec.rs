@@ -19,7 +19,8 @@
 
 use reed_solomon_erasure::galois_8::ReedSolomon;
 use std::collections::VecDeque;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
 /// FEC header: seqid + type.
 pub const HEADER: usize = 6;

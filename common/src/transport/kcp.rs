@@ -22,9 +22,11 @@
 //! listener's queue for that address), a timer ticking every 20 ms, and the FEC codec; the
 //! stream shares the KCP state with it under a mutex. The task ends when the stream is dropped
 //! (after at most [`LINGER`] to deliver what was written), when the listener closes, when the
-//! peer has sent nothing valid for [`KcpConfig::idle_timeout`], or when KCP gives up
-//! retransmitting. KCP has no close message (kcp-go's `Close` sends nothing), so the peer of
-//! a dropped stream learns of it from the layer above (yamux's keepalive) or the idle timeout.
+//! peer has sent nothing valid for [`KcpConfig::idle_timeout`] (an idle conversation probes
+//! its peer every [`KcpConfig::keepalive`] with a WASK, which kcp-go answers), or when KCP
+//! gives up retransmitting. KCP has no close message (kcp-go's `Close` sends nothing), so the
+//! peer of a dropped stream learns of it from the layer above (yamux's keepalive) or the idle
+//! timeout.
 
 use super::fec::{self, FecDecoder, FecEncoder, Frame};
 use ::kcp::Kcp;
@@ -35,10 +37,11 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, Notify};
+use tokio::time::Instant;
 use tokio_util::sync::{CancellationToken, DropGuard};
 use tracing::{debug, warn};
 
@@ -73,10 +76,16 @@ pub struct KcpConfig {
     /// A conversation whose peer has sent nothing valid for this long ends. kcp-go has no
     /// such timeout; without one a peer that vanished would hold its session forever.
     pub idle_timeout: Duration,
+    /// After this long without a datagram from the peer, a window probe (WASK) goes out, and
+    /// again every as long: kcp-go (and this side) answer it with a window size (WINS), so
+    /// an idle but live conversation is not taken for a vanished one.
+    pub keepalive: Duration,
 }
 
-/// Default idle timeout: well above yamux's keepalive (30 s) and frp's heartbeat.
-pub const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+/// Default idle timeout: six unanswered keepalives.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(180);
+/// Default keepalive.
+pub const KEEPALIVE: Duration = Duration::from_secs(30);
 
 impl KcpConfig {
     /// frpc's (golib `DialKCP`): `WindowSize(128, 512)`.
@@ -87,6 +96,7 @@ impl KcpConfig {
             mtu: 1350,
             interval_ms: 20,
             idle_timeout: IDLE_TIMEOUT,
+            keepalive: KEEPALIVE,
         }
     }
 
@@ -435,6 +445,8 @@ fn spawn(spec: Spec) -> KcpStream {
         dec: FecDecoder::new(),
         start: now,
         last_rx: now,
+        last_probe: now,
+        sent: (spec.cfg.rcv_wnd, 0),
         linger_until: None,
     };
     let (on_end, live) = (spec.on_end, spec.live);
@@ -464,6 +476,10 @@ struct Driver {
     dec: FecDecoder,
     start: Instant,
     last_rx: Instant,
+    /// When the last keepalive probe went out.
+    last_probe: Instant,
+    /// The window and una of the last segment sent (a keepalive repeats them).
+    sent: (u16, u32),
     linger_until: Option<Instant>,
 }
 
@@ -530,6 +546,25 @@ impl Driver {
                 format!("nothing from the peer for {:?}", self.cfg.idle_timeout),
             ));
         }
+        let keepalive = self.cfg.keepalive;
+        if now.duration_since(self.last_rx) >= keepalive
+            && now.duration_since(self.last_probe) >= keepalive
+        {
+            self.last_probe = now;
+            let mut probe = Vec::with_capacity(OVERHEAD);
+            Segment {
+                conv: self.s.conv,
+                cmd: CMD_WASK,
+                frg: 0,
+                wnd: self.sent.0,
+                ts: ms,
+                sn: 0,
+                una: self.sent.1,
+                len: 0,
+            }
+            .encode(&mut probe);
+            lock(&self.s.outbox.0).push(probe);
+        }
         if st.dropped {
             let until = *self.linger_until.get_or_insert(now + LINGER);
             if st.kcp.wait_snd() == 0 || now >= until {
@@ -552,6 +587,9 @@ impl Driver {
         }
         let mut frames = Vec::with_capacity(raw.len() + raw.len() / 3 + 3);
         for d in &raw {
+            if let Some((last, _)) = parse_segments(d).ok().and_then(|s| s.last().copied()) {
+                self.sent = (last.wnd, last.una);
+            }
             self.enc.encode(d, now, &mut frames);
         }
         for f in frames {
@@ -998,6 +1036,40 @@ mod tests {
         assert_eq!(a.conv(), 1);
         echo(b);
         round_trip(&mut a, &pattern(300_000)).await;
+    }
+
+    /// An idle conversation stays up through keepalive probes; one whose peer vanished ends
+    /// with a timeout.
+    #[tokio::test]
+    async fn idle_conversations_live_and_vanished_peers_end() {
+        let cfg = KcpConfig {
+            idle_timeout: Duration::from_millis(600),
+            keepalive: Duration::from_millis(100),
+            ..KcpConfig::client()
+        };
+        let a = UdpSocket::bind(localhost()).await.unwrap();
+        let b = UdpSocket::bind(localhost()).await.unwrap();
+        a.connect(b.local_addr().unwrap()).await.unwrap();
+        b.connect(a.local_addr().unwrap()).await.unwrap();
+        let mut a = KcpStream::over_socket(a, 9, cfg).unwrap();
+        let b = KcpStream::over_socket(b, 9, cfg).unwrap();
+        echo(b);
+        round_trip(&mut a, b"before").await;
+        // Idle for several idle timeouts: the probes keep both ends up.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        round_trip(&mut a, b"after").await;
+        // A peer that never answers: the read fails with a timeout, within bounds.
+        let mute = UdpSocket::bind(localhost()).await.unwrap();
+        let c = UdpSocket::bind(localhost()).await.unwrap();
+        c.connect(mute.local_addr().unwrap()).await.unwrap();
+        let mut c = KcpStream::over_socket(c, 10, cfg).unwrap();
+        c.write_all(b"anyone?").await.unwrap();
+        let mut one = [0u8; 1];
+        let e = tokio::time::timeout(WAIT, c.read(&mut one))
+            .await
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::TimedOut, "{e}");
     }
 
     /// A frame built by hand from kcp-go's source (fec.go `encode`: seqid, 0xf1, size; kcp.go
