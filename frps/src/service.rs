@@ -17,7 +17,7 @@ use common::config::ServerConfig;
 use common::crypto::{derive_key, Key};
 use common::io::BoxStream;
 use common::msg::{v2, DecodeError, Message, NewWorkConn, StartWorkConn, Wire};
-use common::transport::kcp::{KcpConfig, KcpListener, ListenerLimits};
+use common::transport::kcp::{KcpConfig, KcpListener, KcpStream, ListenerLimits};
 use common::transport::proxy_protocol::{AcceptError, Trusted};
 use common::transport::{self, mux, quic, tls, ws, Rewound, FRP_TLS_HEAD_BYTE, TLS_HANDSHAKE_BYTE};
 use std::net::SocketAddr;
@@ -731,22 +731,8 @@ async fn handle_conn(
             admission.reject(Reject::Garbage);
             return;
         }
-        Ok(Err(e)) => {
-            closing(
-                &admission,
-                tls_reject(&e),
-                format_args!("transport setup failed: {e}"),
-            );
-            return;
-        }
-        Err(_) => {
-            closing(
-                &admission,
-                Reject::Timeout,
-                format_args!("no TLS or frp data within {timeout:?}"),
-            );
-            return;
-        }
+        Ok(Err(e)) => return setup_failed(&admission, Some(&e), timeout),
+        Err(_) => return setup_failed(&admission, None, timeout),
     };
     serve_carrier(shared, stream, carrier, peer, admission, deadline, token).await;
 }
@@ -850,39 +836,47 @@ async fn serve_kcp(shared: Arc<Shared>, mut listener: KcpListener, shutdown: Can
             debug!(%peer, "kcp conversation dropped: this address already holds its share of connections that have not logged in");
             continue;
         };
-        let token = shutdown.child_token();
-        let shared2 = shared.clone();
         shared.tracker.spawn(
-            async move {
-                let timeout = shared2.gate.limits.first_msg_timeout;
-                let deadline = Instant::now() + timeout;
-                let tls = tokio::select! {
-                    _ = token.cancelled() => return,
-                    r = tokio::time::timeout_at(deadline, frp_tls(&shared2, Box::new(kcp))) => r,
-                };
-                let stream = match tls {
-                    Ok(Ok(s)) => s,
-                    Ok(Err(e)) => {
-                        closing(
-                            &admission,
-                            tls_reject(&e),
-                            format_args!("transport setup failed: {e}"),
-                        );
-                        return;
-                    }
-                    Err(_) => {
-                        closing(
-                            &admission,
-                            Reject::Timeout,
-                            format_args!("no TLS or frp data within {timeout:?}"),
-                        );
-                        return;
-                    }
-                };
-                serve_carrier(shared2, stream, "kcp", peer, admission, deadline, token).await;
-            }
-            .instrument(span),
+            handle_kcp(shared.clone(), kcp, admission, shutdown.child_token()).instrument(span),
         );
+    }
+}
+
+/// One KCP conversation: frp's one-byte TLS check, then as any carrier.
+async fn handle_kcp(
+    shared: Arc<Shared>,
+    kcp: KcpStream,
+    admission: Arc<Admission>,
+    token: CancellationToken,
+) {
+    let peer = kcp.peer_addr();
+    let timeout = shared.gate.limits.first_msg_timeout;
+    let deadline = Instant::now() + timeout;
+    let tls = tokio::select! {
+        _ = token.cancelled() => return,
+        r = tokio::time::timeout_at(deadline, frp_tls(&shared, Box::new(kcp))) => r,
+    };
+    let stream = match tls {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => return setup_failed(&admission, Some(&e), timeout),
+        Err(_) => return setup_failed(&admission, None, timeout),
+    };
+    serve_carrier(shared, stream, "kcp", peer, admission, deadline, token).await;
+}
+
+/// Closes a connection whose transport setup (the sniff, TLS) failed (`e`) or timed out.
+fn setup_failed(admission: &Admission, e: Option<&std::io::Error>, timeout: Duration) {
+    match e {
+        Some(e) => closing(
+            admission,
+            tls_reject(e),
+            format_args!("transport setup failed: {e}"),
+        ),
+        None => closing(
+            admission,
+            Reject::Timeout,
+            format_args!("no TLS or frp data within {timeout:?}"),
+        ),
     }
 }
 

@@ -238,35 +238,57 @@ async fn quic_with_tls_settings_and_serverinfo() {
     frps.stop().await;
 }
 
-#[tokio::test]
-async fn quic_with_mutual_tls() {
-    init_log();
+/// frps serving `protocol` (quic or kcp), and the UDP address to dial.
+async fn udp_frps(
+    protocol: &str,
+    f: impl FnOnce(&mut common::config::ServerConfig),
+) -> (Frps, SocketAddr) {
+    if protocol == "quic" {
+        let frps = quic_frps(f).await;
+        let a = frps.quic.unwrap();
+        (frps, a)
+    } else {
+        let frps = kcp_frps(f).await;
+        let a = frps.kcp.unwrap();
+        (frps, a)
+    }
+}
+
+/// frps on `protocol` (quic or kcp) requiring client certificates: a frpc with one gets its
+/// echo, one without is refused. Returns the refused frpc's error.
+async fn mutual_tls_over(protocol: &str) -> String {
     let (dir, pki) = mtls_files();
-    let frps = quic_frps(|c| pki.require_client_certs(c)).await;
+    let (frps, server) = udp_frps(protocol, |c| pki.require_client_certs(c)).await;
     let Mtls {
         ca_file,
         ccert,
         ckey,
         ..
     } = pki;
-    let quic = frps.quic.unwrap();
     let base = |c: &mut ClientConfig| {
-        c.transport.protocol = "quic".into();
+        c.transport.protocol = protocol.into();
         c.transport.tls.trusted_ca_file = ca_file.clone();
         c.transport.tls.server_name = "localhost".into();
     };
-    let frpc = echo_via(&frps, quic, 1 << 20, |c| {
+    let frpc = echo_via(&frps, server, 1 << 20, |c| {
         base(c);
         c.transport.tls.cert_file = ccert.clone();
         c.transport.tls.key_file = ckey.clone();
     })
     .await;
-    let err = login_error(quic, base).await;
-    assert!(err.contains("certificate"), "{err}");
+    let err = login_error(server, base).await;
     assert_eq!(frps.stats.client_count(), 1);
     frpc.stop().await;
     frps.stop().await;
     let _ = std::fs::remove_dir_all(dir);
+    err
+}
+
+#[tokio::test]
+async fn quic_with_mutual_tls() {
+    init_log();
+    let err = mutual_tls_over("quic").await;
+    assert!(err.contains("certificate"), "{err}");
 }
 
 /// A UDP relay to `target` that drops one datagram in `one_in` each way (pseudo-random,
@@ -317,13 +339,12 @@ async fn lossy_relay(target: SocketAddr, one_in: u64) -> (SocketAddr, Arc<Atomic
     (addr, dropped)
 }
 
-#[tokio::test]
-async fn quic_delivers_identical_bytes_through_5_percent_loss() {
-    init_log();
-    let frps = quic_frps(|_| {}).await;
-    let (relay, dropped) = lossy_relay(frps.quic.unwrap(), 20).await;
+/// A 4 MiB echo over `protocol` (quic or kcp) through [`lossy_relay`] dropping 5%.
+async fn echo_through_5_percent_loss(protocol: &str) {
+    let (frps, server) = udp_frps(protocol, |_| {}).await;
+    let (relay, dropped) = lossy_relay(server, 20).await;
     let frpc = echo_via(&frps, relay, 4 << 20, |c| {
-        c.transport.protocol = "quic".into();
+        c.transport.protocol = protocol.into();
     })
     .await;
     assert!(
@@ -332,6 +353,12 @@ async fn quic_delivers_identical_bytes_through_5_percent_loss() {
     );
     frpc.stop().await;
     frps.stop().await;
+}
+
+#[tokio::test]
+async fn quic_delivers_identical_bytes_through_5_percent_loss() {
+    init_log();
+    echo_through_5_percent_loss("quic").await;
 }
 
 /// frps with `kcpBindPort` the same number as `bindPort` (one is TCP, the other UDP).
@@ -386,49 +413,14 @@ async fn kcp_with_tls_on_and_off_and_tcp_mux() {
 #[tokio::test]
 async fn kcp_with_mutual_tls() {
     init_log();
-    let (dir, pki) = mtls_files();
-    let frps = kcp_frps(|c| pki.require_client_certs(c)).await;
-    let Mtls {
-        ca_file,
-        ccert,
-        ckey,
-        ..
-    } = pki;
-    let kcp = frps.kcp.unwrap();
-    let base = |c: &mut ClientConfig| {
-        c.transport.protocol = "kcp".into();
-        c.transport.tls.trusted_ca_file = ca_file.clone();
-        c.transport.tls.server_name = "localhost".into();
-    };
-    let frpc = echo_via(&frps, kcp, 1 << 20, |c| {
-        base(c);
-        c.transport.tls.cert_file = ccert.clone();
-        c.transport.tls.key_file = ckey.clone();
-    })
-    .await;
-    let err = login_error(kcp, base).await;
-    assert!(!err.is_empty());
-    assert_eq!(frps.stats.client_count(), 1);
-    frpc.stop().await;
-    frps.stop().await;
-    let _ = std::fs::remove_dir_all(dir);
+    let err = mutual_tls_over("kcp").await;
+    assert!(err.contains("client certificate"), "{err}");
 }
 
 #[tokio::test]
 async fn kcp_delivers_identical_bytes_through_5_percent_loss() {
     init_log();
-    let frps = kcp_frps(|_| {}).await;
-    let (relay, dropped) = lossy_relay(frps.kcp.unwrap(), 20).await;
-    let frpc = echo_via(&frps, relay, 4 << 20, |c| {
-        c.transport.protocol = "kcp".into();
-    })
-    .await;
-    assert!(
-        dropped.load(Ordering::Relaxed) > 0,
-        "the relay dropped nothing"
-    );
-    frpc.stop().await;
-    frps.stop().await;
+    echo_through_5_percent_loss("kcp").await;
 }
 
 /// An FEC data shard opening KCP conversation `conv` (a PUSH with sn 0), as kcp-go frames it.
