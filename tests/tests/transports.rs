@@ -980,4 +980,12 @@ async fn silent_server_fails_the_login_for_every_layer() {
         let e = r.expect_err("the login fails").to_string();
         assert!(e.contains("timed out"), "{protocol}: {e}");
     }
+    // KCP has no handshake of its own: a UDP port that takes datagrams and says nothing.
+    let silent = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let frpc = Frpc::start(silent.local_addr().unwrap(), |c| {
+        c.transport.protocol = "kcp".into();
+        c.transport.dial_server_timeout = 1;
+    });
+    let e = frpc.exited().await.expect_err("the login fails").to_string();
+    assert!(e.contains("timed out"), "kcp: {e}");
 }
