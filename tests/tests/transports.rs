@@ -986,6 +986,10 @@ async fn silent_server_fails_the_login_for_every_layer() {
         c.transport.protocol = "kcp".into();
         c.transport.dial_server_timeout = 1;
     });
-    let e = frpc.exited().await.expect_err("the login fails").to_string();
+    let e = frpc
+        .exited()
+        .await
+        .expect_err("the login fails")
+        .to_string();
     assert!(e.contains("timed out"), "kcp: {e}");
 }

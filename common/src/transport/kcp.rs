@@ -34,7 +34,7 @@ use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
@@ -320,6 +320,8 @@ struct Session {
     peer: SocketAddr,
     /// Segments the writer may have queued (send window times [`QUEUE_WINDOWS`]).
     queue_limit: usize,
+    /// Data shards FEC recovered so far.
+    recovered: AtomicU64,
 }
 
 /// One KCP conversation as a byte stream.
@@ -395,6 +397,11 @@ impl KcpStream {
     pub fn peer_addr(&self) -> SocketAddr {
         self.s.peer
     }
+
+    /// Lost data shards FEC has recovered from the peer's parity so far.
+    pub fn fec_recovered(&self) -> u64 {
+        self.s.recovered.load(Ordering::Relaxed)
+    }
 }
 
 struct Spec {
@@ -433,6 +440,7 @@ fn spawn(spec: Spec) -> KcpStream {
         conv: spec.conv,
         peer: spec.peer,
         queue_limit: spec.cfg.snd_wnd as usize * QUEUE_WINDOWS,
+        recovered: AtomicU64::new(0),
     });
     let now = Instant::now();
     let driver = Driver {
@@ -615,6 +623,9 @@ impl Driver {
             Err(e) => return log_drop(peer, &e),
         };
         let recovered = self.dec.decode(d, &frame, now);
+        self.s
+            .recovered
+            .fetch_add(recovered.len() as u64, Ordering::Relaxed);
         let ms = self.ms(now);
         let conv = self.s.conv;
         let mut st = lock(&self.s.state);
