@@ -513,10 +513,11 @@ impl Driver {
             tokio::select! {
                 _ = tick.tick() => {
                     let now = Instant::now();
-                    if let Some(e) = self.on_tick(now) {
+                    let ended = self.on_tick(now);
+                    if let Err(e) = self.send_out(now).await {
                         return e;
                     }
-                    if let Err(e) = self.send_out(now).await {
+                    if let Some(e) = ended {
                         return e;
                     }
                 }
@@ -528,6 +529,8 @@ impl Driver {
                 _ = self.s.poke.notified() => {
                     let now = Instant::now();
                     if let Some(e) = self.on_tick(now) {
+                        // What the last update produced (ACKs, the last data) still goes out.
+                        let _ = self.send_out(now).await;
                         return e;
                     }
                 }
