@@ -37,7 +37,7 @@ async fn main() {
                 .unwrap();
             let (mut r, mut w) = tokio::io::split(s);
             let data = pattern(n);
-            let start = std::time::Instant::now();
+            let start = tokio::time::Instant::now();
             let send = data.clone();
             let w_back = tokio::spawn(async move {
                 w.write_all(&send).await.unwrap();
