@@ -58,8 +58,6 @@ pub const CMD_WINS: u8 = 84;
 const MAX_ACK_AGE_MS: u32 = 60_000;
 /// How long a dropped stream's task goes on delivering what was written to it.
 pub const LINGER: Duration = Duration::from_secs(3);
-/// Segments a write may queue beyond the send window (backpressure past that).
-const QUEUE_WINDOWS: usize = 2;
 /// The `kcp` crate refuses a single send of 128 segments or more.
 const MAX_SEND_SEGMENTS: usize = 64;
 
@@ -318,10 +316,34 @@ struct Session {
     poke: Notify,
     conv: u32,
     peer: SocketAddr,
-    /// Segments the writer may have queued (send window times [`QUEUE_WINDOWS`]).
-    queue_limit: usize,
     /// Data shards FEC recovered so far.
     recovered: AtomicU64,
+    /// KCP's clock starts here.
+    start: Instant,
+}
+
+impl Session {
+    /// KCP's clock: milliseconds since the conversation began (wraps after 49 days).
+    fn ms(&self, now: Instant) -> u32 {
+        now.duration_since(self.start).as_millis() as u32
+    }
+}
+
+impl State {
+    /// Segments a write may still queue: as kcp-go, writes wait while what is queued and in
+    /// flight reaches the send window or the peer's receive window.
+    fn room(&self) -> usize {
+        let limit = self.kcp.snd_wnd().min(self.kcp.rmt_wnd()) as usize;
+        limit.saturating_sub(self.kcp.wait_snd())
+    }
+
+    /// kcp-go's flush outside the tick (when a write fills the window, when an ACK slides
+    /// it): KCP's clock moved on, then everything that may go now.
+    fn flush_now(&mut self, ms: u32) {
+        // Before the task's first update the crate refuses to flush; the tick will.
+        let _ = self.kcp.update(ms);
+        let _ = self.kcp.flush();
+    }
 }
 
 /// One KCP conversation as a byte stream.
@@ -439,10 +461,10 @@ fn spawn(spec: Spec) -> KcpStream {
         poke: Notify::new(),
         conv: spec.conv,
         peer: spec.peer,
-        queue_limit: spec.cfg.snd_wnd as usize * QUEUE_WINDOWS,
         recovered: AtomicU64::new(0),
+        start: Instant::now(),
     });
-    let now = Instant::now();
+    let now = s.start;
     let driver = Driver {
         s: s.clone(),
         cfg: spec.cfg,
@@ -451,7 +473,6 @@ fn spawn(spec: Spec) -> KcpStream {
         input: spec.input,
         enc: FecEncoder::new(),
         dec: FecDecoder::new(),
-        start: now,
         last_rx: now,
         last_probe: now,
         sent: (spec.cfg.rcv_wnd, 0),
@@ -482,7 +503,6 @@ struct Driver {
     input: Input,
     enc: FecEncoder,
     dec: FecDecoder,
-    start: Instant,
     last_rx: Instant,
     /// When the last keepalive probe went out.
     last_probe: Instant,
@@ -498,11 +518,6 @@ impl Driver {
         let mut st = lock(&self.s.state);
         st.ended.get_or_insert(ended);
         st.wake();
-    }
-
-    /// KCP's clock: milliseconds since the conversation began (wraps after 49 days).
-    fn ms(&self, now: Instant) -> u32 {
-        now.duration_since(self.start).as_millis() as u32
     }
 
     async fn drive(&mut self) -> Ended {
@@ -522,15 +537,24 @@ impl Driver {
                     }
                 }
                 d = self.input.recv(&mut buf) => match d {
-                    Some(Ok(d)) => self.on_datagram(&d, Instant::now()),
+                    Some(Ok(d)) => {
+                        let now = Instant::now();
+                        if self.on_datagram(&d, now) {
+                            if let Err(e) = self.send_out(now).await {
+                                return e;
+                            }
+                        }
+                    }
                     Some(Err(e)) => return Ended::new(e.kind(), format!("udp receive: {e}")),
                     None => return Ended::new(io::ErrorKind::ConnectionAborted, "the KCP listener closed"),
                 },
                 _ = self.s.poke.notified() => {
+                    // A write filled the window (and flushed), or the stream was shut down
+                    // or dropped: what KCP produced goes out.
                     let now = Instant::now();
-                    if let Some(e) = self.on_tick(now) {
-                        // What the last update produced (ACKs, the last data) still goes out.
-                        let _ = self.send_out(now).await;
+                    let ended = self.on_tick(now);
+                    let sent = self.send_out(now).await;
+                    if let Some(e) = ended.or(sent.err()) {
                         return e;
                     }
                 }
@@ -540,7 +564,7 @@ impl Driver {
 
     /// KCP's update; whether the conversation is over.
     fn on_tick(&mut self, now: Instant) -> Option<Ended> {
-        let ms = self.ms(now);
+        let ms = self.s.ms(now);
         let mut st = lock(&self.s.state);
         if let Err(e) = st.kcp.update(ms) {
             return Some(Ended::new(io::ErrorKind::Other, e.to_string()));
@@ -582,7 +606,7 @@ impl Driver {
                 return Some(Ended::new(io::ErrorKind::BrokenPipe, "closed"));
             }
         }
-        if st.kcp.wait_snd() < self.s.queue_limit {
+        if st.room() > 0 {
             if let Some(w) = st.writer.take() {
                 w.wake();
             }
@@ -619,19 +643,25 @@ impl Driver {
         Ok(())
     }
 
-    fn on_datagram(&mut self, d: &[u8], now: Instant) {
+    /// Takes one datagram; whether KCP flushed (an ACK slid the send window, and kcp-go
+    /// sends at once then) so the caller sends what it produced.
+    fn on_datagram(&mut self, d: &[u8], now: Instant) -> bool {
         let peer = self.s.peer;
         let frame = match fec::parse(d) {
             Ok(f) => f,
-            Err(e) => return log_drop(peer, &e),
+            Err(e) => {
+                log_drop(peer, &e);
+                return false;
+            }
         };
         let recovered = self.dec.decode(d, &frame, now);
         self.s
             .recovered
             .fetch_add(recovered.len() as u64, Ordering::Relaxed);
-        let ms = self.ms(now);
+        let ms = self.s.ms(now);
         let conv = self.s.conv;
         let mut st = lock(&self.s.state);
+        let waiting = st.kcp.wait_snd();
         let mut fed = false;
         let data = match frame {
             Frame::Data { kcp, .. } => Some(kcp),
@@ -653,7 +683,12 @@ impl Driver {
         if fed {
             self.last_rx = now;
         }
+        let slid = st.kcp.wait_snd() < waiting;
+        if slid {
+            st.flush_now(ms);
+        }
         st.wake();
+        slid
     }
 }
 
@@ -714,15 +749,21 @@ impl AsyncWrite for KcpStream {
                 "kcp: write after shutdown",
             )));
         }
-        let waiting = st.kcp.wait_snd();
-        if waiting >= self.s.queue_limit {
+        let room = st.room();
+        if room == 0 {
             st.writer = Some(cx.waker().clone());
             return Poll::Pending;
         }
         let mss = st.kcp.mss().max(1);
-        let room = (self.s.queue_limit - waiting).min(MAX_SEND_SEGMENTS) * mss;
-        let n = buf.len().min(room);
-        Poll::Ready(st.kcp.send(&buf[..n]).map_err(io::Error::from))
+        let n = buf.len().min(room.min(MAX_SEND_SEGMENTS) * mss);
+        let sent = st.kcp.send(&buf[..n]).map_err(io::Error::from);
+        // kcp-go's write delay holds data for the tick, unless the window is full: then it
+        // goes at once.
+        if st.room() == 0 {
+            st.flush_now(self.s.ms(Instant::now()));
+            self.s.poke.notify_one();
+        }
+        Poll::Ready(sent)
     }
 
     fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
