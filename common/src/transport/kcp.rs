@@ -566,7 +566,9 @@ impl Driver {
     fn on_tick(&mut self, now: Instant) -> Option<Ended> {
         let ms = self.s.ms(now);
         let mut st = lock(&self.s.state);
-        if let Err(e) = st.kcp.update(ms) {
+        // Every tick flushes, as kcp-go's `update` does: the crate's own `update` flushes only
+        // when its schedule is due, and the flushes outside the tick move that schedule.
+        if let Err(e) = st.kcp.update(ms).and_then(|()| st.kcp.flush()) {
             return Some(Ended::new(io::ErrorKind::Other, e.to_string()));
         }
         if st.kcp.is_dead_link() {
