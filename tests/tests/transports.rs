@@ -204,15 +204,7 @@ async fn wss_through_a_tls_terminating_front() {
 }
 
 async fn quic_frps(f: impl FnOnce(&mut common::config::ServerConfig)) -> Frps {
-    let port = free_port().await;
-    let web = free_port().await;
-    Frps::start(|c| {
-        c.quic_bind_port = port;
-        c.web_server.addr = "127.0.0.1".into();
-        c.web_server.port = web;
-        f(c);
-    })
-    .await
+    udp_frps("quic", f).await.0
 }
 
 #[tokio::test]
@@ -238,20 +230,33 @@ async fn quic_with_tls_settings_and_serverinfo() {
     frps.stop().await;
 }
 
-/// frps serving `protocol` (quic or kcp), and the UDP address to dial.
+/// frps serving `protocol` (quic, or kcp with `kcpBindPort` the same number as `bindPort`:
+/// one is TCP, the other UDP) and its dashboard, and the UDP address to dial.
 async fn udp_frps(
     protocol: &str,
     f: impl FnOnce(&mut common::config::ServerConfig),
 ) -> (Frps, SocketAddr) {
-    if protocol == "quic" {
-        let frps = quic_frps(f).await;
-        let a = frps.quic.unwrap();
-        (frps, a)
+    let port = free_port().await;
+    let web = free_port().await;
+    let frps = Frps::start(|c| {
+        if protocol == "quic" {
+            c.quic_bind_port = port;
+        } else {
+            c.bind_port = port;
+            c.kcp_bind_port = port;
+        }
+        c.web_server.addr = "127.0.0.1".into();
+        c.web_server.port = web;
+        f(c);
+    })
+    .await;
+    let addr = if protocol == "quic" {
+        frps.quic
     } else {
-        let frps = kcp_frps(f).await;
-        let a = frps.kcp.unwrap();
-        (frps, a)
-    }
+        frps.kcp
+    };
+    let addr = addr.unwrap();
+    (frps, addr)
 }
 
 /// frps on `protocol` (quic or kcp) requiring client certificates: a frpc with one gets its
@@ -361,18 +366,8 @@ async fn quic_delivers_identical_bytes_through_5_percent_loss() {
     echo_through_5_percent_loss("quic").await;
 }
 
-/// frps with `kcpBindPort` the same number as `bindPort` (one is TCP, the other UDP).
 async fn kcp_frps(f: impl FnOnce(&mut common::config::ServerConfig)) -> Frps {
-    let port = free_port().await;
-    let web = free_port().await;
-    Frps::start(|c| {
-        c.bind_port = port;
-        c.kcp_bind_port = port;
-        c.web_server.addr = "127.0.0.1".into();
-        c.web_server.port = web;
-        f(c);
-    })
-    .await
+    udp_frps("kcp", f).await.0
 }
 
 /// frpc `transport.protocol = "kcp"` to frps `kcpBindPort`: a 10 MiB echo with TLS off, on,
