@@ -225,7 +225,7 @@ impl Server {
         let kcp = if cfg.kcp_bind_port > 0 {
             let addr = SocketAddr::new(ip, cfg.kcp_bind_port);
             Some(
-                KcpListener::bind(addr, KcpConfig::server(), ListenerLimits::default())
+                KcpListener::bind(addr, pre_login_kcp(), ListenerLimits::default())
                     .await
                     .map_err(|error| ServerError::Bind {
                         addr: format!("udp {addr}"),
@@ -842,6 +842,15 @@ async fn serve_kcp(shared: Arc<Shared>, mut listener: KcpListener, shutdown: Can
     }
 }
 
+/// frps's KCP settings until a conversation logs in: frp's, with a smaller receive window
+/// ([`crate::admission::PRE_LOGIN_KCP_WINDOW`]; frp's is restored at login).
+fn pre_login_kcp() -> KcpConfig {
+    KcpConfig {
+        rcv_wnd: crate::admission::PRE_LOGIN_KCP_WINDOW,
+        ..KcpConfig::server()
+    }
+}
+
 /// One KCP conversation: frp's one-byte TLS check, then as any carrier.
 async fn handle_kcp(
     shared: Arc<Shared>,
@@ -850,6 +859,7 @@ async fn handle_kcp(
     token: CancellationToken,
 ) {
     let peer = kcp.peer_addr();
+    admission.set_kcp(kcp.receive_window());
     let timeout = shared.gate.limits.first_msg_timeout;
     let deadline = Instant::now() + timeout;
     let tls = tokio::select! {

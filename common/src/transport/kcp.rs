@@ -424,6 +424,25 @@ impl KcpStream {
     pub fn fec_recovered(&self) -> u64 {
         self.s.recovered.load(Ordering::Relaxed)
     }
+
+    /// A handle to widen this conversation's receive window later (frps opens it at login),
+    /// usable after the stream has gone into other layers.
+    pub fn receive_window(&self) -> KcpWindow {
+        KcpWindow(Arc::downgrade(&self.s))
+    }
+}
+
+/// See [`KcpStream::receive_window`]; does nothing once the conversation is gone.
+#[derive(Debug, Clone)]
+pub struct KcpWindow(std::sync::Weak<Session>);
+
+impl KcpWindow {
+    /// Sets the receive window to `segments` (the `kcp` crate allows no fewer than 128).
+    pub fn open(&self, segments: u16) {
+        if let Some(s) = self.0.upgrade() {
+            lock(&s.state).kcp.set_wndsize(0, segments);
+        }
+    }
 }
 
 struct Spec {
@@ -1184,6 +1203,73 @@ mod tests {
         assert!(data.is_empty());
         // The window it advertises is the server's (1024), less what waits to be read.
         assert!(seg.wnd >= 1023, "wnd {}", seg.wnd);
+    }
+
+    /// PUSH segments with these sns (one byte each), in one FEC data shard of `enc`.
+    fn pushes(enc: &mut FecEncoder, conv: u32, sns: &[u32]) -> Vec<u8> {
+        let mut k = Vec::new();
+        for &sn in sns {
+            Segment {
+                conv,
+                cmd: CMD_PUSH,
+                frg: 0,
+                wnd: 128,
+                ts: 5,
+                sn,
+                una: 0,
+                len: 1,
+            }
+            .encode(&mut k);
+            k.push(b'x');
+        }
+        let mut out = Vec::new();
+        enc.encode(&k, Instant::now(), &mut out);
+        out.swap_remove(0)
+    }
+
+    /// The sns a datagram acknowledges.
+    async fn acked(peer: &UdpSocket) -> Vec<u32> {
+        let mut buf = [0u8; 1500];
+        let n = tokio::time::timeout(WAIT, peer.recv(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        let Ok(Frame::Data { kcp, .. }) = fec::parse(&buf[..n]) else {
+            panic!("not a data shard")
+        };
+        parse_segments(kcp)
+            .unwrap()
+            .iter()
+            .filter(|(s, _)| s.cmd == CMD_ACK)
+            .map(|(s, _)| s.sn)
+            .collect()
+    }
+
+    /// A conversation keeps (and acknowledges) out-of-order segments only within its receive
+    /// window; frps starts unknown peers at 128 segments and opens 1024 at login.
+    #[tokio::test]
+    async fn the_receive_window_bounds_what_a_peer_can_park() {
+        let cfg = KcpConfig {
+            rcv_wnd: 128,
+            ..KcpConfig::server()
+        };
+        let mut l = KcpListener::bind(localhost(), cfg, ListenerLimits::default())
+            .await
+            .unwrap();
+        let peer = UdpSocket::bind(localhost()).await.unwrap();
+        peer.connect(l.local_addr()).await.unwrap();
+        let mut enc = FecEncoder::new();
+        peer.send(&pushes(&mut enc, 77, &[0, 500])).await.unwrap();
+        let s = tokio::time::timeout(WAIT, l.accept())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(acked(&peer).await, [0], "sn 500 is past a window of 128");
+        s.receive_window().open(1024);
+        peer.send(&pushes(&mut enc, 77, &[600, 1])).await.unwrap();
+        let mut got = acked(&peer).await;
+        got.sort_unstable();
+        assert_eq!(got, [1, 600], "within a window of 1024");
     }
 
     /// Garbage at the port: random bytes, truncated FEC frames, bad shard indexes, parity for
