@@ -14,6 +14,7 @@
 //!   [`Limits::reject_summary_interval`] ([`Gate::summary`]), and counted in
 //!   `frp_rs_server_rejected_connections_total{reason}`.
 
+use common::transport::kcp::{KcpConfig, KcpWindow};
 use common::transport::{mux, quic};
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -76,6 +77,11 @@ pub const PRE_LOGIN_BUFFER: usize = 80 * 1024;
 
 /// What a QUIC connection may hold unread before login, over all its streams.
 pub const PRE_LOGIN_QUIC_WINDOW: u32 = (PRE_LOGIN_STREAMS * PRE_LOGIN_BUFFER) as u32;
+
+/// What a KCP conversation may hold out of order before it logs in, in segments (of up to
+/// 1326 bytes): frp's 1024 at login, until then the least the `kcp` crate allows. An unknown
+/// peer filling its window then costs about 170 KB instead of 1.3 MB.
+pub const PRE_LOGIN_KCP_WINDOW: u16 = 128;
 
 /// Why a connection was closed before it logged in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -228,6 +234,7 @@ impl Gate {
                 source,
                 session: None,
                 quic: None,
+                kcp: None,
                 reason: None,
             })),
         }))
@@ -291,6 +298,8 @@ struct Pending {
     session: Option<mux::SessionLimits>,
     /// Its QUIC connection, whose receive window is raised at login.
     quic: Option<quinn::Connection>,
+    /// Its KCP conversation, whose receive window is raised at login.
+    kcp: Option<KcpWindow>,
     /// The first reason it was found wanting; [`Reject::Closed`] if none when it goes.
     reason: Option<Reject>,
 }
@@ -316,6 +325,14 @@ impl Admission {
         }
     }
 
+    /// The connection is KCP: its receive window stays [`PRE_LOGIN_KCP_WINDOW`] until login.
+    pub(crate) fn set_kcp(&self, w: KcpWindow) {
+        match self.pending().as_mut() {
+            Some(p) => p.kcp = Some(w),
+            None => w.open(KcpConfig::server().rcv_wnd),
+        }
+    }
+
     /// A Login succeeded on this connection: it gives back its permit, its yamux session's
     /// restriction is lifted (or its QUIC window raised), and it no longer counts as
     /// unauthenticated.
@@ -329,6 +346,9 @@ impl Admission {
         }
         if let Some(c) = p.quic {
             c.set_receive_window(quic::CONN_WINDOW.into());
+        }
+        if let Some(w) = p.kcp {
+            w.open(KcpConfig::server().rcv_wnd);
         }
     }
 

@@ -326,8 +326,7 @@ fn server_info(shared: &Shared) -> (serde_json::Value, serde_json::Value) {
         "vhostHTTPPort": c.vhost_http_port,
         "vhostHTTPSPort": c.vhost_https_port,
         "tcpmuxHTTPConnectPort": c.tcpmux_http_connect_port,
-        // Nothing listens for KCP yet (a configured kcpBindPort is warned about at start).
-        "kcpBindPort": 0,
+        "kcpBindPort": c.kcp_bind_port,
         "quicBindPort": c.quic_bind_port,
         "subdomainHost": c.sub_domain_host,
         "maxPoolCount": c.transport.max_pool_count,

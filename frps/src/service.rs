@@ -5,7 +5,8 @@
 //! ClientHello, anything else plain unless `transport.tls.force`), then run a yamux server
 //! session when `transport.tcpMux` is on, and route every logical connection by its first
 //! message. `quicBindPort` accepts QUIC connections, whose streams are the logical
-//! connections (no yamux).
+//! connections (no yamux); `kcpBindPort` KCP conversations, each then handled as a TCP
+//! connection is.
 
 use crate::admission::{
     closing, summarise_rejections, tls_reject, Admission, Gate, Limits, Reject,
@@ -16,6 +17,7 @@ use common::config::ServerConfig;
 use common::crypto::{derive_key, Key};
 use common::io::BoxStream;
 use common::msg::{v2, DecodeError, Message, NewWorkConn, StartWorkConn, Wire};
+use common::transport::kcp::{KcpConfig, KcpListener, KcpStream, ListenerLimits};
 use common::transport::proxy_protocol::{AcceptError, Trusted};
 use common::transport::{self, mux, quic, tls, ws, Rewound, FRP_TLS_HEAD_BYTE, TLS_HANDSHAKE_BYTE};
 use std::net::SocketAddr;
@@ -154,6 +156,8 @@ pub struct Server {
     vhost_tcpmux: Option<TcpListener>,
     /// `quicBindPort`, when set.
     quic: Option<quinn::Endpoint>,
+    /// `kcpBindPort`, when set.
+    kcp: Option<KcpListener>,
     shared: Arc<Shared>,
 }
 
@@ -215,6 +219,20 @@ impl Server {
                     addr: format!("udp {addr}"),
                     error,
                 })?,
+            )
+        } else {
+            None
+        };
+        // KCP may share bindPort's number: it is UDP.
+        let kcp = if cfg.kcp_bind_port > 0 {
+            let addr = SocketAddr::new(ip, cfg.kcp_bind_port);
+            Some(
+                KcpListener::bind(addr, pre_login_kcp(), ListenerLimits::default())
+                    .await
+                    .map_err(|error| ServerError::Bind {
+                        addr: format!("udp {addr}"),
+                        error,
+                    })?,
             )
         } else {
             None
@@ -297,6 +315,7 @@ impl Server {
             vhost_https,
             vhost_tcpmux,
             quic,
+            kcp,
             shared,
         })
     }
@@ -333,6 +352,11 @@ impl Server {
     /// The QUIC (UDP) address, when `quicBindPort` is set.
     pub fn quic_addr(&self) -> Option<SocketAddr> {
         self.quic.as_ref().and_then(|e| e.local_addr().ok())
+    }
+
+    /// The KCP (UDP) address, when `kcpBindPort` is set.
+    pub fn kcp_addr(&self) -> Option<SocketAddr> {
+        self.kcp.as_ref().map(KcpListener::local_addr)
     }
 
     /// The tcpmux (CONNECT) address, when `tcpmuxHTTPConnectPort` is set.
@@ -408,6 +432,11 @@ impl Server {
                 shared.tracker.clone(),
                 shutdown.child_token(),
             ));
+        }
+        if let Some(l) = self.kcp {
+            shared
+                .tracker
+                .spawn(serve_kcp(shared.clone(), l, shutdown.clone()));
         }
         if let Some(endpoint) = self.quic {
             shared
@@ -713,23 +742,24 @@ async fn handle_conn(
             admission.reject(Reject::Garbage);
             return;
         }
-        Ok(Err(e)) => {
-            closing(
-                &admission,
-                tls_reject(&e),
-                format_args!("transport setup failed: {e}"),
-            );
-            return;
-        }
-        Err(_) => {
-            closing(
-                &admission,
-                Reject::Timeout,
-                format_args!("no TLS or frp data within {timeout:?}"),
-            );
-            return;
-        }
+        Ok(Err(e)) => return setup_failed(&admission, Some(&e), timeout),
+        Err(_) => return setup_failed(&admission, None, timeout),
     };
+    serve_carrier(shared, stream, carrier, peer, admission, deadline, token).await;
+}
+
+/// One frp connection with TLS set up (TCP, WebSocket or KCP): yamux when `transport.tcpMux`
+/// is on, and each logical connection routed by its first message.
+async fn serve_carrier(
+    shared: Arc<Shared>,
+    stream: BoxStream,
+    carrier: &'static str,
+    peer: SocketAddr,
+    admission: Arc<Admission>,
+    deadline: Instant,
+    token: CancellationToken,
+) {
+    let timeout = shared.gate.limits.first_msg_timeout;
     let origin = Origin {
         conn_id: shared.next_id(),
         peer,
@@ -788,6 +818,87 @@ async fn handle_conn(
         }
     }
     token.cancel();
+}
+
+/// Accepts KCP conversations on `kcpBindPort` (frp `ListenKcp`), within the same bound on
+/// connections that have not logged in as TCP; each is then handled like a TCP connection
+/// (frp's one-byte TLS check, yamux).
+async fn serve_kcp(shared: Arc<Shared>, mut listener: KcpListener, shutdown: CancellationToken) {
+    info!(addr = %listener.local_addr(), "kcp listening");
+    loop {
+        // Conversations wait in the listener's bounded backlog while no permit is free.
+        let permit = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            p = shared.gate.permit() => match p {
+                Some(p) => p,
+                None => break,
+            },
+        };
+        let kcp = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            k = listener.accept() => match k {
+                Some(k) => k,
+                None => break,
+            },
+        };
+        let peer = kcp.peer_addr();
+        let span = tracing::info_span!("kcp", %peer);
+        let Some(admission) = shared.gate.admission(permit, Some(peer.ip())) else {
+            debug!(%peer, "kcp conversation dropped: this address already holds its share of connections that have not logged in");
+            continue;
+        };
+        shared.tracker.spawn(
+            handle_kcp(shared.clone(), kcp, admission, shutdown.child_token()).instrument(span),
+        );
+    }
+}
+
+/// frps's KCP settings until a conversation logs in: frp's, with a smaller receive window
+/// ([`crate::admission::PRE_LOGIN_KCP_WINDOW`]; frp's is restored at login).
+fn pre_login_kcp() -> KcpConfig {
+    KcpConfig {
+        rcv_wnd: crate::admission::PRE_LOGIN_KCP_WINDOW,
+        ..KcpConfig::server()
+    }
+}
+
+/// One KCP conversation: frp's one-byte TLS check, then as any carrier.
+async fn handle_kcp(
+    shared: Arc<Shared>,
+    kcp: KcpStream,
+    admission: Arc<Admission>,
+    token: CancellationToken,
+) {
+    let peer = kcp.peer_addr();
+    admission.set_kcp(kcp.receive_window());
+    let timeout = shared.gate.limits.first_msg_timeout;
+    let deadline = Instant::now() + timeout;
+    let tls = tokio::select! {
+        _ = token.cancelled() => return,
+        r = tokio::time::timeout_at(deadline, frp_tls(&shared, Box::new(kcp))) => r,
+    };
+    let stream = match tls {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => return setup_failed(&admission, Some(&e), timeout),
+        Err(_) => return setup_failed(&admission, None, timeout),
+    };
+    serve_carrier(shared, stream, "kcp", peer, admission, deadline, token).await;
+}
+
+/// Closes a connection whose transport setup (the sniff, TLS) failed (`e`) or timed out.
+fn setup_failed(admission: &Admission, e: Option<&std::io::Error>, timeout: Duration) {
+    match e {
+        Some(e) => closing(
+            admission,
+            tls_reject(e),
+            format_args!("transport setup failed: {e}"),
+        ),
+        None => closing(
+            admission,
+            Reject::Timeout,
+            format_args!("no TLS or frp data within {timeout:?}"),
+        ),
+    }
 }
 
 /// Accepts QUIC connections on `quicBindPort` (frp `HandleQUICListener`), within the same

@@ -106,7 +106,7 @@ fn view(shared: &Shared, page: &Page) -> View {
         ("http", c.vhost_http_port),
         ("https", c.vhost_https_port),
         ("tcpmux", c.tcpmux_http_connect_port),
-        // kcpBindPort is not listed: nothing serves KCP yet (serverinfo says 0 too).
+        ("kcp", c.kcp_bind_port),
         ("quic", c.quic_bind_port),
     ] {
         if port > 0 {

@@ -74,6 +74,8 @@ pub struct Frps {
     pub tcpmux: Option<SocketAddr>,
     /// The QUIC (UDP) listener, when `quicBindPort` was set.
     pub quic: Option<SocketAddr>,
+    /// The KCP (UDP) listener, when `kcpBindPort` was set.
+    pub kcp: Option<SocketAddr>,
     pub stats: frps::ServerStats,
     token: CancellationToken,
     task: JoinHandle<()>,
@@ -98,6 +100,7 @@ impl Frps {
         let vhost_https = server.vhost_https_addr();
         let tcpmux = server.tcpmux_addr();
         let quic = server.quic_addr();
+        let kcp = server.kcp_addr();
         let stats = server.stats();
         let token = CancellationToken::new();
         let task = tokio::spawn(server.run(token.clone()));
@@ -108,6 +111,7 @@ impl Frps {
             vhost_https,
             tcpmux,
             quic,
+            kcp,
             stats,
             token,
             task,

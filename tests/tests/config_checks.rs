@@ -158,12 +158,10 @@ async fn frpc_does_not_start_with_a_transport_it_does_not_have() {
     init_log();
     let frps = Frps::start(|_| {}).await;
     for (key, set) in [
-        ("transport.protocol", "kcp"),
         ("transport.proxyURL", "ntlm://127.0.0.1:3128"),
         ("dnsServer", "8.8.8.8"),
     ] {
         let frpc = Frpc::start(frps.addr, |c| match key {
-            "transport.protocol" => c.transport.protocol = set.into(),
             "transport.proxyURL" => c.transport.proxy_url = set.into(),
             _ => c.dns_server = set.into(),
         });
@@ -181,15 +179,17 @@ async fn frpc_does_not_start_with_a_transport_it_does_not_have() {
 #[tokio::test]
 async fn verify_warns_about_unsupported_keys() {
     let (dir, f) = write_temp(
-        "kcp",
+        "sshgw",
         "frps.toml",
-        "bindAddr = \"127.0.0.1\"\nbindPort = 0\nkcpBindPort = 7001\n",
+        "bindAddr = \"127.0.0.1\"\nbindPort = 0\nsshTunnelGateway.bindPort = 2200\n",
     );
     let out = run_bin("frps", &["verify", "-c", &f]).await;
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
     assert!(
-        err.contains(&format!("{f}:3:1: kcpBindPort: KCP is not supported yet")),
+        err.contains(&format!(
+            "{f}:3:1: sshTunnelGateway: the SSH tunnel gateway is not supported yet"
+        )),
         "{err}"
     );
     let _ = std::fs::remove_dir_all(dir);
@@ -305,9 +305,9 @@ async fn log_to_a_file_at_the_configured_level() {
         let (dir, _) = write_temp("log", "x", "");
         let log = dir.join("frps.log");
         let f = dir.join("frps.toml");
-        // kcpBindPort warns at load; binding an address this host does not have (TEST-NET-1)
+        // sshTunnelGateway warns at load; binding an address this host does not have (TEST-NET-1)
         // then stops frps, so the run ends by itself.
-        std::fs::write(&f, format!("bindAddr = \"192.0.2.1\"\nbindPort = 0\nkcpBindPort = 7001\nlog.to = \"{}\"\nlog.level = \"{level}\"\n", log.display())).unwrap();
+        std::fs::write(&f, format!("bindAddr = \"192.0.2.1\"\nbindPort = 0\nsshTunnelGateway.bindPort = 2200\nlog.to = \"{}\"\nlog.level = \"{level}\"\n", log.display())).unwrap();
         let out = tokio::time::timeout(
             PATIENCE,
             Command::new(bin("frps"))
@@ -322,7 +322,7 @@ async fn log_to_a_file_at_the_configured_level() {
         assert!(!out.status.success());
         let text = std::fs::read_to_string(&log).expect("the log file is written");
         assert_eq!(
-            text.contains("kcpBindPort"),
+            text.contains("sshTunnelGateway"),
             logged,
             "level {level}: {text}"
         );

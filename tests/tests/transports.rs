@@ -1,6 +1,6 @@
-//! frpc to frps over each `transport.protocol` (websocket, wss, quic) and through
+//! frpc to frps over each `transport.protocol` (websocket, wss, quic, kcp) and through
 //! `transport.proxyURL` (http CONNECT, socks5): TLS on and off, the 0x17 byte, mTLS, IPv6,
-//! tcpMux on and off, a 10 MiB echo through each, QUIC through a relay dropping 5% of
+//! tcpMux on and off, a 10 MiB echo through each, QUIC and KCP through a relay dropping 5% of
 //! datagrams, and bad input at each entry failing only its own connection.
 
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
@@ -204,15 +204,7 @@ async fn wss_through_a_tls_terminating_front() {
 }
 
 async fn quic_frps(f: impl FnOnce(&mut common::config::ServerConfig)) -> Frps {
-    let port = free_port().await;
-    let web = free_port().await;
-    Frps::start(|c| {
-        c.quic_bind_port = port;
-        c.web_server.addr = "127.0.0.1".into();
-        c.web_server.port = web;
-        f(c);
-    })
-    .await
+    udp_frps("quic", f).await.0
 }
 
 #[tokio::test]
@@ -238,35 +230,70 @@ async fn quic_with_tls_settings_and_serverinfo() {
     frps.stop().await;
 }
 
-#[tokio::test]
-async fn quic_with_mutual_tls() {
-    init_log();
+/// frps serving `protocol` (quic, or kcp with `kcpBindPort` the same number as `bindPort`:
+/// one is TCP, the other UDP) and its dashboard, and the UDP address to dial.
+async fn udp_frps(
+    protocol: &str,
+    f: impl FnOnce(&mut common::config::ServerConfig),
+) -> (Frps, SocketAddr) {
+    let port = free_port().await;
+    let web = free_port().await;
+    let frps = Frps::start(|c| {
+        if protocol == "quic" {
+            c.quic_bind_port = port;
+        } else {
+            c.bind_port = port;
+            c.kcp_bind_port = port;
+        }
+        c.web_server.addr = "127.0.0.1".into();
+        c.web_server.port = web;
+        f(c);
+    })
+    .await;
+    let addr = if protocol == "quic" {
+        frps.quic
+    } else {
+        frps.kcp
+    };
+    let addr = addr.unwrap();
+    (frps, addr)
+}
+
+/// frps on `protocol` (quic or kcp) requiring client certificates: a frpc with one gets its
+/// echo, one without is refused. Returns the refused frpc's error.
+async fn mutual_tls_over(protocol: &str) -> String {
     let (dir, pki) = mtls_files();
-    let frps = quic_frps(|c| pki.require_client_certs(c)).await;
+    let (frps, server) = udp_frps(protocol, |c| pki.require_client_certs(c)).await;
     let Mtls {
         ca_file,
         ccert,
         ckey,
         ..
     } = pki;
-    let quic = frps.quic.unwrap();
     let base = |c: &mut ClientConfig| {
-        c.transport.protocol = "quic".into();
+        c.transport.protocol = protocol.into();
         c.transport.tls.trusted_ca_file = ca_file.clone();
         c.transport.tls.server_name = "localhost".into();
     };
-    let frpc = echo_via(&frps, quic, 1 << 20, |c| {
+    let frpc = echo_via(&frps, server, 1 << 20, |c| {
         base(c);
         c.transport.tls.cert_file = ccert.clone();
         c.transport.tls.key_file = ckey.clone();
     })
     .await;
-    let err = login_error(quic, base).await;
-    assert!(err.contains("certificate"), "{err}");
+    let err = login_error(server, base).await;
     assert_eq!(frps.stats.client_count(), 1);
     frpc.stop().await;
     frps.stop().await;
     let _ = std::fs::remove_dir_all(dir);
+    err
+}
+
+#[tokio::test]
+async fn quic_with_mutual_tls() {
+    init_log();
+    let err = mutual_tls_over("quic").await;
+    assert!(err.contains("certificate"), "{err}");
 }
 
 /// A UDP relay to `target` that drops one datagram in `one_in` each way (pseudo-random,
@@ -317,13 +344,12 @@ async fn lossy_relay(target: SocketAddr, one_in: u64) -> (SocketAddr, Arc<Atomic
     (addr, dropped)
 }
 
-#[tokio::test]
-async fn quic_delivers_identical_bytes_through_5_percent_loss() {
-    init_log();
-    let frps = quic_frps(|_| {}).await;
-    let (relay, dropped) = lossy_relay(frps.quic.unwrap(), 20).await;
+/// A 4 MiB echo over `protocol` (quic or kcp) through [`lossy_relay`] dropping 5%.
+async fn echo_through_5_percent_loss(protocol: &str) {
+    let (frps, server) = udp_frps(protocol, |_| {}).await;
+    let (relay, dropped) = lossy_relay(server, 20).await;
     let frpc = echo_via(&frps, relay, 4 << 20, |c| {
-        c.transport.protocol = "quic".into();
+        c.transport.protocol = protocol.into();
     })
     .await;
     assert!(
@@ -335,21 +361,137 @@ async fn quic_delivers_identical_bytes_through_5_percent_loss() {
 }
 
 #[tokio::test]
+async fn quic_delivers_identical_bytes_through_5_percent_loss() {
+    init_log();
+    echo_through_5_percent_loss("quic").await;
+}
+
+async fn kcp_frps(f: impl FnOnce(&mut common::config::ServerConfig)) -> Frps {
+    udp_frps("kcp", f).await.0
+}
+
+/// frpc `transport.protocol = "kcp"` to frps `kcpBindPort`: a 10 MiB echo with TLS off, on,
+/// and on with the 0x17 first byte, with tcpMux on and off; the client record says "kcp" and
+/// /api/serverinfo names the port.
+#[tokio::test]
+async fn kcp_with_tls_on_and_off_and_tcp_mux() {
+    init_log();
+    for tcp_mux in [true, false] {
+        for (tls, first_byte) in [(false, false), (true, false), (true, true)] {
+            // A frps each: KCP has no close message, so a stopped frpc's record stays online
+            // until yamux's keepalive (or the heartbeat) fails, as with frp.
+            let frps = kcp_frps(|c| c.transport.tcp_mux = tcp_mux).await;
+            let kcp = frps.kcp.unwrap();
+            let len = if tcp_mux || tls { BIG } else { 1 << 20 };
+            let frpc = echo_via(&frps, kcp, len, |c| {
+                c.transport.protocol = "kcp".into();
+                c.transport.tcp_mux = tcp_mux;
+                c.transport.tls.enable = tls;
+                c.transport.tls.disable_custom_tls_first_byte = !first_byte;
+            })
+            .await;
+            assert_eq!(
+                client_transports(&frps).await,
+                ["kcp"],
+                "tcpMux {tcp_mux} tls {tls} 0x17 {first_byte}"
+            );
+            let a = http_backend::get(frps.dashboard.unwrap(), "127.0.0.1", "/api/serverinfo", &[])
+                .await;
+            let v: serde_json::Value = serde_json::from_slice(&a.body).unwrap();
+            assert_eq!(v["kcpBindPort"], kcp.port());
+            frpc.stop().await;
+            frps.stop().await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn kcp_with_mutual_tls() {
+    init_log();
+    let err = mutual_tls_over("kcp").await;
+    assert!(err.contains("client certificate"), "{err}");
+}
+
+#[tokio::test]
+async fn kcp_delivers_identical_bytes_through_5_percent_loss() {
+    init_log();
+    echo_through_5_percent_loss("kcp").await;
+}
+
+/// An FEC data shard opening KCP conversation `conv` (a PUSH with sn 0), as kcp-go frames it.
+fn kcp_opening(conv: u32) -> Vec<u8> {
+    let mut d = Vec::new();
+    d.extend_from_slice(&0u32.to_le_bytes());
+    d.extend_from_slice(&0xf1u16.to_le_bytes());
+    d.extend_from_slice(&(2u16 + 24 + 3).to_le_bytes());
+    d.extend_from_slice(&conv.to_le_bytes());
+    d.extend_from_slice(&[81, 0, 128, 0]);
+    d.extend_from_slice(&[0; 12]); // ts, sn, una
+    d.extend_from_slice(&3u32.to_le_bytes());
+    d.extend_from_slice(b"abc");
+    d
+}
+
+/// Garbage at the KCP port (random datagrams, truncated FEC frames, bad shard indexes, parity
+/// for nobody, a flood of new conversations from many addresses) fails alone: a client that
+/// was logged in keeps working and another one logs in.
+#[tokio::test]
+async fn garbage_at_the_kcp_port_fails_alone() {
+    init_log();
+    let frps = kcp_frps(|_| {}).await;
+    let kcp = frps.kcp.unwrap();
+    let good = echo_via(&frps, kcp, 64 << 10, |c| {
+        c.transport.protocol = "kcp".into()
+    })
+    .await;
+    let junk = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    for i in 0..400u64 {
+        let len = 1 + (i as usize * 37) % 1400;
+        let mut d = pattern(len, i);
+        match i % 4 {
+            0 => {}
+            1 => d.truncate(7),
+            2 => d = vec![11, 0, 0, 0, 0xf1, 0, 2, 0, 1, 2],
+            _ => d = vec![12, 0, 0, 0, 0xf2, 0, 0, 0, 5, 5, 5],
+        }
+        junk.send_to(&d, kcp).await.unwrap();
+    }
+    let mut flood = Vec::new();
+    for conv in 0..64u32 {
+        let s = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        s.send_to(&kcp_opening(conv), kcp).await.unwrap();
+        // A second conversation from the same address replaces the first.
+        s.send_to(&kcp_opening(conv + 1000), kcp).await.unwrap();
+        flood.push(s);
+    }
+    let again = echo_via(&frps, kcp, 64 << 10, |c| {
+        c.transport.protocol = "kcp".into()
+    })
+    .await;
+    assert_eq!(frps.stats.client_count(), 2);
+    again.stop().await;
+    good.stop().await;
+    frps.stop().await;
+}
+
+#[tokio::test]
 async fn ipv6_loopback_on_every_transport() {
     init_log();
     let quic_port = free_port().await;
+    let kcp_port = free_port().await;
     let frps = Frps::start(|c| {
         c.bind_addr = "::1".into();
         c.proxy_bind_addr = "::1".into();
         c.quic_bind_port = quic_port;
+        c.kcp_bind_port = kcp_port;
     })
     .await;
     assert!(frps.addr.is_ipv6());
-    for protocol in ["tcp", "websocket", "quic"] {
-        let port = if protocol == "quic" {
-            frps.quic.unwrap().port()
-        } else {
-            frps.addr.port()
+    for protocol in ["tcp", "websocket", "quic", "kcp"] {
+        let port = match protocol {
+            "quic" => frps.quic.unwrap().port(),
+            "kcp" => frps.kcp.unwrap().port(),
+            _ => frps.addr.port(),
         };
         let frpc = echo_via(&frps, frps.addr, 1 << 20, |c| {
             c.server_addr = "::1".into();
@@ -634,11 +776,6 @@ async fn garbage_datagrams_and_wrong_alpn_at_the_quic_port_fail_alone() {
 async fn a_transport_this_build_cannot_serve_is_refused_by_name() {
     init_log();
     let frps = Frps::start(|_| {}).await;
-    let err = login_error(frps.addr, |c| c.transport.protocol = "kcp".into()).await;
-    assert!(
-        err.contains("transport.protocol") && err.contains("kcp"),
-        "{err}"
-    );
     let err = login_error(frps.addr, |c| {
         c.transport.proxy_url = "ntlm://127.0.0.1:1".into()
     })
@@ -733,17 +870,19 @@ async fn an_unknown_quic_peer_holds_a_bounded_number_of_streams_and_connections(
 async fn bind_addr_any_v6_serves_v4_clients_on_every_transport() {
     init_log();
     let quic_port = free_port().await;
+    let frps_kcp_port = free_port().await;
     let frps = Frps::start(|c| {
         c.bind_addr = "::".into();
         c.proxy_bind_addr = "127.0.0.1".into();
         c.quic_bind_port = quic_port;
+        c.kcp_bind_port = frps_kcp_port;
     })
     .await;
-    for protocol in ["tcp", "websocket", "quic"] {
-        let port = if protocol == "quic" {
-            quic_port
-        } else {
-            frps.addr.port()
+    for protocol in ["tcp", "websocket", "quic", "kcp"] {
+        let port = match protocol {
+            "quic" => quic_port,
+            "kcp" => frps_kcp_port,
+            _ => frps.addr.port(),
         };
         let server: SocketAddr = ([127, 0, 0, 1], port).into();
         let echo = echo_tcp().await;
@@ -836,4 +975,16 @@ async fn silent_server_fails_the_login_for_every_layer() {
         let e = r.expect_err("the login fails").to_string();
         assert!(e.contains("timed out"), "{protocol}: {e}");
     }
+    // KCP has no handshake of its own: a UDP port that takes datagrams and says nothing.
+    let silent = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let frpc = Frpc::start(silent.local_addr().unwrap(), |c| {
+        c.transport.protocol = "kcp".into();
+        c.transport.dial_server_timeout = 1;
+    });
+    let e = frpc
+        .exited()
+        .await
+        .expect_err("the login fails")
+        .to_string();
+    assert!(e.contains("timed out"), "kcp: {e}");
 }

@@ -56,13 +56,6 @@ impl fmt::Display for Unsupported {
 
 pub(crate) const CLIENT_RULES: &[Rule<ClientConfig>] = &[
     Rule {
-        key: "transport.protocol",
-        why: "kcp is not supported yet (tcp, websocket, wss and quic are); frpc will not start \
-              rather than fall back to tcp",
-        effect: Effect::Refuse,
-        used: |c| c.transport.protocol == "kcp",
-    },
-    Rule {
         key: "transport.proxyURL",
         why: "https and ntlm proxies are not supported yet (http and socks5 are); frpc will not \
               start",
@@ -74,11 +67,13 @@ pub(crate) const CLIENT_RULES: &[Rule<ClientConfig>] = &[
     },
     Rule {
         key: "transport.proxyURL",
-        why: "ignored with transport.protocol = \"quic\": QUIC does not go through a proxy (as in \
-              frp); frpc dials frps directly",
+        why: "ignored with transport.protocol = \"quic\" or \"kcp\": UDP does not go through \
+              the proxy (frp does not tunnel QUIC, and dials KCP at the proxy's address); frpc \
+              dials frps directly",
         effect: Effect::Warn,
         used: |c| {
-            !c.transport.proxy_url.is_empty() && c.transport.protocol.eq_ignore_ascii_case("quic")
+            let p = &c.transport.protocol;
+            !c.transport.proxy_url.is_empty() && (p.eq_ignore_ascii_case("quic") || p == "kcp")
         },
     },
     Rule {
@@ -171,12 +166,6 @@ pub(crate) const VISITOR_RULES: &[Rule<VisitorConfig>] = &[
 ];
 
 pub(crate) const SERVER_RULES: &[Rule<ServerConfig>] = &[
-    Rule {
-        key: "kcpBindPort",
-        why: "KCP is not supported yet; nothing listens on this UDP port",
-        effect: Effect::Warn,
-        used: |c| c.kcp_bind_port != 0,
-    },
     Rule {
         key: "transport.quic",
         why: "ignored without quicBindPort",

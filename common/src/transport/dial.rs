@@ -7,11 +7,12 @@
 //! | `tcp` | TCP (via `proxyURL`) → [0x17] → TLS |
 //! | `websocket` | TCP (via `proxyURL`) → WebSocket → [0x17] → TLS |
 //! | `wss` | TCP (via `proxyURL`) → TLS (always, no 0x17) → WebSocket |
+//! | `kcp` | KCP over UDP ([`kcp`], not through `proxyURL`) → [0x17] → TLS |
 //!
 //! `quic` has no such stream: [`ServerDialer::open_quic`] gives the QUIC connection whose
-//! streams are the logical connections. `kcp` is refused by the config rules.
+//! streams are the logical connections.
 
-use super::{proxy::ProxyUrl, quic, set_keepalive, tls, ws, FRP_TLS_HEAD_BYTE};
+use super::{kcp, proxy::ProxyUrl, quic, set_keepalive, tls, ws, FRP_TLS_HEAD_BYTE};
 use crate::config::ClientConfig;
 use crate::io::BoxStream;
 use std::io;
@@ -113,12 +114,9 @@ impl ServerDialer {
                 t.protocol
             ))
         })?;
-        if protocol == Protocol::Kcp {
-            return Err(DialSetupError::Protocol(
-                "kcp is not supported by this frpc yet".into(),
-            ));
-        }
-        let proxy = if t.proxy_url.is_empty() || protocol == Protocol::Quic {
+        // UDP transports do not go through the proxy (reported by the config rules).
+        let udp = matches!(protocol, Protocol::Quic | Protocol::Kcp);
+        let proxy = if t.proxy_url.is_empty() || udp {
             None
         } else {
             Some(ProxyUrl::parse(&t.proxy_url).map_err(DialSetupError::ProxyUrl)?)
@@ -209,14 +207,25 @@ impl ServerDialer {
             })
     }
 
-    /// A TCP connection to `host:port`, from `connectServerLocalIP` when set.
-    async fn tcp_to(&self, host: &str, port: u16) -> io::Result<TcpStream> {
+    /// The addresses `host:port` resolves to that `connectServerLocalIP` (when set) can reach.
+    async fn resolve(
+        &self,
+        host: &str,
+        port: u16,
+    ) -> io::Result<(Option<IpAddr>, Vec<SocketAddr>)> {
         let local = self.local_ip().await?;
-        let mut last = io::Error::new(io::ErrorKind::NotFound, "server address did not resolve");
-        for addr in tokio::net::lookup_host((host, port))
+        let addrs = tokio::net::lookup_host((host, port))
             .await?
             .filter(|a| local.is_none_or(|l| a.is_ipv4() == l.is_ipv4()))
-        {
+            .collect();
+        Ok((local, addrs))
+    }
+
+    /// A TCP connection to `host:port`, from `connectServerLocalIP` when set.
+    async fn tcp_to(&self, host: &str, port: u16) -> io::Result<TcpStream> {
+        let (local, addrs) = self.resolve(host, port).await?;
+        let mut last = io::Error::new(io::ErrorKind::NotFound, "server address did not resolve");
+        for addr in addrs {
             let sock = if addr.is_ipv4() {
                 TcpSocket::new_v4()?
             } else {
@@ -272,16 +281,30 @@ impl ServerDialer {
     /// handshakes above TCP (TLS, the WebSocket upgrade) get their own `dialServerTimeout`: a
     /// peer that accepts and then says nothing fails the dial instead of holding it forever.
     pub async fn connect(&self) -> io::Result<BoxStream> {
-        let tcp = self.tcp().await?;
         let t = self.dial_timeout();
-        tokio::time::timeout(t, self.layers(tcp))
-            .await
-            .map_err(|_| {
-                io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    format!("TLS/WebSocket handshake with frps timed out ({t:?})"),
-                )
-            })?
+        let layered = if self.protocol == Protocol::Kcp {
+            let kcp = self.kcp().await?;
+            tokio::time::timeout(t, self.frp_tls(Box::new(kcp))).await
+        } else {
+            let tcp = self.tcp().await?;
+            tokio::time::timeout(t, self.layers(tcp)).await
+        };
+        layered.map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("TLS/WebSocket handshake with frps timed out ({t:?})"),
+            )
+        })?
+    }
+
+    /// A KCP conversation with frps (golib `dialKCPServer`: frpc's window sizes, a random
+    /// conversation id). KCP has no handshake: nothing is sent before the first write.
+    async fn kcp(&self) -> io::Result<kcp::KcpStream> {
+        let (local, addrs) = self.resolve(&self.server.0, self.server.1).await?;
+        let addr = addrs.into_iter().next().ok_or_else(|| {
+            io::Error::new(io::ErrorKind::NotFound, "server address did not resolve")
+        })?;
+        kcp::KcpStream::connect(addr, local, kcp::KcpConfig::client()).await
     }
 
     /// TLS and the WebSocket upgrade over a connected stream, as the protocol stacks them.

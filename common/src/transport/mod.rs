@@ -1,11 +1,14 @@
 //! Transports with frp's parameters. Below yamux: frpc's dialer per `transport.protocol`
 //! ([`dial`]: TCP, WebSocket, wss, QUIC; through [`proxy`] when `transport.proxyURL` is set),
-//! the WebSocket carrier both sides use ([`ws`]) and QUIC's configs ([`quic`]); TLS configs
+//! the WebSocket carrier both sides use ([`ws`]), QUIC's configs ([`quic`]), KCP over UDP
+//! with kcp-go's FEC ([`kcp`], [`fec`]); TLS configs
 //! ([`tls`]), yamux ([`mux`]) and the one TCP bind helper every listener uses
 //! ([`listen_tcp`]). frpc stacks yamux (or QUIC streams) in `frpc::connector`; frps accepts
 //! every carrier in `frps::service`, where the TLS sniff and yamux sit.
 
 pub mod dial;
+pub mod fec;
+pub mod kcp;
 pub mod mux;
 pub mod proxy;
 pub mod proxy_protocol;

@@ -17,6 +17,10 @@ const CLIENT_EFFECT: &[(&str, &[&str])] = &[
         &["transport.protocol"],
     ),
     (
+        "tests/tests/transports.rs::kcp_with_tls_on_and_off_and_tcp_mux",
+        &["transport.protocol"],
+    ),
+    (
         "tests/tests/transports.rs::proxy_url_http_connect_and_socks5_for_tcp_and_websocket",
         &["transport.proxyURL"],
     ),
@@ -273,6 +277,10 @@ const SERVER_EFFECT: &[(&str, &[&str])] = &[
     (
         "frps/src/nathole.rs::analysis_records_expire_after_the_reserve",
         &["natholeAnalysisDataReserveHours"],
+    ),
+    (
+        "tests/tests/transports.rs::kcp_with_tls_on_and_off_and_tcp_mux",
+        &["kcpBindPort"],
     ),
     (
         "tests/tests/transports.rs::quic_with_tls_settings_and_serverinfo",
@@ -659,7 +667,6 @@ fn sample(key: &str, dir: &Path) -> Option<String> {
         ));
     }
     Some(String::from(match key {
-        "transport.protocol" => "transport.protocol = \"kcp\"",
         "transport.proxyURL" => "transport.proxyURL = \"ntlm://127.0.0.1:3128\"",
         "transport.quic" => "transport.quic.maxIdleTimeout = 5",
         "dnsServer" => "dnsServer = \"8.8.8.8\"",
@@ -674,7 +681,6 @@ fn sample(key: &str, dir: &Path) -> Option<String> {
         "proxies[].plugin.type" => "[[proxies]]\nname = \"p\"\ntype = \"tcp\"\n[proxies.plugin]\ntype = \"virtual_net\"",
         "visitors[].plugin" => "[[visitors]]\nname = \"v\"\ntype = \"stcp\"\nserverName = \"s\"\nbindPort = -1\n[visitors.plugin]\ntype = \"virtual_net\"",
         "visitors[].protocol" => "[[visitors]]\nname = \"v\"\ntype = \"xtcp\"\nserverName = \"s\"\nbindPort = 9000\nprotocol = \"kcp\"",
-        "kcpBindPort" => "kcpBindPort = 7000",
         "sshTunnelGateway" => "sshTunnelGateway.bindPort = 2200",
         "natholeAnalysisDataReserveHours" => "natholeAnalysisDataReserveHours = 24",
         _ => return None,
