@@ -156,9 +156,9 @@ hostile() {
   rm -f "$WORK/silent-ready"
   $BG "$BIN/frp-load" --server "127.0.0.1:$SPORT" --source-ips "$CROWD_IPS" --mode silent --clients "$N_SILENT" --duration 25 \
     --ready-file "$WORK/silent-ready" >"$WORK/silent.json" 2>/dev/null & local sp=$!
-  $BG "$BIN/frp-load" --server "127.0.0.1:$SPORT" --token "$TOKEN" $MUXF --source-ips "$CROWD_IPS" --mode wrong-token \
+  $BG "$BIN/frp-load" --server "127.0.0.1:$SPORT" --token "$TOKEN" $MUXF $(tlsflag) --source-ips "$CROWD_IPS" --mode wrong-token \
     --concurrency 64 --duration 20 >"$WORK/wrong.json" 2>/dev/null & local wp=$!
-  $BG "$BIN/frp-load" --server "127.0.0.1:$SPORT" --token "$TOKEN" $MUXF --source-ips "$CROWD_IPS" --mode vanish --name-prefix gone \
+  $BG "$BIN/frp-load" --server "127.0.0.1:$SPORT" --token "$TOKEN" $MUXF $(tlsflag) --source-ips "$CROWD_IPS" --mode vanish --name-prefix gone \
     --clients "$N_VANISH" --proxies 2 --remote-port-base 14000 >"$WORK/vanish.json" 2>/dev/null & local vp=$!
   wait_file "$WORK/silent-ready"
   sleep 1
