@@ -9,9 +9,9 @@
 //!   hold back everyone else's logins until its deadline (trusted PROXY-protocol balancers,
 //!   which speak for many clients, are not counted per address).
 //! - A crowd spread over enough addresses still fills every slot; then the oldest connection
-//!   that has sent nothing for [`Limits::evict_silent_after`] (or, failing that, the oldest
-//!   that has not logged in for [`Limits::evict_after`]) is closed to make room for the next
-//!   one ([`Gate::permit`], counted as `evicted`): a well-behaved client sends at once and logs
+//!   that has sent nothing for [`Limits::evict_silent_after`] (a few at a time; failing that,
+//!   the oldest that has not logged in for [`Limits::evict_after`]) is closed to make room for
+//!   the next ([`Gate::permit`], counted as `evicted`): a well-behaved client sends at once and logs
 //!   in within milliseconds, so it is never the oldest for long.
 //! - [`Admission`]: one TCP connection's standing until it logs in; its `Drop` gives back what
 //!   it held and, if it never logged in, counts it as rejected ([`Reject`]).
@@ -237,7 +237,7 @@ impl Gate {
             }
             // Evicted: its slot comes back as soon as its task has seen the cancellation.
             let retry = self
-                .evict_one(Instant::now())
+                .evict(Instant::now())
                 .unwrap_or_else(|| Instant::now() + self.limits.evict_after);
             tokio::select! {
                 p = self.permits.clone().acquire_owned() => return p.ok(),
@@ -246,30 +246,45 @@ impl Gate {
         }
     }
 
-    /// Closes the connection [`Gate::permit`] may evict now, if any (`None`), or says when to
-    /// look again.
-    fn evict_one(&self, now: Instant) -> Option<Instant> {
+    /// Closes the connections [`Gate::permit`] may evict now, if any (`None`), or says when to
+    /// look again: up to 1/64 of the slots at once among the silent ones, oldest first (one
+    /// at a time, a crowd's backlog would cost a trip through the scheduler per accept), else
+    /// the oldest pending one.
+    fn evict(&self, now: Instant) -> Option<Instant> {
         let (silent_age, age) = (self.limits.evict_silent_after, self.limits.evict_after);
-        let victim = {
+        let batch = (self.limits.pending_connections / 64).max(1);
+        let victims: Vec<Queued> = {
             let queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
-            let oldest = queue.values().next()?;
-            let silent = queue.values().find(|q| !q.spoke.load(Ordering::Relaxed));
-            let victim = match silent {
-                Some(q) if now >= q.since + silent_age => q,
-                _ if now >= oldest.since + age => oldest,
-                Some(q) => return Some((q.since + silent_age).min(oldest.since + age)),
-                None => return Some(oldest.since + age),
-            };
-            victim.clone()
+            // Those evicted already are on their way out.
+            let live = || queue.values().filter(|q| !q.token.is_cancelled());
+            let silent = |q: &&Queued| !q.spoke.load(Ordering::Relaxed);
+            let oldest = live().next()?;
+            let ripe: Vec<Queued> = live()
+                .filter(|q| silent(q) && now >= q.since + silent_age)
+                .take(batch)
+                .cloned()
+                .collect();
+            if !ripe.is_empty() {
+                ripe
+            } else if now >= oldest.since + age {
+                vec![oldest.clone()]
+            } else {
+                let stalled = oldest.since + age;
+                let next_silent = live().find(silent).map(|q| q.since + silent_age);
+                return Some(next_silent.map_or(stalled, |t| t.min(stalled)));
+            }
         };
-        if let Some(a) = victim.admission.upgrade() {
-            a.reject(Reject::Evicted);
-        }
         debug!(
-            silent = !victim.spoke.load(Ordering::Relaxed),
-            "every slot for connections that have not logged in is held: the oldest is closed"
+            count = victims.len(),
+            silent = !victims.iter().any(|q| q.spoke.load(Ordering::Relaxed)),
+            "every slot for connections that have not logged in is held: the oldest are closed"
         );
-        victim.token.cancel();
+        for victim in victims {
+            if let Some(a) = victim.admission.upgrade() {
+                a.reject(Reject::Evicted);
+            }
+            victim.token.cancel();
+        }
         None
     }
 
@@ -577,20 +592,17 @@ mod tests {
         talker.spoke();
         let (silent1, token1) = admit();
         let (silent2, token2) = admit();
-        assert!(gate.evict_one(t0).is_some(), "nobody is old enough yet");
+        assert!(gate.evict(t0).is_some(), "nobody is old enough yet");
         let later = t0 + EVICT_SILENT_AFTER + Duration::from_millis(50);
-        assert_eq!(gate.evict_one(later), None);
+        assert_eq!(gate.evict(later), None);
         assert!(token1.is_cancelled() && !talker_token.is_cancelled() && !token2.is_cancelled());
         drop(silent1);
-        assert_eq!(gate.evict_one(later), None);
+        assert_eq!(gate.evict(later), None);
         assert!(token2.is_cancelled() && !talker_token.is_cancelled());
         drop(silent2);
-        assert!(
-            gate.evict_one(later).is_some(),
-            "the one that spoke is young"
-        );
+        assert!(gate.evict(later).is_some(), "the one that spoke is young");
         assert_eq!(
-            gate.evict_one(t0 + EVICT_AFTER + Duration::from_millis(50)),
+            gate.evict(t0 + EVICT_AFTER + Duration::from_millis(50)),
             None
         );
         assert!(talker_token.is_cancelled());

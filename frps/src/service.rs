@@ -653,10 +653,16 @@ async fn handle_conn(
     let timeout = shared.gate.limits.first_msg_timeout;
     let deadline = Instant::now() + timeout;
     // Whether it sends anything decides whether it is the first to go when every pre-login
-    // slot is held (a client sends at once; an error or EOF shows in the steps below).
+    // slot is held (a client sends at once; an error or EOF shows in the steps below). A
+    // peek, not readiness: `readable()` may report a socket that has nothing to read.
+    let mut first = [0u8; 1];
     tokio::select! {
         _ = token.cancelled() => return,
-        _ = tokio::time::timeout_at(deadline, tcp.readable()) => admission.spoke(),
+        r = tokio::time::timeout_at(deadline, tcp.peek(&mut first)) => {
+            if matches!(r, Ok(Ok(1..))) {
+                admission.spoke();
+            }
+        }
     }
     // The header read ends with the shutdown too (a sender stalling in it must not hold frps).
     let header = tokio::select! {

@@ -494,8 +494,9 @@ async fn one_address_cannot_take_every_pre_login_slot() {
 async fn a_crowd_from_many_addresses_cannot_lock_out_a_login() {
     init_log();
     let limits = frps::Limits {
-        // Longer than any wait here: only eviction can free the slots.
+        // Longer than any wait here: only the eviction of silent connections can free slots.
         first_msg_timeout: std::time::Duration::from_secs(300),
+        evict_after: std::time::Duration::from_secs(300),
         pending_connections: 8,
         pending_per_source: 2,
         ..Default::default()
