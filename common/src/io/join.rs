@@ -19,7 +19,7 @@ pub const JOIN_BUF: usize = 32 * 1024;
 /// Bytes one relay direction moves in one poll at most; then it lets the other ready tasks of
 /// its thread run (issue 21's fairness: a bulk flow whose source never blocks must not hold
 /// the worker while small requests wait).
-pub const FAIR_SHARE: usize = 256 * 1024;
+pub const FAIR_SHARE: usize = 64 * 1024;
 /// Buffers kept for reuse per thread.
 const POOL_MAX: usize = 64;
 
