@@ -386,27 +386,37 @@ mod tests {
     /// tasks of its thread run after a bounded number of bytes, or one bulk flow holds the
     /// worker while small requests wait. On a one-thread runtime, a task queued before the
     /// relay starts must run before the relay has moved more than 2 x [`FAIR_SHARE`] bytes
-    /// (of 64 MiB).
+    /// (of 16 MiB).
     #[tokio::test]
     async fn a_relay_that_never_blocks_lets_other_tasks_run() {
         use crate::io::testing::AlwaysReady;
-        use std::sync::atomic::Ordering::Relaxed;
         let total = 16 << 20;
         let mut a = AlwaysReady::new(vec![0x5a; total], false);
         let mut b = AlwaysReady::new(Vec::new(), false);
         let seen = b.written.clone();
-        let relay = tokio::spawn(async move {
-            let other = tokio::spawn(async move { seen.load(Relaxed) });
-            let r = join(&mut a, &mut b).await;
-            (r.unwrap(), other)
+        let counts = relay_beside_another_task(async move { join(&mut a, &mut b).await }, seen);
+        assert_eq!(counts.await, (total as u64, 0));
+    }
+
+    /// Runs `relay` in a task with another task queued behind it; asserts that the other task
+    /// ran before `seen` had counted 2 x [`FAIR_SHARE`] bytes; returns the relay's counts.
+    async fn relay_beside_another_task(
+        relay: impl std::future::Future<Output = io::Result<(u64, u64)>> + Send + 'static,
+        seen: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    ) -> (u64, u64) {
+        let wait = std::time::Duration::from_secs(20);
+        let task = tokio::spawn(async move {
+            let other =
+                tokio::spawn(async move { seen.load(std::sync::atomic::Ordering::Relaxed) });
+            (relay.await.unwrap(), other)
         });
-        let (counts, other) = relay.await.unwrap();
-        assert_eq!(counts, (total as u64, 0));
+        let (counts, other) = tokio::time::timeout(wait, task).await.unwrap().unwrap();
         let at = other.await.unwrap();
         assert!(
             at <= 2 * FAIR_SHARE,
             "the other task ran only after {at} bytes had been relayed"
         );
+        counts
     }
 
     /// The same over the buffer-less tcpMux path: 4 MiB received on a yamux stream and
@@ -452,18 +462,9 @@ mod tests {
         .unwrap();
         let mut other = AlwaysReady::new(Vec::new(), false);
         let seen = other.written.clone();
-        let relay = tokio::spawn(async move {
-            let probe = tokio::spawn(async move { seen.load(Relaxed) });
-            let r = join_work(&mut work, &mut other).await;
-            (r.unwrap(), probe)
-        });
-        let (counts, probe) = tokio::time::timeout(wait, relay).await.unwrap().unwrap();
+        let relay = async move { join_work(&mut work, &mut other).await };
+        let counts = relay_beside_another_task(relay, seen).await;
         assert_eq!(counts, (64 * 64 * 1024, 0));
-        let at = probe.await.unwrap();
-        assert!(
-            at <= 2 * FAIR_SHARE,
-            "the other task ran only after {at} bytes had been relayed"
-        );
     }
 
     #[test]
