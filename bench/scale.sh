@@ -12,10 +12,10 @@
 # Knobs: N_STORM (5000), N_IDLE (10000, capped by the open-files limit: frps holds 2 descriptors
 # per idle client with tcpMux: its session and its proxy's listener), IDLE_SECS (60), N_PROXIES
 # (5000), N_GOOD (1000 well-behaved clients in the hostile scenario), N_SILENT (2000),
-# N_VANISH (500), CROWD_IPS (127.0.0.2: the source addresses the hostile crowd dials from,
+# N_VANISH (500), FAIR_SECS (10: seconds of probing alone, then beside the bulk flow), CROWD_IPS (127.0.0.2: the source addresses the hostile crowd dials from,
 # comma-separated, round robin; the good clients dial from 127.0.0.1, so frps's per-address share
-# of the pre-login slots applies as it would to a crowd from other hosts), TLS=1 (TLS on for the idle fleet, the proxies and hostile scenarios; the storm
-# always runs both ways), MUX=0 (tcpMux off on both sides: heartbeats every 30 s instead of
+# of the pre-login slots applies as it would to a crowd from other hosts), TLS=1 (TLS on for the idle fleet, the proxies and hostile scenarios, the hostile crowd
+# included; the storm always runs both ways), MUX=0 (tcpMux off on both sides: heartbeats every 30 s instead of
 # yamux keepalives, and 3 descriptors per idle client), CARGO (e.g. "flock /tmp/cargo.lock cargo").
 # All servers run with log.level = "warn" and tcpMux on (frp's default) unless MUX=0. frp-load runs on core 0,
 # frps on core 1 (taskset); background load in the fairness and hostile scenarios runs at
@@ -30,6 +30,7 @@ N_PROXIES=${N_PROXIES:-5000}
 N_GOOD=${N_GOOD:-1000}
 N_SILENT=${N_SILENT:-2000}
 N_VANISH=${N_VANISH:-500}
+FAIR_SECS=${FAIR_SECS:-10}
 CROWD_IPS=${CROWD_IPS:-127.0.0.2}
 TLS=${TLS:-0}
 MUX=${MUX:-1}
@@ -135,12 +136,12 @@ proxies() {
 fairness() {
   local a b bulk
   start_frps "$1" "$2"
-  a=$(fl --name-prefix small --probe-rate 500 --probe-conns 10 --duration 10 2>/dev/null)
+  a=$(fl --name-prefix small --probe-rate 500 --probe-conns 10 --duration "$FAIR_SECS" 2>/dev/null)
   $BG "$BIN/frp-load" --server "127.0.0.1:$SPORT" --token "$TOKEN" $MUXF --name-prefix bulk \
-    --bulk-streams 4 --duration 14 >"$WORK/bulk.json" 2>/dev/null &
+    --bulk-streams 4 --duration "$((FAIR_SECS + 4))" >"$WORK/bulk.json" 2>/dev/null &
   local bp=$!
   sleep 2
-  b=$(fl --name-prefix small2 --probe-rate 500 --probe-conns 10 --duration 10 2>/dev/null)
+  b=$(fl --name-prefix small2 --probe-rate 500 --probe-conns 10 --duration "$FAIR_SECS" 2>/dev/null)
   wait "$bp"; bulk=$(cat "$WORK/bulk.json")
   row "| fairness | $1 | $(j .probe_p50_ms "$a") | $(j .probe_p99_ms "$a") | $(j .probe_p50_ms "$b") | $(j .probe_p99_ms "$b") | $(calc "round($(j .probe_p99_ms "$b")/max($(j .probe_p99_ms "$a"),1e-9),2)") | $(calc "round($(j .bulk_mb_per_s "$bulk"))") | $(j .probe_failed "$b") |"
   stop_frps
@@ -156,9 +157,9 @@ hostile() {
   rm -f "$WORK/silent-ready"
   $BG "$BIN/frp-load" --server "127.0.0.1:$SPORT" --source-ips "$CROWD_IPS" --mode silent --clients "$N_SILENT" --duration 25 \
     --ready-file "$WORK/silent-ready" >"$WORK/silent.json" 2>/dev/null & local sp=$!
-  $BG "$BIN/frp-load" --server "127.0.0.1:$SPORT" --token "$TOKEN" $MUXF --source-ips "$CROWD_IPS" --mode wrong-token \
+  $BG "$BIN/frp-load" --server "127.0.0.1:$SPORT" --token "$TOKEN" $MUXF $(tlsflag) --source-ips "$CROWD_IPS" --mode wrong-token \
     --concurrency 64 --duration 20 >"$WORK/wrong.json" 2>/dev/null & local wp=$!
-  $BG "$BIN/frp-load" --server "127.0.0.1:$SPORT" --token "$TOKEN" $MUXF --source-ips "$CROWD_IPS" --mode vanish --name-prefix gone \
+  $BG "$BIN/frp-load" --server "127.0.0.1:$SPORT" --token "$TOKEN" $MUXF $(tlsflag) --source-ips "$CROWD_IPS" --mode vanish --name-prefix gone \
     --clients "$N_VANISH" --proxies 2 --remote-port-base 14000 >"$WORK/vanish.json" 2>/dev/null & local vp=$!
   wait_file "$WORK/silent-ready"
   sleep 1

@@ -8,6 +8,11 @@
 //!   connections, so a crowd of silent connections from one host cannot take every slot and
 //!   hold back everyone else's logins until its deadline (trusted PROXY-protocol balancers,
 //!   which speak for many clients, are not counted per address).
+//! - A crowd spread over enough addresses still fills every slot; then the oldest connection
+//!   that has sent nothing for [`Limits::evict_silent_after`] (a few at a time; failing that,
+//!   the oldest that has not logged in for [`Limits::evict_after`]) is closed to make room for
+//!   the next ([`Gate::permit`], counted as `evicted`): a well-behaved client sends at once and logs
+//!   in within milliseconds, so it is never the oldest for long.
 //! - [`Admission`]: one TCP connection's standing until it logs in; its `Drop` gives back what
 //!   it held and, if it never logged in, counts it as rejected ([`Reject`]).
 //! - Rejected connections are logged at debug one by one and summed up at INFO once per
@@ -16,9 +21,9 @@
 
 use common::transport::kcp::{KcpConfig, KcpWindow};
 use common::transport::{mux, quic};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -41,6 +46,12 @@ pub struct Limits {
     /// Of those, at most this many from one source address; more from it are closed at once
     /// (counted as `busy`) while the others' slots stay free.
     pub pending_per_source: usize,
+    /// While every slot is held, the oldest connection that has sent no byte for this long
+    /// is closed to make room for a new one.
+    pub evict_silent_after: Duration,
+    /// While every slot is held and none is silent that long, the oldest connection that has
+    /// not logged in for this long is closed to make room.
+    pub evict_after: Duration,
     /// yamux streams a session may have open before a Login succeeds on it; more are reset.
     pub pre_login_streams: usize,
     /// Rejected connections are logged at debug one by one, and at INFO as one summary per
@@ -54,6 +65,8 @@ impl Default for Limits {
             first_msg_timeout: FIRST_MSG_TIMEOUT,
             pending_connections: PENDING_CONNECTIONS,
             pending_per_source: PENDING_PER_SOURCE,
+            evict_silent_after: EVICT_SILENT_AFTER,
+            evict_after: EVICT_AFTER,
             pre_login_streams: PRE_LOGIN_STREAMS,
             reject_summary_interval: REJECT_SUMMARY_INTERVAL,
         }
@@ -67,6 +80,12 @@ pub const PENDING_CONNECTIONS: usize = 1024;
 /// Default for [`Limits::pending_per_source`]: a quarter of [`PENDING_CONNECTIONS`], room for a
 /// whole NATed fleet reconnecting at once (who are refused past it retry with backoff).
 pub const PENDING_PER_SOURCE: usize = PENDING_CONNECTIONS / 4;
+/// Default for [`Limits::evict_silent_after`]: a client sends its first bytes (TLS hello,
+/// yamux, Login) as soon as its connection is up, so they arrive with the handshake.
+pub const EVICT_SILENT_AFTER: Duration = Duration::from_millis(250);
+/// Default for [`Limits::evict_after`]: logins take milliseconds, TLS over a slow link a
+/// second or so.
+pub const EVICT_AFTER: Duration = Duration::from_secs(2);
 /// Default for [`Limits::reject_summary_interval`].
 pub const REJECT_SUMMARY_INTERVAL: Duration = Duration::from_secs(60);
 /// Streams a yamux session may have open before a Login succeeds on it (Go frpc needs one).
@@ -101,10 +120,12 @@ pub(crate) enum Reject {
     Refused,
     /// Its source address already held [`Limits::pending_per_source`] connections.
     Busy,
+    /// Closed to make room while every slot was held (see [`Gate::permit`]).
+    Evicted,
 }
 
 impl Reject {
-    const ALL: [Reject; 7] = [
+    const ALL: [Reject; 8] = [
         Reject::Garbage,
         Reject::Timeout,
         Reject::Closed,
@@ -112,6 +133,7 @@ impl Reject {
         Reject::Plain,
         Reject::Refused,
         Reject::Busy,
+        Reject::Evicted,
     ];
 
     /// The metric label and the word in the summary.
@@ -124,6 +146,7 @@ impl Reject {
             Reject::Plain => "plain",
             Reject::Refused => "refused",
             Reject::Busy => "busy",
+            Reject::Evicted => "evicted",
         }
     }
 
@@ -144,9 +167,12 @@ pub(crate) struct Gate {
     /// their first message.
     awaiting_first: AtomicUsize,
     /// Rejections since the last summary, by [`Reject::index`].
-    window: [AtomicU64; 7],
+    window: [AtomicU64; 8],
     /// Connections not logged in, by source address (only addresses with some).
     per_source: Mutex<HashMap<IpAddr, usize>>,
+    /// Connections not logged in, oldest first (by admission number), for eviction.
+    queue: Mutex<BTreeMap<u64, Queued>>,
+    next_seq: AtomicU64,
     /// `frp_rs_server_rejected_connections_total{reason}`.
     rejected: prometheus::IntCounterVec,
 }
@@ -160,6 +186,8 @@ impl Gate {
             awaiting_first: AtomicUsize::new(0),
             window: Default::default(),
             per_source: Mutex::default(),
+            queue: Mutex::default(),
+            next_seq: AtomicU64::new(0),
             rejected,
         }
     }
@@ -202,19 +230,80 @@ impl Gate {
         self.awaiting_first.load(Ordering::Relaxed)
     }
 
-    /// Room for one more connection that has not logged in; waits while there is none.
+    /// Room for one more connection that has not logged in. While every slot is held, the
+    /// oldest connection that has sent nothing for [`Limits::evict_silent_after`], or else the
+    /// oldest pending for [`Limits::evict_after`], is closed to make room; until one qualifies,
+    /// this waits (and the kernel's backlog holds the newcomers).
     pub(crate) async fn permit(&self) -> Option<OwnedSemaphorePermit> {
-        self.permits.clone().acquire_owned().await.ok()
+        loop {
+            match self.permits.clone().try_acquire_owned() {
+                Ok(p) => return Some(p),
+                Err(tokio::sync::TryAcquireError::Closed) => return None,
+                Err(tokio::sync::TryAcquireError::NoPermits) => {}
+            }
+            // Evicted: its slot comes back as soon as its task has seen the cancellation.
+            let retry = self
+                .evict(Instant::now())
+                .unwrap_or_else(|| Instant::now() + self.limits.evict_after);
+            tokio::select! {
+                p = self.permits.clone().acquire_owned() => return p.ok(),
+                _ = tokio::time::sleep_until(retry) => {}
+            }
+        }
+    }
+
+    /// Closes the connections [`Gate::permit`] may evict now, if any (`None`), or says when to
+    /// look again: up to 1/64 of the slots at once among the silent ones, oldest first (one
+    /// at a time, a crowd's backlog would cost a trip through the scheduler per accept), else
+    /// the oldest pending one.
+    fn evict(&self, now: Instant) -> Option<Instant> {
+        let (silent_age, age) = (self.limits.evict_silent_after, self.limits.evict_after);
+        let batch = (self.limits.pending_connections / 64).max(1);
+        let victims: Vec<Queued> = {
+            let queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+            // Those evicted already are on their way out.
+            let live = || queue.values().filter(|q| !q.token.is_cancelled());
+            let silent = |q: &&Queued| !q.spoke.load(Ordering::Relaxed);
+            let oldest = live().next()?;
+            let ripe: Vec<Queued> = live()
+                .filter(|q| silent(q) && now >= q.since + silent_age)
+                .take(batch)
+                .cloned()
+                .collect();
+            if !ripe.is_empty() {
+                ripe
+            } else if now >= oldest.since + age {
+                vec![oldest.clone()]
+            } else {
+                let stalled = oldest.since + age;
+                let next_silent = live().find(silent).map(|q| q.since + silent_age);
+                return Some(next_silent.map_or(stalled, |t| t.min(stalled)));
+            }
+        };
+        debug!(
+            count = victims.len(),
+            silent = !victims.iter().any(|q| q.spoke.load(Ordering::Relaxed)),
+            "every slot for connections that have not logged in is held: the oldest are closed"
+        );
+        for victim in victims {
+            if let Some(a) = victim.admission.upgrade() {
+                a.reject(Reject::Evicted);
+            }
+            victim.token.cancel();
+        }
+        None
     }
 
     /// A new connection holding `permit`, from `source` (`None`: not counted per address, a
-    /// trusted balancer): counted as unauthenticated until it logs in or closes. `None` when
-    /// `source` already holds [`Limits::pending_per_source`] connections: the caller closes
-    /// it (the permit goes back at once, and it is counted as [`Reject::Busy`]).
+    /// trusted balancer): counted as unauthenticated until it logs in or closes; cancelling
+    /// `token` must close it (eviction). `None` when `source` already holds
+    /// [`Limits::pending_per_source`] connections: the caller closes it (the permit goes back
+    /// at once, and it is counted as [`Reject::Busy`]).
     pub(crate) fn admission(
         self: &Arc<Self>,
         permit: OwnedSemaphorePermit,
         source: Option<IpAddr>,
+        token: CancellationToken,
     ) -> Option<Arc<Admission>> {
         if let Some(ip) = source {
             let mut per = self.per_source.lock().unwrap_or_else(|p| p.into_inner());
@@ -227,22 +316,41 @@ impl Gate {
             *n += 1;
         }
         self.unauthenticated.fetch_add(1, Ordering::Relaxed);
-        Some(Arc::new(Admission {
+        let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
+        let spoke = Arc::new(AtomicBool::new(false));
+        let admission = Arc::new(Admission {
             gate: self.clone(),
+            spoke: spoke.clone(),
             pending: Mutex::new(Some(Pending {
                 _permit: permit,
                 source,
+                seq,
                 session: None,
                 quic: None,
                 kcp: None,
                 reason: None,
             })),
-        }))
+        });
+        let queued = Queued {
+            since: Instant::now(),
+            spoke,
+            token,
+            admission: Arc::downgrade(&admission),
+        };
+        self.queue
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(seq, queued);
+        Some(admission)
     }
 
     /// `source` no longer holds a connection that has not logged in.
-    fn release(&self, source: Option<IpAddr>) {
+    fn release(&self, source: Option<IpAddr>, seq: u64) {
         self.unauthenticated.fetch_sub(1, Ordering::Relaxed);
+        self.queue
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&seq);
         let Some(ip) = source else { return };
         let mut per = self.per_source.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(n) = per.get_mut(&ip) {
@@ -281,10 +389,23 @@ impl Drop for AwaitingFirst {
     }
 }
 
+/// A connection not logged in, as [`Gate::permit`] sees it when it looks for one to evict.
+#[derive(Debug, Clone)]
+struct Queued {
+    since: Instant,
+    /// Whether it has sent anything yet ([`Admission::spoke`]).
+    spoke: Arc<AtomicBool>,
+    /// Cancelling it closes the connection.
+    token: CancellationToken,
+    admission: std::sync::Weak<Admission>,
+}
+
 /// One TCP connection's standing before login; shared by its logical connections.
 #[derive(Debug)]
 pub(crate) struct Admission {
     gate: Arc<Gate>,
+    /// Set once the connection has sent something.
+    spoke: Arc<AtomicBool>,
     /// What it holds until it logs in; `None` once it has.
     pending: Mutex<Option<Pending>>,
 }
@@ -294,6 +415,8 @@ struct Pending {
     _permit: OwnedSemaphorePermit,
     /// Where it came from, as counted against [`Limits::pending_per_source`].
     source: Option<IpAddr>,
+    /// Its place in [`Gate::queue`].
+    seq: u64,
     /// Its yamux session's restriction (tcpMux), lifted at login.
     session: Option<mux::SessionLimits>,
     /// Its QUIC connection, whose receive window is raised at login.
@@ -307,6 +430,11 @@ struct Pending {
 impl Admission {
     fn pending(&self) -> std::sync::MutexGuard<'_, Option<Pending>> {
         self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The connection has sent something: no longer the first to go when every slot is held.
+    pub(crate) fn spoke(&self) {
+        self.spoke.store(true, Ordering::Relaxed);
     }
 
     /// The connection's yamux session, to lift its restriction at login.
@@ -340,7 +468,7 @@ impl Admission {
         let Some(p) = self.pending().take() else {
             return;
         };
-        self.gate.release(p.source);
+        self.gate.release(p.source, p.seq);
         if let Some(s) = p.session {
             s.lift();
         }
@@ -373,7 +501,7 @@ impl Admission {
 impl Drop for Admission {
     fn drop(&mut self) {
         if let Some(p) = self.pending().take() {
-            self.gate.release(p.source);
+            self.gate.release(p.source, p.seq);
             self.gate.count_rejected(p.reason.unwrap_or(Reject::Closed));
         }
     }
@@ -432,7 +560,7 @@ impl Gate {
             .clone()
             .try_acquire_owned()
             .expect("a fresh gate has permits");
-        gate.admission(permit, None)
+        gate.admission(permit, None, CancellationToken::new())
             .expect("not counted per source")
     }
 }
@@ -459,6 +587,50 @@ mod tests {
         assert_eq!(rejected.with_label_values(&["garbage"]).get(), 3);
     }
 
+    /// When every slot is held, the oldest connection that has sent nothing goes first (not
+    /// the older one that spoke), then, with no silent one left, the oldest once it has been
+    /// pending for `evict_after`; the evicted are counted as such when they close.
+    #[tokio::test]
+    async fn eviction_takes_the_oldest_silent_connection_first() {
+        let rejected = prometheus::IntCounterVec::new(prometheus::Opts::new("t", "t"), &["reason"])
+            .expect("metric");
+        let limits = Limits {
+            pending_connections: 3,
+            ..Limits::default()
+        };
+        let gate = Arc::new(Gate::new(limits, rejected.clone()));
+        let admit = || {
+            let permit = gate.permits.clone().try_acquire_owned().expect("permit");
+            let token = CancellationToken::new();
+            let a = gate
+                .admission(permit, None, token.clone())
+                .expect("admitted");
+            (a, token)
+        };
+        let t0 = Instant::now();
+        let (talker, talker_token) = admit();
+        talker.spoke();
+        let (silent1, token1) = admit();
+        let (silent2, token2) = admit();
+        assert!(gate.evict(t0).is_some(), "nobody is old enough yet");
+        let later = t0 + EVICT_SILENT_AFTER + Duration::from_millis(50);
+        assert_eq!(gate.evict(later), None);
+        assert!(token1.is_cancelled() && !talker_token.is_cancelled() && !token2.is_cancelled());
+        drop(silent1);
+        assert_eq!(gate.evict(later), None);
+        assert!(token2.is_cancelled() && !talker_token.is_cancelled());
+        drop(silent2);
+        assert!(gate.evict(later).is_some(), "the one that spoke is young");
+        assert_eq!(
+            gate.evict(t0 + EVICT_AFTER + Duration::from_millis(50)),
+            None
+        );
+        assert!(talker_token.is_cancelled());
+        drop(talker);
+        assert_eq!(rejected.with_label_values(&["evicted"]).get(), 3);
+        assert!(gate.queue.lock().expect("lock").is_empty());
+    }
+
     #[test]
     fn one_source_holds_at_most_its_share() {
         let rejected = prometheus::IntCounterVec::new(prometheus::Opts::new("t", "t"), &["reason"])
@@ -471,10 +643,15 @@ mod tests {
         let gate = Arc::new(Gate::new(limits, rejected.clone()));
         let permit = || gate.permits.clone().try_acquire_owned().expect("permit");
         let (a, b): (IpAddr, IpAddr) = ([10, 0, 0, 1].into(), [10, 0, 0, 2].into());
-        let a1 = gate.admission(permit(), Some(a)).expect("first from a");
-        let a2 = gate.admission(permit(), Some(a)).expect("second from a");
+        let a1 = gate
+            .admission(permit(), Some(a), CancellationToken::new())
+            .expect("first from a");
+        let a2 = gate
+            .admission(permit(), Some(a), CancellationToken::new())
+            .expect("second from a");
         assert!(
-            gate.admission(permit(), Some(a)).is_none(),
+            gate.admission(permit(), Some(a), CancellationToken::new())
+                .is_none(),
             "a's share is full"
         );
         assert_eq!(rejected.with_label_values(&["busy"]).get(), 1);
@@ -484,18 +661,27 @@ mod tests {
             "the refused one's permit is back"
         );
         let b1 = gate
-            .admission(permit(), Some(b))
+            .admission(permit(), Some(b), CancellationToken::new())
             .expect("b has its own share");
         // Unlimited when not counted per source (a trusted balancer).
         let lb: Vec<_> = (0..3)
-            .map(|_| gate.admission(permit(), None).expect("balancer"))
+            .map(|_| {
+                gate.admission(permit(), None, CancellationToken::new())
+                    .expect("balancer")
+            })
             .collect();
         // Logging in and closing both give the slot back.
         a1.admit();
-        let a3 = gate.admission(permit(), Some(a)).expect("a logged in one");
+        let a3 = gate
+            .admission(permit(), Some(a), CancellationToken::new())
+            .expect("a logged in one");
         drop(a2);
-        let a4 = gate.admission(permit(), Some(a)).expect("a closed one");
-        assert!(gate.admission(permit(), Some(a)).is_none());
+        let a4 = gate
+            .admission(permit(), Some(a), CancellationToken::new())
+            .expect("a closed one");
+        assert!(gate
+            .admission(permit(), Some(a), CancellationToken::new())
+            .is_none());
         drop((a1, a3, a4, b1, lb));
         assert!(
             gate.per_source.lock().expect("lock").is_empty(),

@@ -445,7 +445,8 @@ impl Server {
         }
         loop {
             // Connections that have not logged in are bounded: at the limit, frps stops
-            // accepting and the kernel's backlog holds the rest.
+            // accepting (the kernel's backlog holds the rest) until one logs in, goes, or is
+            // evicted to make room (`Gate::permit`).
             let permit = tokio::select! {
                 _ = shutdown.cancelled() => break,
                 p = shared.gate.permit() => match p {
@@ -460,11 +461,12 @@ impl Server {
                         let span = tracing::info_span!("conn", %peer, client = tracing::field::Empty);
                         // A trusted balancer speaks for many clients: not counted per address.
                         let source = (!shared.proxy_protocol.trusts(peer.ip())).then_some(peer.ip());
-                        let Some(admission) = shared.gate.admission(permit, source) else {
+                        let token = shutdown.child_token();
+                        let Some(admission) = shared.gate.admission(permit, source, token.clone()) else {
                             debug!(%peer, "closed: this address already holds its share of connections that have not logged in");
                             continue;
                         };
-                        shared.tracker.spawn(handle_conn(shared.clone(), tcp, peer, admission, shutdown.child_token()).instrument(span));
+                        shared.tracker.spawn(handle_conn(shared.clone(), tcp, peer, admission, token).instrument(span));
                     }
                     Err(e) => {
                         warn!(error = %e, "accept failed");
@@ -690,6 +692,18 @@ async fn handle_conn(
     // step its own 10 s, and none to a yamux session that never logs in).
     let timeout = shared.gate.limits.first_msg_timeout;
     let deadline = Instant::now() + timeout;
+    // Whether it sends anything decides whether it is the first to go when every pre-login
+    // slot is held (a client sends at once; an error or EOF shows in the steps below). A
+    // peek, not readiness: `readable()` may report a socket that has nothing to read.
+    let mut first = [0u8; 1];
+    tokio::select! {
+        _ = token.cancelled() => return,
+        r = tokio::time::timeout_at(deadline, tcp.peek(&mut first)) => {
+            if matches!(r, Ok(Ok(1..))) {
+                admission.spoke();
+            }
+        }
+    }
     // The header read ends with the shutdown too (a sender stalling in it must not hold frps).
     let header = tokio::select! {
         _ = token.cancelled() => return,
@@ -928,21 +942,20 @@ async fn serve_quic(shared: Arc<Shared>, endpoint: quinn::Endpoint, shutdown: Ca
         };
         let peer = incoming.remote_address();
         let span = tracing::info_span!("quic", %peer);
-        let Some(admission) = shared.gate.admission(permit, Some(peer.ip())) else {
+        let token = shutdown.child_token();
+        let Some(admission) = shared
+            .gate
+            .admission(permit, Some(peer.ip()), token.clone())
+        else {
             debug!(%peer, "quic connection refused: this address already holds its share of connections that have not logged in");
             incoming.refuse();
             continue;
         };
-        shared.tracker.spawn(
-            handle_quic(
-                shared.clone(),
-                incoming,
-                peer,
-                admission,
-                shutdown.child_token(),
-            )
-            .instrument(span),
-        );
+        // Its first packet carried its handshake: not a silent connection.
+        admission.spoke();
+        shared
+            .tracker
+            .spawn(handle_quic(shared.clone(), incoming, peer, admission, token).instrument(span));
     }
     endpoint.close(0u32.into(), b"frps stopped");
 }
@@ -1137,7 +1150,12 @@ async fn handle_logical(
     token: CancellationToken,
 ) {
     let awaiting = shared.gate.awaiting();
-    let first = match tokio::time::timeout_at(deadline, first_message(&mut stream)).await {
+    let first = tokio::select! {
+        // Shutdown, or evicted to make room (`Gate::permit`).
+        _ = token.cancelled() => return,
+        r = tokio::time::timeout_at(deadline, first_message(&mut stream)) => r,
+    };
+    let first = match first {
         Ok(Ok(m)) => m,
         Ok(Err(e)) if e.is_closed() => {
             origin.admission.reject(Reject::Closed);

@@ -486,6 +486,51 @@ async fn one_address_cannot_take_every_pre_login_slot() {
     frps.stop().await;
 }
 
+/// A crowd spread over more addresses than the per-address share can stop (4 addresses x 2
+/// slots fill all 8) still cannot lock other clients out: once every slot is held, the oldest
+/// connection that has sent nothing makes room for a new one (counted as evicted), and a
+/// client from yet another address logs in long before the crowd's deadline.
+#[tokio::test]
+async fn a_crowd_from_many_addresses_cannot_lock_out_a_login() {
+    init_log();
+    let limits = frps::Limits {
+        // Longer than any wait here: only the eviction of silent connections can free slots.
+        first_msg_timeout: std::time::Duration::from_secs(300),
+        evict_after: std::time::Duration::from_secs(300),
+        pending_connections: 8,
+        pending_per_source: 2,
+        ..Default::default()
+    };
+    for tcp_mux in [true, false] {
+        let frps = Frps::start_with(limits.clone(), |c| c.transport.tcp_mux = tcp_mux).await;
+        let mut crowd = Vec::new();
+        for i in 0..8u8 {
+            let sock = tokio::net::TcpSocket::new_v4().unwrap();
+            sock.bind(([127, 0, 0, 2 + i / 2], 0).into()).unwrap();
+            crowd.push(sock.connect(frps.addr).await.unwrap()); // and then nothing
+        }
+        eventually("the crowd holds every slot", || {
+            frps.stats.unauthenticated_connections() == 8
+        })
+        .await;
+        let echo = echo_tcp().await;
+        let frpc = Frpc::start(frps.addr, |c| {
+            c.transport.tcp_mux = tcp_mux;
+            c.proxies.push(proxy("other", "tcp", echo, 0));
+        });
+        frpc.wait_running("other").await;
+        assert!(frps.stats.unauthenticated_connections() <= 8);
+        let text = frps.stats.metrics_text();
+        assert!(
+            text.contains("frp_rs_server_rejected_connections_total{reason=\"evicted\"}"),
+            "crowd connections were evicted: {text}"
+        );
+        drop(crowd);
+        frpc.stop().await;
+        frps.stop().await;
+    }
+}
+
 /// Keeps `s` alive the way an attacker would (`keep_alive()` bytes every 100 ms, answers read
 /// and dropped) and returns once frps has closed it; panics if frps never does.
 async fn closed_despite_keepalive(

@@ -237,3 +237,30 @@ async fn probes_and_failed_handshakes_are_not_logged_at_info() {
     assert!(!text.contains("closing connection"), "{text}");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// The harness's frps start cannot be fooled by a port race between test processes (it once
+/// made `probes_and_failed_handshakes_are_not_logged_at_info` flake): when another process
+/// listens on frps's port, frps exits and is not taken for started although the port answers,
+/// and `start_frps` moves on to another port.
+#[tokio::test]
+async fn a_port_taken_by_another_process_is_not_mistaken_for_frps() {
+    let dir = tempdir("taken");
+    // Not frps's listener: the kind of socket another test process might hold.
+    let other = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = other.local_addr().unwrap().port();
+    let cfg = write(
+        &dir,
+        "frps.toml",
+        &format!("bindAddr = \"127.0.0.1\"\nbindPort = {port}\n"),
+    );
+    let mut frps = spawn("frps", &["-c", &cfg]);
+    assert!(
+        !listens(&mut frps, port).await,
+        "frps cannot have bound a port another process listens on"
+    );
+    let (mut frps, bind) = start_frps(&dir, "").await;
+    assert_ne!(bind, port);
+    assert!(listens(&mut frps, bind).await);
+    drop(other);
+    let _ = std::fs::remove_dir_all(dir);
+}

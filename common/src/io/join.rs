@@ -16,6 +16,10 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// Per-direction copy buffer.
 pub const JOIN_BUF: usize = 32 * 1024;
+/// Bytes one relay direction moves in one poll at most; then it lets the other ready tasks of
+/// its thread run (issue 21's fairness: a bulk flow whose source never blocks must not hold
+/// the worker while small requests wait).
+pub const FAIR_SHARE: usize = 64 * 1024;
 /// Buffers kept for reuse per thread.
 const POOL_MAX: usize = 64;
 
@@ -35,6 +39,18 @@ pub(crate) fn give_buf(b: Box<[u8]>) {
             p.push(b);
         }
     });
+}
+
+/// Lets the other ready tasks of this thread run, and the I/O driver look for new events,
+/// before this task is polled again (`tokio::task::yield_now`, from a `poll` function): a relay
+/// whose source never blocks would otherwise stop only when tokio's coop budget runs out, after
+/// megabytes, or never for streams outside tokio's accounting. Always `Pending`.
+pub(crate) fn give_way<T>(cx: &mut Context<'_>) -> Poll<T> {
+    let y = std::pin::pin!(tokio::task::yield_now());
+    // Its first poll hands our waker to the scheduler, which wakes us once the tasks that are
+    // ready now have run and the I/O driver has been polled.
+    let _ = std::future::Future::poll(y, cx);
+    Poll::Pending
 }
 
 /// One direction's state.
@@ -70,6 +86,7 @@ impl Copy {
         R: AsyncRead + Unpin + ?Sized,
         W: AsyncWrite + Unpin + ?Sized,
     {
+        let mut moved = 0;
         loop {
             // Write out what we have.
             while self.pos < self.cap {
@@ -80,6 +97,10 @@ impl Copy {
                 }
                 self.pos += n;
                 self.total += n as u64;
+                moved += n;
+            }
+            if moved >= FAIR_SHARE && !self.read_done {
+                return give_way(cx);
             }
             if self.read_done {
                 if !self.shut {
@@ -212,7 +233,8 @@ struct Direct {
 }
 
 impl Direct {
-    /// Moves bytes until the source would block; at its EOF, shuts the destination down and
+    /// Moves bytes until the source would block or [`FAIR_SHARE`] bytes have moved in this
+    /// poll (then yields); at its EOF, shuts the destination down and
     /// returns the byte count.
     fn poll<O>(
         &mut self,
@@ -224,7 +246,11 @@ impl Direct {
     where
         O: AsyncRead + AsyncWrite + Unpin,
     {
+        let mut moved = 0;
         while !self.eof {
+            if moved >= FAIR_SHARE {
+                return give_way(cx);
+            }
             let n = ready!(match towards {
                 Towards::Other => m.poll_write_into(cx, other),
                 Towards::Work => m.poll_read_from(cx, other),
@@ -233,6 +259,7 @@ impl Direct {
                 self.eof = true;
             }
             self.total += n as u64;
+            moved += n;
         }
         ready!(match towards {
             Towards::Other => Pin::new(&mut *other).poll_shutdown(cx),
@@ -353,6 +380,91 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(counts, (3, 4));
+    }
+
+    /// Fairness (issue 21): a relay whose source and sink never block must still let the other
+    /// tasks of its thread run after a bounded number of bytes, or one bulk flow holds the
+    /// worker while small requests wait. On a one-thread runtime, a task queued before the
+    /// relay starts must run before the relay has moved more than 2 x [`FAIR_SHARE`] bytes
+    /// (of 16 MiB).
+    #[tokio::test]
+    async fn a_relay_that_never_blocks_lets_other_tasks_run() {
+        use crate::io::testing::AlwaysReady;
+        let total = 16 << 20;
+        let mut a = AlwaysReady::new(vec![0x5a; total], false);
+        let mut b = AlwaysReady::new(Vec::new(), false);
+        let seen = b.written.clone();
+        let counts = relay_beside_another_task(async move { join(&mut a, &mut b).await }, seen);
+        assert_eq!(counts.await, (total as u64, 0));
+    }
+
+    /// Runs `relay` in a task with another task queued behind it; asserts that the other task
+    /// ran before `seen` had counted 2 x [`FAIR_SHARE`] bytes; returns the relay's counts.
+    async fn relay_beside_another_task(
+        relay: impl std::future::Future<Output = io::Result<(u64, u64)>> + Send + 'static,
+        seen: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    ) -> (u64, u64) {
+        let wait = std::time::Duration::from_secs(20);
+        let task = tokio::spawn(async move {
+            let other =
+                tokio::spawn(async move { seen.load(std::sync::atomic::Ordering::Relaxed) });
+            (relay.await.unwrap(), other)
+        });
+        let (counts, other) = tokio::time::timeout(wait, task).await.unwrap().unwrap();
+        let at = other.await.unwrap();
+        assert!(
+            at <= 2 * FAIR_SHARE,
+            "the other task ran only after {at} bytes had been relayed"
+        );
+        counts
+    }
+
+    /// The same over the buffer-less tcpMux path: 4 MiB received on a yamux stream and
+    /// waiting in the session, an `other` end that takes everything at once.
+    #[tokio::test]
+    async fn a_mux_relay_that_never_blocks_lets_other_tasks_run() {
+        use crate::io::testing::AlwaysReady;
+        use crate::transport::mux;
+        use std::sync::atomic::Ordering::Relaxed;
+        let header = |ty: u8, flags: u16, len: u32| {
+            let mut h = vec![0u8, ty];
+            h.extend_from_slice(&flags.to_be_bytes());
+            h.extend_from_slice(&1u32.to_be_bytes());
+            h.extend_from_slice(&len.to_be_bytes());
+            h
+        };
+        // Stream 1 opened (WindowUpdate|SYN), 64 x 64 KiB of data, then FIN.
+        let mut wire = header(1, 1, 0);
+        for _ in 0..64 {
+            wire.extend(header(0, 0, 64 * 1024));
+            wire.extend(std::iter::repeat_n(0x5a, 64 * 1024));
+        }
+        wire.extend(header(0, 4, 0));
+        let total = wire.len();
+        let session = AlwaysReady::new(wire, true);
+        let fed = session.read.clone();
+        let (mut incoming, driver) = mux::server(Box::new(session), mux::config(30));
+        tokio::spawn(driver);
+        let wait = std::time::Duration::from_secs(20);
+        let mut work: crate::io::BoxStream = Box::new(
+            tokio::time::timeout(wait, incoming.accept())
+                .await
+                .unwrap()
+                .unwrap(),
+        );
+        // Everything has reached the session before the relay starts.
+        tokio::time::timeout(wait, async {
+            while fed.load(Relaxed) < total {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+        .unwrap();
+        let mut other = AlwaysReady::new(Vec::new(), false);
+        let seen = other.written.clone();
+        let relay = async move { join_work(&mut work, &mut other).await };
+        let counts = relay_beside_another_task(relay, seen).await;
+        assert_eq!(counts, (64 * 64 * 1024, 0));
     }
 
     #[test]

@@ -76,7 +76,13 @@ async fn splice_pump(
     let (pr, pw): (OwnedFd, OwnedFd) = pipe_with(PipeFlags::CLOEXEC | PipeFlags::NONBLOCK)?;
     let chunk = rustix::pipe::fcntl_setpipe_size(&pw, PIPE_SIZE).unwrap_or(64 * 1024);
     let flags = SpliceFlags::MOVE | SpliceFlags::NONBLOCK;
+    let mut since_yield = 0;
     loop {
+        // Fairness (issue 21): a source that never runs dry must not hold the thread.
+        if since_yield >= super::join::FAIR_SHARE {
+            since_yield = 0;
+            tokio::task::yield_now().await;
+        }
         // The pipe is empty here, so EAGAIN can only mean `src` has nothing to read.
         src.readable().await?;
         let n = match src.try_io(Interest::READABLE, || {
@@ -104,6 +110,7 @@ async fn splice_pump(
             }
         }
         total += n as u64;
+        since_yield += n;
         on_bytes(n as u64);
     }
 }

@@ -30,6 +30,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::mpsc;
 
+use crate::io::join::FAIR_SHARE;
 use crate::io::BoxStream;
 
 /// frp sets `MaxStreamWindowSize = 6 MiB`.
@@ -766,6 +767,8 @@ pub struct Driver {
     yielded: bool,
     /// Whether a valid frame header has been read (the first one tells a framing mismatch).
     got_header: bool,
+    /// Bytes read from the socket in the current poll (see `poll_read_side`).
+    read_this_poll: usize,
 }
 
 impl std::fmt::Debug for Driver {
@@ -825,6 +828,7 @@ impl Driver {
             wake: Vec::new(),
             yielded: false,
             got_header: false,
+            read_this_poll: 0,
         };
         (shared, driver)
     }
@@ -858,10 +862,16 @@ impl Driver {
         Poll::Ready(Ok(()))
     }
 
-    /// Reads and dispatches frames until the socket would block; `Ready(Ok)` at EOF.
+    /// Reads and dispatches frames until the socket would block; `Ready(Ok)` at EOF. After
+    /// [`FAIR_SHARE`] bytes in one poll it gives way instead (`Pending`, polled again soon): a
+    /// session whose peer keeps the socket full would otherwise hold the thread while other
+    /// sessions' small frames wait (issue 21's fairness).
     fn poll_read_side(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         loop {
             self.dispatch()?;
+            if self.read_this_poll >= FAIR_SHARE {
+                return crate::io::join::give_way(cx);
+            }
             if self.rbuf.capacity() - self.rbuf.len() < QUIET_READ {
                 self.rbuf.reserve(if self.read_full {
                     READ_CHUNK
@@ -878,6 +888,7 @@ impl Driver {
             if n == 0 {
                 return Poll::Ready(Ok(()));
             }
+            self.read_this_poll += n;
             self.read_full = n == free;
         }
     }
@@ -1116,6 +1127,7 @@ impl Driver {
 
     fn poll_drive(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         self.poll_keepalive(cx)?;
+        self.read_this_poll = 0;
         loop {
             // A peer that sends without reading (pings, SYNs, window updates all want an
             // answer) is not read any further while our answers pile up: TCP backpressure

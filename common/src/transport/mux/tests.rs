@@ -684,3 +684,40 @@ async fn quiet_sessions_keep_a_small_read_buffer() {
     r.unwrap();
     assert!(back == burst);
 }
+
+/// Fairness (issue 21): a session whose socket always has more to read (a bulk sender) must
+/// let the other tasks of its thread run after a bounded number of bytes, or it holds the
+/// worker while small requests on other sessions wait. On a one-thread runtime, a task queued
+/// when the driver starts must run before the driver has read 2 x `FAIR_SHARE` (of 4 MiB).
+#[tokio::test]
+async fn a_driver_whose_socket_never_blocks_lets_other_tasks_run() {
+    use crate::io::join::FAIR_SHARE;
+    use crate::io::testing::AlwaysReady;
+    use std::sync::atomic::Ordering::Relaxed;
+    let mut wire = header(TYPE_WINDOW_UPDATE, FLAG_SYN, 1, GROWTH).to_vec();
+    for _ in 0..64 {
+        wire.extend(header(TYPE_DATA, 0, 1, 64 * 1024));
+        wire.extend(std::iter::repeat_n(0x5a, 64 * 1024));
+    }
+    let total = wire.len();
+    let session = AlwaysReady::new(wire, true);
+    let fed = session.read.clone();
+    let (_incoming, driver) = server(Box::new(session), config(30));
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let seen = fed.clone();
+    tokio::spawn(async move {
+        tokio::spawn(async move { tx.send(seen.load(Relaxed)) });
+        let _ = driver.await;
+    });
+    let at = within(rx).await.unwrap();
+    within(async {
+        while fed.load(Relaxed) < total {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    assert!(
+        at <= 2 * FAIR_SHARE,
+        "the other task ran only after the driver had read {at} bytes"
+    );
+}
