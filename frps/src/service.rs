@@ -857,13 +857,19 @@ async fn serve_kcp(shared: Arc<Shared>, mut listener: KcpListener, shutdown: Can
         };
         let peer = kcp.peer_addr();
         let span = tracing::info_span!("kcp", %peer);
-        let Some(admission) = shared.gate.admission(permit, Some(peer.ip())) else {
+        let token = shutdown.child_token();
+        let Some(admission) = shared
+            .gate
+            .admission(permit, Some(peer.ip()), token.clone())
+        else {
             debug!(%peer, "kcp conversation dropped: this address already holds its share of connections that have not logged in");
             continue;
         };
-        shared.tracker.spawn(
-            handle_kcp(shared.clone(), kcp, admission, shutdown.child_token()).instrument(span),
-        );
+        // A conversation exists only once its first data segment came: it has spoken.
+        admission.spoke();
+        shared
+            .tracker
+            .spawn(handle_kcp(shared.clone(), kcp, admission, token).instrument(span));
     }
 }
 
