@@ -150,14 +150,12 @@ pub(crate) const PROXY_RULES: &[Rule<ProxyConfig>] = &[
     },
 ];
 
-pub(crate) const VISITOR_RULES: &[Rule<VisitorConfig>] = &[
-    Rule {
-        key: "plugin",
-        why: "visitor plugins (virtual_net) are not supported yet; this visitor will not start",
-        effect: Effect::Refuse,
-        used: |v| v.plugin.is_some(),
-    },
-];
+pub(crate) const VISITOR_RULES: &[Rule<VisitorConfig>] = &[Rule {
+    key: "plugin",
+    why: "visitor plugins (virtual_net) are not supported yet; this visitor will not start",
+    effect: Effect::Refuse,
+    used: |v| v.plugin.is_some(),
+}];
 
 pub(crate) const SERVER_RULES: &[Rule<ServerConfig>] = &[
     Rule {
