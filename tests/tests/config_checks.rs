@@ -208,7 +208,7 @@ async fn frpc_says_a_visitor_is_not_started() {
     assert!(out.status.success(), "{err}");
     assert!(
         err.contains(&format!(
-            "{f}:9:1: visitors[0].plugin (\"v\"): visitor plugins (virtual_net) are not supported yet"
+            "{f}:9:11: visitors[0].plugin (\"v\"): visitor plugins (virtual_net) are not supported yet"
         )),
         "{err}"
     );
