@@ -6,7 +6,7 @@
 //! - [`prepare`]: STUN discovery on the UDP socket that will punch (frp `Prepare`);
 //! - [`make_hole`]: the punching rounds as frps's NatHoleResp says (role, TTL, delays, port
 //!   ranges, random ports; frp `MakeHole`);
-//! - [`dial`] / [`accept`]: the [`Tunnel`] over the punched socket, as `protocol` says: QUIC
+//! - [`tunnel`]: the [`Tunnel`] over the punched socket, as `protocol` says: QUIC
 //!   with ALPN `frp` (the visitor dials, the proxy side listens with a self-signed
 //!   certificate), or KCP (conversation 1, FEC 10/3) with yamux over it (the visitor is the
 //!   yamux client).
@@ -453,31 +453,21 @@ impl Tunnel {
     }
 }
 
-/// The visitor's side of a tunnel over the punched `socket` to `peer` (frp's
-/// `TunnelSession.Init`); the error names the failing step (the metric's `result`).
-pub(crate) async fn dial(
+/// The tunnel over the punched `socket` to `peer` (frp's `TunnelSession.Init` for the
+/// visitor, `listenByKCP`/`listenByQUIC` for the proxy side, which follows frps's NatHoleResp:
+/// kcp, else QUIC). The error names the failing step (the metric's `result`).
+pub(crate) async fn tunnel(
     socket: UdpSocket,
     peer: SocketAddr,
     protocol: &str,
     q: &QuicConfig,
+    visitor: bool,
 ) -> Result<Tunnel, (&'static str, String)> {
-    if protocol == "kcp" {
-        return kcp(socket, peer, true).await.map_err(|e| ("kcp", e));
+    match (protocol, visitor) {
+        ("kcp", _) => kcp(socket, peer, visitor).await.map_err(|e| ("kcp", e)),
+        (_, true) => dial_quic(socket, peer, q).await.map_err(|e| ("quic", e)),
+        (_, false) => accept_quic(socket, peer, q).await.map_err(|e| ("quic", e)),
     }
-    dial_quic(socket, peer, q).await.map_err(|e| ("quic", e))
-}
-
-/// The proxy side of a tunnel as frps's NatHoleResp names its protocol (frp: kcp, else QUIC).
-pub(crate) async fn accept(
-    socket: UdpSocket,
-    peer: SocketAddr,
-    protocol: &str,
-    q: &QuicConfig,
-) -> Result<Tunnel, (&'static str, String)> {
-    if protocol == "kcp" {
-        return kcp(socket, peer, false).await.map_err(|e| ("kcp", e));
-    }
-    accept_quic(socket, peer, q).await.map_err(|e| ("quic", e))
 }
 
 /// frp `NewKCPConnFromUDP` then yamux (frp's xtcp: keepalive 10 s, stream window 6 MiB): the

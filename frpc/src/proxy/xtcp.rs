@@ -132,5 +132,5 @@ async fn punch(
     };
     info!(proxy = %name, sid = %resp.sid, %peer, "establishing nat hole connection successful");
     let _ = proxies.nat.send(report(true).into()).await;
-    xtcp::accept(socket, peer, &resp.protocol, &x.quic).await
+    xtcp::tunnel(socket, peer, &resp.protocol, &x.quic, false).await
 }

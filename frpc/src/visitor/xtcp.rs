@@ -243,7 +243,7 @@ async fn make_tunnel(ctx: &Ctx, v: &VisitorConfig) -> Result<Tunnel, (&'static s
         .await
         .map_err(|e| ("punch", format!("make hole error: {e}")))?;
     info!(sid = %resp.sid, %peer, "establishing nat hole connection successful");
-    xtcp::dial(socket, peer, &v.protocol, &ctx.quic).await
+    xtcp::tunnel(socket, peer, &v.protocol, &ctx.quic, true).await
 }
 
 /// frp's `rate.Limiter` for keepTunnelOpen: `per_hour` retries an hour, as a burst too.
