@@ -6,23 +6,28 @@
 //! - [`prepare`]: STUN discovery on the UDP socket that will punch (frp `Prepare`);
 //! - [`make_hole`]: the punching rounds as frps's NatHoleResp says (role, TTL, delays, port
 //!   ranges, random ports; frp `MakeHole`);
-//! - [`dial`] / [`accept`]: QUIC with ALPN `frp` over the punched socket (the visitor dials,
-//!   the proxy side listens with a self-signed certificate).
+//! - [`tunnel`]: the [`Tunnel`] over the punched socket, as `protocol` says: QUIC
+//!   with ALPN `frp` (the visitor dials, the proxy side listens with a self-signed
+//!   certificate), or KCP (conversation 1, FEC 10/3) with yamux over it (the visitor is the
+//!   yamux client).
 //!
-//! Each user connection is then one QUIC stream with no frp message in it.
+//! Each user connection is then one stream of the tunnel with no frp message in it.
 
 use crate::nathole::{discover_on, local_ips};
 use common::config::QuicConfig;
 use common::crypto::Key;
+use common::io::BoxStream;
 use common::msg::{Message, NatHoleResp, NatHoleSid};
 use common::nathole::{decode_punch, encode_punch, new_id};
-use common::transport::{quic, tls};
+use common::transport::kcp::{KcpConfig, KcpStream};
+use common::transport::{mux, quic, tls};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
 use tracing::{debug, trace, warn};
 
 /// frp's timeouts for the pre-check and for each side's exchange with frps.
@@ -33,6 +38,10 @@ const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long the proxy side waits for the visitor's QUIC handshake after the punch (frp waits
 /// as long as the proxy lives).
 pub(crate) const ACCEPT_TIMEOUT: Duration = Duration::from_secs(30);
+/// frp's xtcp KCP conversation id (`NewConn3(1, ...)`).
+const XTCP_KCP_CONV: u32 = 1;
+/// frp's xtcp yamux `KeepAliveInterval`.
+const XTCP_MUX_KEEPALIVE_SECS: i64 = 10;
 /// Requests waiting for frps's answer at once, per session.
 const MAX_WAITERS: usize = 256;
 /// Undecodable datagrams on a punching socket are logged at most once per period.
@@ -350,26 +359,150 @@ fn endpoint(
     .map_err(|e| format!("quic endpoint: {e}"))
 }
 
-/// A QUIC tunnel: the endpoint (its socket) and the connection.
+/// An xtcp tunnel over the punched socket: QUIC, or yamux over KCP (frp's `protocol`). The
+/// visitor opens streams, the proxy side accepts them; each is one user connection.
 #[derive(Debug, Clone)]
-pub(crate) struct Tunnel {
-    pub(crate) endpoint: quinn::Endpoint,
-    pub(crate) conn: quinn::Connection,
+pub(crate) enum Tunnel {
+    Quic {
+        endpoint: quinn::Endpoint,
+        conn: quinn::Connection,
+    },
+    Kcp(Arc<KcpTunnel>),
 }
 
-impl Tunnel {
-    pub(crate) fn close(&self) {
-        self.conn.close(0u32.into(), b"");
-        self.endpoint.close(0u32.into(), b"");
+/// yamux over a KCP conversation; the session ends when this is dropped or closed.
+#[derive(Debug)]
+pub(crate) struct KcpTunnel {
+    peer: SocketAddr,
+    mux: KcpMux,
+    stop: CancellationToken,
+}
+
+#[derive(Debug)]
+enum KcpMux {
+    /// The visitor: yamux client.
+    Opener(mux::Opener),
+    /// The proxy side: yamux server.
+    Incoming(tokio::sync::Mutex<mux::Incoming>),
+}
+
+impl Drop for KcpTunnel {
+    fn drop(&mut self) {
+        self.stop.cancel();
     }
 }
 
-/// The visitor's side: QUIC to the peer, any certificate accepted (frp: InsecureSkipVerify).
-pub(crate) async fn dial(
+impl Tunnel {
+    pub(crate) fn peer(&self) -> SocketAddr {
+        match self {
+            Tunnel::Quic { conn, .. } => conn.remote_address(),
+            Tunnel::Kcp(k) => k.peer,
+        }
+    }
+
+    /// Whether `other` is this tunnel.
+    pub(crate) fn same(&self, other: &Tunnel) -> bool {
+        match (self, other) {
+            (Tunnel::Quic { conn: a, .. }, Tunnel::Quic { conn: b, .. }) => {
+                a.stable_id() == b.stable_id()
+            }
+            (Tunnel::Kcp(a), Tunnel::Kcp(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
+
+    /// A new stream to the peer (the visitor's side).
+    pub(crate) async fn open(&self) -> Result<BoxStream, String> {
+        match self {
+            Tunnel::Quic { conn, .. } => {
+                let (send, recv) = conn.open_bi().await.map_err(|e| e.to_string())?;
+                Ok(stream(send, recv))
+            }
+            Tunnel::Kcp(k) => match &k.mux {
+                KcpMux::Opener(o) => Ok(Box::new(o.open().map_err(|e| e.to_string())?)),
+                KcpMux::Incoming(_) => Err("the proxy side does not open streams".into()),
+            },
+        }
+    }
+
+    /// The peer's next stream (the proxy side); an error once the tunnel has ended.
+    pub(crate) async fn accept(&self) -> Result<BoxStream, String> {
+        match self {
+            Tunnel::Quic { conn, .. } => {
+                let (send, recv) = conn.accept_bi().await.map_err(|e| e.to_string())?;
+                Ok(stream(send, recv))
+            }
+            Tunnel::Kcp(k) => match &k.mux {
+                KcpMux::Incoming(i) => match i.lock().await.accept().await {
+                    Some(s) => Ok(Box::new(s)),
+                    None => Err("yamux session over kcp ended".into()),
+                },
+                KcpMux::Opener(_) => Err("the visitor does not accept streams".into()),
+            },
+        }
+    }
+
+    pub(crate) fn close(&self) {
+        match self {
+            Tunnel::Quic { endpoint, conn } => {
+                conn.close(0u32.into(), b"");
+                endpoint.close(0u32.into(), b"");
+            }
+            Tunnel::Kcp(k) => k.stop.cancel(),
+        }
+    }
+}
+
+/// The tunnel over the punched `socket` to `peer` (frp's `TunnelSession.Init` for the
+/// visitor, `listenByKCP`/`listenByQUIC` for the proxy side, which follows frps's NatHoleResp:
+/// kcp, else QUIC). The error names the failing step (the metric's `result`).
+pub(crate) async fn tunnel(
     socket: UdpSocket,
     peer: SocketAddr,
+    protocol: &str,
     q: &QuicConfig,
-) -> Result<Tunnel, String> {
+    visitor: bool,
+) -> Result<Tunnel, (&'static str, String)> {
+    match (protocol, visitor) {
+        ("kcp", _) => kcp(socket, peer, visitor).await.map_err(|e| ("kcp", e)),
+        (_, true) => dial_quic(socket, peer, q).await.map_err(|e| ("quic", e)),
+        (_, false) => accept_quic(socket, peer, q).await.map_err(|e| ("quic", e)),
+    }
+}
+
+/// frp `NewKCPConnFromUDP` then yamux (frp's xtcp: keepalive 10 s, stream window 6 MiB): the
+/// socket connected to `peer`, KCP conversation 1 with FEC 10/3 and windows 1024/1024, the
+/// visitor as yamux client, the proxy side as server.
+async fn kcp(socket: UdpSocket, peer: SocketAddr, client: bool) -> Result<Tunnel, String> {
+    socket
+        .connect(peer)
+        .await
+        .map_err(|e| format!("dial udp error: {e}"))?;
+    let conn = KcpStream::over_socket(socket, XTCP_KCP_CONV, KcpConfig::server())
+        .map_err(|e| format!("create kcp connection from udp connection error: {e}"))?;
+    let cfg = mux::config(XTCP_MUX_KEEPALIVE_SECS);
+    let stop = CancellationToken::new();
+    let (m, driver) = if client {
+        let (o, d) = mux::client(Box::new(conn), cfg);
+        (KcpMux::Opener(o), d)
+    } else {
+        let (i, d) = mux::server(Box::new(conn), cfg);
+        (KcpMux::Incoming(tokio::sync::Mutex::new(i)), d)
+    };
+    let until = stop.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            r = driver => if let Err(e) = r {
+                debug!(%peer, error = %e, "xtcp yamux session over kcp ended");
+            },
+            () = until.cancelled() => {}
+        }
+    });
+    Ok(Tunnel::Kcp(Arc::new(KcpTunnel { peer, mux: m, stop })))
+}
+
+/// The visitor's side: QUIC to the peer, any certificate accepted (frp: InsecureSkipVerify).
+async fn dial_quic(socket: UdpSocket, peer: SocketAddr, q: &QuicConfig) -> Result<Tunnel, String> {
     let tls = tls::client_config(&tls::TlsFiles::default()).map_err(|e| e.to_string())?;
     let cc = quic::client_config(&tls, q).map_err(|e| e.to_string())?;
     let endpoint = endpoint(socket, None)?;
@@ -380,12 +513,12 @@ pub(crate) async fn dial(
         .await
         .map_err(|_| "dial quic error: handshake timed out".to_owned())?
         .map_err(|e| format!("dial quic error: {e}"))?;
-    Ok(Tunnel { endpoint, conn })
+    Ok(Tunnel::Quic { endpoint, conn })
 }
 
 /// The proxy side: a self-signed certificate, and the first handshake from `peer` (others
 /// are refused) within [`ACCEPT_TIMEOUT`].
-pub(crate) async fn accept(
+async fn accept_quic(
     socket: UdpSocket,
     peer: SocketAddr,
     q: &QuicConfig,
@@ -411,11 +544,11 @@ pub(crate) async fn accept(
     let conn = tokio::time::timeout(ACCEPT_TIMEOUT, wait)
         .await
         .map_err(|_| format!("no quic handshake from {peer} within {ACCEPT_TIMEOUT:?}"))??;
-    Ok(Tunnel { endpoint, conn })
+    Ok(Tunnel::Quic { endpoint, conn })
 }
 
-/// A QUIC stream as a [`common::io::BoxStream`].
-pub(crate) fn stream(send: quinn::SendStream, recv: quinn::RecvStream) -> common::io::BoxStream {
+/// A QUIC stream as a [`BoxStream`].
+fn stream(send: quinn::SendStream, recv: quinn::RecvStream) -> BoxStream {
     Box::new(tokio::io::join(recv, send))
 }
 

@@ -201,14 +201,14 @@ async fn frpc_says_a_visitor_is_not_started() {
     let (dir, f) = write_temp(
         "visitor",
         "frpc.toml",
-        &format!("serverAddr = \"127.0.0.1\"\nserverPort = {closed}\n[[visitors]]\nname = \"v\"\ntype = \"xtcp\"\nserverName = \"s\"\nsecretKey = \"k\"\nbindPort = {}\nprotocol = \"kcp\"\n", free_port().await),
+        &format!("serverAddr = \"127.0.0.1\"\nserverPort = {closed}\n[[visitors]]\nname = \"v\"\ntype = \"stcp\"\nserverName = \"s\"\nsecretKey = \"k\"\nbindPort = {}\n[visitors.plugin]\ntype = \"virtual_net\"\n", free_port().await),
     );
     let out = run_bin("frpc", &["verify", "-c", &f]).await;
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
     assert!(
         err.contains(&format!(
-            "{f}:9:1: visitors[0].protocol (\"v\"): xtcp over KCP is not supported yet"
+            "{f}:9:11: visitors[0].plugin (\"v\"): visitor plugins (virtual_net) are not supported yet"
         )),
         "{err}"
     );
@@ -216,7 +216,8 @@ async fn frpc_says_a_visitor_is_not_started() {
     let out = run_bin("frpc", &["-c", &f]).await;
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("visitor not started") && err.contains("xtcp over KCP is not supported yet"),
+        err.contains("visitor not started")
+            && err.contains("visitor plugins (virtual_net) are not supported yet"),
         "{err}"
     );
     let _ = std::fs::remove_dir_all(dir);

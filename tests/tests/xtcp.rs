@@ -84,6 +84,17 @@ async fn wait_punches(frpc: &Frpc, side: &str, name: &str, result: &str, n: f64)
 /// sides set alike, as frp requires); a second connection reuses the tunnel.
 #[tokio::test]
 async fn xtcp_echo_10_mib_plain_and_encrypted_compressed() {
+    echo_10_mib("quic").await;
+}
+
+/// The same over KCP (`protocol = "kcp"`): kcp-go's conversation 1 with FEC over the punched
+/// socket, yamux over it, one yamux stream per user connection.
+#[tokio::test]
+async fn xtcp_over_kcp_echo_10_mib_plain_and_encrypted_compressed() {
+    echo_10_mib("kcp").await;
+}
+
+async fn echo_10_mib(protocol: &str) {
     init_log();
     let frps = Frps::start(|_| {}).await;
     let stun = stun_pair().await;
@@ -98,8 +109,11 @@ async fn xtcp_echo_10_mib_plain_and_encrypted_compressed() {
     .await;
     let (a, b) = (free_port().await, free_port().await);
     let client = start(frps.addr, stun, |c| {
-        c.visitors.push(visitor("x", "xtcp", "p2p", i32::from(a)));
+        let mut v = visitor("x", "xtcp", "p2p", i32::from(a));
+        v.protocol = protocol.into();
+        c.visitors.push(v);
         let mut v = visitor("x-layers", "xtcp", "p2p-layers", i32::from(b));
+        v.protocol = protocol.into();
         v.transport.use_encryption = true;
         v.transport.use_compression = true;
         c.visitors.push(v);
@@ -238,6 +252,16 @@ async fn wrong_key_and_user_not_allowed_are_refused() {
 /// uses it (one punch for many connections).
 #[tokio::test]
 async fn keep_tunnel_open_reuses_the_tunnel() {
+    keep_tunnel_open("quic").await;
+}
+
+/// The same over KCP: the yamux session over KCP is kept and serves every connection.
+#[tokio::test]
+async fn keep_tunnel_open_reuses_the_kcp_tunnel() {
+    keep_tunnel_open("kcp").await;
+}
+
+async fn keep_tunnel_open(protocol: &str) {
     init_log();
     let frps = Frps::start(|_| {}).await;
     let stun = stun_pair().await;
@@ -248,6 +272,7 @@ async fn keep_tunnel_open_reuses_the_tunnel() {
         let mut v = visitor("x", "xtcp", "p2p", i32::from(port));
         v.keep_tunnel_open = true;
         v.min_retry_interval = 1;
+        v.protocol = protocol.into();
         c.visitors.push(v);
     })
     .await;
@@ -610,6 +635,16 @@ async fn raw_go_visitor_garbage_and_a_punch_that_never_completes() {
 /// framing; punch datagrams are v1 whatever the wire).
 #[tokio::test]
 async fn xtcp_proxy_v2_visitor_v1() {
+    proxy_v2_visitor_v1("quic").await;
+}
+
+/// The same over KCP.
+#[tokio::test]
+async fn xtcp_over_kcp_proxy_v2_visitor_v1() {
+    proxy_v2_visitor_v1("kcp").await;
+}
+
+async fn proxy_v2_visitor_v1(protocol: &str) {
     init_log();
     let frps = Frps::start(|_| {}).await;
     let stun = stun_pair().await;
@@ -621,8 +656,9 @@ async fn xtcp_proxy_v2_visitor_v1() {
     .await;
     let port = free_port().await;
     let client = start(frps.addr, stun, |c| {
-        c.visitors
-            .push(visitor("x", "xtcp", "p2p", i32::from(port)));
+        let mut v = visitor("x", "xtcp", "p2p", i32::from(port));
+        v.protocol = protocol.into();
+        c.visitors.push(v);
     })
     .await;
     let data = pattern(1 << 20, 9);

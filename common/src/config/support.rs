@@ -4,7 +4,7 @@
 //! - the loader warns about every use (`verify` prints the warnings and still accepts frp's
 //!   example configs, which use every feature);
 //! - frpc does not start a proxy that uses one ([`proxy_unsupported`]: an error status naming
-//!   the key), does not start a visitor that uses one ([`visitor_unsupported`]: xtcp over KCP, plugins),
+//!   the key), does not start a visitor that uses one ([`visitor_unsupported`]: plugins),
 //!   and does not start at all with a global
 //!   one marked [`Effect::Refuse`];
 //! - frps does not start with one marked [`Effect::Refuse`] (a feature it cannot run without,
@@ -150,20 +150,12 @@ pub(crate) const PROXY_RULES: &[Rule<ProxyConfig>] = &[
     },
 ];
 
-pub(crate) const VISITOR_RULES: &[Rule<VisitorConfig>] = &[
-    Rule {
-        key: "plugin",
-        why: "visitor plugins (virtual_net) are not supported yet; this visitor will not start",
-        effect: Effect::Refuse,
-        used: |v| v.plugin.is_some(),
-    },
-    Rule {
-        key: "protocol",
-        why: "xtcp over KCP is not supported yet (quic, the default, works); this visitor will not start",
-        effect: Effect::Refuse,
-        used: |v| !matches!(v.protocol.as_str(), "" | "quic"),
-    },
-];
+pub(crate) const VISITOR_RULES: &[Rule<VisitorConfig>] = &[Rule {
+    key: "plugin",
+    why: "visitor plugins (virtual_net) are not supported yet; this visitor will not start",
+    effect: Effect::Refuse,
+    used: |v| v.plugin.is_some(),
+}];
 
 pub(crate) const SERVER_RULES: &[Rule<ServerConfig>] = &[
     Rule {

@@ -1,7 +1,7 @@
 //! The proxy side of xtcp (frp `client/proxy/xtcp.go`): a work connection brings a session id
 //! (NatHoleSid after StartWorkConn); frpc discovers its addresses, sends NatHoleClient on its
-//! control, punches as frps answers, reports the result, then accepts the visitor's QUIC
-//! connection and serves each stream as a user connection of this proxy.
+//! control, punches as frps answers, reports the result, then accepts the visitor's tunnel
+//! (QUIC, or yamux over KCP) and serves each stream as a user connection of this proxy.
 
 use super::{Proxies, Spec, XtcpSpec};
 use crate::xtcp::{self, check_resp};
@@ -60,16 +60,16 @@ pub(super) async fn serve(
         }
     };
     count("ok");
-    info!(proxy = %name, %sid, peer = %tunnel.conn.remote_address(), "xtcp tunnel established");
+    info!(proxy = %name, %sid, peer = %tunnel.peer(), "xtcp tunnel established");
     loop {
         let accepted = tokio::select! {
             _ = token.cancelled() => break,
-            s = tunnel.conn.accept_bi() => s,
+            s = tunnel.accept() => s,
         };
-        let (send, recv) = match accepted {
+        let stream = match accepted {
             Ok(s) => s,
             Err(e) => {
-                debug!(proxy = %name, error = %e, "quic accept stream error: tunnel closed");
+                debug!(proxy = %name, error = %e, "accept stream error: tunnel closed");
                 break;
             }
         };
@@ -85,16 +85,14 @@ pub(super) async fn serve(
             start.clone(),
             token.child_token(),
         );
-        let fut = async move {
-            p.serve(&name, &spec, start, xtcp::stream(send, recv), t)
-                .await
-        };
+        let fut = async move { p.serve(&name, &spec, start, stream, t).await };
         tokio::spawn(fut.in_current_span());
     }
     tunnel.close();
 }
 
-/// Discovery, NatHoleClient, the punch and the report, then the QUIC accept. The error names
+/// Discovery, NatHoleClient, the punch and the report, then the tunnel (QUIC accept, or KCP
+/// and yamux as the visitor's protocol says). The error names
 /// the step that failed (the metric's `result`).
 async fn punch(
     proxies: &Proxies,
@@ -124,14 +122,6 @@ async fn punch(
         sid: resp.sid.clone(),
         success,
     };
-    if resp.protocol == "kcp" {
-        let _ = proxies.nat.send(report(false).into()).await;
-        return Err((
-            "kcp",
-            "the visitor asked for a KCP tunnel, which this frpc does not support (quic works)"
-                .into(),
-        ));
-    }
     let key = common::nathole::punch_key(&x.secret_key);
     let (socket, peer) = match xtcp::make_hole(prepared.socket, &resp, &key).await {
         Ok(r) => r,
@@ -142,7 +132,5 @@ async fn punch(
     };
     info!(proxy = %name, sid = %resp.sid, %peer, "establishing nat hole connection successful");
     let _ = proxies.nat.send(report(true).into()).await;
-    xtcp::accept(socket, peer, &x.quic)
-        .await
-        .map_err(|e| ("quic", e))
+    xtcp::tunnel(socket, peer, &resp.protocol, &x.quic, false).await
 }

@@ -1,5 +1,6 @@
 //! The xtcp visitor (frp `client/visitor/xtcp.go`): user connections (local listener, or
-//! handed over by another visitor) each become one stream of a QUIC tunnel to the proxy's
+//! handed over by another visitor) each become one stream of a tunnel (QUIC, or yamux over
+//! KCP with `protocol = "kcp"`) to the proxy's
 //! frpc, made by hole punching through frps. The tunnel is kept and reused while it works;
 //! when none works, a user connection waits (up to `fallbackTimeoutMs` when `fallbackTo` is
 //! set, 20 s otherwise) while one attempt runs, then goes to the `fallbackTo` visitor or is
@@ -45,22 +46,19 @@ impl State {
     }
 
     /// A stream on the tunnel (frp `getTunnelConn`); without a working tunnel, asks for one.
-    async fn open(&self) -> Option<(quinn::SendStream, quinn::RecvStream)> {
+    async fn open(&self) -> Option<BoxStream> {
         let t = self.tunnel().clone();
         let Some(t) = t else {
             self.want_tunnel();
             return None;
         };
-        match t.conn.open_bi().await {
+        match t.open().await {
             Ok(s) => Some(s),
             Err(e) => {
                 warn!(error = %e, "xtcp tunnel broken, a new one will be made");
                 t.close();
                 let mut cur = self.tunnel();
-                if cur
-                    .as_ref()
-                    .is_some_and(|c| c.conn.stable_id() == t.conn.stable_id())
-                {
+                if cur.as_ref().is_some_and(|c| c.same(&t)) {
                     *cur = None;
                 }
                 drop(cur);
@@ -90,7 +88,7 @@ pub(super) async fn run(
             match make_tunnel(&ctx, &v).await {
                 Ok(t) => {
                     count(&ctx, &v, "ok");
-                    info!(peer = %t.conn.remote_address(), "xtcp tunnel established");
+                    info!(peer = %t.peer(), protocol = %v.protocol, "xtcp tunnel established");
                     if let Some(old) = state.tunnel().replace(t) {
                         old.close();
                     }
@@ -183,7 +181,7 @@ async fn user_conn(
         _ = token.cancelled() => return,
         r = tokio::time::timeout(limit, open) => r.ok(),
     };
-    let Some((send, recv)) = opened else {
+    let Some(stream) = opened else {
         if v.fallback_to.is_empty() {
             warn!("open tunnel error: no xtcp tunnel within {limit:?}; user connection closed");
             return;
@@ -194,11 +192,12 @@ async fn user_conn(
         }
         return;
     };
-    let remote = wrap_work_conn(xtcp::stream(send, recv), &layers(&v));
+    let remote = wrap_work_conn(stream, &layers(&v));
     relay_user(user, remote, counters, &token).await;
 }
 
-/// frp `makeNatHole`: pre-check, discovery, NatHoleVisitor, the punch, QUIC. The error names
+/// frp `makeNatHole`: pre-check, discovery, NatHoleVisitor, the punch, the tunnel (QUIC, or
+/// KCP and yamux, as the visitor's `protocol` says). The error names
 /// the step that failed (the metric's `result`).
 async fn make_tunnel(ctx: &Ctx, v: &VisitorConfig) -> Result<Tunnel, (&'static str, String)> {
     let name = target_name(&ctx.user, v);
@@ -244,9 +243,7 @@ async fn make_tunnel(ctx: &Ctx, v: &VisitorConfig) -> Result<Tunnel, (&'static s
         .await
         .map_err(|e| ("punch", format!("make hole error: {e}")))?;
     info!(sid = %resp.sid, %peer, "establishing nat hole connection successful");
-    xtcp::dial(socket, peer, &ctx.quic)
-        .await
-        .map_err(|e| ("quic", e))
+    xtcp::tunnel(socket, peer, &v.protocol, &ctx.quic, true).await
 }
 
 /// frp's `rate.Limiter` for keepTunnelOpen: `per_hour` retries an hour, as a burst too.
