@@ -851,3 +851,80 @@ async fn disable_assisted_addrs_on_proxy_and_visitor() {
     drop(owner);
     frps.stop().await;
 }
+
+/// A reload that removes an xtcp proxy closes its tunnel at once: a connection held through
+/// it ends (the removed proxy is no longer reachable) and the visitor's next user connection
+/// is not lost on the dead tunnel but handed to its `fallbackTo` stcp visitor.
+#[tokio::test]
+async fn reload_removing_the_proxy_closes_its_tunnel_at_once() {
+    use hyper::Method;
+    use tokio::io::AsyncWriteExt;
+    init_log();
+    let frps = Frps::start(|_| {}).await;
+    let stun = stun_pair().await;
+    let echo = echo_tcp().await;
+    let admin = free_port().await;
+    let dir = temp_dir("xtcp-reload-remove");
+    let file = dir.join("frpc.toml");
+    let write = |with_xtcp: bool| {
+        let mut s = format!(
+            "serverAddr = \"127.0.0.1\"\nserverPort = {}\nauth.token = \"{TOKEN}\"\nnatHoleStunServer = \"{stun}\"\nwebServer.addr = \"127.0.0.1\"\nwebServer.port = {admin}\n\
+             [[proxies]]\nname = \"relay\"\ntype = \"stcp\"\nsecretKey = \"{SK}\"\nlocalIP = \"127.0.0.1\"\nlocalPort = {}\n",
+            frps.addr.port(),
+            echo.port(),
+        );
+        if with_xtcp {
+            s += &format!(
+                "[[proxies]]\nname = \"p2p\"\ntype = \"xtcp\"\nsecretKey = \"{SK}\"\nlocalIP = \"127.0.0.1\"\nlocalPort = {}\n",
+                echo.port()
+            );
+        }
+        std::fs::write(&file, s).unwrap()
+    };
+    write(true);
+    let server = Frpc::run(client_from_file(&file));
+    server.wait_running("p2p").await;
+    server.wait_running("relay").await;
+    let port = free_port().await;
+    let client = start(frps.addr, stun, |c| {
+        c.visitors.push(visitor("fb", "stcp", "relay", -1));
+        let mut v = visitor("x", "xtcp", "p2p", i32::from(port));
+        v.fallback_to = "fb".into();
+        c.visitors.push(v);
+    })
+    .await;
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    // The first connection may go through the fallback while the punch runs.
+    assert_eq!(echo_through(addr, b"first").await, b"first");
+    wait_punches(&client, "visitor", "x", "ok", 1.0).await;
+    let mut held = TcpStream::connect(addr).await.unwrap();
+    held.write_all(b"held").await.unwrap();
+    let mut b = [0u8; 4];
+    tokio::time::timeout(PATIENCE, held.read_exact(&mut b))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&b, b"held");
+    assert_eq!(punches(&client, "visitor", "x", "ok"), 1.0);
+    write(false);
+    let (code, _) = api(
+        ([127, 0, 0, 1], admin).into(),
+        Method::GET,
+        "/api/reload",
+        "",
+    )
+    .await;
+    assert_eq!(code, 200);
+    // The held connection ends without any new stream arriving on the tunnel.
+    let ended = tokio::time::timeout(PATIENCE, held.read(&mut b)).await;
+    assert!(
+        matches!(ended, Ok(Ok(0)) | Ok(Err(_))),
+        "the removed proxy's tunnel still carries a connection: {ended:?}"
+    );
+    // The next connection goes through the fallback, not into the closed tunnel.
+    assert_eq!(echo_through(addr, b"after").await, b"after");
+    client.stop().await;
+    server.stop().await;
+    frps.stop().await;
+    let _ = std::fs::remove_dir_all(dir);
+}
