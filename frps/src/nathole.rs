@@ -304,6 +304,19 @@ impl NatHoleController {
         None
     }
 
+    /// Refuses a request that finds its control's requests all in flight: answered only if
+    /// the control's queue has room (the client is not reading it otherwise), logged at most
+    /// once per period.
+    pub(crate) fn refuse_busy(&self, m: &NatHoleVisitor, visitor: &Transporter) {
+        let e = NatHoleError::Busy(m.proxy_name.clone());
+        let shown = common::log::printable(&e.to_string(), 200);
+        if let Some(held) = REFUSED_LOG.ready() {
+            warn!(error = %shown, similar_held_back = held, "xtcp visitor refused: too many requests of this client in flight");
+        }
+        let r = resp(&m.transaction_id, e.to_string());
+        let _ = visitor.try_send(Box::new(Message::NatHoleResp(r)));
+    }
+
     /// A real request's session, from its wait for the proxy side to its report window.
     async fn run_session(
         &self,

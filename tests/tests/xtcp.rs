@@ -928,3 +928,42 @@ async fn reload_removing_the_proxy_closes_its_tunnel_at_once() {
     frps.stop().await;
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// A client that floods NatHoleVisitor requests and never reads its control: each request
+/// would wait for room in its control's send queue, so frps bounds the requests in flight per
+/// control (the rest are refused at once) instead of holding a task for each.
+#[tokio::test]
+async fn nathole_visitor_flood_from_a_client_that_does_not_read_is_bounded() {
+    init_log();
+    let frps = Frps::start(|c| c.transport.tcp_mux = false).await;
+    let before = frps.stats.tasks();
+    let (ctl, _) = raw_login(frps.addr, 0).await;
+    let mut ctl = ctl;
+    let mut frame = Vec::new();
+    let m: Message = signed_visitor("t", "nope", SK, &[]).into();
+    for _ in 0..200 {
+        let mut one = Vec::new();
+        write_msg(&mut one, &m).await.unwrap();
+        frame.extend_from_slice(&one);
+    }
+    // 100k requests, about 15 MB of answers that are never read.
+    let mut most = 0;
+    for _ in 0..500 {
+        let sent = tokio::time::timeout(
+            PATIENCE,
+            tokio::io::AsyncWriteExt::write_all(&mut ctl, &frame),
+        )
+        .await;
+        most = most.max(frps.stats.tasks());
+        if sent.is_err() {
+            break; // frps stopped reading: that bounds it too
+        }
+    }
+    most = most.max(frps.stats.tasks());
+    assert!(
+        most <= before + 1 + 300,
+        "frps holds {most} tasks (was {before}) for one client's requests"
+    );
+    drop(ctl);
+    frps.stop().await;
+}
