@@ -39,6 +39,10 @@ const SENDER_DELAY: Duration = Duration::from_secs(1);
 const REPORT_GRACE: Duration = Duration::from_secs(30);
 /// Analysis records kept (one per pair of NAT kinds and addresses); the oldest go first.
 const MAX_RECORDS: usize = 10_000;
+/// Candidate and assisted addresses passed on to the other side, each (frp passes them all):
+/// the other frpc sends punch datagrams to each, so a peer listing hundreds of addresses
+/// would make it spray third parties. frpc finds 2 from its STUN server, and a few of its own.
+const MAX_PASSED_ADDRS: usize = 16;
 /// How long writing a NatHoleResp into a control's queue may wait.
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -453,8 +457,10 @@ impl NatHoleController {
         let build = |tid: &str, to: (&[String], &[String]), b: &Behavior, diff: u32| {
             let mut candidates = to.0.to_vec();
             candidates.dedup();
+            candidates.truncate(MAX_PASSED_ADDRS);
             let mut assisted = to.1.to_vec();
             assisted.dedup();
+            assisted.truncate(MAX_PASSED_ADDRS);
             NatHoleResp {
                 transaction_id: tid.into(),
                 sid: sid.into(),

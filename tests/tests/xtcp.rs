@@ -967,3 +967,65 @@ async fn nathole_visitor_flood_from_a_client_that_does_not_read_is_bounded() {
     drop(ctl);
     frps.stop().await;
 }
+
+/// A visitor (or proxy side) that lists hundreds of addresses cannot make frps hand them all
+/// to the other frpc, which would send punch datagrams to each (at third parties): frps passes
+/// on at most a few candidate and assisted addresses.
+#[tokio::test]
+async fn frps_passes_on_a_bounded_number_of_addresses() {
+    init_log();
+    let frps = Frps::start(|c| c.transport.tcp_mux = false).await;
+    let login = |user: &str| common::msg::Login {
+        user: user.into(),
+        ..Default::default()
+    };
+    let (mut alice, alice_run) = raw_login_as(frps.addr, login("alice")).await;
+    let mut alice_seen = Vec::new();
+    let np = NewProxy {
+        proxy_name: "alice.p2p".into(),
+        proxy_type: "xtcp".into(),
+        sk: SK.into(),
+        allow_users: vec!["*".into()],
+        ..Default::default()
+    };
+    write_msg(&mut alice, &np.into()).await.unwrap();
+    next(&mut alice, &mut alice_seen, |m| {
+        matches!(m, Message::NewProxyResp(_)).then_some(())
+    })
+    .await;
+    let (mut bob, _) = raw_login_as(frps.addr, login("bob")).await;
+    let mut bob_seen = Vec::new();
+    let many: Vec<String> = (0..200)
+        .map(|i| format!("198.51.100.{}:{}", i % 250, 40000 + i))
+        .collect();
+    let mut m = signed_visitor("t1", "alice.p2p", SK, &many);
+    m.assisted_addrs = many.clone();
+    write_msg(&mut bob, &m.into()).await.unwrap();
+    next(&mut alice, &mut alice_seen, |m| {
+        matches!(m, Message::ReqWorkConn(_)).then_some(())
+    })
+    .await;
+    let (_, sid, _work) = sid_from_work_conn(frps.addr, &alice_run).await;
+    let nhc = common::msg::NatHoleClient {
+        transaction_id: "c1".into(),
+        proxy_name: "alice.p2p".into(),
+        sid,
+        mapped_addrs: many.clone(),
+        assisted_addrs: many.clone(),
+    };
+    write_msg(&mut alice, &nhc.into()).await.unwrap();
+    let v = next(&mut bob, &mut bob_seen, nat_resp("t1")).await;
+    let c = next(&mut alice, &mut alice_seen, nat_resp("c1")).await;
+    for r in [&v, &c] {
+        assert!(r.error.is_empty(), "{r:?}");
+        assert!(
+            r.candidate_addrs.len() <= 16 && r.assisted_addrs.len() <= 16,
+            "{} candidate and {} assisted addresses passed on",
+            r.candidate_addrs.len(),
+            r.assisted_addrs.len()
+        );
+        assert_eq!(r.candidate_addrs[0], many[0], "the first ones are kept");
+    }
+    drop((alice, bob));
+    frps.stop().await;
+}
