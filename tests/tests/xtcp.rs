@@ -384,26 +384,16 @@ fn signed_visitor(tid: &str, name: &str, sk: &str, mapped: &[String]) -> NatHole
     }
 }
 
-/// frps against two fake Go frpc speaking frp's frames: pre-check answers (frp's texts), a
-/// wrong sign key, then the whole flow: ReqWorkConn, StartWorkConn + NatHoleSid on the work
-/// connection (then closed), NatHoleClient, and a NatHoleResp to each side with the other's
-/// addresses and frp's behaviours for two easy NATs (the proxy side sends, the visitor
-/// receives with TTL 7), then NatHoleReport. The session is gone once the visitor leaves.
-#[tokio::test]
-async fn raw_go_frpc_nathole_flow() {
-    init_log();
-    let frps = Frps::start(|c| c.transport.tcp_mux = false).await;
-    let login = |user: &str| common::msg::Login {
-        user: user.into(),
-        ..Default::default()
-    };
-    let (mut alice, alice_run) = raw_login_as(frps.addr, login("alice")).await;
+/// A Go frpc logged in as user alice with the xtcp proxy `alice.p2p` (key [`SK`]) that
+/// `allowed` may visit: its control, run_id and the messages read past so far.
+async fn raw_xtcp_owner(frps: SocketAddr, allowed: &str) -> (RawControl, String, Vec<Message>) {
+    let (mut alice, alice_run) = raw_login_as(frps, login("alice")).await;
     let mut alice_seen = Vec::new();
     let np = NewProxy {
         proxy_name: "alice.p2p".into(),
         proxy_type: "xtcp".into(),
         sk: SK.into(),
-        allow_users: vec!["bob".into()],
+        allow_users: vec![allowed.into()],
         ..Default::default()
     };
     write_msg(&mut alice, &np.into()).await.unwrap();
@@ -413,6 +403,26 @@ async fn raw_go_frpc_nathole_flow() {
     })
     .await;
     assert!(r.error.is_empty() && r.remote_addr.is_empty(), "{r:?}");
+    (alice, alice_run, alice_seen)
+}
+
+fn login(user: &str) -> common::msg::Login {
+    common::msg::Login {
+        user: user.into(),
+        ..Default::default()
+    }
+}
+
+/// frps against two fake Go frpc speaking frp's frames: pre-check answers (frp's texts), a
+/// wrong sign key, then the whole flow: ReqWorkConn, StartWorkConn + NatHoleSid on the work
+/// connection (then closed), NatHoleClient, and a NatHoleResp to each side with the other's
+/// addresses and frp's behaviours for two easy NATs (the proxy side sends, the visitor
+/// receives with TTL 7), then NatHoleReport. The session is gone once the visitor leaves.
+#[tokio::test]
+async fn raw_go_frpc_nathole_flow() {
+    init_log();
+    let frps = Frps::start(|c| c.transport.tcp_mux = false).await;
+    let (mut alice, alice_run, mut alice_seen) = raw_xtcp_owner(frps.addr, "bob").await;
     let (mut bob, _) = raw_login_as(frps.addr, login("bob")).await;
     let mut bob_seen = Vec::new();
     let (mut carol, _) = raw_login_as(frps.addr, login("carol")).await;
@@ -975,24 +985,7 @@ async fn nathole_visitor_flood_from_a_client_that_does_not_read_is_bounded() {
 async fn frps_passes_on_a_bounded_number_of_addresses() {
     init_log();
     let frps = Frps::start(|c| c.transport.tcp_mux = false).await;
-    let login = |user: &str| common::msg::Login {
-        user: user.into(),
-        ..Default::default()
-    };
-    let (mut alice, alice_run) = raw_login_as(frps.addr, login("alice")).await;
-    let mut alice_seen = Vec::new();
-    let np = NewProxy {
-        proxy_name: "alice.p2p".into(),
-        proxy_type: "xtcp".into(),
-        sk: SK.into(),
-        allow_users: vec!["*".into()],
-        ..Default::default()
-    };
-    write_msg(&mut alice, &np.into()).await.unwrap();
-    next(&mut alice, &mut alice_seen, |m| {
-        matches!(m, Message::NewProxyResp(_)).then_some(())
-    })
-    .await;
+    let (mut alice, alice_run, mut alice_seen) = raw_xtcp_owner(frps.addr, "*").await;
     let (mut bob, _) = raw_login_as(frps.addr, login("bob")).await;
     let mut bob_seen = Vec::new();
     let many: Vec<String> = (0..200)
