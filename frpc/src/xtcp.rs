@@ -180,6 +180,10 @@ async fn discover_nat(stun: &str, disable_assisted: bool) -> Result<Prepared, St
     })
 }
 
+/// Candidate (and assisted) addresses of the peer that are punched, each list: frp punches
+/// all it is given, so a peer listing hundreds would make this frpc spray third parties.
+const MAX_PEER_ADDRS: usize = 16;
+
 /// One punch datagram from `sock` to `addr`, with `ttl` if set (frp `sendSidMessage`).
 async fn send_sid(sock: &UdpSocket, sid: &str, tid: &str, addr: &str, key: &Key, ttl: i64) {
     let Ok(to) = addr.parse::<SocketAddr>() else {
@@ -210,6 +214,7 @@ fn parse_ips(addrs: &[String]) -> Vec<std::net::IpAddr> {
         .filter_map(|a| a.parse::<SocketAddr>().ok().map(|s| s.ip()))
         .collect();
     ips.dedup();
+    ips.truncate(MAX_PEER_ADDRS);
     ips
 }
 
@@ -270,11 +275,11 @@ pub(crate) async fn make_hole(
         if b.send_delay_ms > 0 {
             tokio::time::sleep(Duration::from_millis(b.send_delay_ms as u64)).await;
         }
-        detect.extend(m.assisted_addrs.iter().cloned());
-        detect.extend(m.candidate_addrs.iter().cloned());
+        detect.extend(m.assisted_addrs.iter().take(MAX_PEER_ADDRS).cloned());
+        detect.extend(m.candidate_addrs.iter().take(MAX_PEER_ADDRS).cloned());
     } else {
         if b.candidate_ports.is_empty() {
-            detect.extend(m.candidate_addrs.iter().cloned());
+            detect.extend(m.candidate_addrs.iter().take(MAX_PEER_ADDRS).cloned());
         }
         for _ in 0..b.listen_random_ports.clamp(0, 256) {
             match UdpSocket::bind(("0.0.0.0", 0)).await {
@@ -644,5 +649,41 @@ mod tests {
         let (ra, rb) = (resp("s1", ba, recv), resp("s2", aa, send));
         let (x, y) = tokio::join!(make_hole(a, &ra, &k1), make_hole(b, &rb, &k1));
         assert!(x.is_err() && y.is_err());
+    }
+
+    /// A NatHoleResp listing many addresses (a Go frps passes on all a visitor sent) makes
+    /// frpc punch only the first few of them, not spray every one.
+    #[tokio::test]
+    async fn punches_a_bounded_number_of_addresses() {
+        let key = common::nathole::punch_key("sk");
+        let mut targets = Vec::new();
+        for _ in 0..60 {
+            targets.push(UdpSocket::bind("127.0.0.1:0").await.unwrap());
+        }
+        let addrs: Vec<String> = targets
+            .iter()
+            .map(|t| t.local_addr().unwrap().to_string())
+            .collect();
+        let m = NatHoleResp {
+            sid: "s".into(),
+            candidate_addrs: addrs[..30].to_vec(),
+            assisted_addrs: addrs[30..].to_vec(),
+            detect_behavior: NatHoleDetectBehavior {
+                role: "sender".into(),
+                read_timeout: 1,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        assert!(make_hole(sock, &m, &key).await.is_err());
+        // Datagrams between local sockets are queued by the time send_to returns.
+        let mut buf = [0u8; 1500];
+        let reached = targets
+            .iter()
+            .filter(|t| t.try_recv_from(&mut buf).is_ok())
+            .count();
+        assert!(reached <= 2 * MAX_PEER_ADDRS, "{reached} addresses punched");
+        assert!(reached > 0);
     }
 }

@@ -26,6 +26,10 @@ use tracing::{debug, info, warn, Instrument};
 
 /// frp's control send queue depth.
 const SEND_QUEUE: usize = 100;
+/// NatHoleVisitor requests of one control handled at once (a real one lasts until its report
+/// window ends); more are refused at once, so a client that floods them and does not read
+/// its answers cannot make frps hold a task per request.
+const NATHOLE_IN_FLIGHT: usize = 256;
 /// What the control's queues carry: boxed, because a tokio channel allocates its slots 32 at a
 /// time and a `Message` is ~500 bytes: two queues of bare messages cost every idle client
 /// ~31 KiB (issue 21 profile); boxed, 512 bytes.
@@ -275,6 +279,7 @@ pub(crate) async fn serve(
         pool: pool.clone(),
         ctl_tx,
         proxies: HashMap::new(),
+        nathole_slots: Arc::new(tokio::sync::Semaphore::new(NATHOLE_IN_FLIGHT)),
         plugin_user,
     };
     ctl.run(in_rx).instrument(span.clone()).await;
@@ -357,6 +362,8 @@ struct Control {
     pool: WorkConnPool,
     ctl_tx: mpsc::Sender<Queued>,
     proxies: HashMap<String, ProxyHandle>,
+    /// Permits for NatHoleVisitor requests in flight ([`NATHOLE_IN_FLIGHT`]).
+    nathole_slots: Arc<tokio::sync::Semaphore>,
     /// The client as server plugins see it.
     plugin_user: Arc<UserInfo>,
 }
@@ -435,6 +442,11 @@ impl Control {
             }
             // frp handles these asynchronously: a visitor's request waits for the proxy side.
             Message::NatHoleVisitor(m) => {
+                let Ok(slot) = self.nathole_slots.clone().try_acquire_owned() else {
+                    self.shared.nathole.refuse_busy(&m, &self.ctl_tx);
+                    self.shared.metrics.refused("xtcp_visitor", "busy");
+                    return;
+                };
                 let (nathole, tx, user, token) = (
                     self.shared.nathole.clone(),
                     self.ctl_tx.clone(),
@@ -446,6 +458,7 @@ impl Control {
                     if let Some(reason) = nathole.handle_visitor(m, tx, &user, token).await {
                         metrics.refused("xtcp_visitor", reason);
                     }
+                    drop(slot);
                 };
                 self.shared.tracker.spawn(fut.in_current_span());
             }

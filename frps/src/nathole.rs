@@ -39,6 +39,10 @@ const SENDER_DELAY: Duration = Duration::from_secs(1);
 const REPORT_GRACE: Duration = Duration::from_secs(30);
 /// Analysis records kept (one per pair of NAT kinds and addresses); the oldest go first.
 const MAX_RECORDS: usize = 10_000;
+/// Candidate and assisted addresses passed on to the other side, each (frp passes them all):
+/// the other frpc sends punch datagrams to each, so a peer listing hundreds of addresses
+/// would make it spray third parties. frpc finds 2 from its STUN server, and a few of its own.
+const MAX_PASSED_ADDRS: usize = 16;
 /// How long writing a NatHoleResp into a control's queue may wait.
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -304,6 +308,19 @@ impl NatHoleController {
         None
     }
 
+    /// Refuses a request that finds its control's requests all in flight: answered only if
+    /// the control's queue has room (the client is not reading it otherwise), logged at most
+    /// once per period.
+    pub(crate) fn refuse_busy(&self, m: &NatHoleVisitor, visitor: &Transporter) {
+        let e = NatHoleError::Busy(m.proxy_name.clone());
+        let shown = common::log::printable(&e.to_string(), 200);
+        if let Some(held) = REFUSED_LOG.ready() {
+            warn!(error = %shown, similar_held_back = held, "xtcp visitor refused: too many requests of this client in flight");
+        }
+        let r = resp(&m.transaction_id, e.to_string());
+        let _ = visitor.try_send(Box::new(Message::NatHoleResp(r)));
+    }
+
     /// A real request's session, from its wait for the proxy side to its report window.
     async fn run_session(
         &self,
@@ -440,8 +457,10 @@ impl NatHoleController {
         let build = |tid: &str, to: (&[String], &[String]), b: &Behavior, diff: u32| {
             let mut candidates = to.0.to_vec();
             candidates.dedup();
+            candidates.truncate(MAX_PASSED_ADDRS);
             let mut assisted = to.1.to_vec();
             assisted.dedup();
+            assisted.truncate(MAX_PASSED_ADDRS);
             NatHoleResp {
                 transaction_id: tid.into(),
                 sid: sid.into(),

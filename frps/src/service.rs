@@ -546,6 +546,11 @@ impl ServerStats {
         (self.0.nathole.proxies(), self.0.nathole.sessions())
     }
 
+    /// Tasks frps is running (listeners, controls, connections, hole-punch requests).
+    pub fn tasks(&self) -> usize {
+        self.0.tracker.len()
+    }
+
     /// Idle work connections in every client's pool.
     pub fn pooled_work_conns(&self) -> usize {
         self.0.registry.pooled_work_conns()

@@ -409,26 +409,16 @@ fn signed_visitor(tid: &str, name: &str, sk: &str, mapped: &[String]) -> NatHole
     }
 }
 
-/// frps against two fake Go frpc speaking frp's frames: pre-check answers (frp's texts), a
-/// wrong sign key, then the whole flow: ReqWorkConn, StartWorkConn + NatHoleSid on the work
-/// connection (then closed), NatHoleClient, and a NatHoleResp to each side with the other's
-/// addresses and frp's behaviours for two easy NATs (the proxy side sends, the visitor
-/// receives with TTL 7), then NatHoleReport. The session is gone once the visitor leaves.
-#[tokio::test]
-async fn raw_go_frpc_nathole_flow() {
-    init_log();
-    let frps = Frps::start(|c| c.transport.tcp_mux = false).await;
-    let login = |user: &str| common::msg::Login {
-        user: user.into(),
-        ..Default::default()
-    };
-    let (mut alice, alice_run) = raw_login_as(frps.addr, login("alice")).await;
+/// A Go frpc logged in as user alice with the xtcp proxy `alice.p2p` (key [`SK`]) that
+/// `allowed` may visit: its control, run_id and the messages read past so far.
+async fn raw_xtcp_owner(frps: SocketAddr, allowed: &str) -> (RawControl, String, Vec<Message>) {
+    let (mut alice, alice_run) = raw_login_as(frps, login("alice")).await;
     let mut alice_seen = Vec::new();
     let np = NewProxy {
         proxy_name: "alice.p2p".into(),
         proxy_type: "xtcp".into(),
         sk: SK.into(),
-        allow_users: vec!["bob".into()],
+        allow_users: vec![allowed.into()],
         ..Default::default()
     };
     write_msg(&mut alice, &np.into()).await.unwrap();
@@ -438,6 +428,26 @@ async fn raw_go_frpc_nathole_flow() {
     })
     .await;
     assert!(r.error.is_empty() && r.remote_addr.is_empty(), "{r:?}");
+    (alice, alice_run, alice_seen)
+}
+
+fn login(user: &str) -> common::msg::Login {
+    common::msg::Login {
+        user: user.into(),
+        ..Default::default()
+    }
+}
+
+/// frps against two fake Go frpc speaking frp's frames: pre-check answers (frp's texts), a
+/// wrong sign key, then the whole flow: ReqWorkConn, StartWorkConn + NatHoleSid on the work
+/// connection (then closed), NatHoleClient, and a NatHoleResp to each side with the other's
+/// addresses and frp's behaviours for two easy NATs (the proxy side sends, the visitor
+/// receives with TTL 7), then NatHoleReport. The session is gone once the visitor leaves.
+#[tokio::test]
+async fn raw_go_frpc_nathole_flow() {
+    init_log();
+    let frps = Frps::start(|c| c.transport.tcp_mux = false).await;
+    let (mut alice, alice_run, mut alice_seen) = raw_xtcp_owner(frps.addr, "bob").await;
     let (mut bob, _) = raw_login_as(frps.addr, login("bob")).await;
     let mut bob_seen = Vec::new();
     let (mut carol, _) = raw_login_as(frps.addr, login("carol")).await;
@@ -885,5 +895,166 @@ async fn disable_assisted_addrs_on_proxy_and_visitor() {
     );
     client.stop().await;
     drop(owner);
+    frps.stop().await;
+}
+
+/// A reload that removes an xtcp proxy closes its tunnel at once: a connection held through
+/// it ends (the removed proxy is no longer reachable) and the visitor's next user connection
+/// is not lost on the dead tunnel but handed to its `fallbackTo` stcp visitor.
+#[tokio::test]
+async fn reload_removing_the_proxy_closes_its_tunnel_at_once() {
+    use hyper::Method;
+    use tokio::io::AsyncWriteExt;
+    init_log();
+    let frps = Frps::start(|_| {}).await;
+    let stun = stun_pair().await;
+    let echo = echo_tcp().await;
+    let admin = free_port().await;
+    let dir = temp_dir("xtcp-reload-remove");
+    let file = dir.join("frpc.toml");
+    let write = |with_xtcp: bool| {
+        let mut s = format!(
+            "serverAddr = \"127.0.0.1\"\nserverPort = {}\nauth.token = \"{TOKEN}\"\nnatHoleStunServer = \"{stun}\"\nwebServer.addr = \"127.0.0.1\"\nwebServer.port = {admin}\n\
+             [[proxies]]\nname = \"relay\"\ntype = \"stcp\"\nsecretKey = \"{SK}\"\nlocalIP = \"127.0.0.1\"\nlocalPort = {}\n",
+            frps.addr.port(),
+            echo.port(),
+        );
+        if with_xtcp {
+            s += &format!(
+                "[[proxies]]\nname = \"p2p\"\ntype = \"xtcp\"\nsecretKey = \"{SK}\"\nlocalIP = \"127.0.0.1\"\nlocalPort = {}\n",
+                echo.port()
+            );
+        }
+        std::fs::write(&file, s).unwrap()
+    };
+    write(true);
+    let server = Frpc::run(client_from_file(&file));
+    server.wait_running("p2p").await;
+    server.wait_running("relay").await;
+    let port = free_port().await;
+    let client = start(frps.addr, stun, |c| {
+        c.visitors.push(visitor("fb", "stcp", "relay", -1));
+        let mut v = visitor("x", "xtcp", "p2p", i32::from(port));
+        v.fallback_to = "fb".into();
+        c.visitors.push(v);
+    })
+    .await;
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    // The first connection may go through the fallback while the punch runs.
+    assert_eq!(echo_through(addr, b"first").await, b"first");
+    wait_punches(&client, "visitor", "x", "ok", 1.0).await;
+    let mut held = TcpStream::connect(addr).await.unwrap();
+    held.write_all(b"held").await.unwrap();
+    let mut b = [0u8; 4];
+    tokio::time::timeout(PATIENCE, held.read_exact(&mut b))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&b, b"held");
+    assert_eq!(punches(&client, "visitor", "x", "ok"), 1.0);
+    write(false);
+    let (code, _) = api(
+        ([127, 0, 0, 1], admin).into(),
+        Method::GET,
+        "/api/reload",
+        "",
+    )
+    .await;
+    assert_eq!(code, 200);
+    // The held connection ends without any new stream arriving on the tunnel.
+    let ended = tokio::time::timeout(PATIENCE, held.read(&mut b)).await;
+    assert!(
+        matches!(ended, Ok(Ok(0)) | Ok(Err(_))),
+        "the removed proxy's tunnel still carries a connection: {ended:?}"
+    );
+    // The next connection goes through the fallback, not into the closed tunnel.
+    assert_eq!(echo_through(addr, b"after").await, b"after");
+    client.stop().await;
+    server.stop().await;
+    frps.stop().await;
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A client that floods NatHoleVisitor requests and never reads its control: each request
+/// would wait for room in its control's send queue, so frps bounds the requests in flight per
+/// control (the rest are refused at once) instead of holding a task for each.
+#[tokio::test]
+async fn nathole_visitor_flood_from_a_client_that_does_not_read_is_bounded() {
+    init_log();
+    let frps = Frps::start(|c| c.transport.tcp_mux = false).await;
+    let before = frps.stats.tasks();
+    let (ctl, _) = raw_login(frps.addr, 0).await;
+    let mut ctl = ctl;
+    let mut frame = Vec::new();
+    let m: Message = signed_visitor("t", "nope", SK, &[]).into();
+    for _ in 0..200 {
+        let mut one = Vec::new();
+        write_msg(&mut one, &m).await.unwrap();
+        frame.extend_from_slice(&one);
+    }
+    // 100k requests, about 15 MB of answers that are never read.
+    let mut most = 0;
+    for _ in 0..500 {
+        let sent = tokio::time::timeout(
+            PATIENCE,
+            tokio::io::AsyncWriteExt::write_all(&mut ctl, &frame),
+        )
+        .await;
+        most = most.max(frps.stats.tasks());
+        if sent.is_err() {
+            break; // frps stopped reading: that bounds it too
+        }
+    }
+    most = most.max(frps.stats.tasks());
+    assert!(
+        most <= before + 1 + 300,
+        "frps holds {most} tasks (was {before}) for one client's requests"
+    );
+    drop(ctl);
+    frps.stop().await;
+}
+
+/// A visitor (or proxy side) that lists hundreds of addresses cannot make frps hand them all
+/// to the other frpc, which would send punch datagrams to each (at third parties): frps passes
+/// on at most a few candidate and assisted addresses.
+#[tokio::test]
+async fn frps_passes_on_a_bounded_number_of_addresses() {
+    init_log();
+    let frps = Frps::start(|c| c.transport.tcp_mux = false).await;
+    let (mut alice, alice_run, mut alice_seen) = raw_xtcp_owner(frps.addr, "*").await;
+    let (mut bob, _) = raw_login_as(frps.addr, login("bob")).await;
+    let mut bob_seen = Vec::new();
+    let many: Vec<String> = (0..200)
+        .map(|i| format!("198.51.100.{}:{}", i % 250, 40000 + i))
+        .collect();
+    let mut m = signed_visitor("t1", "alice.p2p", SK, &many);
+    m.assisted_addrs = many.clone();
+    write_msg(&mut bob, &m.into()).await.unwrap();
+    next(&mut alice, &mut alice_seen, |m| {
+        matches!(m, Message::ReqWorkConn(_)).then_some(())
+    })
+    .await;
+    let (_, sid, _work) = sid_from_work_conn(frps.addr, &alice_run).await;
+    let nhc = common::msg::NatHoleClient {
+        transaction_id: "c1".into(),
+        proxy_name: "alice.p2p".into(),
+        sid,
+        mapped_addrs: many.clone(),
+        assisted_addrs: many.clone(),
+    };
+    write_msg(&mut alice, &nhc.into()).await.unwrap();
+    let v = next(&mut bob, &mut bob_seen, nat_resp("t1")).await;
+    let c = next(&mut alice, &mut alice_seen, nat_resp("c1")).await;
+    for r in [&v, &c] {
+        assert!(r.error.is_empty(), "{r:?}");
+        assert!(
+            r.candidate_addrs.len() <= 16 && r.assisted_addrs.len() <= 16,
+            "{} candidate and {} assisted addresses passed on",
+            r.candidate_addrs.len(),
+            r.assisted_addrs.len()
+        );
+        assert_eq!(r.candidate_addrs[0], many[0], "the first ones are kept");
+    }
+    drop((alice, bob));
     frps.stop().await;
 }

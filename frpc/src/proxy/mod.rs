@@ -37,6 +37,8 @@ struct Spec {
     plugin: Option<Plugin>,
     /// xtcp: what the proxy side's hole punch needs.
     xtcp: Option<XtcpSpec>,
+    /// Cancelled when a reload removes or replaces this proxy: its xtcp tunnels close then.
+    gone: CancellationToken,
 }
 
 /// An xtcp proxy's punching settings.
@@ -114,11 +116,16 @@ impl Proxies {
             proxy_protocol: p.transport.proxy_protocol_version.clone(),
             plugin,
             xtcp,
+            gone: CancellationToken::new(),
         };
-        self.by_name
+        let old = self
+            .by_name
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .insert(p.name.clone(), Arc::new(spec));
+        if let Some(old) = old {
+            old.gone.cancel();
+        }
         Ok(())
     }
 
@@ -132,10 +139,14 @@ impl Proxies {
     }
 
     pub(crate) fn remove(&self, name: &str) {
-        self.by_name
+        let old = self
+            .by_name
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .remove(name);
+        if let Some(old) = old {
+            old.gone.cancel();
+        }
     }
 
     /// Serves one started work connection until either side ends or `token` is cancelled.

@@ -49,6 +49,7 @@ pub(super) async fn serve(
     drop(work);
     let punched = tokio::select! {
         _ = token.cancelled() => return,
+        _ = spec.gone.cancelled() => return,
         r = punch(proxies, name, x, &sid) => r,
     };
     let tunnel = match punched {
@@ -63,7 +64,12 @@ pub(super) async fn serve(
     info!(proxy = %name, %sid, peer = %tunnel.peer(), "xtcp tunnel established");
     loop {
         let accepted = tokio::select! {
+            biased;
             _ = token.cancelled() => break,
+            _ = spec.gone.cancelled() => {
+                info!(proxy = %name, "proxy removed or changed: closing its xtcp tunnel");
+                break;
+            }
             s = tunnel.accept() => s,
         };
         let stream = match accepted {
@@ -73,11 +79,6 @@ pub(super) async fn serve(
                 break;
             }
         };
-        // A reload that removed or changed the proxy ends its tunnels too.
-        if !proxies.current(name).is_some_and(|c| Arc::ptr_eq(&c, spec)) {
-            info!(proxy = %name, "proxy removed or changed: closing its xtcp tunnel");
-            break;
-        }
         let (p, spec, name, start, t) = (
             proxies.clone(),
             spec.clone(),
