@@ -236,6 +236,7 @@ impl Client {
                     first = false;
                     run_id = id.clone();
                     backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(20));
+                    let closing = connector.clone();
                     Session::new(
                         self.reloader.tx.subscribe(),
                         connector,
@@ -247,6 +248,8 @@ impl Client {
                     .run(stream, negotiated)
                     .await;
                     if shutdown.is_cancelled() {
+                        // KCP: the session's close reaches frps before frpc exits.
+                        closing.drained().await;
                         return Ok(());
                     }
                     warn!(%server, "connection to server lost, reconnecting");

@@ -405,6 +405,29 @@ async fn kcp_with_tls_on_and_off_and_tcp_mux() {
     }
 }
 
+/// A frpc that stops tells frps over KCP (frp's frpc closes gracefully on SIGTERM when the
+/// protocol is kcp or quic: the control stream's close goes out before the session ends), so
+/// frps drops its client record at once, not when yamux's keepalive fails (set to an hour
+/// here on both sides); a restarted frpc's proxies would otherwise be "already exists".
+#[tokio::test]
+async fn kcp_frpc_that_stops_is_offline_on_frps_at_once() {
+    init_log();
+    let frps = kcp_frps(|c| c.transport.tcp_mux_keepalive_interval = 3600).await;
+    let kcp = frps.kcp.unwrap();
+    let frpc = echo_via(&frps, kcp, 1000, |c| {
+        c.transport.protocol = "kcp".into();
+        c.transport.tcp_mux_keepalive_interval = 3600;
+    })
+    .await;
+    assert_eq!(client_transports(&frps).await, ["kcp"]);
+    frpc.stop().await;
+    wait_until("frps sees the stopped KCP frpc offline", || async {
+        client_transports(&frps).await.is_empty()
+    })
+    .await;
+    frps.stop().await;
+}
+
 #[tokio::test]
 async fn kcp_with_mutual_tls() {
     init_log();
