@@ -397,7 +397,17 @@ impl Client {
             };
             let resp = tokio::time::timeout(LOGIN_TIMEOUT, wire.read(&mut stream))
                 .await
-                .map_err(|_| ClientError::Protocol("no LoginResp within 10s".into()))?
+                .map_err(|_| {
+                    ClientError::Protocol(if self.cfg.transport.protocol == "kcp" {
+                        // KCP has no handshake: a UDP port without frps's KCP says nothing.
+                        format!(
+                            "no LoginResp within 10s over KCP from UDP {addr}: is it frps's \
+                             kcpBindPort, and does UDP get through?"
+                        )
+                    } else {
+                        "no LoginResp within 10s".into()
+                    })
+                })?
                 .map_err(read_err)?;
             match resp {
                 Message::LoginResp(r) if !r.error.is_empty() => Err(ClientError::Refused(r.error)),

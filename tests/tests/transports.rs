@@ -428,6 +428,38 @@ async fn kcp_frpc_that_stops_is_offline_on_frps_at_once() {
     frps.stop().await;
 }
 
+/// frpc with `kcp` at a frps without `kcpBindPort`: whether the UDP port answers with ICMP
+/// port unreachable or says nothing, the login fails (no fallback to TCP) with an error that
+/// names the setting to check, not a "TLS/WebSocket handshake".
+#[tokio::test]
+async fn kcp_to_a_port_without_kcp_fails_naming_kcp_bind_port() {
+    init_log();
+    let closed = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let refused = closed.local_addr().unwrap();
+    drop(closed);
+    let silent = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    for (server, tls) in [
+        (refused, true),
+        (silent.local_addr().unwrap(), true),
+        (silent.local_addr().unwrap(), false),
+    ] {
+        let frpc = Frpc::start(server, |c| {
+            c.transport.protocol = "kcp".into();
+            c.transport.tls.enable = tls;
+            c.transport.dial_server_timeout = 1;
+        });
+        let e = frpc
+            .exited()
+            .await
+            .expect_err("the login fails")
+            .to_string();
+        assert!(
+            e.contains("kcpBindPort") && !e.contains("WebSocket"),
+            "{server} tls {tls}: {e}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn kcp_with_mutual_tls() {
     init_log();
