@@ -428,6 +428,17 @@ async fn kcp_frpc_that_stops_is_offline_on_frps_at_once() {
     frps.stop().await;
 }
 
+/// The error of a frpc with `kcp` (TLS on or off, a 1 s dial timeout) whose login fails.
+async fn kcp_login_error(server: SocketAddr, tls: bool) -> String {
+    let frpc = Frpc::start(server, |c| {
+        c.transport.protocol = "kcp".into();
+        c.transport.tls.enable = tls;
+        c.transport.dial_server_timeout = 1;
+    });
+    let r = frpc.exited().await;
+    r.expect_err("the login fails").to_string()
+}
+
 /// frpc with `kcp` at a frps without `kcpBindPort`: whether the UDP port answers with ICMP
 /// port unreachable or says nothing, the login fails (no fallback to TCP) with an error that
 /// names the setting to check, not a "TLS/WebSocket handshake".
@@ -443,16 +454,7 @@ async fn kcp_to_a_port_without_kcp_fails_naming_kcp_bind_port() {
         (silent.local_addr().unwrap(), true),
         (silent.local_addr().unwrap(), false),
     ] {
-        let frpc = Frpc::start(server, |c| {
-            c.transport.protocol = "kcp".into();
-            c.transport.tls.enable = tls;
-            c.transport.dial_server_timeout = 1;
-        });
-        let e = frpc
-            .exited()
-            .await
-            .expect_err("the login fails")
-            .to_string();
+        let e = kcp_login_error(server, tls).await;
         assert!(
             e.contains("kcpBindPort") && !e.contains("WebSocket"),
             "{server} tls {tls}: {e}"
@@ -1032,14 +1034,6 @@ async fn silent_server_fails_the_login_for_every_layer() {
     }
     // KCP has no handshake of its own: a UDP port that takes datagrams and says nothing.
     let silent = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let frpc = Frpc::start(silent.local_addr().unwrap(), |c| {
-        c.transport.protocol = "kcp".into();
-        c.transport.dial_server_timeout = 1;
-    });
-    let e = frpc
-        .exited()
-        .await
-        .expect_err("the login fails")
-        .to_string();
+    let e = kcp_login_error(silent.local_addr().unwrap(), true).await;
     assert!(e.contains("timed out"), "kcp: {e}");
 }
