@@ -10,8 +10,15 @@ use common::transport::dial::{self, Protocol, ServerDialer};
 use common::transport::{mux, quic};
 use std::io;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
+
+/// How long a closing yamux session over KCP is still driven, so the streams' closes reach
+/// KCP (frp's frpc waits 500 ms on SIGTERM with kcp or quic before closing the session).
+const KCP_CLOSE_GRACE: Duration = Duration::from_millis(500);
+/// Then how long the process waits for KCP's tick to send them (5 ticks).
+const KCP_FLUSH: Duration = Duration::from_millis(100);
 
 /// How to reach frps; built once per [`crate::Client`].
 #[derive(Clone, Debug)]
@@ -53,6 +60,7 @@ impl Dialer {
 
     /// Opens a connector for one session.
     pub(crate) async fn open(&self, token: CancellationToken) -> io::Result<Connector> {
+        let drained = CancellationToken::new();
         let session = if self.server.protocol() == Protocol::Quic {
             let (endpoint, conn) = self.server.open_quic().await?;
             let watch = conn.clone();
@@ -75,24 +83,42 @@ impl Dialer {
                 mux::config(self.cfg.transport.tcp_mux_keepalive_interval),
             );
             let driver_token = token.clone();
+            let kcp = self.server.protocol() == Protocol::Kcp;
+            let drained = drained.clone();
             tokio::spawn(async move {
                 tokio::select! {
-                    _ = driver_token.cancelled() => {}
+                    _ = driver_token.cancelled() => {
+                        if kcp {
+                            // KCP has no close of its own: as frp's graceful close (kcp and
+                            // quic), the streams' FINs go out before the session ends, so frps
+                            // sees the control stream end at once.
+                            let _ = tokio::time::timeout(KCP_CLOSE_GRACE, &mut driver).await;
+                            drop(driver);
+                            // The conversation's task sends what was written on its next
+                            // ticks.
+                            tokio::time::sleep(KCP_FLUSH).await;
+                        }
+                    }
                     r = &mut driver => match r {
                         Ok(()) => debug!("yamux session closed by frps"),
                         Err(e) => debug!(error = %e, "yamux session error"),
                     },
                 }
                 driver_token.cancel();
+                drained.cancel();
             });
             Session::Mux(opener)
         } else {
             Session::Direct
         };
+        if !matches!(session, Session::Mux(_)) {
+            drained.cancel();
+        }
         Ok(Connector {
             dialer: self.clone(),
             session,
             token,
+            drained,
         })
     }
 }
@@ -117,6 +143,9 @@ pub(crate) struct Connector {
     dialer: Dialer,
     session: Session,
     pub(crate) token: CancellationToken,
+    /// Cancelled once the session's last bytes had their chance to leave (KCP: after
+    /// [`KCP_CLOSE_GRACE`] and [`KCP_FLUSH`]); at once for the other transports.
+    drained: CancellationToken,
 }
 
 impl std::fmt::Debug for Connector {
@@ -150,6 +179,12 @@ impl Connector {
             },
             _ => e,
         }
+    }
+
+    /// Resolves once the closed session's last bytes had their chance to leave (see
+    /// [`Connector::drained`]'s field), at most [`KCP_CLOSE_GRACE`] plus [`KCP_FLUSH`].
+    pub(crate) async fn drained(&self) {
+        self.drained.cancelled().await
     }
 
     /// Closes the session (and with tcpMux or QUIC every stream in it).

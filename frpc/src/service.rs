@@ -236,6 +236,7 @@ impl Client {
                     first = false;
                     run_id = id.clone();
                     backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(20));
+                    let closing = connector.clone();
                     Session::new(
                         self.reloader.tx.subscribe(),
                         connector,
@@ -247,6 +248,8 @@ impl Client {
                     .run(stream, negotiated)
                     .await;
                     if shutdown.is_cancelled() {
+                        // KCP: the session's close reaches frps before frpc exits.
+                        closing.drained().await;
                         return Ok(());
                     }
                     warn!(%server, "connection to server lost, reconnecting");
@@ -394,7 +397,17 @@ impl Client {
             };
             let resp = tokio::time::timeout(LOGIN_TIMEOUT, wire.read(&mut stream))
                 .await
-                .map_err(|_| ClientError::Protocol("no LoginResp within 10s".into()))?
+                .map_err(|_| {
+                    ClientError::Protocol(if self.cfg.transport.protocol == "kcp" {
+                        // KCP has no handshake: a UDP port without frps's KCP says nothing.
+                        format!(
+                            "no LoginResp within 10s over KCP from UDP {addr}: is it frps's \
+                             kcpBindPort, and does UDP get through?"
+                        )
+                    } else {
+                        "no LoginResp within 10s".into()
+                    })
+                })?
                 .map_err(read_err)?;
             match resp {
                 Message::LoginResp(r) if !r.error.is_empty() => Err(ClientError::Refused(r.error)),

@@ -405,6 +405,63 @@ async fn kcp_with_tls_on_and_off_and_tcp_mux() {
     }
 }
 
+/// A frpc that stops tells frps over KCP (frp's frpc closes gracefully on SIGTERM when the
+/// protocol is kcp or quic: the control stream's close goes out before the session ends), so
+/// frps drops its client record at once, not when yamux's keepalive fails (set to an hour
+/// here on both sides); a restarted frpc's proxies would otherwise be "already exists".
+#[tokio::test]
+async fn kcp_frpc_that_stops_is_offline_on_frps_at_once() {
+    init_log();
+    let frps = kcp_frps(|c| c.transport.tcp_mux_keepalive_interval = 3600).await;
+    let kcp = frps.kcp.unwrap();
+    let frpc = echo_via(&frps, kcp, 1000, |c| {
+        c.transport.protocol = "kcp".into();
+        c.transport.tcp_mux_keepalive_interval = 3600;
+    })
+    .await;
+    assert_eq!(client_transports(&frps).await, ["kcp"]);
+    frpc.stop().await;
+    wait_until("frps sees the stopped KCP frpc offline", || async {
+        client_transports(&frps).await.is_empty()
+    })
+    .await;
+    frps.stop().await;
+}
+
+/// The error of a frpc with `kcp` (TLS on or off, a 1 s dial timeout) whose login fails.
+async fn kcp_login_error(server: SocketAddr, tls: bool) -> String {
+    let frpc = Frpc::start(server, |c| {
+        c.transport.protocol = "kcp".into();
+        c.transport.tls.enable = tls;
+        c.transport.dial_server_timeout = 1;
+    });
+    let r = frpc.exited().await;
+    r.expect_err("the login fails").to_string()
+}
+
+/// frpc with `kcp` at a frps without `kcpBindPort`: whether the UDP port answers with ICMP
+/// port unreachable or says nothing, the login fails (no fallback to TCP) with an error that
+/// names the setting to check, not a "TLS/WebSocket handshake".
+#[tokio::test]
+async fn kcp_to_a_port_without_kcp_fails_naming_kcp_bind_port() {
+    init_log();
+    let closed = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let refused = closed.local_addr().unwrap();
+    drop(closed);
+    let silent = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    for (server, tls) in [
+        (refused, true),
+        (silent.local_addr().unwrap(), true),
+        (silent.local_addr().unwrap(), false),
+    ] {
+        let e = kcp_login_error(server, tls).await;
+        assert!(
+            e.contains("kcpBindPort") && !e.contains("WebSocket"),
+            "{server} tls {tls}: {e}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn kcp_with_mutual_tls() {
     init_log();
@@ -977,14 +1034,6 @@ async fn silent_server_fails_the_login_for_every_layer() {
     }
     // KCP has no handshake of its own: a UDP port that takes datagrams and says nothing.
     let silent = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let frpc = Frpc::start(silent.local_addr().unwrap(), |c| {
-        c.transport.protocol = "kcp".into();
-        c.transport.dial_server_timeout = 1;
-    });
-    let e = frpc
-        .exited()
-        .await
-        .expect_err("the login fails")
-        .to_string();
+    let e = kcp_login_error(silent.local_addr().unwrap(), true).await;
     assert!(e.contains("timed out"), "kcp: {e}");
 }

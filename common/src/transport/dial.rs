@@ -105,6 +105,17 @@ fn tls_files(t: &crate::config::ClientTls) -> tls::TlsFiles {
     }
 }
 
+/// frps said nothing over KCP: most likely no `kcpBindPort` there, or UDP filtered.
+pub fn kcp_silent(peer: SocketAddr, t: Duration) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::TimedOut,
+        format!(
+            "timed out ({t:?}) with no answer over KCP from UDP {peer}: is it frps's \
+             kcpBindPort, and does UDP get through?"
+        ),
+    )
+}
+
 impl ServerDialer {
     pub fn new(cfg: Arc<ClientConfig>) -> Result<Self, DialSetupError> {
         let t = &cfg.transport;
@@ -284,7 +295,10 @@ impl ServerDialer {
         let t = self.dial_timeout();
         let layered = if self.protocol == Protocol::Kcp {
             let kcp = self.kcp().await?;
-            tokio::time::timeout(t, self.frp_tls(Box::new(kcp))).await
+            let peer = kcp.peer_addr();
+            return tokio::time::timeout(t, self.frp_tls(Box::new(kcp)))
+                .await
+                .map_err(|_| kcp_silent(peer, t))?;
         } else {
             let tcp = self.tcp().await?;
             tokio::time::timeout(t, self.layers(tcp)).await

@@ -513,6 +513,20 @@ fn spawn(spec: Spec) -> KcpStream {
     KcpStream { s }
 }
 
+/// A socket error as the conversation's end; ICMP port unreachable (frpc dialing a frps
+/// without `kcpBindPort`) says so.
+fn refused_or(e: io::Error, what: &str, peer: SocketAddr) -> Ended {
+    if e.kind() == io::ErrorKind::ConnectionRefused {
+        return Ended::new(
+            e.kind(),
+            format!(
+                "nothing listens on UDP {peer} (ICMP port unreachable): is it frps's kcpBindPort?"
+            ),
+        );
+    }
+    Ended::new(e.kind(), format!("{what}: {e}"))
+}
+
 /// The task of one conversation.
 struct Driver {
     s: Arc<Session>,
@@ -564,7 +578,7 @@ impl Driver {
                             }
                         }
                     }
-                    Some(Err(e)) => return Ended::new(e.kind(), format!("udp receive: {e}")),
+                    Some(Err(e)) => return refused_or(e, "udp receive", self.s.peer),
                     None => return Ended::new(io::ErrorKind::ConnectionAborted, "the KCP listener closed"),
                 },
                 _ = self.s.poke.notified() => {
@@ -656,7 +670,7 @@ impl Driver {
             if let Err(e) = r {
                 // A connected socket learns that nothing listens (ICMP): the dial failed.
                 if self.to.is_none() && e.kind() == io::ErrorKind::ConnectionRefused {
-                    return Err(Ended::new(e.kind(), format!("udp send: {e}")));
+                    return Err(refused_or(e, "udp send", self.s.peer));
                 }
                 debug!(peer = %self.s.peer, error = %e, "kcp: udp send failed");
             }
