@@ -598,12 +598,10 @@ async fn reload_diffs_visitors_and_nothing_is_left_behind() {
         visitors.visitors.get("b").is_none()
     })
     .await;
-    let rebind = std::net::TcpListener::bind(local(p2));
-    assert!(rebind.is_ok(), "visitor b's port is free");
-    drop(rebind);
+    assert!(not_listening(p2), "visitor b's listener is closed");
     // The visitor client stopping frees its port too.
     visitors.stop().await;
-    assert!(std::net::TcpListener::bind(local(p1)).is_ok());
+    assert!(not_listening(p1), "visitor a's listener is closed");
     // frps drops the proxy's registration and connections when its client leaves.
     server.stop().await;
     wait_until("frps released the proxy", || async {
@@ -739,10 +737,7 @@ async fn admin_api_store_and_dashboard_show_visitors() {
         visitors.visitors.get("store-v").is_none()
     })
     .await;
-    assert!(
-        std::net::TcpListener::bind(local(p2)).is_ok(),
-        "its port is free"
-    );
+    assert!(not_listening(p2), "its listener is closed");
     // The dashboard.
     let (code, list) = api(local(dash), Method::GET, "/api/proxy/stcp", "").await;
     assert_eq!(code, 200);
@@ -1135,4 +1130,11 @@ async fn next_plain(s: &mut TcpStream) -> Message {
         .await
         .unwrap()
         .unwrap()
+}
+
+/// Nothing listens on 127.0.0.1:`port` any more. (Binding it instead could race with another
+/// test's outgoing connection taking the port as its ephemeral one; a refused connect cannot.)
+fn not_listening(port: u16) -> bool {
+    std::net::TcpStream::connect(local(port))
+        .is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionRefused)
 }
