@@ -16,9 +16,9 @@ use tracing::debug;
 
 /// How long a closing yamux session over KCP is still driven, so the streams' closes reach
 /// KCP (frp's frpc waits 500 ms on SIGTERM with kcp or quic before closing the session).
-const KCP_CLOSE_GRACE: Duration = Duration::from_millis(500);
+pub(crate) const KCP_CLOSE_GRACE: Duration = Duration::from_millis(500);
 /// Then how long the process waits for KCP's tick to send them (5 ticks).
-const KCP_FLUSH: Duration = Duration::from_millis(100);
+pub(crate) const KCP_FLUSH: Duration = Duration::from_millis(100);
 
 /// How to reach frps; built once per [`crate::Client`].
 #[derive(Clone, Debug)]

@@ -5,7 +5,7 @@
 //! session state. Ending the loop cancels the session token: the yamux session, every work
 //! connection and every joined user connection under it close.
 
-use crate::connector::Connector;
+use crate::connector::{Connector, KCP_CLOSE_GRACE, KCP_FLUSH};
 use crate::health::{self, HealthEvent, HealthSpec};
 use crate::proxy::Proxies;
 use crate::reload::{diff, Change};
@@ -97,7 +97,10 @@ impl Session {
         let (in_tx, mut in_rx) = mpsc::channel::<Message>(SEND_QUEUE);
         let span = tracing::info_span!("session", run_id = %self.run_id);
         tokio::spawn(reader(rd, wire, in_tx, token.clone()).instrument(span.clone()));
-        tokio::spawn(writer(wr, wire, out_rx, token.clone()).instrument(span.clone()));
+        let writer_stop = CancellationToken::new();
+        let mut writing = tokio::spawn(
+            writer(wr, wire, out_rx, token.clone(), writer_stop.clone()).instrument(span.clone()),
+        );
 
         let (health_tx, mut health_rx) = mpsc::channel::<HealthEvent>(16);
         let nat = crate::xtcp::NatLink::new(out_tx.clone());
@@ -197,6 +200,27 @@ impl Session {
         }
         .instrument(span)
         .await;
+        // frp's GracefulClose: a CloseProxy for each proxy frps has, before the session
+        // closes. Over KCP without tcpMux it is the only close a Go frps sees.
+        for (name, (phase, _)) in &st.phases {
+            if matches!(phase, Phase::Running | Phase::WaitStart | Phase::StartError) {
+                let m = CloseProxy {
+                    proxy_name: self.cfg.wire_name(name),
+                };
+                let _ = st.out.try_send(m.into());
+            }
+        }
+        writer_stop.cancel();
+        if tokio::time::timeout(KCP_CLOSE_GRACE, &mut writing)
+            .await
+            .is_err()
+        {
+            writing.abort();
+        }
+        if self.cfg.transport.protocol == "kcp" && !self.cfg.transport.tcp_mux {
+            // KCP sends what was written on its next ticks.
+            tokio::time::sleep(KCP_FLUSH).await;
+        }
         visitors.close().await;
         self.connector.close();
         for (name, (phase, _)) in &st.phases {
@@ -504,10 +528,12 @@ async fn writer<W: tokio::io::AsyncWrite + Unpin>(
     wire: Wire,
     mut rx: mpsc::Receiver<Message>,
     token: CancellationToken,
+    stop: CancellationToken,
 ) {
     loop {
         let m = tokio::select! {
-            _ = token.cancelled() => return,
+            // What is queued (the closing CloseProxy messages) is still written.
+            _ = stop.cancelled() => match rx.try_recv() { Ok(m) => m, Err(_) => return },
             m = rx.recv() => match m { Some(m) => m, None => return },
         };
         if let Err(e) = wire.write(&mut wr, &m).await {

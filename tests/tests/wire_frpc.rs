@@ -576,3 +576,34 @@ async fn proxy_protocol_header_from_start_work_conn() {
         frpc.stop().await;
     }
 }
+
+/// frp's frpc, when stopped, sends CloseProxy for each proxy before it closes the session
+/// (`Control.GracefulClose` → `proxy.Manager.Close`). Over KCP without tcpMux that message is
+/// the only close a Go frps sees: KCP has no close of its own, so without it the proxy (and
+/// its port and name) stays registered until the heartbeat timeout.
+#[tokio::test]
+async fn stop_sends_close_proxy_for_each_registered_proxy() {
+    init_log();
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let echo = echo_tcp().await;
+    let frpc = frpc_to(&l, |c| c.proxies.push(proxy("p", "tcp", echo, 6000)));
+    let mut ctl = logged_in(&l).await;
+    write_msg(
+        &mut ctl,
+        &NewProxyResp {
+            proxy_name: "p".into(),
+            remote_addr: ":6000".into(),
+            ..Default::default()
+        }
+        .into(),
+    )
+    .await
+    .unwrap();
+    frpc.wait_running("p").await;
+    let stopping = tokio::spawn(frpc.stop());
+    let Message::CloseProxy(m) = next(&mut ctl).await else {
+        panic!("CloseProxy expected")
+    };
+    assert_eq!(m.proxy_name, "p");
+    stopping.await.unwrap();
+}
