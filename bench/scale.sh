@@ -16,7 +16,7 @@
 # comma-separated, round robin; the good clients dial from 127.0.0.1, so frps's per-address share
 # of the pre-login slots applies as it would to a crowd from other hosts), TLS=1 (TLS on for the idle fleet, the proxies and hostile scenarios, the hostile crowd
 # included; the storm always runs both ways), MUX=0 (tcpMux off on both sides: heartbeats every 30 s instead of
-# yamux keepalives, and 3 descriptors per idle client), CARGO (e.g. "flock /tmp/cargo.lock cargo").
+# yamux keepalives, and 3 descriptors per idle client), GO_FIRST=1 (Go frps before ours), CARGO (e.g. "flock /tmp/cargo.lock cargo").
 # All servers run with log.level = "warn" and tcpMux on (frp's default) unless MUX=0. frp-load runs on core 0,
 # frps on core 1 (taskset); background load in the fairness and hostile scenarios runs at
 # nice 19 so that it takes core 0 only when the measuring client does not need it.
@@ -83,6 +83,8 @@ tlsflag() { [ "$TLS" = 1 ] && echo --tls || true; }
 
 SERVERS=("rs=$BIN/frps")
 [ -n "${FRPS:-}" ] && SERVERS+=("go=$FRPS")
+# GO_FIRST=1: Go frps before ours (alternate the order between runs on a shared machine).
+[ -n "${FRPS:-}" ] && [ "${GO_FIRST:-0}" = 1 ] && SERVERS=("go=$FRPS" "rs=$BIN/frps")
 ROWS=()
 row() { ROWS+=("$*"); echo "$*" >&2; }
 
