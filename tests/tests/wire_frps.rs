@@ -125,12 +125,12 @@ async fn user_connection_gets_a_work_connection_with_addresses() {
     .unwrap();
     write_msg(&mut ctl, &Ping::default().into()).await.unwrap();
     assert!(matches!(next(&mut ctl).await, Message::Pong(_)));
-    assert!(
-        tokio::net::TcpListener::bind(("127.0.0.1", port))
-            .await
-            .is_ok(),
-        "port released by CloseProxy"
-    );
+    // Waited for, not asserted once: a child process another test is spawning holds a copy of
+    // every descriptor until its exec (see visitors.rs `not_listening`).
+    wait_until("port released by CloseProxy", || async {
+        std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
+    })
+    .await;
     frps.stop().await;
 }
 
