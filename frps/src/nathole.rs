@@ -8,7 +8,8 @@
 //!
 //! Narrow interface: [`NatHoleController::listen`] (the proxy), [`NatHoleController::handle_visitor`],
 //! [`NatHoleController::handle_client`] and [`NatHoleController::handle_report`] (the
-//! controls). Every pending session is bounded ([`MAX_SESSIONS`], [`SID_QUEUE`] per proxy)
+//! controls). Every pending session is bounded ([`MAX_SESSIONS`]; per proxy [`SID_QUEUE`]
+//! waiting and [`MAX_PROXY_SESSIONS`] in all)
 //! and removed when its wait ends, times out or the visitor's control closes.
 
 use crate::control::Queued;
@@ -32,6 +33,10 @@ pub(crate) const CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
 pub(crate) const MAX_SESSIONS: usize = 1024;
 /// Sessions waiting for one proxy's frpc (its NatHoleClient); more visitors of it are refused.
 pub(crate) const SID_QUEUE: usize = 16;
+/// Sessions of one proxy at once, waiting or answered (an answered one is kept ~40 s for its
+/// report): whoever holds one proxy's key can take at most this share of [`MAX_SESSIONS`],
+/// so xtcp to every other proxy keeps working (frp has no limit).
+pub(crate) const MAX_PROXY_SESSIONS: usize = 64;
 /// The sender role's answer goes this much later, so the receiver has punched first.
 const SENDER_DELAY: Duration = Duration::from_secs(1);
 /// How long an answered session is kept for NatHoleReport, beyond the punch's read timeout
@@ -251,12 +256,15 @@ impl NatHoleController {
         if m.timestamp.abs_diff(now) > crate::visitor::TIME_WINDOW_SECS as u64 {
             return Err(NatHoleError::Stale(name.clone()));
         }
-        let waiting = st
-            .sessions
-            .values()
-            .filter(|s| s.client.is_some() && s.proxy == *name)
-            .count();
-        if st.sessions.len() >= MAX_SESSIONS || waiting >= SID_QUEUE {
+        let (mut waiting, mut of_proxy) = (0, 0);
+        for s in st.sessions.values().filter(|s| s.proxy == *name) {
+            of_proxy += 1;
+            waiting += usize::from(s.client.is_some());
+        }
+        if st.sessions.len() >= MAX_SESSIONS
+            || waiting >= SID_QUEUE
+            || of_proxy >= MAX_PROXY_SESSIONS
+        {
             return Err(NatHoleError::Busy(name.clone()));
         }
         let sid = common::nathole::new_id();
@@ -940,6 +948,78 @@ mod tests {
         ctl.handle_visitor(visitor_msg("p", "sk", false), tx.clone(), "u", t.clone())
             .await;
         assert!(answer(&mut rx).await.error.contains("too many"));
+        t.cancel();
+        for task in tasks {
+            task.await.unwrap();
+        }
+        assert_eq!(ctl.sessions(), 0);
+    }
+
+    /// Whoever holds one proxy's key cannot take every session: once that proxy has
+    /// MAX_PROXY_SESSIONS answered ones (kept for their reports), its next visitor is refused
+    /// while another proxy's visitor still gets a session.
+    #[tokio::test]
+    async fn one_proxy_cannot_take_every_session() {
+        let ctl = Arc::new(NatHoleController::new(1));
+        let (_p, mut p_sids) = ctl.listen("p", "sk", vec!["*".into()]).unwrap();
+        let (_q, _q_sids) = ctl.listen("q", "sk", vec!["*".into()]).unwrap();
+        // p's frpc answers every session at once.
+        let (client_tx, _client_rx) = mpsc::channel(4 * MAX_PROXY_SESSIONS);
+        let answering = ctl.clone();
+        let answered = Arc::new(AtomicU64::new(0));
+        let count = answered.clone();
+        tokio::spawn(async move {
+            while let Some(sid) = p_sids.recv().await {
+                let m = NatHoleClient {
+                    transaction_id: "c".into(),
+                    proxy_name: "p".into(),
+                    sid,
+                    mapped_addrs: vec!["127.0.0.1:2000".into(), "127.0.0.1:2000".into()],
+                    assisted_addrs: vec![],
+                };
+                answering.handle_client(m, client_tx.clone(), |_| true);
+                count.fetch_add(1, Ordering::SeqCst);
+            }
+        });
+        let (tx, _rx) = mpsc::channel(4 * MAX_PROXY_SESSIONS);
+        let t = CancellationToken::new();
+        let mut tasks = Vec::new();
+        let spawn = |name: &'static str, tx: Transporter| {
+            let (ctl, t) = (ctl.clone(), t.clone());
+            tokio::spawn(async move {
+                ctl.handle_visitor(visitor_msg(name, "sk", false), tx, "u", t)
+                    .await
+            })
+        };
+        // In batches below SID_QUEUE, each answered before the next.
+        for batch in 0..MAX_PROXY_SESSIONS / 8 {
+            for _ in 0..8 {
+                tasks.push(spawn("p", tx.clone()));
+            }
+            let want = 8 * (batch as u64 + 1);
+            tokio::time::timeout(Duration::from_secs(5), async {
+                while answered.load(Ordering::SeqCst) < want {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            })
+            .await
+            .expect("p's frpc answers");
+        }
+        assert_eq!(ctl.sessions(), MAX_PROXY_SESSIONS);
+        let (own_tx, mut own_rx) = mpsc::channel(8);
+        tasks.push(spawn("p", own_tx));
+        assert!(
+            answer(&mut own_rx).await.error.contains("too many"),
+            "p's next visitor is refused"
+        );
+        tasks.push(spawn("q", tx.clone()));
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while ctl.sessions() < MAX_PROXY_SESSIONS + 1 {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+        .expect("q's visitor gets a session");
         t.cancel();
         for task in tasks {
             task.await.unwrap();
