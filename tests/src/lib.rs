@@ -289,7 +289,12 @@ pub async fn free_port() -> u16 {
 
 /// A TCP echo server; it runs until the test's runtime ends.
 pub async fn echo_tcp() -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").await.expect("bind echo");
+    echo_tcp_at([127, 0, 0, 1].into()).await
+}
+
+/// [`echo_tcp`] on `ip`.
+pub async fn echo_tcp_at(ip: std::net::IpAddr) -> SocketAddr {
+    let l = TcpListener::bind((ip, 0)).await.expect("bind echo");
     let addr = l.local_addr().expect("addr");
     tokio::spawn(async move {
         while let Ok((mut s, _)) = l.accept().await {
