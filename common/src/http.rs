@@ -832,7 +832,7 @@ async fn send(
         .unwrap_or(&host)
         .to_owned();
     let io = |e: hyper::Error| std::io::Error::other(e.to_string());
-    let tcp = tokio::net::TcpStream::connect((host.as_str(), port)).await?;
+    let tcp = crate::dns::connect(&host, port).await?;
     let stream: crate::io::BoxStream = match (https, tls) {
         (false, _) => Box::new(tcp),
         (true, Some(tls)) => {

@@ -18,6 +18,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod crypto;
+pub mod dns;
 pub mod http;
 pub mod io;
 pub mod log;

@@ -10,7 +10,6 @@ use common::config::HealthCheck;
 use http_body_util::Empty;
 use hyper::body::Bytes;
 use std::time::Duration;
-use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
@@ -88,7 +87,7 @@ pub(crate) async fn monitor(
 /// One check: TCP connect, or `GET http://host:port/path` answered with 2xx. The error says
 /// why the check failed, for the log and the proxy's status.
 async fn check(spec: &HealthSpec) -> Result<(), String> {
-    let stream = TcpStream::connect((spec.host.as_str(), spec.port))
+    let stream = common::dns::connect(&spec.host, spec.port)
         .await
         .map_err(|e| format!("connect to {}:{}: {e}", spec.host, spec.port))?;
     if spec.check.kind != "http" {

@@ -163,9 +163,10 @@ async fn request(sock: &UdpSocket, server: SocketAddr) -> Result<BindingResponse
 }
 
 async fn resolve_v4(addr: &str) -> Result<SocketAddr, String> {
-    tokio::net::lookup_host(addr)
+    common::dns::lookup_addr(addr)
         .await
         .map_err(|e| format!("resolve {addr}: {e}"))?
+        .into_iter()
         .find(SocketAddr::is_ipv4)
         .ok_or_else(|| format!("resolve {addr}: no IPv4 address"))
 }

@@ -36,6 +36,7 @@ impl ClientError {
             ClientError::Watch(_) => "watch",
             ClientError::Auth(_) => "auth",
             ClientError::Unsupported(_) => "unsupported",
+            ClientError::Dns(_) => "dns",
         }
     }
 }
@@ -66,6 +67,8 @@ pub enum ClientError {
     /// The config uses a key whose feature frp-rs does not have yet (`config::support`).
     #[error("{0}")]
     Unsupported(String),
+    #[error(transparent)]
+    Dns(#[from] common::dns::DnsError),
 }
 
 common::from_cause!(common::http::WebError => ClientError::Admin);
@@ -189,6 +192,10 @@ impl Client {
         let global = common::config::client_global_unsupported(&self.cfg);
         if let Some(why) = common::config::refusal(&global) {
             return Err(ClientError::Unsupported(why));
+        }
+        if !self.cfg.dns_server.is_empty() {
+            let server = common::dns::set_server(&self.cfg.dns_server)?;
+            info!(%server, "dnsServer: names are resolved by this server (after the hosts file)");
         }
         for v in self.cfg.active_visitors() {
             if let Some(why) = crate::visitor::refused(v) {

@@ -88,12 +88,6 @@ pub(crate) const CLIENT_RULES: &[Rule<ClientConfig>] = &[
         },
     },
     Rule {
-        key: "dnsServer",
-        why: "a DNS server of frpc's own is not supported yet; frpc will not start",
-        effect: Effect::Refuse,
-        used: |c| !c.dns_server.is_empty(),
-    },
-    Rule {
         key: "auth.oidc.proxyURL",
         why: "fetching OIDC tokens through a proxy is not supported yet; frpc will not start",
         effect: Effect::Refuse,

@@ -238,6 +238,11 @@ pub fn client(c: &ClientConfig, file: &Path, read_files: bool) -> Vec<Problem> {
         &["tcp", "kcp", "quic", "websocket", "wss"],
     );
     o.one_of("transport.wireProtocol", &t.wire_protocol, &["v1", "v2"]);
+    if !c.dns_server.is_empty() {
+        if let Err(e) = crate::dns::parse_server(&c.dns_server) {
+            o.bad("dnsServer", e.to_string());
+        }
+    }
     if t.heartbeat_interval > 0
         && t.heartbeat_timeout > 0
         && t.heartbeat_timeout < t.heartbeat_interval

@@ -225,8 +225,9 @@ impl ServerDialer {
         port: u16,
     ) -> io::Result<(Option<IpAddr>, Vec<SocketAddr>)> {
         let local = self.local_ip().await?;
-        let addrs = tokio::net::lookup_host((host, port))
+        let addrs = crate::dns::lookup(host, port)
             .await?
+            .into_iter()
             .filter(|a| local.is_none_or(|l| a.is_ipv4() == l.is_ipv4()))
             .collect();
         Ok((local, addrs))
@@ -352,8 +353,9 @@ impl ServerDialer {
         let dial = async {
             let mut last =
                 io::Error::new(io::ErrorKind::NotFound, "server address did not resolve");
-            for addr in tokio::net::lookup_host((self.server.0.as_str(), self.server.1))
+            for addr in crate::dns::lookup(&self.server.0, self.server.1)
                 .await?
+                .into_iter()
                 .filter(|a| local.is_none_or(|l| a.is_ipv4() == l.is_ipv4()))
             {
                 let endpoint = quic::client_endpoint(addr, local)?;

@@ -11,7 +11,6 @@ use hyper::{Request, Response, StatusCode};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tracing::{debug, warn};
 
 /// The longest CONNECT head we read (request line and headers).
@@ -164,7 +163,7 @@ impl HttpProxy {
             return;
         }
         let remote =
-            tokio::time::timeout(DIAL_TIMEOUT, TcpStream::connect((c.host.as_str(), c.port))).await;
+            tokio::time::timeout(DIAL_TIMEOUT, common::dns::connect(&c.host, c.port)).await;
         let mut remote = match remote {
             Ok(Ok(r)) => r,
             Ok(Err(e)) => {

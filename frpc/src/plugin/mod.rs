@@ -325,7 +325,7 @@ where
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     use http_body_util::BodyExt;
-    let tcp = tokio::time::timeout(UPSTREAM_DIAL_TIMEOUT, tokio::net::TcpStream::connect(addr))
+    let tcp = tokio::time::timeout(UPSTREAM_DIAL_TIMEOUT, common::dns::connect_addr(addr))
         .await
         .map_err(|_| UpstreamError::Timeout(addr.to_owned()))?
         .map_err(|e| UpstreamError::Dial(addr.to_owned(), e))?;

@@ -113,7 +113,7 @@ impl Socks5 {
                 tokio::time::timeout(DIAL_TIMEOUT, TcpStream::connect((*ip, req.port))).await
             }
             Addr::Domain(d) => {
-                tokio::time::timeout(DIAL_TIMEOUT, TcpStream::connect((d.as_str(), req.port))).await
+                tokio::time::timeout(DIAL_TIMEOUT, common::dns::connect(d, req.port)).await
             }
         };
         let mut remote = match dialed {

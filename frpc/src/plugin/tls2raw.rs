@@ -7,7 +7,6 @@ use common::config::PluginConfig;
 use common::io::BoxStream;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 use tracing::warn;
 
@@ -52,7 +51,7 @@ impl Tls2Raw {
             }
         };
         let dialed =
-            tokio::time::timeout(STEP_TIMEOUT, TcpStream::connect(self.local_addr.as_str())).await;
+            tokio::time::timeout(STEP_TIMEOUT, common::dns::connect_addr(&self.local_addr)).await;
         let mut raw = match dialed {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => {

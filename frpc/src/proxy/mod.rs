@@ -17,7 +17,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
@@ -206,7 +205,7 @@ impl Proxies {
                 let timer = self.metrics.local_dial.start_timer();
                 let dialed = tokio::time::timeout(
                     LOCAL_DIAL_TIMEOUT,
-                    TcpStream::connect((spec.local.0.as_str(), spec.local.1)),
+                    common::dns::connect(&spec.local.0, spec.local.1),
                 )
                 .await;
                 timer.observe_duration();

@@ -25,10 +25,10 @@ pub(super) async fn relay(
     proxy_protocol: &str,
     token: CancellationToken,
 ) {
-    let local: SocketAddr = match tokio::net::lookup_host(local)
+    let local: SocketAddr = match common::dns::lookup(local.0, local.1)
         .await
         .ok()
-        .and_then(|mut a| a.next())
+        .and_then(|a| a.into_iter().next())
     {
         Some(a) => a,
         None => {

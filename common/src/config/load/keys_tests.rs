@@ -25,6 +25,10 @@ const CLIENT_EFFECT: &[(&str, &[&str])] = &[
         &["transport.proxyURL"],
     ),
     (
+        "tests/tests/dns_server.rs::dns_server_resolves_frps_and_local_services",
+        &["dnsServer"],
+    ),
+    (
         "tests/tests/client_plugins.rs::http_proxy_connect_and_plain_requests_with_credentials",
         &["proxies[].plugin.httpUser", "proxies[].plugin.httpPassword"],
     ),
@@ -673,7 +677,6 @@ fn sample(key: &str, dir: &Path) -> Option<String> {
     Some(String::from(match key {
         "transport.proxyURL" => "transport.proxyURL = \"ntlm://127.0.0.1:3128\"",
         "transport.quic" => "transport.quic.maxIdleTimeout = 5",
-        "dnsServer" => "dnsServer = \"8.8.8.8\"",
         "auth.oidc.proxyURL" => "auth.oidc.proxyURL = \"http://127.0.0.1:3128\"",
         "virtualNet.address" => {
             "featureGates = { VirtualNet = true }\nvirtualNet.address = \"100.86.0.1/24\""
