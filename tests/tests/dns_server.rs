@@ -55,7 +55,7 @@ async fn dns_server(names: HashMap<&'static str, Ipv4Addr>) -> (SocketAddr, Aske
         let mut buf = [0u8; 1500];
         while let Ok((n, from)) = s.recv_from(&mut buf).await {
             if let Some((name, r)) = answer(&buf[..n], &names) {
-                log.lock().unwrap().push(name);
+                log.lock().expect("dns log").push(name);
                 let _ = s.send_to(&r, from).await;
             }
         }
