@@ -521,6 +521,18 @@ async fn dial_quic(socket: UdpSocket, peer: SocketAddr, q: &QuicConfig) -> Resul
     Ok(Tunnel::Quic { endpoint, conn })
 }
 
+/// The proxy side's QUIC server: a self-signed certificate, ALPN `frp`, at most 4 handshakes
+/// at once, and an SNI that is not a host name ignored: Go frpc's visitor sends the peer's
+/// `ip:port` as SNI (frp `client/visitor/xtcp.go`, `raddr.String()`), which quic-go's server
+/// ignores and rustls refuses by default.
+fn tunnel_server_config(q: &QuicConfig) -> Result<quinn::ServerConfig, String> {
+    let mut tls = Arc::unwrap_or_clone(
+        tls::server_config(&tls::TlsFiles::default()).map_err(|e| e.to_string())?,
+    );
+    tls.invalid_sni_policy = rustls::server::InvalidSniPolicy::IgnoreAll;
+    quic::server_config(&tls, q, 4, quic::CONN_WINDOW).map_err(|e| e.to_string())
+}
+
 /// The proxy side: a self-signed certificate, and the first handshake from `peer` (others
 /// are refused) within [`ACCEPT_TIMEOUT`].
 async fn accept_quic(
@@ -528,9 +540,7 @@ async fn accept_quic(
     peer: SocketAddr,
     q: &QuicConfig,
 ) -> Result<Tunnel, String> {
-    let tls = tls::server_config(&tls::TlsFiles::default()).map_err(|e| e.to_string())?;
-    let sc = quic::server_config(&tls, q, 4, quic::CONN_WINDOW).map_err(|e| e.to_string())?;
-    let endpoint = endpoint(socket, Some(sc))?;
+    let endpoint = endpoint(socket, Some(tunnel_server_config(q)?))?;
     let wait = async {
         loop {
             let Some(incoming) = endpoint.accept().await else {
@@ -562,6 +572,84 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use common::msg::{NatHoleDetectBehavior, PortsRange};
+
+    /// What Go frpc's xtcp visitor puts in its QUIC ClientHello's SNI: `raddr.String()`
+    /// (frp `client/visitor/xtcp.go`), an address with a port, not a host name.
+    const GO_VISITOR_SNI: &[u8] = b"127.0.0.1:4242";
+    /// A valid host name of the same length, replaced by [`GO_VISITOR_SNI`] in the encoded
+    /// ClientHello (lengths and everything else stay as the client wrote them).
+    const SAME_LENGTH_NAME: &str = "aaaaaaaaaa.com";
+
+    /// A QUIC v1 ClientHello from a rustls client (ALPN `frp`), whose SNI says `sni` (as
+    /// long as [`SAME_LENGTH_NAME`]).
+    fn client_hello(sni: &[u8]) -> Vec<u8> {
+        assert_eq!(sni.len(), SAME_LENGTH_NAME.len());
+        let mut tls = (*tls::client_config(&tls::TlsFiles::default()).unwrap()).clone();
+        tls.alpn_protocols = vec![quic::ALPN.to_vec()];
+        let client =
+            Arc::new(quinn::crypto::rustls::QuicClientConfig::try_from(Arc::new(tls)).unwrap());
+        let params = no_transport_params();
+        let mut session =
+            quinn::crypto::ClientConfig::start_session(client, 1, SAME_LENGTH_NAME, &params)
+                .unwrap();
+        let mut hello = Vec::new();
+        session.write_handshake(&mut hello);
+        let at = hello
+            .windows(SAME_LENGTH_NAME.len())
+            .position(|w| w == SAME_LENGTH_NAME.as_bytes())
+            .unwrap();
+        hello[at..at + sni.len()].copy_from_slice(sni);
+        hello
+    }
+
+    fn no_transport_params() -> quinn_proto::transport_parameters::TransportParameters {
+        quinn_proto::transport_parameters::TransportParameters::read(
+            quinn::Side::Client,
+            &mut &b""[..],
+        )
+        .unwrap()
+    }
+
+    /// Feeds `hello` to a QUIC v1 server session of `server`; the bytes it answers with.
+    fn server_answer(
+        server: &quinn::ServerConfig,
+        hello: &[u8],
+    ) -> Result<Vec<u8>, quinn_proto::TransportError> {
+        let mut session = server
+            .crypto
+            .clone()
+            .start_session(1, &no_transport_params());
+        session.read_handshake(hello)?;
+        let mut out = Vec::new();
+        session.write_handshake(&mut out);
+        Ok(out)
+    }
+
+    /// A Go frpc xtcp visitor's ClientHello (SNI `ip:port`) gets a ServerHello from the
+    /// proxy side's QUIC server (the config production uses), as from quic-go's.
+    #[test]
+    fn proxy_side_quic_accepts_go_visitors_sni() {
+        let server = tunnel_server_config(&QuicConfig::default()).unwrap();
+        let answer = server_answer(&server, &client_hello(GO_VISITOR_SNI)).unwrap();
+        // A ServerHello handshake message leads the answer.
+        assert_eq!(answer.first(), Some(&2), "{answer:?}");
+    }
+
+    /// Our other QUIC/TLS servers keep rustls's default: the same ClientHello is refused
+    /// (the backported policy does not change the default).
+    #[test]
+    fn other_quic_servers_still_refuse_an_invalid_sni() {
+        let tls = tls::server_config(&tls::TlsFiles::default()).unwrap();
+        let server =
+            quic::server_config(&tls, &QuicConfig::default(), 4, quic::CONN_WINDOW).unwrap();
+        let err = server_answer(&server, &client_hello(GO_VISITOR_SNI)).unwrap_err();
+        assert!(
+            err.to_string().contains("ServerNameMustContainOneHostName"),
+            "{err}"
+        );
+        // The unmodified ClientHello is accepted there: the refusal is the SNI's.
+        assert!(server_answer(&server, &client_hello(SAME_LENGTH_NAME.as_bytes())).is_ok());
+    }
 
     fn resp(sid: &str, peer: SocketAddr, b: NatHoleDetectBehavior) -> NatHoleResp {
         NatHoleResp {

@@ -4,7 +4,7 @@ use alloc::vec::Vec;
 
 use pki_types::DnsName;
 
-use super::server_conn::ServerConnectionData;
+use super::server_conn::{InvalidSniPolicy, ServerConnectionData};
 #[cfg(feature = "tls12")]
 use super::tls12;
 use crate::common_state::{KxState, Protocol, State};
@@ -690,7 +690,12 @@ impl State<ServerConnectionData> for ExpectClientHello {
         Self: 'm,
     {
         let (client_hello, sig_schemes) =
-            process_client_hello(&m, self.previous_hello.is_some(), cx)?;
+            process_client_hello(
+                &m,
+                self.previous_hello.is_some(),
+                self.config.invalid_sni_policy,
+                cx,
+            )?;
         self.with_certified_key(sig_schemes, client_hello, &m, cx)
     }
 
@@ -711,6 +716,7 @@ impl State<ServerConnectionData> for ExpectClientHello {
 pub(super) fn process_client_hello<'m>(
     m: &'m Message<'m>,
     done_retry: bool,
+    invalid_sni_policy: InvalidSniPolicy,
     cx: &mut ServerContext<'_>,
 ) -> Result<(&'m ClientHelloPayload, Vec<SignatureScheme>), Error> {
     let client_hello =
@@ -746,8 +752,15 @@ pub(super) fn process_client_hello<'m>(
     // [RFC6066]: https://datatracker.ietf.org/doc/html/rfc6066#section-3
     let sni = match &client_hello.server_name {
         Some(ServerNamePayload::SingleDnsName(dns_name)) => Some(dns_name.to_lowercase_owned()),
-        Some(ServerNamePayload::IpAddress) => None,
-        Some(ServerNamePayload::Invalid) => {
+        Some(ServerNamePayload::IpAddress)
+            if invalid_sni_policy != InvalidSniPolicy::RejectAll =>
+        {
+            None
+        }
+        Some(ServerNamePayload::Invalid) if invalid_sni_policy == InvalidSniPolicy::IgnoreAll => {
+            None
+        }
+        Some(ServerNamePayload::IpAddress | ServerNamePayload::Invalid) => {
             return Err(cx.common.send_fatal_alert(
                 AlertDescription::IllegalParameter,
                 PeerMisbehaved::ServerNameMustContainOneHostName,

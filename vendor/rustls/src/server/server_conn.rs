@@ -459,6 +459,36 @@ pub struct ServerConfig {
     ///
     /// [RFC8779]: https://datatracker.ietf.org/doc/rfc8879/
     pub cert_decompressors: Vec<&'static dyn compress::CertDecompressor>,
+
+    /// How a ClientHello whose SNI is not a valid DNS host name is handled.
+    ///
+    /// The default, [`InvalidSniPolicy::IgnoreIpAddresses`], is rustls 0.23's behaviour.
+    /// Only applies to connections made from this config (not to [`Acceptor`], which
+    /// inspects the ClientHello before a config is chosen and keeps the default).
+    ///
+    /// (frp-rs backport of rustls PR #2617, see FRP-RS-PATCH.md.)
+    pub invalid_sni_policy: InvalidSniPolicy,
+}
+
+/// How a server handles a ClientHello whose Server Name Indication is not a valid DNS
+/// host name ([RFC6066] allows only host names; some clients send an IP address or
+/// another invalid value).
+///
+/// An ignored SNI is treated as if the client sent no SNI at all.
+///
+/// (frp-rs backport of rustls PR #2617, see FRP-RS-PATCH.md.)
+///
+/// [RFC6066]: https://datatracker.ietf.org/doc/html/rfc6066#section-3
+#[derive(Default, Clone, Copy, PartialEq, Eq, Debug)]
+#[non_exhaustive]
+pub enum InvalidSniPolicy {
+    /// Refuse every ClientHello with an invalid SNI, IP addresses included.
+    RejectAll,
+    /// Ignore an SNI that is an IP address; refuse other invalid values (the default).
+    #[default]
+    IgnoreIpAddresses,
+    /// Ignore every invalid SNI.
+    IgnoreAll,
 }
 
 impl ServerConfig {
@@ -604,8 +634,8 @@ mod connection {
     use std::io;
 
     use super::{
-        Accepted, Accepting, EarlyDataState, ServerConfig, ServerConnectionData,
-        ServerExtensionsInput,
+        Accepted, Accepting, EarlyDataState, InvalidSniPolicy, ServerConfig,
+        ServerConnectionData, ServerExtensionsInput,
     };
     use crate::common_state::{CommonState, Context, Side};
     use crate::conn::{ConnectionCommon, ConnectionCore};
@@ -890,7 +920,7 @@ mod connection {
             };
 
             let mut cx = Context::from(&mut connection);
-            let sig_schemes = match hs::process_client_hello(&message, false, &mut cx) {
+            let sig_schemes = match hs::process_client_hello(&message, false, InvalidSniPolicy::default(), &mut cx) {
                 Ok((_, sig_schemes)) => sig_schemes,
                 Err(err) => {
                     return Err((err, AcceptedAlert::from(connection)));

@@ -53,6 +53,7 @@ fn test_process_client_hello(hello: ClientHelloPayload) -> Result<(), Error> {
     super::hs::process_client_hello(
         &m,
         false,
+        super::InvalidSniPolicy::default(),
         &mut Context {
             common: &mut CommonState::new(Side::Server),
             data: &mut ServerConnectionData::default(),
