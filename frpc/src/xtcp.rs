@@ -588,7 +588,7 @@ mod tests {
         tls.alpn_protocols = vec![quic::ALPN.to_vec()];
         let client =
             Arc::new(quinn::crypto::rustls::QuicClientConfig::try_from(Arc::new(tls)).unwrap());
-        let params = no_transport_params();
+        let params = transport_params();
         let mut session =
             quinn::crypto::ClientConfig::start_session(client, 1, SAME_LENGTH_NAME, &params)
                 .unwrap();
@@ -602,10 +602,18 @@ mod tests {
         hello
     }
 
-    fn no_transport_params() -> quinn_proto::transport_parameters::TransportParameters {
+    /// The client's connection ids in the QUIC Initial of [`proxy_side_answers_a_go_visitors_quic_initial`].
+    const CLIENT_DCID: &[u8] = b"frp-dcid";
+    const CLIENT_SCID: &[u8] = b"frp-scid";
+
+    /// Transport parameters that say only `initial_source_connection_id` = [`CLIENT_SCID`]
+    /// (the one a QUIC server checks before it answers).
+    fn transport_params() -> quinn_proto::transport_parameters::TransportParameters {
+        let mut encoded = vec![0x0f, CLIENT_SCID.len() as u8];
+        encoded.extend_from_slice(CLIENT_SCID);
         quinn_proto::transport_parameters::TransportParameters::read(
-            quinn::Side::Client,
-            &mut &b""[..],
+            quinn::Side::Server,
+            &mut &encoded[..],
         )
         .unwrap()
     }
@@ -615,10 +623,7 @@ mod tests {
         server: &quinn::ServerConfig,
         hello: &[u8],
     ) -> Result<Vec<u8>, quinn_proto::TransportError> {
-        let mut session = server
-            .crypto
-            .clone()
-            .start_session(1, &no_transport_params());
+        let mut session = server.crypto.clone().start_session(1, &transport_params());
         session.read_handshake(hello)?;
         let mut out = Vec::new();
         session.write_handshake(&mut out);
@@ -633,6 +638,121 @@ mod tests {
         let answer = server_answer(&server, &client_hello(GO_VISITOR_SNI)).unwrap();
         // A ServerHello handshake message leads the answer.
         assert_eq!(answer.first(), Some(&2), "{answer:?}");
+    }
+
+    /// RFC 9000 §16 variable-length integer at `at`.
+    fn get_varint(b: &[u8], at: &mut usize) -> u64 {
+        let len = 1usize << (b[*at] >> 6);
+        let mut v = u64::from(b[*at] & 0x3f);
+        for x in &b[*at + 1..*at + len] {
+            v = v << 8 | u64::from(*x);
+        }
+        *at += len;
+        v
+    }
+
+    /// A client's first QUIC v1 Initial packet (RFC 9000 §17.2.2, RFC 9001 §5) carrying
+    /// `hello` in one CRYPTO frame, padded to a 1200-byte datagram.
+    fn client_initial(keys: &quinn::crypto::Keys, hello: &[u8]) -> Vec<u8> {
+        let tag = keys.packet.remote.tag_len();
+        // Long header, Initial, 4-byte packet number; version 1; the ids; no token.
+        let mut packet = vec![0xc3, 0, 0, 0, 1, CLIENT_DCID.len() as u8];
+        packet.extend_from_slice(CLIENT_DCID);
+        packet.push(CLIENT_SCID.len() as u8);
+        packet.extend_from_slice(CLIENT_SCID);
+        packet.push(0);
+        let body = 1200 - packet.len() - 2 - 4 - tag;
+        let length = (4 + body + tag) as u16;
+        packet.extend_from_slice(&(0x4000 | length).to_be_bytes());
+        let pn_offset = packet.len();
+        packet.extend_from_slice(&0u32.to_be_bytes());
+        let start = packet.len();
+        packet.extend_from_slice(&[0x06, 0x00]);
+        packet.extend_from_slice(&(0x4000 | hello.len() as u16).to_be_bytes());
+        packet.extend_from_slice(hello);
+        packet.resize(start + body + tag, 0);
+        keys.packet.remote.encrypt(0, &mut packet, pn_offset + 4);
+        keys.header.remote.encrypt(pn_offset, &mut packet);
+        packet
+    }
+
+    /// What the server's first Initial packet in `datagram` carries: the CRYPTO data, or the
+    /// CONNECTION_CLOSE error code.
+    fn server_initial(keys: &quinn::crypto::Keys, datagram: &mut [u8]) -> Result<Vec<u8>, u64> {
+        assert_eq!(datagram[0] & 0xf0, 0xc0, "not an Initial packet first");
+        let mut at = 5;
+        at += 1 + usize::from(datagram[at]);
+        at += 1 + usize::from(datagram[at]);
+        let token = get_varint(datagram, &mut at) as usize;
+        at += token;
+        let length = get_varint(datagram, &mut at) as usize;
+        let pn_offset = at;
+        let packet = &mut datagram[..pn_offset + length];
+        keys.header.local.decrypt(pn_offset, packet);
+        let pn_len = usize::from(packet[0] & 0x03) + 1;
+        let (header, rest) = packet.split_at(pn_offset + pn_len);
+        let mut payload = bytes::BytesMut::from(rest);
+        keys.packet.local.decrypt(0, header, &mut payload).unwrap();
+        let mut at = 0;
+        let mut crypto = Vec::new();
+        while at < payload.len() {
+            match get_varint(&payload, &mut at) {
+                0x00 | 0x01 => {}
+                t @ (0x02 | 0x03) => {
+                    let _largest = get_varint(&payload, &mut at);
+                    let _delay = get_varint(&payload, &mut at);
+                    let ranges = get_varint(&payload, &mut at);
+                    let _first = get_varint(&payload, &mut at);
+                    for _ in 0..ranges * 2 + if t == 0x03 { 3 } else { 0 } {
+                        get_varint(&payload, &mut at);
+                    }
+                }
+                0x06 => {
+                    let _offset = get_varint(&payload, &mut at);
+                    let len = get_varint(&payload, &mut at) as usize;
+                    crypto.extend_from_slice(&payload[at..at + len]);
+                    at += len;
+                }
+                0x1c => return Err(get_varint(&payload, &mut at)),
+                t => panic!("unexpected frame type {t:#x} in the server's Initial"),
+            }
+        }
+        Ok(crypto)
+    }
+
+    /// End to end on the proxy side's real QUIC endpoint (`accept_quic`, what `tunnel` runs
+    /// after the punch): a Go visitor's first Initial, with SNI `ip:port`, is answered with a
+    /// ServerHello, not with CONNECTION_CLOSE (crypto error 0x12f, illegal_parameter), as
+    /// quic-go's server answers it.
+    #[tokio::test]
+    async fn proxy_side_answers_a_go_visitors_quic_initial() {
+        let server = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let server_addr = server.local_addr().unwrap();
+        let client = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let peer = client.local_addr().unwrap();
+        let q = QuicConfig::default();
+        let accepting = tokio::spawn(async move { accept_quic(server, peer, &q).await });
+        let keys = tunnel_server_config(&QuicConfig::default())
+            .unwrap()
+            .crypto
+            .initial_keys(1, &quinn::ConnectionId::new(CLIENT_DCID))
+            .unwrap();
+        let initial = client_initial(&keys, &client_hello(GO_VISITOR_SNI));
+        assert_eq!(initial.len(), 1200);
+        client.send_to(&initial, server_addr).await.unwrap();
+        let mut buf = vec![0u8; 65536];
+        let (n, from) = tokio::time::timeout(Duration::from_secs(10), client.recv_from(&mut buf))
+            .await
+            .expect("no answer from the proxy side's QUIC endpoint")
+            .unwrap();
+        assert_eq!(from, server_addr);
+        let crypto = server_initial(&keys, &mut buf[..n]);
+        accepting.abort();
+        let crypto = crypto.unwrap_or_else(|code| {
+            panic!("the proxy side closed the connection: error code {code:#x}")
+        });
+        // A ServerHello handshake message.
+        assert_eq!(crypto.first(), Some(&2), "{crypto:?}");
     }
 
     /// Our other QUIC/TLS servers keep rustls's default: the same ClientHello is refused
