@@ -521,6 +521,18 @@ async fn dial_quic(socket: UdpSocket, peer: SocketAddr, q: &QuicConfig) -> Resul
     Ok(Tunnel::Quic { endpoint, conn })
 }
 
+/// The proxy side's QUIC server: a self-signed certificate, ALPN `frp`, at most 4 handshakes
+/// at once, and an SNI that is not a host name ignored: Go frpc's visitor sends the peer's
+/// `ip:port` as SNI (frp `client/visitor/xtcp.go`, `raddr.String()`), which quic-go's server
+/// ignores and rustls refuses by default.
+fn tunnel_server_config(q: &QuicConfig) -> Result<quinn::ServerConfig, String> {
+    let mut tls = Arc::unwrap_or_clone(
+        tls::server_config(&tls::TlsFiles::default()).map_err(|e| e.to_string())?,
+    );
+    tls.invalid_sni_policy = rustls::server::InvalidSniPolicy::IgnoreAll;
+    quic::server_config(&tls, q, 4, quic::CONN_WINDOW).map_err(|e| e.to_string())
+}
+
 /// The proxy side: a self-signed certificate, and the first handshake from `peer` (others
 /// are refused) within [`ACCEPT_TIMEOUT`].
 async fn accept_quic(
@@ -528,9 +540,7 @@ async fn accept_quic(
     peer: SocketAddr,
     q: &QuicConfig,
 ) -> Result<Tunnel, String> {
-    let tls = tls::server_config(&tls::TlsFiles::default()).map_err(|e| e.to_string())?;
-    let sc = quic::server_config(&tls, q, 4, quic::CONN_WINDOW).map_err(|e| e.to_string())?;
-    let endpoint = endpoint(socket, Some(sc))?;
+    let endpoint = endpoint(socket, Some(tunnel_server_config(q)?))?;
     let wait = async {
         loop {
             let Some(incoming) = endpoint.accept().await else {
@@ -562,6 +572,204 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use common::msg::{NatHoleDetectBehavior, PortsRange};
+
+    /// What Go frpc's xtcp visitor puts in its QUIC ClientHello's SNI: `raddr.String()`
+    /// (frp `client/visitor/xtcp.go`), an address with a port, not a host name.
+    const GO_VISITOR_SNI: &[u8] = b"127.0.0.1:4242";
+    /// A valid host name of the same length, replaced by [`GO_VISITOR_SNI`] in the encoded
+    /// ClientHello (lengths and everything else stay as the client wrote them).
+    const SAME_LENGTH_NAME: &str = "aaaaaaaaaa.com";
+
+    /// A QUIC v1 ClientHello from a rustls client (ALPN `frp`), whose SNI says `sni` (as
+    /// long as [`SAME_LENGTH_NAME`]).
+    fn client_hello(sni: &[u8]) -> Vec<u8> {
+        assert_eq!(sni.len(), SAME_LENGTH_NAME.len());
+        let mut tls = (*tls::client_config(&tls::TlsFiles::default()).unwrap()).clone();
+        tls.alpn_protocols = vec![quic::ALPN.to_vec()];
+        let client =
+            Arc::new(quinn::crypto::rustls::QuicClientConfig::try_from(Arc::new(tls)).unwrap());
+        let params = transport_params();
+        let mut session =
+            quinn::crypto::ClientConfig::start_session(client, 1, SAME_LENGTH_NAME, &params)
+                .unwrap();
+        let mut hello = Vec::new();
+        session.write_handshake(&mut hello);
+        let at = hello
+            .windows(SAME_LENGTH_NAME.len())
+            .position(|w| w == SAME_LENGTH_NAME.as_bytes())
+            .unwrap();
+        hello[at..at + sni.len()].copy_from_slice(sni);
+        hello
+    }
+
+    /// The client's connection ids in the QUIC Initial of [`proxy_side_answers_a_go_visitors_quic_initial`].
+    const CLIENT_DCID: &[u8] = b"frp-dcid";
+    const CLIENT_SCID: &[u8] = b"frp-scid";
+
+    /// Transport parameters that say only `initial_source_connection_id` = [`CLIENT_SCID`]
+    /// (the one a QUIC server checks before it answers).
+    fn transport_params() -> quinn_proto::transport_parameters::TransportParameters {
+        let mut encoded = vec![0x0f, CLIENT_SCID.len() as u8];
+        encoded.extend_from_slice(CLIENT_SCID);
+        quinn_proto::transport_parameters::TransportParameters::read(
+            quinn::Side::Server,
+            &mut &encoded[..],
+        )
+        .unwrap()
+    }
+
+    /// Feeds `hello` to a QUIC v1 server session of `server`; the bytes it answers with.
+    fn server_answer(
+        server: &quinn::ServerConfig,
+        hello: &[u8],
+    ) -> Result<Vec<u8>, quinn_proto::TransportError> {
+        let mut session = server.crypto.clone().start_session(1, &transport_params());
+        session.read_handshake(hello)?;
+        let mut out = Vec::new();
+        session.write_handshake(&mut out);
+        Ok(out)
+    }
+
+    /// A Go frpc xtcp visitor's ClientHello (SNI `ip:port`) gets a ServerHello from the
+    /// proxy side's QUIC server (the config production uses), as from quic-go's.
+    #[test]
+    fn proxy_side_quic_accepts_go_visitors_sni() {
+        let server = tunnel_server_config(&QuicConfig::default()).unwrap();
+        let answer = server_answer(&server, &client_hello(GO_VISITOR_SNI)).unwrap();
+        // A ServerHello handshake message leads the answer.
+        assert_eq!(answer.first(), Some(&2), "{answer:?}");
+    }
+
+    /// RFC 9000 §16 variable-length integer at `at`.
+    fn get_varint(b: &[u8], at: &mut usize) -> u64 {
+        let len = 1usize << (b[*at] >> 6);
+        let mut v = u64::from(b[*at] & 0x3f);
+        for x in &b[*at + 1..*at + len] {
+            v = v << 8 | u64::from(*x);
+        }
+        *at += len;
+        v
+    }
+
+    /// A client's first QUIC v1 Initial packet (RFC 9000 §17.2.2, RFC 9001 §5) carrying
+    /// `hello` in one CRYPTO frame, padded to a 1200-byte datagram.
+    fn client_initial(keys: &quinn::crypto::Keys, hello: &[u8]) -> Vec<u8> {
+        let tag = keys.packet.remote.tag_len();
+        // Long header, Initial, 4-byte packet number; version 1; the ids; no token.
+        let mut packet = vec![0xc3, 0, 0, 0, 1, CLIENT_DCID.len() as u8];
+        packet.extend_from_slice(CLIENT_DCID);
+        packet.push(CLIENT_SCID.len() as u8);
+        packet.extend_from_slice(CLIENT_SCID);
+        packet.push(0);
+        let body = 1200 - packet.len() - 2 - 4 - tag;
+        let length = (4 + body + tag) as u16;
+        packet.extend_from_slice(&(0x4000 | length).to_be_bytes());
+        let pn_offset = packet.len();
+        packet.extend_from_slice(&0u32.to_be_bytes());
+        let start = packet.len();
+        packet.extend_from_slice(&[0x06, 0x00]);
+        packet.extend_from_slice(&(0x4000 | hello.len() as u16).to_be_bytes());
+        packet.extend_from_slice(hello);
+        packet.resize(start + body + tag, 0);
+        keys.packet.remote.encrypt(0, &mut packet, pn_offset + 4);
+        keys.header.remote.encrypt(pn_offset, &mut packet);
+        packet
+    }
+
+    /// What the server's first Initial packet in `datagram` carries: the CRYPTO data, or the
+    /// CONNECTION_CLOSE error code.
+    fn server_initial(keys: &quinn::crypto::Keys, datagram: &mut [u8]) -> Result<Vec<u8>, u64> {
+        assert_eq!(datagram[0] & 0xf0, 0xc0, "not an Initial packet first");
+        let mut at = 5;
+        at += 1 + usize::from(datagram[at]);
+        at += 1 + usize::from(datagram[at]);
+        let token = get_varint(datagram, &mut at) as usize;
+        at += token;
+        let length = get_varint(datagram, &mut at) as usize;
+        let pn_offset = at;
+        let packet = &mut datagram[..pn_offset + length];
+        keys.header.local.decrypt(pn_offset, packet);
+        let pn_len = usize::from(packet[0] & 0x03) + 1;
+        let (header, rest) = packet.split_at(pn_offset + pn_len);
+        let mut payload = bytes::BytesMut::from(rest);
+        keys.packet.local.decrypt(0, header, &mut payload).unwrap();
+        let mut at = 0;
+        let mut crypto = Vec::new();
+        while at < payload.len() {
+            match get_varint(&payload, &mut at) {
+                0x00 | 0x01 => {}
+                t @ (0x02 | 0x03) => {
+                    let _largest = get_varint(&payload, &mut at);
+                    let _delay = get_varint(&payload, &mut at);
+                    let ranges = get_varint(&payload, &mut at);
+                    let _first = get_varint(&payload, &mut at);
+                    for _ in 0..ranges * 2 + if t == 0x03 { 3 } else { 0 } {
+                        get_varint(&payload, &mut at);
+                    }
+                }
+                0x06 => {
+                    let _offset = get_varint(&payload, &mut at);
+                    let len = get_varint(&payload, &mut at) as usize;
+                    crypto.extend_from_slice(&payload[at..at + len]);
+                    at += len;
+                }
+                0x1c => return Err(get_varint(&payload, &mut at)),
+                t => panic!("unexpected frame type {t:#x} in the server's Initial"),
+            }
+        }
+        Ok(crypto)
+    }
+
+    /// End to end on the proxy side's real QUIC endpoint (`accept_quic`, what `tunnel` runs
+    /// after the punch): a Go visitor's first Initial, with SNI `ip:port`, is answered with a
+    /// ServerHello, not with CONNECTION_CLOSE (crypto error 0x12f, illegal_parameter), as
+    /// quic-go's server answers it.
+    #[tokio::test]
+    async fn proxy_side_answers_a_go_visitors_quic_initial() {
+        let server = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let server_addr = server.local_addr().unwrap();
+        let client = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let peer = client.local_addr().unwrap();
+        let q = QuicConfig::default();
+        let accepting = tokio::spawn(async move { accept_quic(server, peer, &q).await });
+        let keys = tunnel_server_config(&QuicConfig::default())
+            .unwrap()
+            .crypto
+            .initial_keys(1, &quinn::ConnectionId::new(CLIENT_DCID))
+            .unwrap();
+        let initial = client_initial(&keys, &client_hello(GO_VISITOR_SNI));
+        assert_eq!(initial.len(), 1200);
+        client.send_to(&initial, server_addr).await.unwrap();
+        let mut buf = vec![0u8; 65536];
+        let (n, from) = tokio::time::timeout(Duration::from_secs(10), client.recv_from(&mut buf))
+            .await
+            .expect("no answer from the proxy side's QUIC endpoint")
+            .unwrap();
+        assert_eq!(from, server_addr);
+        let crypto = server_initial(&keys, &mut buf[..n]);
+        accepting.abort();
+        let crypto = crypto.unwrap_or_else(|code| {
+            panic!("the proxy side closed the connection: error code {code:#x}")
+        });
+        // A ServerHello handshake message.
+        assert_eq!(crypto.first(), Some(&2), "{crypto:?}");
+    }
+
+    /// Our other QUIC/TLS servers keep rustls's default: the same ClientHello is refused
+    /// (the backported policy does not change the default).
+    #[test]
+    fn other_quic_servers_still_refuse_an_invalid_sni() {
+        let tls = tls::server_config(&tls::TlsFiles::default()).unwrap();
+        let server =
+            quic::server_config(&tls, &QuicConfig::default(), 4, quic::CONN_WINDOW).unwrap();
+        let err = server_answer(&server, &client_hello(GO_VISITOR_SNI)).unwrap_err();
+        assert!(
+            err.to_string().contains("ServerNameMustContainOneHostName"),
+            "{err}"
+        );
+        // The unmodified ClientHello is accepted there: the refusal is the SNI's.
+        assert!(server_answer(&server, &client_hello(SAME_LENGTH_NAME.as_bytes())).is_ok());
+    }
 
     fn resp(sid: &str, peer: SocketAddr, b: NatHoleDetectBehavior) -> NatHoleResp {
         NatHoleResp {
