@@ -12,6 +12,7 @@
 //! 64 KiB, else 413). Without credentials, a `Host` that is not an IP address, `localhost` or
 //! `webServer.addr` is refused (DNS rebinding).
 
+use crate::transport::proxy::ProxyKind;
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper::{Request, Response, StatusCode};
@@ -776,8 +777,10 @@ fn same_origin(origin: &str, local: std::net::SocketAddr) -> bool {
     host_ok && uri.port_u16().unwrap_or(default_port) == local.port()
 }
 
-/// One HTTP/1.1 request to `url` (`http://`, or `https://` with `tls`); returns status and
-/// body. Bounded by `timeout` as a whole.
+/// One HTTP/1.1 request to `url` (`http://`, or `https://` with `tls`), through `proxy` when
+/// given (as Go's `http.ProxyURL`: an `http://` URL is sent to an HTTP proxy in absolute form,
+/// an `https://` one through its CONNECT tunnel; a SOCKS5 proxy tunnels both); returns status
+/// and body. Bounded by `timeout` as a whole.
 pub async fn fetch(
     url: &str,
     method: hyper::Method,
@@ -785,9 +788,10 @@ pub async fn fetch(
     body: Bytes,
     tls: &std::sync::Arc<rustls::ClientConfig>,
     timeout: Duration,
+    proxy: Option<&crate::transport::proxy::ProxyUrl>,
 ) -> std::io::Result<(StatusCode, Bytes)> {
     let (code, _, body) =
-        tokio::time::timeout(timeout, send(url, method, headers, body, Some(tls)))
+        tokio::time::timeout(timeout, send(url, method, headers, body, Some(tls), proxy))
             .await
             .map_err(|_| {
                 std::io::Error::new(std::io::ErrorKind::TimedOut, format!("{url}: timed out"))
@@ -803,6 +807,7 @@ async fn send(
     headers: &[(&str, String)],
     body: Bytes,
     tls: Option<&std::sync::Arc<rustls::ClientConfig>>,
+    proxy: Option<&crate::transport::proxy::ProxyUrl>,
 ) -> std::io::Result<(StatusCode, hyper::HeaderMap, Bytes)> {
     use http_body_util::BodyExt;
     let bad = |m: String| std::io::Error::new(std::io::ErrorKind::InvalidInput, m);
@@ -832,7 +837,27 @@ async fn send(
         .unwrap_or(&host)
         .to_owned();
     let io = |e: hyper::Error| std::io::Error::other(e.to_string());
-    let tcp = crate::dns::connect(&host, port).await?;
+    // Through an HTTP proxy a plain `http://` request goes in absolute form, as Go's
+    // transport sends it; anything else is tunnelled.
+    let absolute = proxy.is_some_and(|p| p.kind == ProxyKind::Http) && !https;
+    let tcp = match proxy {
+        None => crate::dns::connect(&host, port).await?,
+        Some(p) => {
+            let (ph, pp) = crate::transport::dial::split_host_port(&p.addr)?;
+            let mut tcp = crate::dns::connect(ph, pp)
+                .await
+                .map_err(|e| std::io::Error::new(e.kind(), format!("{} {}: {e}", p.key, p.addr)))?;
+            if !absolute {
+                let target = if host.contains(':') {
+                    format!("[{host}]:{port}")
+                } else {
+                    format!("{host}:{port}")
+                };
+                p.handshake(&mut tcp, &target).await?;
+            }
+            tcp
+        }
+    };
     let stream: crate::io::BoxStream = match (https, tls) {
         (false, _) => Box::new(tcp),
         (true, Some(tls)) => {
@@ -852,8 +877,13 @@ async fn send(
             .map_err(io)?;
     let mut req = Request::builder()
         .method(method)
-        .uri(path)
+        .uri(if absolute { url } else { path })
         .header(hyper::header::HOST, authority);
+    if let (true, Some((u, p))) = (absolute, proxy.and_then(|p| p.auth.as_ref())) {
+        use base64::Engine;
+        let cred = base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"));
+        req = req.header("proxy-authorization", format!("Basic {cred}"));
+    }
     for (k, v) in headers {
         req = req.header(*k, v);
     }
@@ -866,7 +896,19 @@ async fn send(
         Ok::<_, std::io::Error>((parts.status, parts.headers, bytes))
     };
     let (result, _) = tokio::join!(exchange, conn);
-    result
+    match (result, proxy) {
+        // Through an HTTP proxy in absolute form, its own refusal is the answer.
+        (Ok((StatusCode::PROXY_AUTHENTICATION_REQUIRED, ..)), Some(p)) if absolute => {
+            Err(std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                format!(
+                    "proxy {} wants other credentials in {} (407 Proxy Authentication Required)",
+                    p.addr, p.key
+                ),
+            ))
+        }
+        (r, _) => r,
+    }
 }
 
 /// Go's `url.QueryEscape`: form encoding of one value.
@@ -936,6 +978,7 @@ pub async fn request_with(
         method,
         &headers,
         body,
+        None,
         None,
     )
     .await?;

@@ -67,7 +67,7 @@ async fn get_json<T: serde::de::DeserializeOwned>(
     what: &str,
     tls: &Arc<rustls::ClientConfig>,
 ) -> Result<T, OidcError> {
-    let (code, body) = fetch(url, Method::GET, &[], Bytes::new(), tls, HTTP_TIMEOUT)
+    let (code, body) = fetch(url, Method::GET, &[], Bytes::new(), tls, HTTP_TIMEOUT, None)
         .await
         .map_err(|error| OidcError::Http {
             what: what.into(),
@@ -108,6 +108,8 @@ impl std::fmt::Debug for ClientCredentials {
 pub struct TokenFetcher {
     creds: ClientCredentials,
     tls: Arc<rustls::ClientConfig>,
+    /// `auth.oidc.proxyURL`.
+    proxy: Option<crate::transport::proxy::ProxyUrl>,
     cache: tokio::sync::Mutex<Option<(String, Instant)>>,
 }
 
@@ -119,10 +121,16 @@ struct TokenResponse {
 }
 
 impl TokenFetcher {
-    pub fn new(creds: ClientCredentials, tls: Arc<rustls::ClientConfig>) -> Self {
+    /// `proxy`: `auth.oidc.proxyURL`, through which the token endpoint is reached.
+    pub fn new(
+        creds: ClientCredentials,
+        tls: Arc<rustls::ClientConfig>,
+        proxy: Option<crate::transport::proxy::ProxyUrl>,
+    ) -> Self {
         TokenFetcher {
             creds,
             tls,
+            proxy,
             cache: tokio::sync::Mutex::new(None),
         }
     }
@@ -217,6 +225,7 @@ impl TokenFetcher {
             Bytes::from(body.to_owned()),
             &self.tls,
             HTTP_TIMEOUT,
+            self.proxy.as_ref(),
         )
         .await
         .map_err(|error| OidcError::Http {

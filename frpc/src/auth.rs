@@ -26,11 +26,13 @@ impl Auth {
         if let Some(t) = &o.source_token {
             return Ok(Auth::OidcStatic(t.clone()));
         }
-        if !o.proxy_url.is_empty() {
-            return Err(OidcError::Bad(
-                "auth.oidc.proxyURL is not supported by this frpc yet".into(),
-            ));
-        }
+        let proxy = if o.proxy_url.is_empty() {
+            None
+        } else {
+            let p = common::transport::proxy::ProxyUrl::parse(&o.proxy_url)
+                .map_err(|e| OidcError::Bad(format!("auth.oidc.proxyURL: {e}")))?;
+            Some(p.for_key("auth.oidc.proxyURL"))
+        };
         let ca = (!o.trusted_ca_file.is_empty()).then(|| std::path::Path::new(&o.trusted_ca_file));
         let tls = common::transport::tls::https_client_config(ca, o.insecure_skip_verify)?;
         for forbidden in ["scope", "audience"] {
@@ -56,6 +58,7 @@ impl Auth {
                     .collect(),
             },
             tls,
+            proxy,
         ))))
     }
 

@@ -107,6 +107,7 @@ async fn secrets_never_logged_even_at_trace() {
             additional_params: vec![],
         },
         common::transport::tls::https_client_config(None, false).unwrap(),
+        None,
     )
     .token()
     .await

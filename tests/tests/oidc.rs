@@ -7,6 +7,7 @@ use common::config::ServerConfig;
 use common::msg::{read_msg, write_msg, Login, Message};
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use tests::oidc::*;
 use tests::*;
 use tokio::net::TcpStream;
@@ -218,6 +219,7 @@ async fn token_fetcher_caches_until_shortly_before_expiry() {
                 additional_params: vec![],
             },
             common::transport::tls::https_client_config(None, false).unwrap(),
+            None,
         );
         for _ in 0..3 {
             assert!(fetcher.token().await.unwrap().starts_with("eyJ"));
@@ -241,10 +243,104 @@ async fn token_fetcher_caches_until_shortly_before_expiry() {
             additional_params: vec![],
         },
         common::transport::tls::https_client_config(None, false).unwrap(),
+        None,
     );
     let err = fetcher.token().await.unwrap_err().to_string();
     assert!(
         err.contains("401") && !err.contains("wrong-secret"),
         "{err}"
     );
+}
+
+/// An HTTP proxy as Go's transport expects one: `CONNECT` tunnels, a request in absolute form
+/// is sent on to its host as it came. It wants `Proxy-Authorization` for `u:p` and records each
+/// request line it served.
+async fn forwarding_proxy() -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            let log = log.clone();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                while !head.ends_with(b"\r\n\r\n") {
+                    let Ok(b) = s.read_u8().await else { return };
+                    head.push(b);
+                }
+                let text = String::from_utf8_lossy(&head).into_owned();
+                let line = text.lines().next().unwrap_or("").to_owned();
+                if !text.contains("\r\nproxy-authorization: Basic dTpw\r\n")
+                    && !text.contains("\r\nProxy-Authorization: Basic dTpw\r\n")
+                {
+                    let _ = s
+                        .write_all(b"HTTP/1.1 407 Proxy Authentication Required\r\nContent-Length: 0\r\n\r\n")
+                        .await;
+                    return;
+                }
+                log.lock().unwrap().push(line.clone());
+                let target = line.split_whitespace().nth(1).unwrap_or("").to_owned();
+                let (host, connect) = match target.strip_prefix("http://") {
+                    Some(rest) => (rest.split('/').next().unwrap_or("").to_owned(), false),
+                    None => (target, true),
+                };
+                let Ok(mut up) = TcpStream::connect(host.as_str()).await else {
+                    return;
+                };
+                if connect {
+                    let _ = s
+                        .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                        .await;
+                } else {
+                    let _ = up.write_all(&head).await;
+                }
+                let _ = tokio::io::copy_bidirectional(&mut s, &mut up).await;
+            });
+        }
+    });
+    (addr, seen)
+}
+
+/// `auth.oidc.proxyURL`: frpc fetches its token through the proxy (an `http://` token endpoint
+/// in absolute form, as Go's transport sends it; its credentials in Proxy-Authorization) and
+/// logs in; a proxy that wants other credentials fails the login naming the key.
+#[tokio::test]
+async fn oidc_token_through_proxy_url() {
+    init_log();
+    let issuer = Issuer::start(3600).await;
+    let (via, seen) = forwarding_proxy().await;
+    let echo = echo_tcp().await;
+    let frps = Frps::start(oidc_server(&issuer)).await;
+    let token_url = format!("{}/token", issuer.url);
+    let client = |proxy_url: String| {
+        let token_url = token_url.clone();
+        move |c: &mut common::config::ClientConfig| {
+            c.auth.method = "oidc".into();
+            c.auth.token = Default::default();
+            c.auth.oidc.client_id = CLIENT_ID.into();
+            c.auth.oidc.client_secret = CLIENT_SECRET.into();
+            c.auth.oidc.token_endpoint_url = token_url;
+            c.auth.oidc.audience = AUDIENCE.into();
+            c.auth.oidc.proxy_url = proxy_url;
+            c.auth.additional_scopes = vec!["HeartBeats".into(), "NewWorkConns".into()];
+            c.proxies = vec![proxy("via-proxy", "tcp", echo, 0)];
+        }
+    };
+    let frpc = Frpc::start(frps.addr, client(format!("http://u:p@{via}")));
+    let st = frpc.wait_running("via-proxy").await;
+    let entry: SocketAddr = ([127, 0, 0, 1], remote_port(&st)).into();
+    assert!(echo_through(entry, b"hi").await == b"hi");
+    let lines = seen.lock().unwrap().clone();
+    assert_eq!(
+        lines,
+        [format!("POST {token_url} HTTP/1.1")],
+        "the token request went through the proxy in absolute form"
+    );
+    frpc.stop().await;
+    let wrong = Frpc::start(frps.addr, client(format!("http://u:wrong@{via}")));
+    let err = wrong.exited().await.unwrap_err().to_string();
+    assert!(err.contains("auth.oidc.proxyURL"), "{err}");
+    frps.stop().await;
 }

@@ -88,12 +88,6 @@ pub(crate) const CLIENT_RULES: &[Rule<ClientConfig>] = &[
         },
     },
     Rule {
-        key: "auth.oidc.proxyURL",
-        why: "fetching OIDC tokens through a proxy is not supported yet; frpc will not start",
-        effect: Effect::Refuse,
-        used: |c| !c.auth.oidc.proxy_url.is_empty(),
-    },
-    Rule {
         key: "virtualNet.address",
         why: "virtual networks are not supported yet; frpc will not start",
         effect: Effect::Refuse,

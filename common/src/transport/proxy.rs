@@ -14,6 +14,9 @@ pub struct ProxyUrl {
     /// `host:port` of the proxy.
     pub addr: String,
     pub auth: Option<(String, String)>,
+    /// The config key the URL came from, named in errors (`transport.proxyURL` unless
+    /// [`ProxyUrl::for_key`] says otherwise).
+    pub key: &'static str,
 }
 
 impl std::fmt::Debug for ProxyUrl {
@@ -23,6 +26,7 @@ impl std::fmt::Debug for ProxyUrl {
             .field("kind", &self.kind)
             .field("addr", &self.addr)
             .field("user", &self.auth.as_ref().map(|a| &a.0))
+            .field("key", &self.key)
             .finish()
     }
 }
@@ -94,7 +98,17 @@ impl ProxyUrl {
             };
             format!("{host}:{port}")
         };
-        Ok(ProxyUrl { kind, addr, auth })
+        Ok(ProxyUrl {
+            kind,
+            addr,
+            auth,
+            key: "transport.proxyURL",
+        })
+    }
+
+    /// The same URL, its errors naming `key` (e.g. `auth.oidc.proxyURL`).
+    pub fn for_key(self, key: &'static str) -> ProxyUrl {
+        ProxyUrl { key, ..self }
     }
 
     /// Asks the proxy, over `conn` (connected to [`addr`](Self::addr)), for a tunnel to
@@ -104,8 +118,8 @@ impl ProxyUrl {
         S: AsyncRead + AsyncWrite + Unpin,
     {
         match self.kind {
-            ProxyKind::Http => http_connect(conn, target, self.auth.as_ref()).await,
-            ProxyKind::Socks5 => socks5_connect(conn, target, self.auth.as_ref()).await,
+            ProxyKind::Http => http_connect(conn, target, self.auth.as_ref(), self.key).await,
+            ProxyKind::Socks5 => socks5_connect(conn, target, self.auth.as_ref(), self.key).await,
         }
     }
 }
@@ -121,6 +135,7 @@ async fn http_connect<S>(
     conn: &mut S,
     target: &str,
     auth: Option<&(String, String)>,
+    key: &str,
 ) -> io::Result<()>
 where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -156,15 +171,13 @@ where
         .ok_or_else(|| refused(format!("proxy sent a bad CONNECT answer {status_line:?}")))?;
     match code {
         200 => Ok(()),
-        407 if auth.is_none() => Err(refused(
+        407 if auth.is_none() => Err(refused(format!(
             "proxy asks for credentials (407 Proxy Authentication Required): put user:pass@ in \
-             transport.proxyURL"
-                .into(),
-        )),
-        407 => Err(refused(
-            "proxy refused the credentials in transport.proxyURL (407 Proxy Authentication Required)"
-                .into(),
-        )),
+             {key}"
+        ))),
+        407 => Err(refused(format!(
+            "proxy refused the credentials in {key} (407 Proxy Authentication Required)"
+        ))),
         _ => Err(refused(format!(
             "proxy refused CONNECT to {target}: {status_line}"
         ))),
@@ -175,6 +188,7 @@ async fn socks5_connect<S>(
     conn: &mut S,
     target: &str,
     auth: Option<&(String, String)>,
+    key: &str,
 ) -> io::Result<()>
 where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -209,16 +223,15 @@ where
             conn.write_all(&m).await?;
             conn.read_exact(&mut r).await?;
             if r[1] != 0 {
-                return Err(refused(
-                    "socks5 proxy refused the user and password in transport.proxyURL".into(),
-                ));
+                return Err(refused(format!(
+                    "socks5 proxy refused the user and password in {key}"
+                )));
             }
         }
         (2 | 0xff, None) => {
-            return Err(refused(
-                "socks5 proxy asks for a user and password: put user:pass@ in transport.proxyURL"
-                    .into(),
-            ))
+            return Err(refused(format!(
+                "socks5 proxy asks for a user and password: put user:pass@ in {key}"
+            )))
         }
         (0xff, Some(_)) => {
             return Err(refused(

@@ -29,6 +29,10 @@ const CLIENT_EFFECT: &[(&str, &[&str])] = &[
         &["dnsServer"],
     ),
     (
+        "tests/tests/oidc.rs::oidc_token_through_proxy_url",
+        &["auth.oidc.proxyURL"],
+    ),
+    (
         "tests/tests/client_plugins.rs::http_proxy_connect_and_plain_requests_with_credentials",
         &["proxies[].plugin.httpUser", "proxies[].plugin.httpPassword"],
     ),
@@ -677,7 +681,6 @@ fn sample(key: &str, dir: &Path) -> Option<String> {
     Some(String::from(match key {
         "transport.proxyURL" => "transport.proxyURL = \"ntlm://127.0.0.1:3128\"",
         "transport.quic" => "transport.quic.maxIdleTimeout = 5",
-        "auth.oidc.proxyURL" => "auth.oidc.proxyURL = \"http://127.0.0.1:3128\"",
         "virtualNet.address" => {
             "featureGates = { VirtualNet = true }\nvirtualNet.address = \"100.86.0.1/24\""
         }
