@@ -144,14 +144,7 @@ pub async fn lookup_addr(addr: &str) -> io::Result<Vec<SocketAddr>> {
 /// # Errors
 /// As [`lookup`], or the last connect error.
 pub async fn connect(host: &str, port: u16) -> io::Result<TcpStream> {
-    let mut last = None;
-    for a in lookup(host, port).await? {
-        match TcpStream::connect(a).await {
-            Ok(s) => return Ok(s),
-            Err(e) => last = Some(e),
-        }
-    }
-    Err(last.unwrap_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no address")))
+    connect_first(lookup(host, port).await?).await
 }
 
 /// [`connect`] to `host:port` written as one string.
@@ -159,8 +152,13 @@ pub async fn connect(host: &str, port: u16) -> io::Result<TcpStream> {
 /// # Errors
 /// As [`lookup_addr`] and [`connect`].
 pub async fn connect_addr(addr: &str) -> io::Result<TcpStream> {
+    connect_first(lookup_addr(addr).await?).await
+}
+
+/// The first of `addrs` that accepts a connection, or the last error.
+async fn connect_first(addrs: Vec<SocketAddr>) -> io::Result<TcpStream> {
     let mut last = None;
-    for a in lookup_addr(addr).await? {
+    for a in addrs {
         match TcpStream::connect(a).await {
             Ok(s) => return Ok(s),
             Err(e) => last = Some(e),
