@@ -21,38 +21,71 @@ use tokio::net::TcpStream;
 /// The resolver `dnsServer` asked for; unset means the system's.
 static CUSTOM: OnceLock<(SocketAddr, TokioResolver)> = OnceLock::new();
 
-/// Why `dnsServer` cannot be used.
+/// How long one query waits for the server's answer, and how many times it is sent: a lookup
+/// gives up after ~6 s, before a dial's own 10 s, so its error says what failed (Go: 5 s x 2).
+const QUERY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+const QUERY_ATTEMPTS: usize = 2;
+
+/// Why `dnsServer` cannot be used (the caller names the key).
 #[derive(Debug, thiserror::Error)]
 pub enum DnsError {
-    #[error("dnsServer {0:?}: expected an IP address, with an optional port (53 when omitted), e.g. \"8.8.8.8\" or \"[2001:db8::1]:5353\"")]
+    #[error("{0:?}: expected host or IP address with an optional port (53 when omitted), e.g. \"8.8.8.8\", \"[2001:db8::1]:5353\" or \"dns.lan:53\"")]
     Address(String),
-    #[error("dnsServer {0:?}: {1}")]
+    #[error("{0:?}: {1}")]
     Resolver(String, String),
-    #[error("dnsServer is already {0}; it is set once per process")]
+    #[error("already {0}; it is set once per process")]
     AlreadySet(SocketAddr),
 }
 
-/// `dnsServer` as frp reads it: `ip` or `ip:port` (port 53 when omitted; IPv6 in brackets
-/// with a port). A host name is refused: frp would resolve it with the very resolver it
-/// replaces, so every lookup would fail.
-pub fn parse_server(s: &str) -> Result<SocketAddr, DnsError> {
-    let s = s.trim();
-    if let Ok(a) = s.parse::<SocketAddr>() {
-        return Ok(a);
+/// `dnsServer` as frp takes it: `host` or `host:port` (port 53 when omitted, not 0; IPv6 in
+/// brackets with a port). Surrounding spaces are ignored (frp would fail every lookup).
+pub fn parse_server(s: &str) -> Result<(String, u16), DnsError> {
+    let bad = || DnsError::Address(s.to_owned());
+    let t = s.trim();
+    if let Ok(a) = t.parse::<SocketAddr>() {
+        return (a.port() != 0)
+            .then(|| (a.ip().to_string(), a.port()))
+            .ok_or_else(bad);
     }
-    let ip = s.trim_start_matches('[').trim_end_matches(']');
-    ip.parse::<IpAddr>()
-        .map(|ip| SocketAddr::new(ip, 53))
-        .map_err(|_| DnsError::Address(s.to_owned()))
+    let bare = t.trim_start_matches('[').trim_end_matches(']');
+    if let Ok(ip) = bare.parse::<IpAddr>() {
+        return Ok((ip.to_string(), 53));
+    }
+    let (host, port) = match t.rsplit_once(':') {
+        Some((h, p)) => (
+            h,
+            p.parse::<u16>().ok().filter(|p| *p != 0).ok_or_else(bad)?,
+        ),
+        None => (t, 53),
+    };
+    if crate::config::is_host_name(host) {
+        Ok((host.to_owned(), port))
+    } else {
+        Err(bad())
+    }
 }
 
-/// Sends every later lookup of this process to the DNS server `s` (frpc's `dnsServer`).
+/// Sends every later lookup of this process to the DNS server `s` (frpc's `dnsServer`). A
+/// host name there is looked up once, now, by the system's resolver (Go's dialer finds it in
+/// the hosts file).
 ///
 /// # Errors
-/// [`DnsError::Address`] for a value that is not `ip[:port]`, [`DnsError::AlreadySet`] when
-/// another server was set before.
-pub fn set_server(s: &str) -> Result<SocketAddr, DnsError> {
-    let addr = parse_server(s)?;
+/// [`DnsError::Address`] for a value that is not `host[:port]` or does not resolve,
+/// [`DnsError::AlreadySet`] when another server was set before.
+pub async fn set_server(s: &str) -> Result<SocketAddr, DnsError> {
+    let (host, port) = parse_server(s)?;
+    let addr = match host.parse::<IpAddr>() {
+        Ok(ip) => SocketAddr::new(ip, port),
+        // Go's choice among a name's addresses: the first IPv4 one, else the first.
+        Err(_) => tokio::net::lookup_host((host.as_str(), port))
+            .await
+            .ok()
+            .and_then(|a| {
+                let all: Vec<SocketAddr> = a.collect();
+                all.iter().find(|a| a.is_ipv4()).or(all.first()).copied()
+            })
+            .ok_or_else(|| DnsError::Resolver(s.to_owned(), format!("{host} does not resolve")))?,
+    };
     if let Some((set, _)) = CUSTOM.get() {
         return if *set == addr {
             Ok(addr)
@@ -68,6 +101,8 @@ pub fn set_server(s: &str) -> Result<SocketAddr, DnsError> {
     // Go asks for A and AAAA and dials in the order it gets; hosts file first.
     opts.ip_strategy = LookupIpStrategy::Ipv4AndIpv6;
     opts.use_hosts_file = ResolveHosts::Always;
+    opts.timeout = QUERY_TIMEOUT;
+    opts.attempts = QUERY_ATTEMPTS;
     let resolver = TokioResolver::builder_with_config(
         ResolverConfig::from_parts(None, Vec::new(), vec![server]),
         TokioRuntimeProvider::default(),
@@ -96,9 +131,14 @@ pub async fn lookup(host: &str, port: u16) -> io::Result<Vec<SocketAddr>> {
             .lookup_ip(bare)
             .await
             .map_err(|e| {
+                let why = if e.is_no_records_found() {
+                    "no such host".to_owned()
+                } else {
+                    e.to_string()
+                };
                 io::Error::new(
                     io::ErrorKind::NotFound,
-                    format!("lookup {bare} on {server} (dnsServer): {e}"),
+                    format!("lookup {bare} on {server} (dnsServer): {why}"),
                 )
             })?
             .iter()
@@ -173,25 +213,26 @@ mod tests {
 
     #[test]
     fn parses_dns_server_as_frp() {
-        assert_eq!(
-            parse_server("8.8.8.8").unwrap(),
-            "8.8.8.8:53".parse().unwrap()
-        );
-        assert_eq!(
-            parse_server("1.1.1.1:5353").unwrap(),
-            "1.1.1.1:5353".parse().unwrap()
-        );
-        assert_eq!(
-            parse_server("2001:db8::1").unwrap(),
-            "[2001:db8::1]:53".parse().unwrap()
-        );
-        assert_eq!(
-            parse_server("[2001:db8::1]:54").unwrap(),
-            "[2001:db8::1]:54".parse().unwrap()
-        );
-        for bad in ["dns.google", "8.8.8.8:x", "", "8.8.8.8:99999"] {
+        let ok = |s: &str, host: &str, port: u16| {
+            assert_eq!(parse_server(s).unwrap(), (host.to_owned(), port), "{s}")
+        };
+        ok("8.8.8.8", "8.8.8.8", 53);
+        ok("1.1.1.1:5353", "1.1.1.1", 5353);
+        ok(" 1.1.1.1:5353 ", "1.1.1.1", 5353);
+        ok("2001:db8::1", "2001:db8::1", 53);
+        ok("[2001:db8::1]:54", "2001:db8::1", 54);
+        ok("localhost:5353", "localhost", 5353);
+        ok("dns.google", "dns.google", 53);
+        for bad in [
+            "8.8.8.8:x",
+            "",
+            "8.8.8.8:99999",
+            "8.8.8.8:0",
+            "udp://1.1.1.1",
+            "a b",
+        ] {
             let e = parse_server(bad).unwrap_err().to_string();
-            assert!(e.contains("expected an IP address"), "{bad}: {e}");
+            assert!(e.contains("expected host or IP address"), "{bad}: {e}");
         }
     }
 

@@ -67,7 +67,7 @@ pub enum ClientError {
     /// The config uses a key whose feature frp-rs does not have yet (`config::support`).
     #[error("{0}")]
     Unsupported(String),
-    #[error(transparent)]
+    #[error("dnsServer {0}")]
     Dns(#[from] common::dns::DnsError),
 }
 
@@ -194,7 +194,7 @@ impl Client {
             return Err(ClientError::Unsupported(why));
         }
         if !self.cfg.dns_server.is_empty() {
-            let server = common::dns::set_server(&self.cfg.dns_server)?;
+            let server = common::dns::set_server(&self.cfg.dns_server).await?;
             info!(%server, "dnsServer: names are resolved by this server (after the hosts file)");
         }
         for v in self.cfg.active_visitors() {

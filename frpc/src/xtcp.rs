@@ -46,6 +46,12 @@ const XTCP_MUX_KEEPALIVE_SECS: i64 = 10;
 const MAX_WAITERS: usize = 256;
 /// Undecodable datagrams on a punching socket are logged at most once per period.
 static GARBAGE_LOG: common::log::Throttle = common::log::Throttle::new(Duration::from_secs(10));
+/// QUIC handshakes from other addresses than the punched peer: logged at most once per period.
+static FOREIGN_LOG: common::log::Throttle = common::log::Throttle::new(Duration::from_secs(10));
+/// The largest UDP payload an xtcp endpoint takes (quinn's default, 65527, sizes each
+/// endpoint's receive buffer at 64 KiB x GRO segments x batch: megabytes per tunnel). Punched
+/// paths carry QUIC packets of at most a 1500-byte MTU; quic-go sends at most 1452 bytes.
+const XTCP_MAX_UDP_PAYLOAD: u16 = 1500;
 
 /// NatHole messages over one session's control.
 #[derive(Debug)]
@@ -355,13 +361,12 @@ fn endpoint(
     server: Option<quinn::ServerConfig>,
 ) -> Result<quinn::Endpoint, String> {
     let std = socket.into_std().map_err(|e| e.to_string())?;
-    quinn::Endpoint::new(
-        quinn::EndpointConfig::default(),
-        server,
-        std,
-        Arc::new(quinn::TokioRuntime),
-    )
-    .map_err(|e| format!("quic endpoint: {e}"))
+    let mut config = quinn::EndpointConfig::default();
+    config
+        .max_udp_payload_size(XTCP_MAX_UDP_PAYLOAD)
+        .map_err(|e| format!("quic endpoint: {e}"))?;
+    quinn::Endpoint::new(config, server, std, Arc::new(quinn::TokioRuntime))
+        .map_err(|e| format!("quic endpoint: {e}"))
 }
 
 /// An xtcp tunnel over the punched socket: QUIC, or yamux over KCP (frp's `protocol`). The
@@ -371,6 +376,8 @@ pub(crate) enum Tunnel {
     Quic {
         endpoint: quinn::Endpoint,
         conn: quinn::Connection,
+        /// The streams the peer may open, advertised as they are used.
+        budget: quic::StreamBudget,
     },
     Kcp(Arc<KcpTunnel>),
 }
@@ -433,9 +440,9 @@ impl Tunnel {
     /// The peer's next stream (the proxy side); an error once the tunnel has ended.
     pub(crate) async fn accept(&self) -> Result<BoxStream, String> {
         match self {
-            Tunnel::Quic { conn, .. } => {
+            Tunnel::Quic { conn, budget, .. } => {
                 let (send, recv) = conn.accept_bi().await.map_err(|e| e.to_string())?;
-                Ok(stream(send, recv))
+                Ok(Box::new(budget.admit(tokio::io::join(recv, send))))
             }
             Tunnel::Kcp(k) => match &k.mux {
                 KcpMux::Incoming(i) => match i.lock().await.accept().await {
@@ -449,7 +456,7 @@ impl Tunnel {
 
     pub(crate) fn close(&self) {
         match self {
-            Tunnel::Quic { endpoint, conn } => {
+            Tunnel::Quic { endpoint, conn, .. } => {
                 conn.close(0u32.into(), b"");
                 endpoint.close(0u32.into(), b"");
             }
@@ -518,7 +525,12 @@ async fn dial_quic(socket: UdpSocket, peer: SocketAddr, q: &QuicConfig) -> Resul
         .await
         .map_err(|_| "dial quic error: handshake timed out".to_owned())?
         .map_err(|e| format!("dial quic error: {e}"))?;
-    Ok(Tunnel::Quic { endpoint, conn })
+    let budget = quic::StreamBudget::new(&conn, q);
+    Ok(Tunnel::Quic {
+        endpoint,
+        conn,
+        budget,
+    })
 }
 
 /// The proxy side's QUIC server: a self-signed certificate, ALPN `frp`, at most 4 handshakes
@@ -547,8 +559,11 @@ async fn accept_quic(
                 return Err("quic endpoint closed".to_owned());
             };
             if incoming.remote_address() != peer {
-                warn!(from = %incoming.remote_address(), expected = %peer, "quic handshake from another address than the punched peer refused");
-                incoming.refuse();
+                if let Some(held) = FOREIGN_LOG.ready() {
+                    warn!(from = %incoming.remote_address(), expected = %peer, similar_held_back = held, "quic handshake from another address than the punched peer ignored");
+                }
+                // Not answered: a spoofed source gets nothing back.
+                incoming.ignore();
                 continue;
             }
             return incoming
@@ -559,7 +574,12 @@ async fn accept_quic(
     let conn = tokio::time::timeout(ACCEPT_TIMEOUT, wait)
         .await
         .map_err(|_| format!("no quic handshake from {peer} within {ACCEPT_TIMEOUT:?}"))??;
-    Ok(Tunnel::Quic { endpoint, conn })
+    let budget = quic::StreamBudget::new(&conn, q);
+    Ok(Tunnel::Quic {
+        endpoint,
+        conn,
+        budget,
+    })
 }
 
 /// A QUIC stream as a [`BoxStream`].

@@ -1021,6 +1021,7 @@ async fn handle_quic(
         admission,
     };
     let max_pre_login = shared.gate.limits.pre_login_streams.max(1);
+    let budget = quic::StreamBudget::new(&conn, &shared.cfg.transport.quic);
     let live = Arc::new(());
     let mut login_by = LoginBy::new(deadline);
     loop {
@@ -1037,7 +1038,7 @@ async fn handle_quic(
                         debug!("quic stream refused: {max_pre_login} streams open before login");
                         continue;
                     }
-                    let stream: BoxStream = Box::new(tokio::io::join(recv, send));
+                    let stream: BoxStream = Box::new(budget.admit(tokio::io::join(recv, send)));
                     let live = live.clone();
                     let task = handle_logical(shared.clone(), stream, origin.clone(), Instant::now() + timeout, token.clone());
                     shared.tracker.spawn(async move {

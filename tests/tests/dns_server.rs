@@ -65,7 +65,8 @@ async fn dns_server(names: HashMap<&'static str, Ipv4Addr>) -> (SocketAddr, Aske
 
 /// With `dnsServer`, frpc finds frps (`serverAddr`) and a proxy's local service (`localIP`)
 /// by names only that server knows; without it the same config fails naming the lookup; a
-/// `dnsServer` that is not an IP address is refused by `frpc verify` naming the key.
+/// `dnsServer` that is not `host[:port]` is refused by `frpc verify` naming the key, and one
+/// whose host does not resolve stops frpc naming it.
 #[tokio::test]
 async fn dns_server_resolves_frps_and_local_services() {
     init_log();
@@ -98,25 +99,39 @@ async fn dns_server_resolves_frps_and_local_services() {
         "the test's server was not asked"
     );
 
-    // A host name as dnsServer is refused before anything runs.
+    // A value that is not host[:port] is refused before anything runs, naming the key; a
+    // host name that does not resolve stops frpc at start, naming it too.
     let bad = procs::write(
         &dir,
         "bad.toml",
-        &config("dnsServer = \"dns.frp-rs.test\"\n"),
+        &config("dnsServer = \"udp://127.0.0.1\"\n"),
     );
     let out = procs::run("frpc", &["verify", "-c", &bad]).await;
     assert!(!out.status.success());
     let err = procs::stderr(&out) + &procs::stdout(&out);
     assert!(
-        err.contains("dnsServer") && err.contains("expected an IP address"),
+        err.contains("dnsServer") && err.contains("expected host or IP address"),
+        "{err}"
+    );
+    let unknown = procs::write(
+        &dir,
+        "unknown.toml",
+        &config("dnsServer = \"dns.frp-rs.test\"\n"),
+    );
+    let out = procs::run("frpc", &["-c", &unknown]).await;
+    assert!(!out.status.success());
+    let err = procs::stderr(&out) + &procs::stdout(&out);
+    assert!(
+        err.contains("dnsServer") && err.contains("dns.frp-rs.test does not resolve"),
         "{err}"
     );
 
-    // With it: frps and the local service are found through the test's server.
+    // With it (named as frp users do, by a name from the hosts file): frps and the local
+    // service are found through the test's server.
     let good = procs::write(
         &dir,
         "good.toml",
-        &config(&format!("dnsServer = \"{dns}\"\n")),
+        &config(&format!("dnsServer = \"localhost:{}\"\n", dns.port())),
     );
     let _frpc = procs::spawn("frpc", &["-c", &good]);
     let addr = SocketAddr::from((localhost, remote));

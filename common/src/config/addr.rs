@@ -23,7 +23,7 @@ fn literal(host: &str) -> Option<IpAddr> {
 }
 
 /// A DNS name as resolvers accept it: labels of letters, digits, '-' and '_'.
-fn is_host_name(host: &str) -> bool {
+pub fn is_host_name(host: &str) -> bool {
     !host.is_empty()
         && host.len() <= 253
         && host.split('.').enumerate().all(|(i, label)| {

@@ -24,7 +24,7 @@ mod types;
 mod validate;
 mod visitor;
 
-pub use addr::{check_dial_host, listen_ip, resolve_listen_ip};
+pub use addr::{check_dial_host, is_host_name, listen_ip, resolve_listen_ip};
 pub use client::*;
 /// Go `encoding/json`-like decoding of a parsed document, unknown keys collected (also used for
 /// frps's plugin answers).
