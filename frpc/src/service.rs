@@ -68,12 +68,13 @@ pub enum ClientError {
     #[error("{0}")]
     Unsupported(String),
     #[error("dnsServer {0}")]
-    Dns(#[from] common::dns::DnsError),
+    Dns(common::dns::DnsError),
 }
 
 common::from_cause!(common::http::WebError => ClientError::Admin);
 common::from_cause!(common::transport::tls::TlsError => ClientError::Tls);
 common::from_cause!(DialSetupError => ClientError::Transport);
+common::from_cause!(common::dns::DnsError => ClientError::Dns);
 
 /// An frpc instance.
 #[derive(Debug)]
