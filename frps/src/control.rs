@@ -135,7 +135,10 @@ pub(crate) async fn serve(
     };
     // Server plugins see the Login first and may rewrite it (frp `handleConnection`).
     let (user, version) = (login.user.clone(), login.version.clone());
-    let (checked, reason) = match shared.plugins.login(login, &peer.to_string()).await {
+    // The steps before the control loop are boxed where they await something big (plugin
+    // and auth calls, replacing a session): this future lives as long as the session, and is
+    // as big as its largest state (8.5 KB per idle client before, issue 21).
+    let (checked, reason) = match Box::pin(shared.plugins.login(login, &peer.to_string())).await {
         Err(e) => {
             // What the log line below shows of a Login the plugins refused.
             login = Login {
@@ -151,7 +154,7 @@ pub(crate) async fn serve(
             let checked = match (wire, &hello) {
                 // frp: a v2 Login without ClientHello cannot key the control channel.
                 (Wire::V2, None) => Err("missing v2 crypto negotiation".to_owned()),
-                _ => check_login(&shared, &login).await,
+                _ => Box::pin(check_login(&shared, &login)).await,
             };
             (checked, "auth")
         }
@@ -208,7 +211,7 @@ pub(crate) async fn serve(
         // proxies (before LoginResp, so the new one cannot ask for them yet).
         Ok(Some(prev)) => {
             info!(%run_id, "replacing previous session of this client");
-            if tokio::time::timeout(REPLACE_TIMEOUT, prev.close_and_wait())
+            if tokio::time::timeout(REPLACE_TIMEOUT, Box::pin(prev.close_and_wait()))
                 .await
                 .is_err()
             {
@@ -253,7 +256,7 @@ pub(crate) async fn serve(
     shared
         .tracker
         .spawn(writer(wr, wire, ctl_rx, token.clone()).instrument(span.clone()));
-    pool.prime().await;
+    Box::pin(pool.prime()).await;
 
     let client_key = shared.metrics.client_opened(crate::clients::Login {
         user: &login.user,
@@ -287,7 +290,7 @@ pub(crate) async fn serve(
     // Teardown: proxies first (their ports), then the pool, then the registry entry.
     token.cancel();
     for (name, p) in ctl.proxies.drain() {
-        p.close().await;
+        Box::pin(p.close()).await;
         shared.plugins.close_proxy(&ctl.plugin_user, &name);
     }
     shared.metrics.client_closed(&run_id, handle.id);
@@ -384,7 +387,9 @@ impl Control {
                         if let Message::Ping(_) = &*m {
                             expiry.as_mut().reset(Instant::now() + limit);
                         }
-                        self.handle(*m).await;
+                        // Boxed: the loop waits with a small state, not with the largest
+                        // handler's (proxy start, plugin calls) for every idle client.
+                        Box::pin(self.handle(*m)).await;
                     }
                     None => return,
                 },

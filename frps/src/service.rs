@@ -712,7 +712,7 @@ async fn handle_conn(
     // The header read ends with the shutdown too (a sender stalling in it must not hold frps).
     let header = tokio::select! {
         _ = token.cancelled() => return,
-        r = tokio::time::timeout_at(deadline, shared.proxy_protocol.accept(&mut tcp, peer)) => r,
+        r = tokio::time::timeout_at(deadline, Box::pin(shared.proxy_protocol.accept(&mut tcp, peer))) => r,
     };
     let peer = match header {
         Ok(Ok(client)) => {
@@ -744,7 +744,7 @@ async fn handle_conn(
     };
     let sniffed = tokio::select! {
         _ = token.cancelled() => return,
-        r = tokio::time::timeout_at(deadline, sniff(&shared, tcp)) => r,
+        r = tokio::time::timeout_at(deadline, Box::pin(sniff(&shared, tcp))) => r,
     };
     let (stream, carrier) = match sniffed {
         Ok(Ok(Sniffed::Frp(s, carrier))) => (s, carrier),
@@ -753,7 +753,7 @@ async fn handle_conn(
             // timeouts apply from here.
             admission.admit();
             drop(admission);
-            serve_web(&shared, web, peer, token).await;
+            Box::pin(serve_web(&shared, web, peer, token)).await;
             return;
         }
         Ok(Err(e)) if e.get_ref().is_some_and(|r| r.is::<WsRefused>()) => {
@@ -764,6 +764,9 @@ async fn handle_conn(
         Ok(Err(e)) => return setup_failed(&admission, Some(&e), timeout),
         Err(_) => return setup_failed(&admission, None, timeout),
     };
+    // The steps above are boxed (freed once done): this task then holds only what a session
+    // needs for its life, not the largest of the TLS handshake, the PROXY header or a vhost
+    // (a task is as big as its largest state: 5.9 KB per idle client before, issue 21).
     serve_carrier(shared, stream, carrier, peer, admission, deadline, token).await;
 }
 
@@ -787,7 +790,7 @@ async fn serve_carrier(
         admission,
     };
     if !origin.muxed {
-        handle_logical(shared, stream, origin, deadline, token).await;
+        Box::pin(handle_logical(shared, stream, origin, deadline, token)).await;
         return;
     }
     let (mut incoming, mut driver) = mux::server(
@@ -1164,7 +1167,8 @@ async fn handle_logical(
     let first = tokio::select! {
         // Shutdown, or evicted to make room (`Gate::permit`).
         _ = token.cancelled() => return,
-        r = tokio::time::timeout_at(deadline, first_message(&mut stream)) => r,
+        // Boxed, as the other steps below: a logged-in control's task keeps only a pointer.
+        r = tokio::time::timeout_at(deadline, Box::pin(first_message(&mut stream))) => r,
     };
     let first = match first {
         Ok(Ok(m)) => m,
@@ -1210,9 +1214,11 @@ async fn handle_logical(
             ))
             .await
         }
-        Message::NewWorkConn(m) => attach_work_conn(&shared, stream, m, wire, &origin).await,
+        Message::NewWorkConn(m) => {
+            Box::pin(attach_work_conn(&shared, stream, m, wire, &origin)).await
+        }
         Message::NewVisitorConn(m) => {
-            crate::visitor::serve(&shared, stream, m, wire, &origin).await
+            Box::pin(crate::visitor::serve(&shared, stream, m, wire, &origin)).await
         }
         other => {
             let name = other.name();

@@ -880,11 +880,20 @@ impl Driver {
                 });
             }
             let free = self.rbuf.capacity() - self.rbuf.len();
-            let n = ready!(tokio_util::io::poll_read_buf(
-                Pin::new(&mut self.io),
-                cx,
-                &mut self.rbuf
-            ))?;
+            let n = match tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.rbuf)
+            {
+                Poll::Ready(r) => r?,
+                Poll::Pending => {
+                    // Nothing buffered and nothing to read: an idle session holds no read
+                    // buffer (4 KiB per idle client, issue 21). A busy one allocates one per
+                    // wake-up, not per frame (and mostly could not reuse the old one anyway,
+                    // its payload still being read by streams).
+                    if self.rbuf.is_empty() {
+                        self.rbuf = BytesMut::new();
+                    }
+                    return Poll::Pending;
+                }
+            };
             if n == 0 {
                 return Poll::Ready(Ok(()));
             }
