@@ -121,12 +121,68 @@ async fn check_login(shared: &Shared, login: &Login) -> Result<(), String> {
 /// Serves one control connection from its Login to its end.
 pub(crate) async fn serve(
     shared: Arc<Shared>,
+    stream: BoxStream,
+    login: Login,
+    negotiated: (Wire, Option<v2::Negotiated>),
+    origin: Origin,
+    parent: CancellationToken,
+) {
+    // The login is boxed and freed once done: this future lives as long as the session, and
+    // a future is as big as its largest state (the login's plugin and auth calls, the Login
+    // itself; 8.5 KB per idle client before, issue 21).
+    let start = start(shared, stream, login, negotiated, origin, parent);
+    if let Some(session) = Box::pin(start).await {
+        session.run().await;
+    }
+}
+
+/// A logged-in control, its loop not started yet.
+struct Session {
+    ctl: Control,
+    rx: mpsc::Receiver<Queued>,
+    span: tracing::Span,
+    run_id: String,
+    control_id: u64,
+    /// Dropped once everything the control held is released ([`ControlHandle::close_and_wait`]).
+    done: watch::Sender<()>,
+}
+
+impl Session {
+    async fn run(self) {
+        let Session {
+            mut ctl,
+            rx,
+            span,
+            run_id,
+            control_id,
+            done,
+        } = self;
+        ctl.run(rx).instrument(span.clone()).await;
+
+        // Teardown: proxies first (their ports), then the pool, then the registry entry.
+        let shared = ctl.shared.clone();
+        ctl.token.cancel();
+        for (name, p) in ctl.proxies.drain() {
+            Box::pin(p.close()).await;
+            shared.plugins.close_proxy(&ctl.plugin_user, &name);
+        }
+        shared.metrics.client_closed(&run_id, control_id);
+        ctl.pool.close();
+        shared.registry.remove_control(&run_id, control_id);
+        info!(parent: &span, "client session closed");
+        drop(done);
+    }
+}
+
+/// Checks a Login, answers it and sets up the control: `None` when refused or gone.
+async fn start(
+    shared: Arc<Shared>,
     mut stream: BoxStream,
     mut login: Login,
     (wire, hello): (Wire, Option<v2::Negotiated>),
     origin: Origin,
     parent: CancellationToken,
-) {
+) -> Option<Session> {
     let peer = origin.peer;
     let refuse = |err: String| LoginResp {
         version: FRP_VERSION.into(),
@@ -135,10 +191,7 @@ pub(crate) async fn serve(
     };
     // Server plugins see the Login first and may rewrite it (frp `handleConnection`).
     let (user, version) = (login.user.clone(), login.version.clone());
-    // The steps before the control loop are boxed where they await something big (plugin
-    // and auth calls, replacing a session): this future lives as long as the session, and is
-    // as big as its largest state (8.5 KB per idle client before, issue 21).
-    let (checked, reason) = match Box::pin(shared.plugins.login(login, &peer.to_string())).await {
+    let (checked, reason) = match shared.plugins.login(login, &peer.to_string()).await {
         Err(e) => {
             // What the log line below shows of a Login the plugins refused.
             login = Login {
@@ -154,7 +207,7 @@ pub(crate) async fn serve(
             let checked = match (wire, &hello) {
                 // frp: a v2 Login without ClientHello cannot key the control channel.
                 (Wire::V2, None) => Err("missing v2 crypto negotiation".to_owned()),
-                _ => Box::pin(check_login(&shared, &login)).await,
+                _ => check_login(&shared, &login).await,
             };
             (checked, "auth")
         }
@@ -172,7 +225,7 @@ pub(crate) async fn serve(
             "register control error".into()
         };
         let _ = wire.write(&mut stream, &refuse(msg).into()).await;
-        return;
+        return None;
     }
     let run_id = if login.run_id.is_empty() {
         random_run_id()
@@ -211,7 +264,7 @@ pub(crate) async fn serve(
         // proxies (before LoginResp, so the new one cannot ask for them yet).
         Ok(Some(prev)) => {
             info!(%run_id, "replacing previous session of this client");
-            if tokio::time::timeout(REPLACE_TIMEOUT, Box::pin(prev.close_and_wait()))
+            if tokio::time::timeout(REPLACE_TIMEOUT, prev.close_and_wait())
                 .await
                 .is_err()
             {
@@ -222,7 +275,7 @@ pub(crate) async fn serve(
             handle.origin.admission.reject(Reject::Refused);
             warn!(error = %e, "login refused");
             let _ = wire.write(&mut stream, &refuse(e.to_string()).into()).await;
-            return;
+            return None;
         }
     }
 
@@ -234,7 +287,7 @@ pub(crate) async fn serve(
     if let Err(e) = wire.write(&mut stream, &ok.into()).await {
         debug!(error = %e, "could not send LoginResp");
         shared.registry.remove_control(&run_id, handle.id);
-        return;
+        return None;
     }
     let span = tracing::info_span!("control", %run_id, user = %login.user);
     info!(parent: &span, %peer, version = %login.version, hostname = %login.hostname, os = %login.os, arch = %login.arch, pool_count, "client login");
@@ -245,7 +298,7 @@ pub(crate) async fn serve(
         Err(e) => {
             warn!(error = %e, "cannot set up the control channel encryption");
             shared.registry.remove_control(&run_id, handle.id);
-            return;
+            return None;
         }
     };
     let (rd, wr) = tokio::io::split(secured);
@@ -256,7 +309,7 @@ pub(crate) async fn serve(
     shared
         .tracker
         .spawn(writer(wr, wire, ctl_rx, token.clone()).instrument(span.clone()));
-    Box::pin(pool.prime()).await;
+    pool.prime().await;
 
     let client_key = shared.metrics.client_opened(crate::clients::Login {
         user: &login.user,
@@ -269,7 +322,7 @@ pub(crate) async fn serve(
         transport: handle.origin.transport,
         control_id: handle.id,
     });
-    let mut ctl = Control {
+    let ctl = Control {
         shared: shared.clone(),
         user: login.user.clone(),
         client_id: shared
@@ -279,25 +332,20 @@ pub(crate) async fn serve(
             .map(|r| r.client_id)
             .unwrap_or_default(),
         token: token.clone(),
-        pool: pool.clone(),
+        pool,
         ctl_tx,
         proxies: HashMap::new(),
         nathole_slots: Arc::new(tokio::sync::Semaphore::new(NATHOLE_IN_FLIGHT)),
         plugin_user,
     };
-    ctl.run(in_rx).instrument(span.clone()).await;
-
-    // Teardown: proxies first (their ports), then the pool, then the registry entry.
-    token.cancel();
-    for (name, p) in ctl.proxies.drain() {
-        Box::pin(p.close()).await;
-        shared.plugins.close_proxy(&ctl.plugin_user, &name);
-    }
-    shared.metrics.client_closed(&run_id, handle.id);
-    pool.close();
-    shared.registry.remove_control(&run_id, handle.id);
-    info!(parent: &span, "client session closed");
-    drop(done_tx);
+    Some(Session {
+        ctl,
+        rx: in_rx,
+        span,
+        run_id,
+        control_id: handle.id,
+        done: done_tx,
+    })
 }
 
 async fn reader<R: tokio::io::AsyncRead + Unpin>(
