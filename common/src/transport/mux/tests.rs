@@ -728,3 +728,29 @@ async fn a_driver_whose_socket_never_blocks_lets_other_tasks_run() {
         "the other task ran only after the driver had read {at} bytes"
     );
 }
+
+/// `quiet_keepalive` (frps, issue 21): a peer heard from since the last tick is not pinged; one
+/// silent for a whole interval is, and is dropped when it does not answer.
+#[tokio::test(start_paused = true)]
+async fn quiet_keepalive_pings_only_a_silent_peer() {
+    let mut cfg = config(5);
+    cfg.quiet_keepalive = true;
+    let (mut raw, _incoming, drv) = raw_server(cfg);
+    // The peer pings every 4 s for 30 s: we answer each, and send no ping of our own.
+    for i in 0..8 {
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        raw.write_all(&header(TYPE_PING, FLAG_SYN, 0, i))
+            .await
+            .unwrap();
+        assert_eq!(
+            read_header(&mut raw).await,
+            (TYPE_PING, FLAG_ACK, 0, i),
+            "only answers, no ping of ours"
+        );
+    }
+    // Silent from now on: pinged within two intervals, dropped 10 s after an unanswered ping.
+    let (ty, flags, _, _) = read_header(&mut raw).await;
+    assert_eq!((ty, flags), (TYPE_PING, FLAG_SYN));
+    let err = within(drv).await.unwrap().unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+}
