@@ -1,9 +1,9 @@
 //! One logged-in frpc (frp `server/control.go`): login checks, the encrypted control channel,
 //! heartbeat, and the proxies this client registered.
 //!
-//! Tasks: a reader (frames -> channel), a writer (channel -> frames, 100 deep as frp's send
-//! queue) and the control loop that owns all state. Cancelling the control's token ends all
-//! three and, through child tokens, every proxy and user connection under it.
+//! Tasks: a writer (channel -> frames, 100 deep as frp's send queue) and the control loop that
+//! owns all state and reads the client's messages itself. Cancelling the control's token ends
+//! both and, through child tokens, every proxy and user connection under it.
 
 use crate::admission::Reject;
 use crate::metrics::Owner;
@@ -139,7 +139,7 @@ pub(crate) async fn serve(
 /// A logged-in control, its loop not started yet.
 struct Session {
     ctl: Control,
-    rx: mpsc::Receiver<Queued>,
+    rx: Messages,
     span: tracing::Span,
     run_id: String,
     control_id: u64,
@@ -302,10 +302,6 @@ async fn start(
         }
     };
     let (rd, wr) = tokio::io::split(secured);
-    let (in_tx, in_rx) = mpsc::channel::<Queued>(SEND_QUEUE);
-    shared
-        .tracker
-        .spawn(reader(rd, wire, in_tx, token.clone()).instrument(span.clone()));
     shared
         .tracker
         .spawn(writer(wr, wire, ctl_rx, token.clone()).instrument(span.clone()));
@@ -340,7 +336,7 @@ async fn start(
     };
     Some(Session {
         ctl,
-        rx: in_rx,
+        rx: messages(rd, wire),
         span,
         run_id,
         control_id: handle.id,
@@ -348,35 +344,19 @@ async fn start(
     })
 }
 
-async fn reader<R: tokio::io::AsyncRead + Unpin>(
-    mut rd: R,
-    wire: Wire,
-    tx: mpsc::Sender<Queued>,
-    token: CancellationToken,
-) {
-    loop {
-        let r = tokio::select! {
-            _ = token.cancelled() => return,
-            r = wire.read(&mut rd) => r,
-        };
-        match r {
-            Ok(m) => {
-                // The control loop's own waits are bounded, so this one is too.
-                tokio::select! {
-                    _ = token.cancelled() => return,
-                    r = tx.send(Box::new(m)) => if r.is_err() { return },
-                }
-            }
-            Err(e) if e.is_closed() => {
-                debug!(error = %e, "control connection closed by client");
-                return;
-            }
-            Err(e) => {
-                warn!(error = %e, "closing control connection: bad message from client");
-                return;
-            }
-        }
-    }
+/// The client's messages, each boxed (see [`Queued`]).
+type Messages =
+    std::pin::Pin<Box<dyn futures::Stream<Item = Result<Queued, common::msg::DecodeError>> + Send>>;
+
+/// Reads the client's messages in the control loop itself: a reader task and a queue per
+/// client fewer (about 1.3 KB per idle client, issue 21). Cancel-safe: the read in progress
+/// lives in the stream between polls. The next message is read once the last is handled, so a
+/// client that floods is held back by TCP, as the reader's bounded queue held it back before.
+fn messages(rd: tokio::io::ReadHalf<BoxStream>, wire: Wire) -> Messages {
+    Box::pin(futures::stream::unfold(rd, move |mut rd| async move {
+        let m = wire.read(&mut rd).await.map(Box::new);
+        Some((m, rd))
+    }))
 }
 
 async fn writer<W: tokio::io::AsyncWrite + Unpin>(
@@ -420,7 +400,8 @@ struct Control {
 }
 
 impl Control {
-    async fn run(&mut self, mut rx: mpsc::Receiver<Queued>) {
+    async fn run(&mut self, mut rx: Messages) {
+        use futures::StreamExt;
         let hb_timeout = self.shared.cfg.transport.heartbeat_timeout;
         let limit = Duration::from_secs(hb_timeout.max(0) as u64);
         // One deadline per session, pushed back by each Ping: an idle client costs a timer
@@ -430,14 +411,22 @@ impl Control {
         loop {
             tokio::select! {
                 _ = self.token.cancelled() => return,
-                m = rx.recv() => match m {
-                    Some(m) => {
+                m = rx.next() => match m {
+                    Some(Ok(m)) => {
                         if let Message::Ping(_) = &*m {
                             expiry.as_mut().reset(Instant::now() + limit);
                         }
                         // Boxed: the loop waits with a small state, not with the largest
                         // handler's (proxy start, plugin calls) for every idle client.
                         Box::pin(self.handle(*m)).await;
+                    }
+                    Some(Err(e)) if e.is_closed() => {
+                        debug!(error = %e, "control connection closed by client");
+                        return;
+                    }
+                    Some(Err(e)) => {
+                        warn!(error = %e, "closing control connection: bad message from client");
+                        return;
                     }
                     None => return,
                 },
