@@ -259,20 +259,20 @@ mod tests {
             let mut got = plain.clone();
             let mut e = Encryptor::new(&key, &iv);
             let mut d = Decryptor::new(&key, &iv);
-            let mut at = 0;
-            while at < len {
-                let step = (rand::random::<usize>() % 200).min(len - at);
-                e.apply(&mut got[at..at + step]);
-                at += step;
-            }
+            in_random_pieces(&mut got, |p| e.apply(p));
             assert_eq!(got, want, "encrypt round {round}");
-            let mut at = 0;
-            while at < len {
-                let step = (rand::random::<usize>() % 200).min(len - at);
-                d.apply(&mut got[at..at + step]);
-                at += step;
-            }
+            in_random_pieces(&mut got, |p| d.apply(p));
             assert_eq!(got, plain, "decrypt round {round}");
+        }
+    }
+
+    /// Calls `f` on consecutive pieces of `data` of random lengths (0-199 bytes).
+    fn in_random_pieces(data: &mut [u8], mut f: impl FnMut(&mut [u8])) {
+        let mut at = 0;
+        while at < data.len() {
+            let step = (rand::random::<usize>() % 200).min(data.len() - at);
+            f(&mut data[at..at + step]);
+            at += step;
         }
     }
 
