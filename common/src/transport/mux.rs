@@ -896,11 +896,11 @@ impl Driver {
             {
                 Poll::Ready(r) => r?,
                 Poll::Pending => {
-                    // Nothing buffered and nothing to read: an idle session holds no read
-                    // buffer (4 KiB per idle client, issue 21). A busy one allocates one per
-                    // wake-up, not per frame (and mostly could not reuse the old one anyway,
-                    // its payload still being read by streams).
-                    if self.rbuf.is_empty() {
+                    // Nothing buffered and nothing to read after a quiet wake-up (a ping, a
+                    // control message): an idle session holds no read buffer (4 KiB per idle
+                    // client, issue 21). A session that moved more in this poll keeps its
+                    // buffer for the next wake-up, as before.
+                    if self.rbuf.is_empty() && self.read_this_poll < QUIET_READ {
                         self.rbuf = BytesMut::new();
                     }
                     return Poll::Pending;
