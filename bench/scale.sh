@@ -94,7 +94,7 @@ storm() { # name bin
     start_frps "$1" "$2"
     c0=$(cpu_ticks "$SPID")
     r=$($LOAD "$BIN/frp-load" --server "127.0.0.1:$SPORT" --token "$TOKEN" $MUXF $tls \
-          --clients "$N_STORM" --proxies 0 --concurrency 256 2>/dev/null)
+          --clients "$N_STORM" --proxies 0 --concurrency 256 --threads 1 2>/dev/null)
     c1=$(cpu_ticks "$SPID")
     row "| storm | $1 | ${tls:-plain} | $N_STORM | $(j '.logins_ok' "$r") | $(calc "round($(j .logins_per_s "$r"))") | $(j .login_p50_ms "$r") | $(j .login_p99_ms "$r") | $(calc "round(($c1-$c0)/$(getconf CLK_TCK)*1e6/max($(j .logins_ok "$r"),1))") | $(j .failures "$r") |"
     stop_frps

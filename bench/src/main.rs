@@ -111,6 +111,10 @@ struct Opts {
     /// Limit for each step (dial, login, proxy registration), seconds.
     #[arg(long, default_value_t = 10.0)]
     timeout: f64,
+    /// Runtime worker threads; 1 runs everything on one thread (cheapest when the tool is
+    /// pinned to one core, as bench/scale.sh pins it); 0: one per core.
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
 }
 
 /// Everything the clients share.
@@ -702,9 +706,24 @@ async fn wrong_token(ctx: Arc<Ctx>) -> (u64, f64) {
     (n, t0.elapsed().as_secs_f64())
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let o = Opts::parse();
+    let rt = match o.threads {
+        1 => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?,
+        n => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            if n > 1 {
+                b.worker_threads(n);
+            }
+            b.enable_all().build()?
+        }
+    };
+    rt.block_on(run(o))
+}
+
+async fn run(o: Opts) -> anyhow::Result<()> {
     let _ = common::rlimit::raise_open_files();
     let addr = tokio::net::lookup_host(&o.server)
         .await

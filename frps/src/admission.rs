@@ -368,6 +368,7 @@ impl Gate {
                 max_streams: self.limits.pre_login_streams.max(1),
                 max_buffered: PRE_LOGIN_BUFFER,
             }),
+            quiet_keepalive: true,
             ..mux::config(keepalive_secs)
         }
     }

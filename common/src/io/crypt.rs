@@ -6,9 +6,11 @@
 //! `poll_write` are owned by the buffer until flushed.
 
 use super::outbuf::OutBuf;
-use crate::crypto::{random_iv, Decryptor, Encryptor, Key, IV_LEN};
+use crate::crypto::{cipher, random_iv, Decryptor, Encryptor, Key, IV_LEN};
+use aes::Aes128Enc;
 use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
@@ -18,7 +20,8 @@ const CHUNK: usize = 32 * 1024;
 /// An encrypted stream.
 pub struct CryptStream<S> {
     inner: S,
-    key: Key,
+    /// The key schedule, shared by both directions (and by every stream under this key).
+    cipher: Arc<Aes128Enc>,
     enc: Option<Encryptor>,
     dec: Option<Decryptor>,
     /// Peer's IV as it arrives.
@@ -40,7 +43,7 @@ impl<S> CryptStream<S> {
     pub fn new(inner: S, key: Key) -> Self {
         CryptStream {
             inner,
-            key,
+            cipher: cipher(&key),
             enc: None,
             dec: None,
             iv_in: [0; IV_LEN],
@@ -76,7 +79,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for CryptStream<S> {
             }
             this.iv_in_len += n;
             if this.iv_in_len == IV_LEN {
-                this.dec = Some(Decryptor::new(&this.key, &this.iv_in));
+                this.dec = Some(Decryptor::with_cipher(this.cipher.clone(), &this.iv_in));
             }
         }
         let before = buf.filled().len();
@@ -101,7 +104,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for CryptStream<S> {
         }
         if this.enc.is_none() {
             let iv = random_iv();
-            this.enc = Some(Encryptor::new(&this.key, &iv));
+            this.enc = Some(Encryptor::with_cipher(this.cipher.clone(), &iv));
             this.out.buf.extend_from_slice(&iv);
         }
         let n = data.len().min(CHUNK);

@@ -62,6 +62,12 @@ const FLAG_RST: u16 = 8;
 pub struct Config {
     /// Ping interval; `None` turns keepalive off.
     pub keepalive: Option<Duration>,
+    /// Send a keepalive ping only when nothing was heard from the peer since the last tick:
+    /// a peer that pings us (every frpc does, every 30 s) or sends anything shows it is alive
+    /// without our ping and its answer (frps: two syscalls fewer per idle client and round,
+    /// issue 21). A peer that falls silent is pinged one interval later, and dropped 10 s
+    /// after that if it does not answer.
+    pub quiet_keepalive: bool,
     /// How long a keepalive ping may go unanswered (hashicorp `ConnectionWriteTimeout`).
     pub ping_timeout: Duration,
     /// Inbound streams not yet accepted; more are reset (hashicorp `AcceptBacklog`).
@@ -116,6 +122,7 @@ impl SessionLimits {
 pub fn config(keepalive_secs: i64) -> Config {
     Config {
         keepalive: (keepalive_secs > 0).then(|| Duration::from_secs(keepalive_secs as u64)),
+        quiet_keepalive: false,
         ping_timeout: Duration::from_secs(10),
         accept_backlog: 256,
         max_window: MAX_STREAM_WINDOW,
@@ -758,6 +765,9 @@ pub struct Driver {
     need_flush: bool,
     read_eof: bool,
     keepalive: Option<tokio::time::Interval>,
+    quiet_keepalive: bool,
+    /// A frame has been read since the last keepalive tick ([`Config::quiet_keepalive`]).
+    heard: bool,
     ping_timeout: Duration,
     /// The outstanding keepalive ping: its id and when it times out.
     ping: Option<(u32, Pin<Box<tokio::time::Sleep>>)>,
@@ -822,6 +832,8 @@ impl Driver {
             need_flush: false,
             read_eof: false,
             keepalive,
+            quiet_keepalive: cfg.quiet_keepalive,
+            heard: false,
             ping_timeout: cfg.ping_timeout,
             ping: None,
             ping_id: 0,
@@ -880,11 +892,20 @@ impl Driver {
                 });
             }
             let free = self.rbuf.capacity() - self.rbuf.len();
-            let n = ready!(tokio_util::io::poll_read_buf(
-                Pin::new(&mut self.io),
-                cx,
-                &mut self.rbuf
-            ))?;
+            let n = match tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.rbuf)
+            {
+                Poll::Ready(r) => r?,
+                Poll::Pending => {
+                    // Nothing buffered and nothing to read after a quiet wake-up (a ping, a
+                    // control message): an idle session holds no read buffer (4 KiB per idle
+                    // client, issue 21). A session that moved more in this poll keeps its
+                    // buffer for the next wake-up, as before.
+                    if self.rbuf.is_empty() && self.read_this_poll < QUIET_READ {
+                        self.rbuf = BytesMut::new();
+                    }
+                    return Poll::Pending;
+                }
+            };
             if n == 0 {
                 return Poll::Ready(Ok(()));
             }
@@ -956,6 +977,7 @@ impl Driver {
             return Err(protocol_error(format!("unsupported version {version}")));
         }
         self.got_header = true;
+        self.heard = true;
         match ty {
             TYPE_DATA | TYPE_WINDOW_UPDATE => {
                 if id == 0 {
@@ -1111,7 +1133,8 @@ impl Driver {
             return Ok(());
         };
         while ka.poll_tick(cx).is_ready() {
-            if self.ping.is_some() {
+            let heard = std::mem::take(&mut self.heard);
+            if self.ping.is_some() || (self.quiet_keepalive && heard) {
                 continue;
             }
             self.ping_id = self.ping_id.wrapping_add(1);

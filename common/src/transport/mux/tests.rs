@@ -638,8 +638,9 @@ async fn drive_a_while(driver: &mut Driver) {
     }
 }
 
-/// A quiet session (most of a fleet of idle clients) reads into a small buffer; one whose reads
-/// fill the buffer moves to full-size reads (issue 21: every session held 64 KiB).
+/// A quiet session (most of a fleet of idle clients) reads into a small buffer and holds none
+/// while it waits; one whose reads fill the buffer moves to full-size reads (issue 21: every
+/// session held 64 KiB, then 4 KiB).
 #[tokio::test]
 async fn quiet_sessions_keep_a_small_read_buffer() {
     let (mut raw, b) = tokio::io::duplex(1 << 20);
@@ -656,10 +657,10 @@ async fn quiet_sessions_keep_a_small_read_buffer() {
     raw.write_all(&header(TYPE_DATA, 0, 1, 5)).await.unwrap();
     raw.write_all(b"hello").await.unwrap();
     drive_a_while(&mut driver).await;
-    assert!(
-        driver.rbuf.capacity() <= QUIET_READ,
-        "a quiet session holds {} bytes to read into",
-        driver.rbuf.capacity()
+    assert_eq!(
+        driver.rbuf.capacity(),
+        0,
+        "a waiting session holds a buffer to read into"
     );
     let mut s = within(incoming.accept()).await.unwrap();
     let mut got = [0u8; 5];
@@ -672,12 +673,18 @@ async fn quiet_sessions_keep_a_small_read_buffer() {
         .await
         .unwrap();
     raw.write_all(&burst).await.unwrap();
-    let mut biggest = 0;
-    for _ in 0..64 {
-        drive_a_while(&mut driver).await;
+    // Polled once at a time: a poll that ends waiting frees the buffer.
+    let (mut biggest, mut full) = (0, false);
+    for _ in 0..64 * 64 {
+        std::future::poll_fn(|cx| {
+            let _ = Pin::new(&mut driver).poll(cx);
+            Poll::Ready(())
+        })
+        .await;
         biggest = biggest.max(driver.rbuf.capacity());
+        full |= driver.read_full;
     }
-    assert!(driver.read_full || biggest > QUIET_READ, "{biggest}");
+    assert!(full || biggest > QUIET_READ, "{biggest}");
     let mut back = vec![0u8; burst.len()];
     let read = s.read_exact(&mut back);
     let (r, ()) = tokio::join!(read, drive_a_while(&mut driver));
@@ -720,4 +727,30 @@ async fn a_driver_whose_socket_never_blocks_lets_other_tasks_run() {
         at <= 2 * FAIR_SHARE,
         "the other task ran only after the driver had read {at} bytes"
     );
+}
+
+/// `quiet_keepalive` (frps, issue 21): a peer heard from since the last tick is not pinged; one
+/// silent for a whole interval is, and is dropped when it does not answer.
+#[tokio::test(start_paused = true)]
+async fn quiet_keepalive_pings_only_a_silent_peer() {
+    let mut cfg = config(5);
+    cfg.quiet_keepalive = true;
+    let (mut raw, _incoming, drv) = raw_server(cfg);
+    // The peer pings every 4 s for 30 s: we answer each, and send no ping of our own.
+    for i in 0..8 {
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        raw.write_all(&header(TYPE_PING, FLAG_SYN, 0, i))
+            .await
+            .unwrap();
+        assert_eq!(
+            read_header(&mut raw).await,
+            (TYPE_PING, FLAG_ACK, 0, i),
+            "only answers, no ping of ours"
+        );
+    }
+    // Silent from now on: pinged within two intervals, dropped 10 s after an unanswered ping.
+    let (ty, flags, _, _) = read_header(&mut raw).await;
+    assert_eq!((ty, flags), (TYPE_PING, FLAG_SYN));
+    let err = within(drv).await.unwrap().unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::TimedOut);
 }
