@@ -417,8 +417,17 @@ impl Control {
                             expiry.as_mut().reset(Instant::now() + limit);
                         }
                         // Boxed: the loop waits with a small state, not with the largest
-                        // handler's (proxy start, plugin calls) for every idle client.
-                        Box::pin(self.handle(*m)).await;
+                        // handler's (proxy start, plugin calls) for every idle client. The
+                        // heartbeat deadline holds while it runs: a handler can wait up to
+                        // SEND_TIMEOUT for a client that stopped reading.
+                        let handled = Box::pin(self.handle(*m));
+                        tokio::select! {
+                            () = handled => {}
+                            () = &mut expiry, if hb_timeout > 0 => {
+                                warn!("heartbeat timeout, closing client session");
+                                return;
+                            }
+                        }
                     }
                     Some(Err(e)) if e.is_closed() => {
                         debug!(error = %e, "control connection closed by client");

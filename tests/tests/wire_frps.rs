@@ -243,6 +243,48 @@ async fn heartbeat_timeout_closes_a_silent_client() {
     frps.stop().await;
 }
 
+/// The heartbeat deadline holds while frps is stuck answering a client that stopped reading
+/// (its answer waits up to 30 s for room): a client that floods Pings without reading the
+/// Pongs, then goes quiet, is closed a heartbeatTimeout after its last Ping, not 30 s later.
+#[tokio::test]
+async fn heartbeat_timeout_holds_while_frps_waits_to_answer() {
+    init_log();
+    let frps = Frps::start(|c| {
+        c.transport.tcp_mux = false;
+        c.transport.heartbeat_timeout = 2;
+    })
+    .await;
+    let (mut ctl, _) = raw_login(frps.addr, 0).await;
+    // Pings until frps stops reading them (its answers have filled every buffer on the way).
+    let mut sent = 0u64;
+    let ping: Message = Ping::default().into();
+    loop {
+        let w = write_msg(&mut ctl, &ping);
+        match tokio::time::timeout(std::time::Duration::from_millis(500), w).await {
+            Ok(Ok(())) => sent += 1,
+            Ok(Err(e)) => panic!("closed while still pinging after {sent}: {e}"),
+            Err(_) => break,
+        }
+        assert!(sent < 5_000_000, "frps never stopped reading");
+    }
+    // Now quiet. Writing again fails once frps has closed the connection.
+    let closed = tokio::time::timeout(std::time::Duration::from_secs(15), async {
+        loop {
+            let w = write_msg(&mut ctl, &ping);
+            match tokio::time::timeout(std::time::Duration::from_millis(200), w).await {
+                Ok(Err(_)) => return,
+                _ => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+            }
+        }
+    })
+    .await;
+    assert!(
+        closed.is_ok(),
+        "closed within the heartbeat timeout, not after 30 s"
+    );
+    frps.stop().await;
+}
+
 #[tokio::test]
 async fn relogin_with_same_run_id_replaces_the_old_session() {
     init_log();

@@ -51,7 +51,9 @@ impl DecodeError {
             std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::ConnectionReset
             | std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionAborted
             // quinn's ConnectionLost / ClosedStream on a QUIC stream
-            | std::io::ErrorKind::NotConnected))
+            | std::io::ErrorKind::NotConnected)
+            // a stream whose yamux session ended (a keepalive timeout, the connection's error)
+            || e.get_ref().is_some_and(|i| i.is::<crate::transport::mux::StreamClosed>()))
     }
 }
 
