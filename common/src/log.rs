@@ -236,20 +236,29 @@ pub fn printable(s: &str, max: usize) -> String {
     out
 }
 
-/// Lets a repeated warning through at most once per period, counting the ones held back (a
-/// peer must not be able to flood the log by repeating what makes us warn).
+/// Lets a repeated warning through at most `burst` times per period, counting the ones held
+/// back (a peer must not be able to flood the log by repeating what makes us warn).
 #[derive(Debug)]
 pub struct Throttle {
     every: std::time::Duration,
-    /// When a line last went through, and how many were held back since.
-    state: Mutex<(Option<tokio::time::Instant>, u64)>,
+    burst: u32,
+    /// When the current period began, the lines let through in it, and how many were held
+    /// back since the last line let through.
+    state: Mutex<(Option<tokio::time::Instant>, u32, u64)>,
 }
 
 impl Throttle {
+    /// One line per `every`.
     pub const fn new(every: std::time::Duration) -> Self {
+        Self::with_burst(every, 1)
+    }
+
+    /// Up to `burst` lines per `every` (at least one).
+    pub const fn with_burst(every: std::time::Duration, burst: u32) -> Self {
         Throttle {
             every,
-            state: Mutex::new((None, 0)),
+            burst: if burst == 0 { 1 } else { burst },
+            state: Mutex::new((None, 0, 0)),
         }
     }
 
@@ -257,13 +266,16 @@ impl Throttle {
     pub fn ready(&self) -> Option<u64> {
         let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let now = tokio::time::Instant::now();
-        if s.0.is_some_and(|t| now.duration_since(t) < self.every) {
-            s.1 += 1;
+        if !s.0.is_some_and(|t| now.duration_since(t) < self.every) {
+            s.0 = Some(now);
+            s.1 = 0;
+        }
+        if s.1 >= self.burst {
+            s.2 += 1;
             return None;
         }
-        let held = s.1;
-        *s = (Some(now), 0);
-        Some(held)
+        s.1 += 1;
+        Some(std::mem::take(&mut s.2))
     }
 }
 
@@ -345,6 +357,22 @@ mod tests {
         assert_eq!(t.ready(), None);
         tokio::time::advance(std::time::Duration::from_secs(10)).await;
         assert_eq!(t.ready(), Some(2), "the two held back are counted");
+        assert_eq!(t.ready(), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn throttle_with_burst_lets_that_many_through_per_period() {
+        let t = Throttle::with_burst(std::time::Duration::from_secs(10), 3);
+        assert_eq!(t.ready(), Some(0));
+        assert_eq!(t.ready(), Some(0));
+        assert_eq!(t.ready(), Some(0));
+        assert_eq!(t.ready(), None);
+        tokio::time::advance(std::time::Duration::from_secs(5)).await;
+        assert_eq!(t.ready(), None, "the period has not ended");
+        tokio::time::advance(std::time::Duration::from_secs(5)).await;
+        assert_eq!(t.ready(), Some(2), "the two held back are counted once");
+        assert_eq!(t.ready(), Some(0));
+        assert_eq!(t.ready(), Some(0));
         assert_eq!(t.ready(), None);
     }
 }

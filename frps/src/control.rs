@@ -39,6 +39,10 @@ pub(crate) type Queued = Box<Message>;
 const SEND_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a re-login waits for the session it replaces to let go of its proxies.
 const REPLACE_TIMEOUT: Duration = Duration::from_secs(10);
+/// "login refused" lines: up to 20 per 10 s, then a count (a flood of wrong tokens cost frps a
+/// log line each, 14,000 a second in the hostile benchmark; the metric counts every refusal).
+static REFUSED_LOG: common::log::Throttle =
+    common::log::Throttle::with_burst(Duration::from_secs(10), 20);
 
 /// What the registry keeps of a control.
 #[derive(Debug, Clone)]
@@ -217,7 +221,9 @@ async fn start(
     }
     if let Err(e) = checked {
         origin.admission.reject(Reject::Refused);
-        warn!(user = %login.user, version = %login.version, error = %e, "login refused");
+        if let Some(held) = REFUSED_LOG.ready() {
+            warn!(user = %login.user, version = %login.version, error = %e, similar_held_back = held, "login refused");
+        }
         shared.metrics.refused("login", reason);
         let msg = if shared.cfg.detailed_errors_to_client {
             e
@@ -273,7 +279,9 @@ async fn start(
         }
         Err(e) => {
             handle.origin.admission.reject(Reject::Refused);
-            warn!(error = %e, "login refused");
+            if let Some(held) = REFUSED_LOG.ready() {
+                warn!(error = %e, similar_held_back = held, "login refused");
+            }
             let _ = wire.write(&mut stream, &refuse(e.to_string()).into()).await;
             return None;
         }
