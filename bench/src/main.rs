@@ -489,17 +489,25 @@ async fn echo_once(s: &mut TcpStream) -> io::Result<()> {
 }
 
 /// Open-loop small requests: `rate` per second over `conns` connections for `secs`; returns
-/// latencies (µs from the scheduled time) and the number of failed requests.
-async fn probe(ctx: &Ctx, port: u16, rate: f64, conns: usize, secs: f64) -> (Vec<u64>, u64) {
+/// latencies (µs; from the scheduled time when the previous request on that connection made
+/// this one late, else from its send), round-trip times (µs from the write of the request to
+/// the last byte of the echo) and the number of failed requests.
+async fn probe(
+    ctx: &Ctx,
+    port: u16,
+    rate: f64,
+    conns: usize,
+    secs: f64,
+) -> (Vec<u64>, Vec<u64>, u64) {
     let addr = SocketAddr::new(ctx.addr.ip(), port);
     let step = ctx.step;
     let mut tasks = Vec::new();
     let start = Instant::now() + Duration::from_millis(200);
     for i in 0..conns.max(1) {
         tasks.push(tokio::spawn(async move {
-            let (mut lat, mut bad) = (Vec::new(), 0u64);
+            let (mut lat, mut rtt, mut bad) = (Vec::new(), Vec::new(), 0u64);
             let Ok(Ok(mut s)) = timeout(step, TcpStream::connect(addr)).await else {
-                return (lat, 1);
+                return (lat, rtt, 1);
             };
             let _ = s.set_nodelay(true);
             let per = conns as f64 / rate;
@@ -510,9 +518,19 @@ async fn probe(ctx: &Ctx, port: u16, rate: f64, conns: usize, secs: f64) -> (Vec
                     break;
                 }
                 let due = start + Duration::from_secs_f64(off);
+                // Late already (the previous request on this connection overran): count from
+                // the scheduled time, so a slow answer also counts the requests it delayed.
+                // Otherwise from the send, not from `due`: tokio's timer fires up to ~1 ms after
+                // it, which would add the probe's own lag to every figure.
+                let overran = Instant::now() >= due;
                 sleep_until(due).await;
+                let sent = Instant::now();
+                let from = if overran { due } else { sent };
                 match timeout(step, echo_once(&mut s)).await {
-                    Ok(Ok(())) => lat.push(due.elapsed().as_micros() as u64),
+                    Ok(Ok(())) => {
+                        lat.push(from.elapsed().as_micros() as u64);
+                        rtt.push(sent.elapsed().as_micros() as u64);
+                    }
                     _ => {
                         bad += 1;
                         break;
@@ -520,17 +538,18 @@ async fn probe(ctx: &Ctx, port: u16, rate: f64, conns: usize, secs: f64) -> (Vec
                 }
                 k += 1;
             }
-            (lat, bad)
+            (lat, rtt, bad)
         }));
     }
-    let (mut lat, mut bad) = (Vec::new(), 0);
+    let (mut lat, mut rtt, mut bad) = (Vec::new(), Vec::new(), 0);
     for t in tasks {
-        if let Ok((l, b)) = t.await {
+        if let Ok((l, r, b)) = t.await {
             lat.extend(l);
+            rtt.extend(r);
             bad += b;
         }
     }
-    (lat, bad)
+    (lat, rtt, bad)
 }
 
 /// Bulk streams through `port` until `token`; returns bytes echoed back.
@@ -883,11 +902,14 @@ async fn run_clients(ctx: &Arc<Ctx>, report: &mut serde_json::Map<String, serde_
     if o.probe_rate > 0.0 {
         match port0 {
             Some(p) => {
-                let (mut lat, bad) = probe(ctx, p, o.probe_rate, o.probe_conns, o.duration).await;
+                let (mut lat, mut rtt, bad) =
+                    probe(ctx, p, o.probe_rate, o.probe_conns, o.duration).await;
                 report.insert("probe_ok".into(), json!(lat.len()));
                 report.insert("probe_failed".into(), json!(bad));
                 report.insert("probe_p50_ms".into(), json!(pct(&mut lat, 0.50)));
                 report.insert("probe_p99_ms".into(), json!(pct(&mut lat, 0.99)));
+                report.insert("probe_rtt_p50_ms".into(), json!(pct(&mut rtt, 0.50)));
+                report.insert("probe_rtt_p99_ms".into(), json!(pct(&mut rtt, 0.99)));
             }
             None => ctx.stats.fail("probe: client 0 has no proxy"),
         }
