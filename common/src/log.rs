@@ -266,7 +266,7 @@ impl Throttle {
     pub fn ready(&self) -> Option<u64> {
         let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let now = tokio::time::Instant::now();
-        if !s.0.is_some_and(|t| now.duration_since(t) < self.every) {
+        if s.0.is_none_or(|t| now.duration_since(t) >= self.every) {
             s.0 = Some(now);
             s.1 = 0;
         }
