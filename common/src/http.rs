@@ -839,27 +839,26 @@ async fn send(
     let io = |e: hyper::Error| std::io::Error::other(e.to_string());
     // Through an HTTP proxy a plain `http://` request goes in absolute form, as Go's
     // transport sends it; anything else is tunnelled.
-    let absolute = proxy.is_some_and(|p| p.kind == ProxyKind::Http) && !https;
-    let tcp = match proxy {
-        None => crate::dns::connect(&host, port).await?,
+    let absolute =
+        proxy.is_some_and(|p| matches!(p.kind, ProxyKind::Http | ProxyKind::Https)) && !https;
+    let tcp: crate::io::BoxStream = match proxy {
+        None => Box::new(crate::dns::connect(&host, port).await?),
         Some(p) => {
             let (ph, pp) = crate::transport::dial::split_host_port(&p.addr)?;
-            let mut tcp = crate::dns::connect(ph, pp)
+            let tcp = crate::dns::connect(ph, pp)
                 .await
                 .map_err(|e| std::io::Error::new(e.kind(), format!("{} {}: {e}", p.key, p.addr)))?;
-            if !absolute {
-                let target = if host.contains(':') {
-                    format!("[{host}]:{port}")
-                } else {
-                    format!("{host}:{port}")
-                };
-                p.handshake(&mut tcp, &target).await?;
-            }
-            tcp
+            let target = if host.contains(':') {
+                format!("[{host}]:{port}")
+            } else {
+                format!("{host}:{port}")
+            };
+            p.connect(tcp, (!absolute).then_some(target.as_str()))
+                .await?
         }
     };
     let stream: crate::io::BoxStream = match (https, tls) {
-        (false, _) => Box::new(tcp),
+        (false, _) => tcp,
         (true, Some(tls)) => {
             let name = rustls::pki_types::ServerName::try_from(host.clone())
                 .map_err(|e| bad(format!("bad host {host:?}: {e}")))?;

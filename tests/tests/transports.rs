@@ -1,5 +1,5 @@
 //! frpc to frps over each `transport.protocol` (websocket, wss, quic, kcp) and through
-//! `transport.proxyURL` (http CONNECT, socks5): TLS on and off, the 0x17 byte, mTLS, IPv6,
+//! `transport.proxyURL` (http CONNECT, https CONNECT, socks5): TLS on and off, the 0x17 byte, mTLS, IPv6,
 //! tcpMux on and off, a 10 MiB echo through each, QUIC and KCP through a relay dropping 5% of
 //! datagrams, and bad input at each entry failing only its own connection.
 
@@ -577,41 +577,156 @@ async fn http_proxy(mode: ProxyMode) -> (SocketAddr, Arc<AtomicUsize>) {
     let tunnels = Arc::new(AtomicUsize::new(0));
     let count = tunnels.clone();
     tokio::spawn(async move {
-        while let Ok((mut s, _)) = l.accept().await {
-            let count = count.clone();
-            tokio::spawn(async move {
-                let mut head = Vec::new();
-                while !head.ends_with(b"\r\n\r\n") {
-                    let Ok(b) = s.read_u8().await else { return };
-                    head.push(b);
-                }
-                let head = String::from_utf8_lossy(&head).into_owned();
-                let target = head.split_whitespace().nth(1).unwrap_or("").to_owned();
-                let answer = match mode {
-                    ProxyMode::Refuses => "HTTP/1.1 403 Forbidden\r\n\r\n",
-                    ProxyMode::WantsUserPass
-                        if !head.contains("Proxy-Authorization: Basic dTpw\r\n") =>
-                    {
-                        "HTTP/1.1 407 Proxy Authentication Required\r\n\r\n"
-                    }
-                    ProxyMode::WantsUserPass => "",
-                };
-                if !answer.is_empty() {
-                    let _ = s.write_all(answer.as_bytes()).await;
-                    return;
-                }
-                let Ok(mut up) = TcpStream::connect(target.as_str()).await else {
-                    return;
-                };
-                count.fetch_add(1, Ordering::Relaxed);
-                let _ = s
-                    .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
-                    .await;
-                let _ = tokio::io::copy_bidirectional(&mut s, &mut up).await;
-            });
+        while let Ok((s, _)) = l.accept().await {
+            tokio::spawn(serve_connect(s, mode, count.clone()));
         }
     });
     (addr, tunnels)
+}
+
+/// One CONNECT request on `s`, answered as `mode` says; counts the tunnel if it opens one.
+async fn serve_connect<S>(mut s: S, mode: ProxyMode, count: Arc<AtomicUsize>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let Ok(b) = s.read_u8().await else { return };
+        head.push(b);
+    }
+    let head = String::from_utf8_lossy(&head).into_owned();
+    let target = head.split_whitespace().nth(1).unwrap_or("").to_owned();
+    let answer = match mode {
+        ProxyMode::Refuses => "HTTP/1.1 403 Forbidden\r\n\r\n",
+        ProxyMode::WantsUserPass if !head.contains("Proxy-Authorization: Basic dTpw\r\n") => {
+            "HTTP/1.1 407 Proxy Authentication Required\r\n\r\n"
+        }
+        ProxyMode::WantsUserPass => "",
+    };
+    if !answer.is_empty() {
+        let _ = s.write_all(answer.as_bytes()).await;
+        return;
+    }
+    let Ok(mut up) = TcpStream::connect(target.as_str()).await else {
+        return;
+    };
+    count.fetch_add(1, Ordering::Relaxed);
+    let _ = s
+        .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        .await;
+    let _ = tokio::io::copy_bidirectional(&mut s, &mut up).await;
+}
+
+/// An HTTPS proxy (CONNECT inside TLS, certificate `cert`/`key`) wanting `u:p`; counts the
+/// tunnels it opened and records the server names its clients sent.
+async fn https_proxy(
+    cert: &str,
+    key: &str,
+) -> (
+    SocketAddr,
+    Arc<AtomicUsize>,
+    Arc<std::sync::Mutex<Vec<String>>>,
+) {
+    let files = common::transport::tls::TlsFiles {
+        cert_file: Some(cert.into()),
+        key_file: Some(key.into()),
+        trusted_ca_file: None,
+    };
+    let acceptor =
+        tokio_rustls::TlsAcceptor::from(common::transport::tls::server_config(&files).unwrap());
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let tunnels = Arc::new(AtomicUsize::new(0));
+    let names = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (count, seen) = (tunnels.clone(), names.clone());
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = l.accept().await {
+            let (acceptor, count, seen) = (acceptor.clone(), count.clone(), seen.clone());
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let sni = tls.get_ref().1.server_name().unwrap_or("").to_owned();
+                seen.lock().unwrap().push(sni);
+                serve_connect(tls, ProxyMode::WantsUserPass, count).await;
+            });
+        }
+    });
+    (addr, tunnels, names)
+}
+
+/// `transport.proxyURL = "https://..."` with the real frpc (golib `httpsProxyAfterHook`): TLS to
+/// the proxy with its host name as SNI, verified against the CA bundle `SSL_CERT_FILE` names,
+/// then CONNECT with the credentials; a proxy whose certificate the roots do not vouch for
+/// stops frpc naming the TLS handshake with the proxy.
+#[tokio::test]
+async fn proxy_url_https_connect_with_the_real_frpc() {
+    init_log();
+    let dir = procs::tempdir("https-proxy");
+    let ca = make_ca("https proxy CA");
+    let (cert, key) = make_leaf(
+        &dir,
+        "proxy",
+        &ca,
+        ExtendedKeyUsagePurpose::ServerAuth,
+        false,
+    );
+    let ca_file = write_ca(&dir, "ca", &ca);
+    let (proxy, tunnels, names) = https_proxy(&cert, &key).await;
+    let (_frps, port) = procs::start_frps(&dir, &format!("auth.token = \"{TOKEN}\"\n")).await;
+    let echo = echo_tcp().await;
+    let remote = free_port().await;
+    let cfg = procs::write(
+        &dir,
+        "frpc.toml",
+        &format!(
+            "serverAddr = \"127.0.0.1\"\nserverPort = {port}\nauth.token = \"{TOKEN}\"\n\
+             transport.proxyURL = \"https://u:p@localhost:{}\"\n\
+             [[proxies]]\nname = \"svc\"\ntype = \"tcp\"\nlocalPort = {}\nremotePort = {remote}\n",
+            proxy.port(),
+            echo.port()
+        ),
+    );
+    let frpc = |ca: Option<&str>| {
+        let mut c = tokio::process::Command::new(bin("frpc"));
+        c.args(["-c", &cfg])
+            .env_remove("SSL_CERT_FILE")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true);
+        if let Some(ca) = ca {
+            c.env("SSL_CERT_FILE", ca);
+        }
+        c
+    };
+
+    // The web PKI roots do not vouch for the test's CA: frpc stops at its first login.
+    let out = tokio::time::timeout(PATIENCE, frpc(None).output())
+        .await
+        .expect("frpc exits")
+        .unwrap();
+    assert!(!out.status.success());
+    let err =
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    assert!(err.contains("TLS handshake with HTTPS proxy"), "{err}");
+    assert_eq!(tunnels.load(Ordering::Relaxed), 0);
+
+    // With the CA bundle: the tunnel runs through the proxy.
+    let _frpc = frpc(Some(&ca_file)).spawn().unwrap();
+    let addr = SocketAddr::from(([127, 0, 0, 1], remote));
+    wait_tunnel(addr).await;
+    let data = pattern(1 << 20, 9);
+    assert!(echo_through(addr, &data).await == data);
+    assert!(
+        tunnels.load(Ordering::Relaxed) > 0,
+        "the proxy opened no tunnel"
+    );
+    assert!(
+        names.lock().unwrap().iter().all(|n| n == "localhost"),
+        "server names sent: {:?}",
+        names.lock().unwrap()
+    );
+    let _ = std::fs::remove_dir_all(dir);
 }
 
 /// A SOCKS5 proxy wanting user `u` password `p`; counts the tunnels it opened.

@@ -57,13 +57,10 @@ impl fmt::Display for Unsupported {
 pub(crate) const CLIENT_RULES: &[Rule<ClientConfig>] = &[
     Rule {
         key: "transport.proxyURL",
-        why: "https and ntlm proxies are not supported yet (http and socks5 are); frpc will not \
+        why: "ntlm proxies are not supported yet (http, https and socks5 are); frpc will not \
               start",
         effect: Effect::Refuse,
-        used: |c| {
-            let u = c.transport.proxy_url.to_ascii_lowercase();
-            u.starts_with("https://") || u.starts_with("ntlm://")
-        },
+        used: |c| c.transport.proxy_url.to_ascii_lowercase().starts_with("ntlm://"),
     },
     Rule {
         key: "transport.proxyURL",

@@ -254,27 +254,30 @@ impl ServerDialer {
         Err(last)
     }
 
-    /// TCP to frps, or to the proxy and through it.
-    async fn tcp(&self) -> io::Result<TcpStream> {
+    /// TCP to frps, or to the proxy and through it (inside TLS to an `https://` proxy).
+    async fn tcp(&self) -> io::Result<BoxStream> {
+        let tuned = |tcp: TcpStream| {
+            let _ = tcp.set_nodelay(true);
+            set_keepalive(&tcp, self.cfg.transport.dial_server_keepalive);
+            tcp
+        };
         let dial = async {
             match &self.proxy {
-                None => self.tcp_to(&self.server.0, self.server.1).await,
+                None => Ok::<BoxStream, io::Error>(Box::new(tuned(
+                    self.tcp_to(&self.server.0, self.server.1).await?,
+                ))),
                 Some(p) => {
                     let (host, port) = split_host_port(&p.addr)?;
-                    let mut s = self.tcp_to(host, port).await.map_err(|e| {
+                    let s = self.tcp_to(host, port).await.map_err(|e| {
                         io::Error::new(e.kind(), format!("connect to proxy {}: {e}", p.addr))
                     })?;
-                    p.handshake(&mut s, &self.target()).await?;
-                    Ok(s)
+                    p.connect(tuned(s), Some(&self.target())).await
                 }
             }
         };
-        let tcp = tokio::time::timeout(self.dial_timeout(), dial)
+        tokio::time::timeout(self.dial_timeout(), dial)
             .await
-            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "dial frps timed out"))??;
-        let _ = tcp.set_nodelay(true);
-        set_keepalive(&tcp, self.cfg.transport.dial_server_keepalive);
-        Ok(tcp)
+            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "dial frps timed out"))?
     }
 
     /// frp's optional 0x17 byte, then TLS, when TLS is on.
@@ -323,7 +326,7 @@ impl ServerDialer {
     }
 
     /// TLS and the WebSocket upgrade over a connected stream, as the protocol stacks them.
-    async fn layers(&self, tcp: TcpStream) -> io::Result<BoxStream> {
+    async fn layers(&self, tcp: BoxStream) -> io::Result<BoxStream> {
         match self.protocol {
             Protocol::Websocket => {
                 let ws = ws::connect(tcp, &self.target()).await?;
@@ -339,7 +342,7 @@ impl ServerDialer {
                 // frp puts the TLS server name (no port) in the URL for wss.
                 Ok(Box::new(ws::connect(s, &name).await?))
             }
-            Protocol::Tcp | Protocol::Quic | Protocol::Kcp => self.frp_tls(Box::new(tcp)).await,
+            Protocol::Tcp | Protocol::Quic | Protocol::Kcp => self.frp_tls(tcp).await,
         }
     }
 

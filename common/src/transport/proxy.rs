@@ -1,11 +1,17 @@
 //! frpc to frps through a proxy (`transport.proxyURL`; golib `net/dial_option.go`):
-//! `http://[user:pass@]host:port` sends `CONNECT`, `socks5://[user:pass@]host:port` speaks
-//! SOCKS5 (RFC 1928, user/password auth RFC 1929) as x/net/proxy does. Like frp, the URL applies
+//! `http://[user:pass@]host:port` sends `CONNECT`, `https://...` does the same inside TLS to the
+//! proxy (golib `httpsProxyAfterHook`: the proxy's host name as SNI, its certificate checked
+//! against the CA bundle `SSL_CERT_FILE` names, as Go's crypto/x509 reads it, else the web PKI
+//! roots), `socks5://[user:pass@]host:port` speaks SOCKS5 (RFC 1928, user/password auth RFC
+//! 1929) as x/net/proxy does. Like frp, the URL applies
 //! to every dial of frps (frp reads no `NO_PROXY`); its default is the `http_proxy` variable.
 
+use crate::io::BoxStream;
 use base64::Engine;
 use std::io;
+use std::sync::{Arc, OnceLock};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
 
 /// A parsed `transport.proxyURL`.
 #[derive(Clone, PartialEq, Eq)]
@@ -34,6 +40,8 @@ impl std::fmt::Debug for ProxyUrl {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProxyKind {
     Http,
+    /// HTTP CONNECT inside TLS to the proxy.
+    Https,
     Socks5,
 }
 
@@ -64,11 +72,12 @@ impl ProxyUrl {
             .ok_or_else(|| "expected scheme://host:port".to_owned())?;
         let kind = match scheme.to_ascii_lowercase().as_str() {
             "http" => ProxyKind::Http,
+            "https" => ProxyKind::Https,
             "socks5" => ProxyKind::Socks5,
             other => {
                 return Err(format!(
-                    "proxy scheme {other:?} is not supported (http and socks5 are; frp's https \
-                     and ntlm proxies are not yet)"
+                    "proxy scheme {other:?} is not supported (http, https and socks5 are; frp's \
+                     ntlm proxies are not yet)"
                 ))
             }
         };
@@ -94,6 +103,7 @@ impl ProxyUrl {
             // is the friendlier reading of the same URL.
             let port = match kind {
                 ProxyKind::Http => 80,
+                ProxyKind::Https => 443,
                 ProxyKind::Socks5 => 1080,
             };
             format!("{host}:{port}")
@@ -111,17 +121,77 @@ impl ProxyUrl {
         ProxyUrl { key, ..self }
     }
 
-    /// Asks the proxy, over `conn` (connected to [`addr`](Self::addr)), for a tunnel to
-    /// `target` (`host:port`).
-    pub async fn handshake<S>(&self, conn: &mut S, target: &str) -> io::Result<()>
+    /// Over `tcp` (connected to [`addr`](Self::addr)): TLS first for an `https://` proxy,
+    /// then, when `target` (`host:port`) is given, asks the proxy for a tunnel to it. Without a
+    /// target the stream is left for a request in absolute form (an `http://` URL through an
+    /// HTTP proxy). Errors name [`key`](Self::key).
+    pub async fn connect(&self, tcp: TcpStream, target: Option<&str>) -> io::Result<BoxStream> {
+        self.connect_with(tcp, target, https_proxy_tls()?).await
+    }
+
+    /// [`connect`](Self::connect) with the TLS client config for an `https://` proxy given.
+    pub(crate) async fn connect_with(
+        &self,
+        mut tcp: TcpStream,
+        target: Option<&str>,
+        tls: Arc<rustls::ClientConfig>,
+    ) -> io::Result<BoxStream> {
+        match (self.kind, target) {
+            (ProxyKind::Https, _) => {
+                let (host, _) = super::dial::split_host_port(&self.addr)?;
+                let name = rustls::pki_types::ServerName::try_from(host.to_owned())
+                    .map_err(|e| refused(format!("{}: bad proxy host {host:?}: {e}", self.key)))?;
+                let mut s = tokio_rustls::TlsConnector::from(tls)
+                    .connect(name, tcp)
+                    .await
+                    .map_err(|e| {
+                        io::Error::new(
+                            e.kind(),
+                            format!(
+                                "TLS handshake with HTTPS proxy {} ({}): {e}",
+                                self.addr, self.key
+                            ),
+                        )
+                    })?;
+                if let Some(t) = target {
+                    self.handshake(&mut s, t).await?;
+                }
+                Ok(Box::new(s))
+            }
+            (_, Some(t)) => {
+                self.handshake(&mut tcp, t).await?;
+                Ok(Box::new(tcp))
+            }
+            (_, None) => Ok(Box::new(tcp)),
+        }
+    }
+
+    /// Asks the proxy, over `conn` (past TLS for `https://`), for a tunnel to `target`.
+    async fn handshake<S>(&self, conn: &mut S, target: &str) -> io::Result<()>
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
+        let auth = self.auth.as_ref();
         match self.kind {
-            ProxyKind::Http => http_connect(conn, target, self.auth.as_ref(), self.key).await,
-            ProxyKind::Socks5 => socks5_connect(conn, target, self.auth.as_ref(), self.key).await,
+            ProxyKind::Http | ProxyKind::Https => http_connect(conn, target, auth, self.key).await,
+            ProxyKind::Socks5 => socks5_connect(conn, target, auth, self.key).await,
         }
     }
+}
+
+/// The TLS client config for `https://` proxies, built once: the CA bundle `SSL_CERT_FILE`
+/// names (as Go reads it), else the web PKI roots; certificates are always checked.
+fn https_proxy_tls() -> io::Result<Arc<rustls::ClientConfig>> {
+    static TLS: OnceLock<Result<Arc<rustls::ClientConfig>, String>> = OnceLock::new();
+    TLS.get_or_init(|| {
+        let ca = std::env::var_os("SSL_CERT_FILE").map(std::path::PathBuf::from);
+        super::tls::https_client_config(ca.as_deref(), false).map_err(|e| match &ca {
+            Some(p) => format!("SSL_CERT_FILE {}: {e}", p.display()),
+            None => e.to_string(),
+        })
+    })
+    .clone()
+    .map_err(io::Error::other)
 }
 
 fn refused(msg: String) -> io::Error {
@@ -314,6 +384,15 @@ mod tests {
             (ProxyKind::Socks5, "[::1]:1080", None)
         );
         assert_eq!(ProxyUrl::parse("http://proxy").unwrap().addr, "proxy:80");
+        assert_eq!(
+            ProxyUrl::parse("https://proxy").unwrap(),
+            ProxyUrl {
+                kind: ProxyKind::Https,
+                addr: "proxy:443".into(),
+                auth: None,
+                key: "transport.proxyURL"
+            }
+        );
         assert!(ProxyUrl::parse("ntlm://h:1").unwrap_err().contains("ntlm"));
         assert!(ProxyUrl::parse("h:1").is_err());
         assert!(
