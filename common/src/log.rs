@@ -279,6 +279,56 @@ impl Throttle {
     }
 }
 
+/// [`Throttle`] per key (a peer's address): one noisy peer cannot hide another's warnings, and
+/// all peers together are held to `total` lines per period. At most `max_keys` keys are
+/// remembered; past that, keys share one slot.
+#[derive(Debug)]
+pub struct KeyedThrottle<K> {
+    every: std::time::Duration,
+    per_key: u32,
+    max_keys: usize,
+    total: Throttle,
+    /// Per key: when its period began, lines let through in it, lines held back since its last.
+    keys: Mutex<std::collections::HashMap<Option<K>, (tokio::time::Instant, u32, u64)>>,
+}
+
+impl<K: std::hash::Hash + Eq + Clone> KeyedThrottle<K> {
+    /// Up to `per_key` lines per key and `total` lines in all per `every`.
+    pub fn new(every: std::time::Duration, per_key: u32, total: u32, max_keys: usize) -> Self {
+        KeyedThrottle {
+            every,
+            per_key: per_key.max(1),
+            max_keys: max_keys.max(1),
+            total: Throttle::with_burst(every, total),
+            keys: Mutex::new(std::collections::HashMap::new()),
+        }
+    }
+
+    /// `Some(n)` when a line for `key` may be logged now (`n` of this key's were held back
+    /// since its last line, counting those the total held back).
+    pub fn ready(&self, key: K) -> Option<u64> {
+        let mut keys = self.keys.lock().unwrap_or_else(|p| p.into_inner());
+        let now = tokio::time::Instant::now();
+        let mut slot = Some(key);
+        if !keys.contains_key(&slot) && keys.len() >= self.max_keys {
+            keys.retain(|_, e| now.duration_since(e.0) < self.every);
+            if keys.len() >= self.max_keys {
+                slot = None;
+            }
+        }
+        let e = keys.entry(slot).or_insert((now, 0, 0));
+        if now.duration_since(e.0) >= self.every {
+            *e = (now, 0, e.2);
+        }
+        if e.1 >= self.per_key || self.total.ready().is_none() {
+            e.2 += 1;
+            return None;
+        }
+        e.1 += 1;
+        Some(std::mem::take(&mut e.2))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -358,6 +408,33 @@ mod tests {
         tokio::time::advance(std::time::Duration::from_secs(10)).await;
         assert_eq!(t.ready(), Some(2), "the two held back are counted");
         assert_eq!(t.ready(), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn keyed_throttle_keeps_one_key_from_hiding_another() {
+        let t = KeyedThrottle::new(std::time::Duration::from_secs(10), 2, 5, 3);
+        assert_eq!(t.ready("flood"), Some(0));
+        assert_eq!(t.ready("flood"), Some(0));
+        for _ in 0..100 {
+            assert_eq!(t.ready("flood"), None);
+        }
+        assert_eq!(t.ready("client"), Some(0), "another key still gets through");
+        assert_eq!(t.ready("other"), Some(0));
+        assert_eq!(t.ready("more"), Some(0), "the fifth line in all");
+        assert_eq!(t.ready("last"), None, "the total (5) is reached");
+        tokio::time::advance(std::time::Duration::from_secs(10)).await;
+        assert_eq!(
+            t.ready("flood"),
+            Some(100),
+            "its own held-back lines are counted"
+        );
+        // Past max_keys, new keys share one slot.
+        tokio::time::advance(std::time::Duration::from_secs(10)).await;
+        let t = KeyedThrottle::new(std::time::Duration::from_secs(10), 1, 100, 2);
+        assert_eq!(t.ready(1), Some(0));
+        assert_eq!(t.ready(2), Some(0));
+        assert_eq!(t.ready(3), Some(0), "the shared slot");
+        assert_eq!(t.ready(4), None, "the shared slot is used up");
     }
 
     #[tokio::test(start_paused = true)]

@@ -39,10 +39,23 @@ pub(crate) type Queued = Box<Message>;
 const SEND_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a re-login waits for the session it replaces to let go of its proxies.
 const REPLACE_TIMEOUT: Duration = Duration::from_secs(10);
-/// "login refused" lines: up to 20 per 10 s, then a count (a flood of wrong tokens cost frps a
-/// log line each, 14,000 a second in the hostile benchmark; the metric counts every refusal).
-static REFUSED_LOG: common::log::Throttle =
-    common::log::Throttle::with_burst(Duration::from_secs(10), 20);
+/// "login refused" lines: up to 5 per source address and 50 in all per 10 s, then a count (a
+/// flood of wrong tokens cost frps a log line each, 14,000 a second in the hostile benchmark);
+/// per address so that a flood from one host does not hide another client's refusal. The
+/// metric counts every refusal.
+static REFUSED_LOG: std::sync::LazyLock<common::log::KeyedThrottle<std::net::IpAddr>> =
+    std::sync::LazyLock::new(|| {
+        common::log::KeyedThrottle::new(Duration::from_secs(10), 5, 50, 4096)
+    });
+
+/// Logs a refused login unless [`REFUSED_LOG`] holds it back.
+fn log_refused(peer: std::net::SocketAddr, user: &str, version: &str, error: &str) {
+    match REFUSED_LOG.ready(peer.ip()) {
+        Some(0) => warn!(%peer, user, version, error, "login refused"),
+        Some(held) => warn!(%peer, user, version, error, similar_held_back = held, "login refused"),
+        None => {}
+    }
+}
 
 /// What the registry keeps of a control.
 #[derive(Debug, Clone)]
@@ -221,9 +234,7 @@ async fn start(
     }
     if let Err(e) = checked {
         origin.admission.reject(Reject::Refused);
-        if let Some(held) = REFUSED_LOG.ready() {
-            warn!(user = %login.user, version = %login.version, error = %e, similar_held_back = held, "login refused");
-        }
+        log_refused(origin.peer, &login.user, &login.version, &e);
         shared.metrics.refused("login", reason);
         let msg = if shared.cfg.detailed_errors_to_client {
             e
@@ -279,9 +290,13 @@ async fn start(
         }
         Err(e) => {
             handle.origin.admission.reject(Reject::Refused);
-            if let Some(held) = REFUSED_LOG.ready() {
-                warn!(error = %e, similar_held_back = held, "login refused");
-            }
+            shared.metrics.refused("login", "registry");
+            log_refused(
+                handle.origin.peer,
+                &login.user,
+                &login.version,
+                &e.to_string(),
+            );
             let _ = wire.write(&mut stream, &refuse(e.to_string()).into()).await;
             return None;
         }
