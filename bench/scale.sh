@@ -21,8 +21,10 @@
 # frps on core 1 (taskset); background load in the fairness and hostile scenarios runs as
 # SCHED_IDLE (nice 19 without chrt) so that it takes core 0 only when the measuring client does
 # not need it. Fairness reports each small request's latency twice: open loop (from its
-# scheduled time when the previous request on its connection made it late, else from its send)
-# and its round trip alone (from the write of the request to the last byte of the echo).
+# scheduled time when the previous request on its connection made it late, else from its send:
+# tokio's timer fires up to ~1 ms late, which is the probe's own lag) and its round trip alone
+# (from the write of the request to the last byte of the echo); then a control phase (the same
+# bulk flow kept off the frps under test, see fairness()).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-bench/RESULTS.md}
@@ -84,7 +86,7 @@ EOF
   sleep 0.3
 }
 stop_frps() { kill "$SPID" 2>/dev/null || true; wait "$SPID" 2>/dev/null || true; }
-fl() { "$BIN/frp-load" --server "127.0.0.1:$SPORT" --token "$TOKEN" $MUXF "$@"; }
+fl() { $LOAD "$BIN/frp-load" --server "127.0.0.1:$SPORT" --token "$TOKEN" $MUXF "$@"; }
 tlsflag() { [ "$TLS" = 1 ] && echo --tls || true; }
 
 SERVERS=("rs=$BIN/frps")
@@ -147,20 +149,21 @@ fairness() {
   a=$(fl --name-prefix small --probe-rate 500 --probe-conns 10 --duration "$FAIR_SECS" 2>/dev/null)
   $BG "$BIN/frp-load" --server "127.0.0.1:$SPORT" --token "$TOKEN" $MUXF --name-prefix bulk \
     --bulk-streams 4 --duration "$((FAIR_SECS + 4))" >"$WORK/bulk.json" 2>/dev/null &
-  local bp=$!
+  local bp=$!; PIDS+=("$bp")
   sleep 2
   b=$(fl --name-prefix small2 --probe-rate 500 --probe-conns 10 --duration "$FAIR_SECS" 2>/dev/null)
   wait "$bp"; bulk=$(cat "$WORK/bulk.json")
-  # The floor: the same bulk flow through a second instance of the same frps that runs on the
-  # load core (as background load), while the probe goes through the first, which carries no
-  # bulk bytes. What the probe loses here is the load core's doing, not the server's.
+  # The control: the same bulk flow through a second instance of the same frps that runs on
+  # the load core (as background load), while the probe goes through the first, which then
+  # carries no bulk byte. What the probe loses here is the load core's doing (which then also
+  # carries that frps's share of the bulk work), not the server's under test.
   sp=$SPID; sport=$SPORT
   start_frps "$1-floor" "$2" "$BG"
   local fpid=$SPID fport=$SPORT
   SPID=$sp; SPORT=$sport
   $BG "$BIN/frp-load" --server "127.0.0.1:$fport" --token "$TOKEN" $MUXF --name-prefix bulk \
     --bulk-streams 4 --duration "$((FAIR_SECS + 4))" >"$WORK/bulk2.json" 2>/dev/null &
-  bp=$!
+  bp=$!; PIDS+=("$bp")
   sleep 2
   c=$(fl --name-prefix small3 --probe-rate 500 --probe-conns 10 --duration "$FAIR_SECS" 2>/dev/null)
   wait "$bp"; bulk2=$(cat "$WORK/bulk2.json")
@@ -204,13 +207,13 @@ done
   echo "## Scale scenarios ($(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git rev-parse --short HEAD))"
   echo
   echo "Machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores, $(uname -r); frp-load on core 0, frps on core 1;"
-  echo "servers: ${SERVERS[*]}; tcpMux: $MUXB; TLS for idle/proxies/hostile: $TLS; hostile crowd from $CROWD_IPS, good clients from 127.0.0.1. Command: \`MUX=$MUX TLS=$TLS CROWD_IPS=$CROWD_IPS bash bench/scale.sh $SCENARIOS\`."
+  echo "servers: ${SERVERS[*]}; tcpMux: $MUXB; TLS for idle/proxies/hostile: $TLS; hostile crowd from $CROWD_IPS, good clients from 127.0.0.1. Command: \`${FRPS:+FRPS=$FRPS }${GO_FIRST:+GO_FIRST=$GO_FIRST }MUX=$MUX TLS=$TLS CROWD_IPS=$CROWD_IPS FAIR_SECS=$FAIR_SECS bash bench/scale.sh $SCENARIOS\`."
   echo
   declare -A HEAD=(
     [storm]="| scenario | server | transport | clients | logins ok | logins/s | login p50 ms | p99 ms | frps CPU µs per login | failures |"
     [idle]="| scenario | server | tls | clients | proxies ok | frps RSS KiB/client after arrival | at the end | frps CPU µs per idle client per s | frps fds per client | sessions dropped | failures |"
     [proxies]="| scenario | server | proxies | ok | ms to register all | frps RSS KiB/proxy | reload changed | ms to apply | live connections kept | failures |"
-    [fairness]="| scenario | server | open loop: p50 ms alone | p99 | p50 beside bulk | p99 | p99 ratio | round trip: p99 ms alone | beside bulk | ratio | bulk MB/s | floor: round trip p99 ms beside bulk through another frps on the load core | probe failures |"
+    [fairness]="| scenario | server | open loop: p50 ms alone | p99 | p50 beside bulk | p99 | p99 ratio | round trip: p99 ms alone | beside bulk | ratio | bulk MB/s | control: round trip p99 ms with the bulk flow through another frps on the load core (its MB/s) | probe failures |"
     [hostile]="| scenario | server | good login p99 ms alone | under attack | good probe p99 ms alone | under attack | wrong-token logins/s | silent closed by frps | vanished | frps fds before -> after | failures |"
   )
   for sc in $SCENARIOS; do

@@ -34,7 +34,8 @@ enum Mode {
     Normal,
     /// TCP connections that open and send nothing, held for --duration.
     Silent,
-    /// Logins with a wrong token, --clients of them (or until --duration has passed).
+    /// Logins with a wrong token, --clients of them (or until --duration has passed); give
+    /// --mux when frps has tcpMux on (its default), or frps sees garbage, not logins.
     WrongToken,
     /// Clients that log in, register their proxies, then vanish (RST, no goodbye); the tool
     /// then waits until frps has closed every proxy port they held.
@@ -528,8 +529,9 @@ async fn probe(
                 let from = if overran { due } else { sent };
                 match timeout(step, echo_once(&mut s)).await {
                     Ok(Ok(())) => {
-                        lat.push(from.elapsed().as_micros() as u64);
-                        rtt.push(sent.elapsed().as_micros() as u64);
+                        let done = Instant::now();
+                        lat.push((done - from).as_micros() as u64);
+                        rtt.push((done - sent).as_micros() as u64);
                     }
                     _ => {
                         bad += 1;
