@@ -269,7 +269,10 @@ impl ServerDialer {
                 Some(p) => {
                     let (host, port) = split_host_port(&p.addr)?;
                     let s = self.tcp_to(host, port).await.map_err(|e| {
-                        io::Error::new(e.kind(), format!("connect to proxy {}: {e}", p.addr))
+                        io::Error::new(
+                            e.kind(),
+                            format!("connect to proxy {} ({}): {e}", p.addr, p.key),
+                        )
                     })?;
                     p.connect(tuned(s), Some(&self.target())).await
                 }
@@ -277,7 +280,16 @@ impl ServerDialer {
         };
         tokio::time::timeout(self.dial_timeout(), dial)
             .await
-            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "dial frps timed out"))?
+            .map_err(|_| {
+                let why = match &self.proxy {
+                    None => "dial frps timed out".to_owned(),
+                    Some(p) => format!(
+                        "dial frps through proxy {} ({}) timed out: the proxy did not answer",
+                        p.addr, p.key
+                    ),
+                };
+                io::Error::new(io::ErrorKind::TimedOut, why)
+            })?
     }
 
     /// frp's optional 0x17 byte, then TLS, when TLS is on.

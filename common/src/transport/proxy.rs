@@ -249,7 +249,7 @@ where
             "proxy refused the credentials in {key} (407 Proxy Authentication Required)"
         ))),
         _ => Err(refused(format!(
-            "proxy refused CONNECT to {target}: {status_line}"
+            "proxy refused CONNECT to {target}: {status_line} ({key})"
         ))),
     }
 }
