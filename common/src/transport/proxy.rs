@@ -125,23 +125,13 @@ impl ProxyUrl {
     /// then, when `target` (`host:port`) is given, asks the proxy for a tunnel to it. Without a
     /// target the stream is left for a request in absolute form (an `http://` URL through an
     /// HTTP proxy). Errors name [`key`](Self::key).
-    pub async fn connect(&self, tcp: TcpStream, target: Option<&str>) -> io::Result<BoxStream> {
-        self.connect_with(tcp, target, https_proxy_tls()?).await
-    }
-
-    /// [`connect`](Self::connect) with the TLS client config for an `https://` proxy given.
-    pub(crate) async fn connect_with(
-        &self,
-        mut tcp: TcpStream,
-        target: Option<&str>,
-        tls: Arc<rustls::ClientConfig>,
-    ) -> io::Result<BoxStream> {
+    pub async fn connect(&self, mut tcp: TcpStream, target: Option<&str>) -> io::Result<BoxStream> {
         match (self.kind, target) {
             (ProxyKind::Https, _) => {
                 let (host, _) = super::dial::split_host_port(&self.addr)?;
                 let name = rustls::pki_types::ServerName::try_from(host.to_owned())
                     .map_err(|e| refused(format!("{}: bad proxy host {host:?}: {e}", self.key)))?;
-                let mut s = tokio_rustls::TlsConnector::from(tls)
+                let mut s = tokio_rustls::TlsConnector::from(https_proxy_tls()?)
                     .connect(name, tcp)
                     .await
                     .map_err(|e| {
