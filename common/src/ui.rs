@@ -25,6 +25,89 @@ pub const STYLE_CSS: &str = include_str!("ui/style.css");
 /// The live refresh, `/ui/app.js`.
 pub const APP_JS: &str = include_str!("ui/app.js");
 
+/// `webServer.assetsDir` (frp `assets.Load` and `server/api_router.go`/`client/api_router.go`):
+/// files from that directory under `/static/` (a directory answers with its `index.html`), and
+/// `/` redirects there (301), as frp does, so frp's own web UI built into that directory runs
+/// against our frp-compatible API. Behind the same Basic auth as every route. Only regular
+/// files inside the directory: `..`, encoded or not, and symlinks that lead out of it are 404;
+/// unlike Go's `http.FileServer`, no directory listings.
+#[derive(Debug, Clone)]
+pub struct AssetsDir(std::path::PathBuf);
+
+impl AssetsDir {
+    /// `None` when `dir` is empty (the built-in pages).
+    pub fn new(dir: &str) -> Option<AssetsDir> {
+        (!dir.is_empty()).then(|| AssetsDir(dir.into()))
+    }
+
+    /// The answer when `path` is `/` or under `/static/`; `None` for every other route.
+    pub async fn route(&self, method: &hyper::Method, path: &str) -> Option<Resp> {
+        if path == "/" {
+            let mut r = reply(StatusCode::MOVED_PERMANENTLY, "");
+            r.headers_mut()
+                .insert(LOCATION, HeaderValue::from_static("/static/"));
+            return Some(r);
+        }
+        let rest = path.strip_prefix("/static/")?;
+        if method != hyper::Method::GET && method != hyper::Method::HEAD {
+            return Some(reply(StatusCode::METHOD_NOT_ALLOWED, ""));
+        }
+        let not_found = || reply(StatusCode::NOT_FOUND, "404 page not found\n");
+        let Some(file) = self.file(rest).await else {
+            return Some(not_found());
+        };
+        let Ok(body) = tokio::fs::read(&file).await else {
+            return Some(not_found());
+        };
+        let mime = mime_guess::from_path(&file).first_or_octet_stream();
+        let mut r = reply(StatusCode::OK, body);
+        if let Ok(v) = HeaderValue::from_str(mime.essence_str()) {
+            r.headers_mut().insert(CONTENT_TYPE, v);
+        }
+        Some(r)
+    }
+
+    /// The regular file `rest` (percent-encoded, relative to the directory) names inside the
+    /// directory, or its `index.html` for a directory.
+    async fn file(&self, rest: &str) -> Option<std::path::PathBuf> {
+        let decoded = percent_decode(rest)?;
+        let mut p = self.0.clone();
+        for seg in decoded.split('/').filter(|s| !s.is_empty()) {
+            if seg == "." || seg == ".." || seg.contains('\\') || seg.contains('\0') {
+                return None;
+            }
+            p.push(seg);
+        }
+        let root = tokio::fs::canonicalize(&self.0).await.ok()?;
+        let mut real = tokio::fs::canonicalize(&p).await.ok()?;
+        if tokio::fs::metadata(&real).await.ok()?.is_dir() {
+            real = tokio::fs::canonicalize(real.join("index.html"))
+                .await
+                .ok()?;
+        }
+        (real.starts_with(&root) && tokio::fs::metadata(&real).await.ok()?.is_file())
+            .then_some(real)
+    }
+}
+
+/// `%XX` decoded; `None` for a bad escape or text that is not UTF-8.
+fn percent_decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = s.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
 /// One figure of an overview (`Uptime: 3h 2m`); `id` names it for the live refresh.
 #[derive(Debug, Clone, Serialize)]
 pub struct Figure {

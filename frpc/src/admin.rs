@@ -58,9 +58,15 @@ pub(crate) async fn serve(
         password: admin.web.password.0.clone(),
     };
     let page = Arc::new(crate::ui::Page::new());
+    let assets = Arc::new(common::ui::AssetsDir::new(&admin.web.assets_dir));
     let handler = Arc::new(move |req: Request<Bytes>| {
-        let (admin, page) = (admin.clone(), page.clone());
+        let (admin, page, assets) = (admin.clone(), page.clone(), assets.clone());
         async move {
+            if let Some(a) = assets.as_ref() {
+                if let Some(r) = a.route(req.method(), req.uri().path()).await {
+                    return r;
+                }
+            }
             match crate::ui::route(&admin, &page, &req) {
                 Some(r) => r,
                 None => handle(admin, req).await,

@@ -49,9 +49,17 @@ pub(crate) async fn serve(
         }
     };
     let page = Arc::new(crate::ui::Page::new(bind_port));
+    let assets = Arc::new(common::ui::AssetsDir::new(&web.assets_dir));
     let handler = Arc::new(move |req: Request<Bytes>| {
-        let (shared, page) = (shared.clone(), page.clone());
-        async move { crate::ui::route(&shared, &page, &req).unwrap_or_else(|| handle(&shared, req)) }
+        let (shared, page, assets) = (shared.clone(), page.clone(), assets.clone());
+        async move {
+            if let Some(a) = assets.as_ref() {
+                if let Some(r) = a.route(req.method(), req.uri().path()).await {
+                    return r;
+                }
+            }
+            crate::ui::route(&shared, &page, &req).unwrap_or_else(|| handle(&shared, req))
+        }
     });
     tokio::join!(http::serve(listener, auth, handler, token), roll);
 }

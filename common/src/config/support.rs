@@ -107,12 +107,6 @@ pub(crate) const CLIENT_RULES: &[Rule<ClientConfig>] = &[
 /// `webServer.*`, the same on both sides (relative to `webServer`).
 pub(crate) const WEB_RULES: &[Rule<WebServerConfig>] = &[
     Rule {
-        key: "assetsDir",
-        why: "serving web assets from a directory is not supported: frp-rs serves its own built-in pages at webServer /, and nothing is served from this directory",
-        effect: Effect::Warn,
-        used: |w| !w.assets_dir.is_empty(),
-    },
-    Rule {
         key: "pprofEnable",
         why: "pprof (Go's profiler) is not supported; frp-rs has no such endpoint",
         effect: Effect::Warn,
@@ -122,7 +116,11 @@ pub(crate) const WEB_RULES: &[Rule<WebServerConfig>] = &[
         key: "tls.trustedCaFile",
         why: "client certificates on the web server are not supported (frp ignores this key too)",
         effect: Effect::Warn,
-        used: |w| w.tls.as_ref().is_some_and(|t| !t.trusted_ca_file.is_empty()),
+        used: |w| {
+            w.tls
+                .as_ref()
+                .is_some_and(|t| !t.trusted_ca_file.is_empty())
+        },
     },
 ];
 

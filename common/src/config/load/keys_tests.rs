@@ -13,6 +13,10 @@ use serde_json::Value;
 /// A table's entry covers every key in it.
 const CLIENT_EFFECT: &[(&str, &[&str])] = &[
     (
+        "tests/tests/assets_dir.rs::frps_and_frpc_serve_assets_dir_under_static",
+        &["webServer.assetsDir"],
+    ),
+    (
         "tests/tests/transports.rs::websocket_with_tls_on_and_off_first_byte_and_tcp_mux",
         &["transport.protocol"],
     ),
@@ -286,6 +290,10 @@ const CLIENT_EFFECT: &[(&str, &[&str])] = &[
 ];
 
 const SERVER_EFFECT: &[(&str, &[&str])] = &[
+    (
+        "tests/tests/assets_dir.rs::frps_and_frpc_serve_assets_dir_under_static",
+        &["webServer.assetsDir"],
+    ),
     (
         "frps/src/nathole.rs::analysis_records_expire_after_the_reserve",
         &["natholeAnalysisDataReserveHours"],
@@ -685,7 +693,6 @@ fn sample(key: &str, dir: &Path) -> Option<String> {
             "featureGates = { VirtualNet = true }\nvirtualNet.address = \"100.86.0.1/24\""
         }
         "featureGates.VirtualNet" => "featureGates = { VirtualNet = true }",
-        "webServer.assetsDir" => "webServer.assetsDir = \"./static\"",
         "webServer.pprofEnable" => "webServer.pprofEnable = true",
         "version" => "version = \"v1\"",
         "proxies[].plugin.type" => "[[proxies]]\nname = \"p\"\ntype = \"tcp\"\n[proxies.plugin]\ntype = \"virtual_net\"",
