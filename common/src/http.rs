@@ -204,6 +204,28 @@ impl WebListener {
     }
 }
 
+/// Percent-decodes a URL path (the static_file plugin, `webServer.assetsDir`); `None` for a
+/// bad escape, invalid UTF-8 or a NUL byte.
+pub fn percent_decode_path(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    if out.contains(&0) {
+        return None;
+    }
+    String::from_utf8(out).ok()
+}
+
 /// A response with a full body.
 pub type Resp = Response<Full<Bytes>>;
 

@@ -70,10 +70,10 @@ impl AssetsDir {
     /// The regular file `rest` (percent-encoded, relative to the directory) names inside the
     /// directory, or its `index.html` for a directory.
     async fn file(&self, rest: &str) -> Option<std::path::PathBuf> {
-        let decoded = percent_decode(rest)?;
+        let decoded = crate::http::percent_decode_path(rest)?;
         let mut p = self.0.clone();
         for seg in decoded.split('/').filter(|s| !s.is_empty()) {
-            if seg == "." || seg == ".." || seg.contains('\\') || seg.contains('\0') {
+            if seg == "." || seg == ".." || seg.contains('\\') {
                 return None;
             }
             p.push(seg);
@@ -88,24 +88,6 @@ impl AssetsDir {
         (real.starts_with(&root) && tokio::fs::metadata(&real).await.ok()?.is_file())
             .then_some(real)
     }
-}
-
-/// `%XX` decoded; `None` for a bad escape or text that is not UTF-8.
-fn percent_decode(s: &str) -> Option<String> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            let hex = s.get(i + 1..i + 3)?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 /// One figure of an overview (`Uptime: 3h 2m`); `id` names it for the live refresh.

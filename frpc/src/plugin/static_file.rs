@@ -130,7 +130,7 @@ async fn handle<B>(req: Request<B>, s: &Settings) -> Response<Body> {
         .get(ACCEPT_ENCODING)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains("gzip"));
-    let Some(decoded) = percent_decode(rest) else {
+    let Some(decoded) = common::http::percent_decode_path(rest) else {
         return super::text(StatusCode::BAD_REQUEST, "400 Bad Request");
     };
     let url_path = format!("/{decoded}");
@@ -193,27 +193,6 @@ fn io_error(e: &std::io::Error) -> Response<Body> {
             "500 Internal Server Error",
         ),
     }
-}
-
-/// Percent-decodes a URL path; `None` for a bad escape, invalid UTF-8 or a NUL byte.
-fn percent_decode(s: &str) -> Option<String> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    if out.contains(&0) {
-        return None;
-    }
-    String::from_utf8(out).ok()
 }
 
 /// Go's `path.Clean` on a rooted path, as a relative path: `.` dropped, `..` resolved but
@@ -463,11 +442,11 @@ mod tests {
         assert_eq!(clean("/./a//b/.").unwrap(), PathBuf::from("a/b"));
         assert_eq!(clean("/").unwrap(), PathBuf::new());
         assert!(clean("/a\\..\\b").is_none());
-        let decoded = percent_decode("%2e%2e/%2E%2E/etc").unwrap();
+        let decoded = common::http::percent_decode_path("%2e%2e/%2E%2E/etc").unwrap();
         assert_eq!(clean(&format!("/{decoded}")).unwrap(), PathBuf::from("etc"));
-        assert!(percent_decode("a%00b").is_none());
-        assert!(percent_decode("a%zz").is_none());
-        assert!(percent_decode("a%2").is_none());
+        assert!(common::http::percent_decode_path("a%00b").is_none());
+        assert!(common::http::percent_decode_path("a%zz").is_none());
+        assert!(common::http::percent_decode_path("a%2").is_none());
     }
 
     #[test]
