@@ -34,6 +34,9 @@ pub const APP_JS: &str = include_str!("ui/app.js");
 #[derive(Debug, Clone)]
 pub struct AssetsDir(std::path::PathBuf);
 
+/// Largest file `webServer.assetsDir` serves, bytes (frp's built UI is about 1 MiB).
+pub const MAX_ASSET: u64 = 32 << 20;
+
 impl AssetsDir {
     /// `None` when `dir` is empty (the built-in pages).
     pub fn new(dir: &str) -> Option<AssetsDir> {
@@ -56,6 +59,17 @@ impl AssetsDir {
         let Some(file) = self.file(rest).await else {
             return Some(not_found());
         };
+        // Answers are whole bodies read into memory: a web UI's files are small, anything
+        // larger is refused rather than read.
+        if tokio::fs::metadata(&file)
+            .await
+            .map_or(true, |m| m.len() > MAX_ASSET)
+        {
+            return Some(reply(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("asset larger than {} MiB\n", MAX_ASSET >> 20),
+            ));
+        }
         let Ok(body) = tokio::fs::read(&file).await else {
             return Some(not_found());
         };

@@ -19,6 +19,11 @@ fn assets(dir: &std::path::Path) -> String {
     std::fs::write(a.join("sub/index.html"), "sub index").unwrap();
     std::fs::write(dir.join("secret.txt"), "secret").unwrap();
     std::os::unix::fs::symlink(dir.join("secret.txt"), a.join("link.txt")).unwrap();
+    // Sparse: larger than the limit without using the disk.
+    std::fs::File::create(a.join("huge.bin"))
+        .unwrap()
+        .set_len(common::ui::MAX_ASSET + 1)
+        .unwrap();
     a.display().to_string()
 }
 
@@ -60,6 +65,8 @@ async fn check(addr: SocketAddr) {
             "{outside}"
         );
     }
+    let r = get(addr, "x", "/static/huge.bin", &h).await;
+    assert_eq!(r.status, 500, "a file over the limit is refused, not read");
     // frp's API is still there beside the assets (frps: serverinfo, frpc: status).
     let api = [
         get(addr, "x", "/api/serverinfo", &h).await.status,
