@@ -40,7 +40,13 @@ pub const MAX_ASSET: u64 = 32 << 20;
 impl AssetsDir {
     /// `None` when `dir` is empty (the built-in pages).
     pub fn new(dir: &str) -> Option<AssetsDir> {
-        (!dir.is_empty()).then(|| AssetsDir(dir.into()))
+        if dir.is_empty() {
+            return None;
+        }
+        if !std::path::Path::new(dir).is_dir() {
+            tracing::warn!("webServer.assetsDir {dir:?} is not a directory: /static/ answers 404");
+        }
+        Some(AssetsDir(dir.into()))
     }
 
     /// The answer when `path` is `/` or under `/static/`; `None` for every other route.
@@ -56,9 +62,18 @@ impl AssetsDir {
             return Some(reply(StatusCode::METHOD_NOT_ALLOWED, ""));
         }
         let not_found = || reply(StatusCode::NOT_FOUND, "404 page not found\n");
-        let Some(file) = self.file(rest).await else {
+        let Some((file, dir)) = self.file(rest).await else {
             return Some(not_found());
         };
+        // As Go's FileServer: a directory named without its trailing slash is redirected, so
+        // that relative links in its index.html resolve inside it.
+        if dir && !rest.is_empty() && !rest.ends_with('/') {
+            let mut r = reply(StatusCode::MOVED_PERMANENTLY, "");
+            if let Ok(v) = HeaderValue::from_str(&format!("{path}/")) {
+                r.headers_mut().insert(LOCATION, v);
+            }
+            return Some(r);
+        }
         // Answers are whole bodies read into memory: a web UI's files are small, anything
         // larger is refused rather than read.
         if tokio::fs::metadata(&file)
@@ -75,15 +90,21 @@ impl AssetsDir {
         };
         let mime = mime_guess::from_path(&file).first_or_octet_stream();
         let mut r = reply(StatusCode::OK, body);
-        if let Ok(v) = HeaderValue::from_str(mime.essence_str()) {
+        let utf8 = mime.type_() == "text" || mime.essence_str() == "application/javascript";
+        let ct = if utf8 {
+            format!("{}; charset=utf-8", mime.essence_str())
+        } else {
+            mime.essence_str().to_owned()
+        };
+        if let Ok(v) = HeaderValue::from_str(&ct) {
             r.headers_mut().insert(CONTENT_TYPE, v);
         }
         Some(r)
     }
 
     /// The regular file `rest` (percent-encoded, relative to the directory) names inside the
-    /// directory, or its `index.html` for a directory.
-    async fn file(&self, rest: &str) -> Option<std::path::PathBuf> {
+    /// directory, or its `index.html` for a directory (then `true`).
+    async fn file(&self, rest: &str) -> Option<(std::path::PathBuf, bool)> {
         let decoded = crate::http::percent_decode_path(rest)?;
         let mut p = self.0.clone();
         for seg in decoded.split('/').filter(|s| !s.is_empty()) {
@@ -94,13 +115,14 @@ impl AssetsDir {
         }
         let root = tokio::fs::canonicalize(&self.0).await.ok()?;
         let mut real = tokio::fs::canonicalize(&p).await.ok()?;
-        if tokio::fs::metadata(&real).await.ok()?.is_dir() {
+        let dir = tokio::fs::metadata(&real).await.ok()?.is_dir();
+        if dir {
             real = tokio::fs::canonicalize(real.join("index.html"))
                 .await
                 .ok()?;
         }
         (real.starts_with(&root) && tokio::fs::metadata(&real).await.ok()?.is_file())
-            .then_some(real)
+            .then_some((real, dir))
     }
 }
 

@@ -49,7 +49,14 @@ async fn check(addr: SocketAddr) {
         .unwrap()
         .contains("javascript"));
     let r = get(addr, "x", "/static/sub", &h).await;
+    assert_eq!(
+        r.status, 301,
+        "a directory without its slash is redirected, as Go does"
+    );
+    assert_eq!(r.headers["location"], "/static/sub/");
+    let r = get(addr, "x", "/static/sub/", &h).await;
     assert_eq!((r.status, &r.body[..]), (200, &b"sub index"[..]));
+    assert_eq!(r.headers["content-type"], "text/html; charset=utf-8");
     for outside in [
         "/static/../secret.txt",
         "/static/%2e%2e/secret.txt",
